@@ -1,0 +1,275 @@
+//! Aggregates and the command handler that runs them against the event store.
+//!
+//! An aggregate is pure: [`Aggregate::decide`] turns a command and the current state
+//! into events (or a domain error), [`Aggregate::evolve`] folds an event into the
+//! state. No clock, pool or random source reaches it; the handler does the I/O:
+//! load (fold the stream), decide, append with the loaded version as the expected
+//! version, and on a concurrent append start over in a new transaction.
+
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::store::{
+    Append, Appended, EventStore, ExpectedVersion, Idempotency, IdempotencyKey, Metadata, NewEvent,
+    RecordedEvent, StoreError, StreamId, StreamVersion,
+};
+
+/// How a domain error should be reported to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The command names a stream that does not exist (HTTP 404).
+    NotFound,
+    /// The command is not allowed in the stream's current state (HTTP 409).
+    InvalidState,
+    /// The command's content is invalid whatever the state (HTTP 422).
+    Invalid,
+}
+
+/// A domain error knows which kind of rejection it is.
+pub trait DomainError: std::error::Error + Send + Sync + 'static {
+    fn rejection(&self) -> Rejection;
+}
+
+/// An event type of an aggregate: serialized as `{"event_type": ..., "payload": ...}`
+/// (serde's adjacently tagged enum), so the payload holds the event's fields only.
+pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync {
+    /// The schema version every event of this type is written with.
+    fn schema_version(&self) -> i32 {
+        1
+    }
+}
+
+/// A pure aggregate.
+pub trait Aggregate: Default + Send + Sync + Sized {
+    /// Stored as `stream_type` on every event of this aggregate.
+    const STREAM_TYPE: &'static str;
+    type Command: Send + Sync;
+    type Event: DomainEvent;
+    type Error: DomainError;
+
+    /// Decides what happens: the events a command produces in this state, or why not.
+    fn decide(&self, command: &Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+
+    /// Folds one event into the state.
+    fn evolve(self, event: &Self::Event) -> Self;
+}
+
+/// Errors of [`CommandHandler::execute`].
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: DomainError> {
+    /// The aggregate refused the command; nothing was appended.
+    #[error(transparent)]
+    Domain(E),
+    /// The stream was not at the version the caller expected; nothing was appended.
+    #[error(transparent)]
+    Conflict(StoreError),
+    /// Retrying on concurrent appends did not get through within the attempt budget.
+    #[error("stream {stream_id} is under heavy concurrent modification; retry later")]
+    Contended { stream_id: StreamId },
+    /// The idempotency key was used before for a different command.
+    #[error(transparent)]
+    IdempotencyKeyReused(StoreError),
+    /// A stored event could not be decoded into the aggregate's event type.
+    #[error("stored event {event_type} v{schema_version} at version {stream_version} is undecodable: {message}")]
+    Undecodable {
+        event_type: String,
+        schema_version: i32,
+        stream_version: StreamVersion,
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl<E: DomainError> From<StoreError> for CommandError<E> {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => CommandError::Conflict(e),
+            StoreError::IdempotencyKeyReused { .. } => CommandError::IdempotencyKeyReused(e),
+            other => CommandError::Store(other),
+        }
+    }
+}
+
+/// How a command is to be executed.
+#[derive(Debug, Clone, Default)]
+pub struct CommandContext {
+    /// The version the caller saw (HTTP `If-Match`). With it, a concurrent change is a
+    /// conflict returned to the caller; without it the handler reloads and decides
+    /// again.
+    pub expected_version: Option<StreamVersion>,
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Identifies the request behind an idempotency key (see [`fingerprint`]).
+    pub fingerprint: String,
+    pub metadata: Metadata,
+}
+
+/// A stable fingerprint of a command: which operation, on which stream, with which body.
+pub fn fingerprint(operation: &str, stream_id: &StreamId, body: &impl Serialize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(operation.as_bytes());
+    hasher.update([0]);
+    hasher.update(stream_id.as_str().as_bytes());
+    hasher.update([0]);
+    hasher.update(serde_json::to_vec(body).unwrap_or_default());
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Loads aggregates from and appends their decisions to one event store.
+#[derive(Debug, Clone)]
+pub struct CommandHandler<A> {
+    store: EventStore,
+    max_attempts: u32,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A: Aggregate> CommandHandler<A> {
+    pub fn new(store: EventStore) -> Self {
+        CommandHandler {
+            store,
+            max_attempts: 8,
+            _aggregate: PhantomData,
+        }
+    }
+
+    pub fn store(&self) -> &EventStore {
+        &self.store
+    }
+
+    /// Folds a stream into its state; `None` when the stream has no events.
+    pub async fn load(
+        &self,
+        stream_id: &StreamId,
+    ) -> Result<Option<(A, StreamVersion)>, CommandError<A::Error>> {
+        let events = self.store.read_stream(stream_id, StreamVersion::FIRST).await?;
+        fold::<A>(&events)
+    }
+
+    /// Runs a command: replay of an idempotent retry, or load → decide → append.
+    #[tracing::instrument(name = "command", skip_all, fields(stream_id = %stream_id, stream_type = A::STREAM_TYPE))]
+    pub async fn execute(
+        &self,
+        stream_id: &StreamId,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Result<Appended, CommandError<A::Error>> {
+        let idempotency = ctx.idempotency_key.as_ref().map(|key| Idempotency {
+            key,
+            fingerprint: &ctx.fingerprint,
+        });
+        // A retried command answers with its first result even if the state has since
+        // moved on (deciding again could now refuse it).
+        if let Some(idem) = idempotency {
+            if let Some(result) = self.store.idempotent_result(idem).await? {
+                return Ok(Appended::Replayed(result));
+            }
+        }
+        for attempt in 1..=self.max_attempts {
+            let (state, version) = match self.load(stream_id).await? {
+                Some((state, version)) => (state, Some(version)),
+                None => (A::default(), None),
+            };
+            let expected = match (ctx.expected_version, version) {
+                (Some(seen), _) => ExpectedVersion::Exact(seen),
+                (None, Some(v)) => ExpectedVersion::Exact(v),
+                (None, None) => ExpectedVersion::NoStream,
+            };
+            if let (Some(seen), current) = (ctx.expected_version, version) {
+                if current != Some(seen) {
+                    return Err(CommandError::Conflict(StoreError::Conflict {
+                        stream_id: stream_id.clone(),
+                        expected,
+                        actual: current,
+                    }));
+                }
+            }
+            let events = state.decide(command).map_err(CommandError::Domain)?;
+            let events = events
+                .iter()
+                .map(to_new_event)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| CommandError::Store(StoreError::Corrupt(e.to_string())))?;
+            let outcome = self
+                .store
+                .append(Append {
+                    stream_id,
+                    stream_type: A::STREAM_TYPE,
+                    expected,
+                    events,
+                    metadata: &ctx.metadata,
+                    idempotency,
+                })
+                .await;
+            match outcome {
+                Err(StoreError::Conflict { .. }) if ctx.expected_version.is_none() => {
+                    tracing::debug!(attempt, "concurrent append; deciding again");
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        u64::from(attempt) * 2,
+                    ))
+                    .await;
+                }
+                other => return other.map_err(CommandError::from),
+            }
+        }
+        Err(CommandError::Contended {
+            stream_id: stream_id.clone(),
+        })
+    }
+}
+
+/// Folds recorded events into an aggregate's state.
+pub fn fold<A: Aggregate>(
+    events: &[RecordedEvent],
+) -> Result<Option<(A, StreamVersion)>, CommandError<A::Error>> {
+    let Some(last) = events.last() else {
+        return Ok(None);
+    };
+    let mut state = A::default();
+    for recorded in events {
+        state = state.evolve(&decode_event::<A::Event>(recorded).map_err(|message| {
+            CommandError::Undecodable {
+                event_type: recorded.event_type.clone(),
+                schema_version: recorded.schema_version,
+                stream_version: recorded.stream_version,
+                message,
+            }
+        })?);
+    }
+    Ok(Some((state, last.stream_version)))
+}
+
+/// Serializes a domain event into the store's shape.
+pub fn to_new_event<E: DomainEvent>(event: &E) -> Result<NewEvent, serde_json::Error> {
+    let mut tagged = serde_json::to_value(event)?;
+    let event_type = tagged
+        .get("event_type")
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
+        .ok_or_else(|| serde::ser::Error::custom("event enum must be tagged with `event_type`"))?;
+    let payload = tagged
+        .get_mut("payload")
+        .map(serde_json::Value::take)
+        .unwrap_or(serde_json::Value::Object(Default::default()));
+    Ok(NewEvent {
+        event_type,
+        schema_version: event.schema_version(),
+        payload,
+    })
+}
+
+/// Decodes a recorded event into a domain event.
+pub fn decode_event<E: DomainEvent>(recorded: &RecordedEvent) -> Result<E, String> {
+    serde_json::from_value(serde_json::json!({
+        "event_type": recorded.event_type,
+        "payload": recorded.payload,
+    }))
+    .map_err(|e| e.to_string())
+}

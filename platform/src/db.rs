@@ -1,0 +1,132 @@
+//! Connections to a component's own database: the app role's pool for the runtime,
+//! the owner role for migrations. Nothing here can reach another component's
+//! database: each call is given one component and uses only its URLs.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::provision::redact;
+use crate::registry::{Component, Registry};
+
+/// Errors connecting to or migrating a component's database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The component is stateless: it has no database.
+    #[error("component `{0}` has no database")]
+    Stateless(String),
+    /// The URL is malformed.
+    #[error("invalid database URL for `{component}` ({url}): {source}")]
+    Url {
+        component: String,
+        url: String,
+        source: sqlx::Error,
+    },
+    /// The database refused or could not be reached.
+    #[error("cannot connect to the `{component}` database ({url}): {source}. Has `sluice db setup` run?")]
+    Connect {
+        component: String,
+        url: String,
+        source: sqlx::Error,
+    },
+    /// A migration failed; the database is left at the last successful one.
+    #[error("migrating `{component}`: {source}")]
+    Migrate {
+        component: String,
+        source: sqlx::migrate::MigrateError,
+    },
+}
+
+/// Pool size per component; override with `<NAME>_DATABASE_POOL_SIZE`.
+const DEFAULT_POOL_SIZE: u32 = 16;
+
+/// Opens the component's runtime pool (its app role, `<NAME>_DATABASE_URL`).
+pub async fn app_pool(registry: &Registry, component: &Component) -> Result<PgPool, DbError> {
+    let url = registry
+        .app_database_url(component)
+        .ok_or_else(|| DbError::Stateless(component.name.clone()))?;
+    let size = std::env::var(format!("{}_DATABASE_POOL_SIZE", component.env_prefix()))
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_POOL_SIZE);
+    let options = parse(&component.name, &url)?;
+    pool_with(options, size)
+        .await
+        .map_err(|source| DbError::Connect {
+            component: component.name.clone(),
+            url: redact(&url),
+            source,
+        })
+}
+
+/// A pool over given options (tests use it with their own databases).
+pub async fn pool_with(options: PgConnectOptions, size: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1)))
+        .await
+}
+
+/// Runs the component's migrations as its owner role (`<NAME>_OWNER_DATABASE_URL`),
+/// in order; each migrator ignores the others' entries in the shared history table.
+pub async fn migrate(
+    registry: &Registry,
+    component: &Component,
+    migrators: Vec<Migrator>,
+) -> Result<(), DbError> {
+    let url = registry
+        .owner_database_url(component)
+        .ok_or_else(|| DbError::Stateless(component.name.clone()))?;
+    let options = parse(&component.name, &url)?;
+    migrate_with(options, migrators)
+        .await
+        .map_err(|e| match e {
+            MigrateFailure::Connect(source) => DbError::Connect {
+                component: component.name.clone(),
+                url: redact(&url),
+                source,
+            },
+            MigrateFailure::Migrate(source) => DbError::Migrate {
+                component: component.name.clone(),
+                source,
+            },
+        })
+}
+
+/// Why [`migrate_with`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateFailure {
+    #[error(transparent)]
+    Connect(sqlx::Error),
+    #[error(transparent)]
+    Migrate(sqlx::migrate::MigrateError),
+}
+
+/// Runs migrators over one connection made with `options` (an owner role).
+pub async fn migrate_with(
+    options: PgConnectOptions,
+    migrators: Vec<Migrator>,
+) -> Result<(), MigrateFailure> {
+    let mut conn = options.connect().await.map_err(MigrateFailure::Connect)?;
+    for mut migrator in migrators {
+        migrator.set_ignore_missing(true);
+        migrator
+            .run(&mut conn)
+            .await
+            .map_err(MigrateFailure::Migrate)?;
+    }
+    let _ = conn.close().await;
+    Ok(())
+}
+
+fn parse(component: &str, url: &str) -> Result<PgConnectOptions, DbError> {
+    PgConnectOptions::from_str(url).map_err(|source| DbError::Url {
+        component: component.to_owned(),
+        url: redact(url),
+        source,
+    })
+}

@@ -1,0 +1,20 @@
+//! The library every Sluice component is built on.
+//!
+//! - [`registry`]: `sluice.toml`, the single source of truth for components;
+//! - [`provision`]: one database and two roles per component, nothing shared;
+//! - [`db`]: a component's own pool and migrations;
+//! - [`store`]: the append-only event store with its transactional outbox;
+//! - [`aggregate`]: pure aggregates and the command handler around them;
+//! - [`http`]: problem responses, extractors, health endpoints, serving;
+//! - [`generate`]: files derived from the registry (provisioning SQL, compose file).
+#![forbid(unsafe_code)]
+
+pub mod aggregate;
+pub mod db;
+pub mod generate;
+pub mod http;
+pub mod provision;
+pub mod registry;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -1,0 +1,330 @@
+//! The event store: append with optimistic concurrency and idempotency keys, read
+//! streams back. Schema and invariants live in `platform/migrations/`.
+//!
+//! An append runs in its own READ COMMITTED transaction:
+//!
+//! 1. (with an idempotency key) look the key up; a hit returns the first result;
+//! 2. read the stream's current version (a plain read: the transaction has no id yet);
+//! 3. check it against the expected version;
+//! 4. insert the events in one statement; the transaction takes its id here, after the
+//!    version it appends after was read as committed, and a trigger writes the outbox
+//!    rows with that id;
+//! 5. (with a key) record the result under the key; commit.
+//!
+//! A concurrent append of the same version fails on the `(stream_id, stream_version)`
+//! key and surfaces as [`StoreError::Conflict`]; a caller that retries starts a new
+//! transaction. This ordering is what makes a stream's later version always carry the
+//! larger transaction id, so a relay publishing in transaction-id order keeps each
+//! stream in version order.
+
+mod types;
+
+pub use types::*;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+/// The event store's schema (events, outbox, idempotency keys). Every write service
+/// runs it, then its own migrations.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations")
+}
+
+/// Errors of the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The stream was not at the expected version: someone else appended first, or
+    /// the stream exists when it should not (or the reverse). Nothing was written.
+    #[error("stream {stream_id} expected {expected}, but {}", describe(*.actual))]
+    Conflict {
+        stream_id: StreamId,
+        expected: ExpectedVersion,
+        actual: Option<StreamVersion>,
+    },
+    /// The idempotency key was first used for a different command. Nothing was written.
+    #[error("idempotency key `{key}` was already used for a different command")]
+    IdempotencyKeyReused { key: String },
+    /// An append without events.
+    #[error("an append needs at least one event")]
+    EmptyAppend,
+    /// The stored data could not be read back (a corrupt row, an unknown metadata shape).
+    #[error("stored event is unreadable: {0}")]
+    Corrupt(String),
+    /// The database failed or refused the statement.
+    #[error("event store database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+fn describe(actual: Option<StreamVersion>) -> String {
+    match actual {
+        None => "the stream does not exist".to_owned(),
+        Some(v) => format!("it is at version {v}"),
+    }
+}
+
+/// An append request.
+#[derive(Debug, Clone)]
+pub struct Append<'a> {
+    pub stream_id: &'a StreamId,
+    pub stream_type: &'a str,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub metadata: &'a Metadata,
+    /// With a key, a retried append returns the first result and writes nothing.
+    pub idempotency: Option<Idempotency<'a>>,
+}
+
+/// An idempotency key and a fingerprint of the request it was used for.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    pub key: &'a IdempotencyKey,
+    pub fingerprint: &'a str,
+}
+
+/// The outcome of an append: written now, or replayed from an earlier append with the
+/// same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    New(AppendResult),
+    Replayed(AppendResult),
+}
+
+impl Appended {
+    pub fn result(&self) -> &AppendResult {
+        match self {
+            Appended::New(r) | Appended::Replayed(r) => r,
+        }
+    }
+
+    pub fn is_replay(&self) -> bool {
+        matches!(self, Appended::Replayed(_))
+    }
+}
+
+/// A service's event store, over its own pool (its app role).
+#[derive(Debug, Clone)]
+pub struct EventStore {
+    pool: PgPool,
+}
+
+const UNIQUE_VIOLATION: &str = "23505";
+
+impl EventStore {
+    pub fn new(pool: PgPool) -> Self {
+        EventStore { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends events to one stream; see the module docs for the protocol.
+    #[tracing::instrument(
+        name = "store.append",
+        skip_all,
+        fields(stream_id = %request.stream_id, events = request.events.len(), expected = %request.expected)
+    )]
+    pub async fn append(&self, request: Append<'_>) -> Result<Appended, StoreError> {
+        if request.events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        if let Some(idem) = request.idempotency {
+            if let Some(result) = self.idempotent_result(idem).await? {
+                return Ok(Appended::Replayed(result));
+            }
+        }
+        match self.try_append(&request).await {
+            Ok(result) => Ok(Appended::New(result)),
+            // A concurrent retry with the same key may have won the race: its result is
+            // the answer, whether we lost on the key or on the stream version.
+            Err(err @ (StoreError::Conflict { .. } | StoreError::Database(_))) => {
+                match request.idempotency {
+                    Some(idem) => match self.idempotent_result(idem).await? {
+                        Some(result) => Ok(Appended::Replayed(result)),
+                        None => Err(err),
+                    },
+                    None => Err(err),
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn try_append(&self, request: &Append<'_>) -> Result<AppendResult, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let current = current_version(&mut tx, request.stream_id).await?;
+        if !request.expected.admits(current) {
+            return Err(StoreError::Conflict {
+                stream_id: request.stream_id.clone(),
+                expected: request.expected,
+                actual: current,
+            });
+        }
+        let first = current.map_or(StreamVersion::FIRST, StreamVersion::next);
+        let n = request.events.len();
+        let event_ids: Vec<EventId> = (0..n).map(|_| EventId::new()).collect();
+        let versions: Vec<i64> = (0..n as i64).map(|i| first.get() + i).collect();
+        let metadata = serde_json::to_value(request.metadata)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let inserted = sqlx::query(
+            "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, \
+                                 schema_version, payload, metadata) \
+             SELECT e.event_id, $2, $3, e.stream_version, e.event_type, e.schema_version, e.payload, $8 \
+               FROM UNNEST($1::uuid[], $4::bigint[], $5::text[], $6::int[], $7::jsonb[]) \
+                    AS e(event_id, stream_version, event_type, schema_version, payload) \
+              ORDER BY e.stream_version \
+             RETURNING global_position",
+        )
+        .bind(event_ids.iter().map(|e| e.0).collect::<Vec<Uuid>>())
+        .bind(request.stream_id.as_str())
+        .bind(request.stream_type)
+        .bind(&versions)
+        .bind(request.events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+        .bind(request.events.iter().map(|e| e.schema_version).collect::<Vec<_>>())
+        .bind(request.events.iter().map(|e| &e.payload).collect::<Vec<_>>())
+        .bind(&metadata)
+        .fetch_all(&mut *tx)
+        .await;
+        let inserted = match inserted {
+            Ok(rows) => rows,
+            Err(e) => return Err(self.conflict_or(e, request).await),
+        };
+        let last_position = inserted
+            .iter()
+            .map(|row| row.get::<i64, _>(0))
+            .max()
+            .unwrap_or_default();
+        let result = AppendResult {
+            stream_id: request.stream_id.clone(),
+            stream_version: StreamVersion::new(versions[n - 1])
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            event_ids,
+            global_position: GlobalPosition(last_position),
+        };
+        if let Some(idem) = request.idempotency {
+            let stored =
+                serde_json::to_value(&result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO idempotency_keys (idempotency_key, request_fingerprint, stream_id, result) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(idem.key.as_str())
+            .bind(idem.fingerprint)
+            .bind(request.stream_id.as_str())
+            .bind(stored)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    /// Maps a unique violation on the stream version key to a conflict, reporting the
+    /// version the stream moved on to.
+    async fn conflict_or(&self, err: sqlx::Error, request: &Append<'_>) -> StoreError {
+        let is_version_clash = err.as_database_error().is_some_and(|db| {
+            db.code().as_deref() == Some(UNIQUE_VIOLATION)
+                && db.constraint() == Some("events_stream_version_key")
+        });
+        if is_version_clash {
+            match self.stream_version(request.stream_id).await {
+                Ok(actual) => StoreError::Conflict {
+                    stream_id: request.stream_id.clone(),
+                    expected: request.expected,
+                    actual,
+                },
+                Err(e) => e,
+            }
+        } else {
+            StoreError::Database(err)
+        }
+    }
+
+    /// The first result recorded under an idempotency key, if any.
+    pub async fn idempotent_result(
+        &self,
+        idem: Idempotency<'_>,
+    ) -> Result<Option<AppendResult>, StoreError> {
+        let row = sqlx::query(
+            "SELECT request_fingerprint, result FROM idempotency_keys WHERE idempotency_key = $1",
+        )
+        .bind(idem.key.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let fingerprint: String = row.get(0);
+        if fingerprint != idem.fingerprint {
+            return Err(StoreError::IdempotencyKeyReused {
+                key: idem.key.as_str().to_owned(),
+            });
+        }
+        let result: serde_json::Value = row.get(1);
+        serde_json::from_value(result)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("idempotency result: {e}")))
+    }
+
+    /// The stream's current version; `None` when it has no events.
+    pub async fn stream_version(
+        &self,
+        stream_id: &StreamId,
+    ) -> Result<Option<StreamVersion>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        current_version(&mut conn, stream_id).await
+    }
+
+    /// Reads a stream's events in version order, starting at `from`.
+    #[tracing::instrument(name = "store.read_stream", skip(self), fields(stream_id = %stream_id))]
+    pub async fn read_stream(
+        &self,
+        stream_id: &StreamId,
+        from: StreamVersion,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        sqlx::query(
+            "SELECT event_id, stream_id, stream_type, stream_version, global_position, event_type, \
+                    schema_version, payload, metadata, recorded_at \
+               FROM events WHERE stream_id = $1 AND stream_version >= $2 \
+              ORDER BY stream_version",
+        )
+        .bind(stream_id.as_str())
+        .bind(from.get())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(recorded_event)
+        .collect()
+    }
+}
+
+async fn current_version(
+    conn: &mut PgConnection,
+    stream_id: &StreamId,
+) -> Result<Option<StreamVersion>, StoreError> {
+    let max: Option<i64> =
+        sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_id = $1")
+            .bind(stream_id.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+    max.map(StreamVersion::new)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn recorded_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
+    Ok(RecordedEvent {
+        event_id: EventId(row.try_get("event_id")?),
+        stream_id: StreamId::new(row.try_get::<String, _>("stream_id")?).map_err(|e| corrupt(&e))?,
+        stream_type: row.try_get("stream_type")?,
+        stream_version: StreamVersion::new(row.try_get("stream_version")?)
+            .map_err(|e| corrupt(&e))?,
+        global_position: GlobalPosition(row.try_get("global_position")?),
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        payload: row.try_get("payload")?,
+        metadata: serde_json::from_value(row.try_get("metadata")?).map_err(|e| corrupt(&e))?,
+        recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
+    })
+}

@@ -1,0 +1,301 @@
+//! Event store behaviour against a real PostgreSQL, each test in a fresh database
+//! provisioned like a real service (owner runs migrations, app role appends).
+
+use std::sync::Arc;
+
+use serde_json::json;
+use sluice_platform::registry::ComponentKind;
+use sluice_platform::store::{
+    Append, Appended, EventStore, ExpectedVersion, Idempotency, IdempotencyKey, Metadata,
+    NewEvent, StoreError, StreamId, StreamVersion,
+};
+use sluice_platform::testing::TestDatabase;
+use sqlx::Row;
+use uuid::Uuid;
+
+async fn store() -> (TestDatabase, EventStore) {
+    let db = TestDatabase::provision("store", ComponentKind::Service).await;
+    db.migrate(vec![sluice_platform::store::migrator()]).await;
+    let store = EventStore::new(db.app_pool().await);
+    (db, store)
+}
+
+fn event(n: i64) -> NewEvent {
+    NewEvent {
+        event_type: "Counted".to_owned(),
+        schema_version: 1,
+        payload: json!({ "n": n }),
+    }
+}
+
+fn append<'a>(
+    stream: &'a StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    metadata: &'a Metadata,
+) -> Append<'a> {
+    Append {
+        stream_id: stream,
+        stream_type: "counter",
+        expected,
+        events,
+        metadata,
+        idempotency: None,
+    }
+}
+
+fn v(n: i64) -> StreamVersion {
+    StreamVersion::new(n).unwrap()
+}
+
+#[tokio::test]
+async fn appends_are_versioned_from_one_and_read_back_in_order() {
+    let (_db, store) = store().await;
+    let stream = StreamId::new("c-1").unwrap();
+    let meta = Metadata {
+        correlation_id: Some(Uuid::now_v7()),
+        actor: Some("tester".into()),
+        ..Metadata::default()
+    };
+    let first = store
+        .append(append(&stream, ExpectedVersion::NoStream, vec![event(1), event(2)], &meta))
+        .await
+        .unwrap();
+    assert_eq!(first.result().stream_version, v(2));
+    let second = store
+        .append(append(&stream, ExpectedVersion::Exact(v(2)), vec![event(3)], &meta))
+        .await
+        .unwrap();
+    assert_eq!(second.result().stream_version, v(3));
+
+    let events = store.read_stream(&stream, StreamVersion::FIRST).await.unwrap();
+    let versions: Vec<i64> = events.iter().map(|e| e.stream_version.get()).collect();
+    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(events[2].payload, json!({ "n": 3 }));
+    assert_eq!(events[0].metadata, meta);
+    assert_eq!(events[0].stream_type, "counter");
+    // UUIDv7 event ids.
+    assert!(events.iter().all(|e| e.event_id.0.get_version_num() == 7));
+    assert!(events.windows(2).all(|w| w[0].global_position < w[1].global_position));
+    let tail = store.read_stream(&stream, v(3)).await.unwrap();
+    assert_eq!(tail.len(), 1);
+}
+
+#[tokio::test]
+async fn append_with_stale_version_is_rejected_and_writes_nothing() {
+    let (_db, store) = store().await;
+    let stream = StreamId::new("c-2").unwrap();
+    let meta = Metadata::default();
+    store
+        .append(append(&stream, ExpectedVersion::NoStream, vec![event(1)], &meta))
+        .await
+        .unwrap();
+    let err = store
+        .append(append(&stream, ExpectedVersion::NoStream, vec![event(2)], &meta))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { actual: Some(a), .. } if a == v(1)),
+        "{err:?}"
+    );
+    let err = store
+        .append(append(&stream, ExpectedVersion::Exact(v(5)), vec![event(2)], &meta))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
+    let missing = StreamId::new("nope").unwrap();
+    let err = store
+        .append(append(&missing, ExpectedVersion::Exact(v(1)), vec![event(2)], &meta))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: None, .. }), "{err:?}");
+    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+    let err = store
+        .append(append(&stream, ExpectedVersion::Any, vec![], &meta))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::EmptyAppend));
+}
+
+#[tokio::test]
+async fn fifty_concurrent_appends_with_the_same_expected_version_admit_exactly_one() {
+    let (_db, store) = store().await;
+    let store = Arc::new(store);
+    let stream = StreamId::new("hot").unwrap();
+    let meta = Metadata::default();
+    store
+        .append(append(&stream, ExpectedVersion::NoStream, vec![event(0)], &meta))
+        .await
+        .unwrap();
+
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let (store, stream, barrier) = (store.clone(), stream.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let meta = Metadata::default();
+                barrier.wait().await;
+                store
+                    .append(append(&stream, ExpectedVersion::Exact(v(1)), vec![event(i)], &meta))
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict { .. }) => conflicts += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 49));
+    let events = store.read_stream(&stream, StreamVersion::FIRST).await.unwrap();
+    assert_eq!(events.len(), 2);
+}
+
+#[tokio::test]
+async fn idempotent_retry_returns_the_first_result_and_appends_nothing() {
+    let (_db, store) = store().await;
+    let stream = StreamId::new("c-3").unwrap();
+    let meta = Metadata::default();
+    let key = IdempotencyKey::new("cmd-42").unwrap();
+    let idem = Idempotency {
+        key: &key,
+        fingerprint: "place:c-3:abc",
+    };
+    let mut request = append(&stream, ExpectedVersion::Any, vec![event(1)], &meta);
+    request.idempotency = Some(idem);
+    let first = store.append(request.clone()).await.unwrap();
+    assert!(matches!(first, Appended::New(_)));
+    let again = store.append(request.clone()).await.unwrap();
+    assert_eq!(again, Appended::Replayed(first.result().clone()));
+    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+
+    // The same key for a different command is refused, and writes nothing.
+    request.idempotency = Some(Idempotency {
+        key: &key,
+        fingerprint: "other",
+    });
+    let err = store.append(request).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdempotencyKeyReused { .. }), "{err:?}");
+    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_idempotency_key_append_once() {
+    let (_db, store) = store().await;
+    let store = Arc::new(store);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let stream = StreamId::new("c-4").unwrap();
+                let meta = Metadata::default();
+                let key = IdempotencyKey::new("same").unwrap();
+                let mut request = append(&stream, ExpectedVersion::Any, vec![event(1)], &meta);
+                request.idempotency = Some(Idempotency {
+                    key: &key,
+                    fingerprint: "f",
+                });
+                store.append(request).await.map(|a| a.result().clone())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().unwrap());
+    }
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+    let stream = StreamId::new("c-4").unwrap();
+    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_app_role_cannot_update_delete_or_truncate_events() {
+    let (db, store) = store().await;
+    let stream = StreamId::new("c-5").unwrap();
+    store
+        .append(append(&stream, ExpectedVersion::NoStream, vec![event(1)], &Metadata::default()))
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events CASCADE",
+        "UPDATE outbox SET published_at = now()",
+        "DELETE FROM idempotency_keys",
+    ] {
+        let err = sqlx::query(sql).execute(store.pool()).await.unwrap_err();
+        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
+        assert_eq!(code.as_deref(), Some("42501"), "{sql}: {err}");
+    }
+    // Even the owner (who has every privilege) is stopped by the trigger.
+    let owner = sluice_platform::db::pool_with(db.owner_options(), 1).await.unwrap();
+    for sql in ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events CASCADE"] {
+        let err = sqlx::query(sql).execute(&owner).await.unwrap_err();
+        assert!(err.to_string().contains("events are immutable"), "{sql}: {err}");
+    }
+    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn versions_must_be_gap_free_even_for_raw_inserts() {
+    let (_db, store) = store().await;
+    let err = sqlx::query(
+        "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, schema_version, payload) \
+         VALUES ($1, 'gap', 'counter', 2, 'Counted', 1, '{}')",
+    )
+    .bind(Uuid::now_v7())
+    .execute(store.pool())
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("gap-free"), "{err}");
+}
+
+#[tokio::test]
+async fn outbox_rows_match_events_one_to_one_with_the_writer_transaction() {
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    for i in 0..20 {
+        let stream = StreamId::new(format!("s-{}", i % 4)).unwrap();
+        let events = (0..(i % 3 + 1)).map(event).collect();
+        store
+            .append(append(&stream, ExpectedVersion::Any, events, &meta))
+            .await
+            .unwrap();
+    }
+    let row = sqlx::query(
+        "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM outbox), \
+                (SELECT count(*) FROM events e JOIN outbox o USING (global_position)), \
+                (SELECT count(DISTINCT txid) FROM outbox), \
+                (SELECT count(*) FROM outbox WHERE published_at IS NOT NULL)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    let counts: Vec<i64> = (0..5).map(|i| row.get(i)).collect();
+    // 20 appends of 1, 2 or 3 events: 7*1 + 7*2 + 6*3 = 39 events in 20 transactions.
+    assert_eq!(counts, [39, 39, 39, 20, 0]);
+}
+
+#[tokio::test]
+async fn a_rolled_back_append_leaves_no_event_and_no_outbox_row() {
+    let (_db, store) = store().await;
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, schema_version, payload) \
+         VALUES ($1, 'rb', 'counter', 1, 'Counted', 1, '{}')",
+    )
+    .bind(Uuid::now_v7())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}

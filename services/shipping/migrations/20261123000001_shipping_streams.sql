@@ -1,0 +1,3 @@
+-- The shipping store holds only shipment streams: an event of any other stream type is a bug
+-- in the writer, and the database refuses it.
+ALTER TABLE events ADD CONSTRAINT events_shipping_stream_type CHECK (stream_type = 'shipment');
