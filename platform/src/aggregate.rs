@@ -108,14 +108,13 @@ pub struct CommandContext {
     pub metadata: Metadata,
 }
 
-/// A stable fingerprint of a command: which operation, on which stream, with which body.
-pub fn fingerprint(operation: &str, stream_id: &StreamId, body: &impl Serialize) -> String {
+/// A stable fingerprint of a command as the client sent it: the operation, the ids
+/// it named and its body, e.g. `fingerprint(&("confirm_order", id, &body))`. Values
+/// the server generates (a new stream id) must not be part of it, or a retry would
+/// not match its first attempt.
+pub fn fingerprint(request: &impl Serialize) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(operation.as_bytes());
-    hasher.update([0]);
-    hasher.update(stream_id.as_str().as_bytes());
-    hasher.update([0]);
-    hasher.update(serde_json::to_vec(body).unwrap_or_default());
+    hasher.update(serde_json::to_vec(request).unwrap_or_default());
     hasher
         .finalize()
         .iter()

@@ -6,6 +6,8 @@
 //! - [`store`]: the append-only event store with its transactional outbox;
 //! - [`aggregate`]: pure aggregates and the command handler around them;
 //! - [`http`]: problem responses, extractors, health endpoints, serving;
+//! - [`service`]: running a write service (pool, migrations, HTTP);
+//! - [`values`]: money and currency value types of the reference domain;
 //! - [`generate`]: files derived from the registry (provisioning SQL, compose file).
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,8 @@ pub mod generate;
 pub mod http;
 pub mod provision;
 pub mod registry;
+pub mod service;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod values;

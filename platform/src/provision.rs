@@ -256,12 +256,14 @@ pub fn redact(url: &str) -> String {
 /// themselves; never by the platform itself).
 pub async fn drop_component(admin_url: &str, db: &DatabaseSpec) -> Result<(), sqlx::Error> {
     let mut conn = PgConnection::connect(admin_url).await?;
-    sqlx::raw_sql(&format!(
-        "DROP DATABASE IF EXISTS {} WITH (FORCE); DROP ROLE IF EXISTS {}; DROP ROLE IF EXISTS {};",
-        db.name, db.app_role, db.owner_role
-    ))
-    .execute(&mut conn)
-    .await?;
+    // One statement per query: DROP DATABASE refuses to run in a (implicit) block.
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name),
+        format!("DROP ROLE IF EXISTS {}", db.app_role),
+        format!("DROP ROLE IF EXISTS {}", db.owner_role),
+    ] {
+        sqlx::raw_sql(&sql).execute(&mut conn).await?;
+    }
     conn.close().await
 }
 

@@ -1,0 +1,88 @@
+//! Running a write service: its own pool, its own migrations, its HTTP API.
+//!
+//! A write service crate describes itself with a [`WriteService`]; the binary runs
+//! any of them the same way, alone (`sluice run orders`) or side by side
+//! (`sluice up`), each with its own database, role and pool.
+
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{self, DbError};
+use crate::http::with_platform_routes;
+use crate::registry::{Component, Registry};
+use crate::store::{self, EventStore};
+
+/// What the platform needs to know to run a write service.
+#[derive(Clone, Copy)]
+pub struct WriteService {
+    /// The registry name (`orders`).
+    pub name: &'static str,
+    /// The service's own migrations, run after the event store's.
+    pub migrator: fn() -> Migrator,
+    /// The service's HTTP API over its event store.
+    pub router: fn(EventStore) -> axum::Router,
+}
+
+/// Why a service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The HTTP port is taken or not bindable.
+    #[error("`{component}` cannot listen on {address}: {source}")]
+    Bind {
+        component: String,
+        address: String,
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("`{component}` HTTP server failed: {source}")]
+    Serve {
+        component: String,
+        source: std::io::Error,
+    },
+}
+
+impl WriteService {
+    /// Migrates the service's database as its owner role.
+    pub async fn migrate(&self, registry: &Registry) -> Result<(), ServiceError> {
+        let component = registry.component(self.name)?;
+        db::migrate(registry, component, vec![store::migrator(), (self.migrator)()]).await?;
+        Ok(())
+    }
+
+    /// Migrates, binds the registry port and serves until `shutdown`.
+    pub async fn run(&self, registry: &Registry, shutdown: CancellationToken) -> Result<(), ServiceError> {
+        let component = registry.component(self.name)?;
+        self.migrate(registry).await?;
+        let pool = db::app_pool(registry, component).await?;
+        let listener = bind(component).await?;
+        tracing::info!(
+            component = self.name,
+            address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            "write service listening"
+        );
+        let router = with_platform_routes((self.router)(EventStore::new(pool.clone())), Some(pool));
+        crate::http::serve(listener, router, shutdown)
+            .await
+            .map_err(|source| ServiceError::Serve {
+                component: self.name.to_owned(),
+                source,
+            })
+    }
+}
+
+async fn bind(component: &Component) -> Result<TcpListener, ServiceError> {
+    let host = std::env::var("SLUICE_HTTP_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
+    let address = format!("{host}:{}", component.port);
+    TcpListener::bind(&address)
+        .await
+        .map_err(|source| ServiceError::Bind {
+            component: component.name.clone(),
+            address,
+            source,
+        })
+}

@@ -1,0 +1,328 @@
+//! The orders API over HTTP, on a random port, against its own fresh database.
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use sluice_platform::testing::TestApp;
+use uuid::Uuid;
+
+fn order_body(order_id: Uuid) -> Value {
+    json!({
+        "order_id": order_id,
+        "customer_id": "cust-1",
+        "currency": "EUR",
+        "lines": [
+            { "sku": "BOOK-1", "quantity": 2, "unit_price_minor": 1250 },
+            { "sku": "PEN-9", "quantity": 1, "unit_price_minor": 300 }
+        ]
+    })
+}
+
+async fn place(client: &Client, app: &TestApp, order_id: Uuid) -> Value {
+    let response = client
+        .post(app.url("/orders"))
+        .json(&order_body(order_id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+/// Asserts a problem answer with `status` whose detail mentions `needle`.
+async fn assert_problem(response: reqwest::Response, status: StatusCode, needle: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.to_lowercase().contains(&needle.to_lowercase()),
+        "detail `{detail}` should mention `{needle}`"
+    );
+}
+
+#[tokio::test]
+async fn place_confirm_and_read_an_order() {
+    let app = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let client = Client::new();
+    let order_id = Uuid::now_v7();
+
+    let placed = place(&client, &app, order_id).await;
+    assert_eq!(placed["stream_id"], order_id.to_string());
+    assert_eq!(placed["stream_version"], 1);
+    assert_eq!(placed["event_ids"].as_array().unwrap().len(), 1);
+    assert_eq!(placed["replayed"], false);
+
+    let confirmed = client
+        .post(app.url(&format!("/orders/{order_id}/confirm")))
+        .header("If-Match", "\"1\"")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status(), StatusCode::OK);
+    assert_eq!(confirmed.headers()["etag"], "\"2\"");
+    let confirmed: Value = confirmed.json().await.unwrap();
+    assert_eq!(confirmed["stream_version"], 2);
+
+    let state: Value = client
+        .get(app.url(&format!("/orders/{order_id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["status"], "confirmed");
+    assert_eq!(state["total_minor"], 2 * 1250 + 300);
+    assert_eq!(state["customer_id"], "cust-1");
+    assert_eq!(state["stream_version"], 2);
+
+    let audit: Value = client
+        .get(app.url(&format!("/orders/{order_id}/events")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = audit["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["OrderPlaced", "OrderConfirmed"]);
+    assert_eq!(events[1]["event_id"], confirmed["event_ids"][0]);
+    assert!(events[0]["metadata"]["correlation_id"].is_string());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
+    let app = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let client = Client::new();
+    let body = json!({
+        "customer_id": "cust-2", "currency": "USD",
+        "lines": [{ "sku": "A", "quantity": 1, "unit_price_minor": 100 }]
+    });
+    let send = || {
+        client
+            .post(app.url("/orders"))
+            .header("Idempotency-Key", "place-123")
+            .json(&body)
+            .send()
+    };
+    let first: Value = send().await.unwrap().json().await.unwrap();
+    let second = send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second["replayed"], true);
+    assert_eq!(first["stream_id"], second["stream_id"]);
+    assert_eq!(first["event_ids"], second["event_ids"]);
+    assert_eq!(app.event_count().await, 1);
+
+    // The same key with another body is a client error, and appends nothing.
+    let other = client
+        .post(app.url("/orders"))
+        .header("Idempotency-Key", "place-123")
+        .json(&json!({
+            "customer_id": "cust-3", "currency": "USD",
+            "lines": [{ "sku": "A", "quantity": 1, "unit_price_minor": 100 }]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(other, StatusCode::UNPROCESSABLE_ENTITY, "idempotency key").await;
+    assert_eq!(app.event_count().await, 1);
+
+    // A retried confirm returns its first answer even though confirming again
+    // would now be refused.
+    let id = first["stream_id"].as_str().unwrap();
+    let confirm = || {
+        client
+            .post(app.url(&format!("/orders/{id}/confirm")))
+            .header("Idempotency-Key", "confirm-123")
+            .json(&json!({}))
+            .send()
+    };
+    assert_eq!(confirm().await.unwrap().status(), StatusCode::OK);
+    let again: Value = confirm().await.unwrap().json().await.unwrap();
+    assert_eq!(again["replayed"], true);
+    assert_eq!(app.event_count().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_a_conflict() {
+    let app = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let client = Client::new();
+    let id = Uuid::now_v7();
+    place(&client, &app, id).await;
+    client
+        .post(app.url(&format!("/orders/{id}/confirm")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let stale = client
+        .post(app.url(&format!("/orders/{id}/cancel")))
+        .header("If-Match", "\"1\"")
+        .json(&json!({ "reason": "too slow" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(stale, StatusCode::CONFLICT, "version 1").await;
+    assert_eq!(app.event_count().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn commands_not_allowed_in_the_current_state_are_conflicts() {
+    let app = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let client = Client::new();
+    let id = Uuid::now_v7();
+    place(&client, &app, id).await;
+    let cancel = client
+        .post(app.url(&format!("/orders/{id}/cancel")))
+        .json(&json!({ "reason": "changed my mind" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), StatusCode::OK);
+    let confirm = client
+        .post(app.url(&format!("/orders/{id}/confirm")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(confirm, StatusCode::CONFLICT, "cannot confirm an order that is cancelled").await;
+    let again = client
+        .post(app.url("/orders"))
+        .json(&order_body(id))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, StatusCode::CONFLICT, "already exists").await;
+    assert_eq!(app.event_count().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_orders_are_not_found() {
+    let app = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let client = Client::new();
+    let id = Uuid::now_v7();
+    let confirm = client
+        .post(app.url(&format!("/orders/{id}/confirm")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(confirm, StatusCode::NOT_FOUND, "not found").await;
+    let get = client.get(app.url(&format!("/orders/{id}"))).send().await.unwrap();
+    assert_problem(get, StatusCode::NOT_FOUND, &id.to_string()).await;
+    let events = client
+        .get(app.url(&format!("/orders/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(events, StatusCode::NOT_FOUND, "not found").await;
+    let nowhere = client.get(app.url("/nowhere")).send().await.unwrap();
+    assert_problem(nowhere, StatusCode::NOT_FOUND, "no such resource").await;
+    assert_eq!(app.event_count().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_problem_and_appends_nothing() {
+    let app = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let client = Client::new();
+    let post_raw = |body: String, content_type: &'static str| {
+        client
+            .post(app.url("/orders"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let json_body = |mutate: fn(&mut Value)| {
+        let mut body = order_body(Uuid::now_v7());
+        mutate(&mut body);
+        body.to_string()
+    };
+
+    let cases: Vec<(String, &str, StatusCode, &str)> = vec![
+        ("{\"customer_id\": ".into(), "application/json", StatusCode::BAD_REQUEST, "json"),
+        (json_body(|_| {}), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "content-type"),
+        (json_body(|b| b["colour"] = json!("red")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "unknown field `colour`"),
+        (json_body(|b| b["lines"][0]["quantity"] = json!(-2)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "lines[0].quantity"),
+        (json_body(|b| b["lines"][1]["quantity"] = json!(0)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "lines[1].quantity"),
+        (json_body(|b| { b["lines"][0].as_object_mut().unwrap().remove("quantity"); }), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "missing field `quantity`"),
+        (json_body(|b| b["lines"][0]["unit_price_minor"] = json!(-1)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "unit_price_minor"),
+        (json_body(|b| b["currency"] = json!("euro")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "currency"),
+        (json_body(|b| b["lines"] = json!([])), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "at least one line"),
+        (json_body(|b| b["order_id"] = json!("not-a-uuid")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "order_id"),
+        (json_body(|b| b["customer_id"] = json!(" ")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "customer_id"),
+        (
+            json_body(|b| b["customer_id"] = json!("x".repeat(100 * 1024))),
+            "application/json",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than the limit",
+        ),
+    ];
+    for (body, content_type, status, needle) in cases {
+        let response = post_raw(body.clone(), content_type).await.unwrap();
+        assert_eq!(response.status(), status, "body: {}", &body[..body.len().min(200)]);
+        assert_problem(response, status, needle).await;
+    }
+
+    let bad_id = client
+        .post(app.url("/orders/12345/confirm"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(bad_id, StatusCode::BAD_REQUEST, "not a valid id").await;
+    let bad_if_match = client
+        .post(app.url(&format!("/orders/{}/confirm", Uuid::now_v7())))
+        .header("If-Match", "latest")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(bad_if_match, StatusCode::BAD_REQUEST, "If-Match").await;
+    let empty_reason = client
+        .post(app.url(&format!("/orders/{}/cancel", Uuid::now_v7())))
+        .json(&json!({ "reason": "" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(empty_reason, StatusCode::UNPROCESSABLE_ENTITY, "reason").await;
+    let wrong_method = client.delete(app.url("/orders")).send().await.unwrap();
+    assert_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method").await;
+
+    assert_eq!(app.event_count().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn serves_openapi_and_health() {
+    let app = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let client = Client::new();
+    let doc: Value = client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/orders", "/orders/{id}/confirm", "/orders/{id}/cancel", "/orders/{id}", "/orders/{id}/events"] {
+        assert!(doc["paths"][path].is_object(), "missing {path}");
+    }
+    for path in ["/health/live", "/health/ready"] {
+        let r = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    app.stop().await;
+}
