@@ -148,7 +148,10 @@ impl<A: Aggregate> CommandHandler<A> {
         &self,
         stream_id: &StreamId,
     ) -> Result<Option<(A, StreamVersion)>, CommandError<A::Error>> {
-        let events = self.store.read_stream(stream_id, StreamVersion::FIRST).await?;
+        let events = self
+            .store
+            .read_stream(stream_id, StreamVersion::FIRST)
+            .await?;
         fold::<A>(&events)
     }
 
@@ -210,10 +213,8 @@ impl<A: Aggregate> CommandHandler<A> {
             match outcome {
                 Err(StoreError::Conflict { .. }) if ctx.expected_version.is_none() => {
                     tracing::debug!(attempt, "concurrent append; deciding again");
-                    tokio::time::sleep(std::time::Duration::from_millis(
-                        u64::from(attempt) * 2,
-                    ))
-                    .await;
+                    tokio::time::sleep(std::time::Duration::from_millis(u64::from(attempt) * 2))
+                        .await;
                 }
                 other => return other.map_err(CommandError::from),
             }

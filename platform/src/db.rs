@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, PgPool};
 
 use crate::provision::redact;
 use crate::registry::{Component, Registry};
@@ -67,7 +67,9 @@ pub async fn pool_with(options: PgConnectOptions, size: u32) -> Result<PgPool, s
     PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1)))
+        .connect_with(
+            options.log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1)),
+        )
         .await
 }
 
@@ -82,19 +84,17 @@ pub async fn migrate(
         .owner_database_url(component)
         .ok_or_else(|| DbError::Stateless(component.name.clone()))?;
     let options = parse(&component.name, &url)?;
-    migrate_with(options, migrators)
-        .await
-        .map_err(|e| match e {
-            MigrateFailure::Connect(source) => DbError::Connect {
-                component: component.name.clone(),
-                url: redact(&url),
-                source,
-            },
-            MigrateFailure::Migrate(source) => DbError::Migrate {
-                component: component.name.clone(),
-                source,
-            },
-        })
+    migrate_with(options, migrators).await.map_err(|e| match e {
+        MigrateFailure::Connect(source) => DbError::Connect {
+            component: component.name.clone(),
+            url: redact(&url),
+            source,
+        },
+        MigrateFailure::Migrate(source) => DbError::Migrate {
+            component: component.name.clone(),
+            source,
+        },
+    })
 }
 
 /// Why [`migrate_with`] failed.
@@ -111,15 +111,22 @@ pub async fn migrate_with(
     options: PgConnectOptions,
     migrators: Vec<Migrator>,
 ) -> Result<(), MigrateFailure> {
-    let mut conn = options.connect().await.map_err(MigrateFailure::Connect)?;
+    // A one-connection pool rather than a bare connection: `Migrator::run` over
+    // `&mut PgConnection` yields a future that is not `Send` for every lifetime,
+    // which would keep callers from spawning it.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .map_err(MigrateFailure::Connect)?;
     for mut migrator in migrators {
         migrator.set_ignore_missing(true);
         migrator
-            .run(&mut conn)
+            .run(&pool)
             .await
             .map_err(MigrateFailure::Migrate)?;
     }
-    let _ = conn.close().await;
+    pool.close().await;
     Ok(())
 }
 

@@ -250,8 +250,7 @@ fn parse_command_headers(headers: &HeaderMap) -> Result<CommandHeaders, Problem>
     let traceparent = header_str(headers, "traceparent")?
         .filter(|v| is_traceparent(v))
         .map(str::to_owned);
-    let actor = header_str(headers, "x-actor")?
-        .map(|a| a.chars().take(200).collect::<String>());
+    let actor = header_str(headers, "x-actor")?.map(|a| a.chars().take(200).collect::<String>());
     Ok(CommandHeaders {
         idempotency_key,
         expected_version,
@@ -268,7 +267,11 @@ fn parse_command_headers(headers: &HeaderMap) -> Result<CommandHeaders, Problem>
 fn is_traceparent(v: &str) -> bool {
     let parts: Vec<&str> = v.split('-').collect();
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    parts.len() == 4 && hex(parts[0], 2) && hex(parts[1], 32) && hex(parts[2], 16) && hex(parts[3], 2)
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
 }
 
 /// The answer to a command: the new stream version and the appended event ids.

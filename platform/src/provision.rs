@@ -189,7 +189,10 @@ impl Plan {
                         self.run(&mut conn, &sql, &sql).await?;
                     }
                 }
-                Step::Sql { database: None, sql } => self.run(&mut conn, sql, sql).await?,
+                Step::Sql {
+                    database: None,
+                    sql,
+                } => self.run(&mut conn, sql, sql).await?,
                 Step::Sql {
                     database: Some(db),
                     sql,
@@ -204,7 +207,12 @@ impl Plan {
         Ok(())
     }
 
-    async fn run(&self, conn: &mut PgConnection, sql: &str, shown: &str) -> Result<(), ProvisionError> {
+    async fn run(
+        &self,
+        conn: &mut PgConnection,
+        sql: &str,
+        shown: &str,
+    ) -> Result<(), ProvisionError> {
         sqlx::raw_sql(sql)
             .execute(conn)
             .await
@@ -277,6 +285,23 @@ mod tests {
             redact("postgres://app:secret@host:5432/db"),
             "postgres://app:***@host:5432/db"
         );
-        assert_eq!(redact("postgres://postgres@host/db"), "postgres://postgres@host/db");
+        assert_eq!(
+            redact("postgres://postgres@host/db"),
+            "postgres://postgres@host/db"
+        );
     }
+}
+
+/// Provisions every stateful component of the registry (`sluice db setup`), in name
+/// order; returns the components provisioned.
+pub async fn setup(registry: &crate::registry::Registry) -> Result<Vec<String>, ProvisionError> {
+    let mut done = Vec::new();
+    for (component, db) in registry.stateful() {
+        Plan::for_component(component, db)
+            .execute(&registry.platform.admin_database_url)
+            .await?;
+        tracing::info!(component = %component.name, database = %db.name, "provisioned");
+        done.push(component.name.clone());
+    }
+    Ok(done)
 }

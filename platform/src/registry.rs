@@ -263,9 +263,7 @@ impl Registry {
         let db = component.database.as_ref()?;
         Some(
             std::env::var(format!("{}_OWNER_DATABASE_URL", component.env_prefix()))
-                .unwrap_or_else(|_| {
-                    self.derived_url(&db.owner_role, &db.owner_password, &db.name)
-                }),
+                .unwrap_or_else(|_| self.derived_url(&db.owner_role, &db.owner_password, &db.name)),
         )
     }
 
@@ -366,7 +364,9 @@ fn resolve_component(name: String, raw: RawComponent) -> Result<Component, Regis
             Some(DatabaseSpec {
                 owner_role: format!("{db}_owner"),
                 app_role: format!("{db}_app"),
-                owner_password: raw.owner_password.ok_or_else(|| missing("owner_password"))?,
+                owner_password: raw
+                    .owner_password
+                    .ok_or_else(|| missing("owner_password"))?,
                 app_password: raw.app_password.ok_or_else(|| missing("app_password"))?,
                 name: db,
             })
@@ -439,16 +439,17 @@ mod tests {
 
     #[test]
     fn duplicate_ports_are_rejected() {
-        let text = format!(
-            "{MINIMAL}\n[components.payments]\nkind = \"sink\"\nport = 8101\n"
-        );
+        let text = format!("{MINIMAL}\n[components.payments]\nkind = \"sink\"\nport = 8101\n");
         let err = Registry::parse(&text).unwrap_err().to_string();
         assert!(err.contains("both use port 8101"), "{err}");
     }
 
     #[test]
     fn unknown_topic_is_rejected() {
-        let text = MINIMAL.replace("partitions = 1", "partitions = 1\n[topics.\"x\"]\npartitions = 1")
+        let text = MINIMAL.replace(
+            "partitions = 1",
+            "partitions = 1\n[topics.\"x\"]\npartitions = 1",
+        )
             + "\n[components.sink]\nkind = \"sink\"\nport = 9000\nconsumes = [\"nope.events\"]\n";
         let err = Registry::parse(&text).unwrap_err().to_string();
         assert!(err.contains("nope.events"), "{err}");

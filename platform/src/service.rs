@@ -50,12 +50,21 @@ impl WriteService {
     /// Migrates the service's database as its owner role.
     pub async fn migrate(&self, registry: &Registry) -> Result<(), ServiceError> {
         let component = registry.component(self.name)?;
-        db::migrate(registry, component, vec![store::migrator(), (self.migrator)()]).await?;
+        db::migrate(
+            registry,
+            component,
+            vec![store::migrator(), (self.migrator)()],
+        )
+        .await?;
         Ok(())
     }
 
     /// Migrates, binds the registry port and serves until `shutdown`.
-    pub async fn run(&self, registry: &Registry, shutdown: CancellationToken) -> Result<(), ServiceError> {
+    pub async fn run(
+        &self,
+        registry: &Registry,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServiceError> {
         let component = registry.component(self.name)?;
         self.migrate(registry).await?;
         let pool = db::app_pool(registry, component).await?;

@@ -62,7 +62,10 @@ impl TestDatabase {
     pub async fn provision_component(component: &Component) -> Self {
         let mut component = component.clone();
         let suffix = unique_suffix();
-        let spec = component.database.as_mut().expect("component has a database");
+        let spec = component
+            .database
+            .as_mut()
+            .expect("component has a database");
         spec.name = format!("t_{}_{suffix}", spec.name);
         spec.owner_role = format!("{}_owner", spec.name);
         spec.app_role = format!("{}_app", spec.name);
@@ -90,12 +93,20 @@ impl TestDatabase {
 
     /// The owner role's options (runs migrations).
     pub fn owner_options(&self) -> PgConnectOptions {
-        self.options_for(&self.spec.owner_role, &self.spec.owner_password, &self.spec.name)
+        self.options_for(
+            &self.spec.owner_role,
+            &self.spec.owner_password,
+            &self.spec.name,
+        )
     }
 
     /// The app role's options (the component's runtime).
     pub fn app_options(&self) -> PgConnectOptions {
-        self.options_for(&self.spec.app_role, &self.spec.app_password, &self.spec.name)
+        self.options_for(
+            &self.spec.app_role,
+            &self.spec.app_password,
+            &self.spec.name,
+        )
     }
 
     /// Runs migrations as the owner role.
@@ -107,7 +118,7 @@ impl TestDatabase {
 
     /// A pool of the app role.
     pub async fn app_pool(&self) -> PgPool {
-        crate::db::pool_with(self.app_options(), 32)
+        crate::db::pool_with(self.app_options(), 20)
             .await
             .expect("connect as app role")
     }
@@ -147,17 +158,37 @@ impl Drop for TestDatabase {
             runtime.block_on(drop_component(&admin_url, &spec))
         });
         if let Ok(Err(e)) = cleanup.join() {
-            eprintln!("warning: could not drop test database {}: {e}", self.spec.name);
+            eprintln!(
+                "warning: could not drop test database {}: {e}",
+                self.spec.name
+            );
         }
     }
 }
 
-/// A registry whose components' databases carry a test-unique prefix, for tests
-/// that provision a whole registry.
+/// A copy of `registry` for one test: every database carries a test-unique prefix
+/// and every component a free port. Returns the registry and its TOML text (for a
+/// child process's `--registry`).
 pub fn isolated_registry(registry: &Registry) -> (Registry, String) {
-    let suffix = unique_suffix();
-    let text = registry_text_with_prefix(registry, &suffix);
-    (Registry::parse(&text).expect("isolated registry"), suffix)
+    let text = registry_text_with_prefix(registry, &unique_suffix());
+    (Registry::parse(&text).expect("isolated registry"), text)
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Drops every database and role of a registry (test clean-up).
+pub async fn drop_registry_databases(registry: &Registry) {
+    for (_, db) in registry.stateful() {
+        if let Err(e) = drop_component(&admin_url(), db).await {
+            eprintln!("warning: could not drop test database {}: {e}", db.name);
+        }
+    }
 }
 
 fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
@@ -170,14 +201,17 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
         registry.platform.kafka_brokers,
     );
     for (name, topic) in &registry.topics {
-        text.push_str(&format!("[topics.{name:?}]\npartitions = {}\n", topic.partitions));
+        text.push_str(&format!(
+            "[topics.{name:?}]\npartitions = {}\n",
+            topic.partitions
+        ));
     }
     for c in registry.components() {
         text.push_str(&format!(
             "[components.{}]\nkind = {:?}\nport = {}\nproduces = {:?}\nconsumes = {:?}\ndepends_on = {:?}\n",
             c.name,
             format!("{:?}", c.kind).to_lowercase(),
-            c.port,
+            free_port(),
             c.produces,
             c.consumes,
             c.depends_on
@@ -207,11 +241,11 @@ impl TestApp {
     /// Provisions, migrates and serves `service` the way `sluice run` does.
     pub async fn spawn(service: &crate::service::WriteService) -> Self {
         let db = TestDatabase::provision(service.name, ComponentKind::Service).await;
-        db.migrate(vec![crate::store::migrator(), (service.migrator)()]).await;
+        db.migrate(vec![crate::store::migrator(), (service.migrator)()])
+            .await;
         let pool = db.app_pool().await;
         let store = crate::store::EventStore::new(pool.clone());
-        let router =
-            crate::http::with_platform_routes((service.router)(store.clone()), Some(pool));
+        let router = crate::http::with_platform_routes((service.router)(store.clone()), Some(pool));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind random port");

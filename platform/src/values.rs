@@ -56,7 +56,9 @@ impl fmt::Display for Currency {
 }
 
 /// A non-negative amount of money in minor units (cents for EUR).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(try_from = "i64", into = "i64")]
 pub struct Amount(i64);
 
@@ -121,7 +123,12 @@ mod tests {
     #[test]
     fn amounts_are_never_negative() {
         assert!(Amount::new(-1).is_err());
-        assert_eq!(Amount::new(5).unwrap().saturating_sub(Amount::new(7).unwrap()), Amount::ZERO);
+        assert_eq!(
+            Amount::new(5)
+                .unwrap()
+                .saturating_sub(Amount::new(7).unwrap()),
+            Amount::ZERO
+        );
         assert!(Amount::new(i64::MAX).unwrap().checked_mul(2).is_none());
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde_json::json;
 use sluice_platform::registry::ComponentKind;
 use sluice_platform::store::{
-    Append, Appended, EventStore, ExpectedVersion, Idempotency, IdempotencyKey, Metadata,
-    NewEvent, StoreError, StreamId, StreamVersion,
+    Append, Appended, EventStore, ExpectedVersion, Idempotency, IdempotencyKey, Metadata, NewEvent,
+    StoreError, StreamId, StreamVersion,
 };
 use sluice_platform::testing::TestDatabase;
 use sqlx::Row;
@@ -58,17 +58,30 @@ async fn appends_are_versioned_from_one_and_read_back_in_order() {
         ..Metadata::default()
     };
     let first = store
-        .append(append(&stream, ExpectedVersion::NoStream, vec![event(1), event(2)], &meta))
+        .append(append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![event(1), event(2)],
+            &meta,
+        ))
         .await
         .unwrap();
     assert_eq!(first.result().stream_version, v(2));
     let second = store
-        .append(append(&stream, ExpectedVersion::Exact(v(2)), vec![event(3)], &meta))
+        .append(append(
+            &stream,
+            ExpectedVersion::Exact(v(2)),
+            vec![event(3)],
+            &meta,
+        ))
         .await
         .unwrap();
     assert_eq!(second.result().stream_version, v(3));
 
-    let events = store.read_stream(&stream, StreamVersion::FIRST).await.unwrap();
+    let events = store
+        .read_stream(&stream, StreamVersion::FIRST)
+        .await
+        .unwrap();
     let versions: Vec<i64> = events.iter().map(|e| e.stream_version.get()).collect();
     assert_eq!(versions, [1, 2, 3]);
     assert_eq!(events[2].payload, json!({ "n": 3 }));
@@ -76,7 +89,9 @@ async fn appends_are_versioned_from_one_and_read_back_in_order() {
     assert_eq!(events[0].stream_type, "counter");
     // UUIDv7 event ids.
     assert!(events.iter().all(|e| e.event_id.0.get_version_num() == 7));
-    assert!(events.windows(2).all(|w| w[0].global_position < w[1].global_position));
+    assert!(events
+        .windows(2)
+        .all(|w| w[0].global_position < w[1].global_position));
     let tail = store.read_stream(&stream, v(3)).await.unwrap();
     assert_eq!(tail.len(), 1);
 }
@@ -87,11 +102,21 @@ async fn append_with_stale_version_is_rejected_and_writes_nothing() {
     let stream = StreamId::new("c-2").unwrap();
     let meta = Metadata::default();
     store
-        .append(append(&stream, ExpectedVersion::NoStream, vec![event(1)], &meta))
+        .append(append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![event(1)],
+            &meta,
+        ))
         .await
         .unwrap();
     let err = store
-        .append(append(&stream, ExpectedVersion::NoStream, vec![event(2)], &meta))
+        .append(append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![event(2)],
+            &meta,
+        ))
         .await
         .unwrap_err();
     assert!(
@@ -99,17 +124,37 @@ async fn append_with_stale_version_is_rejected_and_writes_nothing() {
         "{err:?}"
     );
     let err = store
-        .append(append(&stream, ExpectedVersion::Exact(v(5)), vec![event(2)], &meta))
+        .append(append(
+            &stream,
+            ExpectedVersion::Exact(v(5)),
+            vec![event(2)],
+            &meta,
+        ))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     let missing = StreamId::new("nope").unwrap();
     let err = store
-        .append(append(&missing, ExpectedVersion::Exact(v(1)), vec![event(2)], &meta))
+        .append(append(
+            &missing,
+            ExpectedVersion::Exact(v(1)),
+            vec![event(2)],
+            &meta,
+        ))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict { actual: None, .. }), "{err:?}");
-    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+    assert!(
+        matches!(err, StoreError::Conflict { actual: None, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        store
+            .read_stream(&stream, StreamVersion::FIRST)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     let err = store
         .append(append(&stream, ExpectedVersion::Any, vec![], &meta))
         .await
@@ -124,7 +169,12 @@ async fn fifty_concurrent_appends_with_the_same_expected_version_admit_exactly_o
     let stream = StreamId::new("hot").unwrap();
     let meta = Metadata::default();
     store
-        .append(append(&stream, ExpectedVersion::NoStream, vec![event(0)], &meta))
+        .append(append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![event(0)],
+            &meta,
+        ))
         .await
         .unwrap();
 
@@ -136,7 +186,12 @@ async fn fifty_concurrent_appends_with_the_same_expected_version_admit_exactly_o
                 let meta = Metadata::default();
                 barrier.wait().await;
                 store
-                    .append(append(&stream, ExpectedVersion::Exact(v(1)), vec![event(i)], &meta))
+                    .append(append(
+                        &stream,
+                        ExpectedVersion::Exact(v(1)),
+                        vec![event(i)],
+                        &meta,
+                    ))
                     .await
             })
         })
@@ -151,7 +206,10 @@ async fn fifty_concurrent_appends_with_the_same_expected_version_admit_exactly_o
         }
     }
     assert_eq!((ok, conflicts), (1, 49));
-    let events = store.read_stream(&stream, StreamVersion::FIRST).await.unwrap();
+    let events = store
+        .read_stream(&stream, StreamVersion::FIRST)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 2);
 }
 
@@ -171,7 +229,14 @@ async fn idempotent_retry_returns_the_first_result_and_appends_nothing() {
     assert!(matches!(first, Appended::New(_)));
     let again = store.append(request.clone()).await.unwrap();
     assert_eq!(again, Appended::Replayed(first.result().clone()));
-    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .read_stream(&stream, StreamVersion::FIRST)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // The same key for a different command is refused, and writes nothing.
     request.idempotency = Some(Idempotency {
@@ -179,8 +244,18 @@ async fn idempotent_retry_returns_the_first_result_and_appends_nothing() {
         fingerprint: "other",
     });
     let err = store.append(request).await.unwrap_err();
-    assert!(matches!(err, StoreError::IdempotencyKeyReused { .. }), "{err:?}");
-    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+    assert!(
+        matches!(err, StoreError::IdempotencyKeyReused { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        store
+            .read_stream(&stream, StreamVersion::FIRST)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -209,7 +284,14 @@ async fn concurrent_retries_with_one_idempotency_key_append_once() {
     }
     assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
     let stream = StreamId::new("c-4").unwrap();
-    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .read_stream(&stream, StreamVersion::FIRST)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -217,7 +299,12 @@ async fn the_app_role_cannot_update_delete_or_truncate_events() {
     let (db, store) = store().await;
     let stream = StreamId::new("c-5").unwrap();
     store
-        .append(append(&stream, ExpectedVersion::NoStream, vec![event(1)], &Metadata::default()))
+        .append(append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![event(1)],
+            &Metadata::default(),
+        ))
         .await
         .unwrap();
     for sql in [
@@ -228,16 +315,35 @@ async fn the_app_role_cannot_update_delete_or_truncate_events() {
         "DELETE FROM idempotency_keys",
     ] {
         let err = sqlx::query(sql).execute(store.pool()).await.unwrap_err();
-        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.to_string());
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.to_string());
         assert_eq!(code.as_deref(), Some("42501"), "{sql}: {err}");
     }
     // Even the owner (who has every privilege) is stopped by the trigger.
-    let owner = sluice_platform::db::pool_with(db.owner_options(), 1).await.unwrap();
-    for sql in ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events CASCADE"] {
+    let owner = sluice_platform::db::pool_with(db.owner_options(), 1)
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events",
+        "TRUNCATE events CASCADE",
+    ] {
         let err = sqlx::query(sql).execute(&owner).await.unwrap_err();
-        assert!(err.to_string().contains("events are immutable"), "{sql}: {err}");
+        assert!(
+            err.to_string().contains("events are immutable"),
+            "{sql}: {err}"
+        );
     }
-    assert_eq!(store.read_stream(&stream, StreamVersion::FIRST).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .read_stream(&stream, StreamVersion::FIRST)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]

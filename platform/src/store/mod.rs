@@ -316,7 +316,8 @@ fn recorded_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(e.to_string());
     Ok(RecordedEvent {
         event_id: EventId(row.try_get("event_id")?),
-        stream_id: StreamId::new(row.try_get::<String, _>("stream_id")?).map_err(|e| corrupt(&e))?,
+        stream_id: StreamId::new(row.try_get::<String, _>("stream_id")?)
+            .map_err(|e| corrupt(&e))?,
         stream_type: row.try_get("stream_type")?,
         stream_version: StreamVersion::new(row.try_get("stream_version")?)
             .map_err(|e| corrupt(&e))?,

@@ -9,9 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{fingerprint, CommandHandler};
-use sluice_platform::http::{
-    CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents,
-};
+use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
 use sluice_platform::store::{EventStore, StreamId};
 use sluice_platform::values::{Amount, Currency};
 use utoipa::{OpenApi, ToSchema};
@@ -104,9 +102,14 @@ impl TryFrom<(Uuid, PlaceOrder)> for OrderCommand {
                 let quantity = u32::try_from(line.quantity)
                     .ok()
                     .filter(|q| *q >= 1)
-                    .ok_or_else(|| field("quantity", &format!("must be at least 1, got {}", line.quantity)))?;
-                let unit_price =
-                    Amount::new(line.unit_price_minor).map_err(|e| field("unit_price_minor", &e))?;
+                    .ok_or_else(|| {
+                        field(
+                            "quantity",
+                            &format!("must be at least 1, got {}", line.quantity),
+                        )
+                    })?;
+                let unit_price = Amount::new(line.unit_price_minor)
+                    .map_err(|e| field("unit_price_minor", &e))?;
                 let sku = Sku::new(&line.sku).map_err(|e| field("sku", &e))?;
                 OrderLine::new(sku, quantity, unit_price).map_err(|e| field("quantity", &e))
             })
@@ -128,7 +131,10 @@ pub fn router(store: EventStore) -> Router {
         .route("/orders/{id}/confirm", post(confirm_order))
         .route("/orders/{id}/cancel", post(cancel_order))
         .route("/orders/{id}/events", get(order_events))
-        .route("/openapi.json", get(|| async { axum::Json(ApiDoc::openapi()) }))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(ApiDoc::openapi()) }),
+        )
         .with_state(Handler::new(store))
 }
 
@@ -163,7 +169,9 @@ async fn confirm_order(
 ) -> Result<Response, Problem> {
     let stream = StreamId::from(id.0);
     let ctx = headers.context(fingerprint(&("confirm_order", id.0, &dto)));
-    let appended = handler.execute(&stream, &OrderCommand::Confirm, &ctx).await?;
+    let appended = handler
+        .execute(&stream, &OrderCommand::Confirm, &ctx)
+        .await?;
     Ok(CommandAccepted::respond(appended))
 }
 
@@ -179,7 +187,9 @@ async fn cancel_order(
 ) -> Result<Response, Problem> {
     let reason = dto.reason.trim();
     if reason.is_empty() || reason.chars().count() > 500 {
-        return Err(Problem::unprocessable("reason: must be 1 to 500 characters"));
+        return Err(Problem::unprocessable(
+            "reason: must be 1 to 500 characters",
+        ));
     }
     let stream = StreamId::from(id.0);
     let ctx = headers.context(fingerprint(&("cancel_order", id.0, &dto)));
@@ -193,7 +203,10 @@ async fn cancel_order(
 #[utoipa::path(get, path = "/orders/{id}", params(("id" = Uuid, Path)),
     responses((status = 200, body = OrderState), (status = 404, body = Problem)))]
 #[tracing::instrument(skip_all, fields(order_id = %id.0))]
-async fn get_order(State(handler): State<Handler>, id: PathId) -> Result<Json<OrderState>, Problem> {
+async fn get_order(
+    State(handler): State<Handler>,
+    id: PathId,
+) -> Result<Json<OrderState>, Problem> {
     let (order, version) = handler
         .load(&StreamId::from(id.0))
         .await?
@@ -212,13 +225,21 @@ async fn get_order(State(handler): State<Handler>, id: PathId) -> Result<Json<Or
 
 #[utoipa::path(get, path = "/orders/{id}/events", params(("id" = Uuid, Path)),
     responses((status = 200, body = StreamEvents), (status = 404, body = Problem)))]
-async fn order_events(State(handler): State<Handler>, id: PathId) -> Result<Json<StreamEvents>, Problem> {
-    StreamEvents::read(handler.store(), id.0, "order").await.map(Json)
+async fn order_events(
+    State(handler): State<Handler>,
+    id: PathId,
+) -> Result<Json<StreamEvents>, Problem> {
+    StreamEvents::read(handler.store(), id.0, "order")
+        .await
+        .map(Json)
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Sluice orders service", description = "Place, confirm and cancel orders."),
+    info(
+        title = "Sluice orders service",
+        description = "Place, confirm and cancel orders."
+    ),
     paths(place_order, confirm_order, cancel_order, get_order, order_events)
 )]
 struct ApiDoc;

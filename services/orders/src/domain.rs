@@ -255,7 +255,9 @@ fn place(
     lines: &[OrderLine],
 ) -> Result<OrderEvent, OrderError> {
     if lines.is_empty() {
-        return Err(OrderError::InvalidOrder("an order needs at least one line".into()));
+        return Err(OrderError::InvalidOrder(
+            "an order needs at least one line".into(),
+        ));
     }
     if lines.len() > MAX_LINES {
         return Err(OrderError::InvalidOrder(format!(
@@ -271,7 +273,9 @@ fn place(
     }
     let total = lines
         .iter()
-        .try_fold(Amount::ZERO, |sum, line| line.total().and_then(|t| sum.checked_add(t)))
+        .try_fold(Amount::ZERO, |sum, line| {
+            line.total().and_then(|t| sum.checked_add(t))
+        })
         .ok_or_else(|| OrderError::InvalidOrder("the order total is too large".into()))?;
     Ok(OrderEvent::OrderPlaced {
         order_id,
@@ -295,7 +299,12 @@ mod tests {
     use super::*;
 
     fn line(sku: &str, quantity: u32, price: i64) -> OrderLine {
-        OrderLine::new(Sku::new(sku).unwrap(), quantity, Amount::new(price).unwrap()).unwrap()
+        OrderLine::new(
+            Sku::new(sku).unwrap(),
+            quantity,
+            Amount::new(price).unwrap(),
+        )
+        .unwrap()
     }
 
     fn place_cmd(id: Uuid) -> OrderCommand {
@@ -344,7 +353,10 @@ mod tests {
             currency: Currency::new("EUR").unwrap(),
             lines: vec![],
         };
-        assert!(matches!(given(&[]).decide(&cmd), Err(OrderError::InvalidOrder(_))));
+        assert!(matches!(
+            given(&[]).decide(&cmd),
+            Err(OrderError::InvalidOrder(_))
+        ));
     }
 
     #[test]
@@ -361,7 +373,10 @@ mod tests {
             currency: Currency::new("EUR").unwrap(),
             lines: vec![line("A", MAX_QUANTITY, i64::MAX / 2)],
         };
-        assert!(matches!(given(&[]).decide(&cmd), Err(OrderError::InvalidOrder(_))));
+        assert!(matches!(
+            given(&[]).decide(&cmd),
+            Err(OrderError::InvalidOrder(_))
+        ));
     }
 
     #[test]
@@ -374,7 +389,10 @@ mod tests {
         assert_eq!(given(&history).status, OrderStatus::Confirmed);
         assert!(matches!(
             given(&history).decide(&OrderCommand::Confirm),
-            Err(OrderError::InvalidTransition { action: "confirm", .. })
+            Err(OrderError::InvalidTransition {
+                action: "confirm",
+                ..
+            })
         ));
     }
 
@@ -419,6 +437,9 @@ mod tests {
 
     #[test]
     fn commands_on_an_unknown_order_are_not_found() {
-        assert_eq!(given(&[]).decide(&OrderCommand::Confirm), Err(OrderError::NotFound));
+        assert_eq!(
+            given(&[]).decide(&OrderCommand::Confirm),
+            Err(OrderError::NotFound)
+        );
     }
 }

@@ -90,7 +90,10 @@ async fn place_confirm_and_read_an_order() {
         .await
         .unwrap();
     let events = audit["events"].as_array().unwrap();
-    let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
     assert_eq!(types, ["OrderPlaced", "OrderConfirmed"]);
     assert_eq!(events[1]["event_id"], confirmed["event_ids"][0]);
     assert!(events[0]["metadata"]["correlation_id"].is_string());
@@ -195,7 +198,12 @@ async fn commands_not_allowed_in_the_current_state_are_conflicts() {
         .send()
         .await
         .unwrap();
-    assert_problem(confirm, StatusCode::CONFLICT, "cannot confirm an order that is cancelled").await;
+    assert_problem(
+        confirm,
+        StatusCode::CONFLICT,
+        "cannot confirm an order that is cancelled",
+    )
+    .await;
     let again = client
         .post(app.url("/orders"))
         .json(&order_body(id))
@@ -219,7 +227,11 @@ async fn unknown_orders_are_not_found() {
         .await
         .unwrap();
     assert_problem(confirm, StatusCode::NOT_FOUND, "not found").await;
-    let get = client.get(app.url(&format!("/orders/{id}"))).send().await.unwrap();
+    let get = client
+        .get(app.url(&format!("/orders/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_problem(get, StatusCode::NOT_FOUND, &id.to_string()).await;
     let events = client
         .get(app.url(&format!("/orders/{id}/events")))
@@ -251,17 +263,74 @@ async fn bad_input_is_a_problem_and_appends_nothing() {
     };
 
     let cases: Vec<(String, &str, StatusCode, &str)> = vec![
-        ("{\"customer_id\": ".into(), "application/json", StatusCode::BAD_REQUEST, "json"),
-        (json_body(|_| {}), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE, "content-type"),
-        (json_body(|b| b["colour"] = json!("red")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "unknown field `colour`"),
-        (json_body(|b| b["lines"][0]["quantity"] = json!(-2)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "lines[0].quantity"),
-        (json_body(|b| b["lines"][1]["quantity"] = json!(0)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "lines[1].quantity"),
-        (json_body(|b| { b["lines"][0].as_object_mut().unwrap().remove("quantity"); }), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "missing field `quantity`"),
-        (json_body(|b| b["lines"][0]["unit_price_minor"] = json!(-1)), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "unit_price_minor"),
-        (json_body(|b| b["currency"] = json!("euro")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "currency"),
-        (json_body(|b| b["lines"] = json!([])), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "at least one line"),
-        (json_body(|b| b["order_id"] = json!("not-a-uuid")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "order_id"),
-        (json_body(|b| b["customer_id"] = json!(" ")), "application/json", StatusCode::UNPROCESSABLE_ENTITY, "customer_id"),
+        (
+            "{\"customer_id\": ".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+            "json",
+        ),
+        (
+            json_body(|_| {}),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content-type",
+        ),
+        (
+            json_body(|b| b["colour"] = json!("red")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown field `colour`",
+        ),
+        (
+            json_body(|b| b["lines"][0]["quantity"] = json!(-2)),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "lines[0].quantity",
+        ),
+        (
+            json_body(|b| b["lines"][1]["quantity"] = json!(0)),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "lines[1].quantity",
+        ),
+        (
+            json_body(|b| {
+                b["lines"][0].as_object_mut().unwrap().remove("quantity");
+            }),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "missing field `quantity`",
+        ),
+        (
+            json_body(|b| b["lines"][0]["unit_price_minor"] = json!(-1)),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unit_price_minor",
+        ),
+        (
+            json_body(|b| b["currency"] = json!("euro")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency",
+        ),
+        (
+            json_body(|b| b["lines"] = json!([])),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "at least one line",
+        ),
+        (
+            json_body(|b| b["order_id"] = json!("not-a-uuid")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "order_id",
+        ),
+        (
+            json_body(|b| b["customer_id"] = json!(" ")),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "customer_id",
+        ),
         (
             json_body(|b| b["customer_id"] = json!("x".repeat(100 * 1024))),
             "application/json",
@@ -271,7 +340,12 @@ async fn bad_input_is_a_problem_and_appends_nothing() {
     ];
     for (body, content_type, status, needle) in cases {
         let response = post_raw(body.clone(), content_type).await.unwrap();
-        assert_eq!(response.status(), status, "body: {}", &body[..body.len().min(200)]);
+        assert_eq!(
+            response.status(),
+            status,
+            "body: {}",
+            &body[..body.len().min(200)]
+        );
         assert_problem(response, status, needle).await;
     }
 
@@ -317,7 +391,13 @@ async fn serves_openapi_and_health() {
         .await
         .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/orders", "/orders/{id}/confirm", "/orders/{id}/cancel", "/orders/{id}", "/orders/{id}/events"] {
+    for path in [
+        "/orders",
+        "/orders/{id}/confirm",
+        "/orders/{id}/cancel",
+        "/orders/{id}",
+        "/orders/{id}/events",
+    ] {
         assert!(doc["paths"][path].is_object(), "missing {path}");
     }
     for path in ["/health/live", "/health/ready"] {

@@ -1,1 +1,22 @@
+//! The shipping write service: create, dispatch and deliver shipments.
+//!
+//! - [`domain`]: the pure shipment aggregate;
+//! - [`api`]: the HTTP API (commands, state, audit stream, OpenAPI).
+#![forbid(unsafe_code)]
 
+pub mod api;
+pub mod domain;
+
+use sluice_platform::service::WriteService;
+
+/// The shipping service as the platform runs it.
+pub const SERVICE: WriteService = WriteService {
+    name: "shipping",
+    migrator,
+    router: api::router,
+};
+
+/// The shipping store's own migrations (after the event store's).
+pub fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations")
+}

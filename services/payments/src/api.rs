@@ -1,0 +1,365 @@
+//! The payments HTTP API: wire DTOs, their conversion into commands, and handlers.
+//!
+//! Bad input never reaches the aggregate: DTOs reject unknown fields, and their
+//! conversion into domain types names the field at fault (422).
+//!
+//! The authorization limit is read here, at the edge, once per router
+//! ([`AUTHORIZATION_LIMIT_VAR`], default [`DEFAULT_AUTHORIZATION_LIMIT_MINOR`]), and
+//! handed to the aggregate inside each authorize command.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use sluice_platform::aggregate::{fingerprint, CommandHandler};
+use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
+use sluice_platform::store::{EventStore, StreamId};
+use sluice_platform::values::{Amount, Currency};
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::{Payment, PaymentCommand, PaymentStatus};
+
+type Handler = CommandHandler<Payment>;
+
+/// The variable that sets the authorization limit, in minor units.
+pub const AUTHORIZATION_LIMIT_VAR: &str = "PAYMENTS_AUTHORIZATION_LIMIT_MINOR";
+/// The authorization limit when [`AUTHORIZATION_LIMIT_VAR`] is not set.
+pub const DEFAULT_AUTHORIZATION_LIMIT_MINOR: i64 = 100_000;
+/// Longest refund reason, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// What every handler shares: the command handler and the configured limit.
+#[derive(Debug, Clone)]
+struct Payments {
+    handler: Handler,
+    authorization_limit: Amount,
+}
+
+/// `POST /payments`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizePayment {
+    /// Client-chosen payment id; generated when absent.
+    pub payment_id: Option<Uuid>,
+    /// The order this payment pays for.
+    pub order_id: Uuid,
+    /// Amount to authorize in minor units (cents); greater than zero. Above the
+    /// service's authorization limit the payment is declined.
+    pub amount_minor: i64,
+    /// ISO 4217 code, e.g. `EUR`.
+    pub currency: String,
+}
+
+/// `POST /payments/{id}/capture`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapturePayment {
+    /// Amount to capture in minor units; greater than zero and at most the
+    /// authorized amount. The whole authorized amount when absent.
+    pub amount_minor: Option<i64>,
+}
+
+/// `POST /payments/{id}/refund`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundPayment {
+    /// Amount to refund in minor units; greater than zero and, with earlier refunds,
+    /// at most the captured amount.
+    pub amount_minor: i64,
+    /// Why the money is given back (1 to 500 characters).
+    pub reason: Option<String>,
+}
+
+/// A payment's current state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PaymentState {
+    pub payment_id: Uuid,
+    pub order_id: Uuid,
+    pub status: PaymentStatus,
+    pub currency: String,
+    /// The amount the authorization asked for (authorized or declined).
+    pub amount_minor: i64,
+    /// Zero when declined.
+    pub authorized_minor: i64,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+    /// What may still be refunded: captured minus refunded.
+    pub refundable_minor: i64,
+    pub decline_reason: Option<String>,
+    /// Send as `If-Match` to make the next command conditional on this state.
+    pub stream_version: i64,
+}
+
+/// An amount in minor units that must be greater than zero (422 otherwise).
+fn positive_amount(minor: i64) -> Result<Amount, Problem> {
+    Amount::new(minor)
+        .ok()
+        .filter(|a| *a > Amount::ZERO)
+        .ok_or_else(|| {
+            Problem::unprocessable(format!(
+                "amount_minor: must be greater than zero (in minor units, e.g. cents), got {minor}"
+            ))
+        })
+}
+
+impl TryFrom<(Uuid, AuthorizePayment, Amount)> for PaymentCommand {
+    type Error = Problem;
+
+    fn try_from(
+        (payment_id, dto, limit): (Uuid, AuthorizePayment, Amount),
+    ) -> Result<Self, Problem> {
+        let amount = positive_amount(dto.amount_minor)?;
+        let currency = Currency::new(&dto.currency)
+            .map_err(|e| Problem::unprocessable(format!("currency: {e}")))?;
+        Ok(PaymentCommand::Authorize {
+            payment_id,
+            order_id: dto.order_id,
+            amount,
+            currency,
+            limit,
+        })
+    }
+}
+
+impl TryFrom<CapturePayment> for PaymentCommand {
+    type Error = Problem;
+
+    fn try_from(dto: CapturePayment) -> Result<Self, Problem> {
+        Ok(PaymentCommand::Capture {
+            amount: dto.amount_minor.map(positive_amount).transpose()?,
+        })
+    }
+}
+
+impl TryFrom<RefundPayment> for PaymentCommand {
+    type Error = Problem;
+
+    fn try_from(dto: RefundPayment) -> Result<Self, Problem> {
+        let amount = positive_amount(dto.amount_minor)?;
+        let reason = dto
+            .reason
+            .map(|r| {
+                let r = r.trim();
+                if r.is_empty() || r.chars().count() > MAX_REASON_CHARS {
+                    return Err(Problem::unprocessable(format!(
+                        "reason: must be 1 to {MAX_REASON_CHARS} characters when given"
+                    )));
+                }
+                Ok(r.to_owned())
+            })
+            .transpose()?;
+        Ok(PaymentCommand::Refund { amount, reason })
+    }
+}
+
+/// Parses the authorization limit: a non-negative integer of minor units.
+fn parse_authorization_limit(raw: Option<&str>) -> Result<Amount, String> {
+    let Some(raw) = raw else {
+        return Amount::new(DEFAULT_AUTHORIZATION_LIMIT_MINOR).map_err(|e| e.to_string());
+    };
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .and_then(|minor| Amount::new(minor).ok())
+        .ok_or_else(|| {
+            format!(
+                "{AUTHORIZATION_LIMIT_VAR}=`{raw}` must be a non-negative integer of minor units, e.g. 100000"
+            )
+        })
+}
+
+/// The payments API over its event store.
+///
+/// # Panics
+///
+/// At start-up, when [`AUTHORIZATION_LIMIT_VAR`] is set but not a non-negative
+/// integer: a misconfigured limit must stop the service, not be guessed.
+pub fn router(store: EventStore) -> Router {
+    let raw = std::env::var(AUTHORIZATION_LIMIT_VAR).ok();
+    let authorization_limit =
+        parse_authorization_limit(raw.as_deref()).unwrap_or_else(|e| panic!("{e}"));
+    tracing::info!(
+        authorization_limit = %authorization_limit,
+        "payments authorization limit (minor units)"
+    );
+    Router::new()
+        .route("/payments", post(authorize_payment))
+        .route("/payments/{id}", get(get_payment))
+        .route("/payments/{id}/capture", post(capture_payment))
+        .route("/payments/{id}/refund", post(refund_payment))
+        .route("/payments/{id}/events", get(payment_events))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(ApiDoc::openapi()) }),
+        )
+        .with_state(Payments {
+            handler: Handler::new(store),
+            authorization_limit,
+        })
+}
+
+#[utoipa::path(post, path = "/payments", request_body = AuthorizePayment,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
+    responses((status = 201, body = CommandAccepted, description = "Authorized, or declined (see the appended event)"),
+               (status = 200, body = CommandAccepted, description = "Replayed"),
+               (status = 409, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+#[tracing::instrument(skip_all, fields(payment_id))]
+async fn authorize_payment(
+    State(payments): State<Payments>,
+    headers: CommandHeaders,
+    Json(dto): Json<AuthorizePayment>,
+) -> Result<Response, Problem> {
+    let ctx = headers.context(fingerprint(&("authorize_payment", &dto)));
+    let payment_id = dto.payment_id.unwrap_or_else(Uuid::now_v7);
+    tracing::Span::current().record("payment_id", tracing::field::display(payment_id));
+    let stream = StreamId::from(payment_id);
+    let command = PaymentCommand::try_from((payment_id, dto, payments.authorization_limit))?;
+    let appended = payments.handler.execute(&stream, &command, &ctx).await?;
+    Ok(CommandAccepted::respond(appended))
+}
+
+#[utoipa::path(post, path = "/payments/{id}/capture", request_body = CapturePayment,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "Expected stream version"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
+    responses((status = 200, body = CommandAccepted), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
+#[tracing::instrument(skip_all, fields(payment_id = %id.0))]
+async fn capture_payment(
+    State(payments): State<Payments>,
+    id: PathId,
+    headers: CommandHeaders,
+    Json(dto): Json<CapturePayment>,
+) -> Result<Response, Problem> {
+    let stream = StreamId::from(id.0);
+    let ctx = headers.context(fingerprint(&("capture_payment", id.0, &dto)));
+    let command = PaymentCommand::try_from(dto)?;
+    let appended = payments.handler.execute(&stream, &command, &ctx).await?;
+    Ok(CommandAccepted::respond(appended))
+}
+
+#[utoipa::path(post, path = "/payments/{id}/refund", request_body = RefundPayment,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "Expected stream version"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
+    responses((status = 200, body = CommandAccepted), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
+#[tracing::instrument(skip_all, fields(payment_id = %id.0))]
+async fn refund_payment(
+    State(payments): State<Payments>,
+    id: PathId,
+    headers: CommandHeaders,
+    Json(dto): Json<RefundPayment>,
+) -> Result<Response, Problem> {
+    let stream = StreamId::from(id.0);
+    let ctx = headers.context(fingerprint(&("refund_payment", id.0, &dto)));
+    let command = PaymentCommand::try_from(dto)?;
+    let appended = payments.handler.execute(&stream, &command, &ctx).await?;
+    Ok(CommandAccepted::respond(appended))
+}
+
+#[utoipa::path(get, path = "/payments/{id}", params(("id" = Uuid, Path)),
+    responses((status = 200, body = PaymentState), (status = 404, body = Problem)))]
+#[tracing::instrument(skip_all, fields(payment_id = %id.0))]
+async fn get_payment(
+    State(payments): State<Payments>,
+    id: PathId,
+) -> Result<Json<PaymentState>, Problem> {
+    let (payment, version) = payments
+        .handler
+        .load(&StreamId::from(id.0))
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("payment {} not found", id.0)))?;
+    Ok(Json(PaymentState {
+        payment_id: id.0,
+        order_id: payment.order_id.unwrap_or_default(),
+        status: payment.status,
+        currency: payment.currency.map(String::from).unwrap_or_default(),
+        amount_minor: payment.requested.minor(),
+        authorized_minor: payment.authorized.minor(),
+        captured_minor: payment.captured.minor(),
+        refunded_minor: payment.refunded.minor(),
+        refundable_minor: payment.refundable().minor(),
+        decline_reason: payment.decline_reason,
+        stream_version: version.get(),
+    }))
+}
+
+#[utoipa::path(get, path = "/payments/{id}/events", params(("id" = Uuid, Path)),
+    responses((status = 200, body = StreamEvents), (status = 404, body = Problem)))]
+async fn payment_events(
+    State(payments): State<Payments>,
+    id: PathId,
+) -> Result<Json<StreamEvents>, Problem> {
+    StreamEvents::read(payments.handler.store(), id.0, "payment")
+        .await
+        .map(Json)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice payments service",
+        description = "Authorize, capture and refund payments."
+    ),
+    paths(
+        authorize_payment,
+        capture_payment,
+        refund_payment,
+        get_payment,
+        payment_events
+    )
+)]
+struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_authorization_limit_defaults_and_is_validated() {
+        assert_eq!(
+            parse_authorization_limit(None),
+            Ok(Amount::new(DEFAULT_AUTHORIZATION_LIMIT_MINOR).unwrap())
+        );
+        assert_eq!(
+            parse_authorization_limit(Some(" 2500 ")),
+            Ok(Amount::new(2500).unwrap())
+        );
+        for bad in ["-1", "lots", "", "1.5"] {
+            let error = parse_authorization_limit(Some(bad)).unwrap_err();
+            assert!(error.contains(AUTHORIZATION_LIMIT_VAR), "{error}");
+        }
+    }
+
+    #[test]
+    fn amounts_must_be_positive() {
+        assert_eq!(positive_amount(1).unwrap(), Amount::new(1).unwrap());
+        for bad in [0, -1, i64::MIN] {
+            let problem = positive_amount(bad).unwrap_err();
+            assert_eq!(problem.status, 422);
+            assert!(
+                problem.detail.starts_with("amount_minor"),
+                "{}",
+                problem.detail
+            );
+        }
+    }
+
+    #[test]
+    fn refund_reasons_are_trimmed_and_bounded() {
+        let dto = |reason: &str| RefundPayment {
+            amount_minor: 1,
+            reason: Some(reason.to_owned()),
+        };
+        assert_eq!(
+            PaymentCommand::try_from(dto(" returned ")).unwrap(),
+            PaymentCommand::Refund {
+                amount: Amount::new(1).unwrap(),
+                reason: Some("returned".into())
+            }
+        );
+        assert!(PaymentCommand::try_from(dto(" ")).is_err());
+        assert!(PaymentCommand::try_from(dto(&"x".repeat(MAX_REASON_CHARS + 1))).is_err());
+    }
+}

@@ -1,0 +1,667 @@
+//! The payments API over HTTP, on a random port, against its own fresh database.
+//!
+//! The authorization limit is the default (100 000 minor units): these tests set no
+//! environment variable, as the environment is shared by every test in the process.
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use sluice_platform::testing::TestApp;
+use uuid::Uuid;
+
+const OVER_THE_LIMIT: i64 = 100_001;
+
+fn authorize_body(payment_id: Uuid, amount_minor: i64) -> Value {
+    json!({
+        "payment_id": payment_id,
+        "order_id": Uuid::now_v7(),
+        "amount_minor": amount_minor,
+        "currency": "EUR"
+    })
+}
+
+async fn authorize(client: &Client, app: &TestApp, payment_id: Uuid, amount_minor: i64) -> Value {
+    let response = client
+        .post(app.url("/payments"))
+        .json(&authorize_body(payment_id, amount_minor))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+async fn command(client: &Client, app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    client.post(app.url(path)).json(&body).send().await.unwrap()
+}
+
+async fn get_json(client: &Client, app: &TestApp, path: &str) -> Value {
+    let response = client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.json().await.unwrap()
+}
+
+async fn event_types(client: &Client, app: &TestApp, payment_id: Uuid) -> Vec<String> {
+    let audit = get_json(client, app, &format!("/payments/{payment_id}/events")).await;
+    audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts a problem answer with `status` whose detail mentions `needle`.
+async fn assert_problem(response: reqwest::Response, status: StatusCode, needle: &str) {
+    assert_eq!(response.status(), status);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status.as_u16());
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.to_lowercase().contains(&needle.to_lowercase()),
+        "detail `{detail}` should mention `{needle}`"
+    );
+}
+
+#[tokio::test]
+async fn authorize_capture_and_refund_a_payment_in_two_parts() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    let payment_id = Uuid::now_v7();
+
+    let authorized = authorize(&client, &app, payment_id, 800).await;
+    assert_eq!(authorized["stream_id"], payment_id.to_string());
+    assert_eq!(authorized["stream_version"], 1);
+    assert_eq!(authorized["replayed"], false);
+
+    let captured = client
+        .post(app.url(&format!("/payments/{payment_id}/capture")))
+        .header("If-Match", "\"1\"")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(captured.status(), StatusCode::OK);
+    assert_eq!(captured.headers()["etag"], "\"2\"");
+
+    let path = format!("/payments/{payment_id}/refund");
+    let partial = command(
+        &client,
+        &app,
+        &path,
+        json!({ "amount_minor": 500, "reason": "one item returned" }),
+    )
+    .await;
+    assert_eq!(partial.status(), StatusCode::OK);
+    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    assert_eq!(state["status"], "partially_refunded");
+    assert_eq!(state["captured_minor"], 800);
+    assert_eq!(state["refunded_minor"], 500);
+    assert_eq!(state["refundable_minor"], 300);
+
+    let rest = command(&client, &app, &path, json!({ "amount_minor": 300 })).await;
+    assert_eq!(rest.status(), StatusCode::OK);
+    let rest: Value = rest.json().await.unwrap();
+    assert_eq!(rest["stream_version"], 4);
+
+    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    assert_eq!(state["payment_id"], payment_id.to_string());
+    assert_eq!(state["status"], "refunded");
+    assert_eq!(state["currency"], "EUR");
+    assert_eq!(state["amount_minor"], 800);
+    assert_eq!(state["authorized_minor"], 800);
+    assert_eq!(state["captured_minor"], 800);
+    assert_eq!(state["refunded_minor"], 800);
+    assert_eq!(state["refundable_minor"], 0);
+    assert_eq!(state["decline_reason"], Value::Null);
+    assert_eq!(state["stream_version"], 4);
+
+    let audit = get_json(&client, &app, &format!("/payments/{payment_id}/events")).await;
+    let events = audit["events"].as_array().unwrap();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "PaymentAuthorized",
+            "PaymentCaptured",
+            "PaymentRefunded",
+            "PaymentRefunded"
+        ]
+    );
+    assert!(events.iter().all(|e| e["stream_type"] == "payment"));
+    assert_eq!(events[1]["payload"]["amount_minor"], 800);
+    assert_eq!(events[2]["payload"]["reason"], "one item returned");
+    assert_eq!(events[3]["event_id"], rest["event_ids"][0]);
+    assert_eq!(events[0]["payload"]["order_id"], state["order_id"]);
+    assert!(events[0]["metadata"]["correlation_id"].is_string());
+
+    // Nothing is left to refund, nor to capture.
+    let again = command(&client, &app, &path, json!({ "amount_minor": 1 })).await;
+    assert_problem(
+        again,
+        StatusCode::CONFLICT,
+        "cannot refund a payment that is refunded",
+    )
+    .await;
+    let capture = command(
+        &client,
+        &app,
+        &format!("/payments/{payment_id}/capture"),
+        json!({}),
+    )
+    .await;
+    assert_problem(capture, StatusCode::CONFLICT, "captured only once").await;
+    assert_eq!(app.event_count().await, 4);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_partial_capture_bounds_the_refunds() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    let payment_id = Uuid::now_v7();
+    authorize(&client, &app, payment_id, 800).await;
+
+    let capture_path = format!("/payments/{payment_id}/capture");
+    let too_much = command(&client, &app, &capture_path, json!({ "amount_minor": 801 })).await;
+    assert_problem(
+        too_much,
+        StatusCode::CONFLICT,
+        "cannot capture 801: only 800 was authorized",
+    )
+    .await;
+    let captured = command(&client, &app, &capture_path, json!({ "amount_minor": 300 })).await;
+    assert_eq!(captured.status(), StatusCode::OK);
+
+    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    assert_eq!(state["status"], "captured");
+    assert_eq!(state["authorized_minor"], 800);
+    assert_eq!(state["captured_minor"], 300);
+
+    let refund = command(
+        &client,
+        &app,
+        &format!("/payments/{payment_id}/refund"),
+        json!({ "amount_minor": 301 }),
+    )
+    .await;
+    assert_problem(
+        refund,
+        StatusCode::CONFLICT,
+        "only 300 of 300 captured remains refundable",
+    )
+    .await;
+    assert_eq!(app.event_count().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_amount_over_the_limit_is_declined_and_cannot_be_captured_or_refunded() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    let payment_id = Uuid::now_v7();
+
+    let declined = authorize(&client, &app, payment_id, OVER_THE_LIMIT).await;
+    assert_eq!(declined["stream_version"], 1);
+    assert_eq!(
+        event_types(&client, &app, payment_id).await,
+        ["PaymentDeclined"]
+    );
+
+    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    assert_eq!(state["status"], "declined");
+    assert_eq!(state["amount_minor"], OVER_THE_LIMIT);
+    assert_eq!(state["authorized_minor"], 0);
+    assert_eq!(
+        state["decline_reason"],
+        "amount 100001 exceeds the authorization limit of 100000"
+    );
+
+    let capture = command(
+        &client,
+        &app,
+        &format!("/payments/{payment_id}/capture"),
+        json!({}),
+    )
+    .await;
+    assert_problem(
+        capture,
+        StatusCode::CONFLICT,
+        "cannot capture a payment that is declined",
+    )
+    .await;
+    let refund = command(
+        &client,
+        &app,
+        &format!("/payments/{payment_id}/refund"),
+        json!({ "amount_minor": 1 }),
+    )
+    .await;
+    assert_problem(
+        refund,
+        StatusCode::CONFLICT,
+        "cannot refund a payment that is declined",
+    )
+    .await;
+
+    // An amount at the limit is authorized.
+    let at_limit = Uuid::now_v7();
+    authorize(&client, &app, at_limit, 100_000).await;
+    assert_eq!(
+        event_types(&client, &app, at_limit).await,
+        ["PaymentAuthorized"]
+    );
+    assert_eq!(app.event_count().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn refunding_more_than_was_captured_is_refused_and_appends_nothing() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    let payment_id = Uuid::now_v7();
+    authorize(&client, &app, payment_id, 800).await;
+    let path = format!("/payments/{payment_id}/refund");
+
+    let before_capture = command(&client, &app, &path, json!({ "amount_minor": 100 })).await;
+    assert_problem(before_capture, StatusCode::CONFLICT, "capture it first").await;
+    assert_eq!(app.event_count().await, 1);
+
+    command(
+        &client,
+        &app,
+        &format!("/payments/{payment_id}/capture"),
+        json!({}),
+    )
+    .await;
+    let first = command(&client, &app, &path, json!({ "amount_minor": 500 })).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(app.event_count().await, 3);
+
+    let too_much = command(&client, &app, &path, json!({ "amount_minor": 500 })).await;
+    assert_problem(
+        too_much,
+        StatusCode::CONFLICT,
+        "cannot refund 500: only 300 of 800 captured remains refundable",
+    )
+    .await;
+    assert_eq!(app.event_count().await, 3);
+    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    assert_eq!(state["refunded_minor"], 500);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    // No payment id: the server generates one, and the retry must still match.
+    let body = json!({ "order_id": Uuid::now_v7(), "amount_minor": 800, "currency": "USD" });
+    let send = || {
+        client
+            .post(app.url("/payments"))
+            .header("Idempotency-Key", "authorize-123")
+            .json(&body)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let second = send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second["replayed"], true);
+    assert_eq!(first["stream_id"], second["stream_id"]);
+    assert_eq!(first["event_ids"], second["event_ids"]);
+    assert_eq!(app.event_count().await, 1);
+
+    // The same key with another body is a client error, and appends nothing.
+    let other = client
+        .post(app.url("/payments"))
+        .header("Idempotency-Key", "authorize-123")
+        .json(&json!({ "order_id": Uuid::now_v7(), "amount_minor": 900, "currency": "USD" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(other, StatusCode::UNPROCESSABLE_ENTITY, "idempotency key").await;
+    assert_eq!(app.event_count().await, 1);
+
+    // A retried capture and refund return their first answers, although capturing
+    // again would now be refused.
+    let id = first["stream_id"].as_str().unwrap();
+    for (path, key, body) in [
+        ("capture", "capture-123", json!({})),
+        ("refund", "refund-123", json!({ "amount_minor": 800 })),
+    ] {
+        let send = || {
+            client
+                .post(app.url(&format!("/payments/{id}/{path}")))
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+        };
+        let first: Value = send().await.unwrap().json().await.unwrap();
+        assert_eq!(first["replayed"], false, "{path}");
+        let again: Value = send().await.unwrap().json().await.unwrap();
+        assert_eq!(again["replayed"], true, "{path}");
+        assert_eq!(again["event_ids"], first["event_ids"], "{path}");
+    }
+    assert_eq!(app.event_count().await, 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn authorizing_a_taken_payment_id_and_stale_versions_are_conflicts() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    let id = Uuid::now_v7();
+    authorize(&client, &app, id, 800).await;
+    let again = command(&client, &app, "/payments", authorize_body(id, 800)).await;
+    assert_problem(again, StatusCode::CONFLICT, "already exists").await;
+
+    command(
+        &client,
+        &app,
+        &format!("/payments/{id}/capture"),
+        json!({ "amount_minor": 100 }),
+    )
+    .await;
+    let stale = client
+        .post(app.url(&format!("/payments/{id}/refund")))
+        .header("If-Match", "\"1\"")
+        .json(&json!({ "amount_minor": 50 }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(stale, StatusCode::CONFLICT, "version 1").await;
+    assert_eq!(app.event_count().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_payments_are_not_found() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    let id = Uuid::now_v7();
+    let capture = command(&client, &app, &format!("/payments/{id}/capture"), json!({})).await;
+    assert_problem(capture, StatusCode::NOT_FOUND, "payment not found").await;
+    let refund = command(
+        &client,
+        &app,
+        &format!("/payments/{id}/refund"),
+        json!({ "amount_minor": 1 }),
+    )
+    .await;
+    assert_problem(refund, StatusCode::NOT_FOUND, "payment not found").await;
+    let get = client
+        .get(app.url(&format!("/payments/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(get, StatusCode::NOT_FOUND, &id.to_string()).await;
+    let events = client
+        .get(app.url(&format!("/payments/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(events, StatusCode::NOT_FOUND, "not found").await;
+    let nowhere = client.get(app.url("/nowhere")).send().await.unwrap();
+    assert_problem(nowhere, StatusCode::NOT_FOUND, "no such resource").await;
+    assert_eq!(app.event_count().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_problem_and_appends_nothing() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    let post_raw = |path: String, body: String, content_type: &'static str| {
+        client
+            .post(app.url(&path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let json_body = |mutate: fn(&mut Value)| {
+        let mut body = authorize_body(Uuid::now_v7(), 800);
+        mutate(&mut body);
+        body.to_string()
+    };
+
+    let json = "application/json";
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let cases: Vec<(String, &str, StatusCode, &str)> = vec![
+        (
+            "{\"order_id\": ".into(),
+            json,
+            StatusCode::BAD_REQUEST,
+            "json",
+        ),
+        (
+            json_body(|_| {}),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content-type",
+        ),
+        (
+            json_body(|b| b["colour"] = json!("red")),
+            json,
+            unprocessable,
+            "unknown field `colour`",
+        ),
+        (
+            json_body(|b| b["amount_minor"] = json!(-5)),
+            json,
+            unprocessable,
+            "amount_minor",
+        ),
+        (
+            json_body(|b| b["amount_minor"] = json!(0)),
+            json,
+            unprocessable,
+            "amount_minor",
+        ),
+        (
+            json_body(|b| b["amount_minor"] = json!(12.5)),
+            json,
+            unprocessable,
+            "amount_minor",
+        ),
+        (
+            json_body(|b| {
+                b.as_object_mut().unwrap().remove("amount_minor");
+            }),
+            json,
+            unprocessable,
+            "missing field `amount_minor`",
+        ),
+        (
+            json_body(|b| {
+                b.as_object_mut().unwrap().remove("order_id");
+            }),
+            json,
+            unprocessable,
+            "missing field `order_id`",
+        ),
+        (
+            json_body(|b| b["currency"] = json!("euro")),
+            json,
+            unprocessable,
+            "currency",
+        ),
+        (
+            json_body(|b| b["currency"] = json!("eur")),
+            json,
+            unprocessable,
+            "currency",
+        ),
+        (
+            json_body(|b| b["payment_id"] = json!("not-a-uuid")),
+            json,
+            unprocessable,
+            "payment_id",
+        ),
+        (
+            json_body(|b| b["order_id"] = json!(42)),
+            json,
+            unprocessable,
+            "order_id",
+        ),
+        (
+            json_body(|b| b["currency"] = json!("x".repeat(100 * 1024))),
+            json,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than the limit",
+        ),
+    ];
+    for (body, content_type, status, needle) in cases {
+        let response = post_raw("/payments".into(), body.clone(), content_type)
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            status,
+            "body: {}",
+            &body[..body.len().min(200)]
+        );
+        assert_problem(response, status, needle).await;
+    }
+
+    // Capture and refund bodies are checked before the payment is looked up.
+    let id = Uuid::now_v7();
+    let capture = format!("/payments/{id}/capture");
+    let refund = format!("/payments/{id}/refund");
+    let cases: Vec<(&String, Value, StatusCode, &str)> = vec![
+        (
+            &capture,
+            json!({ "amount_minor": 0 }),
+            unprocessable,
+            "amount_minor",
+        ),
+        (
+            &capture,
+            json!({ "amount_minor": -1 }),
+            unprocessable,
+            "amount_minor",
+        ),
+        (
+            &capture,
+            json!({ "amount": 1 }),
+            unprocessable,
+            "unknown field `amount`",
+        ),
+        (
+            &refund,
+            json!({}),
+            unprocessable,
+            "missing field `amount_minor`",
+        ),
+        (
+            &refund,
+            json!({ "amount_minor": 0 }),
+            unprocessable,
+            "amount_minor",
+        ),
+        (
+            &refund,
+            json!({ "amount_minor": -300 }),
+            unprocessable,
+            "amount_minor",
+        ),
+        (
+            &refund,
+            json!({ "amount_minor": 1, "reason": " " }),
+            unprocessable,
+            "reason",
+        ),
+        (
+            &refund,
+            json!({ "amount_minor": "ten" }),
+            unprocessable,
+            "amount_minor",
+        ),
+    ];
+    for (path, body, status, needle) in cases {
+        let response = post_raw(path.clone(), body.to_string(), json)
+            .await
+            .unwrap();
+        assert_problem(response, status, needle).await;
+    }
+    let no_body = client.post(app.url(&capture)).send().await.unwrap();
+    assert_problem(no_body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "content-type").await;
+    let too_large = post_raw(
+        refund.clone(),
+        json!({ "amount_minor": 1, "reason": "x".repeat(100 * 1024) }).to_string(),
+        json,
+    )
+    .await
+    .unwrap();
+    assert_problem(
+        too_large,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "larger than the limit",
+    )
+    .await;
+
+    for path in ["/payments/12345/capture", "/payments/12345/refund"] {
+        let bad_id = command(&client, &app, path, json!({ "amount_minor": 1 })).await;
+        assert_problem(bad_id, StatusCode::BAD_REQUEST, "not a valid id").await;
+    }
+    for path in ["/payments/12345", "/payments/12345/events"] {
+        let bad_id = client.get(app.url(path)).send().await.unwrap();
+        assert_problem(bad_id, StatusCode::BAD_REQUEST, "not a valid id").await;
+    }
+    let bad_if_match = client
+        .post(app.url(&capture))
+        .header("If-Match", "latest")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(bad_if_match, StatusCode::BAD_REQUEST, "If-Match").await;
+    let wrong_method = client.delete(app.url("/payments")).send().await.unwrap();
+    assert_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method").await;
+
+    assert_eq!(app.event_count().await, 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn serves_openapi_and_health() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    let doc = get_json(&client, &app, "/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/payments",
+        "/payments/{id}/capture",
+        "/payments/{id}/refund",
+        "/payments/{id}",
+        "/payments/{id}/events",
+    ] {
+        assert!(doc["paths"][path].is_object(), "missing {path}");
+    }
+    for schema in [
+        "AuthorizePayment",
+        "CapturePayment",
+        "RefundPayment",
+        "PaymentState",
+        "Problem",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "missing schema {schema}"
+        );
+    }
+    for path in ["/health/live", "/health/ready"] {
+        let r = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+    app.stop().await;
+}

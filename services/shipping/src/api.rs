@@ -1,0 +1,198 @@
+//! The shipping HTTP API: wire DTOs, their conversion into commands, and handlers.
+//!
+//! Bad input never reaches the aggregate: DTOs reject unknown fields, and their
+//! conversion into domain types names the field at fault (422).
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use sluice_platform::aggregate::{fingerprint, CommandHandler};
+use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
+use sluice_platform::store::{EventStore, StreamId};
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
+
+use crate::domain::{Carrier, Shipment, ShipmentCommand, ShipmentStatus, TrackingNumber};
+
+type Handler = CommandHandler<Shipment>;
+
+/// `POST /shipments`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShipment {
+    /// Client-chosen shipment id; generated when absent.
+    pub shipment_id: Option<Uuid>,
+    /// The order this shipment delivers.
+    pub order_id: Uuid,
+}
+
+/// `POST /shipments/{id}/dispatch`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchShipment {
+    /// Who carries the shipment (1 to 100 characters).
+    pub carrier: String,
+    /// The carrier's tracking number (1 to 100 printable characters, no whitespace).
+    pub tracking_number: String,
+}
+
+/// `POST /shipments/{id}/deliver` (an empty object).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverShipment {}
+
+/// A shipment's current state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ShipmentState {
+    pub shipment_id: Uuid,
+    pub order_id: Uuid,
+    pub status: ShipmentStatus,
+    /// Set once the shipment is dispatched.
+    pub carrier: Option<String>,
+    /// Set once the shipment is dispatched.
+    pub tracking_number: Option<String>,
+    /// Send as `If-Match` to make the next command conditional on this state.
+    pub stream_version: i64,
+}
+
+impl TryFrom<DispatchShipment> for ShipmentCommand {
+    type Error = Problem;
+
+    fn try_from(dto: DispatchShipment) -> Result<Self, Problem> {
+        let invalid = |e: crate::domain::ShipmentError| Problem::unprocessable(e.to_string());
+        Ok(ShipmentCommand::Dispatch {
+            carrier: Carrier::new(&dto.carrier).map_err(invalid)?,
+            tracking_number: TrackingNumber::new(&dto.tracking_number).map_err(invalid)?,
+        })
+    }
+}
+
+/// The shipping API over its event store.
+pub fn router(store: EventStore) -> Router {
+    Router::new()
+        .route("/shipments", post(create_shipment))
+        .route("/shipments/{id}", get(get_shipment))
+        .route("/shipments/{id}/dispatch", post(dispatch_shipment))
+        .route("/shipments/{id}/deliver", post(deliver_shipment))
+        .route("/shipments/{id}/events", get(shipment_events))
+        .route(
+            "/openapi.json",
+            get(|| async { axum::Json(ApiDoc::openapi()) }),
+        )
+        .with_state(Handler::new(store))
+}
+
+#[utoipa::path(post, path = "/shipments", request_body = CreateShipment,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
+    responses((status = 201, body = CommandAccepted), (status = 200, body = CommandAccepted, description = "Replayed"),
+               (status = 409, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+#[tracing::instrument(skip_all, fields(shipment_id))]
+async fn create_shipment(
+    State(handler): State<Handler>,
+    headers: CommandHeaders,
+    Json(dto): Json<CreateShipment>,
+) -> Result<Response, Problem> {
+    let ctx = headers.context(fingerprint(&("create_shipment", &dto)));
+    let shipment_id = dto.shipment_id.unwrap_or_else(Uuid::now_v7);
+    tracing::Span::current().record("shipment_id", tracing::field::display(shipment_id));
+    let stream = StreamId::from(shipment_id);
+    let command = ShipmentCommand::Create {
+        shipment_id,
+        order_id: dto.order_id,
+    };
+    let appended = handler.execute(&stream, &command, &ctx).await?;
+    Ok(CommandAccepted::respond(appended))
+}
+
+#[utoipa::path(post, path = "/shipments/{id}/dispatch", request_body = DispatchShipment,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "Expected stream version"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
+    responses((status = 200, body = CommandAccepted), (status = 404, body = Problem), (status = 409, body = Problem),
+              (status = 422, body = Problem)))]
+#[tracing::instrument(skip_all, fields(shipment_id = %id.0))]
+async fn dispatch_shipment(
+    State(handler): State<Handler>,
+    id: PathId,
+    headers: CommandHeaders,
+    Json(dto): Json<DispatchShipment>,
+) -> Result<Response, Problem> {
+    let stream = StreamId::from(id.0);
+    let ctx = headers.context(fingerprint(&("dispatch_shipment", id.0, &dto)));
+    let command = ShipmentCommand::try_from(dto)?;
+    let appended = handler.execute(&stream, &command, &ctx).await?;
+    Ok(CommandAccepted::respond(appended))
+}
+
+#[utoipa::path(post, path = "/shipments/{id}/deliver", request_body = DeliverShipment,
+    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "Expected stream version"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
+    responses((status = 200, body = CommandAccepted), (status = 404, body = Problem), (status = 409, body = Problem)))]
+#[tracing::instrument(skip_all, fields(shipment_id = %id.0))]
+async fn deliver_shipment(
+    State(handler): State<Handler>,
+    id: PathId,
+    headers: CommandHeaders,
+    Json(dto): Json<DeliverShipment>,
+) -> Result<Response, Problem> {
+    let stream = StreamId::from(id.0);
+    let ctx = headers.context(fingerprint(&("deliver_shipment", id.0, &dto)));
+    let appended = handler
+        .execute(&stream, &ShipmentCommand::Deliver, &ctx)
+        .await?;
+    Ok(CommandAccepted::respond(appended))
+}
+
+#[utoipa::path(get, path = "/shipments/{id}", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ShipmentState), (status = 404, body = Problem)))]
+#[tracing::instrument(skip_all, fields(shipment_id = %id.0))]
+async fn get_shipment(
+    State(handler): State<Handler>,
+    id: PathId,
+) -> Result<Json<ShipmentState>, Problem> {
+    let not_found = || Problem::not_found(format!("shipment {} not found", id.0));
+    let (shipment, version) = handler
+        .load(&StreamId::from(id.0))
+        .await?
+        .ok_or_else(not_found)?;
+    // A stream always starts with `ShipmentCreated`, which sets both.
+    let (Some(status), Some(order_id)) = (shipment.status, shipment.order_id) else {
+        return Err(not_found());
+    };
+    Ok(Json(ShipmentState {
+        shipment_id: id.0,
+        order_id,
+        status,
+        carrier: shipment.carrier,
+        tracking_number: shipment.tracking_number,
+        stream_version: version.get(),
+    }))
+}
+
+#[utoipa::path(get, path = "/shipments/{id}/events", params(("id" = Uuid, Path)),
+    responses((status = 200, body = StreamEvents), (status = 404, body = Problem)))]
+async fn shipment_events(
+    State(handler): State<Handler>,
+    id: PathId,
+) -> Result<Json<StreamEvents>, Problem> {
+    StreamEvents::read(handler.store(), id.0, "shipment")
+        .await
+        .map(Json)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Sluice shipping service",
+        description = "Create, dispatch and deliver shipments."
+    ),
+    paths(
+        create_shipment,
+        dispatch_shipment,
+        deliver_shipment,
+        get_shipment,
+        shipment_events
+    )
+)]
+struct ApiDoc;

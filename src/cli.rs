@@ -1,0 +1,284 @@
+//! Command-line interface.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use sluice_platform::registry::Registry;
+use sluice_platform::{generate, provision};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::components::{self, Runnable};
+
+/// Sluice: event-sourced write services, a transactional outbox to Kafka,
+/// projections and a DuckDB analytics sink.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    /// The service registry.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_REGISTRY",
+        default_value = "sluice.toml"
+    )]
+    registry: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Provision databases and roles, then run every component in one process
+    /// (each with its own database, role and pool).
+    Up {
+        /// Skip `db setup` (databases and roles already exist).
+        #[arg(long)]
+        no_setup: bool,
+    },
+    /// Run one component (`sluice run orders`).
+    Run {
+        /// A component name from the registry.
+        component: String,
+    },
+    /// Databases and roles.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// The service registry and the files generated from it.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Measure throughput (prints figures; asserts nothing).
+    Bench {
+        #[command(subcommand)]
+        command: crate::bench::BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// Create (idempotently) every component's database, owner role and app role,
+    /// connecting with SLUICE_ADMIN_DATABASE_URL.
+    Setup,
+}
+
+#[derive(Debug, Subcommand)]
+enum RegistryCommand {
+    /// Write deploy/init-databases.sql, deploy/postgres/*.sql and docker-compose.yml.
+    Generate {
+        /// Only check that the committed files match the registry; exit 1 on drift.
+        #[arg(long)]
+        check: bool,
+    },
+    /// List the components.
+    Show,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load_registry(path: &Path) -> anyhow::Result<Registry> {
+    Ok(Registry::load(path)?.with_env_overrides())
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up { no_setup } => up(&load_registry(&cli.registry)?, no_setup).await,
+        Command::Run { component } => run_one(&load_registry(&cli.registry)?, &component).await,
+        Command::Db {
+            command: DbCommand::Setup,
+        } => {
+            let registry = load_registry(&cli.registry)?;
+            let done = provision::setup(&registry).await?;
+            println!("provisioned {} databases: {}", done.len(), done.join(", "));
+            Ok(())
+        }
+        Command::Registry { command } => {
+            let registry = Registry::load(&cli.registry)?;
+            let root = cli
+                .registry
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            match command {
+                RegistryCommand::Generate { check: false } => {
+                    for path in generate::write_all(&registry, root)? {
+                        println!("wrote {}", path.display());
+                    }
+                    Ok(())
+                }
+                RegistryCommand::Generate { check: true } => check_generated(&registry, root),
+                RegistryCommand::Show => {
+                    show(&registry);
+                    Ok(())
+                }
+            }
+        }
+        Command::Bench { command } => crate::bench::run(command, &cli.registry).await,
+    }
+}
+
+fn check_generated(registry: &Registry, root: &Path) -> anyhow::Result<()> {
+    let mut drifted = Vec::new();
+    for file in generate::all(registry) {
+        let on_disk = std::fs::read_to_string(root.join(&file.path)).unwrap_or_default();
+        if on_disk != file.content {
+            drifted.push(file.path.display().to_string());
+        }
+    }
+    if drifted.is_empty() {
+        println!("generated files match the registry");
+        Ok(())
+    } else {
+        bail!(
+            "these files differ from what sluice.toml generates: {}; run `sluice registry generate`",
+            drifted.join(", ")
+        )
+    }
+}
+
+fn show(registry: &Registry) {
+    println!(
+        "{:<18} {:<11} {:>5}  {:<26} topics",
+        "component", "kind", "port", "database"
+    );
+    for c in registry.components() {
+        let db = c.database.as_ref().map_or("-", |d| d.name.as_str());
+        let kind = format!("{:?}", c.kind).to_lowercase();
+        let runnable = if components::runnable(c).is_some() {
+            ""
+        } else {
+            " (not in this build)"
+        };
+        println!(
+            "{:<18} {:<11} {:>5}  {:<26} produces [{}] consumes [{}]{runnable}",
+            c.name,
+            kind,
+            c.port,
+            db,
+            c.produces.join(", "),
+            c.consumes.join(", ")
+        );
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+async fn run_one(registry: &Registry, name: &str) -> anyhow::Result<()> {
+    let component = registry.component(name)?;
+    let Some(runnable) = components::runnable(component) else {
+        bail!(
+            "component `{name}` is in the registry but this build has no implementation for it yet"
+        );
+    };
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    run_component(registry, runnable, shutdown).await
+}
+
+async fn run_component(
+    registry: &Registry,
+    runnable: Runnable,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    match runnable {
+        Runnable::Service(service) => service
+            .run(registry, shutdown)
+            .await
+            .with_context(|| format!("write service `{}`", service.name)),
+    }
+}
+
+async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
+    if !no_setup {
+        let done = provision::setup(registry)
+            .await
+            .context("provisioning databases (set SLUICE_ADMIN_DATABASE_URL to a superuser URL, or pass --no-setup)")?;
+        tracing::info!(databases = done.len(), "databases and roles ready");
+    }
+    let (runnable, missing) = components::partition(registry);
+    if !missing.is_empty() {
+        tracing::info!(
+            components = %missing.join(", "),
+            "registered components without an implementation in this build are not started"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let mut tasks = JoinSet::new();
+    for (component, r) in runnable {
+        let registry = registry.clone();
+        let token = shutdown.clone();
+        println!("{:<10} http://127.0.0.1:{}", component.name, component.port);
+        tasks.spawn(async move { run_component(&registry, r, token).await });
+    }
+    // The first component to stop (error or shutdown) stops all of them.
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "component failed; stopping the platform");
+            first_error.get_or_insert(e);
+        }
+        shutdown.cancel();
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

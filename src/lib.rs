@@ -1,0 +1,7 @@
+//! The `sluice` binary's library: command-line interface, the components this build
+//! can run, and the benchmarks. `main.rs` only calls [`cli::main`].
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod cli;
+pub mod components;

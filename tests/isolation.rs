@@ -1,0 +1,143 @@
+//! Storage isolation: every component's roles reach only its own database, and
+//! nobody else (PUBLIC) reaches any. Provisioned by the same code as
+//! `sluice db setup`, with test-unique names.
+//!
+//! This server uses trust authentication, so passwords are not checked here; the
+//! `CONNECT` privilege is, and that is what these tests prove.
+
+use std::path::Path;
+
+use sluice_platform::provision;
+use sluice_platform::registry::Registry;
+use sluice_platform::testing::{
+    admin_url, drop_registry_databases, isolated_registry, TestDatabase,
+};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use std::str::FromStr;
+
+fn registry() -> Registry {
+    Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap()
+}
+
+fn options(role: &str, database: &str) -> PgConnectOptions {
+    PgConnectOptions::from_str(&admin_url())
+        .unwrap()
+        .username(role)
+        .password("irrelevant-under-trust")
+        .database(database)
+}
+
+/// Connects, and returns the SQLSTATE of the failure if any.
+async fn connect_error(role: &str, database: &str) -> Option<String> {
+    match options(role, database).connect().await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            None
+        }
+        Err(e) => Some(
+            e.as_database_error()
+                .and_then(|d| d.code().map(|c| c.to_string()))
+                .unwrap_or_else(|| e.to_string()),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn no_component_role_can_connect_to_another_components_database() {
+    let (registry, _) = isolated_registry(&registry());
+    provision::setup(&registry).await.unwrap();
+    // Running setup again changes nothing and does not fail.
+    provision::setup(&registry).await.unwrap();
+
+    let stateful: Vec<_> = registry.stateful().collect();
+    assert!(stateful.len() >= 3, "services, projections");
+    let mut denied = 0;
+    for (owner_component, own) in &stateful {
+        for (_, other) in &stateful {
+            for role in [&own.owner_role, &own.app_role] {
+                let result = connect_error(role, &other.name).await;
+                if own.name == other.name {
+                    assert_eq!(
+                        result, None,
+                        "{role} must reach its own database {}",
+                        other.name
+                    );
+                } else {
+                    assert_eq!(
+                        result.as_deref(),
+                        Some("42501"),
+                        "{} role {role} must not connect to {}",
+                        owner_component.name,
+                        other.name
+                    );
+                    denied += 1;
+                }
+            }
+        }
+    }
+    let n = stateful.len();
+    assert_eq!(denied, 2 * n * (n - 1));
+    drop_registry_databases(&registry).await;
+}
+
+#[tokio::test]
+async fn public_cannot_connect_to_any_component_database() {
+    let (registry, _) = isolated_registry(&registry());
+    provision::setup(&registry).await.unwrap();
+    // A role with no grants at all stands for PUBLIC.
+    let outsider = format!("t_outsider_{}", sluice_platform::testing::unique_suffix());
+    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::raw_sql(&format!("CREATE ROLE {outsider} LOGIN"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for (_, db) in registry.stateful() {
+        assert_eq!(
+            connect_error(&outsider, &db.name).await.as_deref(),
+            Some("42501"),
+            "{}",
+            db.name
+        );
+        let public_connect: bool =
+            sqlx::query_scalar("SELECT has_database_privilege('public', $1, 'CONNECT')")
+                .bind(&db.name)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap_or(true);
+        assert!(!public_connect, "PUBLIC still has CONNECT on {}", db.name);
+    }
+    sqlx::raw_sql(&format!("DROP ROLE {outsider}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    drop_registry_databases(&registry).await;
+}
+
+#[tokio::test]
+async fn component_roles_are_not_privileged() {
+    let db =
+        TestDatabase::provision("roles", sluice_platform::registry::ComponentKind::Service).await;
+    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    for role in [&db.spec.owner_role, &db.spec.app_role] {
+        let (superuser, createdb, createrole): (bool, bool, bool) = sqlx::query_as(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(role)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(
+            (superuser, createdb, createrole),
+            (false, false, false),
+            "{role}"
+        );
+    }
+    let owner: String =
+        sqlx::query_scalar("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1")
+            .bind(&db.spec.name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(owner, db.spec.owner_role);
+}

@@ -1,0 +1,183 @@
+//! `sluice up` end to end: the real binary provisions every database, migrates and
+//! serves all write services in one process, each on its own database; commands
+//! reach each of them; SIGTERM stops it cleanly.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sluice_platform::registry::Registry;
+use sluice_platform::testing::{drop_registry_databases, isolated_registry};
+use uuid::Uuid;
+
+struct Platform {
+    child: Child,
+    registry: Registry,
+    registry_file: std::path::PathBuf,
+}
+
+impl Platform {
+    fn start() -> Self {
+        let base =
+            Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
+        let (registry, text) = isolated_registry(&base);
+        let registry_file = std::env::temp_dir().join(format!("sluice-up-{}.toml", Uuid::now_v7()));
+        std::fs::write(&registry_file, text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--registry")
+            .arg(&registry_file)
+            .arg("up")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sluice up");
+        Platform {
+            child,
+            registry,
+            registry_file,
+        }
+    }
+
+    fn url(&self, component: &str, path: &str) -> String {
+        let port = self.registry.component(component).unwrap().port;
+        format!("http://127.0.0.1:{port}{path}")
+    }
+
+    async fn wait_ready(&mut self, client: &reqwest::Client, component: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client
+                .get(self.url(component, "/health/ready"))
+                .send()
+                .await
+            {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("sluice up exited early with {status}");
+            }
+            assert!(Instant::now() < deadline, "{component} never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("sluice up did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = std::fs::remove_file(&self.registry_file);
+    }
+}
+
+async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
+    let response = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{url}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn sluice_up_runs_every_write_service_on_its_own_database() {
+    let mut platform = Platform::start();
+    let client = reqwest::Client::new();
+    for service in ["orders", "payments", "shipping"] {
+        platform.wait_ready(&client, service).await;
+    }
+    let order_id = Uuid::now_v7();
+    let placed = post(
+        &client,
+        platform.url("orders", "/orders"),
+        json!({ "order_id": order_id, "customer_id": "c-up", "currency": "EUR",
+                "lines": [{ "sku": "UP-1", "quantity": 3, "unit_price_minor": 700 }] }),
+    )
+    .await;
+    assert_eq!(placed["stream_version"], 1);
+    let payment = post(
+        &client,
+        platform.url("payments", "/payments"),
+        json!({ "order_id": order_id, "amount_minor": 2100, "currency": "EUR" }),
+    )
+    .await;
+    let shipment = post(
+        &client,
+        platform.url("shipping", "/shipments"),
+        json!({ "order_id": order_id }),
+    )
+    .await;
+
+    // Each event landed in its own service's store, and only there.
+    for (service, stream) in [
+        ("orders", placed["stream_id"].as_str().unwrap()),
+        ("payments", payment["stream_id"].as_str().unwrap()),
+        ("shipping", shipment["stream_id"].as_str().unwrap()),
+    ] {
+        let noun = match service {
+            "orders" => "orders",
+            "payments" => "payments",
+            _ => "shipments",
+        };
+        let audit: Value = client
+            .get(platform.url(service, &format!("/{noun}/{stream}/events")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(audit["events"].as_array().unwrap().len(), 1, "{service}");
+        for other in ["orders", "payments", "shipping"]
+            .iter()
+            .filter(|o| **o != service)
+        {
+            let other_db = platform
+                .registry
+                .component(other)
+                .unwrap()
+                .database
+                .clone()
+                .unwrap();
+            let count: i64 = count_events(&platform.registry, other, stream).await;
+            assert_eq!(count, 0, "{service}'s stream found in {}", other_db.name);
+        }
+    }
+
+    let status = platform.stop();
+    assert!(status.success(), "sluice up exited with {status}");
+    drop_registry_databases(&platform.registry).await;
+}
+
+/// Events of `stream` in `component`'s store, read as that component's own app role.
+async fn count_events(registry: &Registry, component: &str, stream: &str) -> i64 {
+    let c = registry.component(component).unwrap();
+    let url = registry.app_database_url(c).unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let n = sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_id = $1")
+        .bind(stream)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
+}
