@@ -141,3 +141,49 @@ async fn component_roles_are_not_privileged() {
             .unwrap();
     assert_eq!(owner, db.spec.owner_role);
 }
+
+#[tokio::test]
+async fn the_generated_psql_script_provisions_like_db_setup_and_is_idempotent() {
+    let (registry, _) = isolated_registry(&registry());
+    let (component, db) = registry.stateful().next().unwrap();
+    let script = provision::Plan::for_component(component, db).render_psql("postgres");
+    let prefix = component.env_prefix();
+    for _ in 0..2 {
+        let mut psql = std::process::Command::new("psql")
+            .arg(admin_url())
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+            .env(format!("{prefix}_OWNER_PASSWORD"), "owner-secret")
+            .env(format!("{prefix}_APP_PASSWORD"), "app-secret")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql (the PostgreSQL client) must be installed");
+        use std::io::Write;
+        psql.stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(psql.wait().unwrap().success(), "psql script failed");
+    }
+    assert_eq!(connect_error(&db.app_role, &db.name).await, None);
+    let (_, other) = registry.stateful().nth(1).unwrap();
+    assert_eq!(
+        connect_error(&db.app_role, &other.name).await.as_deref(),
+        Some("3D000"),
+        "not created by this script"
+    );
+    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    let (owner, public_connect): (String, bool) = sqlx::query_as(
+        "SELECT pg_get_userbyid(datdba), has_database_privilege('public', datname, 'CONNECT') \
+         FROM pg_database WHERE datname = $1",
+    )
+    .bind(&db.name)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        (owner.as_str(), public_connect),
+        (db.owner_role.as_str(), false)
+    );
+    drop_registry_databases(&registry).await;
+}

@@ -121,10 +121,7 @@ pub async fn migrate_with(
         .map_err(MigrateFailure::Connect)?;
     for mut migrator in migrators {
         migrator.set_ignore_missing(true);
-        migrator
-            .run(&pool)
-            .await
-            .map_err(MigrateFailure::Migrate)?;
+        migrator.run(&pool).await.map_err(MigrateFailure::Migrate)?;
     }
     pool.close().await;
     Ok(())

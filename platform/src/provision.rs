@@ -275,6 +275,20 @@ pub async fn drop_component(admin_url: &str, db: &DatabaseSpec) -> Result<(), sq
     conn.close().await
 }
 
+/// Provisions every stateful component of the registry (`sluice db setup`), in name
+/// order; returns the components provisioned.
+pub async fn setup(registry: &crate::registry::Registry) -> Result<Vec<String>, ProvisionError> {
+    let mut done = Vec::new();
+    for (component, db) in registry.stateful() {
+        Plan::for_component(component, db)
+            .execute(&registry.platform.admin_database_url)
+            .await?;
+        tracing::info!(component = %component.name, database = %db.name, "provisioned");
+        done.push(component.name.clone());
+    }
+    Ok(done)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,18 +304,4 @@ mod tests {
             "postgres://postgres@host/db"
         );
     }
-}
-
-/// Provisions every stateful component of the registry (`sluice db setup`), in name
-/// order; returns the components provisioned.
-pub async fn setup(registry: &crate::registry::Registry) -> Result<Vec<String>, ProvisionError> {
-    let mut done = Vec::new();
-    for (component, db) in registry.stateful() {
-        Plan::for_component(component, db)
-            .execute(&registry.platform.admin_database_url)
-            .await?;
-        tracing::info!(component = %component.name, database = %db.name, "provisioned");
-        done.push(component.name.clone());
-    }
-    Ok(done)
 }

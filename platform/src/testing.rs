@@ -288,3 +288,94 @@ impl Drop for TestApp {
         self.shutdown.cancel();
     }
 }
+
+/// Asserts a problem answer (`application/problem+json`) with `status` whose detail
+/// mentions `needle` (case-insensitively).
+pub async fn assert_problem(
+    response: reqwest::Response,
+    status: reqwest::StatusCode,
+    needle: &str,
+) {
+    assert_eq!(
+        response.status(),
+        status,
+        "expected {status} mentioning `{needle}`"
+    );
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: serde_json::Value = response.json().await.expect("problem body");
+    assert_eq!(body["status"], status.as_u16());
+    let detail = body["detail"].as_str().expect("problem detail");
+    assert!(
+        detail.to_lowercase().contains(&needle.to_lowercase()),
+        "detail `{detail}` should mention `{needle}`"
+    );
+}
+
+/// Sends the same command twice with one `Idempotency-Key`: the first answer is
+/// `first_status`, the second is 200 with `"replayed": true` and the same stream and
+/// event ids, and the store holds `events_after` events. Returns the first answer.
+pub async fn assert_idempotent_retry(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+    first_status: reqwest::StatusCode,
+    events_after: i64,
+) -> serde_json::Value {
+    let client = reqwest::Client::new();
+    let send = || {
+        client
+            .post(app.url(path))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+    };
+    let first = send().await.expect("first attempt");
+    assert_eq!(first.status(), first_status, "{path}");
+    let first: serde_json::Value = first.json().await.expect("first answer");
+    assert_eq!(first["replayed"], false);
+    let second = send().await.expect("retry");
+    assert_eq!(second.status(), reqwest::StatusCode::OK, "{path} retry");
+    let second: serde_json::Value = second.json().await.expect("retry answer");
+    assert_eq!(second["replayed"], true);
+    assert_eq!(first["stream_id"], second["stream_id"]);
+    assert_eq!(first["event_ids"], second["event_ids"]);
+    assert_eq!(
+        app.event_count().await,
+        events_after,
+        "{path}: the retry appended"
+    );
+    first
+}
+
+/// Sends another command under an `Idempotency-Key` already used: refused with 422,
+/// and the store still holds `events` events.
+pub async fn assert_key_reuse_refused(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+    events: i64,
+) {
+    let response = reqwest::Client::new()
+        .post(app.url(path))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .expect("send");
+    assert_problem(
+        response,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency key",
+    )
+    .await;
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "{path}: a reused key appended"
+    );
+}

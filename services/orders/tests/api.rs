@@ -2,7 +2,9 @@
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use sluice_platform::testing::TestApp;
+use sluice_platform::testing::{
+    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, TestApp,
+};
 use uuid::Uuid;
 
 fn order_body(order_id: Uuid) -> Value {
@@ -26,22 +28,6 @@ async fn place(client: &Client, app: &TestApp, order_id: Uuid) -> Value {
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     response.json().await.unwrap()
-}
-
-/// Asserts a problem answer with `status` whose detail mentions `needle`.
-async fn assert_problem(response: reqwest::Response, status: StatusCode, needle: &str) {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    let detail = body["detail"].as_str().unwrap();
-    assert!(
-        detail.to_lowercase().contains(&needle.to_lowercase()),
-        "detail `{detail}` should mention `{needle}`"
-    );
 }
 
 #[tokio::test]
@@ -103,55 +89,22 @@ async fn place_confirm_and_read_an_order() {
 #[tokio::test]
 async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
-    let client = Client::new();
+    // No order id: the server generates one, and the retry must still match.
     let body = json!({
         "customer_id": "cust-2", "currency": "USD",
         "lines": [{ "sku": "A", "quantity": 1, "unit_price_minor": 100 }]
     });
-    let send = || {
-        client
-            .post(app.url("/orders"))
-            .header("Idempotency-Key", "place-123")
-            .json(&body)
-            .send()
-    };
-    let first: Value = send().await.unwrap().json().await.unwrap();
-    let second = send().await.unwrap();
-    assert_eq!(second.status(), StatusCode::OK);
-    let second: Value = second.json().await.unwrap();
-    assert_eq!(second["replayed"], true);
-    assert_eq!(first["stream_id"], second["stream_id"]);
-    assert_eq!(first["event_ids"], second["event_ids"]);
-    assert_eq!(app.event_count().await, 1);
-
-    // The same key with another body is a client error, and appends nothing.
-    let other = client
-        .post(app.url("/orders"))
-        .header("Idempotency-Key", "place-123")
-        .json(&json!({
-            "customer_id": "cust-3", "currency": "USD",
-            "lines": [{ "sku": "A", "quantity": 1, "unit_price_minor": 100 }]
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(other, StatusCode::UNPROCESSABLE_ENTITY, "idempotency key").await;
-    assert_eq!(app.event_count().await, 1);
+    let first =
+        assert_idempotent_retry(&app, "/orders", "place-123", &body, StatusCode::CREATED, 1).await;
+    let mut other = body.clone();
+    other["customer_id"] = json!("cust-3");
+    assert_key_reuse_refused(&app, "/orders", "place-123", &other, 1).await;
 
     // A retried confirm returns its first answer even though confirming again
     // would now be refused.
     let id = first["stream_id"].as_str().unwrap();
-    let confirm = || {
-        client
-            .post(app.url(&format!("/orders/{id}/confirm")))
-            .header("Idempotency-Key", "confirm-123")
-            .json(&json!({}))
-            .send()
-    };
-    assert_eq!(confirm().await.unwrap().status(), StatusCode::OK);
-    let again: Value = confirm().await.unwrap().json().await.unwrap();
-    assert_eq!(again["replayed"], true);
-    assert_eq!(app.event_count().await, 2);
+    let confirm = format!("/orders/{id}/confirm");
+    assert_idempotent_retry(&app, &confirm, "confirm-123", &json!({}), StatusCode::OK, 2).await;
     app.stop().await;
 }
 

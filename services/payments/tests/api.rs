@@ -5,7 +5,9 @@
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use sluice_platform::testing::TestApp;
+use sluice_platform::testing::{
+    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, TestApp,
+};
 use uuid::Uuid;
 
 const OVER_THE_LIMIT: i64 = 100_001;
@@ -48,22 +50,6 @@ async fn event_types(client: &Client, app: &TestApp, payment_id: Uuid) -> Vec<St
         .iter()
         .map(|e| e["event_type"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// Asserts a problem answer with `status` whose detail mentions `needle`.
-async fn assert_problem(response: reqwest::Response, status: StatusCode, needle: &str) {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    let detail = body["detail"].as_str().unwrap();
-    assert!(
-        detail.to_lowercase().contains(&needle.to_lowercase()),
-        "detail `{detail}` should mention `{needle}`"
-    );
 }
 
 #[tokio::test]
@@ -300,59 +286,28 @@ async fn refunding_more_than_was_captured_is_refused_and_appends_nothing() {
 #[tokio::test]
 async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
-    let client = Client::new();
     // No payment id: the server generates one, and the retry must still match.
     let body = json!({ "order_id": Uuid::now_v7(), "amount_minor": 800, "currency": "USD" });
-    let send = || {
-        client
-            .post(app.url("/payments"))
-            .header("Idempotency-Key", "authorize-123")
-            .json(&body)
-            .send()
-    };
-    let first = send().await.unwrap();
-    assert_eq!(first.status(), StatusCode::CREATED);
-    let first: Value = first.json().await.unwrap();
-    let second = send().await.unwrap();
-    assert_eq!(second.status(), StatusCode::OK);
-    let second: Value = second.json().await.unwrap();
-    assert_eq!(second["replayed"], true);
-    assert_eq!(first["stream_id"], second["stream_id"]);
-    assert_eq!(first["event_ids"], second["event_ids"]);
-    assert_eq!(app.event_count().await, 1);
-
-    // The same key with another body is a client error, and appends nothing.
-    let other = client
-        .post(app.url("/payments"))
-        .header("Idempotency-Key", "authorize-123")
-        .json(&json!({ "order_id": Uuid::now_v7(), "amount_minor": 900, "currency": "USD" }))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(other, StatusCode::UNPROCESSABLE_ENTITY, "idempotency key").await;
-    assert_eq!(app.event_count().await, 1);
+    let first = assert_idempotent_retry(
+        &app,
+        "/payments",
+        "authorize-123",
+        &body,
+        StatusCode::CREATED,
+        1,
+    )
+    .await;
+    let other = json!({ "order_id": Uuid::now_v7(), "amount_minor": 900, "currency": "USD" });
+    assert_key_reuse_refused(&app, "/payments", "authorize-123", &other, 1).await;
 
     // A retried capture and refund return their first answers, although capturing
     // again would now be refused.
     let id = first["stream_id"].as_str().unwrap();
-    for (path, key, body) in [
-        ("capture", "capture-123", json!({})),
-        ("refund", "refund-123", json!({ "amount_minor": 800 })),
-    ] {
-        let send = || {
-            client
-                .post(app.url(&format!("/payments/{id}/{path}")))
-                .header("Idempotency-Key", key)
-                .json(&body)
-                .send()
-        };
-        let first: Value = send().await.unwrap().json().await.unwrap();
-        assert_eq!(first["replayed"], false, "{path}");
-        let again: Value = send().await.unwrap().json().await.unwrap();
-        assert_eq!(again["replayed"], true, "{path}");
-        assert_eq!(again["event_ids"], first["event_ids"], "{path}");
-    }
-    assert_eq!(app.event_count().await, 3);
+    let capture = format!("/payments/{id}/capture");
+    assert_idempotent_retry(&app, &capture, "capture-123", &json!({}), StatusCode::OK, 2).await;
+    let refund = format!("/payments/{id}/refund");
+    let body = json!({ "amount_minor": 800 });
+    assert_idempotent_retry(&app, &refund, "refund-123", &body, StatusCode::OK, 3).await;
     app.stop().await;
 }
 

@@ -2,7 +2,9 @@
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
-use sluice_platform::testing::TestApp;
+use sluice_platform::testing::{
+    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, TestApp,
+};
 use uuid::Uuid;
 
 fn dispatch_body() -> Value {
@@ -39,22 +41,6 @@ async fn get_json(client: &Client, app: &TestApp, path: &str) -> Value {
     let response = client.get(app.url(path)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "{path}");
     response.json().await.unwrap()
-}
-
-/// Asserts a problem answer with `status` whose detail mentions `needle`.
-async fn assert_problem(response: reqwest::Response, status: StatusCode, needle: &str) {
-    assert_eq!(response.status(), status);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status.as_u16());
-    let detail = body["detail"].as_str().unwrap();
-    assert!(
-        detail.to_lowercase().contains(&needle.to_lowercase()),
-        "detail `{detail}` should mention `{needle}`"
-    );
 }
 
 #[tokio::test]
@@ -232,61 +218,35 @@ async fn a_stale_if_match_is_a_conflict() {
 #[tokio::test]
 async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
     // No shipment id: the retry must not create a second shipment.
     let body = json!({ "order_id": Uuid::now_v7() });
-    let send = || {
-        client
-            .post(app.url("/shipments"))
-            .header("Idempotency-Key", "create-123")
-            .json(&body)
-            .send()
-    };
-    let first = send().await.unwrap();
-    assert_eq!(first.status(), StatusCode::CREATED);
-    let first: Value = first.json().await.unwrap();
-    let second = send().await.unwrap();
-    assert_eq!(second.status(), StatusCode::OK);
-    let second: Value = second.json().await.unwrap();
-    assert_eq!(second["replayed"], true);
-    assert_eq!(first["stream_id"], second["stream_id"]);
-    assert_eq!(first["event_ids"], second["event_ids"]);
-    assert_eq!(app.event_count().await, 1);
-
-    // The same key with another body is a client error, and appends nothing.
-    let other = client
-        .post(app.url("/shipments"))
-        .header("Idempotency-Key", "create-123")
-        .json(&json!({ "order_id": Uuid::now_v7() }))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(other, StatusCode::UNPROCESSABLE_ENTITY, "idempotency key").await;
-    assert_eq!(app.event_count().await, 1);
+    let first = assert_idempotent_retry(
+        &app,
+        "/shipments",
+        "create-123",
+        &body,
+        StatusCode::CREATED,
+        1,
+    )
+    .await;
+    let other = json!({ "order_id": Uuid::now_v7() });
+    assert_key_reuse_refused(&app, "/shipments", "create-123", &other, 1).await;
 
     // Retried dispatch and deliver return their first answers even though doing
     // either again would now be refused.
     let id = first["stream_id"].as_str().unwrap();
-    for (action, key, body) in [
-        ("dispatch", "dispatch-123", dispatch_body()),
-        ("deliver", "deliver-123", json!({})),
-    ] {
-        let send = || {
-            client
-                .post(app.url(&format!("/shipments/{id}/{action}")))
-                .header("Idempotency-Key", key)
-                .json(&body)
-                .send()
-        };
-        let first: Value = send().await.unwrap().json().await.unwrap();
-        assert_eq!(first["replayed"], false, "{action}");
-        let again = send().await.unwrap();
-        assert_eq!(again.status(), StatusCode::OK, "{action}");
-        let again: Value = again.json().await.unwrap();
-        assert_eq!(again["replayed"], true, "{action}");
-        assert_eq!(again["event_ids"], first["event_ids"], "{action}");
-    }
-    assert_eq!(app.event_count().await, 3);
+    let dispatch = format!("/shipments/{id}/dispatch");
+    assert_idempotent_retry(
+        &app,
+        &dispatch,
+        "dispatch-123",
+        &dispatch_body(),
+        StatusCode::OK,
+        2,
+    )
+    .await;
+    let deliver = format!("/shipments/{id}/deliver");
+    assert_idempotent_retry(&app, &deliver, "deliver-123", &json!({}), StatusCode::OK, 3).await;
     app.stop().await;
 }
 
