@@ -105,6 +105,9 @@ impl From<StoreError> for Problem {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Conflict { .. } => Problem::new(StatusCode::CONFLICT, err.to_string()),
+            StoreError::StreamTypeMismatch { .. } => {
+                Problem::new(StatusCode::CONFLICT, err.to_string())
+            }
             StoreError::IdempotencyKeyReused { .. } | StoreError::EmptyAppend => {
                 Problem::unprocessable(err.to_string())
             }

@@ -1,15 +1,14 @@
 //! The event store: append with optimistic concurrency and idempotency keys, read
 //! streams back. Schema and invariants live in `platform/migrations/`.
 //!
-//! An append runs in its own READ COMMITTED transaction:
+//! An append is one statement (`append.sql`) in its own READ COMMITTED transaction:
 //!
 //! 1. (with an idempotency key) look the key up; a hit returns the first result;
-//! 2. read the stream's current version (a plain read: the transaction has no id yet);
-//! 3. check it against the expected version;
-//! 4. insert the events in one statement; the transaction takes its id here, after the
-//!    version it appends after was read as committed, and a trigger writes the outbox
-//!    rows with that id;
-//! 5. (with a key) record the result under the key; commit.
+//! 2. the statement reads the stream's current version from its snapshot, checks the
+//!    expected version, and inserts the events; the transaction takes its id at that
+//!    insert, after the version it appends after was read as committed, and a trigger
+//!    of the same statement writes the outbox rows with that id;
+//! 3. (with a key) record the result under the key in the same transaction; commit.
 //!
 //! A concurrent append of the same version fails on the `(stream_id, stream_version)`
 //! key and surfaces as [`StoreError::Conflict`]; a caller that retries starts a new
@@ -49,6 +48,13 @@ pub enum StoreError {
     /// An append without events.
     #[error("an append needs at least one event")]
     EmptyAppend,
+    /// The stream exists with another stream type; a stream keeps its type.
+    #[error("stream {stream_id} is a `{actual}` stream, not `{requested}`")]
+    StreamTypeMismatch {
+        stream_id: StreamId,
+        actual: String,
+        requested: String,
+    },
     /// The stored data could not be read back (a corrupt row, an unknown metadata shape).
     #[error("stored event is unreadable: {0}")]
     Corrupt(String),
@@ -153,57 +159,83 @@ impl EventStore {
     }
 
     async fn try_append(&self, request: &Append<'_>) -> Result<AppendResult, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let current = current_version(&mut tx, request.stream_id).await?;
-        if !request.expected.admits(current) {
+        let event_ids: Vec<EventId> = request.events.iter().map(|_| EventId::new()).collect();
+        let metadata = serde_json::to_value(request.metadata)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let expected: Option<i64> = match request.expected {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(v) => Some(v.get()),
+        };
+        let statement = sqlx::query(include_str!("append.sql"))
+            .bind(event_ids.iter().map(|e| e.0).collect::<Vec<Uuid>>())
+            .bind(request.stream_id.as_str())
+            .bind(request.stream_type)
+            .bind(
+                request
+                    .events
+                    .iter()
+                    .map(|e| e.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                request
+                    .events
+                    .iter()
+                    .map(|e| e.schema_version)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                request
+                    .events
+                    .iter()
+                    .map(|e| &e.payload)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(&metadata)
+            .bind(expected);
+        // Without an idempotency key the statement is its own transaction: one round
+        // trip. With one, the key is recorded in the same transaction.
+        let mut tx = match request.idempotency {
+            Some(_) => Some(self.pool.begin().await?),
+            None => None,
+        };
+        let row = match tx.as_mut() {
+            Some(tx) => statement.fetch_one(&mut **tx).await,
+            None => statement.fetch_one(&self.pool).await,
+        };
+        let row = match row {
+            Ok(row) => row,
+            Err(e) => return Err(self.conflict_or(e, request).await),
+        };
+        let current: i64 = row.try_get("current_version")?;
+        let (Some(new_version), Some(last_position)) = (
+            row.try_get::<Option<i64>, _>("new_version")?,
+            row.try_get::<Option<i64>, _>("last_position")?,
+        ) else {
+            if let Some(actual) = row.try_get::<Option<String>, _>("current_type")? {
+                if actual != request.stream_type {
+                    return Err(StoreError::StreamTypeMismatch {
+                        stream_id: request.stream_id.clone(),
+                        actual,
+                        requested: request.stream_type.to_owned(),
+                    });
+                }
+            }
             return Err(StoreError::Conflict {
                 stream_id: request.stream_id.clone(),
                 expected: request.expected,
-                actual: current,
+                actual: StreamVersion::new(current).ok(),
             });
-        }
-        let first = current.map_or(StreamVersion::FIRST, StreamVersion::next);
-        let n = request.events.len();
-        let event_ids: Vec<EventId> = (0..n).map(|_| EventId::new()).collect();
-        let versions: Vec<i64> = (0..n as i64).map(|i| first.get() + i).collect();
-        let metadata = serde_json::to_value(request.metadata)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let inserted = sqlx::query(
-            "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, \
-                                 schema_version, payload, metadata) \
-             SELECT e.event_id, $2, $3, e.stream_version, e.event_type, e.schema_version, e.payload, $8 \
-               FROM UNNEST($1::uuid[], $4::bigint[], $5::text[], $6::int[], $7::jsonb[]) \
-                    AS e(event_id, stream_version, event_type, schema_version, payload) \
-              ORDER BY e.stream_version \
-             RETURNING global_position",
-        )
-        .bind(event_ids.iter().map(|e| e.0).collect::<Vec<Uuid>>())
-        .bind(request.stream_id.as_str())
-        .bind(request.stream_type)
-        .bind(&versions)
-        .bind(request.events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
-        .bind(request.events.iter().map(|e| e.schema_version).collect::<Vec<_>>())
-        .bind(request.events.iter().map(|e| &e.payload).collect::<Vec<_>>())
-        .bind(&metadata)
-        .fetch_all(&mut *tx)
-        .await;
-        let inserted = match inserted {
-            Ok(rows) => rows,
-            Err(e) => return Err(self.conflict_or(e, request).await),
         };
-        let last_position = inserted
-            .iter()
-            .map(|row| row.get::<i64, _>(0))
-            .max()
-            .unwrap_or_default();
         let result = AppendResult {
             stream_id: request.stream_id.clone(),
-            stream_version: StreamVersion::new(versions[n - 1])
+            stream_version: StreamVersion::new(new_version)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             event_ids,
             global_position: GlobalPosition(last_position),
         };
-        if let Some(idem) = request.idempotency {
+        if let (Some(mut tx), Some(idem)) = (tx, request.idempotency) {
             let stored =
                 serde_json::to_value(&result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             sqlx::query(
@@ -216,8 +248,8 @@ impl EventStore {
             .bind(stored)
             .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(result)
     }
 
