@@ -19,21 +19,21 @@ pub enum DbError {
     #[error("component `{0}` has no database")]
     Stateless(String),
     /// The URL is malformed.
-    #[error("invalid database URL for `{component}` ({url}): {source}")]
+    #[error("invalid database URL for `{component}` ({url})")]
     Url {
         component: String,
         url: String,
         source: sqlx::Error,
     },
     /// The database refused or could not be reached.
-    #[error("cannot connect to the `{component}` database ({url}): {source}. Has `sluice db setup` run?")]
+    #[error("cannot connect to the `{component}` database ({url}); has `sluice db setup` run?")]
     Connect {
         component: String,
         url: String,
         source: sqlx::Error,
     },
     /// A migration failed; the database is left at the last successful one.
-    #[error("migrating `{component}`: {source}")]
+    #[error("migrating `{component}`")]
     Migrate {
         component: String,
         source: sqlx::migrate::MigrateError,

@@ -31,10 +31,10 @@ pub enum ProvisionError {
     #[error("invalid admin database URL: {0}")]
     AdminUrl(sqlx::Error),
     /// The admin connection failed (server down, wrong credentials).
-    #[error("cannot connect to PostgreSQL as admin ({url}): {source}. Is the server running, and does SLUICE_ADMIN_DATABASE_URL name a superuser?")]
+    #[error("cannot connect to PostgreSQL as admin ({url}); is the server running, and does SLUICE_ADMIN_DATABASE_URL name a superuser?")]
     Connect { url: String, source: sqlx::Error },
     /// A provisioning statement failed.
-    #[error("provisioning {component}: `{statement}` failed: {source}")]
+    #[error("provisioning {component}: `{statement}` failed")]
     Statement {
         component: String,
         statement: String,

@@ -17,7 +17,7 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The registry file could not be read (missing file, permissions).
-    #[error("cannot read registry {path}: {source}")]
+    #[error("cannot read registry {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

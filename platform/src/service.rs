@@ -32,14 +32,14 @@ pub enum ServiceError {
     #[error(transparent)]
     Db(#[from] DbError),
     /// The HTTP port is taken or not bindable.
-    #[error("`{component}` cannot listen on {address}: {source}")]
+    #[error("`{component}` cannot listen on {address}")]
     Bind {
         component: String,
         address: String,
         source: std::io::Error,
     },
     /// The HTTP server failed.
-    #[error("`{component}` HTTP server failed: {source}")]
+    #[error("`{component}` HTTP server failed")]
     Serve {
         component: String,
         source: std::io::Error,
