@@ -7,6 +7,7 @@
 //! version, and on a concurrent append start over in a new transaction.
 
 use std::marker::PhantomData;
+use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -16,6 +17,7 @@ use crate::store::{
     Append, Appended, EventStore, ExpectedVersion, Idempotency, IdempotencyKey, Metadata, NewEvent,
     RecordedEvent, StoreError, StreamId, StreamVersion,
 };
+use crate::telemetry::{self, CommandOutcome};
 
 /// How a domain error should be reported to the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,8 +158,41 @@ impl<A: Aggregate> CommandHandler<A> {
     }
 
     /// Runs a command: replay of an idempotent retry, or load → decide → append.
-    #[tracing::instrument(name = "command", skip_all, fields(stream_id = %stream_id, stream_type = A::STREAM_TYPE))]
+    #[tracing::instrument(
+        name = "command",
+        skip_all,
+        fields(stream_id = %stream_id, stream_type = A::STREAM_TYPE, stream_version, outcome)
+    )]
     pub async fn execute(
+        &self,
+        stream_id: &StreamId,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Result<Appended, CommandError<A::Error>> {
+        let started = Instant::now();
+        let result = self.execute_once_decided(stream_id, command, ctx).await;
+        let outcome = match &result {
+            Ok(Appended::New(r)) => {
+                tracing::Span::current().record("stream_version", r.stream_version.get());
+                CommandOutcome::Accepted
+            }
+            Ok(Appended::Replayed(_)) => CommandOutcome::Replayed,
+            Err(CommandError::Domain(_) | CommandError::IdempotencyKeyReused(_)) => {
+                CommandOutcome::Rejected
+            }
+            Err(CommandError::Conflict(_) | CommandError::Contended { .. }) => {
+                CommandOutcome::Conflict
+            }
+            Err(CommandError::Store(_) | CommandError::Undecodable { .. }) => {
+                CommandOutcome::Failed
+            }
+        };
+        tracing::Span::current().record("outcome", tracing::field::debug(outcome));
+        telemetry::command_handled(A::STREAM_TYPE, outcome, started);
+        result
+    }
+
+    async fn execute_once_decided(
         &self,
         stream_id: &StreamId,
         command: &A::Command,

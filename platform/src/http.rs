@@ -319,10 +319,13 @@ impl CommandAccepted {
     }
 }
 
-/// `/health/live` (the process answers) and `/health/ready` (its database answers),
-/// plus problem answers for unknown paths and methods.
+/// `/health/live` (the process answers), `/health/ready` (its database answers) and
+/// `/metrics` (Prometheus), request metrics, and problem answers for unknown paths
+/// and methods.
 pub fn with_platform_routes(router: Router, pool: Option<PgPool>) -> Router {
+    crate::telemetry::init();
     router
+        .route("/metrics", get(crate::telemetry::render))
         .route("/health/live", get(|| async { "ok" }))
         .route(
             "/health/ready",
@@ -349,6 +352,7 @@ pub fn with_platform_routes(router: Router, pool: Option<PgPool>) -> Router {
                 "method not allowed on this resource; see /openapi.json",
             )
         })
+        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -7,6 +7,7 @@
 //! - [`aggregate`]: pure aggregates and the command handler around them;
 //! - [`http`]: problem responses, extractors, health endpoints, serving;
 //! - [`service`]: running a write service (pool, migrations, HTTP);
+//! - [`telemetry`]: metrics with their names and labels decided in one place, `/metrics`;
 //! - [`values`]: money and currency value types of the reference domain;
 //! - [`generate`]: files derived from the registry (provisioning SQL, compose file).
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub mod provision;
 pub mod registry;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod values;

@@ -141,7 +141,15 @@ impl EventStore {
                 return Ok(Appended::Replayed(result));
             }
         }
-        match self.try_append(&request).await {
+        let attempt = self.try_append(&request).await;
+        match &attempt {
+            Ok(_) => crate::telemetry::events_appended(request.stream_type, request.events.len()),
+            Err(StoreError::Conflict { .. }) => {
+                crate::telemetry::append_conflict(request.stream_type)
+            }
+            Err(_) => {}
+        }
+        match attempt {
             Ok(result) => Ok(Appended::New(result)),
             // A concurrent retry with the same key may have won the race: its result is
             // the answer, whether we lost on the key or on the stream version.

@@ -332,7 +332,7 @@ async fn bad_input_is_a_problem_and_appends_nothing() {
 }
 
 #[tokio::test]
-async fn serves_openapi_and_health() {
+async fn serves_openapi_health_and_metrics() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
     let client = Client::new();
     let doc: Value = client
@@ -352,6 +352,24 @@ async fn serves_openapi_and_health() {
         "/orders/{id}/events",
     ] {
         assert!(doc["paths"][path].is_object(), "missing {path}");
+    }
+    place(&client, &app, Uuid::now_v7()).await;
+    let metrics = client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "sluice_commands_total{",
+        "outcome=\"accepted\"",
+        "sluice_events_appended_total{stream_type=\"order\"}",
+        "sluice_http_requests_total{",
+        "route=\"/orders\"",
+    ] {
+        assert!(metrics.contains(series), "/metrics lacks {series}:\n{metrics}");
     }
     for path in ["/health/live", "/health/ready"] {
         let r = client.get(app.url(path)).send().await.unwrap();

@@ -1,0 +1,111 @@
+//! Metrics: one typed function per thing that happens, so names, labels and units
+//! are decided here once (Prometheus conventions: `sluice_` prefix, `_total` for
+//! counters, base units in the name), and `/metrics` on every component.
+//!
+//! The recorder is process-wide: under `sluice up` every component's series carry a
+//! `component` or `stream_type` label to tell them apart.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder once per process; `None` when another recorder
+/// was installed first (metrics then go there).
+fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .as_ref()
+}
+
+/// Makes sure the recorder exists before the first metric is recorded.
+pub fn init() {
+    let _ = handle();
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn render() -> Response {
+    let body = handle().map(PrometheusHandle::render).unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// How a command ended, as the `outcome` label.
+#[derive(Debug, Clone, Copy)]
+pub enum CommandOutcome {
+    /// Events were appended.
+    Accepted,
+    /// The first answer of an idempotent retry was returned.
+    Replayed,
+    /// The aggregate refused it (not found, invalid state, invalid content).
+    Rejected,
+    /// The stream was not at the expected version, or stayed contended.
+    Conflict,
+    /// The store failed.
+    Failed,
+}
+
+impl CommandOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            CommandOutcome::Accepted => "accepted",
+            CommandOutcome::Replayed => "replayed",
+            CommandOutcome::Rejected => "rejected",
+            CommandOutcome::Conflict => "conflict",
+            CommandOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// A command finished: `sluice_commands_total`, `sluice_command_duration_seconds`.
+pub fn command_handled(stream_type: &'static str, outcome: CommandOutcome, started: Instant) {
+    let labels = [("stream_type", stream_type), ("outcome", outcome.label())];
+    metrics::counter!("sluice_commands_total", &labels).increment(1);
+    metrics::histogram!("sluice_command_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// An append committed: `sluice_events_appended_total`, `sluice_appends_total`.
+pub fn events_appended(stream_type: &str, events: usize) {
+    let labels = [("stream_type", stream_type.to_owned())];
+    metrics::counter!("sluice_appends_total", &labels).increment(1);
+    metrics::counter!("sluice_events_appended_total", &labels).increment(events as u64);
+}
+
+/// An append lost the race for its stream version: `sluice_append_conflicts_total`.
+pub fn append_conflict(stream_type: &str) {
+    metrics::counter!("sluice_append_conflicts_total", "stream_type" => stream_type.to_owned())
+        .increment(1);
+}
+
+/// Middleware: `sluice_http_requests_total` and `sluice_http_request_duration_seconds`
+/// by route template (never the raw path: ids would explode the series count).
+pub async fn track_http(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("sluice_http_requests_total", &labels).increment(1);
+    metrics::histogram!("sluice_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
