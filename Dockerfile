@@ -1,5 +1,5 @@
 # The `sluice` binary for docker-compose.yml (every component runs from it).
-FROM rust:1.85-bookworm AS build
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin sluice

@@ -19,6 +19,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_customer_sum
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_customer_summary FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_customer_summary TO sluice_customer_summary_app;
+ALTER DATABASE sluice_customer_summary SET sluice.app_role = 'sluice_customer_summary_app';
 \connect sluice_customer_summary
 ALTER SCHEMA public OWNER TO sluice_customer_summary_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
@@ -41,6 +42,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_order_view')
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_order_view FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_order_view TO sluice_order_view_app;
+ALTER DATABASE sluice_order_view SET sluice.app_role = 'sluice_order_view_app';
 \connect sluice_order_view
 ALTER SCHEMA public OWNER TO sluice_order_view_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
@@ -63,6 +65,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_orders')\gex
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_orders FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_orders TO sluice_orders_app;
+ALTER DATABASE sluice_orders SET sluice.app_role = 'sluice_orders_app';
 \connect sluice_orders
 ALTER SCHEMA public OWNER TO sluice_orders_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
@@ -85,6 +88,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_payments')\g
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_payments FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_payments TO sluice_payments_app;
+ALTER DATABASE sluice_payments SET sluice.app_role = 'sluice_payments_app';
 \connect sluice_payments
 ALTER SCHEMA public OWNER TO sluice_payments_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
@@ -107,6 +111,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_shipping')\g
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_shipping FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_shipping TO sluice_shipping_app;
+ALTER DATABASE sluice_shipping SET sluice.app_role = 'sluice_shipping_app';
 \connect sluice_shipping
 ALTER SCHEMA public OWNER TO sluice_shipping_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;

@@ -58,6 +58,19 @@ enum Command {
         #[command(subcommand)]
         command: crate::bench::BenchCommand,
     },
+    /// The Avro contracts of the events (`schemas/`).
+    Schemas {
+        #[command(subcommand)]
+        command: SchemasCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasCommand {
+    /// Check every service's schemas: the latest version of each event type reads
+    /// data written with every older one, and versions run 1, 2, …, N.
+    /// Exits 1 naming each incompatible pair.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +162,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Bench { command } => crate::bench::run(command, &cli.registry).await,
+        Command::Schemas {
+            command: SchemasCommand::Check,
+        } => check_schemas(),
     }
 }
 
@@ -167,6 +183,46 @@ fn check_generated(registry: &Registry, root: &Path) -> anyhow::Result<()> {
         bail!(
             "these files differ from what sluice.toml generates: {}; run `sluice registry generate`",
             drifted.join(", ")
+        )
+    }
+}
+
+/// `sluice schemas check`: the compatibility rule over the schemas this build embeds.
+fn check_schemas() -> anyhow::Result<()> {
+    let mut breaches = Vec::new();
+    for service in components::WRITE_SERVICES {
+        let catalog = service.catalog()?;
+        let found = sluice_platform::avro::check_compatibility(&catalog);
+        for event_type in catalog.event_types() {
+            let versions = catalog.versions(event_type);
+            let (older, latest) = versions.split_at(versions.len().saturating_sub(1));
+            let reads = if older.is_empty() {
+                "(the only version)".to_owned()
+            } else {
+                let older: Vec<_> = older.iter().map(|v| format!("v{v}")).collect();
+                format!("reads {}", older.join(", "))
+            };
+            let verdict = if found.iter().any(|i| i.event_type() == event_type) {
+                "INCOMPATIBLE"
+            } else {
+                "ok"
+            };
+            println!(
+                "{:<10} {:<20} v{} {reads}: {verdict}",
+                service.name,
+                event_type,
+                latest.first().copied().unwrap_or_default()
+            );
+        }
+        breaches.extend(found.iter().map(|i| format!("{}: {i}", service.name)));
+    }
+    if breaches.is_empty() {
+        println!("every schema reads all its older versions");
+        Ok(())
+    } else {
+        bail!(
+            "schemas are not backward compatible:\n  {}",
+            breaches.join("\n  ")
         )
     }
 }

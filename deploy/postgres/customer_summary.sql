@@ -15,6 +15,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_customer_sum
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_customer_summary FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_customer_summary TO sluice_customer_summary_app;
+ALTER DATABASE sluice_customer_summary SET sluice.app_role = 'sluice_customer_summary_app';
 \connect sluice_customer_summary
 ALTER SCHEMA public OWNER TO sluice_customer_summary_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;

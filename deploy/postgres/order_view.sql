@@ -15,6 +15,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_order_view')
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_order_view FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_order_view TO sluice_order_view_app;
+ALTER DATABASE sluice_order_view SET sluice.app_role = 'sluice_order_view_app';
 \connect sluice_order_view
 ALTER SCHEMA public OWNER TO sluice_order_view_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;

@@ -15,6 +15,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_orders')\gex
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_orders FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_orders TO sluice_orders_app;
+ALTER DATABASE sluice_orders SET sluice.app_role = 'sluice_orders_app';
 \connect sluice_orders
 ALTER SCHEMA public OWNER TO sluice_orders_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;

@@ -15,6 +15,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_payments')\g
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_payments FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_payments TO sluice_payments_app;
+ALTER DATABASE sluice_payments SET sluice.app_role = 'sluice_payments_app';
 \connect sluice_payments
 ALTER SCHEMA public OWNER TO sluice_payments_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;

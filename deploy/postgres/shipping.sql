@@ -15,6 +15,7 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_shipping')\g
 \connect postgres
 REVOKE CONNECT, TEMPORARY ON DATABASE sluice_shipping FROM PUBLIC;
 GRANT CONNECT ON DATABASE sluice_shipping TO sluice_shipping_app;
+ALTER DATABASE sluice_shipping SET sluice.app_role = 'sluice_shipping_app';
 \connect sluice_shipping
 ALTER SCHEMA public OWNER TO sluice_shipping_owner;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;

@@ -5,6 +5,11 @@
 //! state. No clock, pool or random source reaches it; the handler does the I/O:
 //! load (fold the stream), decide, append with the loaded version as the expected
 //! version, and on a concurrent append start over in a new transaction.
+//!
+//! With a [`SchemaCatalog`] (every write service has one), each decided event's
+//! payload is checked against the latest version of its Avro schema before anything
+//! is appended, and stored with that version as its `schema_version`: an event
+//! that could not be published is never stored.
 
 use std::marker::PhantomData;
 use std::time::Instant;
@@ -13,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::avro::SchemaCatalog;
 use crate::store::{
     Append, Appended, EventStore, ExpectedVersion, Idempotency, IdempotencyKey, Metadata, NewEvent,
     RecordedEvent, StoreError, StreamId, StreamVersion,
@@ -38,7 +44,9 @@ pub trait DomainError: std::error::Error + Send + Sync + 'static {
 /// An event type of an aggregate: serialized as `{"event_type": ..., "payload": ...}`
 /// (serde's adjacently tagged enum), so the payload holds the event's fields only.
 pub trait DomainEvent: Serialize + DeserializeOwned + Send + Sync {
-    /// The schema version every event of this type is written with.
+    /// The schema version every event of this type is written with, when the handler
+    /// has no [`SchemaCatalog`]; with one, it is the latest version of the event
+    /// type's schema.
     fn schema_version(&self) -> i32 {
         1
     }
@@ -74,6 +82,11 @@ pub enum CommandError<E: DomainError> {
     /// The idempotency key was used before for a different command.
     #[error(transparent)]
     IdempotencyKeyReused(StoreError),
+    /// A decided event's payload does not match the latest version of its schema, or
+    /// its event type has no schema: a programming error caught before anything is
+    /// appended.
+    #[error("event {event_type} was not appended: {message}")]
+    InvalidPayload { event_type: String, message: String },
     /// A stored event could not be decoded into the aggregate's event type.
     #[error("stored event {event_type} v{schema_version} at version {stream_version} is undecodable: {message}")]
     Undecodable {
@@ -128,16 +141,28 @@ pub fn fingerprint(request: &impl Serialize) -> String {
 #[derive(Debug, Clone)]
 pub struct CommandHandler<A> {
     store: EventStore,
+    schemas: Option<SchemaCatalog>,
     max_attempts: u32,
     _aggregate: PhantomData<fn() -> A>,
 }
 
 impl<A: Aggregate> CommandHandler<A> {
+    /// A handler that appends payloads unchecked (tests of the store, tools); write
+    /// services use [`with_schemas`](Self::with_schemas).
     pub fn new(store: EventStore) -> Self {
         CommandHandler {
             store,
+            schemas: None,
             max_attempts: 8,
             _aggregate: PhantomData,
+        }
+    }
+
+    /// A handler that validates every new event against its schema in `schemas`.
+    pub fn with_schemas(store: EventStore, schemas: SchemaCatalog) -> Self {
+        CommandHandler {
+            schemas: Some(schemas),
+            ..Self::new(store)
         }
     }
 
@@ -177,9 +202,11 @@ impl<A: Aggregate> CommandHandler<A> {
                 CommandOutcome::Accepted
             }
             Ok(Appended::Replayed(_)) => CommandOutcome::Replayed,
-            Err(CommandError::Domain(_) | CommandError::IdempotencyKeyReused(_)) => {
-                CommandOutcome::Rejected
-            }
+            Err(
+                CommandError::Domain(_)
+                | CommandError::IdempotencyKeyReused(_)
+                | CommandError::InvalidPayload { .. },
+            ) => CommandOutcome::Rejected,
             Err(CommandError::Conflict(_) | CommandError::Contended { .. }) => {
                 CommandOutcome::Conflict
             }
@@ -229,11 +256,7 @@ impl<A: Aggregate> CommandHandler<A> {
                 }
             }
             let events = state.decide(command).map_err(CommandError::Domain)?;
-            let events = events
-                .iter()
-                .map(to_new_event)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| CommandError::Store(StoreError::Corrupt(e.to_string())))?;
+            let events = self.to_new_events(&events)?;
             let outcome = self
                 .store
                 .append(Append {
@@ -257,6 +280,35 @@ impl<A: Aggregate> CommandHandler<A> {
         Err(CommandError::Contended {
             stream_id: stream_id.clone(),
         })
+    }
+
+    /// Serializes decided events and, with a catalog, validates each against the
+    /// latest version of its schema, which becomes its `schema_version`.
+    fn to_new_events(&self, events: &[A::Event]) -> Result<Vec<NewEvent>, CommandError<A::Error>> {
+        let mut new_events = events
+            .iter()
+            .map(to_new_event)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CommandError::Store(StoreError::Corrupt(e.to_string())))?;
+        if let Some(catalog) = &self.schemas {
+            for event in &mut new_events {
+                match catalog.validate_latest(&event.event_type, &event.payload) {
+                    Ok(version) => event.schema_version = version,
+                    Err(e) => {
+                        tracing::error!(
+                            event_type = %event.event_type,
+                            error = %e,
+                            "decided event does not match its schema"
+                        );
+                        return Err(CommandError::InvalidPayload {
+                            event_type: event.event_type.clone(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(new_events)
     }
 }
 
@@ -302,9 +354,18 @@ pub fn to_new_event<E: DomainEvent>(event: &E) -> Result<NewEvent, serde_json::E
 
 /// Decodes a recorded event into a domain event.
 pub fn decode_event<E: DomainEvent>(recorded: &RecordedEvent) -> Result<E, String> {
+    decode_payload(&recorded.event_type, &recorded.payload)
+}
+
+/// Decodes an event type and its payload (as stored, or decoded from Avro) into a
+/// domain event.
+pub fn decode_payload<E: DomainEvent>(
+    event_type: &str,
+    payload: &serde_json::Value,
+) -> Result<E, String> {
     serde_json::from_value(serde_json::json!({
-        "event_type": recorded.event_type,
-        "payload": recorded.payload,
+        "event_type": event_type,
+        "payload": payload,
     }))
     .map_err(|e| e.to_string())
 }

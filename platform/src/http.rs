@@ -92,7 +92,9 @@ impl<E: DomainError> From<CommandError<E>> for Problem {
                 format!("{detail}; reload the stream and retry"),
             ),
             CommandError::Contended { .. } => Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail),
-            CommandError::IdempotencyKeyReused(_) => Problem::unprocessable(detail),
+            CommandError::IdempotencyKeyReused(_) | CommandError::InvalidPayload { .. } => {
+                Problem::unprocessable(detail)
+            }
             CommandError::Undecodable { .. } => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, detail)
             }

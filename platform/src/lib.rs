@@ -4,7 +4,11 @@
 //! - [`provision`]: one database and two roles per component, nothing shared;
 //! - [`db`]: a component's own pool and migrations;
 //! - [`store`]: the append-only event store with its transactional outbox;
+//! - [`broker`]: the embedded development broker (tansu) and topic administration;
 //! - [`aggregate`]: pure aggregates and the command handler around them;
+//! - [`avro`]: the events' Avro contracts: schema catalog, single-object encoding,
+//!   validation and the compatibility rule;
+//! - [`relay`]: the outbox relay to Kafka, in commit-safe order, at least once;
 //! - [`http`]: problem responses, extractors, health endpoints, serving;
 //! - [`service`]: running a write service (pool, migrations, HTTP);
 //! - [`telemetry`]: metrics with their names and labels decided in one place, `/metrics`;
@@ -13,11 +17,14 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod avro;
+pub mod broker;
 pub mod db;
 pub mod generate;
 pub mod http;
 pub mod provision;
 pub mod registry;
+pub mod relay;
 pub mod service;
 pub mod store;
 pub mod telemetry;

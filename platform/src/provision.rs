@@ -91,9 +91,12 @@ impl Plan {
             },
             Step::Sql {
                 database: None,
+                // `sluice.app_role` lets migrations grant a table privilege beyond
+                // the defaults to exactly this database's app role.
                 sql: format!(
                     "REVOKE CONNECT, TEMPORARY ON DATABASE {name} FROM PUBLIC;\n\
-                     GRANT CONNECT ON DATABASE {name} TO {app};"
+                     GRANT CONNECT ON DATABASE {name} TO {app};\n\
+                     ALTER DATABASE {name} SET sluice.app_role = '{app}';"
                 ),
             },
             Step::Sql {

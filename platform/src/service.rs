@@ -8,6 +8,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::avro::{AvroError, SchemaCatalog, SchemaSource};
 use crate::db::{self, DbError};
 use crate::http::with_platform_routes;
 use crate::registry::{Component, Registry};
@@ -20,8 +21,11 @@ pub struct WriteService {
     pub name: &'static str,
     /// The service's own migrations, run after the event store's.
     pub migrator: fn() -> Migrator,
-    /// The service's HTTP API over its event store.
-    pub router: fn(EventStore) -> axum::Router,
+    /// The Avro schemas of the service's events, embedded in the binary.
+    pub schemas: fn() -> Vec<SchemaSource>,
+    /// The service's HTTP API over its event store, validating new events against
+    /// the service's schemas.
+    pub router: fn(EventStore, SchemaCatalog) -> axum::Router,
 }
 
 /// Why a service could not start or stopped with an error.
@@ -31,6 +35,12 @@ pub enum ServiceError {
     Registry(#[from] crate::registry::RegistryError),
     #[error(transparent)]
     Db(#[from] DbError),
+    /// One of the service's embedded schemas is invalid (a build that tests catch).
+    #[error("`{component}` has an invalid schema catalog")]
+    Schemas {
+        component: String,
+        source: AvroError,
+    },
     /// The HTTP port is taken or not bindable.
     #[error("`{component}` cannot listen on {address}")]
     Bind {
@@ -47,6 +57,14 @@ pub enum ServiceError {
 }
 
 impl WriteService {
+    /// The catalog of the service's schemas.
+    pub fn catalog(&self) -> Result<SchemaCatalog, ServiceError> {
+        SchemaCatalog::new((self.schemas)()).map_err(|source| ServiceError::Schemas {
+            component: self.name.to_owned(),
+            source,
+        })
+    }
+
     /// Migrates the service's database as its owner role.
     pub async fn migrate(&self, registry: &Registry) -> Result<(), ServiceError> {
         let component = registry.component(self.name)?;
@@ -66,6 +84,7 @@ impl WriteService {
         shutdown: CancellationToken,
     ) -> Result<(), ServiceError> {
         let component = registry.component(self.name)?;
+        let catalog = self.catalog()?;
         self.migrate(registry).await?;
         let pool = db::app_pool(registry, component).await?;
         let listener = bind(component).await?;
@@ -74,7 +93,10 @@ impl WriteService {
             address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             "write service listening"
         );
-        let router = with_platform_routes((self.router)(EventStore::new(pool.clone())), Some(pool));
+        let router = with_platform_routes(
+            (self.router)(EventStore::new(pool.clone()), catalog),
+            Some(pool),
+        );
         crate::http::serve(listener, router, shutdown)
             .await
             .map_err(|source| ServiceError::Serve {

@@ -109,3 +109,37 @@ pub async fn track_http(request: Request, next: Next) -> Response {
         .record(started.elapsed().as_secs_f64());
     response
 }
+
+/// A relay batch was acknowledged by the broker: `sluice_relay_events_published_total`,
+/// `sluice_relay_batches_total`, `sluice_relay_batch_duration_seconds`.
+pub fn relay_batch(service: &str, events: usize, started: Instant) {
+    let labels = [("service", service.to_owned())];
+    metrics::counter!("sluice_relay_events_published_total", &labels).increment(events as u64);
+    metrics::counter!("sluice_relay_batches_total", &labels).increment(1);
+    metrics::histogram!("sluice_relay_batch_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// The broker did not acknowledge part of a batch: `sluice_relay_retries_total`.
+pub fn relay_retry(service: &str) {
+    metrics::counter!("sluice_relay_retries_total", "service" => service.to_owned()).increment(1);
+}
+
+/// Outbox backlog: `sluice_relay_unpublished_events`,
+/// `sluice_relay_oldest_unpublished_age_seconds`.
+pub fn relay_backlog(service: &str, unpublished: i64, oldest_age_seconds: f64) {
+    let labels = [("service", service.to_owned())];
+    metrics::gauge!("sluice_relay_unpublished_events", &labels).set(unpublished as f64);
+    metrics::gauge!("sluice_relay_oldest_unpublished_age_seconds", &labels).set(oldest_age_seconds);
+}
+
+/// An open transaction holds the relay horizon back:
+/// `sluice_relay_horizon_blocker_age_seconds{service, pid}`.
+pub fn relay_horizon_blocked(service: &str, pid: i32, age_seconds: f64) {
+    metrics::gauge!(
+        "sluice_relay_horizon_blocker_age_seconds",
+        "service" => service.to_owned(),
+        "pid" => pid.to_string()
+    )
+    .set(age_seconds);
+}

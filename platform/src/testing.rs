@@ -245,7 +245,9 @@ impl TestApp {
             .await;
         let pool = db.app_pool().await;
         let store = crate::store::EventStore::new(pool.clone());
-        let router = crate::http::with_platform_routes((service.router)(store.clone()), Some(pool));
+        let catalog = service.catalog().expect("the service's schemas");
+        let router =
+            crate::http::with_platform_routes((service.router)(store.clone(), catalog), Some(pool));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind random port");
@@ -378,4 +380,139 @@ pub async fn assert_key_reuse_refused(
         events,
         "{path}: a reused key appended"
     );
+}
+
+/// A tansu broker for one test, on a free port, with its data in a temporary
+/// directory that is removed afterwards.
+pub struct TestBroker {
+    pub broker: crate::broker::EmbeddedBroker,
+    pub data_dir: std::path::PathBuf,
+}
+
+impl TestBroker {
+    pub async fn start() -> Self {
+        let data_dir = std::env::temp_dir().join(format!("sluice-broker-{}", unique_suffix()));
+        let broker = crate::broker::EmbeddedBroker::start(&data_dir, 0)
+            .await
+            .expect("start the test broker (tansu)");
+        TestBroker { broker, data_dir }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.broker.bootstrap_servers()
+    }
+
+    /// Creates a topic with `partitions` partitions.
+    pub async fn topic(&self, name: &str, partitions: u32) {
+        crate::broker::ensure_topics(&self.bootstrap(), &[(name.to_owned(), partitions)])
+            .await
+            .expect("create topic");
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        // The broker child is killed by its own Drop; its files go with the directory.
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl Consumed {
+    pub fn header(&self, key: &str) -> &str {
+        self.headers.get(key).map_or("", String::as_str)
+    }
+}
+
+/// Reads every partition of `topic` from the beginning until `at_least` records
+/// arrived (or `timeout`), then drains what else is there; records in partition
+/// order.
+pub async fn consume(
+    bootstrap: &str,
+    topic: &str,
+    at_least: usize,
+    timeout: std::time::Duration,
+) -> Vec<Consumed> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || consume_blocking(&bootstrap, &topic, at_least, timeout))
+        .await
+        .expect("consumer thread")
+}
+
+fn consume_blocking(
+    bootstrap: &str,
+    topic: &str,
+    at_least: usize,
+    timeout: std::time::Duration,
+) -> Vec<Consumed> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::time::{Duration, Instant};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("test-{}", unique_suffix()))
+        .set("enable.auto.commit", "false")
+        .set("log_level", "3")
+        .create()
+        .expect("consumer");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .expect("assign");
+    }
+    consumer.assign(&assignment).expect("assign partitions");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_owned(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Consumed {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+                quiet_since = Instant::now();
+            }
+            Some(Err(e)) => panic!("consume {topic}: {e}"),
+            None => {
+                if out.len() >= at_least && quiet_since.elapsed() > Duration::from_millis(500) {
+                    break;
+                }
+            }
+        }
+    }
+    out
 }

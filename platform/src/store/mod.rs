@@ -167,41 +167,7 @@ impl EventStore {
     }
 
     async fn try_append(&self, request: &Append<'_>) -> Result<AppendResult, StoreError> {
-        let event_ids: Vec<EventId> = request.events.iter().map(|_| EventId::new()).collect();
-        let metadata = serde_json::to_value(request.metadata)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let expected: Option<i64> = match request.expected {
-            ExpectedVersion::Any => None,
-            ExpectedVersion::NoStream => Some(0),
-            ExpectedVersion::Exact(v) => Some(v.get()),
-        };
-        let statement = sqlx::query(include_str!("append.sql"))
-            .bind(event_ids.iter().map(|e| e.0).collect::<Vec<Uuid>>())
-            .bind(request.stream_id.as_str())
-            .bind(request.stream_type)
-            .bind(
-                request
-                    .events
-                    .iter()
-                    .map(|e| e.event_type.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                request
-                    .events
-                    .iter()
-                    .map(|e| e.schema_version)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                request
-                    .events
-                    .iter()
-                    .map(|e| &e.payload)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(&metadata)
-            .bind(expected);
+        let (event_ids, statement) = append_statement(request)?;
         // Without an idempotency key the statement is its own transaction: one round
         // trip. With one, the key is recorded in the same transaction.
         let mut tx = match request.idempotency {
@@ -216,33 +182,7 @@ impl EventStore {
             Ok(row) => row,
             Err(e) => return Err(self.conflict_or(e, request).await),
         };
-        let current: i64 = row.try_get("current_version")?;
-        let (Some(new_version), Some(last_position)) = (
-            row.try_get::<Option<i64>, _>("new_version")?,
-            row.try_get::<Option<i64>, _>("last_position")?,
-        ) else {
-            if let Some(actual) = row.try_get::<Option<String>, _>("current_type")? {
-                if actual != request.stream_type {
-                    return Err(StoreError::StreamTypeMismatch {
-                        stream_id: request.stream_id.clone(),
-                        actual,
-                        requested: request.stream_type.to_owned(),
-                    });
-                }
-            }
-            return Err(StoreError::Conflict {
-                stream_id: request.stream_id.clone(),
-                expected: request.expected,
-                actual: StreamVersion::new(current).ok(),
-            });
-        };
-        let result = AppendResult {
-            stream_id: request.stream_id.clone(),
-            stream_version: StreamVersion::new(new_version)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            event_ids,
-            global_position: GlobalPosition(last_position),
-        };
+        let result = append_result(request, event_ids, &row)?;
         if let (Some(mut tx), Some(idem)) = (tx, request.idempotency) {
             let stored =
                 serde_json::to_value(&result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -259,6 +199,25 @@ impl EventStore {
             tx.commit().await?;
         }
         Ok(result)
+    }
+
+    /// Runs the append statement inside the caller's transaction (no idempotency
+    /// key): for callers that must make an append atomic with their own writes.
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        request: Append<'_>,
+    ) -> Result<AppendResult, StoreError> {
+        if request.events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let (event_ids, statement) = append_statement(&request)?;
+        let row = statement.fetch_one(&mut *conn).await;
+        let row = match row {
+            Ok(row) => row,
+            Err(e) => return Err(self.conflict_or(e, &request).await),
+        };
+        append_result(&request, event_ids, &row)
     }
 
     /// Maps a unique violation on the stream version key to a conflict, reporting the
@@ -336,6 +295,73 @@ impl EventStore {
         .map(recorded_event)
         .collect()
     }
+}
+
+type AppendStatement<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// The append statement with its binds, and the event ids it will write.
+fn append_statement<'q>(
+    request: &'q Append<'_>,
+) -> Result<(Vec<EventId>, AppendStatement<'q>), StoreError> {
+    let event_ids: Vec<EventId> = request.events.iter().map(|_| EventId::new()).collect();
+    let metadata =
+        serde_json::to_value(request.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let expected: Option<i64> = match request.expected {
+        ExpectedVersion::Any => None,
+        ExpectedVersion::NoStream => Some(0),
+        ExpectedVersion::Exact(v) => Some(v.get()),
+    };
+    let events = &request.events;
+    let statement = sqlx::query(include_str!("append.sql"))
+        .bind(event_ids.iter().map(|e| e.0).collect::<Vec<Uuid>>())
+        .bind(request.stream_id.as_str())
+        .bind(request.stream_type)
+        .bind(
+            events
+                .iter()
+                .map(|e| e.event_type.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(events.iter().map(|e| e.schema_version).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
+        .bind(metadata)
+        .bind(expected);
+    Ok((event_ids, statement))
+}
+
+/// Reads the append statement's answer: the result, or why nothing was written.
+fn append_result(
+    request: &Append<'_>,
+    event_ids: Vec<EventId>,
+    row: &PgRow,
+) -> Result<AppendResult, StoreError> {
+    let current: i64 = row.try_get("current_version")?;
+    let (Some(new_version), Some(last_position)) = (
+        row.try_get::<Option<i64>, _>("new_version")?,
+        row.try_get::<Option<i64>, _>("last_position")?,
+    ) else {
+        if let Some(actual) = row.try_get::<Option<String>, _>("current_type")? {
+            if actual != request.stream_type {
+                return Err(StoreError::StreamTypeMismatch {
+                    stream_id: request.stream_id.clone(),
+                    actual,
+                    requested: request.stream_type.to_owned(),
+                });
+            }
+        }
+        return Err(StoreError::Conflict {
+            stream_id: request.stream_id.clone(),
+            expected: request.expected,
+            actual: StreamVersion::new(current).ok(),
+        });
+    };
+    Ok(AppendResult {
+        stream_id: request.stream_id.clone(),
+        stream_version: StreamVersion::new(new_version)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        event_ids,
+        global_position: GlobalPosition(last_position),
+    })
 }
 
 async fn current_version(

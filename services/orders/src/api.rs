@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{fingerprint, CommandHandler};
+use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
 use sluice_platform::store::{EventStore, StreamId};
 use sluice_platform::values::{Amount, Currency};
@@ -123,8 +124,8 @@ impl TryFrom<(Uuid, PlaceOrder)> for OrderCommand {
     }
 }
 
-/// The orders API over its event store.
-pub fn router(store: EventStore) -> Router {
+/// The orders API over its event store; new events are validated against `schemas`.
+pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
     Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
@@ -135,7 +136,7 @@ pub fn router(store: EventStore) -> Router {
             "/openapi.json",
             get(|| async { axum::Json(ApiDoc::openapi()) }),
         )
-        .with_state(Handler::new(store))
+        .with_state(Handler::with_schemas(store, schemas))
 }
 
 #[utoipa::path(post, path = "/orders", request_body = PlaceOrder,

@@ -369,7 +369,10 @@ async fn serves_openapi_health_and_metrics() {
         "sluice_http_requests_total{",
         "route=\"/orders\"",
     ] {
-        assert!(metrics.contains(series), "/metrics lacks {series}:\n{metrics}");
+        assert!(
+            metrics.contains(series),
+            "/metrics lacks {series}:\n{metrics}"
+        );
     }
     for path in ["/health/live", "/health/ready"] {
         let r = client.get(app.url(path)).send().await.unwrap();

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{fingerprint, CommandHandler};
+use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
 use sluice_platform::store::{EventStore, StreamId};
 use sluice_platform::values::{Amount, Currency};
@@ -170,13 +171,13 @@ fn parse_authorization_limit(raw: Option<&str>) -> Result<Amount, String> {
         })
 }
 
-/// The payments API over its event store.
+/// The payments API over its event store; new events are validated against `schemas`.
 ///
 /// # Panics
 ///
 /// At start-up, when [`AUTHORIZATION_LIMIT_VAR`] is set but not a non-negative
 /// integer: a misconfigured limit must stop the service, not be guessed.
-pub fn router(store: EventStore) -> Router {
+pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
     let raw = std::env::var(AUTHORIZATION_LIMIT_VAR).ok();
     let authorization_limit =
         parse_authorization_limit(raw.as_deref()).unwrap_or_else(|e| panic!("{e}"));
@@ -195,7 +196,7 @@ pub fn router(store: EventStore) -> Router {
             get(|| async { axum::Json(ApiDoc::openapi()) }),
         )
         .with_state(Payments {
-            handler: Handler::new(store),
+            handler: Handler::with_schemas(store, schemas),
             authorization_limit,
         })
 }

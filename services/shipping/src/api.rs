@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{fingerprint, CommandHandler};
+use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
 use sluice_platform::store::{EventStore, StreamId};
 use utoipa::{OpenApi, ToSchema};
@@ -69,8 +70,8 @@ impl TryFrom<DispatchShipment> for ShipmentCommand {
     }
 }
 
-/// The shipping API over its event store.
-pub fn router(store: EventStore) -> Router {
+/// The shipping API over its event store; new events are validated against `schemas`.
+pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
     Router::new()
         .route("/shipments", post(create_shipment))
         .route("/shipments/{id}", get(get_shipment))
@@ -81,7 +82,7 @@ pub fn router(store: EventStore) -> Router {
             "/openapi.json",
             get(|| async { axum::Json(ApiDoc::openapi()) }),
         )
-        .with_state(Handler::new(store))
+        .with_state(Handler::with_schemas(store, schemas))
 }
 
 #[utoipa::path(post, path = "/shipments", request_body = CreateShipment,

@@ -7,16 +7,41 @@
 pub mod api;
 pub mod domain;
 
+use sluice_platform::avro::SchemaSource;
 use sluice_platform::service::WriteService;
 
 /// The shipping service as the platform runs it.
 pub const SERVICE: WriteService = WriteService {
     name: "shipping",
     migrator,
+    schemas,
     router: api::router,
 };
 
 /// The shipping store's own migrations (after the event store's).
 pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
+}
+
+/// The Avro contracts of the shipping events (`schemas/shipping/<EventType>/v<N>.avsc`),
+/// embedded in the binary: every version of every event type, the highest being the
+/// one new events are written with.
+pub fn schemas() -> Vec<SchemaSource> {
+    vec![
+        SchemaSource::embedded(
+            "ShipmentCreated",
+            1,
+            include_str!("../../../schemas/shipping/ShipmentCreated/v1.avsc"),
+        ),
+        SchemaSource::embedded(
+            "ShipmentDispatched",
+            1,
+            include_str!("../../../schemas/shipping/ShipmentDispatched/v1.avsc"),
+        ),
+        SchemaSource::embedded(
+            "ShipmentDelivered",
+            1,
+            include_str!("../../../schemas/shipping/ShipmentDelivered/v1.avsc"),
+        ),
+    ]
 }

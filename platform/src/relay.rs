@@ -1,0 +1,511 @@
+//! The outbox relay: publishes a write service's outbox to `<service>.events` in
+//! commit-safe order, at least once.
+//!
+//! Order and gaps. The relay reads outbox rows whose writer transaction id is below
+//! its snapshot's xmin (`pg_snapshot_xmin(pg_current_snapshot())`), in
+//! `(txid, global_position)` order, after its checkpoint. Every transaction below the
+//! horizon has ended, so no row can appear behind the checkpoint later: a
+//! transaction that commits late is published when it commits, never skipped, and
+//! writers take no global lock. Appends take their transaction id after reading the
+//! version they append after (see `store`), so each stream's versions reach the
+//! topic in order.
+//!
+//! Delivery. A batch is enqueued on an idempotent producer (`acks=all`), every
+//! delivery report is awaited, and only then is the checkpoint (the batch's last
+//! `(txid, global_position)`) recorded. A crash between delivery and checkpoint
+//! re-sends at most that batch: at least once, duplicates bounded by one batch.
+//! Consumers drop duplicates by stream version or event id.
+//!
+//! One active relay per service: it holds a session advisory lock on its store; a
+//! second instance waits as standby and takes over when the lock is released.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use sqlx::postgres::PgRow;
+use sqlx::{ConnectOptions, PgConnection, PgPool, Row};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Metadata;
+
+/// Turns a stored payload into the bytes published on the topic.
+pub trait EventEncoder: Send + Sync {
+    /// Encodes `payload` of `event_type` at `schema_version`; returns the bytes and
+    /// the writer schema's fingerprint (for the `schema_fingerprint` header).
+    fn encode(
+        &self,
+        event_type: &str,
+        schema_version: i32,
+        payload: &serde_json::Value,
+    ) -> Result<(Vec<u8>, [u8; 8]), String>;
+}
+
+/// Errors that stop a relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The store could not be read or the checkpoint not written.
+    #[error("relay database error")]
+    Database(#[from] sqlx::Error),
+    /// The producer could not be created (bad configuration).
+    #[error("kafka producer")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A stored event could not be encoded: it would block the stream forever, so the
+    /// relay stops and says which one (payloads are validated at append).
+    #[error("event at global position {global_position} ({event_type} v{schema_version}) cannot be encoded: {message}")]
+    Unencodable {
+        global_position: i64,
+        event_type: String,
+        schema_version: i32,
+        message: String,
+    },
+}
+
+/// Tuning of a relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Outbox rows read and published per batch (also the in-flight bound).
+    pub batch_size: i64,
+    /// Pause when the outbox holds nothing publishable.
+    pub idle_interval: Duration,
+    /// How long published rows stay in the outbox before they are pruned.
+    pub retention: Duration,
+    /// How long the horizon may hold unpublished rows back before the relay reports
+    /// the blocking transaction.
+    pub horizon_warning: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            batch_size: 1000,
+            idle_interval: Duration::from_millis(20),
+            retention: Duration::from_secs(24 * 3600),
+            horizon_warning: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A relay of one service's outbox.
+pub struct Relay {
+    service: String,
+    topic: String,
+    pool: PgPool,
+    producer: FutureProducer,
+    encoder: Arc<dyn EventEncoder>,
+    config: RelayConfig,
+}
+
+/// The last published outbox position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+struct Checkpoint {
+    txid: u64,
+    global_position: i64,
+}
+
+/// One outbox row with its event, ready to publish.
+struct OutboxEvent {
+    checkpoint: Checkpoint,
+    stream_id: String,
+    event_id: uuid::Uuid,
+    stream_type: String,
+    stream_version: i64,
+    event_type: String,
+    schema_version: i32,
+    payload: serde_json::Value,
+    metadata: serde_json::Value,
+    recorded_at: DateTime<Utc>,
+}
+
+/// The producer settings every relay uses: idempotent, all replicas, the Java
+/// client's key hashing (murmur2) so any Kafka client agrees on a key's partition.
+pub fn producer_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "5")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .set("log_level", "3");
+    config
+}
+
+impl Relay {
+    pub fn new(
+        service: &str,
+        pool: PgPool,
+        bootstrap: &str,
+        encoder: Arc<dyn EventEncoder>,
+        config: RelayConfig,
+    ) -> Result<Self, RelayError> {
+        Ok(Relay {
+            service: service.to_owned(),
+            topic: format!("{service}.events"),
+            pool,
+            producer: producer_config(bootstrap).create()?,
+            encoder,
+            config,
+        })
+    }
+
+    /// Runs until `shutdown`: waits for the service's relay lock, then publishes.
+    #[tracing::instrument(name = "relay", skip_all, fields(service = %self.service))]
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), RelayError> {
+        let Some(lock) = self.acquire_lock(&shutdown).await? else {
+            return Ok(());
+        };
+        let result = self.publish_loop(&shutdown).await;
+        // Closing the session releases the lock for a standby.
+        let _ = sqlx::Connection::close(lock).await;
+        result
+    }
+
+    async fn publish_loop(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        tracing::info!(topic = %self.topic, "relay active");
+        let mut checkpoint = self.load_checkpoint().await?;
+        let mut last_prune = Instant::now();
+        let mut blocked_since: Option<Instant> = None;
+        while !shutdown.is_cancelled() {
+            let batch = self.fetch(checkpoint).await?;
+            self.report_backlog(checkpoint, batch.is_empty(), &mut blocked_since)
+                .await?;
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(self.config.idle_interval) => {}
+                }
+                continue;
+            }
+            checkpoint = self.publish(&batch, shutdown).await?;
+            self.save_checkpoint(checkpoint).await?;
+            if last_prune.elapsed() > Duration::from_secs(60) {
+                self.prune(checkpoint).await?;
+                last_prune = Instant::now();
+            }
+        }
+        self.producer.flush(Duration::from_secs(10))?;
+        Ok(())
+    }
+
+    /// Holds a session advisory lock on a dedicated connection (outside the pool) for
+    /// as long as the relay is active: when the relay stops or its process dies, the
+    /// connection closes and a standby takes over. `None` when shut down while
+    /// standing by.
+    async fn acquire_lock(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<PgConnection>, RelayError> {
+        let mut conn = self.pool.connect_options().connect().await?;
+        let mut announced = false;
+        loop {
+            let locked: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('sluice.relay'))")
+                    .fetch_one(&mut conn)
+                    .await?;
+            if locked {
+                return Ok(Some(conn));
+            }
+            if !announced {
+                tracing::info!("another relay is active for this service; standing by");
+                announced = true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    async fn load_checkpoint(&self) -> Result<Checkpoint, RelayError> {
+        let row = sqlx::query(
+            "SELECT txid::text, global_position FROM relay_checkpoints ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => Checkpoint::default(),
+            Some(row) => Checkpoint {
+                txid: parse_xid(&row.try_get::<String, _>(0)?)?,
+                global_position: row.try_get(1)?,
+            },
+        })
+    }
+
+    async fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), RelayError> {
+        sqlx::query(
+            "INSERT INTO relay_checkpoints (txid, global_position) VALUES ($1::text::xid8, $2)",
+        )
+        .bind(checkpoint.txid.to_string())
+        .bind(checkpoint.global_position)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The next batch after `checkpoint`, below the snapshot's xmin horizon.
+    async fn fetch(&self, checkpoint: Checkpoint) -> Result<Vec<OutboxEvent>, RelayError> {
+        let rows = sqlx::query(
+            "SELECT o.txid::text AS txid, o.global_position, e.event_id, e.stream_id, e.stream_type, \
+                    e.stream_version, e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at \
+               FROM outbox o JOIN events e ON e.global_position = o.global_position \
+              WHERE (o.txid, o.global_position) > ($1::text::xid8, $2) \
+                AND o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
+              ORDER BY o.txid, o.global_position \
+              LIMIT $3",
+        )
+        .bind(checkpoint.txid.to_string())
+        .bind(checkpoint.global_position)
+        .bind(self.config.batch_size)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(outbox_event).collect()
+    }
+
+    /// Enqueues the whole batch, then awaits every delivery report; retries the
+    /// undelivered rest with backoff until all are acknowledged or shutdown. Returns
+    /// the batch's last position.
+    async fn publish(
+        &self,
+        batch: &[OutboxEvent],
+        shutdown: &CancellationToken,
+    ) -> Result<Checkpoint, RelayError> {
+        let started = Instant::now();
+        let encoded = batch
+            .iter()
+            .map(|e| {
+                self.encoder
+                    .encode(&e.event_type, e.schema_version, &e.payload)
+                    .map_err(|message| RelayError::Unencodable {
+                        global_position: e.checkpoint.global_position,
+                        event_type: e.event_type.clone(),
+                        schema_version: e.schema_version,
+                        message,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut backoff = Duration::from_millis(100);
+        while !pending.is_empty() {
+            let mut deliveries = Vec::with_capacity(pending.len());
+            for &i in &pending {
+                let (event, (bytes, fingerprint)) = (&batch[i], &encoded[i]);
+                let record = FutureRecord::to(&self.topic)
+                    .key(&event.stream_id)
+                    .payload(bytes)
+                    .timestamp(event.recorded_at.timestamp_millis())
+                    .headers(headers(event, fingerprint));
+                deliveries.push((i, self.enqueue(record).await));
+            }
+            let mut failed = Vec::new();
+            for (i, delivery) in deliveries {
+                let delivered = match delivery {
+                    Some(future) => matches!(future.await, Ok(Ok(_))),
+                    None => false,
+                };
+                if !delivered {
+                    failed.push(i);
+                }
+            }
+            // Idempotence keeps per-partition order across these retries; records
+            // after a failed one may already be on the topic (counted as duplicates
+            // by consumers when re-sent).
+            if !failed.is_empty() {
+                tracing::warn!(
+                    undelivered = failed.len(),
+                    backoff_ms = backoff.as_millis() as u64,
+                    "broker did not acknowledge; retrying"
+                );
+                crate::telemetry::relay_retry(&self.service);
+                failed.sort_unstable();
+                // Re-send from the first failure on, to keep the batch in order.
+                let first = failed[0];
+                pending = (first..batch.len()).collect();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Err(RelayError::Kafka(
+                        rdkafka::error::KafkaError::Canceled)),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            } else {
+                pending.clear();
+            }
+        }
+        let last = batch.last().map(|e| e.checkpoint).unwrap_or_default();
+        crate::telemetry::relay_batch(&self.service, batch.len(), started);
+        tracing::debug!(
+            events = batch.len(),
+            txid = last.txid,
+            global_position = last.global_position,
+            "published batch"
+        );
+        Ok(last)
+    }
+
+    /// Enqueues one record, waiting while the producer queue is full.
+    async fn enqueue<'a>(
+        &self,
+        mut record: FutureRecord<'a, String, Vec<u8>>,
+    ) -> Option<rdkafka::producer::DeliveryFuture> {
+        loop {
+            match self.producer.send_result(record) {
+                Ok(future) => return Some(future),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    back,
+                )) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    tracing::warn!(error = %e, "cannot enqueue record");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Updates the backlog gauges; when unpublished rows are held back by the
+    /// horizon for longer than the warning threshold, names the blocking transaction.
+    async fn report_backlog(
+        &self,
+        checkpoint: Checkpoint,
+        idle: bool,
+        blocked_since: &mut Option<Instant>,
+    ) -> Result<(), RelayError> {
+        let row = sqlx::query(
+            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8 \
+               FROM outbox WHERE (txid, global_position) > ($1::text::xid8, $2)",
+        )
+        .bind(checkpoint.txid.to_string())
+        .bind(checkpoint.global_position)
+        .fetch_one(&self.pool)
+        .await?;
+        let unpublished: i64 = row.try_get(0)?;
+        let oldest: Option<f64> = row.try_get(1)?;
+        crate::telemetry::relay_backlog(&self.service, unpublished, oldest.unwrap_or(0.0));
+        if !(idle && unpublished > 0) {
+            *blocked_since = None;
+            return Ok(());
+        }
+        let since = *blocked_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.config.horizon_warning {
+            return Ok(());
+        }
+        let blocker = sqlx::query(
+            "SELECT pid, extract(epoch FROM clock_timestamp() - xact_start)::float8, \
+                    left(query, 200), state \
+               FROM pg_stat_activity \
+              WHERE datname = current_database() AND backend_xid IS NOT NULL \
+                AND pid <> pg_backend_pid() \
+              ORDER BY backend_xid::text::bigint LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(b) = blocker {
+            let (pid, age, query, state): (i32, Option<f64>, Option<String>, Option<String>) =
+                (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?, b.try_get(3)?);
+            tracing::warn!(
+                pid,
+                transaction_age_seconds = age.unwrap_or(0.0),
+                state = state.unwrap_or_default(),
+                query = query.unwrap_or_default(),
+                unpublished,
+                "an open transaction holds the relay horizon back; its events and every later one wait for it"
+            );
+            crate::telemetry::relay_horizon_blocked(&self.service, pid, age.unwrap_or(0.0));
+        }
+        *blocked_since = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Deletes published outbox rows older than the retention and old checkpoints.
+    async fn prune(&self, checkpoint: Checkpoint) -> Result<(), RelayError> {
+        let retention = self.config.retention.as_secs_f64();
+        let pruned = sqlx::query(
+            "DELETE FROM outbox WHERE (txid, global_position) <= ($1::text::xid8, $2) \
+               AND created_at < clock_timestamp() - make_interval(secs => $3)",
+        )
+        .bind(checkpoint.txid.to_string())
+        .bind(checkpoint.global_position)
+        .bind(retention)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM relay_checkpoints WHERE id < (SELECT max(id) FROM relay_checkpoints)",
+        )
+        .execute(&self.pool)
+        .await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "pruned published outbox rows");
+        }
+        Ok(())
+    }
+}
+
+fn parse_xid(text: &str) -> Result<u64, sqlx::Error> {
+    text.parse()
+        .map_err(|e| sqlx::Error::Decode(format!("xid8 `{text}`: {e}").into()))
+}
+
+fn outbox_event(row: &PgRow) -> Result<OutboxEvent, RelayError> {
+    Ok(OutboxEvent {
+        checkpoint: Checkpoint {
+            txid: parse_xid(&row.try_get::<String, _>("txid")?)?,
+            global_position: row.try_get("global_position")?,
+        },
+        stream_id: row.try_get("stream_id")?,
+        event_id: row.try_get("event_id")?,
+        stream_type: row.try_get("stream_type")?,
+        stream_version: row.try_get("stream_version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: row.try_get("schema_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+/// The envelope as Kafka headers (UTF-8 text values).
+fn headers(event: &OutboxEvent, fingerprint: &[u8; 8]) -> OwnedHeaders {
+    let metadata: Metadata = serde_json::from_value(event.metadata.clone()).unwrap_or_default();
+    let text = [
+        ("event_id", Some(event.event_id.to_string())),
+        ("event_type", Some(event.event_type.clone())),
+        ("stream_type", Some(event.stream_type.clone())),
+        ("stream_version", Some(event.stream_version.to_string())),
+        (
+            "global_position",
+            Some(event.checkpoint.global_position.to_string()),
+        ),
+        ("schema_version", Some(event.schema_version.to_string())),
+        (
+            "schema_fingerprint",
+            Some(fingerprint.iter().map(|b| format!("{b:02x}")).collect()),
+        ),
+        ("recorded_at", Some(event.recorded_at.to_rfc3339())),
+        (
+            "correlation_id",
+            metadata.correlation_id.map(|c| c.to_string()),
+        ),
+        ("causation_id", metadata.causation_id.map(|c| c.to_string())),
+        ("traceparent", metadata.traceparent),
+        ("actor", metadata.actor),
+    ];
+    text.into_iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| match value {
+            Some(v) => headers.insert(Header {
+                key,
+                value: Some(v.as_str()),
+            }),
+            None => headers,
+        })
+}

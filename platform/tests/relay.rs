@@ -1,0 +1,339 @@
+//! The outbox relay against real PostgreSQL and a real Kafka-protocol broker (tansu).
+//! Payload encoding is not under test here (see the Avro tests): events go out as
+//! their JSON payload.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_platform::registry::ComponentKind;
+use sluice_platform::relay::{EventEncoder, Relay, RelayConfig};
+use sluice_platform::store::{
+    Append, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
+};
+use sluice_platform::testing::{consume, Consumed, TestBroker, TestDatabase};
+use tokio_util::sync::CancellationToken;
+
+struct JsonEncoder;
+
+impl EventEncoder for JsonEncoder {
+    fn encode(
+        &self,
+        _event_type: &str,
+        _schema_version: i32,
+        payload: &serde_json::Value,
+    ) -> Result<(Vec<u8>, [u8; 8]), String> {
+        Ok((payload.to_string().into_bytes(), [0; 8]))
+    }
+}
+
+async fn store() -> (TestDatabase, EventStore) {
+    let db = TestDatabase::provision("relay", ComponentKind::Service).await;
+    db.migrate(vec![sluice_platform::store::migrator()]).await;
+    let store = EventStore::new(db.app_pool().await);
+    (db, store)
+}
+
+fn event(n: i64) -> NewEvent {
+    NewEvent {
+        event_type: "Counted".to_owned(),
+        schema_version: 1,
+        payload: json!({ "n": n }),
+    }
+}
+
+fn append<'a>(stream: &'a StreamId, events: Vec<NewEvent>, meta: &'a Metadata) -> Append<'a> {
+    Append {
+        stream_id: stream,
+        stream_type: "counter",
+        expected: ExpectedVersion::Any,
+        events,
+        metadata: meta,
+        idempotency: None,
+    }
+}
+
+/// Starts a relay of `service` over `store` in the background.
+fn spawn_relay(
+    service: &str,
+    store: &EventStore,
+    broker: &TestBroker,
+    batch_size: i64,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let relay = Relay::new(
+        service,
+        store.pool().clone(),
+        &broker.bootstrap(),
+        Arc::new(JsonEncoder),
+        RelayConfig {
+            batch_size,
+            ..RelayConfig::default()
+        },
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move { relay.run(token).await.expect("relay") });
+    (shutdown, handle)
+}
+
+/// Per key, the stream versions in topic order.
+fn versions_by_stream(records: &[Consumed]) -> BTreeMap<String, Vec<i64>> {
+    let mut by_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for r in records {
+        by_key
+            .entry(r.key.clone())
+            .or_default()
+            .push(r.header("stream_version").parse().unwrap());
+    }
+    by_key
+}
+
+#[tokio::test]
+async fn a_late_committing_transaction_is_published_first_and_nothing_is_skipped() {
+    let broker = TestBroker::start().await;
+    broker.topic("gap.events", 1).await;
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+
+    // A appends and stays open; B appends after it and commits at once.
+    let mut a = store.pool().begin().await.unwrap();
+    let stream_a = StreamId::new("a").unwrap();
+    store
+        .append_in(&mut a, append(&stream_a, vec![event(1)], &meta))
+        .await
+        .unwrap();
+    let stream_b = StreamId::new("b").unwrap();
+    store
+        .append(append(&stream_b, vec![event(2)], &meta))
+        .await
+        .unwrap();
+
+    let (shutdown, relay) = spawn_relay("gap", &store, &broker, 100);
+    // B committed, but A (the older transaction) is still open: B is not safe yet.
+    let early = consume(&broker.bootstrap(), "gap.events", 1, Duration::from_secs(3)).await;
+    assert!(
+        early.is_empty(),
+        "published past an open transaction: {early:?}"
+    );
+
+    a.commit().await.unwrap();
+    let records = consume(
+        &broker.bootstrap(),
+        "gap.events",
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["a", "b"], "both published, A's transaction first");
+    shutdown.cancel();
+    relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_writers_reach_the_topic_in_stream_version_order() {
+    let broker = TestBroker::start().await;
+    broker.topic("order.events", 3).await;
+    let (_db, store) = store().await;
+    let (shutdown, relay) = spawn_relay("order", &store, &broker, 50);
+
+    // 8 writers append to the same 6 streams, retrying conflicts in a new
+    // transaction, while the relay publishes.
+    let store = Arc::new(store);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let meta = Metadata::default();
+                let mut written = 0;
+                for i in 0..40i64 {
+                    let stream = StreamId::new(format!("s{}", (w + i) % 6)).unwrap();
+                    let n = (i % 2 + 1) as usize;
+                    loop {
+                        let events = (0..n as i64).map(event).collect();
+                        match store.append(append(&stream, events, &meta)).await {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict { .. }) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                    written += n;
+                }
+                written
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in writers {
+        total += w.await.unwrap();
+    }
+    let records = consume(
+        &broker.bootstrap(),
+        "order.events",
+        total,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(records.len(), total, "every event published exactly once");
+    for (stream, versions) in versions_by_stream(&records) {
+        let expected: Vec<i64> = (1..=versions.len() as i64).collect();
+        assert_eq!(
+            versions, expected,
+            "stream {stream} out of order or with a gap"
+        );
+    }
+    // A key's events all land in one partition.
+    let mut partition_of: BTreeMap<&str, i32> = BTreeMap::new();
+    for r in &records {
+        assert_eq!(
+            *partition_of.entry(&r.key).or_insert(r.partition),
+            r.partition
+        );
+    }
+    shutdown.cancel();
+    relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn headers_carry_the_envelope() {
+    let broker = TestBroker::start().await;
+    broker.topic("env.events", 1).await;
+    let (_db, store) = store().await;
+    let correlation = uuid::Uuid::now_v7();
+    let meta = Metadata {
+        correlation_id: Some(correlation),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        ..Metadata::default()
+    };
+    let stream = StreamId::new("e-1").unwrap();
+    let written = store
+        .append(append(&stream, vec![event(7)], &meta))
+        .await
+        .unwrap();
+    let (shutdown, relay) = spawn_relay("env", &store, &broker, 10);
+    let records = consume(
+        &broker.bootstrap(),
+        "env.events",
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let r = &records[0];
+    assert_eq!(r.key, "e-1");
+    assert_eq!(
+        r.header("event_id"),
+        written.result().event_ids[0].to_string()
+    );
+    assert_eq!(r.header("event_type"), "Counted");
+    assert_eq!(r.header("stream_type"), "counter");
+    assert_eq!(r.header("stream_version"), "1");
+    assert_eq!(r.header("schema_version"), "1");
+    assert_eq!(r.header("correlation_id"), correlation.to_string());
+    assert_eq!(
+        r.header("traceparent"),
+        meta.traceparent.as_deref().unwrap()
+    );
+    assert_eq!(
+        r.header("global_position"),
+        written.result().global_position.0.to_string()
+    );
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap(),
+        json!({ "n": 7 })
+    );
+    shutdown.cancel();
+    relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_broker_restart_loses_nothing_and_the_relay_resumes_by_itself() {
+    let mut broker = TestBroker::start().await;
+    broker.topic("restart.events", 2).await;
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    let (shutdown, relay) = spawn_relay("restart", &store, &broker, 200);
+    let mut written = 0;
+    for round in 0..6 {
+        for s in 0..10 {
+            let stream = StreamId::new(format!("r{s}")).unwrap();
+            store
+                .append(append(&stream, (0..20).map(event).collect(), &meta))
+                .await
+                .unwrap();
+            written += 20;
+        }
+        if round == 2 {
+            broker.broker.kill().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            broker.broker.restart().await.unwrap();
+        }
+    }
+    let records = consume(
+        &broker.bootstrap(),
+        "restart.events",
+        written,
+        Duration::from_secs(90),
+    )
+    .await;
+    let by_stream = versions_by_stream(&records);
+    let mut distinct = 0;
+    for (stream, versions) in &by_stream {
+        let mut seen: Vec<i64> = versions.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        let expected: Vec<i64> = (1..=seen.len() as i64).collect();
+        assert_eq!(seen, expected, "stream {stream} lost an event");
+        distinct += seen.len();
+    }
+    assert_eq!(distinct, written, "every event reached the topic");
+    shutdown.cancel();
+    relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_relay_stands_by_while_the_first_is_active() {
+    let broker = TestBroker::start().await;
+    broker.topic("standby.events", 1).await;
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    let (first_stop, first) = spawn_relay("standby", &store, &broker, 100);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (second_stop, second) = spawn_relay("standby", &store, &broker, 100);
+    let stream = StreamId::new("x").unwrap();
+    for i in 0..5 {
+        store
+            .append(append(&stream, vec![event(i)], &meta))
+            .await
+            .unwrap();
+    }
+    let records = consume(
+        &broker.bootstrap(),
+        "standby.events",
+        5,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(records.len(), 5, "published once, by one relay");
+    // The first stops; the standby takes over and publishes what follows.
+    first_stop.cancel();
+    first.await.unwrap();
+    for i in 5..8 {
+        store
+            .append(append(&stream, vec![event(i)], &meta))
+            .await
+            .unwrap();
+    }
+    let records = consume(
+        &broker.bootstrap(),
+        "standby.events",
+        8,
+        Duration::from_secs(20),
+    )
+    .await;
+    let versions = versions_by_stream(&records).remove("x").unwrap();
+    assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
+    second_stop.cancel();
+    second.await.unwrap();
+}

@@ -1,0 +1,239 @@
+//! Events as the relay publishes them decode with an Avro implementation that is not
+//! ours: Python's fastavro, given nothing but the committed `.avsc`. It checks the
+//! single-object header (marker, and the fingerprint it computes itself from the
+//! schema's canonical form) and that the datum reads back as the stored payload.
+//!
+//! Needs `python3` with `fastavro` (`pip install fastavro`; `.ci/run` installs it).
+//! Without them the test fails, saying so: it never skips.
+
+use std::io::ErrorKind;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+use sluice::components::WRITE_SERVICES;
+use sluice_orders::domain::{LineItem, OrderEvent};
+use sluice_payments::domain::PaymentEvent;
+use sluice_platform::aggregate::{to_new_event, DomainEvent};
+use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::values::{Amount, Currency};
+use sluice_shipping::domain::ShipmentEvent;
+use uuid::Uuid;
+
+/// Exit status of the script when fastavro cannot be imported.
+const NO_FASTAVRO: i32 = 3;
+
+const SCRIPT: &str = r#"
+import io, json, sys, uuid
+try:
+    import fastavro
+    from fastavro.schema import fingerprint, to_parsing_canonical_form
+except ImportError:
+    sys.exit(3)
+
+def plain(value):
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+with open(sys.argv[1]) as f:
+    cases = json.load(f)
+failures = []
+for case in cases:
+    name = case["event_type"]
+    with open(case["avsc"]) as f:
+        schema = fastavro.parse_schema(json.load(f))
+    data = bytes.fromhex(case["bytes"])
+    if data[:2] != b"\xc3\x01":
+        failures.append(f"{name}: starts with {data[:2].hex()}, not c301")
+        continue
+    expected = fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")
+    if data[2:10].hex() != expected:
+        failures.append(f"{name}: fingerprint {data[2:10].hex()}, fastavro computes {expected}")
+        continue
+    datum = io.BytesIO(data[10:])
+    record = plain(fastavro.schemaless_reader(datum, schema))
+    if datum.tell() != len(data) - 10:
+        failures.append(f"{name}: {len(data) - 10 - datum.tell()} bytes left after the datum")
+    if record != case["expected"]:
+        failures.append(f"{name}: fastavro read {json.dumps(record)}, expected {json.dumps(case['expected'])}")
+print(f"fastavro {fastavro.__version__} decoded {len(cases) - len(failures)} of {len(cases)} events")
+for failure in failures:
+    print(failure)
+sys.exit(1 if failures else 0)
+"#;
+
+fn amount(minor: i64) -> Amount {
+    Amount::new(minor).unwrap()
+}
+
+/// (service, event type, stored payload) for one event of every type.
+fn one_of_each() -> Vec<(&'static str, sluice_platform::store::NewEvent)> {
+    fn stored<E: DomainEvent>(
+        service: &'static str,
+        events: Vec<E>,
+    ) -> Vec<(&'static str, sluice_platform::store::NewEvent)> {
+        events
+            .iter()
+            .map(|e| (service, to_new_event(e).unwrap()))
+            .collect()
+    }
+    let (order_id, payment_id, shipment_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let eur = Currency::new("EUR").unwrap();
+    let mut all = stored(
+        "orders",
+        vec![
+            OrderEvent::OrderPlaced {
+                order_id,
+                customer_id: "alice@example.com".into(),
+                currency: "EUR".into(),
+                lines: vec![
+                    LineItem {
+                        sku: "BOOK-1".into(),
+                        quantity: 2,
+                        unit_price_minor: 1250,
+                    },
+                    LineItem {
+                        sku: "CAFÉ-CRÈME".into(),
+                        quantity: 1,
+                        unit_price_minor: 480,
+                    },
+                ],
+                total_minor: 2980,
+            },
+            OrderEvent::OrderConfirmed { order_id },
+            OrderEvent::OrderCancelled {
+                order_id,
+                reason: "changed my mind".into(),
+            },
+        ],
+    );
+    all.extend(stored(
+        "payments",
+        vec![
+            PaymentEvent::PaymentAuthorized {
+                payment_id,
+                order_id,
+                amount_minor: amount(2980),
+                currency: eur,
+            },
+            PaymentEvent::PaymentDeclined {
+                payment_id: Uuid::now_v7(),
+                order_id,
+                amount_minor: amount(250_000),
+                currency: eur,
+                reason: "above the authorization limit".into(),
+            },
+            PaymentEvent::PaymentCaptured {
+                payment_id,
+                order_id,
+                amount_minor: amount(2980),
+            },
+            PaymentEvent::PaymentRefunded {
+                payment_id,
+                order_id,
+                amount_minor: amount(480),
+                reason: Some("damaged in transit".into()),
+            },
+            PaymentEvent::PaymentRefunded {
+                payment_id,
+                order_id,
+                amount_minor: amount(i64::MAX),
+                reason: None,
+            },
+        ],
+    ));
+    all.extend(stored(
+        "shipping",
+        vec![
+            ShipmentEvent::ShipmentCreated {
+                shipment_id,
+                order_id,
+            },
+            ShipmentEvent::ShipmentDispatched {
+                shipment_id,
+                order_id,
+                carrier: "DHL Express".into(),
+                tracking_number: "JD014600006281234567".into(),
+            },
+            ShipmentEvent::ShipmentDelivered {
+                shipment_id,
+                order_id,
+            },
+        ],
+    ));
+    all
+}
+
+#[test]
+fn fastavro_decodes_every_event_type_from_its_avsc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let catalog = SchemaCatalog::new(WRITE_SERVICES.iter().flat_map(|s| (s.schemas)())).unwrap();
+    let events = one_of_each();
+    let covered: std::collections::BTreeSet<_> =
+        events.iter().map(|(_, e)| e.event_type.as_str()).collect();
+    assert_eq!(
+        covered,
+        catalog.event_types().collect(),
+        "every event type needs an example here"
+    );
+    let cases: Vec<Value> = events
+        .iter()
+        .map(|(service, event)| {
+            let (version, _) = catalog.latest(&event.event_type).unwrap();
+            let bytes = catalog
+                .encode_single_object(&event.event_type, version, &event.payload)
+                .unwrap();
+            let avsc = root
+                .join("schemas")
+                .join(service)
+                .join(&event.event_type)
+                .join(format!("v{version}.avsc"));
+            json!({
+                "event_type": event.event_type,
+                "avsc": avsc,
+                "bytes": bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                "expected": event.payload,
+            })
+        })
+        .collect();
+    let cases_file = std::env::temp_dir().join(format!(
+        "sluice-avro-interop-{}-{}.json",
+        std::process::id(),
+        Uuid::now_v7()
+    ));
+    std::fs::write(&cases_file, serde_json::to_vec(&cases).unwrap()).unwrap();
+
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(SCRIPT)
+        .arg(&cases_file)
+        .output();
+    let _ = std::fs::remove_file(&cases_file);
+    let output = match output {
+        Ok(output) => output,
+        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+            "this test needs python3 with fastavro: install Python 3, then `pip install fastavro`"
+        ),
+        Err(e) => panic!("cannot run python3: {e}"),
+    };
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_ne!(
+        output.status.code(),
+        Some(NO_FASTAVRO),
+        "this test needs the Python package fastavro: run `pip install fastavro` (.ci/run does)"
+    );
+    assert!(output.status.success(), "fastavro disagrees:\n{report}");
+    assert!(
+        report.contains(&format!("decoded {0} of {0} events", cases.len())),
+        "{report}"
+    );
+}
