@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
 use sluice_platform::registry::Registry;
 use sluice_platform::{generate, provision};
 use tokio::task::JoinSet;
@@ -38,10 +39,13 @@ enum Command {
         #[arg(long)]
         no_setup: bool,
     },
-    /// Run one component (`sluice run orders`).
+    /// Run one component: `sluice run orders`, or a service's outbox relay:
+    /// `sluice run relay orders` (publishes to KAFKA_BROKERS).
     Run {
-        /// A component name from the registry.
+        /// A component name from the registry, or `relay`.
         component: String,
+        /// With `relay`: the write service whose outbox to publish.
+        service: Option<String>,
     },
     /// Databases and roles.
     Db {
@@ -131,7 +135,14 @@ fn load_registry(path: &Path) -> anyhow::Result<Registry> {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { no_setup } => up(&load_registry(&cli.registry)?, no_setup).await,
-        Command::Run { component } => run_one(&load_registry(&cli.registry)?, &component).await,
+        Command::Run { component, service } => {
+            run_one(
+                &load_registry(&cli.registry)?,
+                &component,
+                service.as_deref(),
+            )
+            .await
+        }
         Command::Db {
             command: DbCommand::Setup,
         } => {
@@ -275,21 +286,38 @@ fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
-async fn run_one(registry: &Registry, name: &str) -> anyhow::Result<()> {
-    let component = registry.component(name)?;
-    let Some(runnable) = components::runnable(component) else {
-        bail!(
-            "component `{name}` is in the registry but this build has no implementation for it yet"
-        );
+async fn run_one(registry: &Registry, name: &str, service: Option<&str>) -> anyhow::Result<()> {
+    let runnable = match (name, service) {
+        ("relay", Some(service)) => {
+            registry.component(service)?;
+            let Some(s) = components::write_service(service) else {
+                bail!("`{service}` is not a write service of this build: only write services have an outbox relay");
+            };
+            Runnable::Relay(s)
+        }
+        ("relay", None) => {
+            bail!("name the write service whose outbox to publish: `sluice run relay orders`")
+        }
+        (_, Some(extra)) => {
+            bail!("unexpected argument `{extra}`: only `sluice run relay <service>` takes two")
+        }
+        (name, None) => {
+            let component = registry.component(name)?;
+            components::runnable(component).ok_or_else(|| {
+                anyhow::anyhow!("component `{name}` is in the registry but this build has no implementation for it yet")
+            })?
+        }
     };
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    run_component(registry, runnable, shutdown).await
+    let bootstrap = registry.platform.kafka_brokers.clone();
+    run_component(registry, runnable, &bootstrap, shutdown).await
 }
 
 async fn run_component(
     registry: &Registry,
     runnable: Runnable,
+    bootstrap: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     match runnable {
@@ -297,7 +325,40 @@ async fn run_component(
             .run(registry, shutdown)
             .await
             .with_context(|| format!("write service `{}`", service.name)),
+        Runnable::Relay(service) => service
+            .run_relay(registry, bootstrap, shutdown)
+            .await
+            .with_context(|| format!("relay of `{}`", service.name)),
     }
+}
+
+/// The broker `sluice up` uses: `KAFKA_BROKERS` when set, else an embedded tansu on
+/// the registry's broker port with its log under the data directory.
+async fn kafka_for_up(registry: &Registry) -> anyhow::Result<(String, Option<EmbeddedBroker>)> {
+    if std::env::var_os("KAFKA_BROKERS").is_some() {
+        let brokers = registry.platform.kafka_brokers.clone();
+        tracing::info!(%brokers, "using the external Kafka brokers of KAFKA_BROKERS");
+        return Ok((brokers, None));
+    }
+    let port = registry
+        .platform
+        .kafka_brokers
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse::<u16>().ok())
+        .with_context(|| {
+            format!(
+                "kafka_brokers `{}` in the registry must be host:port",
+                registry.platform.kafka_brokers
+            )
+        })?;
+    let data_dir = registry.platform.data_dir.join("broker");
+    let broker = EmbeddedBroker::start(&data_dir, port).await.context(
+        "starting the embedded broker (set KAFKA_BROKERS to use an external Kafka instead)",
+    )?;
+    let bootstrap = broker.bootstrap_servers();
+    tracing::info!(%bootstrap, data = %data_dir.display(), "embedded broker (tansu) ready");
+    Ok((bootstrap, Some(broker)))
 }
 
 async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
@@ -314,15 +375,30 @@ async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
             "registered components without an implementation in this build are not started"
         );
     }
+    let (bootstrap, broker) = kafka_for_up(registry).await?;
+    let topics: Vec<(String, u32)> = registry
+        .topics
+        .iter()
+        .map(|(name, t)| (name.clone(), t.partitions))
+        .collect();
+    ensure_topics(&bootstrap, &topics)
+        .await
+        .context("creating the registry's topics")?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let mut tasks = JoinSet::new();
+    let mut spawn = |r: Runnable| {
+        let (registry, token, bootstrap) = (registry.clone(), shutdown.clone(), bootstrap.clone());
+        tasks.spawn(async move { run_component(&registry, r, &bootstrap, token).await });
+    };
     for (component, r) in runnable {
-        let registry = registry.clone();
-        let token = shutdown.clone();
         println!("{:<10} http://127.0.0.1:{}", component.name, component.port);
-        tasks.spawn(async move { run_component(&registry, r, token).await });
+        spawn(r);
+        if let Runnable::Service(service) = r {
+            spawn(Runnable::Relay(service));
+        }
     }
+    println!("{:<10} {bootstrap}", "kafka");
     // The first component to stop (error or shutdown) stops all of them.
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
@@ -333,6 +409,7 @@ async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
         }
         shutdown.cancel();
     }
+    drop(broker);
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),

@@ -13,15 +13,24 @@ pub const WRITE_SERVICES: [WriteService; 3] = [
 /// A runnable component of this build.
 #[derive(Clone, Copy)]
 pub enum Runnable {
+    /// A write service's HTTP API.
     Service(WriteService),
+    /// A write service's outbox relay.
+    Relay(WriteService),
 }
 
 impl Runnable {
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            Runnable::Service(s) => s.name,
+            Runnable::Service(s) => s.name.to_owned(),
+            Runnable::Relay(s) => format!("relay {}", s.name),
         }
     }
+}
+
+/// The write service named `name`, if this build has it.
+pub fn write_service(name: &str) -> Option<WriteService> {
+    WRITE_SERVICES.iter().find(|s| s.name == name).copied()
 }
 
 /// What this build runs for a registry component, if anything.

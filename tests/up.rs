@@ -1,6 +1,10 @@
-//! `sluice up` end to end: the real binary provisions every database, migrates and
-//! serves all write services in one process, each on its own database; commands
-//! reach each of them; SIGTERM stops it cleanly.
+//! `sluice up` end to end: the real binary provisions every database, starts the
+//! embedded broker, migrates and serves all write services and their relays in one
+//! process, each on its own database; commands reach each of them, their events
+//! reach the topics, and a foreign Avro decoder (fastavro) reads what the relays
+//! published; SIGTERM stops it cleanly.
+
+mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -9,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_platform::registry::Registry;
-use sluice_platform::testing::{drop_registry_databases, isolated_registry};
+use sluice_platform::testing::{consume, drop_registry_databases, isolated_registry};
 use uuid::Uuid;
 
 struct Platform {
@@ -89,6 +93,7 @@ impl Drop for Platform {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = std::fs::remove_file(&self.registry_file);
+        let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
     }
 }
 
@@ -162,6 +167,53 @@ async fn sluice_up_runs_every_write_service_on_its_own_database() {
             assert_eq!(count, 0, "{service}'s stream found in {}", other_db.name);
         }
     }
+
+    // Each service's relay published its event: key = stream id, Avro single-object
+    // value that fastavro decodes from the committed .avsc to the stored payload.
+    let bootstrap = platform.registry.platform.kafka_brokers.clone();
+    let mut cases = Vec::new();
+    for (service, stream, noun) in [
+        ("orders", placed["stream_id"].as_str().unwrap(), "orders"),
+        (
+            "payments",
+            payment["stream_id"].as_str().unwrap(),
+            "payments",
+        ),
+        (
+            "shipping",
+            shipment["stream_id"].as_str().unwrap(),
+            "shipments",
+        ),
+    ] {
+        let topic = format!("{service}.events");
+        let records = consume(&bootstrap, &topic, 1, Duration::from_secs(30)).await;
+        assert_eq!(records.len(), 1, "{topic}");
+        let record = &records[0];
+        assert_eq!(record.key, stream);
+        let audit: Value = client
+            .get(platform.url(service, &format!("/{noun}/{stream}/events")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let stored = &audit["events"][0];
+        assert_eq!(
+            record.header("event_id"),
+            stored["event_id"].as_str().unwrap()
+        );
+        let event_type = record.header("event_type");
+        cases.push(json!({
+            "event_type": event_type,
+            "avsc": Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("schemas").join(service).join(event_type)
+                .join(format!("v{}.avsc", record.header("schema_version"))),
+            "bytes": record.payload.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "expected": stored["payload"],
+        }));
+    }
+    support::fastavro::assert_fastavro_decodes(&cases);
 
     let status = platform.stop();
     assert!(status.success(), "sluice up exited with {status}");

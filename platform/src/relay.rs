@@ -509,3 +509,21 @@ fn headers(event: &OutboxEvent, fingerprint: &[u8; 8]) -> OwnedHeaders {
             None => headers,
         })
 }
+
+impl EventEncoder for crate::avro::SchemaCatalog {
+    fn encode(
+        &self,
+        event_type: &str,
+        schema_version: i32,
+        payload: &serde_json::Value,
+    ) -> Result<(Vec<u8>, [u8; 8]), String> {
+        let bytes = self
+            .encode_single_object(event_type, schema_version, payload)
+            .map_err(|e| e.to_string())?;
+        let fingerprint = self
+            .fingerprint(event_type, schema_version)
+            .map(|f| f.0)
+            .ok_or_else(|| format!("no schema for {event_type} v{schema_version}"))?;
+        Ok((bytes, fingerprint))
+    }
+}

@@ -48,6 +48,18 @@ pub enum ServiceError {
         address: String,
         source: std::io::Error,
     },
+    /// The broker could not be reached or the service's topic not created.
+    #[error("`{component}` relay cannot prepare its topic")]
+    Broker {
+        component: String,
+        source: crate::broker::BrokerError,
+    },
+    /// The relay stopped with an error.
+    #[error("`{component}` relay failed")]
+    Relay {
+        component: String,
+        source: crate::relay::RelayError,
+    },
     /// The HTTP server failed.
     #[error("`{component}` HTTP server failed")]
     Serve {
@@ -100,6 +112,57 @@ impl WriteService {
         crate::http::serve(listener, router, shutdown)
             .await
             .map_err(|source| ServiceError::Serve {
+                component: self.name.to_owned(),
+                source,
+            })
+    }
+}
+
+impl WriteService {
+    /// Runs the service's outbox relay until `shutdown`: migrates (so a relay can
+    /// start before its service), makes sure the service's topic exists, and
+    /// publishes as the service's app role.
+    pub async fn run_relay(
+        &self,
+        registry: &Registry,
+        bootstrap: &str,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServiceError> {
+        let component = registry.component(self.name)?;
+        let catalog = self.catalog()?;
+        self.migrate(registry).await?;
+        let topics: Vec<(String, u32)> = component
+            .produces
+            .iter()
+            .map(|t| {
+                (
+                    t.clone(),
+                    registry.topics.get(t).map_or(1, |c| c.partitions),
+                )
+            })
+            .collect();
+        crate::broker::ensure_topics(bootstrap, &topics)
+            .await
+            .map_err(|source| ServiceError::Broker {
+                component: self.name.to_owned(),
+                source,
+            })?;
+        let pool = db::app_pool(registry, component).await?;
+        let relay = crate::relay::Relay::new(
+            self.name,
+            pool,
+            bootstrap,
+            std::sync::Arc::new(catalog),
+            crate::relay::RelayConfig::default(),
+        )
+        .map_err(|source| ServiceError::Relay {
+            component: self.name.to_owned(),
+            source,
+        })?;
+        relay
+            .run(shutdown)
+            .await
+            .map_err(|source| ServiceError::Relay {
                 component: self.name.to_owned(),
                 source,
             })

@@ -166,8 +166,9 @@ impl Drop for TestDatabase {
     }
 }
 
-/// A copy of `registry` for one test: every database carries a test-unique prefix
-/// and every component a free port. Returns the registry and its TOML text (for a
+/// A copy of `registry` for one test: every database carries a test-unique prefix,
+/// every component and the broker a free port, and the data directory is a fresh
+/// temporary one. Returns the registry and its TOML text (for a
 /// child process's `--registry`).
 pub fn isolated_registry(registry: &Registry) -> (Registry, String) {
     let text = registry_text_with_prefix(registry, &unique_suffix());
@@ -197,8 +198,11 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
         registry.platform.database_host,
         registry.platform.database_port,
         admin_url(),
-        registry.platform.data_dir.display().to_string(),
-        registry.platform.kafka_brokers,
+        std::env::temp_dir()
+            .join(format!("sluice-data-{suffix}"))
+            .display()
+            .to_string(),
+        format!("127.0.0.1:{}", free_port()),
     );
     for (name, topic) in &registry.topics {
         text.push_str(&format!(
@@ -515,4 +519,34 @@ fn consume_blocking(
         }
     }
     out
+}
+
+/// Records in a topic: the sum of its partitions' high watermarks.
+pub async fn topic_size(bootstrap: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use std::time::Duration;
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("log_level", "3")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("metadata");
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        (0..partitions as i32)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .map_or(0, |(_, high)| high)
+            })
+            .sum()
+    })
+    .await
+    .expect("watermarks")
 }
