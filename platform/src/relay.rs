@@ -73,6 +73,8 @@ pub struct RelayConfig {
     pub idle_interval: Duration,
     /// How long published rows stay in the outbox before they are pruned.
     pub retention: Duration,
+    /// How often pruning runs.
+    pub prune_interval: Duration,
     /// How long the horizon may hold unpublished rows back before the relay reports
     /// the blocking transaction.
     pub horizon_warning: Duration,
@@ -84,6 +86,7 @@ impl Default for RelayConfig {
             batch_size: 1000,
             idle_interval: Duration::from_millis(20),
             retention: Duration::from_secs(24 * 3600),
+            prune_interval: Duration::from_secs(60),
             horizon_warning: Duration::from_secs(10),
         }
     }
@@ -184,7 +187,7 @@ impl Relay {
             }
             checkpoint = self.publish(&batch, shutdown).await?;
             self.save_checkpoint(checkpoint).await?;
-            if last_prune.elapsed() > Duration::from_secs(60) {
+            if last_prune.elapsed() >= self.config.prune_interval {
                 self.prune(checkpoint).await?;
                 last_prune = Instant::now();
             }

@@ -28,9 +28,14 @@ pub fn init() {
     let _ = handle();
 }
 
+/// Every metric of the process in the Prometheus text format.
+pub fn render_text() -> String {
+    handle().map(PrometheusHandle::render).unwrap_or_default()
+}
+
 /// `GET /metrics`: the Prometheus text format.
 pub async fn render() -> Response {
-    let body = handle().map(PrometheusHandle::render).unwrap_or_default();
+    let body = render_text();
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -337,3 +337,137 @@ async fn a_second_relay_stands_by_while_the_first_is_active() {
     second_stop.cancel();
     second.await.unwrap();
 }
+
+#[tokio::test]
+async fn an_open_transaction_holding_the_horizon_back_is_reported_with_its_pid() {
+    sluice_platform::telemetry::init();
+    let broker = TestBroker::start().await;
+    broker.topic("horizon.events", 1).await;
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    let mut blocker = store.pool().begin().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *blocker)
+        .await
+        .unwrap();
+    let a = StreamId::new("held").unwrap();
+    store
+        .append_in(&mut blocker, append(&a, vec![event(1)], &meta))
+        .await
+        .unwrap();
+    let b = StreamId::new("waiting").unwrap();
+    store
+        .append(append(&b, vec![event(2)], &meta))
+        .await
+        .unwrap();
+
+    let relay = Relay::new(
+        "horizon",
+        store.pool().clone(),
+        &broker.bootstrap(),
+        Arc::new(JsonEncoder),
+        RelayConfig {
+            horizon_warning: Duration::from_millis(200),
+            ..RelayConfig::default()
+        },
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move { relay.run(token).await.expect("relay") });
+    let series =
+        format!("sluice_relay_horizon_blocker_age_seconds{{service=\"horizon\",pid=\"{pid}\"}}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !sluice_platform::telemetry::render_text().contains(&series) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {series} in /metrics"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // B is committed and waiting; A's event is not visible until it commits.
+    let backlog = sluice_platform::telemetry::render_text();
+    assert!(
+        backlog.contains("sluice_relay_unpublished_events{service=\"horizon\"} 1"),
+        "{backlog}"
+    );
+    blocker.commit().await.unwrap();
+    let records = consume(
+        &broker.bootstrap(),
+        "horizon.events",
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(records.len(), 2);
+    shutdown.cancel();
+    handle.await.unwrap();
+}
+
+#[tokio::test]
+async fn published_outbox_rows_are_pruned_after_their_retention() {
+    let broker = TestBroker::start().await;
+    broker.topic("prune.events", 1).await;
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    let stream = StreamId::new("p").unwrap();
+    store
+        .append(append(&stream, (0..10).map(event).collect(), &meta))
+        .await
+        .unwrap();
+    let relay = Relay::new(
+        "prune",
+        store.pool().clone(),
+        &broker.bootstrap(),
+        Arc::new(JsonEncoder),
+        RelayConfig {
+            retention: Duration::ZERO,
+            prune_interval: Duration::ZERO,
+            ..RelayConfig::default()
+        },
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let handle = tokio::spawn(async move { relay.run(token).await.expect("relay") });
+    let records = consume(
+        &broker.bootstrap(),
+        "prune.events",
+        10,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(records.len(), 10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (outbox, events): (i64, i64) =
+            sqlx::query_as("SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM events)")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        if outbox == 0 {
+            assert_eq!(events, 10, "the events stay: they are the source of truth");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{outbox} outbox rows never pruned"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Pruned rows are not published again after a restart.
+    shutdown.cancel();
+    handle.await.unwrap();
+    let (again_stop, again) = spawn_relay("prune", &store, &broker, 100);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let records = consume(
+        &broker.bootstrap(),
+        "prune.events",
+        10,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(records.len(), 10, "nothing re-published");
+    again_stop.cancel();
+    again.await.unwrap();
+}
