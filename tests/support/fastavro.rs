@@ -1,7 +1,8 @@
 //! Decoding with Python's fastavro: an Avro implementation that is not ours, given
 //! nothing but the committed `.avsc` files. Shared by the interop and end-to-end
-//! tests. Needs `python3` with `fastavro` (`.ci/run` installs it); without them the
-//! calling test fails, saying so.
+//! tests. Needs `python3`; fastavro is installed once per machine into
+//! `$HOME/.cache/sluice/python` when missing. Without them the calling test fails,
+//! saying so: it never skips.
 
 use std::io::ErrorKind;
 use std::process::Command;
@@ -56,6 +57,37 @@ for failure in failures:
 sys.exit(1 if failures else 0)
 "#;
 
+/// The fastavro version the tests install.
+const FASTAVRO: &str = "fastavro==1.13.1";
+
+/// A per-machine directory with fastavro in it, outside the clone
+/// (`$HOME/.cache/sluice/python`); installed with pip on first use unless the
+/// interpreter already has fastavro.
+fn python_packages() -> std::path::PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let home = std::env::var_os("HOME").map_or_else(|| ".".into(), std::path::PathBuf::from);
+    let target = home.join(".cache").join("sluice").join("python");
+    let importable = Command::new("python3")
+        .args(["-c", "import fastavro"])
+        .env("PYTHONPATH", &target)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !importable {
+        let installed = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--target"])
+            .arg(&target)
+            .arg(FASTAVRO)
+            .status();
+        assert!(
+            installed.is_ok_and(|s| s.success()),
+            "cannot install {FASTAVRO} into {}: this test needs python3 with pip and the Python package index",
+            target.display()
+        );
+    }
+    target
+}
+
 /// Runs fastavro over `cases` (`{"event_type", "avsc", "bytes" (hex), "expected"}`):
 /// checks each single-object header and fingerprint, decodes the datum and compares
 /// it with `expected`. Panics with fastavro's report on any disagreement.
@@ -71,6 +103,7 @@ pub fn assert_fastavro_decodes(cases: &[Value]) {
         .arg("-c")
         .arg(SCRIPT)
         .arg(&cases_file)
+        .env("PYTHONPATH", python_packages())
         .output();
     let _ = std::fs::remove_file(&cases_file);
     let output = match output {
