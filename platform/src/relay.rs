@@ -185,7 +185,12 @@ impl Relay {
                 }
                 continue;
             }
-            checkpoint = self.publish(&batch, shutdown).await?;
+            // `None`: shut down while the broker was not acknowledging; the batch is
+            // not checkpointed and goes out again on the next start.
+            let Some(published) = self.publish(&batch, shutdown).await? else {
+                break;
+            };
+            checkpoint = published;
             self.save_checkpoint(checkpoint).await?;
             if last_prune.elapsed() >= self.config.prune_interval {
                 self.prune(checkpoint).await?;
@@ -271,13 +276,13 @@ impl Relay {
     }
 
     /// Enqueues the whole batch, then awaits every delivery report; retries the
-    /// undelivered rest with backoff until all are acknowledged or shutdown. Returns
-    /// the batch's last position.
+    /// undelivered rest with backoff until all are acknowledged. Returns the batch's
+    /// last position, or `None` when shut down before the broker acknowledged it.
     async fn publish(
         &self,
         batch: &[OutboxEvent],
         shutdown: &CancellationToken,
-    ) -> Result<Checkpoint, RelayError> {
+    ) -> Result<Option<Checkpoint>, RelayError> {
         let started = Instant::now();
         let encoded = batch
             .iter()
@@ -330,8 +335,7 @@ impl Relay {
                 let first = failed[0];
                 pending = (first..batch.len()).collect();
                 tokio::select! {
-                    _ = shutdown.cancelled() => return Err(RelayError::Kafka(
-                        rdkafka::error::KafkaError::Canceled)),
+                    _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -347,7 +351,7 @@ impl Relay {
             global_position = last.global_position,
             "published batch"
         );
-        Ok(last)
+        Ok(Some(last))
     }
 
     /// Enqueues one record, waiting while the producer queue is full.
