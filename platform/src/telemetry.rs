@@ -148,3 +148,37 @@ pub fn relay_horizon_blocked(service: &str, pid: i32, age_seconds: f64) {
     )
     .set(age_seconds);
 }
+
+/// A consumer batch committed: `sluice_consumer_events_applied_total`,
+/// `sluice_consumer_duplicates_total`, `sluice_consumer_dead_letters_total`,
+/// `sluice_consumer_batch_duration_seconds`.
+pub fn consumer_batch(component: &str, applied: u64, duplicates: u64, dead: u64, started: Instant) {
+    let labels = [("component", component.to_owned())];
+    metrics::counter!("sluice_consumer_events_applied_total", &labels).increment(applied);
+    metrics::counter!("sluice_consumer_duplicates_total", &labels).increment(duplicates);
+    metrics::counter!("sluice_consumer_dead_letters_total", &labels).increment(dead);
+    metrics::histogram!("sluice_consumer_batch_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Events not yet consumed in a partition: `sluice_consumer_lag_events`.
+pub fn consumer_lag(component: &str, topic: &str, partition: i32, events: i64) {
+    metrics::gauge!(
+        "sluice_consumer_lag_events",
+        "component" => component.to_owned(),
+        "topic" => topic.to_owned(),
+        "partition" => partition.to_string()
+    )
+    .set(events as f64);
+}
+
+/// Age of the last applied event of a partition: `sluice_consumer_lag_seconds`.
+pub fn consumer_lag_seconds(component: &str, topic: &str, partition: i32, seconds: f64) {
+    metrics::gauge!(
+        "sluice_consumer_lag_seconds",
+        "component" => component.to_owned(),
+        "topic" => topic.to_owned(),
+        "partition" => partition.to_string()
+    )
+    .set(seconds);
+}

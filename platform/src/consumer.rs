@@ -1,0 +1,683 @@
+//! The consumer runtime: projections, reactors and other consumers of the services'
+//! topics are built on it.
+//!
+//! - **Positions live in the consumer's own database**, in the same transaction as
+//!   the change an event caused (`consumer_positions`: the next offset per topic and
+//!   partition). On start the runtime assigns every partition of its topics itself,
+//!   at those offsets (no consumer-group coordination, no broker-side commits). A
+//!   crash anywhere neither loses an event nor applies one twice.
+//! - **Per-stream continuity**: `stream_positions` keeps the last applied version of
+//!   each stream. A version at or below it is a duplicate (the relay delivers at least
+//!   once) and is dropped; a version beyond the next is a gap: held and retried, then
+//!   dead-lettered, never silently skipped.
+//! - **Poison events**: a handler error is retried with backoff (bounded), then the
+//!   event goes to `dead_letters` (and the `<component>.dlq` topic) and the consumer
+//!   moves on. Undecodable records (unknown schema fingerprint: a newer producer;
+//!   corrupt bytes) are dead-lettered at once: retrying cannot help until the
+//!   consumer is upgraded, after which `sluice dlq replay` applies them.
+//! - Events are applied in batches: one transaction per batch, a savepoint per event.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool, Row};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::avro::SchemaCatalog;
+use crate::store::Metadata;
+
+/// The consumer runtime's tables (positions, stream positions, dead letters). Every
+/// consuming component runs it before its own migrations.
+pub fn migrator() -> sqlx::migrate::Migrator {
+    sqlx::migrate!("./migrations_consumer")
+}
+
+/// An event as a consumer sees it: the envelope from the headers, the payload
+/// decoded from Avro into the event store's JSON shape, and where it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsumedEvent {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub stream_id: String,
+    pub stream_type: String,
+    pub stream_version: i64,
+    pub global_position: i64,
+    pub payload: serde_json::Value,
+    pub metadata: Metadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Why a handler could not apply an event.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The event can never be applied as it is (violates the handler's
+    /// expectations): dead-lettered without retries.
+    #[error("{0}")]
+    Poison(String),
+    /// Possibly transient: retried with backoff, then dead-lettered.
+    #[error("{0}")]
+    Retry(String),
+    /// The database refused a statement: retried with backoff, then dead-lettered.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What a consumer does with each event. `apply` runs inside the consumer's
+/// transaction: whatever it writes commits together with the consumer's position.
+pub trait EventHandler: Send + Sync + 'static {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        event: &'a ConsumedEvent,
+    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+}
+
+/// Errors that stop a consumer.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("consumer database error")]
+    Database(#[from] sqlx::Error),
+    #[error("kafka")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("topic `{0}` does not exist on the broker")]
+    MissingTopic(String),
+    #[error("cannot create the dead-letter topic: {0}")]
+    DeadLetterTopic(String),
+}
+
+/// Tuning of a consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Most events applied in one transaction.
+    pub batch_size: usize,
+    /// How long to wait for more events before applying a partial batch.
+    pub batch_wait: Duration,
+    /// Attempts of a failing event before it is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub retry_backoff: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            batch_size: 500,
+            batch_wait: Duration::from_millis(5),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(20),
+        }
+    }
+}
+
+/// A consumer of some topics into one component's database.
+pub struct ConsumerRuntime<H> {
+    component: String,
+    topics: Vec<String>,
+    pool: PgPool,
+    bootstrap: String,
+    catalog: Arc<SchemaCatalog>,
+    handler: H,
+    config: ConsumerConfig,
+}
+
+/// One record as received, before decoding.
+struct Received {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: String,
+    payload: Vec<u8>,
+    headers: BTreeMap<String, String>,
+}
+
+enum Outcome {
+    Applied,
+    Duplicate,
+    DeadLettered,
+}
+
+impl<H: EventHandler> ConsumerRuntime<H> {
+    pub fn new(
+        component: &str,
+        topics: Vec<String>,
+        pool: PgPool,
+        bootstrap: &str,
+        catalog: Arc<SchemaCatalog>,
+        handler: H,
+        config: ConsumerConfig,
+    ) -> Self {
+        ConsumerRuntime {
+            component: component.to_owned(),
+            topics,
+            pool,
+            bootstrap: bootstrap.to_owned(),
+            catalog,
+            handler,
+            config,
+        }
+    }
+
+    /// Consumes until `shutdown`, resuming from the positions in the database.
+    #[tracing::instrument(name = "consumer", skip_all, fields(component = %self.component))]
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let consumer = self.assign().await?;
+        crate::broker::ensure_topics(&self.bootstrap, &[(format!("{}.dlq", self.component), 1)])
+            .await
+            .map_err(|e| ConsumerError::DeadLetterTopic(e.to_string()))?;
+        let dlq = self.dlq_producer()?;
+        tracing::info!(topics = ?self.topics, "consumer assigned");
+        let mut last_lag_report = Instant::now();
+        while !shutdown.is_cancelled() {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                batch = self.next_batch(&consumer) => batch?,
+            };
+            if batch.is_empty() {
+                continue;
+            }
+            self.apply_batch(&batch, &dlq).await?;
+            if last_lag_report.elapsed() > Duration::from_secs(5) {
+                self.report_lag(&consumer, batch.last());
+                last_lag_report = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Assigns every partition of the topics at the stored next offsets.
+    async fn assign(&self) -> Result<StreamConsumer, ConsumerError> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", format!("sluice.{}", self.component))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .set("log_level", "3")
+            .create()?;
+        let positions: BTreeMap<(String, i32), i64> =
+            sqlx::query("SELECT topic, partition, next_offset FROM consumer_positions")
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+                .collect();
+        let mut assignment = TopicPartitionList::new();
+        for topic in &self.topics {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let partitions = metadata
+                .topics()
+                .first()
+                .map(|t| t.partitions().len())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| ConsumerError::MissingTopic(topic.clone()))?;
+            for p in 0..partitions as i32 {
+                let offset = positions
+                    .get(&(topic.clone(), p))
+                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                assignment.add_partition_offset(topic, p, offset)?;
+            }
+        }
+        consumer.assign(&assignment)?;
+        Ok(consumer)
+    }
+
+    fn dlq_producer(&self) -> Result<FutureProducer, ConsumerError> {
+        Ok(crate::relay::producer_config(&self.bootstrap).create()?)
+    }
+
+    /// Waits for one record, then gathers more for up to `batch_wait`.
+    async fn next_batch(&self, consumer: &StreamConsumer) -> Result<Vec<Received>, ConsumerError> {
+        let mut batch = Vec::new();
+        let first = consumer.recv().await?;
+        batch.push(received(&first));
+        let deadline = tokio::time::Instant::now() + self.config.batch_wait;
+        while batch.len() < self.config.batch_size {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(message) => batch.push(received(&message?)),
+                Err(_) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Applies a batch in one transaction with the new positions.
+    async fn apply_batch(
+        &self,
+        batch: &[Received],
+        dlq: &FutureProducer,
+    ) -> Result<(), ConsumerError> {
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        let mut dead = Vec::new();
+        let (mut applied, mut duplicates) = (0u64, 0u64);
+        for record in batch {
+            match self.apply_one(&mut tx, record).await? {
+                Outcome::Applied => applied += 1,
+                Outcome::Duplicate => duplicates += 1,
+                Outcome::DeadLettered => dead.push(record),
+            }
+            next.insert((&record.topic, record.partition), record.offset + 1);
+        }
+        for ((topic, partition), offset) in &next {
+            sqlx::query(
+                "INSERT INTO consumer_positions (topic, partition, next_offset) VALUES ($1, $2, $3) \
+                 ON CONFLICT (topic, partition) DO UPDATE \
+                 SET next_offset = EXCLUDED.next_offset, updated_at = clock_timestamp()",
+            )
+            .bind(topic)
+            .bind(partition)
+            .bind(offset)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        crate::telemetry::consumer_batch(
+            &self.component,
+            applied,
+            duplicates,
+            dead.len() as u64,
+            started,
+        );
+        for record in dead {
+            self.publish_dead_letter(dlq, record);
+        }
+        Ok(())
+    }
+
+    /// Decodes, deduplicates and applies one record under a savepoint, retrying a
+    /// failing handler before dead-lettering the event.
+    async fn apply_one(
+        &self,
+        tx: &mut PgConnection,
+        record: &Received,
+    ) -> Result<Outcome, ConsumerError> {
+        let event = match decode(&self.catalog, record) {
+            Ok(event) => event,
+            Err(error) => {
+                tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, %error, "undecodable record; dead-lettered");
+                dead_letter(tx, record, None, &error, 1).await?;
+                return Ok(Outcome::DeadLettered);
+            }
+        };
+        let last: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM stream_positions WHERE topic = $1 AND stream_id = $2",
+        )
+        .bind(&event.topic)
+        .bind(&event.stream_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let last = last.unwrap_or(0);
+        if event.stream_version <= last {
+            return Ok(Outcome::Duplicate);
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = if event.stream_version != last + 1 {
+                Err(HandlerError::Retry(format!(
+                    "stream {} jumps from version {last} to {}: an event is missing",
+                    event.stream_id, event.stream_version
+                )))
+            } else {
+                sqlx::query("SAVEPOINT sluice_event")
+                    .execute(&mut *tx)
+                    .await?;
+                match self.handler.apply(tx, &event).await {
+                    Ok(()) => {
+                        sqlx::query("RELEASE SAVEPOINT sluice_event")
+                            .execute(&mut *tx)
+                            .await?;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        sqlx::query("ROLLBACK TO SAVEPOINT sluice_event")
+                            .execute(&mut *tx)
+                            .await?;
+                        Err(e)
+                    }
+                }
+            };
+            match result {
+                Ok(()) => {
+                    sqlx::query(
+                        "INSERT INTO stream_positions (topic, stream_id, version) VALUES ($1, $2, $3) \
+                         ON CONFLICT (topic, stream_id) DO UPDATE SET version = EXCLUDED.version",
+                    )
+                    .bind(&event.topic)
+                    .bind(&event.stream_id)
+                    .bind(event.stream_version)
+                    .execute(&mut *tx)
+                    .await?;
+                    return Ok(Outcome::Applied);
+                }
+                Err(error) => {
+                    let poison = matches!(error, HandlerError::Poison(_));
+                    if poison || attempt >= self.config.max_attempts {
+                        tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, attempts = attempt, %error, "event dead-lettered");
+                        dead_letter(tx, record, Some(&event), &error.to_string(), attempt).await?;
+                        return Ok(Outcome::DeadLettered);
+                    }
+                    tokio::time::sleep(self.config.retry_backoff * 2u32.pow(attempt - 1)).await;
+                }
+            }
+        }
+    }
+
+    /// Announces a dead letter on `<component>.dlq`. Fire and forget: the dead-letter
+    /// row is the record of truth, the topic a notification, and the consumer must
+    /// not wait on it.
+    fn publish_dead_letter(&self, dlq: &FutureProducer, record: &Received) {
+        let topic = format!("{}.dlq", self.component);
+        let enqueued = dlq.send_result(
+            FutureRecord::to(&topic)
+                .key(&record.key)
+                .payload(&record.payload),
+        );
+        if let Err((e, _)) = enqueued {
+            tracing::warn!(%topic, error = %e, "dead letter not published to its topic");
+        }
+    }
+
+    fn report_lag(&self, consumer: &StreamConsumer, last: Option<&Received>) {
+        let Ok(positions) = consumer.position() else {
+            return;
+        };
+        for element in positions.elements() {
+            let Offset::Offset(position) = element.offset() else {
+                continue;
+            };
+            if let Ok((_, high)) = consumer.fetch_watermarks(
+                element.topic(),
+                element.partition(),
+                Duration::from_millis(500),
+            ) {
+                crate::telemetry::consumer_lag(
+                    &self.component,
+                    element.topic(),
+                    element.partition(),
+                    high - position,
+                );
+            }
+        }
+        if let Some(record) = last {
+            if let Some(at) = record
+                .headers
+                .get("recorded_at")
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            {
+                let seconds =
+                    (Utc::now() - at.with_timezone(&Utc)).num_milliseconds() as f64 / 1000.0;
+                crate::telemetry::consumer_lag_seconds(
+                    &self.component,
+                    &record.topic,
+                    record.partition,
+                    seconds,
+                );
+            }
+        }
+    }
+}
+
+fn received(m: &rdkafka::message::BorrowedMessage<'_>) -> Received {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Received {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+        payload: m.payload().unwrap_or_default().to_vec(),
+        headers,
+    }
+}
+
+/// The envelope from the headers and the payload from Avro.
+fn decode(catalog: &SchemaCatalog, record: &Received) -> Result<ConsumedEvent, String> {
+    let header = |k: &str| {
+        record
+            .headers
+            .get(k)
+            .cloned()
+            .ok_or_else(|| format!("header `{k}` missing"))
+    };
+    let number = |k: &str| -> Result<i64, String> {
+        header(k)?.parse().map_err(|e| format!("header `{k}`: {e}"))
+    };
+    let optional_uuid = |k: &str| record.headers.get(k).and_then(|v| Uuid::parse_str(v).ok());
+    let decoded = catalog
+        .decode_single_object(&record.payload)
+        .map_err(|e| e.to_string())?;
+    Ok(ConsumedEvent {
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        event_id: Uuid::parse_str(&header("event_id")?).map_err(|e| format!("event_id: {e}"))?,
+        event_type: decoded.event_type,
+        schema_version: decoded.schema_version,
+        stream_id: record.key.clone(),
+        stream_type: header("stream_type")?,
+        stream_version: number("stream_version")?,
+        global_position: number("global_position")?,
+        payload: decoded.payload,
+        metadata: Metadata {
+            correlation_id: optional_uuid("correlation_id"),
+            causation_id: optional_uuid("causation_id"),
+            traceparent: record.headers.get("traceparent").cloned(),
+            actor: record.headers.get("actor").cloned(),
+        },
+        recorded_at: DateTime::parse_from_rfc3339(&header("recorded_at")?)
+            .map_err(|e| format!("recorded_at: {e}"))?
+            .with_timezone(&Utc),
+    })
+}
+
+async fn dead_letter(
+    tx: &mut PgConnection,
+    record: &Received,
+    event: Option<&ConsumedEvent>,
+    error: &str,
+    attempts: u32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO dead_letters (topic, partition, kafka_offset, stream_id, event_id, event_type, \
+                                   headers, payload_bytes, event, error, attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (topic, partition, kafka_offset) DO UPDATE \
+         SET error = EXCLUDED.error, attempts = dead_letters.attempts + EXCLUDED.attempts, \
+             last_failed_at = clock_timestamp()",
+    )
+    .bind(&record.topic)
+    .bind(record.partition)
+    .bind(record.offset)
+    .bind(&record.key)
+    .bind(event.map(|e| e.event_id))
+    .bind(event.map(|e| e.event_type.clone()))
+    .bind(serde_json::to_value(&record.headers).unwrap_or_default())
+    .bind(&record.payload)
+    .bind(event.and_then(|e| serde_json::to_value(e).ok()))
+    .bind(error)
+    .bind(attempts as i32)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// A dead letter as `sluice dlq list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: i64,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub stream_id: String,
+    pub event_type: Option<String>,
+    pub error: String,
+    pub attempts: i32,
+    pub first_failed_at: DateTime<Utc>,
+    pub last_failed_at: DateTime<Utc>,
+    pub replayed_at: Option<DateTime<Utc>>,
+}
+
+/// Dead letters in the order they failed; only those not yet replayed unless `all`.
+pub async fn dead_letters(pool: &PgPool, all: bool) -> Result<Vec<DeadLetter>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, topic, partition, kafka_offset, stream_id, event_type, error, attempts, \
+                first_failed_at, last_failed_at, replayed_at \
+           FROM dead_letters WHERE $1 OR replayed_at IS NULL ORDER BY id",
+    )
+    .bind(all)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeadLetter {
+                id: r.try_get(0)?,
+                topic: r.try_get(1)?,
+                partition: r.try_get(2)?,
+                offset: r.try_get(3)?,
+                stream_id: r.try_get(4)?,
+                event_type: r.try_get(5)?,
+                error: r.try_get(6)?,
+                attempts: r.try_get(7)?,
+                first_failed_at: r.try_get(8)?,
+                last_failed_at: r.try_get(9)?,
+                replayed_at: r.try_get(10)?,
+            })
+        })
+        .collect()
+}
+
+/// What a replay did with one dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replayed {
+    /// Applied now; marked replayed.
+    Applied(i64),
+    /// Its stream had already moved past it; marked replayed.
+    AlreadyApplied(i64),
+    /// Failed again; stays a dead letter with the new error.
+    Failed(i64, String),
+}
+
+/// Applies dead letters again (all unreplayed ones in failure order, or `ids`), each
+/// in its own transaction with its stream position. Undecodable ones are decoded
+/// anew, so a consumer upgraded with a newer schema can take them.
+pub async fn replay_dead_letters<H: EventHandler>(
+    pool: &PgPool,
+    catalog: &SchemaCatalog,
+    handler: &H,
+    ids: Option<&[i64]>,
+) -> Result<Vec<Replayed>, ConsumerError> {
+    let rows = sqlx::query(
+        "SELECT id, topic, partition, kafka_offset, stream_id, headers, payload_bytes \
+           FROM dead_letters \
+          WHERE replayed_at IS NULL AND ($1::bigint[] IS NULL OR id = ANY($1)) ORDER BY id",
+    )
+    .bind(ids.map(<[i64]>::to_vec))
+    .fetch_all(pool)
+    .await?;
+    let mut report = Vec::new();
+    for row in rows {
+        let id: i64 = row.try_get(0)?;
+        let headers: serde_json::Value = row.try_get(5)?;
+        let record = Received {
+            topic: row.try_get(1)?,
+            partition: row.try_get(2)?,
+            offset: row.try_get(3)?,
+            key: row.try_get(4)?,
+            payload: row.try_get(6)?,
+            headers: serde_json::from_value(headers).unwrap_or_default(),
+        };
+        let mut tx = pool.begin().await?;
+        let outcome = match decode(catalog, &record) {
+            Err(error) => Replayed::Failed(id, error),
+            Ok(event) => {
+                let last: i64 = sqlx::query_scalar(
+                    "SELECT version FROM stream_positions WHERE topic = $1 AND stream_id = $2",
+                )
+                .bind(&event.topic)
+                .bind(&event.stream_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or(0);
+                if event.stream_version <= last {
+                    Replayed::AlreadyApplied(id)
+                } else if event.stream_version != last + 1 {
+                    Replayed::Failed(
+                        id,
+                        format!(
+                            "stream {} is at version {last}; version {} needs the ones before it first",
+                            event.stream_id, event.stream_version
+                        ),
+                    )
+                } else {
+                    match handler.apply(&mut tx, &event).await {
+                        Ok(()) => {
+                            sqlx::query(
+                                "INSERT INTO stream_positions (topic, stream_id, version) VALUES ($1, $2, $3) \
+                                 ON CONFLICT (topic, stream_id) DO UPDATE SET version = EXCLUDED.version",
+                            )
+                            .bind(&event.topic)
+                            .bind(&event.stream_id)
+                            .bind(event.stream_version)
+                            .execute(&mut *tx)
+                            .await?;
+                            Replayed::Applied(id)
+                        }
+                        Err(e) => Replayed::Failed(id, e.to_string()),
+                    }
+                }
+            }
+        };
+        match &outcome {
+            Replayed::Applied(_) | Replayed::AlreadyApplied(_) => {
+                sqlx::query(
+                    "UPDATE dead_letters SET replayed_at = clock_timestamp() WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+            }
+            Replayed::Failed(_, error) => {
+                tx.rollback().await?;
+                sqlx::query(
+                    "UPDATE dead_letters SET error = $2, attempts = attempts + 1, \
+                     last_failed_at = clock_timestamp() WHERE id = $1",
+                )
+                .bind(id)
+                .bind(error)
+                .execute(pool)
+                .await?;
+            }
+        }
+        report.push(outcome);
+    }
+    Ok(report)
+}
