@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
+use sluice_platform::consumer::Replayed;
 use sluice_platform::registry::Registry;
 use sluice_platform::{generate, provision};
 use tokio::task::JoinSet;
@@ -57,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// Dead letters: events a consumer (projection or reactor) could not apply.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
     /// Measure throughput (prints figures; asserts nothing).
     Bench {
         #[command(subcommand)]
@@ -75,6 +81,25 @@ enum SchemasCommand {
     /// data written with every older one, and versions run 1, 2, …, N.
     /// Exits 1 naming each incompatible pair.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List a component's dead letters (not yet replayed, unless --all).
+    List {
+        /// A projection, or a write service (its reactor's dead letters).
+        component: String,
+        /// Include dead letters already replayed.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Apply dead letters again, in the order they failed (all, or the given ids).
+    Replay {
+        component: String,
+        /// Only these dead letters.
+        #[arg(long = "id")]
+        ids: Vec<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +197,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Dlq { command } => dlq(&load_registry(&cli.registry)?, command).await,
         Command::Bench { command } => crate::bench::run(command, &cli.registry).await,
         Command::Schemas {
             command: SchemasCommand::Check,
@@ -288,19 +314,25 @@ fn cancel_on_signal(token: CancellationToken) {
 
 async fn run_one(registry: &Registry, name: &str, service: Option<&str>) -> anyhow::Result<()> {
     let runnable = match (name, service) {
-        ("relay", Some(service)) => {
+        (kind @ ("relay" | "reactor"), Some(service)) => {
             registry.component(service)?;
             let Some(s) = components::write_service(service) else {
-                bail!("`{service}` is not a write service of this build: only write services have an outbox relay");
+                bail!("`{service}` is not a write service of this build: only write services have a {kind}");
             };
-            Runnable::Relay(s)
+            if kind == "relay" {
+                Runnable::Relay(s)
+            } else if s.reactor.is_some() {
+                Runnable::Reactor(s)
+            } else {
+                bail!("`{service}` reacts to no other service's events: it has no reactor");
+            }
         }
-        ("relay", None) => {
-            bail!("name the write service whose outbox to publish: `sluice run relay orders`")
+        (kind @ ("relay" | "reactor"), None) => {
+            bail!("name the write service: `sluice run {kind} orders`")
         }
-        (_, Some(extra)) => {
-            bail!("unexpected argument `{extra}`: only `sluice run relay <service>` takes two")
-        }
+        (_, Some(extra)) => bail!(
+            "unexpected argument `{extra}`: only `sluice run relay|reactor <service>` takes two"
+        ),
         (name, None) => {
             let component = registry.component(name)?;
             components::runnable(component).ok_or_else(|| {
@@ -320,16 +352,22 @@ async fn run_component(
     bootstrap: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let name = runnable.name();
     match runnable {
-        Runnable::Service(service) => service
-            .run(registry, shutdown)
-            .await
-            .with_context(|| format!("write service `{}`", service.name)),
-        Runnable::Relay(service) => service
-            .run_relay(registry, bootstrap, shutdown)
-            .await
-            .with_context(|| format!("relay of `{}`", service.name)),
+        Runnable::Service(service) => service.run(registry, shutdown).await,
+        Runnable::Relay(service) => service.run_relay(registry, bootstrap, shutdown).await,
+        Runnable::Reactor(service) => {
+            service
+                .run_reactor(registry, bootstrap, components::all_schemas()?, shutdown)
+                .await
+        }
+        Runnable::Projection(projection) => {
+            projection
+                .run(registry, bootstrap, components::all_schemas()?, shutdown)
+                .await
+        }
     }
+    .with_context(|| format!("`{name}`"))
 }
 
 /// The broker `sluice up` uses: `KAFKA_BROKERS` when set, else an embedded tansu on
@@ -392,13 +430,16 @@ async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
         tasks.spawn(async move { run_component(&registry, r, &bootstrap, token).await });
     };
     for (component, r) in runnable {
-        println!("{:<10} http://127.0.0.1:{}", component.name, component.port);
+        println!("{:<17} http://127.0.0.1:{}", component.name, component.port);
         spawn(r);
         if let Runnable::Service(service) = r {
             spawn(Runnable::Relay(service));
+            if service.reactor.is_some() {
+                spawn(Runnable::Reactor(service));
+            }
         }
     }
-    println!("{:<10} {bootstrap}", "kafka");
+    println!("{:<17} {bootstrap}", "kafka");
     // The first component to stop (error or shutdown) stops all of them.
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
@@ -413,5 +454,90 @@ async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// The handler a component's consumer applies events with, and its pool.
+async fn consumer_of(
+    registry: &Registry,
+    name: &str,
+) -> anyhow::Result<(
+    sqlx::PgPool,
+    Box<dyn sluice_platform::consumer::EventHandler>,
+)> {
+    let component = registry.component(name)?;
+    let pool = sluice_platform::db::app_pool(registry, component).await?;
+    if let Some(projection) = components::projection(name) {
+        return Ok((pool, (projection.handler)()));
+    }
+    match components::write_service(name) {
+        Some(service) => match service.reactor {
+            Some(reactor) => {
+                let store = sluice_platform::store::EventStore::new(pool.clone());
+                Ok((pool, reactor(store, service.catalog()?)))
+            }
+            None => bail!("`{name}` consumes nothing: it has no dead letters"),
+        },
+        None => bail!("`{name}` is not a consumer of this build (projections and write services with a reactor are)"),
+    }
+}
+
+async fn dlq(registry: &Registry, command: DlqCommand) -> anyhow::Result<()> {
+    match command {
+        DlqCommand::List { component, all } => {
+            let (pool, _) = consumer_of(registry, &component).await?;
+            let letters = sluice_platform::consumer::dead_letters(&pool, all).await?;
+            if letters.is_empty() {
+                println!("no dead letters in {component}");
+            }
+            for l in letters {
+                println!(
+                    "#{:<5} {}[{}]@{} stream {} {} attempts {} last failed {}{}\n       {}",
+                    l.id,
+                    l.topic,
+                    l.partition,
+                    l.offset,
+                    l.stream_id,
+                    l.event_type.as_deref().unwrap_or("(undecodable)"),
+                    l.attempts,
+                    l.last_failed_at.to_rfc3339(),
+                    l.replayed_at
+                        .map(|t| format!(", replayed {}", t.to_rfc3339()))
+                        .unwrap_or_default(),
+                    l.error
+                );
+            }
+            Ok(())
+        }
+        DlqCommand::Replay { component, ids } => {
+            let (pool, handler) = consumer_of(registry, &component).await?;
+            let catalog = components::all_schemas()?;
+            let ids = (!ids.is_empty()).then_some(ids);
+            let report = sluice_platform::consumer::replay_dead_letters(
+                &pool,
+                &catalog,
+                &handler,
+                ids.as_deref(),
+            )
+            .await?;
+            let mut failed = 0;
+            for outcome in &report {
+                match outcome {
+                    Replayed::Applied(id) => println!("#{id} applied"),
+                    Replayed::AlreadyApplied(id) => {
+                        println!("#{id} already applied; marked replayed")
+                    }
+                    Replayed::Failed(id, error) => {
+                        failed += 1;
+                        println!("#{id} failed again: {error}");
+                    }
+                }
+            }
+            println!("{} replayed, {failed} still failing", report.len() - failed);
+            if failed > 0 {
+                bail!("{failed} dead letters still fail");
+            }
+            Ok(())
+        }
     }
 }

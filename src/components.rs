@@ -1,5 +1,9 @@
 //! The components this build can run, by registry name.
 
+use std::sync::Arc;
+
+use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::projection::ProjectionService;
 use sluice_platform::registry::{Component, Registry};
 use sluice_platform::service::WriteService;
 
@@ -10,6 +14,12 @@ pub const WRITE_SERVICES: [WriteService; 3] = [
     sluice_shipping::SERVICE,
 ];
 
+/// Every projection of the reference domain.
+pub const PROJECTIONS: &[ProjectionService] = &[
+    sluice_order_view::PROJECTION,
+    sluice_customer_summary::PROJECTION,
+];
+
 /// A runnable component of this build.
 #[derive(Clone, Copy)]
 pub enum Runnable {
@@ -17,6 +27,10 @@ pub enum Runnable {
     Service(WriteService),
     /// A write service's outbox relay.
     Relay(WriteService),
+    /// A write service's reactor (its part of the saga).
+    Reactor(WriteService),
+    /// A read model: its consumer and query API.
+    Projection(ProjectionService),
 }
 
 impl Runnable {
@@ -24,6 +38,8 @@ impl Runnable {
         match self {
             Runnable::Service(s) => s.name.to_owned(),
             Runnable::Relay(s) => format!("relay {}", s.name),
+            Runnable::Reactor(s) => format!("reactor {}", s.name),
+            Runnable::Projection(p) => p.name.to_owned(),
         }
     }
 }
@@ -33,12 +49,16 @@ pub fn write_service(name: &str) -> Option<WriteService> {
     WRITE_SERVICES.iter().find(|s| s.name == name).copied()
 }
 
+/// The projection named `name`, if this build has it.
+pub fn projection(name: &str) -> Option<ProjectionService> {
+    PROJECTIONS.iter().find(|p| p.name == name).copied()
+}
+
 /// What this build runs for a registry component, if anything.
 pub fn runnable(component: &Component) -> Option<Runnable> {
-    WRITE_SERVICES
-        .iter()
-        .find(|s| s.name == component.name)
-        .map(|s| Runnable::Service(*s))
+    write_service(&component.name)
+        .map(Runnable::Service)
+        .or_else(|| projection(&component.name).map(Runnable::Projection))
 }
 
 /// The registry's components this build can run, and the names of those it cannot
@@ -53,4 +73,10 @@ pub fn partition(registry: &Registry) -> (Vec<(&Component, Runnable)>, Vec<&str>
         }
     }
     (run, missing)
+}
+
+/// The schemas of every event on every topic of this build: what consumers decode
+/// with.
+pub fn all_schemas() -> Result<Arc<SchemaCatalog>, sluice_platform::avro::AvroError> {
+    SchemaCatalog::new(WRITE_SERVICES.iter().flat_map(|s| (s.schemas)())).map(Arc::new)
 }

@@ -10,6 +10,7 @@
 //! - [`avro`]: the events' Avro contracts: schema catalog, single-object encoding,
 //!   validation and the compatibility rule;
 //! - [`relay`]: the outbox relay to Kafka, in commit-safe order, at least once;
+//! - [`projection`]: running a read model (consumer + query API);
 //! - [`http`]: problem responses, extractors, health endpoints, serving;
 //! - [`service`]: running a write service (pool, migrations, HTTP);
 //! - [`telemetry`]: metrics with their names and labels decided in one place, `/metrics`;
@@ -24,6 +25,7 @@ pub mod consumer;
 pub mod db;
 pub mod generate;
 pub mod http;
+pub mod projection;
 pub mod provision;
 pub mod registry;
 pub mod relay;

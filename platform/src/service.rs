@@ -26,7 +26,13 @@ pub struct WriteService {
     /// The service's HTTP API over its event store, validating new events against
     /// the service's schemas.
     pub router: fn(EventStore, SchemaCatalog) -> axum::Router,
+    /// The service's reactor, if it reacts to other services' events (the topics it
+    /// consumes in the registry): turns events into its own commands.
+    pub reactor: Option<ReactorFactory>,
 }
+
+/// Builds a write service's reactor over its own store and schemas.
+pub type ReactorFactory = fn(EventStore, SchemaCatalog) -> Box<dyn crate::consumer::EventHandler>;
 
 /// Why a service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +66,12 @@ pub enum ServiceError {
         component: String,
         source: crate::relay::RelayError,
     },
+    /// A consumer (reactor or projection) stopped with an error.
+    #[error("`{component}` consumer failed")]
+    Consumer {
+        component: String,
+        source: crate::consumer::ConsumerError,
+    },
     /// The HTTP server failed.
     #[error("`{component}` HTTP server failed")]
     Serve {
@@ -83,7 +95,11 @@ impl WriteService {
         db::migrate(
             registry,
             component,
-            vec![store::migrator(), (self.migrator)()],
+            vec![
+                store::migrator(),
+                crate::consumer::migrator(),
+                (self.migrator)(),
+            ],
         )
         .await?;
         Ok(())
@@ -169,7 +185,44 @@ impl WriteService {
     }
 }
 
-async fn bind(component: &Component) -> Result<TcpListener, ServiceError> {
+impl WriteService {
+    /// Runs the service's reactor until `shutdown`: consumes the registry's topics for
+    /// this service into commands on its own store, keeping positions in its own
+    /// database. `catalog` holds the schemas of every topic it reads.
+    pub async fn run_reactor(
+        &self,
+        registry: &Registry,
+        bootstrap: &str,
+        catalog: std::sync::Arc<SchemaCatalog>,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServiceError> {
+        let Some(reactor) = self.reactor else {
+            return Ok(());
+        };
+        let component = registry.component(self.name)?;
+        let own = self.catalog()?;
+        self.migrate(registry).await?;
+        let pool = db::app_pool(registry, component).await?;
+        let runtime = crate::consumer::ConsumerRuntime::new(
+            &format!("{}_reactor", self.name),
+            component.consumes.clone(),
+            pool.clone(),
+            bootstrap,
+            catalog,
+            reactor(EventStore::new(pool), own),
+            crate::consumer::ConsumerConfig::default(),
+        );
+        runtime
+            .run(shutdown)
+            .await
+            .map_err(|source| ServiceError::Consumer {
+                component: self.name.to_owned(),
+                source,
+            })
+    }
+}
+
+pub(crate) async fn bind(component: &Component) -> Result<TcpListener, ServiceError> {
     let host = std::env::var("SLUICE_HTTP_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
     let address = format!("{host}:{}", component.port);
     TcpListener::bind(&address)

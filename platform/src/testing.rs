@@ -245,8 +245,12 @@ impl TestApp {
     /// Provisions, migrates and serves `service` the way `sluice run` does.
     pub async fn spawn(service: &crate::service::WriteService) -> Self {
         let db = TestDatabase::provision(service.name, ComponentKind::Service).await;
-        db.migrate(vec![crate::store::migrator(), (service.migrator)()])
-            .await;
+        db.migrate(vec![
+            crate::store::migrator(),
+            crate::consumer::migrator(),
+            (service.migrator)(),
+        ])
+        .await;
         let pool = db.app_pool().await;
         let store = crate::store::EventStore::new(pool.clone());
         let catalog = service.catalog().expect("the service's schemas");

@@ -3,9 +3,9 @@
 //! Bad input never reaches the aggregate: DTOs reject unknown fields, and their
 //! conversion into domain types names the field at fault (422).
 //!
-//! The authorization limit is read here, at the edge, once per router
-//! ([`AUTHORIZATION_LIMIT_VAR`], default [`DEFAULT_AUTHORIZATION_LIMIT_MINOR`]), and
-//! handed to the aggregate inside each authorize command.
+//! The authorization limit is read at the edge, once per router
+//! ([`AUTHORIZATION_LIMIT_VAR`], default [`DEFAULT_AUTHORIZATION_LIMIT_MINOR`]; see
+//! [`crate::config`]), and handed to the aggregate inside each authorize command.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -20,14 +20,11 @@ use sluice_platform::values::{Amount, Currency};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
+pub use crate::config::{AUTHORIZATION_LIMIT_VAR, DEFAULT_AUTHORIZATION_LIMIT_MINOR};
 use crate::domain::{Payment, PaymentCommand, PaymentStatus};
 
 type Handler = CommandHandler<Payment>;
 
-/// The variable that sets the authorization limit, in minor units.
-pub const AUTHORIZATION_LIMIT_VAR: &str = "PAYMENTS_AUTHORIZATION_LIMIT_MINOR";
-/// The authorization limit when [`AUTHORIZATION_LIMIT_VAR`] is not set.
-pub const DEFAULT_AUTHORIZATION_LIMIT_MINOR: i64 = 100_000;
 /// Longest refund reason, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
 
@@ -155,22 +152,6 @@ impl TryFrom<RefundPayment> for PaymentCommand {
     }
 }
 
-/// Parses the authorization limit: a non-negative integer of minor units.
-fn parse_authorization_limit(raw: Option<&str>) -> Result<Amount, String> {
-    let Some(raw) = raw else {
-        return Amount::new(DEFAULT_AUTHORIZATION_LIMIT_MINOR).map_err(|e| e.to_string());
-    };
-    raw.trim()
-        .parse::<i64>()
-        .ok()
-        .and_then(|minor| Amount::new(minor).ok())
-        .ok_or_else(|| {
-            format!(
-                "{AUTHORIZATION_LIMIT_VAR}=`{raw}` must be a non-negative integer of minor units, e.g. 100000"
-            )
-        })
-}
-
 /// The payments API over its event store; new events are validated against `schemas`.
 ///
 /// # Panics
@@ -178,9 +159,8 @@ fn parse_authorization_limit(raw: Option<&str>) -> Result<Amount, String> {
 /// At start-up, when [`AUTHORIZATION_LIMIT_VAR`] is set but not a non-negative
 /// integer: a misconfigured limit must stop the service, not be guessed.
 pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
-    let raw = std::env::var(AUTHORIZATION_LIMIT_VAR).ok();
     let authorization_limit =
-        parse_authorization_limit(raw.as_deref()).unwrap_or_else(|e| panic!("{e}"));
+        crate::config::authorization_limit().unwrap_or_else(|e| panic!("{e}"));
     tracing::info!(
         authorization_limit = %authorization_limit,
         "payments authorization limit (minor units)"
@@ -316,22 +296,6 @@ struct ApiDoc;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_authorization_limit_defaults_and_is_validated() {
-        assert_eq!(
-            parse_authorization_limit(None),
-            Ok(Amount::new(DEFAULT_AUTHORIZATION_LIMIT_MINOR).unwrap())
-        );
-        assert_eq!(
-            parse_authorization_limit(Some(" 2500 ")),
-            Ok(Amount::new(2500).unwrap())
-        );
-        for bad in ["-1", "lots", "", "1.5"] {
-            let error = parse_authorization_limit(Some(bad)).unwrap_err();
-            assert!(error.contains(AUTHORIZATION_LIMIT_VAR), "{error}");
-        }
-    }
 
     #[test]
     fn amounts_must_be_positive() {

@@ -1,11 +1,15 @@
 //! The payments write service: authorize, capture and refund payments.
 //!
 //! - [`domain`]: the pure payment aggregate;
-//! - [`api`]: the HTTP API (commands, state, audit stream, OpenAPI).
+//! - [`api`]: the HTTP API (commands, state, audit stream, OpenAPI);
+//! - [`config`]: the authorization limit from the environment;
+//! - [`reactor`]: the saga step: `OrderPlaced` → authorize (or decline) its payment.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod config;
 pub mod domain;
+pub mod reactor;
 
 use sluice_platform::avro::SchemaSource;
 use sluice_platform::service::WriteService;
@@ -16,6 +20,7 @@ pub const SERVICE: WriteService = WriteService {
     migrator,
     schemas,
     router: api::router,
+    reactor: Some(reactor::handler),
 };
 
 /// The payments store's own migrations (after the event store's).

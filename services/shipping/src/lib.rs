@@ -1,11 +1,13 @@
 //! The shipping write service: create, dispatch and deliver shipments.
 //!
 //! - [`domain`]: the pure shipment aggregate;
-//! - [`api`]: the HTTP API (commands, state, audit stream, OpenAPI).
+//! - [`api`]: the HTTP API (commands, state, audit stream, OpenAPI);
+//! - [`reactor`]: the saga step: `OrderConfirmed` → create the order's shipment.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod domain;
+pub mod reactor;
 
 use sluice_platform::avro::SchemaSource;
 use sluice_platform::service::WriteService;
@@ -16,6 +18,7 @@ pub const SERVICE: WriteService = WriteService {
     migrator,
     schemas,
     router: api::router,
+    reactor: Some(reactor::handler),
 };
 
 /// The shipping store's own migrations (after the event store's).

@@ -1,0 +1,112 @@
+//! Running a projection: a read model in its own database, fed by the consumer
+//! runtime from the topics the registry says it consumes, queried over HTTP.
+//!
+//! A projection crate describes itself with a [`ProjectionService`]; the binary runs
+//! it alone (`sluice run order_view`) or inside `sluice up`.
+
+use std::sync::Arc;
+
+use sqlx::migrate::Migrator;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::avro::SchemaCatalog;
+use crate::consumer::{ConsumerConfig, ConsumerRuntime, EventHandler};
+use crate::db;
+use crate::http::with_platform_routes;
+use crate::registry::Registry;
+use crate::service::ServiceError;
+
+/// What the platform needs to know to run a projection.
+#[derive(Clone, Copy)]
+pub struct ProjectionService {
+    /// The registry name (`order_view`).
+    pub name: &'static str,
+    /// The read model's migrations, run after the consumer runtime's.
+    pub migrator: fn() -> Migrator,
+    /// Applies events to the read model.
+    pub handler: fn() -> Box<dyn EventHandler>,
+    /// The query API over the read model.
+    pub router: fn(PgPool) -> axum::Router,
+}
+
+impl EventHandler for Box<dyn EventHandler> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut sqlx::PgConnection,
+        event: &'a crate::consumer::ConsumedEvent,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::consumer::HandlerError>> {
+        (**self).apply(tx, event)
+    }
+}
+
+impl ProjectionService {
+    /// Migrates the read model's database as its owner role.
+    pub async fn migrate(&self, registry: &Registry) -> Result<(), ServiceError> {
+        let component = registry.component(self.name)?;
+        db::migrate(
+            registry,
+            component,
+            vec![crate::consumer::migrator(), (self.migrator)()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Migrates, then consumes the registry's topics and serves queries until
+    /// `shutdown`. `catalog` holds the schemas of every topic it reads.
+    pub async fn run(
+        &self,
+        registry: &Registry,
+        bootstrap: &str,
+        catalog: Arc<SchemaCatalog>,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServiceError> {
+        let component = registry.component(self.name)?;
+        self.migrate(registry).await?;
+        let pool = db::app_pool(registry, component).await?;
+        let runtime = ConsumerRuntime::new(
+            self.name,
+            component.consumes.clone(),
+            pool.clone(),
+            bootstrap,
+            catalog,
+            (self.handler)(),
+            ConsumerConfig::default(),
+        );
+        let listener = crate::service::bind(component).await?;
+        let router = with_platform_routes((self.router)(pool.clone()), Some(pool));
+        let name = self.name;
+        let consume = async {
+            runtime
+                .run(shutdown.clone())
+                .await
+                .map_err(|source| ServiceError::Consumer {
+                    component: name.to_owned(),
+                    source,
+                })
+        };
+        let serve = async {
+            crate::http::serve(listener, router, shutdown.clone())
+                .await
+                .map_err(|source| ServiceError::Serve {
+                    component: name.to_owned(),
+                    source,
+                })
+        };
+        // Either half failing stops the other.
+        let result = tokio::try_join!(
+            async {
+                let r = consume.await;
+                shutdown.cancel();
+                r
+            },
+            async {
+                let r = serve.await;
+                shutdown.cancel();
+                r
+            }
+        );
+        result.map(|_| ())
+    }
+}

@@ -1,0 +1,362 @@
+//! Events in, rows out: the handler against a fresh database, read back over HTTP.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sluice_platform::consumer::HandlerError;
+use support::{at, instant, View};
+use uuid::Uuid;
+
+fn authorized(payment_id: Uuid, order_id: Uuid, amount: i64) -> Value {
+    json!({"payment_id": payment_id, "order_id": order_id, "amount_minor": amount, "currency": "EUR"})
+}
+
+fn declined(payment_id: Uuid, order_id: Uuid) -> Value {
+    json!({"payment_id": payment_id, "order_id": order_id, "amount_minor": 120_000,
+           "currency": "EUR", "reason": "above the authorization limit"})
+}
+
+fn money(payment_id: Uuid, order_id: Uuid, amount: i64) -> Value {
+    json!({"payment_id": payment_id, "order_id": order_id, "amount_minor": amount})
+}
+
+fn refunded(payment_id: Uuid, order_id: Uuid, amount: i64, reason: Option<&str>) -> Value {
+    json!({"payment_id": payment_id, "order_id": order_id, "amount_minor": amount, "reason": reason})
+}
+
+fn shipment(shipment_id: Uuid, order_id: Uuid) -> Value {
+    json!({"shipment_id": shipment_id, "order_id": order_id})
+}
+
+fn dispatched(shipment_id: Uuid, order_id: Uuid) -> Value {
+    json!({"shipment_id": shipment_id, "order_id": order_id,
+           "carrier": "DHL Express", "tracking_number": "JD014600006281234567"})
+}
+
+#[tokio::test]
+async fn the_full_lifecycle_fills_every_field_of_one_row() {
+    let mut view = View::spawn().await;
+    let (order, payment, ship) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+
+    view.place(order, "cust-1", 0).await;
+    view.feed(
+        "PaymentAuthorized",
+        payment,
+        authorized(payment, order, 2800),
+        1,
+    )
+    .await;
+    view.feed("OrderConfirmed", order, json!({"order_id": order}), 2)
+        .await;
+    view.feed("PaymentCaptured", payment, money(payment, order, 2800), 3)
+        .await;
+    view.feed("ShipmentCreated", ship, shipment(ship, order), 4)
+        .await;
+    view.feed("ShipmentDispatched", ship, dispatched(ship, order), 5)
+        .await;
+    view.feed("ShipmentDelivered", ship, shipment(ship, order), 6)
+        .await;
+
+    let row = view.order(order).await;
+    assert_eq!(row["order_id"], order.to_string());
+    assert_eq!(row["customer_id"], "cust-1");
+    assert_eq!(row["currency"], "EUR");
+    assert_eq!(
+        row["lines"],
+        json!([
+            { "sku": "BOOK-1", "quantity": 2, "unit_price_minor": 1250 },
+            { "sku": "PEN-9", "quantity": 1, "unit_price_minor": 300 }
+        ])
+    );
+    assert_eq!(row["total_minor"], 2800);
+    assert_eq!(row["order_status"], "confirmed");
+    assert_eq!(row["cancel_reason"], Value::Null);
+    assert_eq!(row["payment_id"], payment.to_string());
+    assert_eq!(row["payment_status"], "captured");
+    assert_eq!(row["payment_currency"], "EUR");
+    assert_eq!(row["authorized_minor"], 2800);
+    assert_eq!(row["captured_minor"], 2800);
+    assert_eq!(row["refunded_minor"], 0);
+    assert_eq!(row["shipment_id"], ship.to_string());
+    assert_eq!(row["shipment_status"], "delivered");
+    assert_eq!(row["carrier"], "DHL Express");
+    assert_eq!(row["tracking_number"], "JD014600006281234567");
+    for (field, second) in [
+        ("placed_at", 0),
+        ("authorized_at", 1),
+        ("confirmed_at", 2),
+        ("captured_at", 3),
+        ("shipment_created_at", 4),
+        ("dispatched_at", 5),
+        ("delivered_at", 6),
+        ("updated_at", 6),
+    ] {
+        assert_eq!(instant(&row[field]), at(second), "{field}: {row}");
+    }
+    for field in [
+        "cancelled_at",
+        "declined_at",
+        "refunded_at",
+        "decline_reason",
+    ] {
+        assert_eq!(row[field], Value::Null, "{field}: {row}");
+    }
+}
+
+#[tokio::test]
+async fn events_arriving_before_order_placed_end_in_the_same_row() {
+    let mut view = View::spawn().await;
+    let (order, payment, ship) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+
+    // Shipping and payments topics overtake the orders topic.
+    view.feed("ShipmentCreated", ship, shipment(ship, order), 4)
+        .await;
+    view.feed(
+        "PaymentAuthorized",
+        payment,
+        authorized(payment, order, 2800),
+        1,
+    )
+    .await;
+    let early = view.order(order).await;
+    assert_eq!(early["order_status"], Value::Null, "{early}");
+    assert_eq!(early["customer_id"], Value::Null, "{early}");
+    assert_eq!(early["payment_status"], "authorized");
+    assert_eq!(early["shipment_status"], "created");
+    // Not listed until placed: it has no customer, status or placing time yet.
+    let listed = view.get_ok("/orders").await;
+    assert_eq!(listed["orders"], json!([]), "{listed}");
+    let metrics = view.get("/metrics").await.text().await.unwrap();
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("sluice_projection_events_before_order_placed_total")
+            && line.contains(r#"event_type="ShipmentCreated""#)
+    });
+    assert!(counted, "{metrics}");
+
+    view.place(order, "cust-early", 0).await;
+    view.feed("OrderConfirmed", order, json!({"order_id": order}), 2)
+        .await;
+
+    let row = view.order(order).await;
+    assert_eq!(row["order_status"], "confirmed");
+    assert_eq!(row["customer_id"], "cust-early");
+    assert_eq!(row["total_minor"], 2800);
+    assert_eq!(row["payment_status"], "authorized");
+    assert_eq!(row["authorized_minor"], 2800);
+    assert_eq!(row["shipment_status"], "created");
+    assert_eq!(instant(&row["placed_at"]), at(0));
+    assert_eq!(instant(&row["authorized_at"]), at(1));
+    // The latest event by recorded time, whatever the arrival order.
+    assert_eq!(instant(&row["updated_at"]), at(4));
+    let listed = view.get_ok("/orders?customer_id=cust-early").await;
+    assert_eq!(listed["orders"][0]["order_id"], order.to_string());
+}
+
+#[tokio::test]
+async fn refunds_add_up_until_the_payment_is_refunded() {
+    let mut view = View::spawn().await;
+    let (order, payment) = (Uuid::now_v7(), Uuid::now_v7());
+    view.place(order, "cust-1", 0).await;
+    view.feed(
+        "PaymentAuthorized",
+        payment,
+        authorized(payment, order, 2800),
+        1,
+    )
+    .await;
+    view.feed("PaymentCaptured", payment, money(payment, order, 2500), 2)
+        .await;
+
+    let refund = refunded(payment, order, 1000, Some("damaged"));
+    view.feed("PaymentRefunded", payment, refund, 3).await;
+    let row = view.order(order).await;
+    assert_eq!(row["payment_status"], "partially_refunded");
+    assert_eq!(row["refunded_minor"], 1000);
+
+    view.feed(
+        "PaymentRefunded",
+        payment,
+        refunded(payment, order, 700, None),
+        4,
+    )
+    .await;
+    let row = view.order(order).await;
+    assert_eq!(row["payment_status"], "partially_refunded");
+    assert_eq!(row["refunded_minor"], 1700);
+    assert_eq!(instant(&row["refunded_at"]), at(4));
+
+    view.feed(
+        "PaymentRefunded",
+        payment,
+        refunded(payment, order, 800, None),
+        5,
+    )
+    .await;
+    let row = view.order(order).await;
+    assert_eq!(row["payment_status"], "refunded");
+    assert_eq!(row["refunded_minor"], 2500);
+    assert_eq!(row["captured_minor"], 2500);
+    assert_eq!(row["authorized_minor"], 2800);
+}
+
+#[tokio::test]
+async fn a_declined_payment_and_the_cancelled_order_show_in_one_row() {
+    let mut view = View::spawn().await;
+    let (order, payment) = (Uuid::now_v7(), Uuid::now_v7());
+    view.place(order, "cust-1", 0).await;
+    view.feed("PaymentDeclined", payment, declined(payment, order), 1)
+        .await;
+    let reason = json!({"order_id": order, "reason": "payment declined"});
+    view.feed("OrderCancelled", order, reason, 2).await;
+
+    let row = view.order(order).await;
+    assert_eq!(row["order_status"], "cancelled");
+    assert_eq!(row["cancel_reason"], "payment declined");
+    assert_eq!(row["payment_status"], "declined");
+    assert_eq!(row["decline_reason"], "above the authorization limit");
+    assert_eq!(row["authorized_minor"], Value::Null);
+    assert_eq!(row["shipment_status"], Value::Null);
+    assert_eq!(instant(&row["declined_at"]), at(1));
+    assert_eq!(instant(&row["cancelled_at"]), at(2));
+    assert_eq!(row["confirmed_at"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_retry_after_a_decline_replaces_the_payment_and_other_payments_are_ignored() {
+    let mut view = View::spawn().await;
+    let order = Uuid::now_v7();
+    let (first, retry, stray) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    view.place(order, "cust-1", 0).await;
+    view.feed("PaymentDeclined", first, declined(first, order), 1)
+        .await;
+    view.feed(
+        "PaymentAuthorized",
+        retry,
+        authorized(retry, order, 2800),
+        2,
+    )
+    .await;
+    // Another payment of the same order while this one stands: ignored, and so are
+    // its later events.
+    view.feed("PaymentAuthorized", stray, authorized(stray, order, 999), 3)
+        .await;
+    view.feed("PaymentCaptured", stray, money(stray, order, 999), 4)
+        .await;
+
+    let row = view.order(order).await;
+    assert_eq!(row["payment_id"], retry.to_string());
+    assert_eq!(row["payment_status"], "authorized");
+    assert_eq!(row["authorized_minor"], 2800);
+    assert_eq!(row["captured_minor"], Value::Null);
+    assert_eq!(row["decline_reason"], Value::Null);
+    assert_eq!(row["declined_at"], Value::Null);
+    assert_eq!(instant(&row["updated_at"]), at(2));
+}
+
+#[tokio::test]
+async fn a_decline_after_the_authorization_of_another_payment_is_ignored() {
+    // The two payments' streams may arrive in either order: the result is the same.
+    let mut view = View::spawn().await;
+    let order = Uuid::now_v7();
+    let (declined_one, authorized_one) = (Uuid::now_v7(), Uuid::now_v7());
+    view.feed(
+        "PaymentAuthorized",
+        authorized_one,
+        authorized(authorized_one, order, 2800),
+        2,
+    )
+    .await;
+    view.feed(
+        "PaymentDeclined",
+        declined_one,
+        declined(declined_one, order),
+        1,
+    )
+    .await;
+    let row = view.order(order).await;
+    assert_eq!(row["payment_id"], authorized_one.to_string());
+    assert_eq!(row["payment_status"], "authorized");
+}
+
+#[tokio::test]
+async fn a_second_shipment_of_an_order_is_ignored() {
+    let mut view = View::spawn().await;
+    let (order, ship, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    view.place(order, "cust-1", 0).await;
+    view.feed("ShipmentCreated", ship, shipment(ship, order), 1)
+        .await;
+    view.feed("ShipmentCreated", other, shipment(other, order), 2)
+        .await;
+    view.feed("ShipmentDispatched", other, dispatched(other, order), 3)
+        .await;
+    let row = view.order(order).await;
+    assert_eq!(row["shipment_id"], ship.to_string());
+    assert_eq!(row["shipment_status"], "created");
+    assert_eq!(row["carrier"], Value::Null);
+}
+
+#[tokio::test]
+async fn an_unknown_event_type_is_ignored_and_counted() {
+    let mut view = View::spawn().await;
+    let order = Uuid::now_v7();
+    let event = view.event("OrderGiftWrapped", order, json!({"order_id": order}), 0);
+    view.apply(&event).await;
+
+    let response = view.get(&format!("/orders/{order}")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let metrics = view.get("/metrics").await.text().await.unwrap();
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("sluice_projection_events_ignored_total")
+            && line.contains(r#"event_type="OrderGiftWrapped""#)
+            && line.contains(r#"reason="unknown_event_type""#)
+            && line.contains(r#"projection="order_view""#)
+    });
+    assert!(counted, "{metrics}");
+}
+
+#[tokio::test]
+async fn a_payload_missing_a_field_is_poison_naming_the_field() {
+    let mut view = View::spawn().await;
+    let order = Uuid::now_v7();
+    let mut event = view.event("OrderPlaced", order, support::placed(order, "c"), 0);
+    event.payload.as_object_mut().unwrap().remove("customer_id");
+    match view.try_apply(&event).await {
+        Err(HandlerError::Poison(detail)) => {
+            assert!(detail.contains("customer_id"), "{detail}");
+            assert!(detail.contains("OrderPlaced"), "{detail}");
+        }
+        other => panic!("expected poison, got {other:?}"),
+    }
+    let response = view.get(&format!("/orders/{order}")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_database_refuses_a_refund_above_the_capture() {
+    let mut view = View::spawn().await;
+    let (order, payment) = (Uuid::now_v7(), Uuid::now_v7());
+    view.feed(
+        "PaymentAuthorized",
+        payment,
+        authorized(payment, order, 2800),
+        1,
+    )
+    .await;
+    view.feed("PaymentCaptured", payment, money(payment, order, 1000), 2)
+        .await;
+    let event = view.event(
+        "PaymentRefunded",
+        payment,
+        refunded(payment, order, 1001, None),
+        3,
+    );
+    let result = view.try_apply(&event).await;
+    assert!(
+        matches!(result, Err(HandlerError::Database(_))),
+        "{result:?}"
+    );
+    let row = view.order(order).await;
+    assert_eq!(row["refunded_minor"], 0);
+    assert_eq!(row["payment_status"], "captured");
+}

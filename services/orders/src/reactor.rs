@@ -1,0 +1,230 @@
+//! The orders reactor: the orders step of the order saga.
+//!
+//! - `PaymentAuthorized` → confirm the payment's order;
+//! - `PaymentDeclined` → cancel the payment's order, saying why;
+//! - every other event is ignored.
+//!
+//! A reaction is a command through the service's own [`CommandHandler`], in its own
+//! transaction on its own store (not the consumer's). Its idempotency key is the
+//! causing event's id, so a redelivered event replays the first answer and appends
+//! nothing: at-least-once delivery, effectively once. The new events carry the
+//! causing event's correlation id (its id when it has none) and the causing event's
+//! id as their causation id.
+//!
+//! A refusal meaning "already done or no longer applicable" (the order was cancelled
+//! or confirmed meanwhile, or is unknown here) is logged, counted in
+//! `sluice_reactor_reactions_skipped_total` and skipped; a store failure is retried;
+//! an event the reactor cannot read is poison.
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use sluice_platform::aggregate::{fingerprint, CommandContext, CommandError, CommandHandler};
+use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::store::{Appended, EventStore, IdempotencyKey, Metadata, StreamId};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{Order, OrderCommand, OrderError, OrderStatus};
+
+const SERVICE: &str = "orders";
+/// The `actor` of every event a reaction appends.
+pub const ACTOR: &str = "orders-reactor";
+/// Longest cancel reason (the `OrderCancelled` contract: 1 to 500 characters).
+const MAX_REASON_CHARS: usize = 500;
+
+/// The reactor of [`crate::SERVICE`], over the service's store and schemas.
+pub fn handler(store: EventStore, schemas: SchemaCatalog) -> Box<dyn EventHandler> {
+    Box::new(OrdersReactor {
+        handler: CommandHandler::with_schemas(store, schemas),
+    })
+}
+
+struct OrdersReactor {
+    handler: CommandHandler<Order>,
+}
+
+/// The fields of `PaymentAuthorized` the reaction reads (the contract is
+/// `schemas/payments/PaymentAuthorized`); the others are ignored.
+#[derive(Debug, Deserialize)]
+struct PaymentAuthorized {
+    order_id: Uuid,
+}
+
+/// The fields of `PaymentDeclined` the reaction reads (the contract is
+/// `schemas/payments/PaymentDeclined`); the others are ignored.
+#[derive(Debug, Deserialize)]
+struct PaymentDeclined {
+    payment_id: Uuid,
+    order_id: Uuid,
+    reason: String,
+}
+
+impl EventHandler for OrdersReactor {
+    fn apply<'a>(
+        &'a self,
+        _tx: &'a mut PgConnection,
+        event: &'a ConsumedEvent,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(self.react(event))
+    }
+}
+
+impl OrdersReactor {
+    #[tracing::instrument(
+        name = "reaction",
+        skip_all,
+        fields(service = SERVICE, event_id = %event.event_id, event_type = %event.event_type, stream_id)
+    )]
+    async fn react(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+        let (order_id, command) = match event.event_type.as_str() {
+            "PaymentAuthorized" => {
+                let authorized: PaymentAuthorized = payload(event)?;
+                (authorized.order_id, OrderCommand::Confirm)
+            }
+            "PaymentDeclined" => {
+                let declined: PaymentDeclined = payload(event)?;
+                (declined.order_id, cancel_for(&declined))
+            }
+            _ => return Ok(()),
+        };
+        let stream = StreamId::from(order_id);
+        tracing::Span::current().record("stream_id", tracing::field::display(&stream));
+        let result = self
+            .handler
+            .execute(&stream, &command, &context(event)?)
+            .await;
+        settle(event, result)
+    }
+}
+
+/// Cancels the order of a declined payment, naming the payment and the decline.
+fn cancel_for(declined: &PaymentDeclined) -> OrderCommand {
+    let reason = format!(
+        "payment {} declined: {}",
+        declined.payment_id,
+        declined.reason.trim()
+    );
+    OrderCommand::Cancel {
+        reason: reason.chars().take(MAX_REASON_CHARS).collect(),
+    }
+}
+
+/// The refusals of a confirm or cancel that mean "already done or no longer
+/// applicable".
+fn skip_reason(error: &OrderError) -> Option<&'static str> {
+    match error {
+        OrderError::NotFound => Some("order_not_found"),
+        OrderError::InvalidTransition { status, .. } => Some(match status {
+            OrderStatus::Confirmed => "order_confirmed",
+            OrderStatus::Cancelled => "order_cancelled",
+            OrderStatus::NotPlaced | OrderStatus::Placed => "invalid_transition",
+        }),
+        OrderError::AlreadyPlaced(_) | OrderError::InvalidOrder(_) | OrderError::InvalidLine(_) => {
+            None
+        }
+    }
+}
+
+/// The causing event's payload as `T`; poison when it does not fit.
+fn payload<T: DeserializeOwned>(event: &ConsumedEvent) -> Result<T, HandlerError> {
+    serde_json::from_value(event.payload.clone())
+        .map_err(|e| HandlerError::Poison(format!("{} payload: {e}", event.event_type)))
+}
+
+/// The command context of a reaction: keyed by the causing event, carrying its
+/// correlation and naming it as the cause.
+fn context(event: &ConsumedEvent) -> Result<CommandContext, HandlerError> {
+    // Prefixed so that no client key can collide with a reaction's.
+    let key = IdempotencyKey::new(format!("reaction:{}", event.event_id))
+        .map_err(|e| HandlerError::Poison(e.to_string()))?;
+    Ok(CommandContext {
+        expected_version: None,
+        idempotency_key: Some(key),
+        fingerprint: fingerprint(&("reaction", event.event_id)),
+        metadata: Metadata {
+            correlation_id: event.metadata.correlation_id.or(Some(event.event_id)),
+            causation_id: Some(event.event_id),
+            traceparent: event.metadata.traceparent.clone(),
+            actor: Some(ACTOR.to_owned()),
+        },
+    })
+}
+
+/// What the consumer makes of a reaction's outcome.
+fn settle(
+    event: &ConsumedEvent,
+    result: Result<Appended, CommandError<OrderError>>,
+) -> Result<(), HandlerError> {
+    match result {
+        Ok(Appended::New(appended)) => {
+            tracing::info!(stream_version = %appended.stream_version, "reaction appended");
+            Ok(())
+        }
+        Ok(Appended::Replayed(_)) => {
+            tracing::debug!("redelivered event: reaction already done");
+            Ok(())
+        }
+        Err(CommandError::Domain(error)) => match skip_reason(&error) {
+            Some(reason) => {
+                tracing::info!(reason, %error, "reaction skipped");
+                metrics::counter!(
+                    "sluice_reactor_reactions_skipped_total",
+                    "service" => SERVICE,
+                    "event_type" => event.event_type.clone(),
+                    "reason" => reason,
+                )
+                .increment(1);
+                Ok(())
+            }
+            None => Err(HandlerError::Poison(format!("reaction refused: {error}"))),
+        },
+        Err(
+            error @ (CommandError::Store(_)
+            | CommandError::Conflict(_)
+            | CommandError::Contended { .. }),
+        ) => Err(HandlerError::Retry(error.to_string())),
+        Err(
+            error @ (CommandError::IdempotencyKeyReused(_)
+            | CommandError::InvalidPayload { .. }
+            | CommandError::Undecodable { .. }),
+        ) => Err(HandlerError::Poison(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decline_cancels_with_a_bounded_reason_naming_the_payment() {
+        let payment_id = Uuid::now_v7();
+        let declined = |reason: &str| PaymentDeclined {
+            payment_id,
+            order_id: Uuid::now_v7(),
+            reason: reason.to_owned(),
+        };
+        assert_eq!(
+            cancel_for(&declined("over the limit")),
+            OrderCommand::Cancel {
+                reason: format!("payment {payment_id} declined: over the limit")
+            }
+        );
+        let OrderCommand::Cancel { reason } = cancel_for(&declined(&"x".repeat(600))) else {
+            panic!("not a cancel");
+        };
+        assert_eq!(reason.chars().count(), MAX_REASON_CHARS);
+    }
+
+    #[test]
+    fn orders_no_longer_waiting_are_skipped() {
+        let cancelled = OrderError::InvalidTransition {
+            action: "confirm",
+            status: OrderStatus::Cancelled,
+        };
+        assert_eq!(skip_reason(&cancelled), Some("order_cancelled"));
+        assert_eq!(skip_reason(&OrderError::NotFound), Some("order_not_found"));
+        assert_eq!(skip_reason(&OrderError::InvalidOrder("x".into())), None);
+    }
+}

@@ -1,0 +1,339 @@
+//! The orders reactor against its own fresh database: events fed as the consumer
+//! runtime feeds them (inside its transaction), the reactions read back from the
+//! store.
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use sluice_orders::domain::{Order, OrderCommand, OrderLine, Sku};
+use sluice_orders::reactor::ACTOR;
+use sluice_orders::SERVICE;
+use sluice_platform::aggregate::{CommandContext, CommandHandler};
+use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::registry::ComponentKind;
+use sluice_platform::store::{EventStore, Metadata, RecordedEvent, StreamId, StreamVersion};
+use sluice_platform::testing::TestDatabase;
+use sluice_platform::values::{Amount, Currency};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+struct Reactor {
+    _db: TestDatabase,
+    pool: PgPool,
+    orders: CommandHandler<Order>,
+    handler: Box<dyn EventHandler>,
+}
+
+impl Reactor {
+    async fn start() -> Self {
+        sluice_platform::telemetry::init();
+        let db = TestDatabase::provision("orders", ComponentKind::Service).await;
+        db.migrate(vec![
+            sluice_platform::store::migrator(),
+            sluice_platform::consumer::migrator(),
+            sluice_orders::migrator(),
+        ])
+        .await;
+        let pool = db.app_pool().await;
+        let handler =
+            (SERVICE.reactor.unwrap())(EventStore::new(pool.clone()), SERVICE.catalog().unwrap());
+        Reactor {
+            _db: db,
+            orders: CommandHandler::with_schemas(
+                EventStore::new(pool.clone()),
+                SERVICE.catalog().unwrap(),
+            ),
+            pool,
+            handler,
+        }
+    }
+
+    /// Runs a command as the HTTP API would, without the reactor.
+    async fn command(&self, order_id: Uuid, command: OrderCommand) {
+        self.orders
+            .execute(
+                &StreamId::from(order_id),
+                &command,
+                &CommandContext::default(),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn place(&self) -> Uuid {
+        let order_id = Uuid::now_v7();
+        let line = OrderLine::new(Sku::new("BOOK-1").unwrap(), 2, Amount::new(1_250).unwrap());
+        self.command(
+            order_id,
+            OrderCommand::Place {
+                order_id,
+                customer_id: "cust-1".into(),
+                currency: Currency::new("EUR").unwrap(),
+                lines: vec![line.unwrap()],
+            },
+        )
+        .await;
+        order_id
+    }
+
+    /// Applies `event` inside a consumer transaction, as the runtime does.
+    async fn apply(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+        let mut tx = self.pool.begin().await.unwrap();
+        let result = self.handler.apply(&mut tx, event).await;
+        tx.commit().await.unwrap();
+        result
+    }
+
+    async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
+        self.orders
+            .store()
+            .read_stream(&StreamId::from(id), StreamVersion::FIRST)
+            .await
+            .unwrap()
+    }
+
+    async fn event_types(&self, id: Uuid) -> Vec<String> {
+        self.stream(id)
+            .await
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+}
+
+/// A payments event as the consumer runtime hands it over.
+fn consumed(event_type: &str, payload: Value, metadata: Metadata) -> ConsumedEvent {
+    ConsumedEvent {
+        topic: "payments.events".into(),
+        partition: 0,
+        offset: 0,
+        event_id: Uuid::now_v7(),
+        event_type: event_type.into(),
+        schema_version: 1,
+        stream_id: payload["payment_id"].as_str().unwrap_or("p").to_owned(),
+        stream_type: "payment".into(),
+        stream_version: 1,
+        global_position: 1,
+        payload,
+        metadata,
+        recorded_at: Utc::now(),
+    }
+}
+
+fn authorized(order_id: Uuid) -> ConsumedEvent {
+    consumed(
+        "PaymentAuthorized",
+        json!({
+            "payment_id": Uuid::now_v7(),
+            "order_id": order_id,
+            "amount_minor": 2_500,
+            "currency": "EUR"
+        }),
+        from_the_saga(),
+    )
+}
+
+fn declined(order_id: Uuid) -> ConsumedEvent {
+    consumed(
+        "PaymentDeclined",
+        json!({
+            "payment_id": Uuid::now_v7(),
+            "order_id": order_id,
+            "amount_minor": 100_001,
+            "currency": "EUR",
+            "reason": "amount 100001 exceeds the authorization limit of 100000"
+        }),
+        from_the_saga(),
+    )
+}
+
+fn from_the_saga() -> Metadata {
+    Metadata {
+        correlation_id: Some(Uuid::now_v7()),
+        causation_id: Some(Uuid::now_v7()),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        actor: Some("payments-reactor".into()),
+    }
+}
+
+/// The skip shows in `sluice_reactor_reactions_skipped_total` (process-wide, so other
+/// tests may have added to it: at least one).
+fn assert_skip_counted(event_type: &str, reason: &str) {
+    let metrics = sluice_platform::telemetry::render_text();
+    let labels = [
+        "service=\"orders\"".to_owned(),
+        format!("event_type=\"{event_type}\""),
+        format!("reason=\"{reason}\""),
+    ];
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("sluice_reactor_reactions_skipped_total{")
+            && labels.iter().all(|l| line.contains(l.as_str()))
+            && line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v >= 1.0)
+    });
+    assert!(counted, "{metrics}");
+}
+
+#[tokio::test]
+async fn payment_authorized_confirms_the_order() {
+    let reactor = Reactor::start().await;
+    let order_id = reactor.place().await;
+    let event = authorized(order_id);
+
+    reactor.apply(&event).await.unwrap();
+
+    let events = reactor.stream(order_id).await;
+    assert_eq!(events.len(), 2);
+    let confirmed = &events[1];
+    assert_eq!(confirmed.event_type, "OrderConfirmed");
+    assert_eq!(confirmed.payload, json!({ "order_id": order_id }));
+    assert_eq!(
+        confirmed.metadata,
+        Metadata {
+            correlation_id: event.metadata.correlation_id,
+            causation_id: Some(event.event_id),
+            traceparent: event.metadata.traceparent.clone(),
+            actor: Some(ACTOR.into()),
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_payment_authorized_appends_nothing() {
+    let reactor = Reactor::start().await;
+    let order_id = reactor.place().await;
+    let event = authorized(order_id);
+
+    reactor.apply(&event).await.unwrap();
+    let first = reactor.stream(order_id).await;
+    reactor.apply(&event).await.unwrap();
+    reactor.apply(&event).await.unwrap();
+
+    assert_eq!(reactor.stream(order_id).await, first);
+}
+
+#[tokio::test]
+async fn payment_declined_cancels_the_order() {
+    let reactor = Reactor::start().await;
+    let order_id = reactor.place().await;
+    let event = declined(order_id);
+
+    reactor.apply(&event).await.unwrap();
+    reactor.apply(&event).await.unwrap();
+
+    let events = reactor.stream(order_id).await;
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+        ["OrderPlaced", "OrderCancelled"]
+    );
+    let reason = events[1].payload["reason"].as_str().unwrap();
+    assert_eq!(
+        reason,
+        format!(
+            "payment {} declined: amount 100001 exceeds the authorization limit of 100000",
+            event.payload["payment_id"].as_str().unwrap()
+        )
+    );
+    assert_eq!(events[1].metadata.causation_id, Some(event.event_id));
+    assert_eq!(
+        events[1].metadata.correlation_id,
+        event.metadata.correlation_id
+    );
+}
+
+#[tokio::test]
+async fn payment_authorized_for_an_order_cancelled_meanwhile_is_skipped() {
+    let reactor = Reactor::start().await;
+    let order_id = reactor.place().await;
+    reactor
+        .command(
+            order_id,
+            OrderCommand::Cancel {
+                reason: "changed mind".into(),
+            },
+        )
+        .await;
+
+    reactor.apply(&authorized(order_id)).await.unwrap();
+
+    assert_eq!(
+        reactor.event_types(order_id).await,
+        ["OrderPlaced", "OrderCancelled"]
+    );
+    assert_skip_counted("PaymentAuthorized", "order_cancelled");
+}
+
+#[tokio::test]
+async fn a_second_payment_for_a_confirmed_order_is_skipped() {
+    let reactor = Reactor::start().await;
+    let order_id = reactor.place().await;
+
+    reactor.apply(&authorized(order_id)).await.unwrap();
+    reactor.apply(&authorized(order_id)).await.unwrap();
+
+    assert_eq!(
+        reactor.event_types(order_id).await,
+        ["OrderPlaced", "OrderConfirmed"]
+    );
+}
+
+#[tokio::test]
+async fn a_payment_for_an_unknown_order_is_skipped() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+
+    reactor.apply(&authorized(order_id)).await.unwrap();
+    reactor.apply(&declined(order_id)).await.unwrap();
+
+    assert!(reactor.stream(order_id).await.is_empty());
+}
+
+#[tokio::test]
+async fn captures_and_refunds_are_ignored() {
+    let reactor = Reactor::start().await;
+    let order_id = reactor.place().await;
+    let payment_id = Uuid::now_v7();
+    let ignored = [
+        consumed(
+            "PaymentCaptured",
+            json!({ "payment_id": payment_id, "order_id": order_id, "amount_minor": 2_500 }),
+            from_the_saga(),
+        ),
+        consumed(
+            "PaymentRefunded",
+            json!({ "payment_id": payment_id, "order_id": order_id, "amount_minor": 100, "reason": null }),
+            from_the_saga(),
+        ),
+    ];
+
+    for event in &ignored {
+        reactor.apply(event).await.unwrap();
+    }
+
+    assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
+}
+
+#[tokio::test]
+async fn a_payment_event_without_its_order_is_poison() {
+    let reactor = Reactor::start().await;
+    let order_id = reactor.place().await;
+    let mut no_order = authorized(order_id);
+    no_order.payload.as_object_mut().unwrap().remove("order_id");
+    let mut no_reason = declined(order_id);
+    no_reason.payload.as_object_mut().unwrap().remove("reason");
+
+    for event in [no_order, no_reason] {
+        let result = reactor.apply(&event).await;
+        assert!(
+            matches!(result, Err(HandlerError::Poison(_))),
+            "{}: {result:?}",
+            event.event_type
+        );
+    }
+    assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
+}

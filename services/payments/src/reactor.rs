@@ -1,0 +1,232 @@
+//! The payments reactor: the payments step of the order saga.
+//!
+//! - `OrderPlaced` → authorize the order's total in its currency under the order's
+//!   payment id ([`payment_id_for_order`]); declined above the authorization limit,
+//!   the same rule and the same configuration as the HTTP API ([`crate::config`]).
+//! - Every other event is ignored.
+//!
+//! A reaction is a command through the service's own [`CommandHandler`], in its own
+//! transaction on its own store (not the consumer's). Its idempotency key is the
+//! causing event's id, so a redelivered event replays the first answer and appends
+//! nothing: at-least-once delivery, effectively once. The new events carry the
+//! causing event's correlation id (its id when it has none) and the causing event's
+//! id as their causation id.
+//!
+//! A refusal meaning "already done or not applicable" (the payment id is taken, a
+//! free order has nothing to authorize) is logged, counted in
+//! `sluice_reactor_reactions_skipped_total` and skipped; a store failure is retried;
+//! an event the reactor cannot read is poison.
+
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use sluice_platform::aggregate::{fingerprint, CommandContext, CommandError, CommandHandler};
+use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::store::{Appended, EventStore, IdempotencyKey, Metadata, StreamId};
+use sluice_platform::values::{Amount, Currency};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::{Payment, PaymentCommand, PaymentError};
+
+const SERVICE: &str = "payments";
+/// The `actor` of every event a reaction appends.
+pub const ACTOR: &str = "payments-reactor";
+
+/// The namespace of the payment ids the reactor derives from order ids. Never change
+/// it: the payments already authorized are found by it.
+pub const PAYMENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0xe3b6_90fd_1f93_47c7_963b_8bcd_1f44_f0f0);
+
+/// The payment the saga authorizes for an order: a UUIDv5 of the order id, so the
+/// saga can be followed from an order to its payment, and one order gets one
+/// reactor payment however often its `OrderPlaced` is delivered.
+pub fn payment_id_for_order(order_id: Uuid) -> Uuid {
+    Uuid::new_v5(&PAYMENT_ID_NAMESPACE, order_id.as_bytes())
+}
+
+/// The reactor of [`crate::SERVICE`], over the service's store and schemas.
+///
+/// # Panics
+///
+/// At start-up, when the authorization limit is misconfigured (see
+/// [`crate::config::authorization_limit`]).
+pub fn handler(store: EventStore, schemas: SchemaCatalog) -> Box<dyn EventHandler> {
+    let authorization_limit =
+        crate::config::authorization_limit().unwrap_or_else(|e| panic!("{e}"));
+    tracing::info!(
+        authorization_limit = %authorization_limit,
+        "payments reactor authorization limit (minor units)"
+    );
+    Box::new(PaymentsReactor {
+        handler: CommandHandler::with_schemas(store, schemas),
+        authorization_limit,
+    })
+}
+
+struct PaymentsReactor {
+    handler: CommandHandler<Payment>,
+    authorization_limit: Amount,
+}
+
+/// The fields of `OrderPlaced` the reaction reads (the contract is
+/// `schemas/orders/OrderPlaced`); the others are ignored.
+#[derive(Debug, Deserialize)]
+struct OrderPlaced {
+    order_id: Uuid,
+    currency: String,
+    total_minor: i64,
+}
+
+impl EventHandler for PaymentsReactor {
+    fn apply<'a>(
+        &'a self,
+        _tx: &'a mut PgConnection,
+        event: &'a ConsumedEvent,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(self.react(event))
+    }
+}
+
+impl PaymentsReactor {
+    #[tracing::instrument(
+        name = "reaction",
+        skip_all,
+        fields(service = SERVICE, event_id = %event.event_id, event_type = %event.event_type, stream_id)
+    )]
+    async fn react(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+        match event.event_type.as_str() {
+            "OrderPlaced" => self.authorize(event).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn authorize(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+        let placed: OrderPlaced = payload(event)?;
+        let invalid = |e: sluice_platform::values::ValueError| {
+            HandlerError::Poison(format!("{}: {e}", event.event_type))
+        };
+        let payment_id = payment_id_for_order(placed.order_id);
+        let command = PaymentCommand::Authorize {
+            payment_id,
+            order_id: placed.order_id,
+            amount: Amount::new(placed.total_minor).map_err(invalid)?,
+            currency: Currency::new(&placed.currency).map_err(invalid)?,
+            limit: self.authorization_limit,
+        };
+        let stream = StreamId::from(payment_id);
+        tracing::Span::current().record("stream_id", tracing::field::display(&stream));
+        let result = self
+            .handler
+            .execute(&stream, &command, &context(event)?)
+            .await;
+        settle(event, result)
+    }
+}
+
+/// The refusals of an authorization that mean "already done or not applicable".
+fn skip_reason(error: &PaymentError) -> Option<&'static str> {
+    match error {
+        PaymentError::AlreadyExists(_) => Some("payment_exists"),
+        PaymentError::ZeroAmount => Some("nothing_to_authorize"),
+        PaymentError::NotFound
+        | PaymentError::InvalidTransition { .. }
+        | PaymentError::CaptureExceedsAuthorized { .. }
+        | PaymentError::RefundExceedsCaptured { .. } => None,
+    }
+}
+
+/// The causing event's payload as `T`; poison when it does not fit.
+fn payload<T: DeserializeOwned>(event: &ConsumedEvent) -> Result<T, HandlerError> {
+    serde_json::from_value(event.payload.clone())
+        .map_err(|e| HandlerError::Poison(format!("{} payload: {e}", event.event_type)))
+}
+
+/// The command context of a reaction: keyed by the causing event, carrying its
+/// correlation and naming it as the cause.
+fn context(event: &ConsumedEvent) -> Result<CommandContext, HandlerError> {
+    // Prefixed so that no client key can collide with a reaction's.
+    let key = IdempotencyKey::new(format!("reaction:{}", event.event_id))
+        .map_err(|e| HandlerError::Poison(e.to_string()))?;
+    Ok(CommandContext {
+        expected_version: None,
+        idempotency_key: Some(key),
+        fingerprint: fingerprint(&("reaction", event.event_id)),
+        metadata: Metadata {
+            correlation_id: event.metadata.correlation_id.or(Some(event.event_id)),
+            causation_id: Some(event.event_id),
+            traceparent: event.metadata.traceparent.clone(),
+            actor: Some(ACTOR.to_owned()),
+        },
+    })
+}
+
+/// What the consumer makes of a reaction's outcome.
+fn settle(
+    event: &ConsumedEvent,
+    result: Result<Appended, CommandError<PaymentError>>,
+) -> Result<(), HandlerError> {
+    match result {
+        Ok(Appended::New(appended)) => {
+            tracing::info!(stream_version = %appended.stream_version, "reaction appended");
+            Ok(())
+        }
+        Ok(Appended::Replayed(_)) => {
+            tracing::debug!("redelivered event: reaction already done");
+            Ok(())
+        }
+        Err(CommandError::Domain(error)) => match skip_reason(&error) {
+            Some(reason) => {
+                tracing::info!(reason, %error, "reaction skipped");
+                metrics::counter!(
+                    "sluice_reactor_reactions_skipped_total",
+                    "service" => SERVICE,
+                    "event_type" => event.event_type.clone(),
+                    "reason" => reason,
+                )
+                .increment(1);
+                Ok(())
+            }
+            None => Err(HandlerError::Poison(format!("reaction refused: {error}"))),
+        },
+        Err(
+            error @ (CommandError::Store(_)
+            | CommandError::Conflict(_)
+            | CommandError::Contended { .. }),
+        ) => Err(HandlerError::Retry(error.to_string())),
+        Err(
+            error @ (CommandError::IdempotencyKeyReused(_)
+            | CommandError::InvalidPayload { .. }
+            | CommandError::Undecodable { .. }),
+        ) => Err(HandlerError::Poison(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_orders_payment_id_is_stable_and_distinct_per_order() {
+        let order = Uuid::now_v7();
+        assert_eq!(payment_id_for_order(order), payment_id_for_order(order));
+        assert_ne!(
+            payment_id_for_order(order),
+            payment_id_for_order(Uuid::now_v7())
+        );
+        assert_eq!(payment_id_for_order(order).get_version_num(), 5);
+    }
+
+    #[test]
+    fn only_taken_ids_and_free_orders_are_skipped() {
+        assert_eq!(
+            skip_reason(&PaymentError::AlreadyExists(Uuid::nil())),
+            Some("payment_exists")
+        );
+        assert_eq!(
+            skip_reason(&PaymentError::ZeroAmount),
+            Some("nothing_to_authorize")
+        );
+        assert_eq!(skip_reason(&PaymentError::NotFound), None);
+    }
+}

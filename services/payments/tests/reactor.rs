@@ -1,0 +1,334 @@
+//! The payments reactor against its own fresh database: events fed as the consumer
+//! runtime feeds them (inside its transaction), the reactions read back from the
+//! store.
+//!
+//! The authorization limit is the default (100 000 minor units): these tests set no
+//! environment variable, as the environment is shared by every test in the process.
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use sluice_payments::domain::{Payment, PaymentCommand};
+use sluice_payments::reactor::{payment_id_for_order, ACTOR};
+use sluice_payments::SERVICE;
+use sluice_platform::aggregate::{CommandContext, CommandHandler};
+use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::registry::ComponentKind;
+use sluice_platform::store::{EventStore, Metadata, RecordedEvent, StreamId, StreamVersion};
+use sluice_platform::testing::TestDatabase;
+use sluice_platform::values::{Amount, Currency};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+struct Reactor {
+    _db: TestDatabase,
+    pool: PgPool,
+    store: EventStore,
+    handler: Box<dyn EventHandler>,
+}
+
+impl Reactor {
+    async fn start() -> Self {
+        sluice_platform::telemetry::init();
+        let db = TestDatabase::provision("payments", ComponentKind::Service).await;
+        db.migrate(vec![
+            sluice_platform::store::migrator(),
+            sluice_platform::consumer::migrator(),
+            sluice_payments::migrator(),
+        ])
+        .await;
+        let pool = db.app_pool().await;
+        let handler =
+            (SERVICE.reactor.unwrap())(EventStore::new(pool.clone()), SERVICE.catalog().unwrap());
+        Reactor {
+            _db: db,
+            store: EventStore::new(pool.clone()),
+            pool,
+            handler,
+        }
+    }
+
+    /// Applies `event` inside a consumer transaction, as the runtime does.
+    async fn apply(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+        let mut tx = self.pool.begin().await.unwrap();
+        let result = self.handler.apply(&mut tx, event).await;
+        tx.commit().await.unwrap();
+        result
+    }
+
+    async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
+        self.store
+            .read_stream(&StreamId::from(id), StreamVersion::FIRST)
+            .await
+            .unwrap()
+    }
+
+    async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// An orders event as the consumer runtime hands it over.
+fn consumed(event_type: &str, order_id: Uuid, payload: Value, metadata: Metadata) -> ConsumedEvent {
+    ConsumedEvent {
+        topic: "orders.events".into(),
+        partition: 0,
+        offset: 0,
+        event_id: Uuid::now_v7(),
+        event_type: event_type.into(),
+        schema_version: 1,
+        stream_id: order_id.to_string(),
+        stream_type: "order".into(),
+        stream_version: 1,
+        global_position: 1,
+        payload,
+        metadata,
+        recorded_at: Utc::now(),
+    }
+}
+
+fn order_placed(order_id: Uuid, total_minor: i64, metadata: Metadata) -> ConsumedEvent {
+    consumed(
+        "OrderPlaced",
+        order_id,
+        json!({
+            "order_id": order_id,
+            "customer_id": "cust-1",
+            "currency": "EUR",
+            "lines": [{ "sku": "BOOK-1", "quantity": 1, "unit_price_minor": total_minor }],
+            "total_minor": total_minor
+        }),
+        metadata,
+    )
+}
+
+fn from_a_request() -> Metadata {
+    Metadata {
+        correlation_id: Some(Uuid::now_v7()),
+        causation_id: Some(Uuid::now_v7()),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        actor: Some("customer".into()),
+    }
+}
+
+/// The skip shows in `sluice_reactor_reactions_skipped_total` (process-wide, so other
+/// tests may have added to it: at least one).
+fn assert_skip_counted(event_type: &str, reason: &str) {
+    let metrics = sluice_platform::telemetry::render_text();
+    let labels = [
+        "service=\"payments\"".to_owned(),
+        format!("event_type=\"{event_type}\""),
+        format!("reason=\"{reason}\""),
+    ];
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("sluice_reactor_reactions_skipped_total{")
+            && labels.iter().all(|l| line.contains(l.as_str()))
+            && line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v >= 1.0)
+    });
+    assert!(counted, "{metrics}");
+}
+
+#[tokio::test]
+async fn order_placed_authorizes_its_total_under_the_orders_payment_id() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let placed = order_placed(order_id, 2_800, from_a_request());
+
+    reactor.apply(&placed).await.unwrap();
+
+    let payment_id = payment_id_for_order(order_id);
+    let events = reactor.stream(payment_id).await;
+    assert_eq!(events.len(), 1);
+    let authorized = &events[0];
+    assert_eq!(authorized.event_type, "PaymentAuthorized");
+    assert_eq!(
+        authorized.payload,
+        json!({
+            "payment_id": payment_id,
+            "order_id": order_id,
+            "amount_minor": 2_800,
+            "currency": "EUR"
+        })
+    );
+    assert_eq!(
+        authorized.metadata,
+        Metadata {
+            correlation_id: placed.metadata.correlation_id,
+            causation_id: Some(placed.event_id),
+            traceparent: placed.metadata.traceparent.clone(),
+            actor: Some(ACTOR.into()),
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_order_placed_appends_nothing() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let placed = order_placed(order_id, 2_800, from_a_request());
+
+    reactor.apply(&placed).await.unwrap();
+    let first = reactor.stream(payment_id_for_order(order_id)).await;
+    reactor.apply(&placed).await.unwrap();
+    reactor.apply(&placed).await.unwrap();
+
+    assert_eq!(reactor.stream(payment_id_for_order(order_id)).await, first);
+    assert_eq!(reactor.event_count().await, 1);
+}
+
+#[tokio::test]
+async fn an_order_above_the_default_limit_is_declined() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+
+    reactor
+        .apply(&order_placed(order_id, 100_001, from_a_request()))
+        .await
+        .unwrap();
+
+    let events = reactor.stream(payment_id_for_order(order_id)).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, "PaymentDeclined");
+    assert_eq!(events[0].payload["amount_minor"], 100_001);
+    assert_eq!(events[0].payload["order_id"], order_id.to_string());
+    assert!(
+        events[0].payload["reason"]
+            .as_str()
+            .unwrap()
+            .contains("100000"),
+        "{}",
+        events[0].payload
+    );
+}
+
+#[tokio::test]
+async fn an_order_at_the_limit_is_authorized() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+
+    reactor
+        .apply(&order_placed(order_id, 100_000, from_a_request()))
+        .await
+        .unwrap();
+
+    let events = reactor.stream(payment_id_for_order(order_id)).await;
+    assert_eq!(events[0].event_type, "PaymentAuthorized");
+}
+
+#[tokio::test]
+async fn an_event_without_correlation_starts_one_with_its_own_id() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let placed = order_placed(order_id, 500, Metadata::default());
+
+    reactor.apply(&placed).await.unwrap();
+
+    let events = reactor.stream(payment_id_for_order(order_id)).await;
+    assert_eq!(events[0].metadata.correlation_id, Some(placed.event_id));
+    assert_eq!(events[0].metadata.causation_id, Some(placed.event_id));
+    assert_eq!(events[0].metadata.traceparent, None);
+}
+
+#[tokio::test]
+async fn a_payment_that_already_exists_is_skipped() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let payment_id = payment_id_for_order(order_id);
+    // A manual command took the id first.
+    CommandHandler::<Payment>::with_schemas(reactor.store.clone(), SERVICE.catalog().unwrap())
+        .execute(
+            &StreamId::from(payment_id),
+            &PaymentCommand::Authorize {
+                payment_id,
+                order_id,
+                amount: Amount::new(10).unwrap(),
+                currency: Currency::new("EUR").unwrap(),
+                limit: Amount::new(100_000).unwrap(),
+            },
+            &CommandContext::default(),
+        )
+        .await
+        .unwrap();
+
+    reactor
+        .apply(&order_placed(order_id, 2_800, from_a_request()))
+        .await
+        .unwrap();
+
+    let events = reactor.stream(payment_id).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].payload["amount_minor"], 10);
+    assert_eq!(events[0].metadata.actor, None);
+    assert_skip_counted("OrderPlaced", "payment_exists");
+}
+
+#[tokio::test]
+async fn a_free_order_has_nothing_to_authorize_and_is_skipped() {
+    let reactor = Reactor::start().await;
+
+    reactor
+        .apply(&order_placed(Uuid::now_v7(), 0, from_a_request()))
+        .await
+        .unwrap();
+
+    assert_eq!(reactor.event_count().await, 0);
+    assert_skip_counted("OrderPlaced", "nothing_to_authorize");
+}
+
+#[tokio::test]
+async fn other_orders_events_are_ignored() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let ignored = [
+        consumed(
+            "OrderConfirmed",
+            order_id,
+            json!({ "order_id": order_id }),
+            from_a_request(),
+        ),
+        consumed(
+            "OrderCancelled",
+            order_id,
+            json!({ "order_id": order_id, "reason": "changed mind" }),
+            from_a_request(),
+        ),
+        consumed("SomethingNew", order_id, json!({}), from_a_request()),
+    ];
+
+    for event in &ignored {
+        reactor.apply(event).await.unwrap();
+    }
+
+    assert_eq!(reactor.event_count().await, 0);
+}
+
+#[tokio::test]
+async fn an_unreadable_order_placed_is_poison() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let mut missing_total = order_placed(order_id, 2_800, from_a_request());
+    missing_total
+        .payload
+        .as_object_mut()
+        .unwrap()
+        .remove("total_minor");
+    let mut bad_currency = order_placed(order_id, 2_800, from_a_request());
+    bad_currency.payload["currency"] = json!("euro");
+    let negative = order_placed(order_id, -1, from_a_request());
+
+    for event in [missing_total, bad_currency, negative] {
+        let result = reactor.apply(&event).await;
+        assert!(
+            matches!(result, Err(HandlerError::Poison(_))),
+            "{:?}: {result:?}",
+            event.payload
+        );
+    }
+    assert_eq!(reactor.event_count().await, 0);
+}

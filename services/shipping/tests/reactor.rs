@@ -1,0 +1,268 @@
+//! The shipping reactor against its own fresh database: events fed as the consumer
+//! runtime feeds them (inside its transaction), the reactions read back from the
+//! store.
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use sluice_platform::aggregate::{CommandContext, CommandHandler};
+use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::registry::ComponentKind;
+use sluice_platform::store::{EventStore, Metadata, RecordedEvent, StreamId, StreamVersion};
+use sluice_platform::testing::TestDatabase;
+use sluice_shipping::domain::{Shipment, ShipmentCommand};
+use sluice_shipping::reactor::{shipment_id_for_order, ACTOR};
+use sluice_shipping::SERVICE;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+struct Reactor {
+    _db: TestDatabase,
+    pool: PgPool,
+    store: EventStore,
+    handler: Box<dyn EventHandler>,
+}
+
+impl Reactor {
+    async fn start() -> Self {
+        sluice_platform::telemetry::init();
+        let db = TestDatabase::provision("shipping", ComponentKind::Service).await;
+        db.migrate(vec![
+            sluice_platform::store::migrator(),
+            sluice_platform::consumer::migrator(),
+            sluice_shipping::migrator(),
+        ])
+        .await;
+        let pool = db.app_pool().await;
+        let handler =
+            (SERVICE.reactor.unwrap())(EventStore::new(pool.clone()), SERVICE.catalog().unwrap());
+        Reactor {
+            _db: db,
+            store: EventStore::new(pool.clone()),
+            pool,
+            handler,
+        }
+    }
+
+    /// Applies `event` inside a consumer transaction, as the runtime does.
+    async fn apply(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+        let mut tx = self.pool.begin().await.unwrap();
+        let result = self.handler.apply(&mut tx, event).await;
+        tx.commit().await.unwrap();
+        result
+    }
+
+    async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
+        self.store
+            .read_stream(&StreamId::from(id), StreamVersion::FIRST)
+            .await
+            .unwrap()
+    }
+
+    async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// An orders event as the consumer runtime hands it over.
+fn consumed(event_type: &str, order_id: Uuid, payload: Value, metadata: Metadata) -> ConsumedEvent {
+    ConsumedEvent {
+        topic: "orders.events".into(),
+        partition: 0,
+        offset: 0,
+        event_id: Uuid::now_v7(),
+        event_type: event_type.into(),
+        schema_version: 1,
+        stream_id: order_id.to_string(),
+        stream_type: "order".into(),
+        stream_version: 2,
+        global_position: 2,
+        payload,
+        metadata,
+        recorded_at: Utc::now(),
+    }
+}
+
+fn confirmed(order_id: Uuid) -> ConsumedEvent {
+    consumed(
+        "OrderConfirmed",
+        order_id,
+        json!({ "order_id": order_id }),
+        from_the_saga(),
+    )
+}
+
+fn from_the_saga() -> Metadata {
+    Metadata {
+        correlation_id: Some(Uuid::now_v7()),
+        causation_id: Some(Uuid::now_v7()),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        actor: Some("orders-reactor".into()),
+    }
+}
+
+/// The skip shows in `sluice_reactor_reactions_skipped_total` (process-wide, so other
+/// tests may have added to it: at least one).
+fn assert_skip_counted(event_type: &str, reason: &str) {
+    let metrics = sluice_platform::telemetry::render_text();
+    let labels = [
+        "service=\"shipping\"".to_owned(),
+        format!("event_type=\"{event_type}\""),
+        format!("reason=\"{reason}\""),
+    ];
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("sluice_reactor_reactions_skipped_total{")
+            && labels.iter().all(|l| line.contains(l.as_str()))
+            && line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v >= 1.0)
+    });
+    assert!(counted, "{metrics}");
+}
+
+#[tokio::test]
+async fn order_confirmed_creates_the_orders_shipment() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let event = confirmed(order_id);
+
+    reactor.apply(&event).await.unwrap();
+
+    let shipment_id = shipment_id_for_order(order_id);
+    let events = reactor.stream(shipment_id).await;
+    assert_eq!(events.len(), 1);
+    let created = &events[0];
+    assert_eq!(created.event_type, "ShipmentCreated");
+    assert_eq!(
+        created.payload,
+        json!({ "shipment_id": shipment_id, "order_id": order_id })
+    );
+    assert_eq!(
+        created.metadata,
+        Metadata {
+            correlation_id: event.metadata.correlation_id,
+            causation_id: Some(event.event_id),
+            traceparent: event.metadata.traceparent.clone(),
+            actor: Some(ACTOR.into()),
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_redelivered_order_confirmed_appends_nothing() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let event = confirmed(order_id);
+
+    reactor.apply(&event).await.unwrap();
+    let first = reactor.stream(shipment_id_for_order(order_id)).await;
+    reactor.apply(&event).await.unwrap();
+    reactor.apply(&event).await.unwrap();
+
+    assert_eq!(reactor.stream(shipment_id_for_order(order_id)).await, first);
+    assert_eq!(reactor.event_count().await, 1);
+}
+
+#[tokio::test]
+async fn an_event_without_correlation_starts_one_with_its_own_id() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let event = consumed(
+        "OrderConfirmed",
+        order_id,
+        json!({ "order_id": order_id }),
+        Metadata::default(),
+    );
+
+    reactor.apply(&event).await.unwrap();
+
+    let events = reactor.stream(shipment_id_for_order(order_id)).await;
+    assert_eq!(events[0].metadata.correlation_id, Some(event.event_id));
+    assert_eq!(events[0].metadata.causation_id, Some(event.event_id));
+}
+
+#[tokio::test]
+async fn a_shipment_that_already_exists_is_skipped() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let shipment_id = shipment_id_for_order(order_id);
+    // A manual command took the id first.
+    CommandHandler::<Shipment>::with_schemas(reactor.store.clone(), SERVICE.catalog().unwrap())
+        .execute(
+            &StreamId::from(shipment_id),
+            &ShipmentCommand::Create {
+                shipment_id,
+                order_id,
+            },
+            &CommandContext::default(),
+        )
+        .await
+        .unwrap();
+
+    reactor.apply(&confirmed(order_id)).await.unwrap();
+
+    let events = reactor.stream(shipment_id).await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].metadata.actor, None);
+    assert_skip_counted("OrderConfirmed", "shipment_exists");
+}
+
+#[tokio::test]
+async fn other_orders_events_are_ignored() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let ignored = [
+        consumed(
+            "OrderPlaced",
+            order_id,
+            json!({
+                "order_id": order_id,
+                "customer_id": "cust-1",
+                "currency": "EUR",
+                "lines": [],
+                "total_minor": 0
+            }),
+            from_the_saga(),
+        ),
+        consumed(
+            "OrderCancelled",
+            order_id,
+            json!({ "order_id": order_id, "reason": "changed mind" }),
+            from_the_saga(),
+        ),
+    ];
+
+    for event in &ignored {
+        reactor.apply(event).await.unwrap();
+    }
+
+    assert_eq!(reactor.event_count().await, 0);
+}
+
+#[tokio::test]
+async fn an_unreadable_order_confirmed_is_poison() {
+    let reactor = Reactor::start().await;
+    let order_id = Uuid::now_v7();
+    let no_order = consumed("OrderConfirmed", order_id, json!({}), from_the_saga());
+    let not_a_uuid = consumed(
+        "OrderConfirmed",
+        order_id,
+        json!({ "order_id": "order-1" }),
+        from_the_saga(),
+    );
+    let nil_order = confirmed(Uuid::nil());
+
+    for event in [no_order, not_a_uuid, nil_order] {
+        let result = reactor.apply(&event).await;
+        assert!(
+            matches!(result, Err(HandlerError::Poison(_))),
+            "{}: {result:?}",
+            event.payload
+        );
+    }
+    assert_eq!(reactor.event_count().await, 0);
+}

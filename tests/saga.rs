@@ -1,0 +1,114 @@
+//! The choreography saga through the broker, end to end with `sluice up`: placing
+//! an order makes payments authorize it, orders confirm it and shipping create its
+//! shipment; an order above the authorization limit is declined and cancelled.
+//! `order_view` shows each final state.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sluice_platform::testing::drop_registry_databases;
+use support::platform::Platform;
+use uuid::Uuid;
+
+async fn place(client: &reqwest::Client, platform: &Platform, unit_price_minor: i64) -> Uuid {
+    let order_id = Uuid::now_v7();
+    let response = client
+        .post(platform.url("orders", "/orders"))
+        .json(&json!({
+            "order_id": order_id, "customer_id": "saga-customer", "currency": "EUR",
+            "lines": [{ "sku": "SAGA-1", "quantity": 2, "unit_price_minor": unit_price_minor }]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    order_id
+}
+
+/// Polls `order_view` until the order's row satisfies `done`.
+async fn wait_for_view(
+    client: &reqwest::Client,
+    platform: &Platform,
+    order_id: Uuid,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        let response = client
+            .get(platform.url("order_view", &format!("/orders/{order_id}")))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::OK {
+            last = response.json().await.unwrap();
+            if done(&last) {
+                return last;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("order {order_id} never reached the expected state; last seen: {last}");
+}
+
+#[tokio::test]
+async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
+    let mut platform = Platform::start();
+    let client = reqwest::Client::new();
+    for component in [
+        "orders",
+        "payments",
+        "shipping",
+        "order_view",
+        "customer_summary",
+    ] {
+        platform.wait_ready(&client, component).await;
+    }
+
+    let paid = place(&client, &platform, 1_500).await;
+    let view = wait_for_view(&client, &platform, paid, |v| {
+        v["order_status"] == "confirmed" && v["shipment_status"] == "created"
+    })
+    .await;
+    assert_eq!(view["payment_status"], "authorized", "{view}");
+    assert_eq!(view["authorized_minor"], 3_000, "{view}");
+    assert_eq!(view["customer_id"], "saga-customer");
+
+    // Above the default authorization limit (100 000 minor units): declined, cancelled.
+    let declined = place(&client, &platform, 60_000).await;
+    let view = wait_for_view(&client, &platform, declined, |v| {
+        v["order_status"] == "cancelled"
+    })
+    .await;
+    assert_eq!(view["payment_status"], "declined", "{view}");
+    assert!(
+        view["shipment_status"].is_null(),
+        "a cancelled order is not shipped: {view}"
+    );
+
+    // The orders stream records who caused what: the confirmation's causation is the
+    // payment event, and every event shares the placing command's correlation id.
+    let audit: Value = client
+        .get(platform.url("orders", &format!("/orders/{paid}/events")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = audit["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{audit}");
+    assert_eq!(events[1]["event_type"], "OrderConfirmed");
+    assert_eq!(
+        events[0]["metadata"]["correlation_id"],
+        events[1]["metadata"]["correlation_id"]
+    );
+    assert!(events[1]["metadata"]["causation_id"].is_string(), "{audit}");
+
+    let status = platform.stop();
+    assert!(status.success(), "sluice up exited with {status}");
+    drop_registry_databases(&platform.registry).await;
+}

@@ -1,0 +1,92 @@
+//! `sluice up` as a child process on an isolated registry (own databases, ports,
+//! broker and data directory), for end-to-end tests.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use sluice_platform::registry::Registry;
+use sluice_platform::testing::isolated_registry;
+use uuid::Uuid;
+
+pub struct Platform {
+    child: Child,
+    pub registry: Registry,
+    registry_file: std::path::PathBuf,
+}
+
+impl Platform {
+    pub fn start() -> Self {
+        let base =
+            Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
+        let (registry, text) = isolated_registry(&base);
+        let registry_file = std::env::temp_dir().join(format!("sluice-up-{}.toml", Uuid::now_v7()));
+        std::fs::write(&registry_file, text).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--registry")
+            .arg(&registry_file)
+            .arg("up")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sluice up");
+        Platform {
+            child,
+            registry,
+            registry_file,
+        }
+    }
+
+    pub fn url(&self, component: &str, path: &str) -> String {
+        let port = self.registry.component(component).unwrap().port;
+        format!("http://127.0.0.1:{port}{path}")
+    }
+
+    pub async fn wait_ready(&mut self, client: &reqwest::Client, component: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client
+                .get(self.url(component, "/health/ready"))
+                .send()
+                .await
+            {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("sluice up exited early with {status}");
+            }
+            assert!(Instant::now() < deadline, "{component} never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("sluice up did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = std::fs::remove_file(&self.registry_file);
+        let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
+    }
+}
