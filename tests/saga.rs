@@ -1,7 +1,8 @@
 //! The choreography saga through the broker, end to end with `sluice up`: placing
 //! an order makes payments authorize it, orders confirm it and shipping create its
 //! shipment; an order above the authorization limit is declined and cancelled.
-//! `order_view` shows each final state.
+//! `order_view` shows each final state, and a query with the write's consistency
+//! token reads the write.
 
 mod support;
 
@@ -13,7 +14,12 @@ use sluice_platform::testing::drop_registry_databases;
 use support::platform::Platform;
 use uuid::Uuid;
 
-async fn place(client: &reqwest::Client, platform: &Platform, unit_price_minor: i64) -> Uuid {
+/// Places an order; returns its id and the command's consistency token.
+async fn place(
+    client: &reqwest::Client,
+    platform: &Platform,
+    unit_price_minor: i64,
+) -> (Uuid, String) {
     let order_id = Uuid::now_v7();
     let response = client
         .post(platform.url("orders", "/orders"))
@@ -25,7 +31,13 @@ async fn place(client: &reqwest::Client, platform: &Platform, unit_price_minor: 
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    order_id
+    let token = response.headers()["x-consistency-token"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["consistency_token"], token.as_str());
+    (order_id, token)
 }
 
 /// Polls `order_view` until the order's row satisfies `done`.
@@ -68,7 +80,37 @@ async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
         platform.wait_ready(&client, component).await;
     }
 
-    let paid = place(&client, &platform, 1_500).await;
+    // Read-your-writes: with the token, order_view answers only once it has applied
+    // the write, so the very first query sees the order.
+    let (paid, token) = place(&client, &platform, 1_500).await;
+    let response = client
+        .get(platform.url("order_view", &format!("/orders/{paid}")))
+        .header("X-Consistency-Token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let first: Value = response.json().await.unwrap();
+    assert_eq!(first["customer_id"], "saga-customer", "{first}");
+    // A token the read model cannot reach within the bound is a 503 to retry, not
+    // stale data.
+    let ahead = format!("orders.events:{paid}:99");
+    let response = client
+        .get(platform.url("order_view", &format!("/orders/{paid}")))
+        .header("X-Consistency-Token", &ahead)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let malformed = client
+        .get(platform.url("order_view", &format!("/orders/{paid}")))
+        .header("X-Consistency-Token", "nonsense")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+
     let view = wait_for_view(&client, &platform, paid, |v| {
         v["order_status"] == "confirmed" && v["shipment_status"] == "created"
     })
@@ -78,7 +120,7 @@ async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
     assert_eq!(view["customer_id"], "saga-customer");
 
     // Above the default authorization limit (100 000 minor units): declined, cancelled.
-    let declined = place(&client, &platform, 60_000).await;
+    let (declined, _) = place(&client, &platform, 60_000).await;
     let view = wait_for_view(&client, &platform, declined, |v| {
         v["order_status"] == "cancelled"
     })

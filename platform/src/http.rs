@@ -294,13 +294,23 @@ pub struct CommandAccepted {
     /// True when this is the stored answer of an earlier command with the same
     /// `Idempotency-Key`: nothing new was appended.
     pub replayed: bool,
+    /// Send as `X-Consistency-Token` to a projection's query to read this write.
+    pub consistency_token: String,
 }
 
 impl CommandAccepted {
     /// Answers 201 for a command that created its stream, 200 otherwise.
-    pub fn respond(appended: Appended) -> Response {
+    /// Answers a command of the service publishing to `topic`: 201 for a command that
+    /// created its stream, 200 otherwise, with the consistency token of the write.
+    pub fn respond(appended: Appended, topic: &str) -> Response {
         let replayed = appended.is_replay();
         let r = appended.result();
+        let token = crate::consistency::ConsistencyToken {
+            topic: topic.to_owned(),
+            stream_id: r.stream_id.to_string(),
+            version: r.stream_version.get(),
+        }
+        .encode();
         let status = if r.stream_version == StreamVersion::FIRST && !replayed {
             StatusCode::CREATED
         } else {
@@ -312,11 +322,17 @@ impl CommandAccepted {
             event_ids: r.event_ids.iter().map(|e| e.0).collect(),
             global_position: r.global_position.0,
             replayed,
+            consistency_token: token.clone(),
         };
         let etag = HeaderValue::from_str(&format!("\"{}\"", r.stream_version))
             .unwrap_or(HeaderValue::from_static("\"0\""));
         let mut response = (status, axum::Json(body)).into_response();
         response.headers_mut().insert(ETAG, etag);
+        if let Ok(value) = HeaderValue::from_str(&token) {
+            response
+                .headers_mut()
+                .insert(crate::consistency::HEADER, value);
+        }
         response
     }
 }

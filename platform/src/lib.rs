@@ -5,6 +5,7 @@
 //! - [`db`]: a component's own pool and migrations;
 //! - [`store`]: the append-only event store with its transactional outbox;
 //! - [`broker`]: the embedded development broker (tansu) and topic administration;
+//! - [`consistency`]: consistency tokens, read-your-writes across the async boundary;
 //! - [`consumer`]: the consumer runtime (positions in the consumer's database, dead letters);
 //! - [`aggregate`]: pure aggregates and the command handler around them;
 //! - [`avro`]: the events' Avro contracts: schema catalog, single-object encoding,
@@ -21,6 +22,7 @@
 pub mod aggregate;
 pub mod avro;
 pub mod broker;
+pub mod consistency;
 pub mod consumer;
 pub mod db;
 pub mod generate;

@@ -75,7 +75,11 @@ impl ProjectionService {
             ConsumerConfig::default(),
         );
         let listener = crate::service::bind(component).await?;
-        let router = with_platform_routes((self.router)(pool.clone()), Some(pool));
+        let queries = (self.router)(pool.clone()).layer(axum::middleware::from_fn_with_state(
+            pool.clone(),
+            crate::consistency::wait_for_token,
+        ));
+        let router = with_platform_routes(queries, Some(pool));
         let name = self.name;
         let consume = async {
             runtime

@@ -182,3 +182,10 @@ pub fn consumer_lag_seconds(component: &str, topic: &str, partition: i32, second
     )
     .set(seconds);
 }
+
+/// A query waited for a consistency token: `sluice_consistency_waits_total{outcome}`
+/// (`caught_up` or `timed_out`).
+pub fn consistency_wait(caught_up: bool) {
+    let outcome = if caught_up { "caught_up" } else { "timed_out" };
+    metrics::counter!("sluice_consistency_waits_total", "outcome" => outcome).increment(1);
+}

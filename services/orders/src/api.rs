@@ -155,7 +155,7 @@ async fn place_order(
     let stream = StreamId::from(order_id);
     let command = OrderCommand::try_from((order_id, dto))?;
     let appended = handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended))
+    Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
 #[utoipa::path(post, path = "/orders/{id}/confirm", request_body = ConfirmOrder,
@@ -173,7 +173,7 @@ async fn confirm_order(
     let appended = handler
         .execute(&stream, &OrderCommand::Confirm, &ctx)
         .await?;
-    Ok(CommandAccepted::respond(appended))
+    Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
 #[utoipa::path(post, path = "/orders/{id}/cancel", request_body = CancelOrder,
@@ -198,7 +198,7 @@ async fn cancel_order(
         reason: reason.to_owned(),
     };
     let appended = handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended))
+    Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
 #[utoipa::path(get, path = "/orders/{id}", params(("id" = Uuid, Path)),

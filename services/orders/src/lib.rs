@@ -12,6 +12,9 @@ pub mod reactor;
 use sluice_platform::avro::SchemaSource;
 use sluice_platform::service::WriteService;
 
+/// The topic this service's relay publishes to.
+pub const TOPIC: &str = "orders.events";
+
 /// The orders service as the platform runs it.
 pub const SERVICE: WriteService = WriteService {
     name: "orders",

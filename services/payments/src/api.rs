@@ -198,7 +198,7 @@ async fn authorize_payment(
     let stream = StreamId::from(payment_id);
     let command = PaymentCommand::try_from((payment_id, dto, payments.authorization_limit))?;
     let appended = payments.handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended))
+    Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
 #[utoipa::path(post, path = "/payments/{id}/capture", request_body = CapturePayment,
@@ -217,7 +217,7 @@ async fn capture_payment(
     let ctx = headers.context(fingerprint(&("capture_payment", id.0, &dto)));
     let command = PaymentCommand::try_from(dto)?;
     let appended = payments.handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended))
+    Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
 #[utoipa::path(post, path = "/payments/{id}/refund", request_body = RefundPayment,
@@ -236,7 +236,7 @@ async fn refund_payment(
     let ctx = headers.context(fingerprint(&("refund_payment", id.0, &dto)));
     let command = PaymentCommand::try_from(dto)?;
     let appended = payments.handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended))
+    Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
 #[utoipa::path(get, path = "/payments/{id}", params(("id" = Uuid, Path)),

@@ -104,7 +104,7 @@ async fn create_shipment(
         order_id: dto.order_id,
     };
     let appended = handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended))
+    Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
 #[utoipa::path(post, path = "/shipments/{id}/dispatch", request_body = DispatchShipment,
@@ -123,7 +123,7 @@ async fn dispatch_shipment(
     let ctx = headers.context(fingerprint(&("dispatch_shipment", id.0, &dto)));
     let command = ShipmentCommand::try_from(dto)?;
     let appended = handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended))
+    Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
 #[utoipa::path(post, path = "/shipments/{id}/deliver", request_body = DeliverShipment,
@@ -142,7 +142,7 @@ async fn deliver_shipment(
     let appended = handler
         .execute(&stream, &ShipmentCommand::Deliver, &ctx)
         .await?;
-    Ok(CommandAccepted::respond(appended))
+    Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
 #[utoipa::path(get, path = "/shipments/{id}", params(("id" = Uuid, Path)),
