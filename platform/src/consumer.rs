@@ -263,15 +263,27 @@ impl<H: EventHandler> ConsumerRuntime<H> {
     ) -> Result<(), ConsumerError> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
-        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        let mut dead = Vec::new();
-        let (mut applied, mut duplicates) = (0u64, 0u64);
-        for record in batch {
-            match self.apply_one(&mut tx, record).await? {
-                Outcome::Applied => applied += 1,
-                Outcome::Duplicate => duplicates += 1,
-                Outcome::DeadLettered => dead.push(record),
+        // Fast path: the whole batch without savepoints. Any failure (a poison event,
+        // a gap, an undecodable record) rolls it back and the careful path below
+        // isolates the culprit event by event.
+        let (applied, duplicates, dead) = match self.apply_fast(&mut tx, batch).await? {
+            Some((applied, duplicates)) => (applied, duplicates, Vec::new()),
+            None => {
+                tx.rollback().await?;
+                tx = self.pool.begin().await?;
+                let (mut applied, mut duplicates, mut dead) = (0u64, 0u64, Vec::new());
+                for record in batch {
+                    match self.apply_one(&mut tx, record).await? {
+                        Outcome::Applied => applied += 1,
+                        Outcome::Duplicate => duplicates += 1,
+                        Outcome::DeadLettered => dead.push(record),
+                    }
+                }
+                (applied, duplicates, dead)
             }
+        };
+        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for record in batch {
             next.insert((&record.topic, record.partition), record.offset + 1);
         }
         for ((topic, partition), offset) in &next {
@@ -298,6 +310,69 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             self.publish_dead_letter(dlq, record);
         }
         Ok(())
+    }
+
+    /// Applies a batch with one read and one write of stream positions and no
+    /// savepoints; `None` when any record cannot be applied as it is (the caller rolls
+    /// back and takes the careful path).
+    async fn apply_fast(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[Received],
+    ) -> Result<Option<(u64, u64)>, ConsumerError> {
+        let Ok(events) = batch
+            .iter()
+            .map(|r| decode(&self.catalog, r))
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return Ok(None);
+        };
+        let (topics, streams): (Vec<&str>, Vec<&str>) = events
+            .iter()
+            .map(|e| (e.topic.as_str(), e.stream_id.as_str()))
+            .unzip();
+        let mut versions: BTreeMap<(String, String), i64> = sqlx::query(
+            "SELECT p.topic, p.stream_id, p.version FROM stream_positions p \
+               JOIN UNNEST($1::text[], $2::text[]) AS b(topic, stream_id) USING (topic, stream_id)",
+        )
+        .bind(&topics)
+        .bind(&streams)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+        let (mut applied, mut duplicates) = (0u64, 0u64);
+        let mut advanced: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        for event in &events {
+            let key = (event.topic.clone(), event.stream_id.clone());
+            let last = versions.get(&key).copied().unwrap_or(0);
+            if event.stream_version <= last {
+                duplicates += 1;
+                continue;
+            }
+            if event.stream_version != last + 1 || self.handler.apply(tx, event).await.is_err() {
+                return Ok(None);
+            }
+            versions.insert(key, event.stream_version);
+            advanced.insert((&event.topic, &event.stream_id), event.stream_version);
+            applied += 1;
+        }
+        if !advanced.is_empty() {
+            let ((topics, streams), versions): ((Vec<&str>, Vec<&str>), Vec<i64>) =
+                advanced.into_iter().unzip();
+            sqlx::query(
+                "INSERT INTO stream_positions (topic, stream_id, version) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
+                 ON CONFLICT (topic, stream_id) DO UPDATE SET version = EXCLUDED.version",
+            )
+            .bind(&topics)
+            .bind(&streams)
+            .bind(&versions)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(Some((applied, duplicates)))
     }
 
     /// Decodes, deduplicates and applies one record under a savepoint, retrying a
