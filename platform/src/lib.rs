@@ -12,6 +12,7 @@
 //!   validation and the compatibility rule;
 //! - [`relay`]: the outbox relay to Kafka, in commit-safe order, at least once;
 //! - [`projection`]: running a read model (consumer + query API);
+//! - [`reactor`]: what every saga reactor shares (context, outcome);
 //! - [`http`]: problem responses, extractors, health endpoints, serving;
 //! - [`service`]: running a write service (pool, migrations, HTTP);
 //! - [`telemetry`]: metrics with their names and labels decided in one place, `/metrics`;
@@ -29,6 +30,7 @@ pub mod generate;
 pub mod http;
 pub mod projection;
 pub mod provision;
+pub mod reactor;
 pub mod registry;
 pub mod relay;
 pub mod service;

@@ -189,3 +189,15 @@ pub fn consistency_wait(caught_up: bool) {
     let outcome = if caught_up { "caught_up" } else { "timed_out" };
     metrics::counter!("sluice_consistency_waits_total", "outcome" => outcome).increment(1);
 }
+
+/// A reactor skipped a reaction that was already done or no longer applicable:
+/// `sluice_reactor_reactions_skipped_total{service, event_type, reason}`.
+pub fn reaction_skipped(service: &'static str, event_type: &str, reason: &'static str) {
+    metrics::counter!(
+        "sluice_reactor_reactions_skipped_total",
+        "service" => service,
+        "event_type" => event_type.to_owned(),
+        "reason" => reason,
+    )
+    .increment(1);
+}

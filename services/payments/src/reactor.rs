@@ -18,12 +18,12 @@
 //! an event the reactor cannot read is poison.
 
 use futures::future::BoxFuture;
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use sluice_platform::aggregate::{fingerprint, CommandContext, CommandError, CommandHandler};
+use sluice_platform::aggregate::CommandHandler;
 use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
-use sluice_platform::store::{Appended, EventStore, IdempotencyKey, Metadata, StreamId};
+use sluice_platform::reactor::{payload, reaction_context, settle};
+use sluice_platform::store::{EventStore, StreamId};
 use sluice_platform::values::{Amount, Currency};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -118,9 +118,9 @@ impl PaymentsReactor {
         tracing::Span::current().record("stream_id", tracing::field::display(&stream));
         let result = self
             .handler
-            .execute(&stream, &command, &context(event)?)
+            .execute(&stream, &command, &reaction_context(event, ACTOR)?)
             .await;
-        settle(event, result)
+        settle(SERVICE, event, result, skip_reason)
     }
 }
 
@@ -133,72 +133,6 @@ fn skip_reason(error: &PaymentError) -> Option<&'static str> {
         | PaymentError::InvalidTransition { .. }
         | PaymentError::CaptureExceedsAuthorized { .. }
         | PaymentError::RefundExceedsCaptured { .. } => None,
-    }
-}
-
-/// The causing event's payload as `T`; poison when it does not fit.
-fn payload<T: DeserializeOwned>(event: &ConsumedEvent) -> Result<T, HandlerError> {
-    serde_json::from_value(event.payload.clone())
-        .map_err(|e| HandlerError::Poison(format!("{} payload: {e}", event.event_type)))
-}
-
-/// The command context of a reaction: keyed by the causing event, carrying its
-/// correlation and naming it as the cause.
-fn context(event: &ConsumedEvent) -> Result<CommandContext, HandlerError> {
-    // Prefixed so that no client key can collide with a reaction's.
-    let key = IdempotencyKey::new(format!("reaction:{}", event.event_id))
-        .map_err(|e| HandlerError::Poison(e.to_string()))?;
-    Ok(CommandContext {
-        expected_version: None,
-        idempotency_key: Some(key),
-        fingerprint: fingerprint(&("reaction", event.event_id)),
-        metadata: Metadata {
-            correlation_id: event.metadata.correlation_id.or(Some(event.event_id)),
-            causation_id: Some(event.event_id),
-            traceparent: event.metadata.traceparent.clone(),
-            actor: Some(ACTOR.to_owned()),
-        },
-    })
-}
-
-/// What the consumer makes of a reaction's outcome.
-fn settle(
-    event: &ConsumedEvent,
-    result: Result<Appended, CommandError<PaymentError>>,
-) -> Result<(), HandlerError> {
-    match result {
-        Ok(Appended::New(appended)) => {
-            tracing::info!(stream_version = %appended.stream_version, "reaction appended");
-            Ok(())
-        }
-        Ok(Appended::Replayed(_)) => {
-            tracing::debug!("redelivered event: reaction already done");
-            Ok(())
-        }
-        Err(CommandError::Domain(error)) => match skip_reason(&error) {
-            Some(reason) => {
-                tracing::info!(reason, %error, "reaction skipped");
-                metrics::counter!(
-                    "sluice_reactor_reactions_skipped_total",
-                    "service" => SERVICE,
-                    "event_type" => event.event_type.clone(),
-                    "reason" => reason,
-                )
-                .increment(1);
-                Ok(())
-            }
-            None => Err(HandlerError::Poison(format!("reaction refused: {error}"))),
-        },
-        Err(
-            error @ (CommandError::Store(_)
-            | CommandError::Conflict(_)
-            | CommandError::Contended { .. }),
-        ) => Err(HandlerError::Retry(error.to_string())),
-        Err(
-            error @ (CommandError::IdempotencyKeyReused(_)
-            | CommandError::InvalidPayload { .. }
-            | CommandError::Undecodable { .. }),
-        ) => Err(HandlerError::Poison(error.to_string())),
     }
 }
 
