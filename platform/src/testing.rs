@@ -554,3 +554,69 @@ pub async fn topic_size(bootstrap: &str, topic: &str) -> i64 {
     .await
     .expect("watermarks")
 }
+
+/// A write service's reactor over its own fresh database, fed events by hand as the
+/// consumer runtime would.
+pub struct TestReactor {
+    _db: TestDatabase,
+    pub pool: PgPool,
+    pub store: crate::store::EventStore,
+    handler: Box<dyn crate::consumer::EventHandler>,
+}
+
+impl TestReactor {
+    /// Provisions and migrates the service's database and builds its reactor.
+    pub async fn start(service: &crate::service::WriteService) -> Self {
+        crate::telemetry::init();
+        let db = TestDatabase::provision(service.name, ComponentKind::Service).await;
+        db.migrate(vec![
+            crate::store::migrator(),
+            crate::consumer::migrator(),
+            (service.migrator)(),
+        ])
+        .await;
+        let pool = db.app_pool().await;
+        let store = crate::store::EventStore::new(pool.clone());
+        let reactor = service.reactor.expect("the service has a reactor");
+        let handler = reactor(
+            store.clone(),
+            service.catalog().expect("the service's schemas"),
+        );
+        TestReactor {
+            _db: db,
+            pool,
+            store,
+            handler,
+        }
+    }
+
+    /// Applies `event` inside a consumer transaction, as the runtime does.
+    pub async fn apply(
+        &self,
+        event: &crate::consumer::ConsumedEvent,
+    ) -> Result<(), crate::consumer::HandlerError> {
+        let mut tx = self.pool.begin().await.expect("begin");
+        let result = self.handler.apply(&mut tx, event).await;
+        tx.commit().await.expect("commit");
+        result
+    }
+
+    /// A stream of the service's store.
+    pub async fn stream(&self, id: uuid::Uuid) -> Vec<crate::store::RecordedEvent> {
+        self.store
+            .read_stream(
+                &crate::store::StreamId::from(id),
+                crate::store::StreamVersion::FIRST,
+            )
+            .await
+            .expect("read stream")
+    }
+
+    /// Events in the service's store.
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count events")
+    }
+}

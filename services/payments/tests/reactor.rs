@@ -11,64 +11,11 @@ use sluice_payments::domain::{Payment, PaymentCommand};
 use sluice_payments::reactor::{payment_id_for_order, ACTOR};
 use sluice_payments::SERVICE;
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
-use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
-use sluice_platform::registry::ComponentKind;
-use sluice_platform::store::{EventStore, Metadata, RecordedEvent, StreamId, StreamVersion};
-use sluice_platform::testing::TestDatabase;
+use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::store::{Metadata, StreamId};
+use sluice_platform::testing::TestReactor as Reactor;
 use sluice_platform::values::{Amount, Currency};
-use sqlx::PgPool;
 use uuid::Uuid;
-
-struct Reactor {
-    _db: TestDatabase,
-    pool: PgPool,
-    store: EventStore,
-    handler: Box<dyn EventHandler>,
-}
-
-impl Reactor {
-    async fn start() -> Self {
-        sluice_platform::telemetry::init();
-        let db = TestDatabase::provision("payments", ComponentKind::Service).await;
-        db.migrate(vec![
-            sluice_platform::store::migrator(),
-            sluice_platform::consumer::migrator(),
-            sluice_payments::migrator(),
-        ])
-        .await;
-        let pool = db.app_pool().await;
-        let handler =
-            (SERVICE.reactor.unwrap())(EventStore::new(pool.clone()), SERVICE.catalog().unwrap());
-        Reactor {
-            _db: db,
-            store: EventStore::new(pool.clone()),
-            pool,
-            handler,
-        }
-    }
-
-    /// Applies `event` inside a consumer transaction, as the runtime does.
-    async fn apply(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await.unwrap();
-        let result = self.handler.apply(&mut tx, event).await;
-        tx.commit().await.unwrap();
-        result
-    }
-
-    async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
-        self.store
-            .read_stream(&StreamId::from(id), StreamVersion::FIRST)
-            .await
-            .unwrap()
-    }
-
-    async fn event_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-    }
-}
 
 /// An orders event as the consumer runtime hands it over.
 fn consumed(event_type: &str, order_id: Uuid, payload: Value, metadata: Metadata) -> ConsumedEvent {
@@ -136,7 +83,7 @@ fn assert_skip_counted(event_type: &str, reason: &str) {
 
 #[tokio::test]
 async fn order_placed_authorizes_its_total_under_the_orders_payment_id() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let placed = order_placed(order_id, 2_800, from_a_request());
 
@@ -169,7 +116,7 @@ async fn order_placed_authorizes_its_total_under_the_orders_payment_id() {
 
 #[tokio::test]
 async fn a_redelivered_order_placed_appends_nothing() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let placed = order_placed(order_id, 2_800, from_a_request());
 
@@ -184,7 +131,7 @@ async fn a_redelivered_order_placed_appends_nothing() {
 
 #[tokio::test]
 async fn an_order_above_the_default_limit_is_declined() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
 
     reactor
@@ -209,7 +156,7 @@ async fn an_order_above_the_default_limit_is_declined() {
 
 #[tokio::test]
 async fn an_order_at_the_limit_is_authorized() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
 
     reactor
@@ -223,7 +170,7 @@ async fn an_order_at_the_limit_is_authorized() {
 
 #[tokio::test]
 async fn an_event_without_correlation_starts_one_with_its_own_id() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let placed = order_placed(order_id, 500, Metadata::default());
 
@@ -237,7 +184,7 @@ async fn an_event_without_correlation_starts_one_with_its_own_id() {
 
 #[tokio::test]
 async fn a_payment_that_already_exists_is_skipped() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let payment_id = payment_id_for_order(order_id);
     // A manual command took the id first.
@@ -270,7 +217,7 @@ async fn a_payment_that_already_exists_is_skipped() {
 
 #[tokio::test]
 async fn a_free_order_has_nothing_to_authorize_and_is_skipped() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
 
     reactor
         .apply(&order_placed(Uuid::now_v7(), 0, from_a_request()))
@@ -283,7 +230,7 @@ async fn a_free_order_has_nothing_to_authorize_and_is_skipped() {
 
 #[tokio::test]
 async fn other_orders_events_are_ignored() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let ignored = [
         consumed(
@@ -310,7 +257,7 @@ async fn other_orders_events_are_ignored() {
 
 #[tokio::test]
 async fn an_unreadable_order_placed_is_poison() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let mut missing_total = order_placed(order_id, 2_800, from_a_request());
     missing_total

@@ -5,66 +5,13 @@
 use chrono::Utc;
 use serde_json::{json, Value};
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
-use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
-use sluice_platform::registry::ComponentKind;
-use sluice_platform::store::{EventStore, Metadata, RecordedEvent, StreamId, StreamVersion};
-use sluice_platform::testing::TestDatabase;
+use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::store::{Metadata, StreamId};
+use sluice_platform::testing::TestReactor as Reactor;
 use sluice_shipping::domain::{Shipment, ShipmentCommand};
 use sluice_shipping::reactor::{shipment_id_for_order, ACTOR};
 use sluice_shipping::SERVICE;
-use sqlx::PgPool;
 use uuid::Uuid;
-
-struct Reactor {
-    _db: TestDatabase,
-    pool: PgPool,
-    store: EventStore,
-    handler: Box<dyn EventHandler>,
-}
-
-impl Reactor {
-    async fn start() -> Self {
-        sluice_platform::telemetry::init();
-        let db = TestDatabase::provision("shipping", ComponentKind::Service).await;
-        db.migrate(vec![
-            sluice_platform::store::migrator(),
-            sluice_platform::consumer::migrator(),
-            sluice_shipping::migrator(),
-        ])
-        .await;
-        let pool = db.app_pool().await;
-        let handler =
-            (SERVICE.reactor.unwrap())(EventStore::new(pool.clone()), SERVICE.catalog().unwrap());
-        Reactor {
-            _db: db,
-            store: EventStore::new(pool.clone()),
-            pool,
-            handler,
-        }
-    }
-
-    /// Applies `event` inside a consumer transaction, as the runtime does.
-    async fn apply(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await.unwrap();
-        let result = self.handler.apply(&mut tx, event).await;
-        tx.commit().await.unwrap();
-        result
-    }
-
-    async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
-        self.store
-            .read_stream(&StreamId::from(id), StreamVersion::FIRST)
-            .await
-            .unwrap()
-    }
-
-    async fn event_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM events")
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-    }
-}
 
 /// An orders event as the consumer runtime hands it over.
 fn consumed(event_type: &str, order_id: Uuid, payload: Value, metadata: Metadata) -> ConsumedEvent {
@@ -126,7 +73,7 @@ fn assert_skip_counted(event_type: &str, reason: &str) {
 
 #[tokio::test]
 async fn order_confirmed_creates_the_orders_shipment() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let event = confirmed(order_id);
 
@@ -154,7 +101,7 @@ async fn order_confirmed_creates_the_orders_shipment() {
 
 #[tokio::test]
 async fn a_redelivered_order_confirmed_appends_nothing() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let event = confirmed(order_id);
 
@@ -169,7 +116,7 @@ async fn a_redelivered_order_confirmed_appends_nothing() {
 
 #[tokio::test]
 async fn an_event_without_correlation_starts_one_with_its_own_id() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let event = consumed(
         "OrderConfirmed",
@@ -187,7 +134,7 @@ async fn an_event_without_correlation_starts_one_with_its_own_id() {
 
 #[tokio::test]
 async fn a_shipment_that_already_exists_is_skipped() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let shipment_id = shipment_id_for_order(order_id);
     // A manual command took the id first.
@@ -213,7 +160,7 @@ async fn a_shipment_that_already_exists_is_skipped() {
 
 #[tokio::test]
 async fn other_orders_events_are_ignored() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let ignored = [
         consumed(
@@ -245,7 +192,7 @@ async fn other_orders_events_are_ignored() {
 
 #[tokio::test]
 async fn an_unreadable_order_confirmed_is_poison() {
-    let reactor = Reactor::start().await;
+    let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let no_order = consumed("OrderConfirmed", order_id, json!({}), from_the_saga());
     let not_a_uuid = consumed(
