@@ -358,9 +358,15 @@ mod relay {
             }
             let dir =
                 std::env::temp_dir().join(format!("sluice-bench-broker-{}", std::process::id()));
-            let broker = EmbeddedBroker::start(&dir, 0)
-                .await
-                .context("starting the embedded broker (set KAFKA_BROKERS to use another)")?;
+            let broker = match EmbeddedBroker::start(&dir, 0).await {
+                Ok(broker) => broker,
+                Err(e) => {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(anyhow::Error::new(e).context(
+                        "starting the embedded broker (set KAFKA_BROKERS to use another)",
+                    ));
+                }
+            };
             Ok(Broker {
                 bootstrap: broker.bootstrap_servers(),
                 embedded: Some((broker, dir)),
