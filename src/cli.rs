@@ -63,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Read models (projections).
+    Projection {
+        #[command(subcommand)]
+        command: ProjectionCommand,
+    },
     /// Measure throughput (prints figures; asserts nothing).
     Bench {
         #[command(subcommand)]
@@ -99,6 +104,17 @@ enum DlqCommand {
         /// Only these dead letters.
         #[arg(long = "id")]
         ids: Vec<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionCommand {
+    /// Replay the projection's topics from the beginning into fresh tables while the
+    /// live read model keeps serving, then swap the new tables in atomically. A
+    /// running projection picks the new tables up by itself.
+    Rebuild {
+        /// The projection's registry name.
+        name: String,
     },
 }
 
@@ -198,6 +214,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Dlq { command } => dlq(&load_registry(&cli.registry)?, command).await,
+        Command::Projection {
+            command: ProjectionCommand::Rebuild { name },
+        } => rebuild(&load_registry(&cli.registry)?, &name).await,
         Command::Bench { command } => crate::bench::run(command, &cli.registry).await,
         Command::Schemas {
             command: SchemasCommand::Check,
@@ -540,4 +559,42 @@ async fn dlq(registry: &Registry, command: DlqCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `sluice projection rebuild <name>`, with progress about once a second.
+async fn rebuild(registry: &Registry, name: &str) -> anyhow::Result<()> {
+    registry.component(name)?;
+    let Some(projection) = components::projection(name) else {
+        bail!("`{name}` is not a projection of this build");
+    };
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let mut last = std::time::Instant::now();
+    let rebuilt = projection
+        .rebuild(
+            registry,
+            &registry.platform.kafka_brokers,
+            components::all_schemas()?,
+            shutdown,
+            |p| {
+                if last.elapsed().as_secs() >= 1 || p.remaining == 0 {
+                    last = std::time::Instant::now();
+                    let rate = p.applied as f64 / p.started.elapsed().as_secs_f64().max(1e-3);
+                    eprintln!(
+                        "{name}: replayed {} events, {} to go ({rate:.0} events/s)",
+                        p.applied, p.remaining
+                    );
+                }
+            },
+        )
+        .await?;
+    println!(
+        "{name} rebuilt from {} events in {:.1} s and swapped in",
+        rebuilt.replayed,
+        rebuilt.elapsed.as_secs_f64()
+    );
+    if let Some(schema) = rebuilt.left_behind {
+        println!("the old generation ({schema}) was still in use; the next rebuild drops it");
+    }
+    Ok(())
 }

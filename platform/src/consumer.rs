@@ -97,6 +97,8 @@ pub enum ConsumerError {
     MissingTopic(String),
     #[error("cannot create the dead-letter topic: {0}")]
     DeadLetterTopic(String),
+    #[error("the read model was swapped for another generation while catching up")]
+    GenerationChanged,
 }
 
 /// Tuning of a consumer.
@@ -144,6 +146,23 @@ struct Received {
     headers: BTreeMap<String, String>,
 }
 
+/// What became of a batch.
+enum Applied {
+    Committed,
+    /// A rebuild swapped the read model: nothing was written.
+    GenerationChanged,
+}
+
+/// Progress of [`ConsumerRuntime::catch_up`].
+#[derive(Debug, Clone)]
+pub struct CatchUp {
+    /// Records consumed so far (applied, duplicates and dead letters).
+    pub applied: u64,
+    /// Records between the positions and the high watermarks last read.
+    pub remaining: i64,
+    pub started: Instant,
+}
+
 enum Outcome {
     Applied,
     Duplicate,
@@ -171,35 +190,116 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         }
     }
 
-    /// Consumes until `shutdown`, resuming from the positions in the database.
+    /// Consumes until `shutdown`, resuming from the positions in the database. When a
+    /// rebuild swaps in a new generation of the read model, resumes from that
+    /// generation's positions.
     #[tracing::instrument(name = "consumer", skip_all, fields(component = %self.component))]
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-        let consumer = self.assign().await?;
         crate::broker::ensure_topics(&self.bootstrap, &[(format!("{}.dlq", self.component), 1)])
             .await
             .map_err(|e| ConsumerError::DeadLetterTopic(e.to_string()))?;
         let dlq = self.dlq_producer()?;
-        tracing::info!(topics = ?self.topics, "consumer assigned");
-        let mut last_lag_report = Instant::now();
-        while !shutdown.is_cancelled() {
-            let batch = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                batch = self.next_batch(&consumer) => batch?,
-            };
-            if batch.is_empty() {
-                continue;
-            }
-            self.apply_batch(&batch, &dlq).await?;
-            if last_lag_report.elapsed() > Duration::from_secs(5) {
-                self.report_lag(&consumer, batch.last());
-                last_lag_report = Instant::now();
+        'generation: while !shutdown.is_cancelled() {
+            let generation = self.generation().await?;
+            let (consumer, _) = self.assign().await?;
+            tracing::info!(topics = ?self.topics, %generation, "consumer assigned");
+            let mut last_lag_report = Instant::now();
+            while !shutdown.is_cancelled() {
+                let batch = tokio::select! {
+                    _ = shutdown.cancelled() => break 'generation,
+                    batch = self.next_batch(&consumer) => batch?,
+                };
+                if batch.is_empty() {
+                    continue;
+                }
+                if let Applied::GenerationChanged =
+                    self.apply_batch(&batch, &dlq, generation).await?
+                {
+                    tracing::info!("the read model was swapped for a rebuilt generation; resuming from its positions");
+                    continue 'generation;
+                }
+                if last_lag_report.elapsed() > Duration::from_secs(5) {
+                    self.report_lag(&consumer, batch.last());
+                    last_lag_report = Instant::now();
+                }
             }
         }
         Ok(())
     }
 
-    /// Assigns every partition of the topics at the stored next offsets.
-    async fn assign(&self) -> Result<StreamConsumer, ConsumerError> {
+    /// Consumes from the stored positions until caught up with the topics, then
+    /// returns: how a rebuild fills a fresh generation and how the projection
+    /// benchmark measures a worker. "Caught up" is a round that started with fewer
+    /// than a batch of events to go, so a steady stream of new events cannot keep it
+    /// chasing forever. `progress` is called after every batch.
+    pub async fn catch_up(
+        &self,
+        shutdown: CancellationToken,
+        mut progress: impl FnMut(&CatchUp),
+    ) -> Result<CatchUp, ConsumerError> {
+        crate::broker::ensure_topics(&self.bootstrap, &[(format!("{}.dlq", self.component), 1)])
+            .await
+            .map_err(|e| ConsumerError::DeadLetterTopic(e.to_string()))?;
+        let dlq = self.dlq_producer()?;
+        let generation = self.generation().await?;
+        let (consumer, mut positions) = self.assign().await?;
+        let mut state = CatchUp {
+            applied: 0,
+            remaining: 0,
+            started: Instant::now(),
+        };
+        loop {
+            let targets = high_watermarks(&consumer, positions.keys())?;
+            let behind = |positions: &BTreeMap<(String, i32), i64>| -> i64 {
+                targets
+                    .iter()
+                    .map(|(k, high)| (high - positions.get(k).copied().unwrap_or(0)).max(0))
+                    .sum()
+            };
+            let round = behind(&positions);
+            state.remaining = round;
+            progress(&state);
+            if round == 0 {
+                return Ok(state);
+            }
+            while behind(&positions) > 0 {
+                let batch = tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(state),
+                    batch = self.next_batch(&consumer) => batch?,
+                };
+                if let Applied::GenerationChanged =
+                    self.apply_batch(&batch, &dlq, generation).await?
+                {
+                    return Err(ConsumerError::GenerationChanged);
+                }
+                for record in &batch {
+                    positions.insert((record.topic.clone(), record.partition), record.offset + 1);
+                }
+                state.applied += batch.len() as u64;
+                state.remaining = behind(&positions);
+                progress(&state);
+            }
+            if round <= self.config.batch_size as i64 {
+                return Ok(state);
+            }
+        }
+    }
+
+    /// The generation of the read model this consumer's database holds.
+    async fn generation(&self) -> Result<Uuid, ConsumerError> {
+        Ok(
+            sqlx::query_scalar("SELECT generation FROM consumer_generation")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Assigns every partition of the topics at the stored next offsets; returns the
+    /// consumer and where each partition starts (its low watermark when nothing is
+    /// stored yet).
+    async fn assign(
+        &self,
+    ) -> Result<(StreamConsumer, BTreeMap<(String, i32), i64>), ConsumerError> {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", format!("sluice.{}", self.component))
@@ -217,6 +317,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 .map(|r| ((r.get(0), r.get(1)), r.get(2)))
                 .collect();
         let mut assignment = TopicPartitionList::new();
+        let mut starts = BTreeMap::new();
         for topic in &self.topics {
             let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
             let partitions = metadata
@@ -226,14 +327,22 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| ConsumerError::MissingTopic(topic.clone()))?;
             for p in 0..partitions as i32 {
-                let offset = positions
-                    .get(&(topic.clone(), p))
-                    .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+                let key = (topic.clone(), p);
+                let (offset, start) = match positions.get(&key) {
+                    Some(o) => (Offset::Offset(*o), *o),
+                    None => (
+                        Offset::Beginning,
+                        consumer
+                            .fetch_watermarks(topic, p, Duration::from_secs(10))?
+                            .0,
+                    ),
+                };
                 assignment.add_partition_offset(topic, p, offset)?;
+                starts.insert(key, start);
             }
         }
         consumer.assign(&assignment)?;
-        Ok(consumer)
+        Ok((consumer, starts))
     }
 
     fn dlq_producer(&self) -> Result<FutureProducer, ConsumerError> {
@@ -255,14 +364,26 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         Ok(batch)
     }
 
-    /// Applies a batch in one transaction with the new positions.
+    /// Applies a batch in one transaction with the new positions, unless the
+    /// database now holds another generation of the read model than `generation`.
     async fn apply_batch(
         &self,
         batch: &[Received],
         dlq: &FutureProducer,
-    ) -> Result<(), ConsumerError> {
+        generation: Uuid,
+    ) -> Result<Applied, ConsumerError> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
+        // Held until commit: a rebuild's swap waits for this batch, and a batch that
+        // waited for a swap sees the row retired.
+        let (current, retired): (Uuid, bool) =
+            sqlx::query_as("SELECT generation, retired FROM consumer_generation FOR SHARE")
+                .fetch_one(&mut *tx)
+                .await?;
+        if current != generation || retired {
+            tx.rollback().await?;
+            return Ok(Applied::GenerationChanged);
+        }
         // Fast path: the whole batch without savepoints. Any failure (a poison event,
         // a gap, an undecodable record) rolls it back and the careful path below
         // isolates the culprit event by event.
@@ -309,7 +430,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         for record in dead {
             self.publish_dead_letter(dlq, record);
         }
-        Ok(())
+        Ok(Applied::Committed)
     }
 
     /// Applies a batch with one read and one write of stream positions and no
@@ -507,6 +628,20 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             }
         }
     }
+}
+
+/// The high watermark of every partition in `partitions`.
+fn high_watermarks<'a>(
+    consumer: &StreamConsumer,
+    partitions: impl Iterator<Item = &'a (String, i32)>,
+) -> Result<BTreeMap<(String, i32), i64>, ConsumerError> {
+    partitions
+        .map(|(topic, partition)| {
+            let (_, high) =
+                consumer.fetch_watermarks(topic, *partition, Duration::from_secs(10))?;
+            Ok(((topic.clone(), *partition), high))
+        })
+        .collect()
 }
 
 fn received(m: &rdkafka::message::BorrowedMessage<'_>) -> Received {

@@ -4,14 +4,17 @@
 //! A projection crate describes itself with a [`ProjectionService`]; the binary runs
 //! it alone (`sluice run order_view`) or inside `sluice up`.
 
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::avro::SchemaCatalog;
-use crate::consumer::{ConsumerConfig, ConsumerRuntime, EventHandler};
+use crate::consumer::{CatchUp, ConsumerConfig, ConsumerError, ConsumerRuntime, EventHandler};
 use crate::db;
 use crate::http::with_platform_routes;
 use crate::registry::Registry;
@@ -30,6 +33,51 @@ pub struct ProjectionService {
     pub router: fn(PgPool) -> axum::Router,
 }
 
+/// Why a rebuild stopped. The live read model is untouched by every one of them.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("`{0}` is not a projection")]
+    NotAProjection(String),
+    #[error("another rebuild of `{0}` is running")]
+    AlreadyRunning(String),
+    #[error("rebuilding `{component}`: {source}")]
+    Database {
+        component: String,
+        source: sqlx::Error,
+    },
+    #[error("migrating the new generation of `{component}`: {source}")]
+    Migrate {
+        component: String,
+        source: db::MigrateFailure,
+    },
+    #[error("replaying the topics into the new generation of `{component}`")]
+    Consumer {
+        component: String,
+        source: ConsumerError,
+    },
+    #[error("rebuild of `{0}` interrupted before the switch; the live read model is unchanged")]
+    Interrupted(String),
+}
+
+/// What a finished rebuild did.
+#[derive(Debug, Clone)]
+pub struct Rebuilt {
+    /// Records replayed into the new generation.
+    pub replayed: u64,
+    pub elapsed: Duration,
+    /// The retired generation's schema, when it could not be dropped at once (held
+    /// by a long query); the next rebuild drops it.
+    pub left_behind: Option<String>,
+}
+
+/// Schemas of rebuilds in progress and of retired generations carry these prefixes.
+const REBUILD_PREFIX: &str = "sluice_rebuild_";
+const RETIRED_PREFIX: &str = "sluice_retired_";
+
 impl EventHandler for Box<dyn EventHandler> {
     fn apply<'a>(
         &'a self,
@@ -44,12 +92,7 @@ impl ProjectionService {
     /// Migrates the read model's database as its owner role.
     pub async fn migrate(&self, registry: &Registry) -> Result<(), ServiceError> {
         let component = registry.component(self.name)?;
-        db::migrate(
-            registry,
-            component,
-            vec![crate::consumer::migrator(), (self.migrator)()],
-        )
-        .await?;
+        db::migrate(registry, component, self.migrators()).await?;
         Ok(())
     }
 
@@ -112,5 +155,207 @@ impl ProjectionService {
             }
         );
         result.map(|_| ())
+    }
+
+    /// Rebuilds the read model from the beginning of its topics without downtime.
+    ///
+    /// The new generation is built in a schema of its own beside `public` (where the
+    /// live one keeps serving): same migrations, same handler, a consumer of its own
+    /// from offset zero. Once it has caught up, one transaction swaps the two: it
+    /// takes the live generation row FOR UPDATE (waiting for the live consumer's
+    /// batch in flight), marks it retired, renames `public` away and the new schema
+    /// to `public`. Queries resolve their tables anew after the rename (PostgreSQL
+    /// invalidates cached plans on a schema change), so they see either the old
+    /// model or the new one, whole; the live consumer sees its generation retired
+    /// and resumes from the new generation's positions. The old schema is dropped.
+    pub async fn rebuild(
+        &self,
+        registry: &Registry,
+        bootstrap: &str,
+        catalog: Arc<SchemaCatalog>,
+        shutdown: CancellationToken,
+        progress: impl FnMut(&CatchUp),
+    ) -> Result<Rebuilt, RebuildError> {
+        let component = registry.component(self.name)?;
+        let name = self.name.to_owned();
+        let database = component
+            .database
+            .as_ref()
+            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
+        let sql = |source| RebuildError::Database {
+            component: name.clone(),
+            source,
+        };
+        // The live generation first: it must have the generation row to retire.
+        db::migrate(registry, component, self.migrators()).await?;
+        let owner_url = registry
+            .owner_database_url(component)
+            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
+        let app_url = registry
+            .app_database_url(component)
+            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
+        let owner_options = PgConnectOptions::from_str(&owner_url).map_err(sql)?;
+        let app_options = PgConnectOptions::from_str(&app_url).map_err(sql)?;
+        let mut owner = PgConnection::connect_with(&owner_options)
+            .await
+            .map_err(sql)?;
+
+        // One rebuild at a time; the lock goes with the session.
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext('sluice.rebuild'))")
+                .fetch_one(&mut owner)
+                .await
+                .map_err(sql)?;
+        if !locked {
+            return Err(RebuildError::AlreadyRunning(name));
+        }
+        // Leftovers of an interrupted rebuild or of a retired generation still held
+        // by a query when it was swapped out.
+        let leftovers: Vec<String> = sqlx::query_scalar(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1 OR nspname LIKE $2",
+        )
+        .bind(format!("{REBUILD_PREFIX}%"))
+        .bind(format!("{RETIRED_PREFIX}%"))
+        .fetch_all(&mut owner)
+        .await
+        .map_err(sql)?;
+        for schema in leftovers {
+            tracing::info!(%schema, "dropping the leftover of an earlier rebuild");
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&mut owner)
+                .await
+                .map_err(sql)?;
+        }
+
+        let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+        let schema = format!("{REBUILD_PREFIX}{stamp}");
+        let (owner_role, app_role) = (&database.owner_role, &database.app_role);
+        let privileges = component.kind.app_table_privileges();
+        sqlx::raw_sql(&format!(
+            "CREATE SCHEMA {schema};\n\
+             GRANT USAGE ON SCHEMA {schema} TO {app_role};\n\
+             ALTER DEFAULT PRIVILEGES FOR ROLE {owner_role} IN SCHEMA {schema} \
+               GRANT {privileges} ON TABLES TO {app_role};\n\
+             ALTER DEFAULT PRIVILEGES FOR ROLE {owner_role} IN SCHEMA {schema} \
+               GRANT USAGE, SELECT ON SEQUENCES TO {app_role};"
+        ))
+        .execute(&mut owner)
+        .await
+        .map_err(sql)?;
+        let result = self
+            .fill(
+                &schema,
+                component.consumes.clone(),
+                owner_options,
+                app_options,
+                bootstrap,
+                catalog,
+                shutdown,
+                progress,
+            )
+            .await;
+        let (replayed, started) = match result {
+            Ok(done) => (done.applied, done.started),
+            Err(e) => {
+                // Nothing was swapped: the half-built generation goes.
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&mut owner)
+                    .await;
+                return Err(e);
+            }
+        };
+
+        let retired = format!("{RETIRED_PREFIX}{stamp}");
+        let mut tx = owner.begin().await.map_err(sql)?;
+        sqlx::raw_sql(&format!(
+            "SET LOCAL lock_timeout = '30s';\n\
+             SELECT generation FROM public.consumer_generation FOR UPDATE;\n\
+             UPDATE public.consumer_generation SET retired = true;\n\
+             ALTER SCHEMA public RENAME TO {retired};\n\
+             ALTER SCHEMA {schema} RENAME TO public;"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql)?;
+        tx.commit().await.map_err(sql)?;
+        tracing::info!(component = %name, replayed, "switched to the rebuilt generation");
+
+        // Queries still reading the old tables hold the drop back; past the bound the
+        // schema stays for the next rebuild to drop.
+        let dropped = sqlx::raw_sql(&format!(
+            "SET lock_timeout = '10s'; DROP SCHEMA {retired} CASCADE; RESET lock_timeout;"
+        ))
+        .execute(&mut owner)
+        .await;
+        let left_behind = match dropped {
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(schema = %retired, error = %e, "retired generation not dropped yet");
+                Some(retired)
+            }
+        };
+        let _ = owner.close().await;
+        Ok(Rebuilt {
+            replayed,
+            elapsed: started.elapsed(),
+            left_behind,
+        })
+    }
+
+    fn migrators(&self) -> Vec<Migrator> {
+        vec![crate::consumer::migrator(), (self.migrator)()]
+    }
+
+    /// Migrates `schema` and replays the topics into it until caught up.
+    #[allow(clippy::too_many_arguments)]
+    async fn fill(
+        &self,
+        schema: &str,
+        topics: Vec<String>,
+        owner_options: PgConnectOptions,
+        app_options: PgConnectOptions,
+        bootstrap: &str,
+        catalog: Arc<SchemaCatalog>,
+        shutdown: CancellationToken,
+        progress: impl FnMut(&CatchUp),
+    ) -> Result<CatchUp, RebuildError> {
+        let name = self.name.to_owned();
+        db::migrate_with(
+            owner_options.options([("search_path", schema)]),
+            self.migrators(),
+        )
+        .await
+        .map_err(|source| RebuildError::Migrate {
+            component: name.clone(),
+            source,
+        })?;
+        let pool = db::pool_with(app_options.options([("search_path", schema)]), 4)
+            .await
+            .map_err(|source| RebuildError::Database {
+                component: name.clone(),
+                source,
+            })?;
+        let runtime = ConsumerRuntime::new(
+            self.name,
+            topics,
+            pool.clone(),
+            bootstrap,
+            catalog,
+            (self.handler)(),
+            ConsumerConfig::default(),
+        );
+        let done = runtime
+            .catch_up(shutdown.clone(), progress)
+            .await
+            .map_err(|source| RebuildError::Consumer {
+                component: name.clone(),
+                source,
+            });
+        pool.close().await;
+        let done = done?;
+        if shutdown.is_cancelled() {
+            return Err(RebuildError::Interrupted(name));
+        }
+        Ok(done)
     }
 }

@@ -1,0 +1,348 @@
+//! `sluice projection rebuild`: the read model is replayed into fresh tables while
+//! the live projection keeps serving and applying new events, then swapped in. No
+//! query fails or sees an empty or half-built model, and the live consumer carries
+//! on in the new tables.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
+use sluice_platform::provision::Plan;
+use sluice_platform::registry::Registry;
+use sluice_platform::relay::{Relay, RelayConfig};
+use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+use sluice_platform::testing::{drop_registry_databases, isolated_registry};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Orders before the rebuild starts; `FIXED` of them belong to one customer whose
+/// list must always answer whole.
+const ORDERS: usize = 600;
+const FIXED: usize = 10;
+
+async fn place(store: &EventStore, customer: &str) -> Uuid {
+    let order_id = Uuid::now_v7();
+    let events = vec![
+        NewEvent {
+            event_type: "OrderPlaced".into(),
+            schema_version: 1,
+            payload: json!({ "order_id": order_id, "customer_id": customer, "currency": "EUR",
+                "lines": [{ "sku": "R-1", "quantity": 2, "unit_price_minor": 250 }], "total_minor": 500 }),
+        },
+        NewEvent {
+            event_type: "OrderConfirmed".into(),
+            schema_version: 1,
+            payload: json!({ "order_id": order_id }),
+        },
+    ];
+    store
+        .append(Append {
+            stream_id: &StreamId::from(order_id),
+            stream_type: "order",
+            expected: ExpectedVersion::NoStream,
+            events,
+            metadata: &Metadata::default(),
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    order_id
+}
+
+async fn confirmed(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM order_view WHERE order_status = 'confirmed'")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+async fn wait_confirmed(pool: &PgPool, n: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while confirmed(pool).await < n as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: order_view never showed {n} confirmed orders"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
+    let base = Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
+    let (registry, text) = isolated_registry(&base);
+    let registry_file =
+        std::env::temp_dir().join(format!("sluice-rebuild-{}.toml", Uuid::now_v7()));
+    std::fs::write(&registry_file, text).unwrap();
+    for name in ["orders", "order_view"] {
+        let c = registry.component(name).unwrap();
+        Plan::for_component(c, c.database.as_ref().unwrap())
+            .execute(&registry.platform.admin_database_url)
+            .await
+            .unwrap();
+    }
+    sluice_orders::SERVICE.migrate(&registry).await.unwrap();
+    let port: u16 = registry
+        .platform
+        .kafka_brokers
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _broker = EmbeddedBroker::start(&registry.platform.data_dir.join("broker"), port)
+        .await
+        .unwrap();
+    let bootstrap = registry.platform.kafka_brokers.clone();
+    let topics: Vec<(String, u32)> = registry
+        .topics
+        .iter()
+        .map(|(n, t)| (n.clone(), t.partitions))
+        .collect();
+    ensure_topics(&bootstrap, &topics).await.unwrap();
+
+    let orders = registry.component("orders").unwrap();
+    let store = EventStore::new(
+        PgPool::connect(&registry.app_database_url(orders).unwrap())
+            .await
+            .unwrap(),
+    );
+    let mut fixed = Vec::new();
+    let mut others = Vec::new();
+    for i in 0..ORDERS {
+        if i < FIXED {
+            fixed.push(place(&store, "rebuild-fixed").await);
+        } else {
+            others.push(place(&store, &format!("rebuild-{}", i % 7)).await);
+        }
+    }
+    let catalog = sluice::components::all_schemas().unwrap();
+    let stop = CancellationToken::new();
+    let relay = Relay::new(
+        "orders",
+        store.pool().clone(),
+        &bootstrap,
+        catalog.clone(),
+        RelayConfig::default(),
+    )
+    .unwrap();
+    let relay_task = {
+        let t = stop.clone();
+        tokio::spawn(async move { relay.run(t).await.unwrap() })
+    };
+
+    // The live projection: consumer and query API, in this process.
+    let live = {
+        let (registry, bootstrap, catalog, t) = (
+            registry.clone(),
+            bootstrap.clone(),
+            catalog.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            sluice_order_view::PROJECTION
+                .run(&registry, &bootstrap, catalog, t)
+                .await
+                .unwrap()
+        })
+    };
+    let view = registry.component("order_view").unwrap();
+    let view_pool = loop {
+        if let Ok(pool) = PgPool::connect(&registry.app_database_url(view).unwrap()).await {
+            if sqlx::query("SELECT 1 FROM order_view LIMIT 1")
+                .execute(&pool)
+                .await
+                .is_ok()
+            {
+                break pool;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    wait_confirmed(&view_pool, ORDERS, "before the rebuild").await;
+    let generation_before: Uuid = sqlx::query_scalar("SELECT generation FROM consumer_generation")
+        .fetch_one(&view_pool)
+        .await
+        .unwrap();
+    // A row gone wrong in the live model (as a since-fixed handler bug would leave
+    // it): the rebuild must put it right.
+    let damaged = others[0];
+    sqlx::query("UPDATE order_view SET customer_id = 'damaged' WHERE order_id = $1")
+        .bind(damaged)
+        .execute(&view_pool)
+        .await
+        .unwrap();
+
+    // Readers hammer the query API for the whole rebuild.
+    let base_url = format!("http://127.0.0.1:{}", view.port);
+    let client = reqwest::Client::new();
+    let reading = Arc::new(AtomicBool::new(true));
+    let answers = Arc::new(AtomicU64::new(0));
+    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut readers = Vec::new();
+    for r in 0..4 {
+        let (client, base_url, reading, answers, failures) = (
+            client.clone(),
+            base_url.clone(),
+            reading.clone(),
+            answers.clone(),
+            failures.clone(),
+        );
+        let ids: Vec<Uuid> = fixed.iter().chain(others.iter().skip(1)).copied().collect();
+        readers.push(tokio::spawn(async move {
+            let mut i = r;
+            while reading.load(Ordering::Relaxed) {
+                i += 7;
+                let id = ids[i % ids.len()];
+                let one = client.get(format!("{base_url}/orders/{id}")).send().await;
+                match one {
+                    Ok(resp) if resp.status() == 200 => {
+                        let body: Value = resp.json().await.unwrap();
+                        if body["order_status"] != "confirmed" {
+                            failures.lock().unwrap().push(format!("order {id}: {body}"));
+                        }
+                    }
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let text = resp.text().await.unwrap_or_default();
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("order {id}: {status} {text}"));
+                    }
+                    Err(e) => failures.lock().unwrap().push(format!("order {id}: {e}")),
+                }
+                let list = client
+                    .get(format!(
+                        "{base_url}/orders?customer_id=rebuild-fixed&limit=100"
+                    ))
+                    .send()
+                    .await;
+                match list {
+                    Ok(resp) if resp.status() == 200 => {
+                        let body: Value = resp.json().await.unwrap();
+                        let n = body["orders"].as_array().map_or(0, Vec::len);
+                        if n != FIXED {
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("list answered {n} of {FIXED} orders"));
+                        }
+                    }
+                    Ok(resp) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("list: {}", resp.status())),
+                    Err(e) => failures.lock().unwrap().push(format!("list: {e}")),
+                }
+                answers.fetch_add(2, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    // New orders keep arriving during the rebuild and after the swap.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let (store, writing) = (store.clone(), writing.clone());
+        tokio::spawn(async move {
+            let mut placed = 0usize;
+            while writing.load(Ordering::Relaxed) {
+                place(&store, "rebuild-late").await;
+                placed += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            placed
+        })
+    };
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let registry_arg = registry_file.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--registry")
+            .arg(&registry_arg)
+            .args(["projection", "rebuild", "order_view"])
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run sluice projection rebuild")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "rebuild failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("order_view rebuilt from"), "{stdout}");
+    assert!(stderr.contains("events/s"), "no progress shown: {stderr}");
+
+    // Queries go on against the new tables while the live consumer resumes there.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    writing.store(false, Ordering::Relaxed);
+    let late = writer.await.unwrap();
+    reading.store(false, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    let answered = answers.load(Ordering::Relaxed);
+    println!("{answered} answers during the rebuild, {late} orders placed meanwhile; {stdout}");
+    assert!(answered > 20, "the readers barely ran: {answered} answers");
+    assert!(
+        failures.is_empty(),
+        "{} bad answers, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+
+    // Every order, including those placed after the swap, reaches the new tables.
+    wait_confirmed(&view_pool, ORDERS + late, "after the rebuild").await;
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM order_view")
+        .fetch_one(&view_pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        total as usize,
+        ORDERS + late,
+        "orders applied twice or lost"
+    );
+    let customer: String =
+        sqlx::query_scalar("SELECT customer_id FROM order_view WHERE order_id = $1")
+            .bind(damaged)
+            .fetch_one(&view_pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        customer,
+        format!("rebuild-{}", FIXED % 7),
+        "the rebuilt model still has the damaged row"
+    );
+    let generation_after: Uuid = sqlx::query_scalar("SELECT generation FROM consumer_generation")
+        .fetch_one(&view_pool)
+        .await
+        .unwrap();
+    assert_ne!(
+        generation_before, generation_after,
+        "no new generation was swapped in"
+    );
+    let leftovers: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'sluice\\_%'")
+            .fetch_one(&view_pool)
+            .await
+            .unwrap();
+    assert_eq!(leftovers, 0, "the retired generation was not dropped");
+
+    stop.cancel();
+    live.await.unwrap();
+    relay_task.await.unwrap();
+    view_pool.close().await;
+    store.pool().close().await;
+    drop_registry_databases(&registry).await;
+    let _ = std::fs::remove_file(&registry_file);
+    let _ = std::fs::remove_dir_all(&registry.platform.data_dir);
+}
