@@ -44,6 +44,20 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// One order_view worker applying a pre-filled topic (events/s), then
+    /// command-to-visible latency: HTTP PlaceOrder to the row in order_view, at a
+    /// steady rate. Uses KAFKA_BROKERS when set, else an embedded tansu broker.
+    Projection {
+        /// Events pre-filled into the topic (two per order: placed, confirmed).
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// PlaceOrder commands per second in the latency phase.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
+        /// Seconds of the latency phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
 }
 
 pub async fn run(command: BenchCommand, registry_path: &Path) -> anyhow::Result<()> {
@@ -60,8 +74,18 @@ pub async fn run(command: BenchCommand, registry_path: &Path) -> anyhow::Result<
             let registry = Registry::load(registry_path)?.with_env_overrides();
             relay::run(&registry, events, rate, Duration::from_secs(seconds)).await
         }
+        BenchCommand::Projection {
+            events,
+            rate,
+            seconds,
+        } => {
+            let registry = Registry::load(registry_path)?.with_env_overrides();
+            projection::run(&registry, events, rate, Duration::from_secs(seconds)).await
+        }
     }
 }
+
+mod projection;
 
 /// A throwaway database provisioned like a write service's, dropped afterwards.
 struct BenchDatabase {
@@ -70,8 +94,9 @@ struct BenchDatabase {
 }
 
 impl BenchDatabase {
-    async fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!("sluice_bench_{}", std::process::id());
+    /// `sluice_bench_<pid><suffix>`, provisioned as a component of `kind`.
+    async fn create(admin_url: &str, suffix: &str, kind: ComponentKind) -> anyhow::Result<Self> {
+        let name = format!("sluice_bench_{}{suffix}", std::process::id());
         let spec = DatabaseSpec {
             owner_role: format!("{name}_owner"),
             app_role: format!("{name}_app"),
@@ -81,7 +106,7 @@ impl BenchDatabase {
         };
         let component = Component {
             name: "bench".into(),
-            kind: ComponentKind::Service,
+            kind,
             port: 0,
             database: Some(spec.clone()),
             produces: vec![],
@@ -189,9 +214,13 @@ async fn store_append(
 }
 
 async fn append(registry: &Registry, duration: Duration, clients: usize) -> anyhow::Result<()> {
-    let db = BenchDatabase::create(&registry.platform.admin_database_url)
-        .await
-        .context("creating the benchmark database")?;
+    let db = BenchDatabase::create(
+        &registry.platform.admin_database_url,
+        "",
+        ComponentKind::Service,
+    )
+    .await
+    .context("creating the benchmark database")?;
     let result = append_scenarios(&db, duration, clients).await;
     drop_component(&db.admin_url, &db.spec)
         .await
@@ -340,14 +369,14 @@ mod relay {
 
     /// The broker under test: external (`KAFKA_BROKERS`) or an embedded tansu whose
     /// data directory is removed afterwards.
-    struct Broker {
-        bootstrap: String,
+    pub(super) struct Broker {
+        pub(super) bootstrap: String,
         embedded: Option<(EmbeddedBroker, PathBuf)>,
-        description: String,
+        pub(super) description: String,
     }
 
     impl Broker {
-        async fn start(registry: &Registry) -> anyhow::Result<Self> {
+        pub(super) async fn start(registry: &Registry) -> anyhow::Result<Self> {
             if std::env::var_os("KAFKA_BROKERS").is_some() {
                 let bootstrap = registry.platform.kafka_brokers.clone();
                 return Ok(Broker {
@@ -378,14 +407,14 @@ mod relay {
 
         /// Topic names: plain on a fresh embedded broker, suffixed with the pid on a
         /// reused external one.
-        fn name(&self, base: &str) -> String {
+        pub(super) fn name(&self, base: &str) -> String {
             match self.embedded {
                 Some(_) => base.to_owned(),
                 None => format!("{base}-{}", std::process::id()),
             }
         }
 
-        async fn stop(self) {
+        pub(super) async fn stop(self) {
             if let Some((mut broker, dir)) = self.embedded {
                 broker.kill().await;
                 let _ = std::fs::remove_dir_all(dir);
@@ -403,9 +432,13 @@ mod relay {
             bail!("--events and --rate must be at least 1");
         }
         let broker = Broker::start(registry).await?;
-        let result = match BenchDatabase::create(&registry.platform.admin_database_url)
-            .await
-            .context("creating the benchmark database")
+        let result = match BenchDatabase::create(
+            &registry.platform.admin_database_url,
+            "",
+            sluice_platform::registry::ComponentKind::Service,
+        )
+        .await
+        .context("creating the benchmark database")
         {
             Ok(db) => {
                 let result = scenarios(registry, &db, &broker, events, rate, duration).await;

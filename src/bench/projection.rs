@@ -1,0 +1,398 @@
+//! `sluice bench projection`: one order_view worker applying a pre-filled topic, and
+//! command-to-visible latency through the whole path (HTTP command, event store,
+//! relay, broker, consumer, read model) at a steady command rate.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use sluice_platform::broker::ensure_topics;
+use sluice_platform::consumer::{ConsumerConfig, ConsumerRuntime};
+use sluice_platform::provision::drop_component;
+use sluice_platform::registry::{ComponentKind, Registry};
+use sluice_platform::relay::{Relay, RelayConfig};
+use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::relay::Broker;
+use super::BenchDatabase;
+
+const PARTITIONS: u32 = 3;
+/// Concurrent appenders filling the outbox (untimed).
+const FILLERS: u64 = 8;
+
+pub async fn run(
+    registry: &Registry,
+    events: u64,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    if events < 2 || rate == 0 {
+        bail!("--events must be at least 2 and --rate at least 1");
+    }
+    let admin = &registry.platform.admin_database_url;
+    let orders = BenchDatabase::create(admin, "_orders", ComponentKind::Service)
+        .await
+        .context("creating the benchmark's orders database")?;
+    let view = match BenchDatabase::create(admin, "_view", ComponentKind::Projection).await {
+        Ok(view) => view,
+        Err(e) => {
+            let _ = drop_component(admin, &orders.spec).await;
+            return Err(e.context("creating the benchmark's order_view database"));
+        }
+    };
+    let broker = match Broker::start(registry).await {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            None
+        }
+    };
+    let result = match &broker {
+        Some(broker) => phases(&orders, &view, broker, events, rate, duration).await,
+        None => Err(anyhow::anyhow!("no broker")),
+    };
+    if let Some(broker) = broker {
+        broker.stop().await;
+    }
+    for db in [&orders, &view] {
+        drop_component(admin, &db.spec)
+            .await
+            .context("dropping a benchmark database")?;
+    }
+    result
+}
+
+async fn phases(
+    orders_db: &BenchDatabase,
+    view_db: &BenchDatabase,
+    broker: &Broker,
+    events: u64,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let owner = |db: &BenchDatabase| db.options(&db.spec.owner_role, &db.spec.owner_password);
+    let app = |db: &BenchDatabase| db.options(&db.spec.app_role, &db.spec.app_password);
+    sluice_platform::db::migrate_with(
+        owner(orders_db)?,
+        vec![
+            sluice_platform::store::migrator(),
+            (sluice_orders::SERVICE.migrator)(),
+        ],
+    )
+    .await?;
+    sluice_platform::db::migrate_with(
+        owner(view_db)?,
+        vec![
+            sluice_platform::consumer::migrator(),
+            sluice_order_view::migrator(),
+        ],
+    )
+    .await?;
+    let orders_pool = sluice_platform::db::pool_with(app(orders_db)?, 16).await?;
+    let view_pool = sluice_platform::db::pool_with(app(view_db)?, 8).await?;
+    let store = EventStore::new(orders_pool.clone());
+    let catalog = sluice_orders::SERVICE.catalog()?;
+    let service = broker.name("bench_orders");
+    let topic = format!("{service}.events");
+    ensure_topics(&broker.bootstrap, &[(topic.clone(), PARTITIONS)])
+        .await
+        .context("creating the benchmark topic")?;
+
+    // Phase 1: a pre-filled topic, applied by one worker from offset zero.
+    eprintln!("filling {topic} with {events} events through the store and the relay …");
+    fill(&store, events / 2).await?;
+    let relay = Relay::new(
+        &service,
+        orders_pool.clone(),
+        &broker.bootstrap,
+        Arc::new(catalog.clone()),
+        RelayConfig::default(),
+    )?;
+    let relay_stop = CancellationToken::new();
+    let relay_task = {
+        let t = relay_stop.clone();
+        tokio::spawn(async move { relay.run(t).await })
+    };
+    let published = (events / 2) * 2;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while sluice_platform_topic_size(&broker.bootstrap, &topic).await? < published as i64 {
+        if Instant::now() > deadline {
+            bail!("the relay did not publish {published} events within 10 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let worker = ConsumerRuntime::new(
+        "bench_order_view",
+        vec![topic.clone()],
+        view_pool.clone(),
+        &broker.bootstrap,
+        Arc::new(catalog.clone()),
+        (sluice_order_view::PROJECTION.handler)(),
+        ConsumerConfig::default(),
+    );
+    eprintln!("one order_view worker applying {published} events …");
+    let done = worker.catch_up(CancellationToken::new(), |_| {}).await?;
+    let elapsed = done.started.elapsed();
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM order_view WHERE order_status = 'confirmed'")
+            .fetch_one(&view_pool)
+            .await?;
+    if rows as u64 != events / 2 {
+        bail!(
+            "order_view holds {rows} confirmed orders, expected {}",
+            events / 2
+        );
+    }
+    let throughput = done.applied as f64 / elapsed.as_secs_f64();
+
+    // Phase 2: commands over HTTP at a steady rate; latency until the order's row
+    // is in order_view (its stream position commits with the row).
+    let router = sluice_platform::http::with_platform_routes(
+        (sluice_orders::SERVICE.router)(store.clone(), catalog.clone()),
+        Some(orders_pool.clone()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = format!("http://{}", listener.local_addr()?);
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(sluice_platform::http::serve(listener, router, stop.clone()));
+    let consumer = {
+        let t = stop.clone();
+        tokio::spawn(async move { worker.run(t).await })
+    };
+    eprintln!(
+        "latency: {rate} PlaceOrder commands/s for {} s …",
+        duration.as_secs()
+    );
+    let latency = latency(&address, &view_pool, &topic, rate, duration).await;
+    stop.cancel();
+    relay_stop.cancel();
+    let _ = server.await;
+    consumer.await?.context("the order_view worker failed")?;
+    relay_task.await?.context("the relay failed")?;
+    let latency = latency?;
+
+    println!("{:<44} {:>9} {:>12}", "scenario", "events", "events/s");
+    println!(
+        "{:<44} {:>9} {throughput:>12.0}",
+        "one order_view worker, pre-filled topic", done.applied
+    );
+    println!(
+        "worker: ConsumerRuntime (batch {}) with the order_view handler from offset 0 until caught up,",
+        ConsumerConfig::default().batch_size
+    );
+    println!("        {PARTITIONS} partitions, OrderPlaced (2 lines) + OrderConfirmed per order, one transaction per batch");
+    latency.print(rate, duration);
+    super::print_machine(&view_pool, &broker.description).await;
+    orders_pool.close().await;
+    view_pool.close().await;
+    Ok(())
+}
+
+async fn sluice_platform_topic_size(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("log_level", "3")
+            .create()?;
+        let mut total = 0;
+        for p in 0..PARTITIONS as i32 {
+            total += consumer
+                .fetch_watermarks(&topic, p, Duration::from_secs(10))?
+                .1;
+        }
+        Ok(total)
+    })
+    .await?
+}
+
+fn order_placed(order_id: Uuid) -> serde_json::Value {
+    json!({ "order_id": order_id, "customer_id": format!("bench-{}", order_id.as_u128() % 1000),
+        "currency": "EUR", "total_minor": 2800,
+        "lines": [{ "sku": "BOOK-1", "quantity": 2, "unit_price_minor": 1250 },
+                  { "sku": "PEN-9", "quantity": 1, "unit_price_minor": 300 }] })
+}
+
+/// Appends `orders` orders, each placed and confirmed in one append, untimed.
+async fn fill(store: &EventStore, orders: u64) -> anyhow::Result<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for filler in 0..FILLERS {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let meta = Metadata::default();
+            let mut i = filler;
+            while i < orders {
+                let order_id = Uuid::now_v7();
+                store
+                    .append(Append {
+                        stream_id: &StreamId::from(order_id),
+                        stream_type: "order",
+                        expected: ExpectedVersion::NoStream,
+                        events: vec![
+                            NewEvent {
+                                event_type: "OrderPlaced".into(),
+                                schema_version: 1,
+                                payload: order_placed(order_id),
+                            },
+                            NewEvent {
+                                event_type: "OrderConfirmed".into(),
+                                schema_version: 1,
+                                payload: json!({ "order_id": order_id }),
+                            },
+                        ],
+                        metadata: &meta,
+                        idempotency: None,
+                    })
+                    .await?;
+                i += FILLERS;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined??;
+    }
+    Ok(())
+}
+
+struct Latency {
+    /// Milliseconds from sending the command to the row being visible, sorted.
+    millis: Vec<f64>,
+    sent: u64,
+    failed: u64,
+    unseen: u64,
+}
+
+impl Latency {
+    fn percentile(&self, p: f64) -> f64 {
+        if self.millis.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((p / 100.0) * (self.millis.len() - 1) as f64).round() as usize;
+        self.millis[i]
+    }
+
+    fn print(&self, rate: u64, duration: Duration) {
+        println!(
+            "command to visible in order_view at {rate} commands/s for {} s: {} sent, {} measured, {} failed, {} never seen",
+            duration.as_secs(),
+            self.sent,
+            self.millis.len(),
+            self.failed,
+            self.unseen
+        );
+        println!(
+            "  p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.percentile(50.0),
+            self.percentile(90.0),
+            self.percentile(99.0),
+            self.millis.last().copied().unwrap_or(f64::NAN)
+        );
+        println!("  path: HTTP POST /orders (orders API in this process) → event store append → relay → broker");
+        println!("        → order_view worker → row committed; seen by polling its stream position every 2 ms");
+    }
+}
+
+/// PlaceOrder over HTTP at `rate` for `duration`, then waits (bounded) for every
+/// order to become visible.
+async fn latency(
+    address: &str,
+    view: &PgPool,
+    topic: &str,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<Latency> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let pending: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let failed = Arc::new(AtomicU64::new(0));
+    let polling = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let (pending, seen, polling, view, topic) = (
+            pending.clone(),
+            seen.clone(),
+            polling.clone(),
+            view.clone(),
+            topic.to_owned(),
+        );
+        tokio::spawn(async move {
+            while polling.load(Ordering::Relaxed) {
+                let ids: Vec<String> = pending.lock().unwrap().keys().cloned().collect();
+                if !ids.is_empty() {
+                    let visible: Vec<String> = sqlx::query_scalar(
+                        "SELECT stream_id FROM stream_positions WHERE topic = $1 AND stream_id = ANY($2)",
+                    )
+                    .bind(&topic)
+                    .bind(&ids)
+                    .fetch_all(&view)
+                    .await?;
+                    let now = Instant::now();
+                    let mut pending = pending.lock().unwrap();
+                    let mut seen = seen.lock().unwrap();
+                    for id in visible {
+                        if let Some(sent) = pending.remove(&id) {
+                            seen.push((now - sent).as_secs_f64() * 1000.0);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + duration;
+    let mut sent = 0u64;
+    let mut commands = tokio::task::JoinSet::new();
+    while Instant::now() < end {
+        ticks.tick().await;
+        let order_id = Uuid::now_v7();
+        let (client, url, pending, failed) = (
+            client.clone(),
+            format!("{address}/orders"),
+            pending.clone(),
+            failed.clone(),
+        );
+        sent += 1;
+        commands.spawn(async move {
+            pending
+                .lock()
+                .unwrap()
+                .insert(order_id.to_string(), Instant::now());
+            let body = json!({ "order_id": order_id, "customer_id": "bench-latency", "currency": "EUR",
+                "lines": [{ "sku": "BOOK-1", "quantity": 1, "unit_price_minor": 1250 }] });
+            let ok = matches!(client.post(&url).json(&body).send().await, Ok(r) if r.status().is_success());
+            if !ok {
+                failed.fetch_add(1, Ordering::Relaxed);
+                pending.lock().unwrap().remove(&order_id.to_string());
+            }
+        });
+        while commands.try_join_next().is_some() {}
+    }
+    while commands.join_next().await.is_some() {}
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pending.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    polling.store(false, Ordering::Relaxed);
+    poller.await??;
+    let mut millis = seen.lock().unwrap().clone();
+    millis.sort_by(f64::total_cmp);
+    let unseen = pending.lock().unwrap().len() as u64;
+    Ok(Latency {
+        millis,
+        sent,
+        failed: failed.load(Ordering::Relaxed),
+        unseen,
+    })
+}
