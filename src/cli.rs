@@ -63,6 +63,25 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// SQL against the analytics warehouse, through the analyst endpoint: an
+    /// interactive shell (statements end with `;`, `\q` quits), or one query with -c.
+    Sql {
+        /// Run this query, print its result and exit (non-zero if it fails).
+        #[arg(short = 'c', long = "command")]
+        command: Option<String>,
+        /// Analyst user; default: the first analyst of `[analytics.analysts]`.
+        #[arg(short = 'U', long)]
+        user: Option<String>,
+        /// Default: the registry's password for the user.
+        #[arg(long, env = "PGPASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Endpoint host.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Endpoint port; default: `[analytics].sql_port`.
+        #[arg(short = 'p', long)]
+        port: Option<u16>,
+    },
     /// Read models (projections).
     Projection {
         #[command(subcommand)]
@@ -214,6 +233,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Dlq { command } => dlq(&load_registry(&cli.registry)?, command).await,
+        Command::Sql {
+            command,
+            user,
+            password,
+            host,
+            port,
+        } => {
+            sql(
+                &load_registry(&cli.registry)?,
+                command,
+                user,
+                password,
+                host,
+                port,
+            )
+            .await
+        }
         Command::Projection {
             command: ProjectionCommand::Rebuild { name },
         } => rebuild(&load_registry(&cli.registry)?, &name).await,
@@ -372,21 +408,27 @@ async fn run_component(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let name = runnable.name();
-    match runnable {
-        Runnable::Service(service) => service.run(registry, shutdown).await,
-        Runnable::Relay(service) => service.run_relay(registry, bootstrap, shutdown).await,
-        Runnable::Reactor(service) => {
-            service
-                .run_reactor(registry, bootstrap, components::all_schemas()?, shutdown)
-                .await
+    let result: anyhow::Result<()> = match runnable {
+        Runnable::Service(service) => Ok(service.run(registry, shutdown).await?),
+        Runnable::Relay(service) => Ok(service.run_relay(registry, bootstrap, shutdown).await?),
+        Runnable::Reactor(service) => Ok(service
+            .run_reactor(registry, bootstrap, components::all_schemas()?, shutdown)
+            .await?),
+        Runnable::Projection(projection) => Ok(projection
+            .run(registry, bootstrap, components::all_schemas()?, shutdown)
+            .await?),
+        Runnable::Analytics(component) => {
+            let analytics = sluice_analytics::component::Analytics::new(registry, &component)?;
+            let hint = analytics.psql_hint();
+            Ok(analytics
+                .run(bootstrap, shutdown, |started| {
+                    tracing::info!(warehouse = %started.warehouse.display(), sql = %started.sql, "analytics ready");
+                    println!("{:<17} {hint}", "warehouse (SQL)");
+                })
+                .await?)
         }
-        Runnable::Projection(projection) => {
-            projection
-                .run(registry, bootstrap, components::all_schemas()?, shutdown)
-                .await
-        }
-    }
-    .with_context(|| format!("`{name}`"))
+    };
+    result.with_context(|| format!("`{name}`"))
 }
 
 /// The broker `sluice up` uses: `KAFKA_BROKERS` when set, else an embedded tansu on
@@ -450,7 +492,7 @@ async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
     };
     for (component, r) in runnable {
         println!("{:<17} http://127.0.0.1:{}", component.name, component.port);
-        spawn(r);
+        spawn(r.clone());
         if let Runnable::Service(service) = r {
             spawn(Runnable::Relay(service));
             if service.reactor.is_some() {
@@ -597,4 +639,41 @@ async fn rebuild(registry: &Registry, name: &str) -> anyhow::Result<()> {
         println!("the old generation ({schema}) was still in use; the next rebuild drops it");
     }
     Ok(())
+}
+
+/// `sluice sql`: connects to the analyst endpoint with the registry's defaults.
+async fn sql(
+    registry: &Registry,
+    command: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    host: String,
+    port: Option<u16>,
+) -> anyhow::Result<()> {
+    let analytics = registry.analytics.as_ref();
+    let Some(user) = user.or_else(|| analytics.and_then(|a| a.analysts.keys().next().cloned()))
+    else {
+        bail!("no analyst to connect as: pass --user or add one under [analytics.analysts]");
+    };
+    let Some(password) =
+        password.or_else(|| analytics.and_then(|a| a.analysts.get(&user).cloned()))
+    else {
+        bail!("no password for `{user}`: pass --password or set PGPASSWORD");
+    };
+    let Some(port) = port.or(analytics.map(|a| a.sql_port)) else {
+        bail!("no port: pass --port or set [analytics].sql_port");
+    };
+    let options = sluice_analytics::shell::ConnectOptions {
+        host,
+        port,
+        user,
+        password,
+        database: "warehouse".to_owned(),
+    };
+    match sluice_analytics::shell::run(&options, command).await {
+        Ok(()) => Ok(()),
+        // Already printed with its SQLSTATE; only the exit status is left to set.
+        Err(sluice_analytics::shell::ShellError::Query { .. }) => std::process::exit(1),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::projection::ProjectionService;
-use sluice_platform::registry::{Component, Registry};
+use sluice_platform::registry::{Component, ComponentKind, Registry};
 use sluice_platform::service::WriteService;
 
 /// Every write service of the reference domain.
@@ -21,7 +21,7 @@ pub const PROJECTIONS: &[ProjectionService] = &[
 ];
 
 /// A runnable component of this build.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum Runnable {
     /// A write service's HTTP API.
     Service(WriteService),
@@ -31,6 +31,9 @@ pub enum Runnable {
     Reactor(WriteService),
     /// A read model: its consumer and query API.
     Projection(ProjectionService),
+    /// The analytics component: the CDC sink into DuckDB and the analyst SQL
+    /// endpoint over it (one process: DuckDB has one writer per file).
+    Analytics(String),
 }
 
 impl Runnable {
@@ -40,6 +43,7 @@ impl Runnable {
             Runnable::Relay(s) => format!("relay {}", s.name),
             Runnable::Reactor(s) => format!("reactor {}", s.name),
             Runnable::Projection(p) => p.name.to_owned(),
+            Runnable::Analytics(name) => name.clone(),
         }
     }
 }
@@ -56,6 +60,9 @@ pub fn projection(name: &str) -> Option<ProjectionService> {
 
 /// What this build runs for a registry component, if anything.
 pub fn runnable(component: &Component) -> Option<Runnable> {
+    if component.kind == ComponentKind::Sink {
+        return Some(Runnable::Analytics(component.name.clone()));
+    }
     write_service(&component.name)
         .map(Runnable::Service)
         .or_else(|| projection(&component.name).map(Runnable::Projection))

@@ -2,7 +2,8 @@
 //! an order makes payments authorize it, orders confirm it and shipping create its
 //! shipment; an order above the authorization limit is declined and cancelled.
 //! `order_view` shows each final state, and a query with the write's consistency
-//! token reads the write.
+//! token reads the write. The analytics component loads the same events into DuckDB,
+//! and `order_facts`, read over the PostgreSQL protocol, joins them across services.
 
 mod support;
 
@@ -149,6 +150,56 @@ async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
         events[1]["metadata"]["correlation_id"]
     );
     assert!(events[1]["metadata"]["causation_id"].is_string(), "{audit}");
+
+    // The warehouse, through the analyst endpoint with a PostgreSQL client.
+    let analytics = platform.registry.analytics.clone().unwrap();
+    let (user, password) = analytics.analysts.iter().next().unwrap();
+    let (sql, connection) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname=warehouse",
+            analytics.sql_port
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect to the analyst endpoint");
+    tokio::spawn(connection);
+    let facts = "SELECT status, payment_status, authorized_minor, shipment_id IS NOT NULL, \
+                        time_to_confirm_seconds >= 0 \
+                   FROM order_facts WHERE order_id = CAST($1 AS UUID)";
+    let facts = sql
+        .prepare_typed(facts, &[tokio_postgres::types::Type::TEXT])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let rows = sql.query(&facts, &[&paid.to_string()]).await.unwrap();
+        if let Some(row) = rows.first().filter(|r| r.get::<_, bool>(3)) {
+            break row.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order_facts never showed the shipped order"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(row.get::<_, String>(0), "confirmed");
+    assert_eq!(row.get::<_, String>(1), "authorized");
+    assert_eq!(row.get::<_, i64>(2), 3_000);
+    assert!(row.get::<_, bool>(4), "time to confirm is measured");
+    let rows = sql.query(&facts, &[&declined.to_string()]).await.unwrap();
+    assert_eq!(rows.len(), 1, "the declined order is in order_facts");
+    assert_eq!(rows[0].get::<_, String>(0), "cancelled");
+    assert_eq!(rows[0].get::<_, String>(1), "declined");
+    let refused = sql
+        .simple_query("DELETE FROM raw_events")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "{refused}"
+    );
 
     let status = platform.stop();
     assert!(status.success(), "sluice up exited with {status}");

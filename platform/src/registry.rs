@@ -72,6 +72,56 @@ pub struct PlatformConfig {
     pub kafka_brokers: String,
 }
 
+/// The analytics component's settings (`[analytics]`): the DuckDB warehouse the
+/// sink loads and the analyst SQL endpoint serves.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// The DuckDB file; relative paths are under `[platform].data_dir`.
+    #[serde(default = "default_warehouse")]
+    pub warehouse: PathBuf,
+    /// Port of the PostgreSQL-protocol analyst endpoint.
+    pub sql_port: u16,
+    /// A query running longer is cancelled (SQLSTATE 57014).
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_seconds: u64,
+    /// A query answering more rows fails (SQLSTATE 54000) rather than truncate.
+    #[serde(default = "default_row_limit")]
+    pub row_limit: usize,
+    /// DuckDB's memory limit for the whole warehouse instance.
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: String,
+    /// Analysts who may connect: user name → password.
+    #[serde(default)]
+    pub analysts: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for AnalyticsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalyticsConfig")
+            .field("warehouse", &self.warehouse)
+            .field("sql_port", &self.sql_port)
+            .field("statement_timeout_seconds", &self.statement_timeout_seconds)
+            .field("row_limit", &self.row_limit)
+            .field("memory_limit", &self.memory_limit)
+            .field("analysts", &self.analysts.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn default_warehouse() -> PathBuf {
+    PathBuf::from("warehouse.duckdb")
+}
+fn default_statement_timeout() -> u64 {
+    30
+}
+fn default_row_limit() -> usize {
+    1_000_000
+}
+fn default_memory_limit() -> String {
+    "2GB".to_owned()
+}
+
 /// A Kafka topic (`[topics."<name>"]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +153,7 @@ struct RawRegistry {
     #[serde(default)]
     topics: BTreeMap<String, TopicConfig>,
     components: BTreeMap<String, RawComponent>,
+    analytics: Option<AnalyticsConfig>,
 }
 
 /// A component's database and the two roles that may use it.
@@ -149,6 +200,8 @@ pub struct Registry {
     pub platform: PlatformConfig,
     pub topics: BTreeMap<String, TopicConfig>,
     components: Vec<Component>,
+    /// `[analytics]`, when the registry has an analytics component.
+    pub analytics: Option<AnalyticsConfig>,
 }
 
 impl Registry {
@@ -182,6 +235,7 @@ impl Registry {
             platform: raw.platform,
             topics: raw.topics,
             components,
+            analytics: raw.analytics,
         };
         registry.validate()?;
         Ok(registry)
@@ -199,6 +253,23 @@ impl Registry {
         }
         if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
             self.platform.kafka_brokers = brokers;
+        }
+        if let Some(analytics) = &mut self.analytics {
+            // `SLUICE_ANALYSTS="alice=secret,bob=other"` replaces the file's analysts.
+            if let Ok(list) = std::env::var("SLUICE_ANALYSTS") {
+                analytics.analysts = list
+                    .split(',')
+                    .filter_map(|pair| pair.split_once('='))
+                    .map(|(user, password)| (user.trim().to_owned(), password.to_owned()))
+                    .filter(|(user, _)| !user.is_empty())
+                    .collect();
+            }
+            if let Some(port) = std::env::var("SLUICE_SQL_PORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+            {
+                analytics.sql_port = port;
+            }
         }
         for c in &mut self.components {
             let prefix = env_prefix(&c.name);
@@ -218,6 +289,14 @@ impl Registry {
             }
         }
         self
+    }
+
+    /// The warehouse file: `[analytics].warehouse` under the data directory unless
+    /// absolute.
+    pub fn warehouse_path(&self) -> Option<PathBuf> {
+        self.analytics
+            .as_ref()
+            .map(|a| self.platform.data_dir.join(&a.warehouse))
     }
 
     /// All components, sorted by name.

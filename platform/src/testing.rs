@@ -229,6 +229,19 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
             ));
         }
     }
+    if let Some(a) = &registry.analytics {
+        text.push_str(&format!(
+            "[analytics]\nwarehouse = {:?}\nsql_port = {}\nstatement_timeout_seconds = {}\nrow_limit = {}\nmemory_limit = {:?}\n[analytics.analysts]\n",
+            a.warehouse.display().to_string(),
+            free_port(),
+            a.statement_timeout_seconds,
+            a.row_limit,
+            a.memory_limit
+        ));
+        for (user, password) in &a.analysts {
+            text.push_str(&format!("{user:?} = {password:?}\n"));
+        }
+    }
     text
 }
 

@@ -1,0 +1,435 @@
+//! Statement inspection: what an analyst may run.
+//!
+//! The second of the endpoint's two layers (the first is the sandboxed DuckDB
+//! instance itself: external access off, configuration locked, and every
+//! statement run in a `READ ONLY` transaction). Before anything executes, the
+//! whole query string is split into statements and each one is checked; one
+//! refused statement refuses the whole string, so nothing runs.
+//!
+//! - Harmless client housekeeping (`SET application_name`, `BEGIN`, `SHOW
+//!   transaction isolation level`, …) is answered by the endpoint itself.
+//! - Everything else must be a query: DuckDB's own parser (`json_serialize_sql`)
+//!   must see exactly one `SELECT` statement (which covers `WITH`, `VALUES`,
+//!   `FROM`-first, `TABLE`, `DESCRIBE`, `SHOW <table>` and `SUMMARIZE`), or
+//!   `EXPLAIN [ANALYZE]` of one. Its syntax tree is walked: table functions
+//!   must be on an allow-list (no file readers, `glob`, `query`, settings or
+//!   logging functions), a table name that looks like a file or URL (DuckDB's
+//!   replacement scans) is refused, and so are side-effecting scalar functions.
+
+use duckdb::Connection;
+use serde_json::Value as Json;
+
+use super::error::SqlError;
+
+/// Table functions an analyst may call: generators, JSON helpers and the
+/// read-only catalog listings (plus the warehouse's own table macros).
+const ALLOWED_TABLE_FUNCTIONS: &[&str] = &[
+    "range",
+    "generate_series",
+    "unnest",
+    "json_each",
+    "json_tree",
+    "duckdb_tables",
+    "duckdb_columns",
+    "duckdb_views",
+    "duckdb_schemas",
+    "duckdb_types",
+    "duckdb_functions",
+    "duckdb_databases",
+    "duckdb_constraints",
+    "duckdb_indexes",
+    "duckdb_keywords",
+    "duckdb_sequences",
+    "duckdb_dependencies",
+    "pragma_table_info",
+    "pragma_show",
+    "pragma_database_size",
+];
+
+/// Scalar functions with side effects.
+const REFUSED_SCALAR_FUNCTIONS: &[&str] = &["nextval", "setval", "getenv", "setseed"];
+
+/// Session settings clients set on connect; accepted and ignored.
+const CLIENT_SETTINGS: &[&str] = &[
+    "application_name",
+    "extra_float_digits",
+    "client_encoding",
+    "datestyle",
+    "intervalstyle",
+    "search_path",
+    "client_min_messages",
+    "standard_conforming_strings",
+    "bytea_output",
+    "lc_messages",
+    "lc_monetary",
+    "lc_numeric",
+    "lc_time",
+    "geqo",
+    "jit",
+    "statement_timeout",
+    "idle_in_transaction_session_timeout",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+];
+
+/// Settings a client may `SHOW`, with the value the endpoint reports.
+const SHOWN_SETTINGS: &[(&str, &str)] = &[
+    ("transaction isolation level", "read committed"),
+    ("transaction_isolation", "read committed"),
+    ("transaction_read_only", "on"),
+    ("default_transaction_read_only", "on"),
+    ("standard_conforming_strings", "on"),
+    ("client_encoding", "UTF8"),
+    ("server_encoding", "UTF8"),
+    ("datestyle", "ISO, YMD"),
+    ("intervalstyle", "postgres"),
+    ("timezone", "UTC"),
+    ("search_path", "main"),
+    ("max_identifier_length", "63"),
+    ("integer_datetimes", "on"),
+];
+
+/// What one statement of the query string is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// Client housekeeping, answered with this command tag and nothing run.
+    NoOp { tag: &'static str },
+    /// `SHOW <client setting>`, answered by the endpoint.
+    Setting { name: String, value: &'static str },
+    /// A query DuckDB runs.
+    Query { sql: String, explain: bool },
+}
+
+/// Splits a query string into statements at top-level `;`, respecting
+/// quotes, dollar quoting and comments. Empty statements are dropped.
+pub(crate) fn split_statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' | b'"' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == quote {
+                        if bytes.get(i + 1) == Some(&quote) {
+                            i += 1;
+                        } else {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i + 1 < bytes.len() && !(bytes[i] == b'*' && bytes[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'$' => {
+                // $tag$ … $tag$ (but not a $1 parameter)
+                let tag_end = sql[i + 1..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map(|n| i + 1 + n);
+                let is_parameter = bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+                if let Some(end) = tag_end.filter(|&e| bytes[e] == b'$' && !is_parameter) {
+                    let tag = &sql[i..=end];
+                    match sql[end + 1..].find(tag) {
+                        Some(close) => i = end + close + tag.len(),
+                        None => i = bytes.len(),
+                    }
+                }
+            }
+            b';' => {
+                push_statement(&mut out, &sql[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    push_statement(&mut out, &sql[start.min(sql.len())..]);
+    out
+}
+
+fn push_statement<'a>(out: &mut Vec<&'a str>, statement: &'a str) {
+    if !strip_comments(statement).trim().is_empty() {
+        out.push(statement.trim());
+    }
+}
+
+/// The statement with leading comments removed, for keyword inspection.
+fn strip_comments(mut s: &str) -> &str {
+    loop {
+        s = s.trim_start();
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            return s;
+        }
+    }
+}
+
+/// The statement's leading words, upper-cased (`SET`, `application_name`…).
+fn leading_words(statement: &str, n: usize) -> Vec<String> {
+    strip_comments(statement)
+        .split(|c: char| c.is_whitespace() || c == '=' || c == '(' || c == ';')
+        .filter(|w| !w.is_empty())
+        .take(n)
+        .map(str::to_ascii_uppercase)
+        .collect()
+}
+
+/// Classifies client housekeeping without touching DuckDB; `None` for a
+/// statement that needs DuckDB's parser.
+pub(crate) fn classify_client_statement(statement: &str) -> Option<Result<Checked, SqlError>> {
+    let words = leading_words(statement, 5);
+    let first = words.first().map(String::as_str).unwrap_or_default();
+    let second = words.get(1).map(String::as_str).unwrap_or_default();
+    let noop = |tag| Some(Ok(Checked::NoOp { tag }));
+    match first {
+        "BEGIN" | "START" => noop("BEGIN"),
+        "COMMIT" | "END" => noop("COMMIT"),
+        "ROLLBACK" | "ABORT" => noop("ROLLBACK"),
+        "DISCARD" => noop("DISCARD ALL"),
+        "DEALLOCATE" => noop("DEALLOCATE"),
+        "SET" | "RESET" => {
+            let name = match second {
+                "SESSION" | "LOCAL" => words.get(2).map(String::as_str).unwrap_or_default(),
+                other => other,
+            };
+            let name = name.to_ascii_lowercase();
+            if name == "transaction"
+                || name == "characteristics"
+                || CLIENT_SETTINGS.contains(&name.as_str())
+            {
+                noop(if first == "SET" { "SET" } else { "RESET" })
+            } else {
+                Some(Err(SqlError::refused(format!(
+                    "{first} {name} is refused: the endpoint's settings are fixed by the server \
+                     (only client settings such as application_name are accepted, and ignored)"
+                ))))
+            }
+        }
+        "SHOW" => {
+            let rest = strip_comments(statement)[4..]
+                .trim()
+                .trim_end_matches(';')
+                .trim()
+                .to_ascii_lowercase();
+            SHOWN_SETTINGS
+                .iter()
+                .find(|(name, _)| *name == rest)
+                .map(|(name, value)| {
+                    Ok(Checked::Setting {
+                        name: name.replace(' ', "_").replace("_level", "").to_owned(),
+                        value,
+                    })
+                })
+        }
+        _ => None,
+    }
+}
+
+/// The kind of a refused statement, for the error message (`INSERT`,
+/// `CREATE MACRO`, `COPY`, …).
+fn statement_kind(statement: &str) -> String {
+    let words = leading_words(statement, 6);
+    let Some(first) = words.first() else {
+        return "statement".to_owned();
+    };
+    if !matches!(first.as_str(), "CREATE" | "DROP" | "ALTER") {
+        return first.clone();
+    }
+    // CREATE [OR REPLACE] [TEMP|TEMPORARY|PERSISTENT] <object>
+    let object = words[1..].iter().find(|w| {
+        !matches!(
+            w.as_str(),
+            "OR" | "REPLACE" | "TEMP" | "TEMPORARY" | "PERSISTENT"
+        )
+    });
+    match object {
+        Some(object) => format!("{first} {object}"),
+        None => first.clone(),
+    }
+}
+
+/// Checks one statement with DuckDB's parser. Runs on the session's
+/// connection (blocking).
+pub(crate) fn check_statement(conn: &Connection, statement: &str) -> Result<Checked, SqlError> {
+    if let Some(checked) = classify_client_statement(statement) {
+        return checked;
+    }
+    let words = leading_words(statement, 2);
+    let (body, explain) = if words.first().is_some_and(|w| w == "EXPLAIN") {
+        let mut rest = strip_comments(statement)[7..].trim_start();
+        if words
+            .get(1)
+            .is_some_and(|w| w == "ANALYZE" || w == "ANALYSE")
+        {
+            rest = rest[7..].trim_start();
+        }
+        (rest, true)
+    } else {
+        (statement, false)
+    };
+    let serialized: String = conn
+        .query_row("SELECT json_serialize_sql($1::VARCHAR)", [body], |row| {
+            row.get(0)
+        })
+        .map_err(|e| SqlError::internal(format!("cannot inspect the statement: {e}")))?;
+    let tree: Json = serde_json::from_str(&serialized)
+        .map_err(|e| SqlError::internal(format!("cannot inspect the statement: {e}")))?;
+    if tree["error"].as_bool() != Some(false) {
+        let message = tree["error_message"].as_str().unwrap_or("unknown error");
+        return Err(match tree["error_type"].as_str() {
+            Some("parser") => SqlError::new("42601", format!("syntax error: {message}")),
+            _ => SqlError::refused(format!(
+                "{} is refused: the analyst endpoint is read-only; it runs SELECT, WITH, VALUES, \
+                 FROM, TABLE, DESCRIBE, SHOW, SUMMARIZE and EXPLAIN only",
+                statement_kind(body)
+            )),
+        });
+    }
+    match tree["statements"].as_array().map(Vec::len) {
+        Some(1) => {}
+        _ => return Err(SqlError::refused(
+            "the statement could not be checked as a single query; send one statement at a time"
+                .to_owned(),
+        )),
+    }
+    walk(&tree["statements"], &|name| is_table_macro(conn, name))?;
+    Ok(Checked::Query {
+        sql: body.trim().trim_end_matches(';').to_owned(),
+        explain,
+    })
+}
+
+/// Whether `name` is a table macro the warehouse defines (the saved views'
+/// `order_state_as_of(ts)`): SQL over the warehouse, so as safe as a view.
+fn is_table_macro(conn: &Connection, name: &str) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM duckdb_functions() \
+         WHERE function_name = $1 AND function_type = 'table_macro' AND NOT internal",
+        [name],
+        |row| row.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
+
+/// Walks DuckDB's serialized syntax tree for table functions, file-like
+/// table names and side-effecting functions.
+fn walk(node: &Json, is_table_macro: &dyn Fn(&str) -> bool) -> Result<(), SqlError> {
+    match node {
+        Json::Array(items) => items.iter().try_for_each(|n| walk(n, is_table_macro)),
+        Json::Object(map) => {
+            match map.get("type").and_then(Json::as_str) {
+                Some("TABLE_FUNCTION") => {
+                    let name = map
+                        .get("function")
+                        .and_then(|f| f.get("function_name"))
+                        .and_then(Json::as_str)
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    if !ALLOWED_TABLE_FUNCTIONS.contains(&name.as_str()) && !is_table_macro(&name) {
+                        return Err(SqlError::refused(format!(
+                            "table function {name} is refused: the analyst endpoint reads the \
+                             warehouse's tables and views only (no files, network, settings or \
+                             nested SQL)"
+                        )));
+                    }
+                }
+                Some("BASE_TABLE") => {
+                    let name = map
+                        .get("table_name")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default();
+                    if name.contains(['.', '/', '\\', ':', '*']) {
+                        return Err(SqlError::refused(format!(
+                            "reading '{name}' is refused: the analyst endpoint reads the \
+                             warehouse's tables and views only, never files"
+                        )));
+                    }
+                }
+                _ => {}
+            }
+            if map.get("class").and_then(Json::as_str) == Some("FUNCTION") {
+                let name = map
+                    .get("function_name")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                if REFUSED_SCALAR_FUNCTIONS.contains(&name.as_str()) {
+                    return Err(SqlError::refused(format!(
+                        "function {name} is refused: it has side effects"
+                    )));
+                }
+            }
+            map.values().try_for_each(|n| walk(n, is_table_macro))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_at_top_level_semicolons_only() {
+        assert_eq!(
+            split_statements("select ';'; select 2 -- x;y\n; /* ; */ select $$;$$;;"),
+            vec!["select ';'", "select 2 -- x;y", "/* ; */ select $$;$$"]
+        );
+        assert_eq!(split_statements("select $1, $2"), vec!["select $1, $2"]);
+        assert!(split_statements(" ; -- only a comment").is_empty());
+    }
+
+    #[test]
+    fn client_settings_are_no_ops_and_others_are_refused() {
+        let ok = |s| classify_client_statement(s).unwrap().unwrap();
+        assert_eq!(
+            ok("SET application_name = 'psql'"),
+            Checked::NoOp { tag: "SET" }
+        );
+        assert_eq!(
+            ok("set extra_float_digits to 3"),
+            Checked::NoOp { tag: "SET" }
+        );
+        assert_eq!(ok("BEGIN"), Checked::NoOp { tag: "BEGIN" });
+        assert!(
+            classify_client_statement("SET enable_external_access = true")
+                .unwrap()
+                .is_err()
+        );
+        assert!(matches!(
+            ok("SHOW TRANSACTION ISOLATION LEVEL"),
+            Checked::Setting {
+                value: "read committed",
+                ..
+            }
+        ));
+        assert!(classify_client_statement("SHOW TABLES").is_none());
+        assert!(classify_client_statement("select 1").is_none());
+    }
+
+    #[test]
+    fn refused_statements_are_named() {
+        assert_eq!(
+            statement_kind("create or replace macro m() as 1"),
+            "CREATE MACRO"
+        );
+        assert_eq!(statement_kind("-- c\n insert into t values (1)"), "INSERT");
+        assert_eq!(statement_kind("DROP TABLE t"), "DROP TABLE");
+    }
+}

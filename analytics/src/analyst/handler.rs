@@ -1,0 +1,515 @@
+//! The pgwire side of a session: startup with MD5 password authentication,
+//! the simple query protocol (several statements per query string, each
+//! streamed in turn) and the extended protocol (Parse/Bind/Describe/Execute,
+//! parameters bound into DuckDB prepared statements).
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Buf, BytesMut};
+use duckdb::types::{TimeUnit, Value};
+use futures::{stream, Sink, SinkExt};
+use pgwire::api::auth::md5pass::{hash_md5_password, Md5PasswordAuthStartupHandler};
+use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{
+    send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
+    SimpleQueryHandler,
+};
+use pgwire::api::results::{FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
+use pgwire::messages::simplequery::Query;
+use pgwire::messages::PgWireBackendMessage;
+
+use super::error::SqlError;
+use super::guard::Checked;
+use super::session::{Column, Described, Session};
+use super::types::encode_field;
+
+/// Days and microseconds between the Unix and the PostgreSQL epochs.
+const PG_EPOCH_DAYS: i32 = 10_957;
+const PG_EPOCH_MICROS: i64 = 10_957 * 86_400_000_000;
+
+/// The configured analysts; `Debug` never shows a password.
+pub(crate) struct Analysts(BTreeMap<String, String>);
+
+impl Analysts {
+    pub(crate) fn new(passwords: BTreeMap<String, String>) -> Self {
+        Analysts(passwords)
+    }
+}
+
+impl Debug for Analysts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+#[async_trait]
+impl AuthSource for Analysts {
+    /// The MD5 hash the client must answer with, salted per connection. An
+    /// unknown user gets a hash of a random password: the exchange looks the
+    /// same and fails the same way (28P01), so user names cannot be probed.
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let random = uuid::Uuid::now_v7();
+        let salt = random.as_bytes()[12..16].to_vec();
+        let user = login.user().unwrap_or_default();
+        let password = match self.0.get(user) {
+            Some(password) => password.clone(),
+            None => uuid::Uuid::now_v7().to_string(),
+        };
+        let hashed = hash_md5_password(user, &password, &salt);
+        Ok(Password::new(Some(salt), hashed.into_bytes()))
+    }
+}
+
+/// A statement checked and described at Parse time.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    checked: Checked,
+    described: Described,
+}
+
+/// Parses (checks and describes) extended-protocol statements on the
+/// session's connection.
+pub(crate) struct Parser {
+    session: Arc<Session>,
+}
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Arc<Prepared>;
+
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        _types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut checked = self.session.check(sql).await?;
+        if checked.len() > 1 {
+            return Err(SqlError::new(
+                "42601",
+                "cannot insert multiple commands into a prepared statement".to_owned(),
+            )
+            .into());
+        }
+        let Some(checked) = checked.pop() else {
+            return Ok(None);
+        };
+        let described = match &checked {
+            Checked::Query { sql, explain } => self.session.describe(sql.clone(), *explain).await?,
+            Checked::NoOp { .. } => Described::default(),
+            Checked::Setting { name, .. } => Described {
+                params: Vec::new(),
+                columns: vec![Column {
+                    name: name.clone(),
+                    ty: Type::TEXT,
+                }],
+            },
+        };
+        Ok(Some(Arc::new(Prepared { checked, described })))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.described.params.clone())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        let format = column_format.cloned().unwrap_or_default();
+        Ok(fields(&stmt.described.columns, &format))
+    }
+}
+
+fn fields(columns: &[Column], format: &Format) -> Vec<FieldInfo> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let field_format = match format {
+                Format::Individual(codes) if i >= codes.len() => Format::UnifiedText.format_for(i),
+                format => format.format_for(i),
+            };
+            FieldInfo::new(c.name.clone(), None, None, c.ty.clone(), field_format)
+        })
+        .collect()
+}
+
+/// One session's query handling.
+pub(crate) struct SessionHandler {
+    session: Arc<Session>,
+    parser: Arc<Parser>,
+}
+
+impl SessionHandler {
+    pub(crate) fn new(session: Session) -> Self {
+        let session = Arc::new(session);
+        SessionHandler {
+            parser: Arc::new(Parser {
+                session: session.clone(),
+            }),
+            session,
+        }
+    }
+
+    /// The response to one checked statement.
+    async fn execute(
+        &self,
+        checked: &Checked,
+        params: Vec<Value>,
+        format: Format,
+    ) -> Result<Response, SqlError> {
+        match checked {
+            Checked::NoOp { tag } => Ok(Response::Execution(Tag::new(tag))),
+            Checked::Setting { name, value } => {
+                let schema = Arc::new(vec![FieldInfo::new(
+                    name.clone(),
+                    None,
+                    None,
+                    Type::TEXT,
+                    format.format_for(0),
+                )]);
+                let mut buf = BytesMut::new();
+                encode_field(
+                    &mut buf,
+                    &Value::Text((*value).to_owned()),
+                    &Type::TEXT,
+                    false,
+                );
+                let row = DataRow::new(buf, 1);
+                Ok(Response::Query(QueryResponse::new(
+                    schema,
+                    stream::iter([Ok(row)]),
+                )))
+            }
+            Checked::Query { sql, explain } => self
+                .session
+                .run(sql.clone(), *explain, params, format)
+                .await
+                .map(Response::Query),
+        }
+    }
+
+    /// A simple-protocol query string: every statement checked first, then
+    /// each run and streamed in turn; the first error ends the string.
+    async fn simple_query<C>(&self, client: &mut C, sql: &str) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = self.session.check(sql).await?;
+        if statements.is_empty() {
+            client
+                .feed(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ))
+                .await?;
+        }
+        for checked in &statements {
+            match self
+                .execute(checked, Vec::new(), Format::UnifiedText)
+                .await?
+            {
+                Response::Query(results) => send_query_response(client, results, true).await?,
+                Response::Execution(tag) => send_execution_response(client, tag).await?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for SessionHandler {
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let outcome = self.simple_query(client, &query.query).await;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        match outcome {
+            Ok(()) => {}
+            Err(PgWireError::IoError(e)) => return Err(PgWireError::IoError(e)),
+            Err(e) => {
+                let info: ErrorInfo = e.into();
+                client
+                    .feed(PgWireBackendMessage::ErrorResponse(info.into()))
+                    .await?;
+            }
+        }
+        // Statements never leave a transaction open: always idle.
+        client.set_transaction_status(TransactionStatus::Idle);
+        send_ready_for_query(client, TransactionStatus::Idle).await
+    }
+
+    /// Only reached through pgwire's default `on_query`, which this handler
+    /// overrides; kept correct for a single statement.
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = self.session.check(query).await?;
+        if statements.len() > 1 {
+            return Err(SqlError::new("0A000", "send one statement at a time".to_owned()).into());
+        }
+        let mut responses = Vec::new();
+        for checked in &statements {
+            responses.push(
+                self.execute(checked, Vec::new(), Format::UnifiedText)
+                    .await?,
+            );
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for SessionHandler {
+    type Statement = Arc<Prepared>;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.parser.clone()
+    }
+
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let params = bind_parameters(portal)?;
+        Ok(self
+            .execute(
+                &prepared.checked,
+                params,
+                portal.result_column_format.clone(),
+            )
+            .await?)
+    }
+}
+
+/// Converts a portal's parameters into DuckDB values: text-format values are
+/// bound as VARCHAR and cast by DuckDB to the parameter's type; binary ones
+/// are decoded from PostgreSQL's binary formats.
+fn bind_parameters(portal: &Portal<Arc<Prepared>>) -> Result<Vec<Value>, SqlError> {
+    let described = &portal.statement.statement.described.params;
+    (0..portal.parameter_len())
+        .map(|i| {
+            let ty = portal
+                .statement
+                .parameter_types
+                .get(i)
+                .cloned()
+                .flatten()
+                .or_else(|| described.get(i).cloned())
+                .unwrap_or(Type::TEXT);
+            match &portal.parameters[i] {
+                None => Ok(Value::Null),
+                Some(bytes) if portal.parameter_format.is_binary(i) => decode_binary(bytes, &ty),
+                Some(bytes) => String::from_utf8(bytes.to_vec())
+                    .map(Value::Text)
+                    .map_err(|_| {
+                        SqlError::new("22021", format!("parameter ${} is not UTF-8", i + 1))
+                    }),
+            }
+        })
+        .collect()
+}
+
+fn decode_binary(bytes: &[u8], ty: &Type) -> Result<Value, SqlError> {
+    let bad = || {
+        SqlError::new(
+            "22P03",
+            format!("invalid binary value for a parameter of type {}", ty.name()),
+        )
+    };
+    let mut b = bytes;
+    let need = |n: usize| if bytes.len() == n { Ok(()) } else { Err(bad()) };
+    Ok(match *ty {
+        Type::BOOL => {
+            need(1)?;
+            Value::Boolean(b[0] != 0)
+        }
+        Type::INT2 => {
+            need(2)?;
+            Value::SmallInt(b.get_i16())
+        }
+        Type::INT4 => {
+            need(4)?;
+            Value::Int(b.get_i32())
+        }
+        Type::INT8 => {
+            need(8)?;
+            Value::BigInt(b.get_i64())
+        }
+        Type::FLOAT4 => {
+            need(4)?;
+            Value::Float(b.get_f32())
+        }
+        Type::FLOAT8 => {
+            need(8)?;
+            Value::Double(b.get_f64())
+        }
+        Type::DATE => {
+            need(4)?;
+            Value::Date32(b.get_i32() + PG_EPOCH_DAYS)
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            need(8)?;
+            Value::Timestamp(TimeUnit::Microsecond, b.get_i64() + PG_EPOCH_MICROS)
+        }
+        Type::UUID => Value::Text(
+            uuid::Uuid::from_slice(bytes)
+                .map_err(|_| bad())?
+                .to_string(),
+        ),
+        Type::BYTEA => Value::Blob(bytes.to_vec()),
+        Type::NUMERIC => Value::Text(decode_numeric(bytes).ok_or_else(bad)?),
+        Type::JSONB => Value::Text(
+            String::from_utf8(bytes.get(1..).unwrap_or_default().to_vec()).map_err(|_| bad())?,
+        ),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::UNKNOWN => {
+            Value::Text(String::from_utf8(bytes.to_vec()).map_err(|_| bad())?)
+        }
+        _ => {
+            return Err(SqlError::new(
+                "0A000",
+                format!(
+                    "binary parameters of type {} are not supported; send the value as text",
+                    ty.name()
+                ),
+            ))
+        }
+    })
+}
+
+/// PostgreSQL's binary `numeric` to a decimal string.
+fn decode_numeric(mut b: &[u8]) -> Option<String> {
+    if b.len() < 8 {
+        return None;
+    }
+    let ndigits = b.get_i16() as usize;
+    let weight = i32::from(b.get_i16());
+    let sign = b.get_u16();
+    let dscale = b.get_u16() as usize;
+    if sign == 0xC000 {
+        return Some("NaN".to_owned());
+    }
+    if b.len() != ndigits * 2 {
+        return None;
+    }
+    let digits: Vec<i16> = (0..ndigits).map(|_| b.get_i16()).collect();
+    let mut int_part = String::new();
+    for w in 0..=weight.max(-1) {
+        let d = digits.get(w as usize).copied().unwrap_or(0);
+        if int_part.is_empty() {
+            if d != 0 {
+                int_part = d.to_string();
+            }
+        } else {
+            int_part.push_str(&format!("{d:04}"));
+        }
+    }
+    if int_part.is_empty() {
+        int_part.push('0');
+    }
+    let mut frac = String::new();
+    let mut position = weight + 1;
+    while frac.len() < dscale {
+        let d = if position < 0 {
+            0
+        } else {
+            digits.get(position as usize).copied().unwrap_or(0)
+        };
+        frac.push_str(&format!("{d:04}"));
+        position += 1;
+    }
+    frac.truncate(dscale);
+    let sign = if sign == 0x4000 { "-" } else { "" };
+    Some(if frac.is_empty() {
+        format!("{sign}{int_part}")
+    } else {
+        format!("{sign}{int_part}.{frac}")
+    })
+}
+
+/// The handlers of one connection.
+pub(crate) struct SessionHandlers {
+    handler: Arc<SessionHandler>,
+    startup: Arc<Md5PasswordAuthStartupHandler<Analysts, DefaultServerParameterProvider>>,
+}
+
+impl SessionHandlers {
+    pub(crate) fn new(
+        session: Session,
+        analysts: Arc<Analysts>,
+        parameters: Arc<DefaultServerParameterProvider>,
+    ) -> Self {
+        SessionHandlers {
+            handler: Arc::new(SessionHandler::new(session)),
+            startup: Arc::new(Md5PasswordAuthStartupHandler::new(analysts, parameters)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for SessionHandlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.handler.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.handler.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
+        self.startup.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_numeric;
+
+    #[test]
+    fn binary_numeric_decodes() {
+        let bytes = [0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c];
+        assert_eq!(decode_numeric(&bytes).as_deref(), Some("12345.678"));
+        let small = [0, 1, 0xff, 0xff, 0x40, 0, 0, 2, 0, 100];
+        assert_eq!(decode_numeric(&small).as_deref(), Some("-0.01"));
+    }
+}

@@ -1,0 +1,207 @@
+//! The analyst SQL endpoint: the warehouse over the PostgreSQL wire protocol,
+//! read-only.
+//!
+//! Any PostgreSQL client (psql, DBeaver, tokio-postgres, JDBC) connects with
+//! an analyst's user name and password (MD5), and runs queries while the sink
+//! keeps loading. Each session has its own DuckDB connection to the process's
+//! one [`Warehouse`] instance.
+//!
+//! Invariant: nothing an analyst sends can write, attach, read a local file or
+//! change a setting. Two layers hold it: the sandboxed instance (external
+//! access off, configuration locked, each statement in a `READ ONLY`
+//! transaction) and statement inspection before execution ([`guard`]).
+//!
+//! - [`guard`]: what may run;
+//! - [`session`]: DuckDB work on blocking threads, streaming, timeout, row limit;
+//! - [`handler`]: pgwire startup, simple and extended query protocol;
+//! - [`types`]: DuckDB → PostgreSQL types and encodings.
+
+mod error;
+mod guard;
+mod handler;
+mod metrics;
+mod session;
+mod types;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgwire::api::auth::DefaultServerParameterProvider;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::warehouse::Warehouse;
+use handler::{Analysts, SessionHandlers};
+use session::{Limits, Session};
+
+/// How the endpoint listens and what it allows.
+#[derive(Clone)]
+pub struct AnalystConfig {
+    /// Address to listen on (`127.0.0.1:5433`).
+    pub listen: SocketAddr,
+    /// Analyst user name → password.
+    pub analysts: BTreeMap<String, String>,
+    /// A statement running longer is interrupted (SQLSTATE 57014).
+    pub statement_timeout: Duration,
+    /// A result with more rows fails (SQLSTATE 54000) instead of being cut short.
+    pub row_limit: usize,
+    /// Connections beyond this are turned away (SQLSTATE 53300).
+    pub max_sessions: usize,
+}
+
+impl std::fmt::Debug for AnalystConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalystConfig")
+            .field("listen", &self.listen)
+            .field("analysts", &self.analysts.keys().collect::<Vec<_>>())
+            .field("statement_timeout", &self.statement_timeout)
+            .field("row_limit", &self.row_limit)
+            .field("max_sessions", &self.max_sessions)
+            .finish()
+    }
+}
+
+/// Errors starting or running the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalystError {
+    /// The listen address could not be bound (in use, or not allowed).
+    #[error("cannot listen for analysts on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// No analyst is configured: nobody could log in.
+    #[error("no analysts are configured: add at least one user and password")]
+    NoAnalysts,
+}
+
+/// Binds the configured listen address.
+pub async fn bind(config: &AnalystConfig) -> Result<TcpListener, AnalystError> {
+    TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AnalystError::Bind {
+            addr: config.listen,
+            source,
+        })
+}
+
+/// Serves analyst sessions on `listener` until `shutdown`, then closes every
+/// session and returns.
+pub async fn serve(
+    warehouse: Arc<Warehouse>,
+    config: AnalystConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), AnalystError> {
+    if config.analysts.is_empty() {
+        return Err(AnalystError::NoAnalysts);
+    }
+    let analysts = Arc::new(Analysts::new(config.analysts.clone()));
+    let parameters = Arc::new(server_parameters());
+    let limits = Limits {
+        statement_timeout: config.statement_timeout,
+        row_limit: config.row_limit,
+    };
+    let permits = Arc::new(Semaphore::new(config.max_sessions));
+    let mut sessions = JoinSet::new();
+    tracing::info!(addr = ?listener.local_addr().ok(), "analyst SQL endpoint listening");
+    loop {
+        let (socket, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(ended) = sessions.join_next(), if !sessions.is_empty() => {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "analyst session task failed");
+                }
+                continue;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "analyst endpoint: accept failed");
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics::session_rejected();
+            refuse(socket, "53300", "sorry, too many analyst sessions already").await;
+            continue;
+        };
+        let conn = match warehouse.connect() {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::error!(error = %e, "analyst endpoint: cannot open a warehouse connection");
+                refuse(socket, "58000", "the warehouse is not available").await;
+                continue;
+            }
+        };
+        let handlers = SessionHandlers::new(
+            Session::new(conn, limits),
+            analysts.clone(),
+            parameters.clone(),
+        );
+        let closed = shutdown.child_token();
+        sessions.spawn(async move {
+            let _permit = permit;
+            metrics::session_opened();
+            tracing::debug!(%peer, "analyst session opened");
+            tokio::select! {
+                outcome = pgwire::tokio::process_socket(socket, None, handlers) => {
+                    if let Err(e) = outcome {
+                        tracing::debug!(%peer, error = %e, "analyst session ended with an error");
+                    }
+                }
+                _ = closed.cancelled() => {}
+            }
+            metrics::session_closed();
+        });
+    }
+    while let Some(ended) = sessions.join_next().await {
+        if let Err(e) = ended {
+            tracing::error!(error = %e, "analyst session task failed");
+        }
+    }
+    Ok(())
+}
+
+/// What the endpoint reports at startup: a PostgreSQL 16 dialect, read-only,
+/// not a superuser, UTC.
+fn server_parameters() -> DefaultServerParameterProvider {
+    let mut parameters = DefaultServerParameterProvider::default();
+    parameters.server_version = format!(
+        "16.6 (Sluice analyst endpoint {}, DuckDB)",
+        env!("CARGO_PKG_VERSION")
+    );
+    parameters.is_superuser = false;
+    parameters.default_transaction_read_only = true;
+    parameters.search_path = "main".to_owned();
+    parameters.time_zone = "UTC".to_owned();
+    parameters
+}
+
+/// Answers a connection we will not serve with a FATAL `ErrorResponse` (what
+/// PostgreSQL sends past `max_connections`) and closes it.
+async fn refuse(mut socket: TcpStream, code: &str, message: &str) {
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', code),
+        (b'M', message),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut frame = vec![b'E'];
+    frame.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let _ = socket.write_all(&frame).await;
+    let _ = socket.shutdown().await;
+}

@@ -1,0 +1,184 @@
+//! The `analytics` component as `sluice run analytics` and `sluice up` run it: one
+//! warehouse instance, the sink loading into it, the analyst endpoint serving it,
+//! and the HTTP health and metrics endpoints.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_platform::registry::{AnalyticsConfig, Component, ComponentKind, Registry};
+use tokio_util::sync::CancellationToken;
+
+use crate::analyst::{self, AnalystConfig, AnalystError};
+use crate::sink::{Sink, SinkConfig, SinkError};
+use crate::warehouse::{Warehouse, WarehouseError, WarehouseSettings};
+
+/// Why the analytics component could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    #[error(transparent)]
+    Registry(#[from] sluice_platform::registry::RegistryError),
+    #[error("`{0}` is not the analytics component (kind = \"sink\")")]
+    NotAnalytics(String),
+    #[error("sluice.toml has no [analytics] section (warehouse, sql_port, analysts)")]
+    NotConfigured,
+    #[error("the schemas directory {0} does not exist: run from the repository root or set SLUICE_SCHEMAS_DIR")]
+    NoSchemas(PathBuf),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error("sink: {0}")]
+    Sink(#[from] SinkError),
+    #[error("analyst endpoint: {0}")]
+    Analyst(#[from] AnalystError),
+    #[error("cannot serve health and metrics on port {port}: {source}")]
+    Http { port: u16, source: std::io::Error },
+}
+
+/// What a started analytics component tells its caller.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub warehouse: PathBuf,
+    pub sql: SocketAddr,
+}
+
+/// The analytics component of `registry` named `name`, ready to run.
+pub struct Analytics {
+    component: Component,
+    config: AnalyticsConfig,
+    warehouse_path: PathBuf,
+    schemas_dir: PathBuf,
+}
+
+impl Analytics {
+    pub fn new(registry: &Registry, name: &str) -> Result<Self, AnalyticsError> {
+        let component = registry.component(name)?.clone();
+        if component.kind != ComponentKind::Sink {
+            return Err(AnalyticsError::NotAnalytics(name.to_owned()));
+        }
+        let config = registry
+            .analytics
+            .clone()
+            .ok_or(AnalyticsError::NotConfigured)?;
+        let warehouse_path = registry
+            .warehouse_path()
+            .ok_or(AnalyticsError::NotConfigured)?;
+        let schemas_dir = std::env::var_os("SLUICE_SCHEMAS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("schemas"));
+        if !schemas_dir.is_dir() {
+            return Err(AnalyticsError::NoSchemas(schemas_dir));
+        }
+        Ok(Analytics {
+            component,
+            config,
+            warehouse_path,
+            schemas_dir,
+        })
+    }
+
+    /// Where SQL clients connect.
+    pub fn sql_address(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.config.sql_port))
+    }
+
+    /// A psql command line for the first configured analyst.
+    pub fn psql_hint(&self) -> String {
+        let user = self
+            .config
+            .analysts
+            .keys()
+            .next()
+            .map_or("<analyst>", String::as_str);
+        format!(
+            "psql \"host=127.0.0.1 port={} user={user} dbname=warehouse\"",
+            self.config.sql_port
+        )
+    }
+
+    /// Opens the warehouse, prepares the sink's tables and views, locks the
+    /// configuration, then loads, serves analysts and answers health checks until
+    /// `shutdown`. `started` is called once everything listens.
+    pub async fn run(
+        self,
+        bootstrap: &str,
+        shutdown: CancellationToken,
+        started: impl FnOnce(Started),
+    ) -> Result<(), AnalyticsError> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let settings = WarehouseSettings {
+            memory_limit: self.config.memory_limit.clone(),
+            threads,
+        };
+        let path = self.warehouse_path.clone();
+        let (warehouse, sink) = {
+            let schemas_dir = self.schemas_dir.clone();
+            let bootstrap = bootstrap.to_owned();
+            tokio::task::spawn_blocking(move || -> Result<_, AnalyticsError> {
+                let warehouse = Warehouse::open(&path, &settings)?;
+                let sink = Sink::prepare(
+                    &warehouse,
+                    SinkConfig {
+                        bootstrap,
+                        schemas_dir,
+                        ..SinkConfig::default()
+                    },
+                )?;
+                warehouse.lock_configuration()?;
+                Ok((Arc::new(warehouse), sink))
+            })
+            .await
+            .expect("warehouse preparation panicked")?
+        };
+        let analyst_config = AnalystConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], self.config.sql_port)),
+            analysts: self.config.analysts.clone(),
+            statement_timeout: Duration::from_secs(self.config.statement_timeout_seconds),
+            row_limit: self.config.row_limit,
+            max_sessions: 64,
+        };
+        let listener = analyst::bind(&analyst_config).await?;
+        let port = self.component.port;
+        let http = tokio::net::TcpListener::bind(("0.0.0.0", port))
+            .await
+            .map_err(|source| AnalyticsError::Http { port, source })?;
+        let router = sluice_platform::http::with_platform_routes(axum::Router::new(), None);
+        started(Started {
+            warehouse: self.warehouse_path.clone(),
+            sql: self.sql_address(),
+        });
+        let stop_all = |r| {
+            shutdown.cancel();
+            r
+        };
+        let (loaded, served, health) = tokio::join!(
+            async {
+                stop_all(
+                    sink.run(warehouse.clone(), shutdown.clone())
+                        .await
+                        .map_err(AnalyticsError::from),
+                )
+            },
+            async {
+                stop_all(
+                    analyst::serve(
+                        warehouse.clone(),
+                        analyst_config,
+                        listener,
+                        shutdown.clone(),
+                    )
+                    .await
+                    .map_err(AnalyticsError::from),
+                )
+            },
+            async {
+                stop_all(
+                    sluice_platform::http::serve(http, router, shutdown.clone())
+                        .await
+                        .map_err(|source| AnalyticsError::Http { port, source }),
+                )
+            },
+        );
+        loaded.and(served).and(health)
+    }
+}

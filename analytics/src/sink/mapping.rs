@@ -1,0 +1,363 @@
+//! From Avro schemas to the typed tables: one table per event type, one column per
+//! Avro field, over the union of every version of that event type.
+//!
+//! | Avro | DuckDB |
+//! |---|---|
+//! | `boolean`, `int`, `long`, `float`, `double`, `string` | `BOOLEAN`, `INTEGER`, `BIGINT`, `FLOAT`, `DOUBLE`, `VARCHAR` |
+//! | `bytes`, `fixed` | `BLOB` |
+//! | `uuid` | `UUID` |
+//! | `enum` | `VARCHAR` (a new symbol never needs a DDL change) |
+//! | `record` | `STRUCT(...)` |
+//! | `array` / `map` | `T[]` / `MAP(VARCHAR, T)` |
+//! | `["null", T]` | `T`, nullable |
+//! | other unions | `JSON` |
+//! | `date`, `time-*`, `timestamp-*`, `local-timestamp-*` | `DATE`, `TIME`, `TIMESTAMPTZ`, `TIMESTAMP` |
+//! | `decimal(p, s)` | `DECIMAL(p, s)` (p ≤ 38; `VARCHAR` beyond) |
+//!
+//! Every column also has a `from_json` structure: the loader turns a payload (kept
+//! as JSON in `raw_events`) into typed columns with DuckDB's `from_json`, which
+//! yields NULL for a value it cannot convert rather than failing the batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use apache_avro::schema::{Name, ResolvedSchema, Schema};
+use serde_json::{Map, Value};
+use sluice_platform::avro::SchemaCatalog;
+
+/// The envelope columns every typed table starts with, in order.
+pub(crate) const ENVELOPE_COLUMNS: [(&str, &str); 10] = [
+    ("event_id", "UUID PRIMARY KEY"),
+    ("stream_id", "VARCHAR NOT NULL"),
+    ("stream_version", "BIGINT"),
+    ("recorded_at", "TIMESTAMPTZ"),
+    ("correlation_id", "UUID"),
+    ("causation_id", "UUID"),
+    ("schema_version", "INTEGER NOT NULL"),
+    ("topic", "VARCHAR NOT NULL"),
+    ("partition", "INTEGER NOT NULL"),
+    ("kafka_offset", "BIGINT NOT NULL"),
+];
+
+/// Tables of the sink itself: an event type whose table name would be one of
+/// these is refused.
+const RESERVED_TABLES: [&str; 3] = ["raw_events", "sluice_positions", "sluice_watermarks"];
+
+/// One event type's typed table.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TypedTable {
+    pub event_type: String,
+    /// `OrderPlaced` → `order_placed`.
+    pub name: String,
+    /// Payload columns, in field order of the latest version, then fields only
+    /// older versions have.
+    pub columns: Vec<PayloadColumn>,
+}
+
+/// One Avro field as a column.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PayloadColumn {
+    /// The Avro field name (the key in the JSON payload).
+    pub field: String,
+    /// The column name: the field name, prefixed with `payload_` when it would
+    /// clash with an envelope column.
+    pub column: String,
+    /// The DuckDB type.
+    pub sql_type: String,
+    /// The `from_json` structure of the field.
+    pub structure: Value,
+}
+
+impl TypedTable {
+    /// The table of `event_type` over every version the catalog holds.
+    pub(crate) fn for_event_type(
+        catalog: &SchemaCatalog,
+        event_type: &str,
+    ) -> Result<Self, String> {
+        let name = table_name(event_type);
+        if RESERVED_TABLES.contains(&name.as_str()) {
+            return Err(format!(
+                "event type {event_type} would be loaded into `{name}`, a table of the sink itself"
+            ));
+        }
+        let mut columns: Vec<PayloadColumn> = Vec::new();
+        let mut seen = HashSet::new();
+        // Newest first: a field's type is the one of the newest version that has it
+        // (the reader schema, which reads every older datum).
+        for version in catalog.versions(event_type).into_iter().rev() {
+            let Some(schema) = catalog.schema(event_type, version) else {
+                continue;
+            };
+            let Schema::Record(record) = schema else {
+                continue;
+            };
+            let names: HashMap<Name, Schema> = ResolvedSchema::try_from(schema)
+                .map_err(|e| format!("{event_type} v{version}: {e}"))?
+                .get_names()
+                .iter()
+                .map(|(n, s)| (n.clone(), (*s).clone()))
+                .collect();
+            let mut mapper = Mapper {
+                names: &names,
+                visiting: Vec::new(),
+            };
+            for field in &record.fields {
+                if !seen.insert(field.name.to_lowercase()) {
+                    continue;
+                }
+                let (sql_type, structure) = mapper.map(&field.schema);
+                let column = if ENVELOPE_COLUMNS
+                    .iter()
+                    .any(|(c, _)| c.eq_ignore_ascii_case(&field.name))
+                {
+                    format!("payload_{}", field.name)
+                } else {
+                    field.name.clone()
+                };
+                columns.push(PayloadColumn {
+                    field: field.name.clone(),
+                    column,
+                    sql_type,
+                    structure,
+                });
+            }
+        }
+        Ok(TypedTable {
+            event_type: event_type.to_owned(),
+            name,
+            columns,
+        })
+    }
+
+    /// The `from_json` structure of the whole payload.
+    pub(crate) fn structure(&self) -> Value {
+        Value::Object(
+            self.columns
+                .iter()
+                .map(|c| (c.field.clone(), c.structure.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// Every event type's typed table, by event type.
+pub(crate) fn typed_tables(
+    catalog: &SchemaCatalog,
+) -> Result<BTreeMap<String, TypedTable>, String> {
+    let mut tables = BTreeMap::new();
+    let mut by_name: HashMap<String, String> = HashMap::new();
+    for event_type in catalog.event_types() {
+        let table = TypedTable::for_event_type(catalog, event_type)?;
+        if let Some(other) = by_name.insert(table.name.clone(), event_type.to_owned()) {
+            return Err(format!(
+                "event types {other} and {event_type} would share the table `{}`",
+                table.name
+            ));
+        }
+        tables.insert(event_type.to_owned(), table);
+    }
+    Ok(tables)
+}
+
+/// `OrderPlaced` → `order_placed`, `HTTPRequestSent` → `http_request_sent`.
+pub(crate) fn table_name(event_type: &str) -> String {
+    let chars: Vec<char> = event_type.chars().collect();
+    let mut name = String::with_capacity(event_type.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_ascii_uppercase() {
+            let after_lower =
+                i > 0 && (chars[i - 1].is_ascii_lowercase() || chars[i - 1].is_ascii_digit());
+            let before_lower = i > 0
+                && chars[i - 1].is_ascii_uppercase()
+                && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+            if (after_lower || before_lower) && !name.ends_with('_') {
+                name.push('_');
+            }
+            name.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            name.push(c);
+        } else if !name.ends_with('_') {
+            name.push('_');
+        }
+    }
+    name
+}
+
+/// A double-quoted SQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A single-quoted SQL string literal (for schema-derived text only, never data).
+pub(crate) fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+struct Mapper<'a> {
+    names: &'a HashMap<Name, Schema>,
+    /// Named types being mapped: a reference back to one is recursive and kept
+    /// as JSON.
+    visiting: Vec<Name>,
+}
+
+impl Mapper<'_> {
+    /// The DuckDB type and the `from_json` structure of a schema.
+    fn map(&mut self, schema: &Schema) -> (String, Value) {
+        let simple = |t: &str| (t.to_owned(), Value::String(t.to_owned()));
+        match schema {
+            Schema::Null => simple("JSON"),
+            Schema::Boolean => simple("BOOLEAN"),
+            Schema::Int => simple("INTEGER"),
+            Schema::Long => simple("BIGINT"),
+            Schema::Float => simple("FLOAT"),
+            Schema::Double => simple("DOUBLE"),
+            Schema::Bytes | Schema::Fixed(_) => simple("BLOB"),
+            Schema::String | Schema::Enum(_) => simple("VARCHAR"),
+            Schema::Uuid => simple("UUID"),
+            Schema::Date => simple("DATE"),
+            Schema::TimeMillis | Schema::TimeMicros => simple("TIME"),
+            Schema::TimestampMillis | Schema::TimestampMicros | Schema::TimestampNanos => {
+                simple("TIMESTAMPTZ")
+            }
+            Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => simple("TIMESTAMP"),
+            Schema::Decimal(d) if d.precision <= 38 => {
+                simple(&format!("DECIMAL({}, {})", d.precision.max(1), d.scale))
+            }
+            Schema::Decimal(_) | Schema::BigDecimal => simple("VARCHAR"),
+            Schema::Duration => simple("JSON"),
+            Schema::Array(a) => {
+                let (item, structure) = self.map(&a.items);
+                (format!("{item}[]"), Value::Array(vec![structure]))
+            }
+            Schema::Map(m) => {
+                let (value, _) = self.map(&m.types);
+                let sql = format!("MAP(VARCHAR, {value})");
+                (sql.clone(), Value::String(sql))
+            }
+            Schema::Union(u) => {
+                let mut branches = u.variants().iter().filter(|v| !matches!(v, Schema::Null));
+                match (branches.next(), branches.next()) {
+                    (Some(only), None) => self.map(only),
+                    _ => simple("JSON"),
+                }
+            }
+            Schema::Record(r) => {
+                self.visiting.push(r.name.clone());
+                let mut sql = Vec::with_capacity(r.fields.len());
+                let mut structure = Map::new();
+                for field in &r.fields {
+                    let (t, s) = self.map(&field.schema);
+                    sql.push(format!("{} {t}", quote_ident(&field.name)));
+                    structure.insert(field.name.clone(), s);
+                }
+                self.visiting.pop();
+                if sql.is_empty() {
+                    return simple("JSON");
+                }
+                (
+                    format!("STRUCT({})", sql.join(", ")),
+                    Value::Object(structure),
+                )
+            }
+            Schema::Ref { name } => {
+                if self.visiting.contains(name) {
+                    return simple("JSON");
+                }
+                match self.names.get(name) {
+                    Some(named) => self.map(named),
+                    None => simple("JSON"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_platform::avro::SchemaSource;
+
+    #[test]
+    fn event_types_become_snake_case_table_names() {
+        assert_eq!(table_name("OrderPlaced"), "order_placed");
+        assert_eq!(table_name("PaymentRefunded"), "payment_refunded");
+        assert_eq!(table_name("HTTPRequestSent"), "http_request_sent");
+        assert_eq!(table_name("Order2Placed"), "order2_placed");
+    }
+
+    fn catalog(sources: Vec<(&str, i32, &str)>) -> SchemaCatalog {
+        SchemaCatalog::new(
+            sources
+                .into_iter()
+                .map(|(t, v, text)| SchemaSource::owned(t, v, text)),
+        )
+        .expect("catalog")
+    }
+
+    #[test]
+    fn nested_records_arrays_maps_and_optional_fields_map_to_duckdb_types() {
+        let catalog = catalog(vec![(
+            "Thing",
+            1,
+            r#"{"type":"record","name":"Thing","fields":[
+                {"name":"id","type":{"type":"string","logicalType":"uuid"}},
+                {"name":"lines","type":{"type":"array","items":{"type":"record","name":"Line","fields":[
+                    {"name":"sku","type":"string"},{"name":"quantity","type":"int"}]}}},
+                {"name":"tags","type":{"type":"map","values":"long"}},
+                {"name":"kind","type":{"type":"enum","name":"Kind","symbols":["A","B"]}},
+                {"name":"note","type":["null","string"],"default":null},
+                {"name":"topic","type":"string"},
+                {"name":"again","type":"Line"}
+            ]}"#,
+        )]);
+        let table = TypedTable::for_event_type(&catalog, "Thing").expect("table");
+        let types: Vec<(&str, &str)> = table
+            .columns
+            .iter()
+            .map(|c| (c.column.as_str(), c.sql_type.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                ("id", "UUID"),
+                ("lines", "STRUCT(\"sku\" VARCHAR, \"quantity\" INTEGER)[]"),
+                ("tags", "MAP(VARCHAR, BIGINT)"),
+                ("kind", "VARCHAR"),
+                ("note", "VARCHAR"),
+                ("payload_topic", "VARCHAR"),
+                ("again", "STRUCT(\"sku\" VARCHAR, \"quantity\" INTEGER)"),
+            ]
+        );
+        assert_eq!(
+            table.structure()["lines"],
+            serde_json::json!([{"sku": "VARCHAR", "quantity": "INTEGER"}])
+        );
+    }
+
+    #[test]
+    fn columns_are_the_union_of_all_versions_with_the_newest_type() {
+        let catalog = catalog(vec![
+            (
+                "Thing",
+                1,
+                r#"{"type":"record","name":"Thing","fields":[{"name":"n","type":"int"},{"name":"gone","type":"string"}]}"#,
+            ),
+            (
+                "Thing",
+                2,
+                r#"{"type":"record","name":"Thing","fields":[{"name":"n","type":"long"},{"name":"added","type":["null","string"],"default":null}]}"#,
+            ),
+        ]);
+        let table = TypedTable::for_event_type(&catalog, "Thing").expect("table");
+        let types: Vec<(&str, &str)> = table
+            .columns
+            .iter()
+            .map(|c| (c.column.as_str(), c.sql_type.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            vec![("n", "BIGINT"), ("added", "VARCHAR"), ("gone", "VARCHAR")]
+        );
+    }
+}

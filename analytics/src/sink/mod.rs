@@ -1,0 +1,194 @@
+//! The CDC sink: every record of every `*.events` topic into the DuckDB warehouse.
+//!
+//! - `raw_events`: one row per event (decodable or not), unique by event id;
+//! - one typed table per event type (`OrderPlaced` → `order_placed`): the envelope
+//!   plus one column per Avro field over every schema version ([`mapping`]);
+//! - `sluice_positions` / `sluice_watermarks`: where to resume, how fresh;
+//! - the saved views of `analytics/sql/views.sql`.
+//!
+//! Two halves joined by a bounded channel: the async [`reader`] assigns partitions
+//! and gathers batches; a dedicated OS thread owns the sink's DuckDB connection
+//! and runs the [`Loader`], so no DuckDB call ever blocks the tokio runtime. Each
+//! batch commits with its positions in one DuckDB transaction: a crash anywhere
+//! neither loses nor duplicates (see [`loader`]).
+
+mod loader;
+mod mapping;
+mod reader;
+mod record;
+mod schemas;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_platform::avro::SchemaCatalog;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::warehouse::{Warehouse, WarehouseError};
+
+pub use loader::{LoadReport, Loader};
+pub use reader::TOPIC_SUFFIX;
+pub use record::SinkRecord;
+pub use schemas::repository_schemas_dir;
+
+/// The saved cross-service views, created (or replaced) at every start.
+pub const VIEWS_SQL: &str = include_str!("../../sql/views.sql");
+
+/// Batches waiting for the loader; the reader waits when they are this many.
+const QUEUED_BATCHES: usize = 2;
+
+/// Errors that stop the sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The schemas under the directory do not form a valid catalog (a schema does
+    /// not parse, two versions are identical, …).
+    #[error("the schemas under {dir} are invalid: {message}")]
+    Schemas { dir: PathBuf, message: String },
+    /// A schema file or folder cannot be read.
+    #[error("cannot read {path}: {source}")]
+    SchemaFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// An event type cannot have a typed table (its name clashes with another's or
+    /// with a table of the sink).
+    #[error("typed table: {0}")]
+    TypedTable(String),
+    /// The warehouse could not give the sink a connection.
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    /// A DuckDB statement of the sink failed; the batch was rolled back and will be
+    /// read again from its stored position on the next start.
+    #[error("warehouse statement failed: {0}")]
+    DuckDb(#[from] duckdb::Error),
+    /// The Kafka client could not be created, assigned or asked for metadata.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The views file failed to run.
+    #[error("cannot create the saved views: {0}")]
+    Views(duckdb::Error),
+    /// The loader thread could not start, or panicked.
+    #[error("loader thread: {0}")]
+    LoaderThread(String),
+    /// The loader stopped taking batches (it failed; its error is reported instead
+    /// whenever it can be).
+    #[error("the loader stopped")]
+    LoaderStopped,
+}
+
+/// Tuning and wiring of the sink.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Kafka bootstrap servers.
+    pub bootstrap: String,
+    /// Root of the `.avsc` files (`<service>/<EventType>/v<N>.avsc`).
+    pub schemas_dir: PathBuf,
+    /// Most records loaded in one transaction.
+    pub batch_size: usize,
+    /// How long to gather more records after the first before loading.
+    pub batch_wait: Duration,
+    /// How often the broker's topics are listed to find new topics and partitions.
+    pub topic_refresh: Duration,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            bootstrap: "127.0.0.1:9092".to_owned(),
+            schemas_dir: repository_schemas_dir(),
+            batch_size: 5_000,
+            batch_wait: Duration::from_millis(200),
+            topic_refresh: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The sink, prepared: its tables and views exist.
+pub struct Sink {
+    config: SinkConfig,
+    catalog: SchemaCatalog,
+}
+
+impl Sink {
+    /// Reads the schemas, creates tables, typed tables and views (call before
+    /// [`Warehouse::lock_configuration`]).
+    pub fn prepare(warehouse: &Warehouse, config: SinkConfig) -> Result<Sink, SinkError> {
+        let catalog = schemas::load_catalog(&config.schemas_dir)?;
+        let loader = Loader::new(warehouse.connect()?, catalog.clone())?;
+        loader
+            .connection()
+            .execute_batch(VIEWS_SQL)
+            .map_err(SinkError::Views)?;
+        tracing::info!(
+            event_types = catalog.event_types().count(),
+            schemas_dir = %config.schemas_dir.display(),
+            "sink prepared"
+        );
+        Ok(Sink { config, catalog })
+    }
+
+    /// Loads until `shutdown`; then finishes the batches already read and returns.
+    #[tracing::instrument(name = "sink", skip_all)]
+    pub async fn run(
+        self,
+        warehouse: Arc<Warehouse>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SinkError> {
+        let conn = warehouse.connect()?;
+        let (batches_tx, batches_rx) = mpsc::channel(QUEUED_BATCHES);
+        let (positions_tx, positions_rx) = oneshot::channel();
+        let (catalog, dir) = (self.catalog.clone(), self.config.schemas_dir.clone());
+        let thread = std::thread::Builder::new()
+            .name("sluice-sink-loader".to_owned())
+            .spawn(move || load_loop(conn, catalog, dir, positions_tx, batches_rx))
+            .map_err(|e| SinkError::LoaderThread(e.to_string()))?;
+        let reading = match positions_rx.await {
+            Ok(positions) => match reader::Reader::new(self.config.clone(), positions) {
+                Ok(reader) => reader.run(batches_tx, shutdown).await,
+                Err(e) => Err(e),
+            },
+            // The loader failed before reading positions: its result says why.
+            Err(_) => Err(SinkError::LoaderStopped),
+        };
+        // The reader has dropped the sender: the loader drains what is queued and
+        // stops.
+        let loading = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| SinkError::LoaderThread(e.to_string()))?
+            .map_err(|_| SinkError::LoaderThread("the loader panicked".to_owned()))?;
+        match (reading, loading) {
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(())) => Err(e),
+            (Ok(()), Ok(())) => Ok(()),
+        }
+    }
+}
+
+/// The loader thread: reports the stored positions, then loads every batch it is
+/// sent until the reader hangs up.
+fn load_loop(
+    conn: duckdb::Connection,
+    catalog: SchemaCatalog,
+    schemas_dir: PathBuf,
+    positions: oneshot::Sender<std::collections::BTreeMap<(String, i32), i64>>,
+    mut batches: mpsc::Receiver<Vec<SinkRecord>>,
+) -> Result<(), SinkError> {
+    let mut loader = Loader::new(conn, catalog)?.rescanning(schemas_dir);
+    if positions.send(loader.positions()?).is_err() {
+        return Ok(());
+    }
+    while let Some(batch) = batches.blocking_recv() {
+        let report = loader.load(&batch)?;
+        tracing::debug!(
+            records = report.records,
+            loaded = report.loaded,
+            duplicates = report.duplicates,
+            undecodable = report.undecodable,
+            "batch loaded"
+        );
+    }
+    Ok(())
+}

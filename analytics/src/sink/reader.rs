@@ -1,0 +1,211 @@
+//! The reading side: finds every `*.events` topic, assigns its partitions at the
+//! positions stored in the warehouse, and hands batches of records to the loader.
+//!
+//! No consumer group coordinates anything and nothing is committed to the broker:
+//! the warehouse's `sluice_positions` is the one record of progress. A partition
+//! without a stored position is read from its beginning. The broker's metadata is
+//! refreshed every `topic_refresh`, so a new topic or partition is picked up
+//! while running.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::record::SinkRecord;
+use super::{telemetry, SinkConfig, SinkError};
+
+/// The suffix of every topic the sink loads.
+pub const TOPIC_SUFFIX: &str = ".events";
+
+type Partition = (String, i32);
+
+pub(crate) struct Reader {
+    consumer: Arc<StreamConsumer>,
+    config: SinkConfig,
+    /// Stored next offsets, read once at start.
+    positions: BTreeMap<Partition, i64>,
+    /// Partitions assigned so far, with the next offset this reader will hand over.
+    assigned: BTreeMap<Partition, Option<i64>>,
+    /// The lag report in flight, if any.
+    lag_report: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Reader {
+    pub(crate) fn new(
+        config: SinkConfig,
+        positions: BTreeMap<Partition, i64>,
+    ) -> Result<Self, SinkError> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap)
+            // Required by librdkafka for a consumer; never used to coordinate or
+            // commit (partitions are assigned by hand, offsets live in DuckDB).
+            .set("group.id", "sluice.sink")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "50")
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .set("log_level", "3")
+            .create()?;
+        Ok(Reader {
+            consumer: Arc::new(consumer),
+            config,
+            positions,
+            assigned: BTreeMap::new(),
+            lag_report: None,
+        })
+    }
+
+    /// Reads until `shutdown`, sending batches to the loader. Returns when the
+    /// loader is gone (it failed; its own error says why) or on shutdown.
+    pub(crate) async fn run(
+        mut self,
+        batches: mpsc::Sender<Vec<SinkRecord>>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SinkError> {
+        let mut next_refresh = tokio::time::Instant::now();
+        loop {
+            if tokio::time::Instant::now() >= next_refresh {
+                if let Err(error) = self.discover().await {
+                    tracing::warn!(%error, "cannot refresh the topics; retrying");
+                }
+                self.report_lag();
+                next_refresh = tokio::time::Instant::now() + self.config.topic_refresh;
+            }
+            // `recv` is cancel-safe: a record is taken off the queue only when the
+            // future completes, so losing a race to the timer or shutdown loses
+            // nothing.
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep_until(next_refresh) => continue,
+                message = self.consumer.recv() => message,
+            };
+            let mut batch = Vec::with_capacity(self.config.batch_size);
+            match first {
+                Ok(message) => batch.push(record(&message)),
+                Err(error) => {
+                    tracing::warn!(%error, "kafka error while reading");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            }
+            let deadline = tokio::time::Instant::now() + self.config.batch_wait;
+            while batch.len() < self.config.batch_size {
+                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                    Ok(Ok(message)) => batch.push(record(&message)),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "kafka error while reading");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            for r in &batch {
+                if let Some(next) = self.assigned.get_mut(&(r.topic.clone(), r.partition)) {
+                    *next = Some(r.offset + 1);
+                }
+            }
+            // Waits while the loader is busy: the bounded channel is the
+            // back-pressure, and the records stay in librdkafka's queue meanwhile.
+            if batches.send(batch).await.is_err() {
+                return Err(SinkError::LoaderStopped);
+            }
+        }
+    }
+
+    /// Assigns the partitions of `*.events` topics not assigned yet, at their
+    /// stored positions (the beginning when there is none).
+    async fn discover(&mut self) -> Result<(), SinkError> {
+        let consumer = Arc::clone(&self.consumer);
+        let metadata = tokio::task::spawn_blocking(move || {
+            consumer
+                .fetch_metadata(None, Duration::from_secs(10))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .filter(|t| t.name().ends_with(TOPIC_SUFFIX) && t.error().is_none())
+                        .flat_map(|t| t.partitions().iter().map(|p| (t.name().to_owned(), p.id())))
+                        .collect::<BTreeSet<Partition>>()
+                })
+        })
+        .await
+        .map_err(|e| SinkError::LoaderThread(format!("metadata task: {e}")))??;
+        let mut fresh = TopicPartitionList::new();
+        for partition in metadata {
+            if self.assigned.contains_key(&partition) {
+                continue;
+            }
+            let offset = self
+                .positions
+                .get(&partition)
+                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            tracing::info!(topic = %partition.0, partition = partition.1, ?offset, "assigning partition");
+            fresh.add_partition_offset(&partition.0, partition.1, offset)?;
+            self.assigned.insert(partition, None);
+        }
+        if fresh.count() > 0 {
+            self.consumer.incremental_assign(&fresh)?;
+            telemetry::partitions(self.assigned.len());
+        }
+        Ok(())
+    }
+
+    /// Records not yet read per partition, against the high watermarks; on a
+    /// blocking thread (the watermark query is a broker round trip), one report
+    /// at a time.
+    fn report_lag(&mut self) {
+        if self.lag_report.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let partitions: Vec<(Partition, Option<i64>)> = self
+            .assigned
+            .iter()
+            .map(|(p, next)| (p.clone(), next.or_else(|| self.positions.get(p).copied())))
+            .collect();
+        let consumer = Arc::clone(&self.consumer);
+        self.lag_report = Some(tokio::task::spawn_blocking(move || {
+            for ((topic, partition), next) in partitions {
+                match consumer.fetch_watermarks(&topic, partition, Duration::from_millis(500)) {
+                    Ok((low, high)) => {
+                        let position = next.unwrap_or(low).max(low);
+                        telemetry::lag_records(&topic, partition, (high - position).max(0));
+                    }
+                    Err(error) => {
+                        tracing::debug!(%topic, partition, %error, "no watermarks for the lag gauge")
+                    }
+                }
+            }
+        }));
+    }
+}
+
+fn record(m: &BorrowedMessage<'_>) -> SinkRecord {
+    let headers = m
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    SinkRecord {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+        payload: m.payload().unwrap_or_default().to_vec(),
+        headers,
+    }
+}

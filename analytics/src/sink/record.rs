@@ -1,0 +1,151 @@
+//! A Kafka record as the sink receives it, and its decoding into a row of
+//! `raw_events`: the envelope from the headers, the payload from Avro.
+//!
+//! Decoding never fails a record: whatever cannot be read (an unknown schema
+//! fingerprint, corrupt bytes, a missing header) is written down in the row's
+//! `decode_error`, the Avro bytes are kept, and the record is loaded like any other.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sluice_platform::avro::{AvroError, SchemaCatalog};
+use uuid::Uuid;
+
+/// One record read from a topic, before decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// The record key: the stream id (lossy UTF-8).
+    pub key: String,
+    /// The value: the Avro single-object encoding.
+    pub payload: Vec<u8>,
+    /// The envelope headers, as UTF-8 text.
+    pub headers: BTreeMap<String, String>,
+}
+
+impl SinkRecord {
+    fn header(&self, key: &str) -> Option<&str> {
+        self.headers.get(key).map(String::as_str)
+    }
+}
+
+/// A record decoded for loading: one row of `raw_events`, and of its typed table
+/// when the payload decoded.
+#[derive(Debug, Clone)]
+pub(crate) struct Row<'a> {
+    pub record: &'a SinkRecord,
+    pub event_id: Uuid,
+    pub event_type: Option<String>,
+    pub schema_version: Option<i32>,
+    pub stream_type: Option<String>,
+    pub stream_version: Option<i64>,
+    pub global_position: Option<i64>,
+    pub recorded_at: Option<DateTime<Utc>>,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    /// The payload as JSON text, in the event store's shape; `None` when it did
+    /// not decode.
+    pub payload: Option<String>,
+    /// Everything that could not be read, `; `-separated.
+    pub decode_error: Option<String>,
+    /// The payload failed only because its fingerprint is unknown: a rescan of
+    /// the schemas may help.
+    pub unknown_fingerprint: bool,
+}
+
+impl Row<'_> {
+    /// Whether the row also goes into its event type's typed table.
+    pub(crate) fn is_typed(&self) -> bool {
+        self.payload.is_some() && self.event_type.is_some() && self.schema_version.is_some()
+    }
+}
+
+/// Namespace of the stand-in event ids of records without a readable `event_id`
+/// header: a UUIDv5 of `topic/partition/offset`, so a reload names it the same.
+const STAND_IN_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2b1e_5a4d_4c8e_9a0b_51c3_e7d2_0a11);
+
+/// Decodes a record; never fails (see the module docs).
+pub(crate) fn decode<'a>(catalog: &SchemaCatalog, record: &'a SinkRecord) -> Row<'a> {
+    let mut errors = Vec::new();
+    let mut text = |key: &str| -> Option<String> {
+        let value = record.header(key).map(str::to_owned);
+        if value.is_none() {
+            errors.push(format!("header `{key}` missing"));
+        }
+        value
+    };
+    let event_id_text = text("event_id");
+    let stream_type = text("stream_type");
+    let stream_version_text = text("stream_version");
+    let global_position_text = text("global_position");
+    let recorded_at_text = text("recorded_at");
+    let header_event_type = record.header("event_type").map(str::to_owned);
+    let header_schema_version = record.header("schema_version").and_then(|v| v.parse().ok());
+
+    let mut parse_error =
+        |key: &str, message: String| errors.push(format!("header `{key}`: {message}"));
+    let event_id = match event_id_text.as_deref().map(Uuid::parse_str) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(e)) => {
+            parse_error("event_id", e.to_string());
+            None
+        }
+        None => None,
+    };
+    let number = |key: &str, value: Option<String>, errors: &mut dyn FnMut(&str, String)| {
+        value.and_then(|v| {
+            v.parse::<i64>()
+                .map_err(|e| errors(key, e.to_string()))
+                .ok()
+        })
+    };
+    let stream_version = number("stream_version", stream_version_text, &mut parse_error);
+    let global_position = number("global_position", global_position_text, &mut parse_error);
+    let recorded_at = recorded_at_text.and_then(|t| {
+        DateTime::parse_from_rfc3339(&t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| parse_error("recorded_at", e.to_string()))
+            .ok()
+    });
+    let optional_uuid = |key: &str| record.header(key).and_then(|v| Uuid::parse_str(v).ok());
+
+    let event_id = event_id.unwrap_or_else(|| {
+        errors
+            .push("the event id is a stand-in derived from topic, partition and offset".to_owned());
+        Uuid::new_v5(
+            &STAND_IN_NAMESPACE,
+            format!("{}/{}/{}", record.topic, record.partition, record.offset).as_bytes(),
+        )
+    });
+    let (event_type, schema_version, payload, unknown_fingerprint) =
+        match catalog.decode_single_object(&record.payload) {
+            Ok(decoded) => (
+                Some(decoded.event_type),
+                Some(decoded.schema_version),
+                Some(decoded.payload.to_string()),
+                false,
+            ),
+            Err(error) => {
+                let unknown = matches!(error, AvroError::UnknownFingerprint(_));
+                errors.push(error.to_string());
+                (header_event_type, header_schema_version, None, unknown)
+            }
+        };
+    Row {
+        record,
+        event_id,
+        event_type,
+        schema_version,
+        stream_type,
+        stream_version,
+        global_position,
+        recorded_at,
+        correlation_id: optional_uuid("correlation_id"),
+        causation_id: optional_uuid("causation_id"),
+        payload,
+        decode_error: (!errors.is_empty()).then(|| errors.join("; ")),
+        unknown_fingerprint,
+    }
+}

@@ -1,0 +1,568 @@
+//! The analyst SQL endpoint against a real DuckDB file, a real server on
+//! 127.0.0.1:0 and real clients (tokio-postgres, psql).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_analytics::analyst::{self, AnalystConfig};
+use sluice_analytics::shell::{self, ConnectOptions, ResultTable};
+use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_util::sync::CancellationToken;
+
+const USER: &str = "ada";
+const PASSWORD: &str = "s3cret";
+
+struct Endpoint {
+    addr: std::net::SocketAddr,
+    dir: PathBuf,
+    warehouse: Arc<Warehouse>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), analyst::AnalystError>>,
+}
+
+impl Endpoint {
+    async fn start(row_limit: usize, statement_timeout: Duration) -> Endpoint {
+        let dir = std::env::temp_dir().join(format!("sluice-analyst-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("secret.csv"), "password\nhunter2\n").unwrap();
+        let warehouse = Arc::new(
+            Warehouse::open(&dir.join("warehouse.duckdb"), &WarehouseSettings::default()).unwrap(),
+        );
+        warehouse
+            .connect()
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE orders (id INTEGER, amount DECIMAL(12,2), customer VARCHAR, \
+                   placed_at TIMESTAMPTZ, order_id UUID, paid BOOLEAN, weight DOUBLE, \
+                   big BIGINT, tags VARCHAR[], payload JSON);
+                 INSERT INTO orders VALUES
+                   (1, 12.50, 'alice', TIMESTAMPTZ '2024-05-01 10:00:00+00',
+                    '0191b2c4-7c5e-7a3b-9f1e-2d3c4b5a6f70', true, 1.5, 9000000000,
+                    ['a', 'b'], '{\"k\": 1}'),
+                   (2, 7.25, 'bob', TIMESTAMPTZ '2024-05-02 11:30:00+00',
+                    '0191b2c4-7c5e-7a3b-9f1e-2d3c4b5a6f71', false, 2.25, 1, [], NULL),
+                   (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+                 CREATE TABLE loads (n INTEGER);
+                 CREATE MACRO orders_of(who) AS TABLE SELECT id FROM orders WHERE customer = who;",
+            )
+            .unwrap();
+        warehouse.lock_configuration().unwrap();
+        let config = AnalystConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            analysts: BTreeMap::from([(USER.to_owned(), PASSWORD.to_owned())]),
+            statement_timeout,
+            row_limit,
+            max_sessions: 32,
+        };
+        let listener = analyst::bind(&config).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(analyst::serve(
+            warehouse.clone(),
+            config,
+            listener,
+            shutdown.clone(),
+        ));
+        Endpoint {
+            addr,
+            dir,
+            warehouse,
+            shutdown,
+            server,
+        }
+    }
+
+    async fn default() -> Endpoint {
+        Endpoint::start(2_000_000, Duration::from_secs(30)).await
+    }
+
+    fn config(&self, user: &str, password: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.addr.port())
+            .user(user)
+            .password(password)
+            .dbname("warehouse");
+        config
+    }
+
+    async fn client(&self) -> Client {
+        let (client, connection) = self.config(USER, PASSWORD).connect(NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    fn count(&self, table: &str) -> i64 {
+        self.warehouse
+            .connect()
+            .unwrap()
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|db| db.code().code().to_owned())
+        .unwrap_or_else(|| format!("not a server error: {e}"))
+}
+
+fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|db| db.message().to_owned())
+        .unwrap_or_default()
+}
+
+fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
+    messages
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn simple_queries_return_postgres_text() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let messages = client
+        .simple_query(
+            "SELECT id, amount, customer, placed_at, order_id, paid, weight, big, tags, payload \
+             FROM orders ORDER BY id",
+        )
+        .await
+        .unwrap();
+    let rows = simple_rows(&messages);
+    assert_eq!(rows.len(), 3);
+    let s = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        rows[0],
+        vec![
+            s("1"),
+            s("12.50"),
+            s("alice"),
+            s("2024-05-01 10:00:00+00"),
+            s("0191b2c4-7c5e-7a3b-9f1e-2d3c4b5a6f70"),
+            s("t"),
+            s("1.5"),
+            s("9000000000"),
+            s("['a', 'b']"),
+            s("{\"k\": 1}"),
+        ]
+    );
+    assert!(rows[2][1..].iter().all(Option::is_none), "NULLs stay NULL");
+
+    // several statements in one string, and client housekeeping as no-ops
+    let messages = client
+        .simple_query(
+            "SET application_name = 'test'; SELECT 1 AS one; BEGIN; SELECT 'two'; COMMIT; \
+             SHOW TRANSACTION ISOLATION LEVEL",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(&messages),
+        vec![vec![s("1")], vec![s("two")], vec![s("read committed")]]
+    );
+    // the warehouse's own table macros (the saved views) are allowed
+    let macro_rows = client
+        .simple_query("SELECT * FROM orders_of('bob')")
+        .await
+        .unwrap();
+    assert_eq!(simple_rows(&macro_rows), vec![vec![s("2")]]);
+    let version = client.simple_query("SELECT version()").await.unwrap();
+    assert_eq!(simple_rows(&version).len(), 1);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn extended_queries_bind_parameters_and_describe_types() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let sql = "SELECT id, amount, customer, placed_at, order_id, paid, weight, big, tags, payload \
+               FROM orders WHERE id = $1 AND customer = $2";
+    // untyped parameters are announced as text and cast by DuckDB
+    let untyped = client.prepare(sql).await.unwrap();
+    assert_eq!(untyped.params(), &[Type::TEXT, Type::TEXT]);
+    let row = client.query_one(&untyped, &[&"2", &"bob"]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    // types the client declares are used, values arrive in binary
+    let stmt = client
+        .prepare_typed(sql, &[Type::INT4, Type::TEXT])
+        .await
+        .unwrap();
+    assert_eq!(stmt.params(), &[Type::INT4, Type::TEXT]);
+    let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+    assert_eq!(
+        types,
+        vec![
+            Type::INT4,
+            Type::NUMERIC,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::UUID,
+            Type::BOOL,
+            Type::FLOAT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::JSON,
+        ]
+    );
+    let row = client.query_one(&stmt, &[&1i32, &"alice"]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+    assert_eq!(row.get::<_, String>(2), "alice");
+    assert_eq!(
+        row.get::<_, chrono::DateTime<chrono::Utc>>(3).to_rfc3339(),
+        "2024-05-01T10:00:00+00:00"
+    );
+    assert_eq!(
+        row.get::<_, uuid::Uuid>(4).to_string(),
+        "0191b2c4-7c5e-7a3b-9f1e-2d3c4b5a6f70"
+    );
+    assert!(row.get::<_, bool>(5));
+    assert_eq!(row.get::<_, f64>(6), 1.5);
+    assert_eq!(row.get::<_, i64>(7), 9_000_000_000);
+    assert_eq!(row.get::<_, String>(8), "['a', 'b']");
+
+    // NULLs come back as None; a statement is reusable with other parameters
+    let by_id = client
+        .prepare_typed(
+            "SELECT amount, customer, paid FROM orders WHERE id = $1",
+            &[Type::INT4],
+        )
+        .await
+        .unwrap();
+    let nulls = client.query_one(&by_id, &[&3i32]).await.unwrap();
+    assert_eq!(nulls.get::<_, Option<String>>(1), None);
+    assert_eq!(nulls.get::<_, Option<bool>>(2), None);
+    assert!(client
+        .query(&stmt, &[&2i32, &"alice"])
+        .await
+        .unwrap()
+        .is_empty());
+
+    // bigint, double and timestamptz parameters in binary format
+    let since = chrono::DateTime::parse_from_rfc3339("2024-05-02T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let typed = client
+        .prepare_typed(
+            "SELECT id FROM orders WHERE big >= $1 AND weight > $2 AND placed_at > $3",
+            &[Type::INT8, Type::FLOAT8, Type::TIMESTAMPTZ],
+        )
+        .await
+        .unwrap();
+    let rows = client
+        .query(&typed, &[&1i64, &2.0f64, &since])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i32>(0), 2);
+    // numeric is described as numeric and its text is exact
+    let amount = client
+        .simple_query("SELECT sum(amount) FROM orders")
+        .await
+        .unwrap();
+    assert_eq!(simple_rows(&amount), vec![vec![Some("19.75".to_owned())]]);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_password_and_unknown_user_are_refused() {
+    let endpoint = Endpoint::default().await;
+    for (user, password) in [(USER, "wrong"), ("mallory", PASSWORD)] {
+        let e = endpoint
+            .config(user, password)
+            .connect(NoTls)
+            .await
+            .err()
+            .expect("login must fail");
+        assert_eq!(sqlstate(&e), "28P01", "{user}: {e}");
+    }
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sessions_read_while_the_sink_writes() {
+    let endpoint = Endpoint::default().await;
+    let writer = endpoint.warehouse.connect().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                writer.execute("INSERT INTO loads VALUES (?)", [n]).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut sessions = tokio::task::JoinSet::new();
+    for i in 0..8i64 {
+        let client = endpoint.client().await;
+        sessions.spawn(async move {
+            let doubled = client
+                .prepare_typed("SELECT $1::BIGINT * 2, count(*) FROM orders", &[Type::INT8])
+                .await
+                .unwrap();
+            for _ in 0..5 {
+                let row = client.query_one(&doubled, &[&i]).await.unwrap();
+                assert_eq!(row.get::<_, i64>(0), i * 2);
+                assert_eq!(row.get::<_, i64>(1), 3);
+                let loads = client
+                    .query_one("SELECT count(*) FROM loads", &[])
+                    .await
+                    .unwrap();
+                assert!(loads.get::<_, i64>(0) >= 0);
+            }
+        });
+    }
+    while let Some(done) = sessions.join_next().await {
+        done.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let inserted = writing.join().unwrap();
+    assert!(inserted > 0);
+    assert_eq!(endpoint.count("loads"), inserted);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_statements_are_refused_and_change_nothing() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let secret = endpoint.dir.join("secret.csv");
+    let secret = secret.display();
+    let out = endpoint.dir.join("out.csv");
+    let out_path = out.display();
+    let hostile = [
+        format!("SELECT * FROM read_csv('{secret}')"),
+        format!("SELECT * FROM read_csv_auto('{secret}')"),
+        format!("SELECT * FROM read_text('{secret}')"),
+        format!("SELECT * FROM '{secret}'"),
+        format!("SELECT * FROM glob('{}/*')", endpoint.dir.display()),
+        "SELECT * FROM query('SELECT 1')".to_owned(),
+        format!("COPY orders TO '{out_path}'"),
+        format!(
+            "ATTACH '{}' AS other",
+            endpoint.dir.join("other.duckdb").display()
+        ),
+        "INSTALL httpfs".to_owned(),
+        "LOAD httpfs".to_owned(),
+        "SET enable_external_access = true".to_owned(),
+        "PRAGMA enable_profiling".to_owned(),
+        "CREATE TABLE stolen AS SELECT 1".to_owned(),
+        "CREATE MACRO m() AS 1".to_owned(),
+        "INSERT INTO orders (id) VALUES (99)".to_owned(),
+        "UPDATE orders SET paid = true".to_owned(),
+        "DELETE FROM orders".to_owned(),
+        "DROP TABLE orders".to_owned(),
+        format!(
+            "EXPORT DATABASE '{}'",
+            endpoint.dir.join("export").display()
+        ),
+        "CHECKPOINT".to_owned(),
+        "select 1; drop table orders".to_owned(),
+    ];
+    for sql in &hostile {
+        let e = client
+            .simple_query(sql)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("ran: {sql}"));
+        assert!(
+            ["42501", "25006"].contains(&sqlstate(&e).as_str()),
+            "{sql}: {} {}",
+            sqlstate(&e),
+            message(&e)
+        );
+        assert!(message(&e).contains("refused"), "{sql}: {}", message(&e));
+        // the extended protocol refuses the same
+        assert!(client.prepare(sql).await.is_err(), "prepared: {sql}");
+    }
+    let e = client.simple_query("DELETE FROM orders").await.unwrap_err();
+    assert!(
+        message(&e).starts_with("DELETE is refused"),
+        "{}",
+        message(&e)
+    );
+    assert_eq!(endpoint.count("orders"), 3);
+    assert!(!out.exists());
+    assert!(!endpoint.dir.join("export").exists());
+    assert!(!endpoint.dir.join("other.duckdb").exists());
+    // the session is still usable and its reads still work
+    let rows = client
+        .simple_query("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("3".to_owned())]]);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_carry_postgres_sqlstates() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    for (sql, code) in [
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM nope", "42P01"),
+        ("SELECT nope FROM orders", "42703"),
+    ] {
+        let e = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), code, "{sql}: {}", message(&e));
+    }
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_query_times_out_and_the_session_stays_usable() {
+    let endpoint = Endpoint::start(1_000, Duration::from_millis(500)).await;
+    let client = endpoint.client().await;
+    let e = client
+        .simple_query("SELECT count(*) FROM range(100000000) a, range(100000000) b")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{}", message(&e));
+    let rows = client.simple_query("SELECT 42").await.unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("42".to_owned())]]);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_result_past_the_row_limit_fails() {
+    let endpoint = Endpoint::start(1_000, Duration::from_secs(30)).await;
+    let client = endpoint.client().await;
+    let e = client
+        .simple_query("SELECT * FROM range(1001)")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "54000", "{}", message(&e));
+    let at_limit = client
+        .query("SELECT * FROM range(1000)", &[])
+        .await
+        .unwrap();
+    assert_eq!(at_limit.len(), 1000);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_million_rows_stream_complete() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let stream = client
+        .query_raw(
+            "SELECT range AS n, 'row ' || range AS label FROM range(1000000)",
+            Vec::<i32>::new(),
+        )
+        .await
+        .unwrap();
+    futures::pin_mut!(stream);
+    let (mut count, mut sum) = (0i64, 0i64);
+    while let Some(row) = futures::StreamExt::next(&mut stream).await {
+        let row = row.unwrap();
+        sum += row.get::<_, i64>(0);
+        count += 1;
+    }
+    assert_eq!(count, 1_000_000);
+    assert_eq!(sum, 999_999 * 1_000_000 / 2);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psql_runs_one_shot_queries() {
+    let endpoint = Endpoint::default().await;
+    let psql = |sql: &str| {
+        std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                USER,
+                "-d",
+                "warehouse",
+            ])
+            .args(["-p", &endpoint.addr.port().to_string(), "-c", sql])
+            .env("PGPASSWORD", PASSWORD)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+    };
+    match psql("select 1") {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("psql is not on PATH: skipping only the psql client");
+        }
+        Err(e) => panic!("cannot run psql: {e}"),
+        Ok(output) => {
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "1");
+            let output = psql("select customer from orders where id = 2").unwrap();
+            assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "bob");
+            let output = psql("drop table orders").unwrap();
+            assert!(!output.status.success());
+            assert!(String::from_utf8_lossy(&output.stderr).contains("refused"));
+        }
+    }
+    assert_eq!(endpoint.count("orders"), 3);
+    endpoint.stop().await;
+}
+
+#[test]
+fn shell_tables_are_aligned_like_psql() {
+    let table = ResultTable {
+        columns: vec!["id".to_owned(), "customer".to_owned()],
+        rows: vec![
+            vec![Some("1".to_owned()), Some("alice".to_owned())],
+            vec![Some("22".to_owned()), None],
+        ],
+    };
+    assert_eq!(
+        shell::format_table(&table),
+        "  id | customer\n----+----------\n 1  | alice\n 22 |\n(2 rows)\n"
+            .replace("  id |", " id |")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shell_runs_a_one_shot_query_and_fails_on_error() {
+    let endpoint = Endpoint::default().await;
+    let options = ConnectOptions {
+        host: "127.0.0.1".to_owned(),
+        port: endpoint.addr.port(),
+        user: USER.to_owned(),
+        password: PASSWORD.to_owned(),
+        database: "warehouse".to_owned(),
+    };
+    shell::run(&options, Some("SELECT count(*) FROM orders".to_owned()))
+        .await
+        .unwrap();
+    match shell::run(&options, Some("DROP TABLE orders".to_owned())).await {
+        Err(shell::ShellError::Query { code, .. }) => assert_eq!(code, "42501"),
+        other => panic!("expected a refused query, got {other:?}"),
+    }
+    assert_eq!(endpoint.count("orders"), 3);
+    endpoint.stop().await;
+}

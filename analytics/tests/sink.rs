@@ -1,0 +1,1143 @@
+//! The CDC sink against a real Kafka-protocol broker (tansu), real DuckDB files and,
+//! where services are involved, the real write services and relays on PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rand::Rng;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{json, Value};
+use sluice_analytics::sink::{
+    repository_schemas_dir, Loader, Sink, SinkConfig, SinkError, SinkRecord, VIEWS_SQL,
+};
+use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
+use sluice_platform::avro::{SchemaCatalog, SchemaSource};
+use sluice_platform::relay::{Relay, RelayConfig};
+use sluice_platform::store::{StreamId, StreamVersion};
+use sluice_platform::testing::{unique_suffix, TestApp, TestBroker};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------
+// Support
+// ---------------------------------------------------------------------------
+
+/// A fresh directory for one test's warehouse (and schemas), removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sluice-sink-{label}-{}", unique_suffix()));
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scratch(dir)
+    }
+
+    fn warehouse(&self) -> PathBuf {
+        self.0.join("warehouse.duckdb")
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn config(bootstrap: &str, schemas_dir: &Path) -> SinkConfig {
+    SinkConfig {
+        bootstrap: bootstrap.to_owned(),
+        schemas_dir: schemas_dir.to_owned(),
+        batch_size: 500,
+        batch_wait: Duration::from_millis(20),
+        topic_refresh: Duration::from_millis(500),
+    }
+}
+
+/// A sink running in this process.
+struct RunningSink {
+    warehouse: Arc<Warehouse>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), SinkError>>,
+}
+
+impl RunningSink {
+    fn start(path: &Path, config: SinkConfig) -> Self {
+        let warehouse =
+            Arc::new(Warehouse::open(path, &WarehouseSettings::default()).expect("warehouse"));
+        let sink = Sink::prepare(&warehouse, config).expect("prepare the sink");
+        warehouse.lock_configuration().expect("lock");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(sink.run(Arc::clone(&warehouse), shutdown.clone()));
+        RunningSink {
+            warehouse,
+            shutdown,
+            task,
+        }
+    }
+
+    fn query<T: duckdb::types::FromSql>(&self, sql: &str) -> T {
+        let conn = self.warehouse.connect().expect("connect");
+        conn.query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Waits until `sql` (one number) reaches `expected`.
+    async fn wait_for(&self, sql: &str, expected: i64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let got: Option<i64> = self.query(sql);
+            if got == Some(expected) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sql}: {got:?}, expected {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.expect("sink task").expect("sink");
+    }
+}
+
+fn repository_catalog() -> SchemaCatalog {
+    let services = [
+        sluice_orders::schemas(),
+        sluice_payments::schemas(),
+        sluice_shipping::schemas(),
+    ];
+    SchemaCatalog::new(services.into_iter().flatten()).expect("catalog")
+}
+
+/// An event as the relay publishes it.
+#[derive(Debug, Clone)]
+struct TestEvent {
+    topic: String,
+    stream_type: &'static str,
+    stream_id: Uuid,
+    stream_version: i64,
+    event_id: Uuid,
+    event_type: &'static str,
+    schema_version: i32,
+    payload: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+impl TestEvent {
+    fn new(event_type: &'static str, stream_id: Uuid, version: i64, payload: Value) -> Self {
+        let (topic, stream_type) = match event_type {
+            t if t.starts_with("Order") => ("orders.events", "order"),
+            t if t.starts_with("Payment") => ("payments.events", "payment"),
+            _ => ("shipping.events", "shipment"),
+        };
+        TestEvent {
+            topic: topic.to_owned(),
+            stream_type,
+            stream_id,
+            stream_version: version,
+            event_id: Uuid::now_v7(),
+            event_type,
+            schema_version: 1,
+            payload,
+            recorded_at: Utc::now(),
+        }
+    }
+
+    fn at(mut self, recorded_at: DateTime<Utc>) -> Self {
+        self.recorded_at = recorded_at;
+        self
+    }
+
+    /// The relay's headers.
+    fn headers(&self, catalog: &SchemaCatalog) -> BTreeMap<String, String> {
+        let fingerprint = catalog
+            .fingerprint(self.event_type, self.schema_version)
+            .expect("schema");
+        [
+            ("event_id", self.event_id.to_string()),
+            ("event_type", self.event_type.to_owned()),
+            ("stream_type", self.stream_type.to_owned()),
+            ("stream_version", self.stream_version.to_string()),
+            ("global_position", self.stream_version.to_string()),
+            ("schema_version", self.schema_version.to_string()),
+            (
+                "schema_fingerprint",
+                fingerprint.0.iter().map(|b| format!("{b:02x}")).collect(),
+            ),
+            ("recorded_at", self.recorded_at.to_rfc3339()),
+            ("correlation_id", self.stream_id.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn bytes(&self, catalog: &SchemaCatalog) -> Vec<u8> {
+        catalog
+            .encode_single_object(self.event_type, self.schema_version, &self.payload)
+            .expect("encode")
+    }
+
+    /// The record as the sink would read it at `offset`.
+    fn record(&self, catalog: &SchemaCatalog, offset: i64) -> SinkRecord {
+        SinkRecord {
+            topic: self.topic.clone(),
+            partition: 0,
+            offset,
+            key: self.stream_id.to_string(),
+            payload: self.bytes(catalog),
+            headers: self.headers(catalog),
+        }
+    }
+}
+
+fn producer(bootstrap: &str) -> FutureProducer {
+    rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("log_level", "3")
+        .create()
+        .expect("producer")
+}
+
+type RawRecord = (String, Vec<u8>, BTreeMap<String, String>);
+
+/// Publishes raw records (key, value, headers) to `topic` and waits for the acks.
+async fn publish_raw(producer: &FutureProducer, topic: &str, records: &[RawRecord]) {
+    let mut deliveries = Vec::new();
+    for (key, value, headers) in records {
+        let headers = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v.as_str()),
+            })
+        });
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(value)
+            .headers(headers);
+        deliveries.push(producer.send(record, Duration::from_secs(10)));
+    }
+    for delivery in deliveries {
+        delivery.await.expect("delivered");
+    }
+}
+
+async fn publish(producer: &FutureProducer, catalog: &SchemaCatalog, events: &[TestEvent]) {
+    let mut by_topic: BTreeMap<&str, Vec<RawRecord>> = BTreeMap::new();
+    for e in events {
+        by_topic.entry(&e.topic).or_default().push((
+            e.stream_id.to_string(),
+            e.bytes(catalog),
+            e.headers(catalog),
+        ));
+    }
+    for (topic, records) in by_topic {
+        publish_raw(producer, topic, &records).await;
+    }
+}
+
+fn order_placed(order: Uuid, customer: &str, total: i64) -> Value {
+    json!({
+        "order_id": order.to_string(),
+        "customer_id": customer,
+        "currency": "EUR",
+        "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price_minor": total}],
+        "total_minor": total,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The three services, end to end
+// ---------------------------------------------------------------------------
+
+fn spawn_relay(
+    service: &sluice_platform::service::WriteService,
+    app: &TestApp,
+    broker: &TestBroker,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let catalog = service.catalog().expect("schemas");
+    let relay = Relay::new(
+        service.name,
+        app.store.pool().clone(),
+        &broker.bootstrap(),
+        Arc::new(catalog),
+        RelayConfig {
+            idle_interval: Duration::from_millis(20),
+            ..RelayConfig::default()
+        },
+    )
+    .expect("relay");
+    let token = shutdown.clone();
+    tokio::spawn(async move { relay.run(token).await.expect("relay") })
+}
+
+async fn command(client: &reqwest::Client, url: String, body: Value) {
+    let response = client.post(&url).json(&body).send().await.expect("send");
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_all_three_services_land_in_raw_and_typed_tables_and_order_facts_joins_them() {
+    let broker = TestBroker::start().await;
+    for topic in [
+        sluice_orders::TOPIC,
+        sluice_payments::TOPIC,
+        sluice_shipping::TOPIC,
+    ] {
+        broker.topic(topic, 2).await;
+    }
+    let orders = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let payments = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let shipping = TestApp::spawn(&sluice_shipping::SERVICE).await;
+    let relays_shutdown = CancellationToken::new();
+    let relays = [
+        spawn_relay(&sluice_orders::SERVICE, &orders, &broker, &relays_shutdown),
+        spawn_relay(
+            &sluice_payments::SERVICE,
+            &payments,
+            &broker,
+            &relays_shutdown,
+        ),
+        spawn_relay(
+            &sluice_shipping::SERVICE,
+            &shipping,
+            &broker,
+            &relays_shutdown,
+        ),
+    ];
+    let scratch = Scratch::new("services");
+    let sink = RunningSink::start(
+        &scratch.warehouse(),
+        config(&broker.bootstrap(), &repository_schemas_dir()),
+    );
+
+    // Order A goes the whole way; order B is cancelled.
+    let client = reqwest::Client::new();
+    let (order_a, order_b) = (Uuid::now_v7(), Uuid::now_v7());
+    let (payment, shipment) = (Uuid::now_v7(), Uuid::now_v7());
+    let steps = [
+        (
+            orders.url("/orders"),
+            json!({"order_id": order_a, "customer_id": "cust-a", "currency": "EUR",
+                   "lines": [{"sku": "BOOK-1", "quantity": 2, "unit_price_minor": 1250},
+                             {"sku": "PEN-7", "quantity": 1, "unit_price_minor": 300}]}),
+        ),
+        (
+            orders.url("/orders"),
+            json!({"order_id": order_b, "customer_id": "cust-b", "currency": "USD",
+                   "lines": [{"sku": "MUG-3", "quantity": 1, "unit_price_minor": 900}]}),
+        ),
+        (
+            payments.url("/payments"),
+            json!({"payment_id": payment, "order_id": order_a, "amount_minor": 2800, "currency": "EUR"}),
+        ),
+        (orders.url(&format!("/orders/{order_a}/confirm")), json!({})),
+        (
+            payments.url(&format!("/payments/{payment}/capture")),
+            json!({}),
+        ),
+        (
+            shipping.url("/shipments"),
+            json!({"shipment_id": shipment, "order_id": order_a}),
+        ),
+        (
+            shipping.url(&format!("/shipments/{shipment}/dispatch")),
+            json!({"carrier": "DHL Express", "tracking_number": "JD0001"}),
+        ),
+        (
+            shipping.url(&format!("/shipments/{shipment}/deliver")),
+            json!({}),
+        ),
+        (
+            orders.url(&format!("/orders/{order_b}/cancel")),
+            json!({"reason": "changed my mind"}),
+        ),
+    ];
+    for (url, body) in steps {
+        command(&client, url, body).await;
+    }
+
+    let produced =
+        orders.event_count().await + payments.event_count().await + shipping.event_count().await;
+    assert_eq!(produced, 9);
+    sink.wait_for("SELECT count(*) FROM raw_events", produced)
+        .await;
+
+    // raw_events: the store's event ids and versions, decoded payloads, no errors.
+    let undecoded: i64 = sink
+        .query("SELECT count(*) FROM raw_events WHERE payload IS NULL OR decode_error IS NOT NULL");
+    assert_eq!(undecoded, 0);
+    let topics: i64 = sink.query("SELECT count(DISTINCT topic) FROM raw_events");
+    assert_eq!(topics, 3);
+    let conn = sink.warehouse.connect().expect("connect");
+    let loaded: Vec<(String, i64, String)> = conn
+        .prepare(
+            "SELECT CAST(event_id AS VARCHAR), stream_version, stream_type FROM raw_events \
+              WHERE stream_id = ? ORDER BY stream_version",
+        )
+        .expect("prepare")
+        .query_map([order_a.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let stored: Vec<(String, i64, String)> = orders
+        .store
+        .read_stream(&StreamId::from(order_a), StreamVersion::FIRST)
+        .await
+        .expect("read the order stream")
+        .iter()
+        .map(|e| {
+            (
+                e.event_id.0.to_string(),
+                e.stream_version.get(),
+                e.stream_type.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(loaded, stored, "the warehouse keeps the store's envelope");
+    assert_eq!(loaded.len(), 2);
+
+    // Typed tables: values, uuids, lists of structs, timestamps.
+    let placed: (String, i64, String, i32, String) = conn
+        .query_row(
+            "SELECT customer_id, total_minor, array_to_string([l.sku FOR l IN lines], ','), \
+                    lines[1].quantity, typeof(order_id) \
+               FROM order_placed WHERE order_id = ?",
+            [order_a.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .expect("order_placed row");
+    assert_eq!(
+        placed,
+        (
+            "cust-a".to_owned(),
+            2800,
+            "BOOK-1,PEN-7".to_owned(),
+            2,
+            "UUID".to_owned()
+        )
+    );
+    let captured: i64 = sink.query(&format!(
+        "SELECT amount_minor FROM payment_captured WHERE payment_id = '{payment}'"
+    ));
+    assert_eq!(captured, 2800);
+    let carrier: String = sink.query(&format!(
+        "SELECT carrier || '/' || tracking_number FROM shipment_dispatched WHERE order_id = '{order_a}'"
+    ));
+    assert_eq!(carrier, "DHL Express/JD0001");
+    let reason: String = sink.query("SELECT reason FROM order_cancelled");
+    assert_eq!(reason, "changed my mind");
+    let same_time: bool = sink.query(
+        "SELECT bool_and(t.recorded_at = r.recorded_at \
+                         AND epoch_us(t.recorded_at) > epoch_us(now()) - 300000000) \
+           FROM order_placed t JOIN raw_events r USING (event_id)",
+    );
+    assert!(same_time, "typed tables carry the event time");
+
+    // order_facts: one row per order with payment and shipment joined in.
+    let facts: i64 = sink.query("SELECT count(*) FROM order_facts");
+    assert_eq!(facts, 2);
+    let a: (String, String, i64, String, bool) = conn
+        .query_row(
+            "SELECT status, payment_status, authorized_minor, carrier, \
+                    time_to_deliver_seconds >= time_to_ship_seconds \
+               FROM order_facts WHERE order_id = ?",
+            [order_a.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .expect("order A facts");
+    assert_eq!(
+        a,
+        (
+            "delivered".to_owned(),
+            "captured".to_owned(),
+            2800,
+            "DHL Express".to_owned(),
+            true
+        )
+    );
+    let b: (String, String, String) = conn
+        .query_row(
+            "SELECT status, payment_status, cancel_reason FROM order_facts WHERE order_id = ?",
+            [order_b.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("order B facts");
+    assert_eq!(
+        b,
+        (
+            "cancelled".to_owned(),
+            "none".to_owned(),
+            "changed my mind".to_owned()
+        )
+    );
+    drop(conn);
+
+    sink.stop().await;
+    relays_shutdown.cancel();
+    for relay in relays {
+        relay.await.expect("relay task");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Delivery guarantees
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_records_are_loaded_once() {
+    let broker = TestBroker::start().await;
+    broker.topic("orders.events", 2).await;
+    let catalog = repository_catalog();
+    let events: Vec<TestEvent> = (0..50)
+        .map(|i| {
+            let order = Uuid::now_v7();
+            TestEvent::new(
+                "OrderPlaced",
+                order,
+                1,
+                order_placed(order, &format!("c{i}"), 100 + i),
+            )
+        })
+        .collect();
+    let producer = producer(&broker.bootstrap());
+    publish(&producer, &catalog, &events).await;
+    let scratch = Scratch::new("redelivery");
+    let sink = RunningSink::start(
+        &scratch.warehouse(),
+        config(&broker.bootstrap(), &repository_schemas_dir()),
+    );
+    sink.wait_for("SELECT count(*) FROM raw_events", 50).await;
+
+    // The relay sends everything again (a crash before its checkpoint), and part
+    // of it a third time.
+    publish(&producer, &catalog, &events).await;
+    publish(&producer, &catalog, &events[..20]).await;
+    sink.wait_for(
+        "SELECT CAST(sum(next_offset) AS BIGINT) FROM sluice_positions",
+        120,
+    )
+    .await;
+    let (rows, distinct, typed): (i64, i64, i64) = (
+        sink.query("SELECT count(*) FROM raw_events"),
+        sink.query("SELECT count(DISTINCT event_id) FROM raw_events"),
+        sink.query("SELECT count(*) FROM order_placed"),
+    );
+    assert_eq!((rows, distinct, typed), (50, 50, 50));
+    let watermark: i64 =
+        sink.query("SELECT CAST(sum(loaded_offset + 1) AS BIGINT) FROM sluice_watermarks");
+    assert_eq!(watermark, 120);
+    sink.stop().await;
+}
+
+/// Environment of a sink child process (see `sink_child_process`).
+const CHILD_WAREHOUSE: &str = "SLUICE_SINK_TEST_CHILD_WAREHOUSE";
+const CHILD_BOOTSTRAP: &str = "SLUICE_SINK_TEST_CHILD_BOOTSTRAP";
+/// What the child prints once its sink is prepared and running.
+const CHILD_READY: &str = "sluice-sink-child-ready";
+
+/// Not a test of its own: the body of the sink child process that
+/// `sink_killed_20_times_mid_load_loses_and_duplicates_nothing` starts (this test
+/// binary, filtered to this test, with the child variables set) and kills. Without
+/// those variables it returns at once.
+#[test]
+fn sink_child_process() {
+    let (Ok(warehouse), Ok(bootstrap)) = (
+        std::env::var(CHILD_WAREHOUSE),
+        std::env::var(CHILD_BOOTSTRAP),
+    ) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut config = config(&bootstrap, &repository_schemas_dir());
+        config.batch_size = 40;
+        config.batch_wait = Duration::from_millis(5);
+        let sink = RunningSink::start(Path::new(&warehouse), config);
+        println!("{CHILD_READY}");
+        sink.task.await.expect("sink task").expect("sink");
+    });
+}
+
+fn spawn_child(warehouse: &Path, bootstrap: &str) -> Child {
+    Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "sink_child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_WAREHOUSE, warehouse)
+        .env(CHILD_BOOTSTRAP, bootstrap)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the sink child")
+}
+
+/// Waits until the child says its sink is prepared (its start-up time varies with
+/// the machine's load; the kill delay counts from here).
+async fn child_ready(child: &mut Child) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("piped stdout");
+    tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        while let Some(Ok(line)) = lines.next() {
+            if line.contains(CHILD_READY) {
+                return;
+            }
+        }
+        panic!("the sink child ended before it was ready");
+    })
+    .await
+    .expect("reading the child");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_killed_20_times_mid_load_loses_and_duplicates_nothing() {
+    let broker = TestBroker::start().await;
+    broker.topic("orders.events", 3).await;
+    let catalog = repository_catalog();
+    let producer = producer(&broker.bootstrap());
+    let scratch = Scratch::new("crash");
+    let mut produced = 0i64;
+    let mut delays = Vec::new();
+    let mut progress: Vec<i64> = Vec::new();
+    for _ in 0..20 {
+        let events: Vec<TestEvent> = (0..150)
+            .map(|_| {
+                let order = Uuid::now_v7();
+                TestEvent::new(
+                    "OrderConfirmed",
+                    order,
+                    2,
+                    json!({"order_id": order.to_string()}),
+                )
+            })
+            .collect();
+        publish(&producer, &catalog, &events).await;
+        produced += events.len() as i64;
+        let mut child = spawn_child(&scratch.warehouse(), &broker.bootstrap());
+        child_ready(&mut child).await;
+        let delay = rand::thread_rng().gen_range(100..900);
+        delays.push(delay);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        assert!(
+            child.try_wait().expect("child status").is_none(),
+            "the sink child exited on its own"
+        );
+        child.kill().expect("kill -9 the sink");
+        child.wait().expect("reap the sink");
+        // Recovery after kill -9, and how far the child got: killed before it had
+        // caught up means killed while loading.
+        let warehouse = Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default())
+            .expect("the warehouse opens after kill -9");
+        let conn = warehouse.connect().expect("connect");
+        let created: bool = conn
+            .query_row(
+                "SELECT count(*) = 2 FROM duckdb_tables() \
+                  WHERE table_name IN ('raw_events', 'sluice_positions')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("tables");
+        let (loaded, rows, distinct): (Option<i64>, i64, i64) = if created {
+            conn.query_row(
+                "SELECT (SELECT CAST(sum(next_offset) AS BIGINT) FROM sluice_positions), \
+                        count(*), count(DISTINCT event_id) FROM raw_events",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("progress")
+        } else {
+            (None, 0, 0)
+        };
+        assert_eq!(rows, distinct, "no duplicate after a kill");
+        assert_eq!(
+            loaded.unwrap_or(0),
+            rows,
+            "positions match the rows they cover"
+        );
+        progress.push(rows);
+    }
+    let killed_while_loading = progress
+        .iter()
+        .enumerate()
+        .filter(|(round, rows)| {
+            let before = if *round == 0 { 0 } else { progress[round - 1] };
+            before < **rows && **rows < (*round as i64 + 1) * 150
+        })
+        .count();
+    eprintln!("rows after each kill: {progress:?}; killed while loading: {killed_while_loading}");
+    assert!(
+        killed_while_loading >= 5,
+        "too few kills landed mid-load ({progress:?}); the test proves little"
+    );
+
+    // A last run loads the rest.
+    let sink = RunningSink::start(
+        &scratch.warehouse(),
+        config(&broker.bootstrap(), &repository_schemas_dir()),
+    );
+    sink.wait_for(
+        "SELECT CAST(sum(next_offset) AS BIGINT) FROM sluice_positions",
+        produced,
+    )
+    .await;
+    let (rows, distinct, typed): (i64, i64, i64) = (
+        sink.query("SELECT count(*) FROM raw_events"),
+        sink.query("SELECT count(DISTINCT event_id) FROM raw_events"),
+        sink.query("SELECT count(*) FROM order_confirmed"),
+    );
+    assert_eq!(
+        (rows, distinct, typed),
+        (produced, produced, produced),
+        "killed after {delays:?} ms"
+    );
+    sink.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Schemas and bad records
+// ---------------------------------------------------------------------------
+
+const ORDER_CANCELLED_V2: &str = r#"{
+  "type": "record",
+  "name": "OrderCancelled",
+  "namespace": "io.sluice.orders",
+  "doc": "A placed or confirmed order was cancelled; it is final.",
+  "fields": [
+    {"name": "order_id", "type": {"type": "string", "logicalType": "uuid"}, "doc": "The order."},
+    {"name": "reason", "type": "string", "doc": "Why."},
+    {"name": "cancelled_by", "type": ["null", "string"], "default": null, "doc": "Who, when known."}
+  ]
+}"#;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running() {
+    let broker = TestBroker::start().await;
+    broker.topic("orders.events", 1).await;
+    let scratch = Scratch::new("evolution");
+    let schemas = scratch.0.join("schemas");
+    copy_dir(&repository_schemas_dir(), &schemas);
+    let sink = RunningSink::start(&scratch.warehouse(), config(&broker.bootstrap(), &schemas));
+    let v1 = repository_catalog();
+    let producer = producer(&broker.bootstrap());
+    let cancelled = |reason: &str, by: Option<String>| {
+        let order = Uuid::now_v7();
+        let mut payload = json!({"order_id": order.to_string(), "reason": reason});
+        let mut event = TestEvent::new("OrderCancelled", order, 2, Value::Null);
+        if let Some(by) = by {
+            payload["cancelled_by"] = json!(by);
+            event.schema_version = 2;
+        }
+        event.payload = payload;
+        event
+    };
+    let old: Vec<TestEvent> = (0..3).map(|_| cancelled("v1", None)).collect();
+    publish(&producer, &v1, &old).await;
+    sink.wait_for("SELECT count(*) FROM order_cancelled", 3)
+        .await;
+
+    // A producer upgraded to v2 publishes before the sink has heard of it: the
+    // unknown fingerprint makes the sink rescan its schemas directory.
+    std::fs::write(
+        schemas.join("orders/OrderCancelled/v2.avsc"),
+        ORDER_CANCELLED_V2,
+    )
+    .expect("write v2");
+    let v2 = SchemaCatalog::new(
+        sluice_orders::schemas()
+            .into_iter()
+            .chain([SchemaSource::owned("OrderCancelled", 2, ORDER_CANCELLED_V2)]),
+    )
+    .expect("v2 catalog");
+    let new: Vec<TestEvent> = (0..2)
+        .map(|i| cancelled("v2", Some(format!("agent-{i}"))))
+        .collect();
+    publish(&producer, &v2, &new).await;
+    sink.wait_for("SELECT count(*) FROM order_cancelled", 5)
+        .await;
+
+    let conn = sink.warehouse.connect().expect("connect");
+    let rows: Vec<(String, i32, Option<String>)> = conn
+        .prepare(
+            "SELECT reason, schema_version, cancelled_by FROM order_cancelled \
+              ORDER BY schema_version, cancelled_by",
+        )
+        .expect("the new column exists")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let v1_row = ("v1".to_owned(), 1, None);
+    assert_eq!(
+        rows,
+        vec![
+            v1_row.clone(),
+            v1_row.clone(),
+            v1_row,
+            ("v2".to_owned(), 2, Some("agent-0".to_owned())),
+            ("v2".to_owned(), 2, Some("agent-1".to_owned())),
+        ]
+    );
+    let errors: i64 = sink.query("SELECT count(*) FROM raw_events WHERE decode_error IS NOT NULL");
+    assert_eq!(errors, 0, "v2 events decoded after the rescan");
+    drop(conn);
+    sink.stop().await;
+
+    // A restart knows both versions from the start and keeps the column.
+    let sink = RunningSink::start(&scratch.warehouse(), config(&broker.bootstrap(), &schemas));
+    let with_value: i64 = sink.query("SELECT count(cancelled_by) FROM order_cancelled");
+    assert_eq!(with_value, 2);
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_records_are_kept_with_their_error_and_loading_goes_on() {
+    let broker = TestBroker::start().await;
+    broker.topic("payments.events", 1).await;
+    let scratch = Scratch::new("undecodable");
+    let sink = RunningSink::start(
+        &scratch.warehouse(),
+        config(&broker.bootstrap(), &repository_schemas_dir()),
+    );
+    let catalog = repository_catalog();
+    let producer = producer(&broker.bootstrap());
+    let payment = Uuid::now_v7();
+    let good = TestEvent::new(
+        "PaymentAuthorized",
+        payment,
+        1,
+        json!({"payment_id": payment.to_string(), "order_id": Uuid::now_v7().to_string(),
+               "amount_minor": 500, "currency": "EUR"}),
+    );
+    let later = TestEvent::new(
+        "PaymentCaptured",
+        payment,
+        2,
+        json!({"payment_id": payment.to_string(), "order_id": Uuid::now_v7().to_string(),
+               "amount_minor": 500}),
+    );
+    let with_id = |id: Uuid| {
+        let mut headers = good.headers(&catalog);
+        headers.insert("event_id".to_owned(), id.to_string());
+        headers
+    };
+    let (unknown_id, garbage_id, truncated_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut unknown_bytes = good.bytes(&catalog);
+    unknown_bytes[2..10].copy_from_slice(&[0xAB; 8]);
+    let truncated_bytes = good.bytes(&catalog)[..12].to_vec();
+    let key = payment.to_string();
+    publish_raw(
+        &producer,
+        "payments.events",
+        &[
+            (key.clone(), unknown_bytes.clone(), with_id(unknown_id)),
+            (
+                key.clone(),
+                b"not avro at all".to_vec(),
+                with_id(garbage_id),
+            ),
+            (key.clone(), truncated_bytes.clone(), with_id(truncated_id)),
+            // No headers at all: a stand-in id keeps the record.
+            (key.clone(), b"\xC3\x01".to_vec(), BTreeMap::new()),
+        ],
+    )
+    .await;
+    publish(&producer, &catalog, &[good.clone(), later.clone()]).await;
+    sink.wait_for("SELECT count(*) FROM raw_events", 6).await;
+
+    let conn = sink.warehouse.connect().expect("connect");
+    type Kept = (Option<String>, Option<Vec<u8>>, String, Option<String>);
+    let kept = |id: Uuid| -> Kept {
+        conn.query_row(
+            "SELECT CAST(payload AS VARCHAR), payload_avro, decode_error, event_type \
+               FROM raw_events WHERE event_id = ?",
+            [id.to_string()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap_or_else(|e| panic!("{id}: {e}"))
+    };
+    let (payload, bytes, error, event_type) = kept(unknown_id);
+    assert_eq!(payload, None);
+    assert_eq!(bytes.as_deref(), Some(unknown_bytes.as_slice()));
+    assert!(error.contains("fingerprint"), "{error}");
+    assert_eq!(
+        event_type.as_deref(),
+        Some("PaymentAuthorized"),
+        "from the headers"
+    );
+    let (_, bytes, error, _) = kept(garbage_id);
+    assert_eq!(bytes.as_deref(), Some(&b"not avro at all"[..]));
+    assert!(error.contains("single-object"), "{error}");
+    let (_, bytes, error, _) = kept(truncated_id);
+    assert_eq!(bytes.as_deref(), Some(truncated_bytes.as_slice()));
+    assert!(error.contains("malformed"), "{error}");
+    let headerless: String = conn
+        .query_row(
+            "SELECT decode_error FROM raw_events WHERE event_type IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the headerless record");
+    assert!(
+        headerless.contains("header `event_id` missing"),
+        "{headerless}"
+    );
+
+    // Loading went on: the good events are typed.
+    let typed: (i64, i64) = (
+        sink.query("SELECT count(*) FROM payment_authorized"),
+        sink.query("SELECT count(*) FROM payment_captured"),
+    );
+    assert_eq!(typed, (1, 1));
+    drop(conn);
+    sink.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Views (the loader alone, on records already in memory)
+// ---------------------------------------------------------------------------
+
+fn at(day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2025, 3, day, hour, minute, 0)
+        .single()
+        .expect("time")
+}
+
+fn with(mut payload: Value, extra: Value) -> Value {
+    if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    payload
+}
+
+#[test]
+fn views_and_order_state_as_of_answer_from_the_events() {
+    let scratch = Scratch::new("views");
+    let warehouse =
+        Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default()).expect("warehouse");
+    let catalog = repository_catalog();
+    let mut loader =
+        Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("loader");
+    loader
+        .connection()
+        .execute_batch(VIEWS_SQL)
+        .expect("views over empty tables");
+    let empty: i64 = loader
+        .connection()
+        .query_row("SELECT count(*) FROM order_facts", [], |r| r.get(0))
+        .expect("order_facts over empty tables");
+    assert_eq!(empty, 0);
+
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let (pay_a, pay_b, pay_c, ship_a) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let payment = |t: &'static str, id: Uuid, order: Uuid, v: i64, extra: Value| {
+        let base = json!({"payment_id": id.to_string(), "order_id": order.to_string()});
+        TestEvent::new(t, id, v, with(base, extra))
+    };
+    let shipment = |t: &'static str, v: i64, extra: Value| {
+        let base = json!({"shipment_id": ship_a.to_string(), "order_id": a.to_string()});
+        TestEvent::new(t, ship_a, v, with(base, extra))
+    };
+    let confirmed = json!({"order_id": a.to_string()});
+    let eur = |amount: i64| json!({"amount_minor": amount, "currency": "EUR"});
+    let events = vec![
+        // A: placed day 1 10:00, delivered day 2, partly refunded.
+        TestEvent::new("OrderPlaced", a, 1, order_placed(a, "alice", 1000)).at(at(1, 10, 0)),
+        payment("PaymentAuthorized", pay_a, a, 1, eur(1000)).at(at(1, 10, 1)),
+        TestEvent::new("OrderConfirmed", a, 2, confirmed).at(at(1, 10, 2)),
+        payment(
+            "PaymentCaptured",
+            pay_a,
+            a,
+            2,
+            json!({"amount_minor": 1000}),
+        )
+        .at(at(1, 11, 0)),
+        shipment("ShipmentCreated", 1, json!({})).at(at(1, 10, 3)),
+        shipment(
+            "ShipmentDispatched",
+            2,
+            json!({"carrier": "UPS", "tracking_number": "1Z"}),
+        )
+        .at(at(1, 18, 0)),
+        shipment("ShipmentDelivered", 3, json!({})).at(at(2, 9, 0)),
+        payment(
+            "PaymentRefunded",
+            pay_a,
+            a,
+            3,
+            json!({"amount_minor": 300, "reason": null}),
+        )
+        .at(at(2, 12, 0)),
+        // B: placed day 1, payment declined, cancelled.
+        TestEvent::new("OrderPlaced", b, 1, order_placed(b, "bob", 99_999)).at(at(1, 12, 0)),
+        payment(
+            "PaymentDeclined",
+            pay_b,
+            b,
+            1,
+            with(eur(99_999), json!({"reason": "limit"})),
+        )
+        .at(at(1, 12, 1)),
+        TestEvent::new(
+            "OrderCancelled",
+            b,
+            2,
+            json!({"order_id": b.to_string(), "reason": "payment declined"}),
+        )
+        .at(at(1, 12, 2)),
+        // C: placed day 2, authorized only.
+        TestEvent::new("OrderPlaced", c, 1, order_placed(c, "carol", 500)).at(at(2, 8, 0)),
+        payment("PaymentAuthorized", pay_c, c, 1, eur(500)).at(at(2, 8, 1)),
+    ];
+    let records: Vec<SinkRecord> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| e.record(&catalog, i as i64))
+        .collect();
+    let report = loader.load(&records).expect("load");
+    assert_eq!(
+        (report.loaded, report.duplicates, report.undecodable),
+        (13, 0, 0)
+    );
+    let again = loader.load(&records).expect("reload");
+    assert_eq!(
+        (again.loaded, again.duplicates),
+        (0, 13),
+        "a reload is all duplicates"
+    );
+
+    let conn = loader.connection();
+    type Fact = (String, String, i64, i64, Option<f64>, Option<f64>);
+    let fact = |order: Uuid| -> Fact {
+        conn.query_row(
+            "SELECT status, payment_status, captured_minor, refunded_minor, \
+                    time_to_authorize_seconds, time_to_deliver_seconds \
+               FROM order_facts WHERE order_id = ?",
+            [order.to_string()],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .expect("fact")
+    };
+    let s = |t: &str| t.to_owned();
+    assert_eq!(
+        fact(a),
+        (
+            s("delivered"),
+            s("partially_refunded"),
+            1000,
+            300,
+            Some(60.0),
+            Some(82_800.0)
+        )
+    );
+    assert_eq!(fact(b), (s("cancelled"), s("declined"), 0, 0, None, None));
+    assert_eq!(
+        fact(c),
+        (s("placed"), s("authorized"), 0, 0, Some(60.0), None)
+    );
+
+    let revenue: Vec<(String, String, i64, i64, i64)> = conn
+        .prepare(
+            "SELECT CAST(day AS VARCHAR), currency, captured_minor, refunded_minor, net_minor \
+               FROM daily_revenue",
+        )
+        .expect("daily_revenue")
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        revenue,
+        vec![
+            (s("2025-03-01"), s("EUR"), 1000, 0, 1000),
+            (s("2025-03-02"), s("EUR"), 0, 300, -300),
+        ]
+    );
+
+    let funnel: (i64, i64, i64, i64, f64) = conn
+        .query_row(
+            "SELECT placed, paid, shipped, delivered, placed_to_paid \
+               FROM fulfilment_funnel WHERE day IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .expect("funnel total");
+    assert_eq!(funnel, (3, 2, 1, 1, 2.0 / 3.0));
+    let day_one: (i64, i64) = conn
+        .query_row(
+            "SELECT placed, cancelled FROM fulfilment_funnel WHERE day = DATE '2025-03-01'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("funnel of day one");
+    assert_eq!(day_one, (2, 1));
+
+    // As of day 1, 12:00:30: A is confirmed and captured but not shipped, B only
+    // placed (its decline comes 30 s later), C not placed yet.
+    let as_of: Vec<(String, String, String)> = conn
+        .prepare(
+            "SELECT customer_id, status, payment_status \
+               FROM order_state_as_of(TIMESTAMPTZ '2025-03-01 12:00:30+00') ORDER BY customer_id",
+        )
+        .expect("order_state_as_of")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        as_of,
+        vec![
+            (s("alice"), s("confirmed"), s("captured")),
+            (s("bob"), s("placed"), s("none")),
+        ]
+    );
+}
