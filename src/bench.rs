@@ -58,6 +58,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// The analytics sink from pre-filled topics into a fresh DuckDB file against a
+    /// raw consumer of the same topics; its write path (Loader::load) against raw
+    /// appender rows into the same DuckDB; and an aggregate over order_facts.
+    /// Uses KAFKA_BROKERS when set, else an embedded tansu broker.
+    Sink {
+        /// Events pre-filled into the topics (7 per order, over 3 topics), and
+        /// loaded again from memory for the write path.
+        #[arg(long, default_value_t = 200_000)]
+        events: u64,
+        /// Orders in the warehouse of the order_facts query.
+        #[arg(long, default_value_t = 1_000_000)]
+        orders: u64,
+    },
 }
 
 pub async fn run(command: BenchCommand, registry_path: &Path) -> anyhow::Result<()> {
@@ -82,10 +95,15 @@ pub async fn run(command: BenchCommand, registry_path: &Path) -> anyhow::Result<
             let registry = Registry::load(registry_path)?.with_env_overrides();
             projection::run(&registry, events, rate, Duration::from_secs(seconds)).await
         }
+        BenchCommand::Sink { events, orders } => {
+            let registry = Registry::load(registry_path)?.with_env_overrides();
+            sink::run(&registry, events, orders).await
+        }
     }
 }
 
 mod projection;
+mod sink;
 
 /// A throwaway database provisioned like a write service's, dropped afterwards.
 struct BenchDatabase {
@@ -688,7 +706,7 @@ mod relay {
     }
 
     /// Enqueues `record`, waiting while the producer queue is full.
-    async fn enqueue<'a>(
+    pub(super) async fn enqueue<'a>(
         producer: &FutureProducer,
         mut record: FutureRecord<'a, String, Vec<u8>>,
     ) -> anyhow::Result<DeliveryFuture> {

@@ -127,6 +127,8 @@ async fn phases(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    eprintln!("raw consumer reading {published} records of {topic} …");
+    let raw = raw_consumer(&broker.bootstrap, &topic, published).await?;
     let worker = ConsumerRuntime::new(
         "bench_order_view",
         vec![topic.clone()],
@@ -183,6 +185,10 @@ async fn phases(
         "one order_view worker, pre-filled topic", done.applied
     );
     println!(
+        "{:<44} {:>9} {raw:>12.0}   (the broker's fetch rate: the worker's ceiling here)",
+        "raw rdkafka consumer, same topic", published
+    );
+    println!(
         "worker: ConsumerRuntime (batch {}) with the order_view handler from offset 0 until caught up,",
         ConsumerConfig::default().batch_size
     );
@@ -211,6 +217,35 @@ async fn sluice_platform_topic_size(bootstrap: &str, topic: &str) -> anyhow::Res
         Ok(total)
     })
     .await?
+}
+
+/// Reads `records` records of `topic` from the beginning with a plain rdkafka
+/// consumer (no decoding, no database); records/s.
+async fn raw_consumer(bootstrap: &str, topic: &str, records: u64) -> anyhow::Result<f64> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: StreamConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("bench-raw-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .set("log_level", "3")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS as i32 {
+        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let start = Instant::now();
+    let mut seen = 0u64;
+    while seen < records {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .context("the raw consumer stalled for 30 s")??;
+        std::hint::black_box(message);
+        seen += 1;
+    }
+    Ok(records as f64 / start.elapsed().as_secs_f64())
 }
 
 fn order_placed(order_id: Uuid) -> serde_json::Value {

@@ -1,0 +1,772 @@
+//! `sluice bench sink`: the analytics sink end to end from pre-filled topics into
+//! DuckDB beside a raw consumer of the same topics; its write path alone
+//! (`Loader::load` over batches in memory) beside raw appender rows into the same
+//! DuckDB; and the latency of an aggregate over `order_facts` with 1M orders.
+//! Every DuckDB file is a temporary one, removed afterwards.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, TimeDelta, Utc};
+use duckdb::types::{TimeUnit, Value};
+use duckdb::Connection;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::json;
+use sluice_analytics::sink::{
+    repository_schemas_dir, Loader, Sink, SinkConfig, SinkRecord, VIEWS_SQL,
+};
+use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
+use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::broker::ensure_topics;
+use sluice_platform::registry::Registry;
+use sluice_platform::relay::producer_config;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::relay::{enqueue, Broker};
+
+const PARTITIONS: u32 = 3;
+/// Records per `Loader::load` call and per raw appender transaction (the sink's
+/// default batch size).
+const BATCH: usize = 5_000;
+/// Timed runs of the `order_facts` aggregate.
+const QUERY_RUNS: usize = 5;
+const ORDER_FACTS_QUERY: &str = "SELECT count(*), avg(time_to_confirm_seconds) FROM order_facts";
+
+pub async fn run(registry: &Registry, events: u64, orders: u64) -> anyhow::Result<()> {
+    if events < 7 || orders == 0 {
+        bail!("--events must be at least 7 and --orders at least 1");
+    }
+    let scratch = std::env::temp_dir().join(format!("sluice-bench-sink-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).context("creating the benchmark's scratch directory")?;
+    let broker = Broker::start(registry).await;
+    let result = match &broker {
+        Ok(broker) => phases(broker, &scratch, events, orders).await,
+        Err(e) => Err(anyhow::anyhow!("{e:#}")),
+    };
+    if let Ok(broker) = broker {
+        broker.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+async fn phases(broker: &Broker, scratch: &Path, events: u64, orders: u64) -> anyhow::Result<()> {
+    let catalog = repository_catalog()?;
+    let topics = ["orders", "payments", "shipping"].map(|s| format!("{}.events", broker.name(s)));
+    ensure_topics(&broker.bootstrap, &topics.clone().map(|t| (t, PARTITIONS)))
+        .await
+        .context("creating the benchmark topics")?;
+    eprintln!("encoding {events} events …");
+    let generated = generate(&catalog, events)?;
+    let bytes: usize = generated.iter().map(Event::size).sum();
+
+    // Phase 1: pre-filled topics, the raw consumer before and after the sink.
+    eprintln!("producing {events} records to {} …", topics.join(", "));
+    produce(&broker.bootstrap, &topics, &generated).await?;
+    eprintln!("raw consumer: reading {events} records …");
+    let raw_before = raw_consume(&broker.bootstrap, &topics, events).await?;
+    eprintln!("sink: loading {events} records into a fresh warehouse …");
+    let sink_rate = sink_end_to_end(&broker.bootstrap, scratch, &topics, events).await?;
+    eprintln!("raw consumer again: reading {events} records …");
+    let raw_after = raw_consume(&broker.bootstrap, &topics, events).await?;
+    let raw_rate = (raw_before + raw_after) / 2.0;
+
+    // Phases 2 and 3 are DuckDB only: on a blocking thread.
+    let dir = scratch.to_owned();
+    let records = sink_records(&topics, &generated);
+    let rows = appender_rows(&topics, &generated);
+    drop(generated);
+    let (write, facts, duckdb_version) = tokio::task::spawn_blocking(move || {
+        let write = write_path(&dir.join("write.duckdb"), catalog.clone(), &records, &rows)?;
+        drop((records, rows));
+        let facts = order_facts_latency(&dir.join("facts.duckdb"), catalog, orders)?;
+        let version = duckdb_version()?;
+        anyhow::Ok((write, facts, version))
+    })
+    .await??;
+
+    println!(
+        "{:<44} {:>8} {:>12} {:>12} {:>6}  goal",
+        "scenario", "events", "sink ev/s", "raw ev/s", "ratio"
+    );
+    println!(
+        "{:<44} {events:>8} {sink_rate:>12.0} {raw_rate:>12.0} {:>5.0}%  ≥ 90 % of raw",
+        "pre-filled topics into DuckDB (Sink::run)",
+        100.0 * sink_rate / raw_rate
+    );
+    println!(
+        "{:<44} {events:>8} {:>12.0} {:>12.0} {:>5.0}%  ≥ 300 000 ev/s and ≥ 25 % of raw",
+        format!("write path (Loader::load, batches of {BATCH})"),
+        write.loader,
+        write.appender,
+        100.0 * write.loader / write.appender
+    );
+    println!(
+        "events: {} orders × 7 (OrderPlaced with 2 lines, OrderConfirmed, PaymentAuthorized, PaymentCaptured,",
+        events.div_ceil(7)
+    );
+    println!(
+        "        ShipmentCreated, ShipmentDispatched, ShipmentDelivered), Avro single-object + the relay's 12 text"
+    );
+    println!(
+        "        headers, {PARTITIONS} partitions per topic; {:.0} bytes per record on average (key, value, headers)",
+        bytes as f64 / events as f64
+    );
+    println!(
+        "sink:   Sink::run (SinkConfig::default(): batch {}, wait {} ms) on a fresh DuckDB file, from its start until",
+        SinkConfig::default().batch_size,
+        SinkConfig::default().batch_wait.as_millis()
+    );
+    println!("        sluice_positions covers every record (polled every 20 ms); raw_events and typed tables checked");
+    println!("raw:    one BaseConsumer (the sink reader's fetch settings) assigned the same partitions from the beginning,");
+    println!(
+        "        counting records until it has all; mean of a run before the sink ({raw_before:.0}/s) and one after ({raw_after:.0}/s)"
+    );
+    println!(
+        "write:  Loader::load (decode Avro, stage, raw_events, typed tables, positions; one transaction per batch)"
+    );
+    println!(
+        "        vs one Appender into a table with raw_events' DDL, pre-built values, one transaction per {BATCH} rows"
+    );
+    facts.print(orders);
+    print_machine(&duckdb_version, &broker.description);
+    Ok(())
+}
+
+fn repository_catalog() -> anyhow::Result<SchemaCatalog> {
+    let services = [
+        sluice_orders::schemas(),
+        sluice_payments::schemas(),
+        sluice_shipping::schemas(),
+    ];
+    SchemaCatalog::new(services.into_iter().flatten()).context("the services' schemas")
+}
+
+/// One record as the relay would publish it.
+struct Event {
+    /// Index into the three topics.
+    topic: usize,
+    key: String,
+    value: Vec<u8>,
+    /// The relay's 12 headers, in its order.
+    headers: Vec<(&'static str, String)>,
+    /// The payload in the event store's JSON shape (for the raw appender rows).
+    payload: String,
+    recorded_at: DateTime<Utc>,
+}
+
+impl Event {
+    fn size(&self) -> usize {
+        self.key.len()
+            + self.value.len()
+            + self
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+
+    fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `events` events of whole orders (the last order cut short), encoded.
+fn generate(catalog: &SchemaCatalog, events: u64) -> anyhow::Result<Vec<Event>> {
+    let mut out = Vec::with_capacity(events as usize);
+    let mut position = 0i64;
+    let start = Utc::now() - TimeDelta::hours(1);
+    'orders: for i in 0.. {
+        let (order, payment, shipment) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let lines = json!([
+            { "sku": "BOOK-1", "quantity": 2, "unit_price_minor": 1250 },
+            { "sku": "PEN-9", "quantity": 1, "unit_price_minor": 300 },
+        ]);
+        let stream = |id: Uuid, stream_type: &'static str| (id, stream_type);
+        let saga = [
+            (
+                0,
+                stream(order, "order"),
+                1,
+                "OrderPlaced",
+                json!({ "order_id": order, "customer_id": format!("customer-{:05}", i % 20_000),
+                     "currency": "EUR", "lines": lines, "total_minor": 2800 }),
+            ),
+            (
+                1,
+                stream(payment, "payment"),
+                1,
+                "PaymentAuthorized",
+                json!({ "payment_id": payment, "order_id": order, "amount_minor": 2800, "currency": "EUR" }),
+            ),
+            (
+                0,
+                stream(order, "order"),
+                2,
+                "OrderConfirmed",
+                json!({ "order_id": order }),
+            ),
+            (
+                2,
+                stream(shipment, "shipment"),
+                1,
+                "ShipmentCreated",
+                json!({ "shipment_id": shipment, "order_id": order }),
+            ),
+            (
+                1,
+                stream(payment, "payment"),
+                2,
+                "PaymentCaptured",
+                json!({ "payment_id": payment, "order_id": order, "amount_minor": 2800 }),
+            ),
+            (
+                2,
+                stream(shipment, "shipment"),
+                2,
+                "ShipmentDispatched",
+                json!({ "shipment_id": shipment, "order_id": order, "carrier": "DHL Express",
+                     "tracking_number": format!("JD{:018}", i) }),
+            ),
+            (
+                2,
+                stream(shipment, "shipment"),
+                3,
+                "ShipmentDelivered",
+                json!({ "shipment_id": shipment, "order_id": order }),
+            ),
+        ];
+        let mut causation = None;
+        for (step, (topic, (stream_id, stream_type), version, event_type, payload)) in
+            saga.into_iter().enumerate()
+        {
+            if out.len() as u64 == events {
+                break 'orders;
+            }
+            position += 1;
+            let event_id = Uuid::now_v7();
+            let recorded_at = start + TimeDelta::milliseconds(i * 20 + step as i64 * 7);
+            let fingerprint = catalog
+                .fingerprint(event_type, 1)
+                .with_context(|| format!("no schema for {event_type} v1"))?;
+            let headers = vec![
+                ("event_id", event_id.to_string()),
+                ("event_type", event_type.to_owned()),
+                ("stream_type", stream_type.to_owned()),
+                ("stream_version", version.to_string()),
+                ("global_position", position.to_string()),
+                ("schema_version", "1".to_owned()),
+                (
+                    "schema_fingerprint",
+                    fingerprint.0.iter().map(|b| format!("{b:02x}")).collect(),
+                ),
+                ("recorded_at", recorded_at.to_rfc3339()),
+                ("correlation_id", order.to_string()),
+                ("causation_id", causation.unwrap_or(event_id).to_string()),
+                (
+                    "traceparent",
+                    format!(
+                        "00-{}-{}-01",
+                        order.simple(),
+                        &event_id.simple().to_string()[16..]
+                    ),
+                ),
+                ("actor", "bench".to_owned()),
+            ];
+            causation = Some(event_id);
+            out.push(Event {
+                topic,
+                key: stream_id.to_string(),
+                value: catalog.encode_single_object(event_type, 1, &payload)?,
+                headers,
+                payload: payload.to_string(),
+                recorded_at,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Produces every event to its topic, keyed by stream id (untimed).
+async fn produce(bootstrap: &str, topics: &[String; 3], events: &[Event]) -> anyhow::Result<()> {
+    let producer: FutureProducer = producer_config(bootstrap).create()?;
+    let mut deliveries = Vec::with_capacity(events.len());
+    for event in events {
+        let headers = event
+            .headers
+            .iter()
+            .fold(OwnedHeaders::new(), |h, (key, value)| {
+                h.insert(Header {
+                    key,
+                    value: Some(value.as_str()),
+                })
+            });
+        let record = FutureRecord::to(&topics[event.topic])
+            .key(&event.key)
+            .payload(&event.value)
+            .timestamp(event.recorded_at.timestamp_millis())
+            .headers(headers);
+        deliveries.push(enqueue(&producer, record).await?);
+    }
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => bail!("a pre-fill record was not acknowledged: {e}"),
+            Err(_) => bail!("a pre-fill record's delivery was canceled"),
+        }
+    }
+    Ok(())
+}
+
+/// Reads the topics from their beginning until `events` records arrived; records/s.
+async fn raw_consume(bootstrap: &str, topics: &[String; 3], events: u64) -> anyhow::Result<f64> {
+    let (bootstrap, topics) = (bootstrap.to_owned(), topics.clone());
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        // The sink reader's settings, with a group id of its own.
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set(
+                "group.id",
+                format!("sluice-bench-raw-{}", std::process::id()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "50")
+            .set("log_level", "3")
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        for topic in &topics {
+            for p in 0..PARTITIONS as i32 {
+                assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+            }
+        }
+        consumer.assign(&assignment)?;
+        let deadline = start + Duration::from_secs(600);
+        let (mut count, mut bytes) = (0u64, 0usize);
+        while count < events {
+            if Instant::now() > deadline {
+                bail!("the raw consumer read {count} of {events} records within 10 minutes");
+            }
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                bytes += message?.payload_len();
+                count += 1;
+            }
+        }
+        std::hint::black_box(bytes);
+        Ok(events as f64 / start.elapsed().as_secs_f64())
+    })
+    .await?
+}
+
+/// Runs the real sink on a fresh warehouse until its positions cover `events`
+/// records; events/s from the start of `Sink::run`.
+async fn sink_end_to_end(
+    bootstrap: &str,
+    scratch: &Path,
+    topics: &[String; 3],
+    events: u64,
+) -> anyhow::Result<f64> {
+    let path = scratch.join("sink.duckdb");
+    let warehouse = Arc::new(Warehouse::open(&path, &WarehouseSettings::default())?);
+    let config = SinkConfig {
+        bootstrap: bootstrap.to_owned(),
+        schemas_dir: repository_schemas_dir(),
+        ..SinkConfig::default()
+    };
+    let sink = Sink::prepare(&warehouse, config)?;
+    warehouse.lock_configuration()?;
+    let shutdown = CancellationToken::new();
+    let stop_watch = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut task = tokio::spawn(sink.run(Arc::clone(&warehouse), shutdown.clone()));
+    let mut watch = {
+        let (warehouse, topics, stop) = (warehouse.clone(), topics.clone(), stop_watch.clone());
+        tokio::task::spawn_blocking(move || wait_for_positions(&warehouse, &topics, events, &stop))
+    };
+    let done = tokio::select! {
+        done = &mut watch => done?,
+        ended = &mut task => {
+            stop_watch.store(true, Ordering::Relaxed);
+            let _ = watch.await;
+            return match ended? {
+                Ok(()) => Err(anyhow::anyhow!("the sink stopped before loading every record")),
+                Err(e) => Err(anyhow::Error::new(e).context("the sink failed")),
+            };
+        }
+    };
+    shutdown.cancel();
+    task.await?.context("the sink failed")?;
+    let done = done?;
+    let conn = warehouse.connect()?;
+    let (loaded, undecodable): (i64, i64) = conn.query_row(
+        "SELECT count(*), count(*) FILTER (WHERE decode_error IS NOT NULL) FROM raw_events",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let typed: i64 = conn.query_row(
+        "SELECT (SELECT count(*) FROM order_placed) + (SELECT count(*) FROM order_confirmed) \
+              + (SELECT count(*) FROM payment_authorized) + (SELECT count(*) FROM payment_captured) \
+              + (SELECT count(*) FROM shipment_created) + (SELECT count(*) FROM shipment_dispatched) \
+              + (SELECT count(*) FROM shipment_delivered)",
+        [],
+        |r| r.get(0),
+    )?;
+    if loaded as u64 != events || undecodable != 0 || typed as u64 != events {
+        bail!("the sink loaded {loaded} raw rows ({undecodable} undecodable) and {typed} typed rows, expected {events}");
+    }
+    Ok(events as f64 / (done - start).as_secs_f64())
+}
+
+fn wait_for_positions(
+    warehouse: &Warehouse,
+    topics: &[String; 3],
+    events: u64,
+    stop: &AtomicBool,
+) -> anyhow::Result<Instant> {
+    use std::io::IsTerminal;
+    let progress = std::io::stderr().is_terminal();
+    let conn = warehouse.connect()?;
+    let mut covered = conn.prepare(
+        "SELECT coalesce(sum(next_offset), 0) FROM sluice_positions WHERE topic IN (?, ?, ?)",
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let sum: i64 = covered
+            .query_row(duckdb::params![topics[0], topics[1], topics[2]], |r| {
+                r.get(0)
+            })?;
+        if sum as u64 >= events {
+            if progress {
+                eprintln!();
+            }
+            return Ok(Instant::now());
+        }
+        if progress {
+            eprint!("\r  sluice_positions covers {sum}/{events} records");
+        }
+        if stop.load(Ordering::Relaxed) {
+            bail!("stopped at {sum} of {events} records");
+        }
+        if Instant::now() > deadline {
+            bail!("the sink loaded {sum} of {events} records within 10 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The events as the sink's reader hands them over: round-robin over partitions,
+/// offsets counting up per partition.
+fn sink_records(topics: &[String; 3], events: &[Event]) -> Vec<SinkRecord> {
+    let mut offsets: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let partition = (i as u32 % PARTITIONS) as i32;
+            let offset = offsets.entry((e.topic, partition)).or_default();
+            *offset += 1;
+            SinkRecord {
+                topic: topics[e.topic].clone(),
+                partition,
+                offset: *offset - 1,
+                key: e.key.clone(),
+                payload: e.value.clone(),
+                headers: e
+                    .headers
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// A `raw_events` row per event, values built beforehand (the decoded envelope
+/// and the JSON payload), for the raw appender.
+fn appender_rows(topics: &[String; 3], events: &[Event]) -> Vec<[Value; 19]> {
+    let micros = |t: DateTime<Utc>| Value::Timestamp(TimeUnit::Microsecond, t.timestamp_micros());
+    let text = |e: &Event, key: &str| Value::Text(e.header(key).unwrap_or_default().to_owned());
+    let number = |e: &Event, key: &str| {
+        Value::BigInt(e.header(key).and_then(|v| v.parse().ok()).unwrap_or(0))
+    };
+    let now = Utc::now();
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            [
+                text(e, "event_id"),
+                text(e, "event_type"),
+                Value::Int(1),
+                text(e, "stream_type"),
+                Value::Text(e.key.clone()),
+                number(e, "stream_version"),
+                number(e, "global_position"),
+                micros(e.recorded_at),
+                text(e, "correlation_id"),
+                text(e, "causation_id"),
+                text(e, "traceparent"),
+                text(e, "actor"),
+                Value::Text(e.payload.clone()),
+                Value::Null,
+                Value::Null,
+                Value::Text(topics[e.topic].clone()),
+                Value::Int((i as u32 % PARTITIONS) as i32),
+                Value::BigInt(i as i64),
+                micros(now),
+            ]
+        })
+        .collect()
+}
+
+struct WritePath {
+    loader: f64,
+    appender: f64,
+}
+
+/// The raw appender, then `Loader::load`, over the same events into one fresh
+/// DuckDB file; events/s of each.
+fn write_path(
+    path: &Path,
+    catalog: SchemaCatalog,
+    records: &[SinkRecord],
+    rows: &[[Value; 19]],
+) -> anyhow::Result<WritePath> {
+    let warehouse = Warehouse::open(path, &WarehouseSettings::default())?;
+    let mut loader = Loader::new(warehouse.connect()?, catalog)?;
+    let raw = warehouse.connect()?;
+    // raw_events' own DDL (key, checks) under another name.
+    let ddl: String = raw.query_row(
+        "SELECT sql FROM duckdb_tables() WHERE table_name = 'raw_events'",
+        [],
+        |r| r.get(0),
+    )?;
+    raw.execute_batch(&ddl.replacen("raw_events", "raw_bench", 1))?;
+    eprintln!("raw appender: {} rows …", rows.len());
+    let start = Instant::now();
+    for batch in rows.chunks(BATCH) {
+        raw.execute_batch("BEGIN TRANSACTION")?;
+        let mut appender = raw.appender("raw_bench")?;
+        for row in batch {
+            appender.append_row(row.each_ref())?;
+        }
+        appender.flush()?;
+        drop(appender);
+        raw.execute_batch("COMMIT")?;
+    }
+    let appender = rows.len() as f64 / start.elapsed().as_secs_f64();
+    eprintln!("Loader::load: {} records …", records.len());
+    let start = Instant::now();
+    let mut loaded = 0;
+    for batch in records.chunks(BATCH) {
+        let report = loader.load(batch)?;
+        loaded += report.loaded;
+        if report.undecodable > 0 {
+            bail!("{} records of a batch did not decode", report.undecodable);
+        }
+    }
+    let loader_rate = records.len() as f64 / start.elapsed().as_secs_f64();
+    if loaded != records.len() {
+        bail!("Loader::load loaded {loaded} of {} records", records.len());
+    }
+    Ok(WritePath {
+        loader: loader_rate,
+        appender,
+    })
+}
+
+struct FactsLatency {
+    fill_seconds: f64,
+    events: i64,
+    answer: (i64, f64),
+    /// Milliseconds per run, sorted.
+    millis: Vec<f64>,
+}
+
+impl FactsLatency {
+    fn print(&self, orders: u64) {
+        println!(
+            "order_facts: `{ORDER_FACTS_QUERY}` over {orders} orders ({} events in the typed tables, filled by SQL in {:.1} s)",
+            self.events, self.fill_seconds
+        );
+        println!(
+            "             {QUERY_RUNS} runs: min {:.0} ms, median {:.0} ms, max {:.0} ms (goal < 1 000 ms); answer: {} orders, avg {:.1} s to confirm",
+            self.millis[0],
+            self.millis[self.millis.len() / 2],
+            self.millis[self.millis.len() - 1],
+            self.answer.0,
+            self.answer.1
+        );
+    }
+}
+
+/// One typed table's fill: table, stream kind, seconds after placement, which
+/// orders (SQL over `i`), and its fields with their SQL expressions.
+type Fill = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// The typed tables of `orders` orders, filled by SQL: every order placed; 97 %
+/// authorized (3 % declined), of those 96 % confirmed (the rest cancelled);
+/// confirmed orders captured, shipped (created and dispatched), 80 % delivered, 1 %
+/// refunded.
+const FILL: [Fill; 10] = [
+    ("order_placed", "order", "0", "true", &[
+        ("order_id", "ORDER"), ("customer_id", "printf('customer-%05d', i % 20000)"),
+        ("currency", "'EUR'"), ("total_minor", "2800"),
+        ("lines", "[{'sku': 'BOOK-1', 'quantity': 2, 'unit_price_minor': 1250}, {'sku': 'PEN-9', 'quantity': 1, 'unit_price_minor': 300}]"),
+    ]),
+    ("payment_authorized", "payment", "2 + i % 5", "i % 33 <> 0", &[
+        ("payment_id", "PAYMENT"), ("order_id", "ORDER"), ("amount_minor", "2800"), ("currency", "'EUR'"),
+    ]),
+    ("payment_declined", "payment", "2 + i % 5", "i % 33 = 0", &[
+        ("payment_id", "PAYMENT"), ("order_id", "ORDER"), ("amount_minor", "2800"), ("currency", "'EUR'"),
+        ("reason", "'insufficient funds'"),
+    ]),
+    ("order_confirmed", "order", "10 + i % 50", "i % 33 <> 0 AND i % 25 <> 1", &[("order_id", "ORDER")]),
+    ("order_cancelled", "order", "60 + i % 50", "i % 33 = 0 OR i % 25 = 1", &[
+        ("order_id", "ORDER"), ("reason", "'changed my mind'"),
+    ]),
+    ("payment_captured", "payment", "120 + i % 60", "i % 33 <> 0 AND i % 25 <> 1", &[
+        ("payment_id", "PAYMENT"), ("order_id", "ORDER"), ("amount_minor", "2800"),
+    ]),
+    ("payment_refunded", "payment", "86400 + i % 600", "i % 33 <> 0 AND i % 25 <> 1 AND i % 100 = 7", &[
+        ("payment_id", "PAYMENT"), ("order_id", "ORDER"), ("amount_minor", "300"), ("reason", "NULL"),
+    ]),
+    ("shipment_created", "shipment", "130 + i % 60", "i % 33 <> 0 AND i % 25 <> 1", &[
+        ("shipment_id", "SHIPMENT"), ("order_id", "ORDER"),
+    ]),
+    ("shipment_dispatched", "shipment", "3600 + i % 3600", "i % 33 <> 0 AND i % 25 <> 1", &[
+        ("shipment_id", "SHIPMENT"), ("order_id", "ORDER"), ("carrier", "'DHL Express'"),
+        ("tracking_number", "printf('JD%018d', i)"),
+    ]),
+    ("shipment_delivered", "shipment", "86400 + i % 86400", "i % 33 <> 0 AND i % 25 <> 1 AND i % 5 <> 3", &[
+        ("shipment_id", "SHIPMENT"), ("order_id", "ORDER"),
+    ]),
+];
+
+/// `INSERT … SELECT … FROM range(?)` for one typed table of [`FILL`]. The SQL is
+/// built from the constants above only; the order count is a parameter.
+fn fill_sql(
+    table: &str,
+    stream: &str,
+    delay: &str,
+    filter: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    let id =
+        |variant: &str| format!("CAST(printf('00000000-0000-4000-{variant}-%012x', i) AS UUID)");
+    let (order, payment, shipment) = (id("8000"), id("9000"), id("a000"));
+    let expr = |e: &str| match e {
+        "ORDER" => order.clone(),
+        "PAYMENT" => payment.clone(),
+        "SHIPMENT" => shipment.clone(),
+        other => other.to_owned(),
+    };
+    let (stream_id, topic) = match stream {
+        "order" => (&order, "orders.events"),
+        "payment" => (&payment, "payments.events"),
+        _ => (&shipment, "shipping.events"),
+    };
+    let columns: Vec<&str> = fields.iter().map(|(c, _)| *c).collect();
+    let values: Vec<String> = fields.iter().map(|(_, e)| expr(e)).collect();
+    format!(
+        "INSERT INTO {table} (event_id, stream_id, stream_version, recorded_at, correlation_id, \
+             causation_id, schema_version, topic, partition, kafka_offset, {}) \
+         SELECT gen_random_uuid(), CAST({stream_id} AS VARCHAR), 1, \
+                to_timestamp(1767225600 + i * 0.05 + {delay}), {order}, NULL, 1, '{topic}', \
+                CAST(i % 3 AS INTEGER), i, {} \
+           FROM range(CAST(? AS BIGINT)) t(i) WHERE {filter}",
+        columns.join(", "),
+        values.join(", ")
+    )
+}
+
+fn order_facts_latency(
+    path: &Path,
+    catalog: SchemaCatalog,
+    orders: u64,
+) -> anyhow::Result<FactsLatency> {
+    let warehouse = Warehouse::open(path, &WarehouseSettings::default())?;
+    let loader = Loader::new(warehouse.connect()?, catalog)?;
+    let conn = loader.connection();
+    conn.execute_batch(VIEWS_SQL)?;
+    eprintln!("order_facts: filling the typed tables with {orders} orders …");
+    let start = Instant::now();
+    let mut events = 0i64;
+    for (table, stream, delay, filter, fields) in FILL {
+        let sql = fill_sql(table, stream, delay, filter, fields);
+        events += conn
+            .execute(&sql, [orders as i64])
+            .with_context(|| format!("filling {table}"))? as i64;
+    }
+    conn.execute_batch("CHECKPOINT")?;
+    let fill_seconds = start.elapsed().as_secs_f64();
+    eprintln!("order_facts: {QUERY_RUNS} runs of the aggregate …");
+    let mut millis = Vec::with_capacity(QUERY_RUNS);
+    let mut answer = (0, 0.0);
+    for _ in 0..QUERY_RUNS {
+        let start = Instant::now();
+        answer = conn.query_row(ORDER_FACTS_QUERY, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        millis.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    if answer.0 as u64 != orders {
+        bail!("order_facts counted {} orders, expected {orders}", answer.0);
+    }
+    millis.sort_by(f64::total_cmp);
+    Ok(FactsLatency {
+        fill_seconds,
+        events,
+        answer,
+        millis,
+    })
+}
+
+fn duckdb_version() -> anyhow::Result<String> {
+    let conn = Connection::open_in_memory()?;
+    Ok(conn.query_row("SELECT version()", [], |r| r.get(0))?)
+}
+
+/// The machine line of this bench: no PostgreSQL involved.
+fn print_machine(duckdb_version: &str, broker: &str) {
+    let first = |file: &str, prefix: &str| {
+        std::fs::read_to_string(file).ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(prefix))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+    };
+    let cpu = first("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown CPU".into());
+    let memory = first("/proc/meminfo", "MemTotal")
+        .and_then(|m| m.trim_end_matches(" kB").trim().parse::<f64>().ok())
+        .map_or_else(String::new, |kb| {
+            format!(", {:.0} GiB", kb / 1024.0 / 1024.0)
+        });
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let settings = WarehouseSettings::default();
+    println!(
+        "machine: {cpu}, {cores} cores{memory}; DuckDB {duckdb_version} (threads={}, memory_limit={}, files in {}), {broker}",
+        settings.threads,
+        settings.memory_limit,
+        std::env::temp_dir().display()
+    );
+}
