@@ -84,6 +84,25 @@ pub trait EventHandler: Send + Sync + 'static {
         tx: &'a mut PgConnection,
         event: &'a ConsumedEvent,
     ) -> BoxFuture<'a, Result<(), HandlerError>>;
+
+    /// Applies several events in the same transaction, with the same effect as
+    /// [`apply`](Self::apply) on each in turn. `events` keep the consumer's order:
+    /// each stream's events in version order, no duplicates, no gaps. A handler may
+    /// apply them set-wise (a statement per kind of event rather than per event) as
+    /// long as each stream's events take effect in order. On an error the consumer
+    /// rolls the whole batch back and applies it event by event with `apply`.
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [&'a ConsumedEvent],
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            for event in events {
+                self.apply(tx, event).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Errors that stop a consumer.
@@ -463,8 +482,9 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect();
-        let (mut applied, mut duplicates) = (0u64, 0u64);
+        let mut duplicates = 0u64;
         let mut advanced: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+        let mut to_apply = Vec::with_capacity(events.len());
         for event in &events {
             let key = (event.topic.clone(), event.stream_id.clone());
             let last = versions.get(&key).copied().unwrap_or(0);
@@ -472,13 +492,17 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 duplicates += 1;
                 continue;
             }
-            if event.stream_version != last + 1 || self.handler.apply(tx, event).await.is_err() {
+            if event.stream_version != last + 1 {
                 return Ok(None);
             }
             versions.insert(key, event.stream_version);
             advanced.insert((&event.topic, &event.stream_id), event.stream_version);
-            applied += 1;
+            to_apply.push(event);
         }
+        if self.handler.apply_batch(tx, &to_apply).await.is_err() {
+            return Ok(None);
+        }
+        let applied = to_apply.len() as u64;
         if !advanced.is_empty() {
             let ((topics, streams), versions): ((Vec<&str>, Vec<&str>), Vec<i64>) =
                 advanced.into_iter().unzip();

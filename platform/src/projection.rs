@@ -86,6 +86,14 @@ impl EventHandler for Box<dyn EventHandler> {
     ) -> futures::future::BoxFuture<'a, Result<(), crate::consumer::HandlerError>> {
         (**self).apply(tx, event)
     }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut sqlx::PgConnection,
+        events: &'a [&'a crate::consumer::ConsumedEvent],
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::consumer::HandlerError>> {
+        (**self).apply_batch(tx, events)
+    }
 }
 
 impl ProjectionService {

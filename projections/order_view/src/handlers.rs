@@ -17,11 +17,25 @@
 //! - An event type the view does not use is ignored and counted
 //!   (`reason="unknown_event_type"`). A payload that breaks its contract is poison:
 //!   the runtime dead-letters it at once, naming the field.
+//!
+//! **Set-wise batches** ([`EventHandler::apply_batch`]): the batch is cut into
+//! rounds, round *k* holding the *k*-th event of every stream in the batch, so each
+//! stream's events still apply in order while events of different streams (which
+//! commute) share statements. Each round runs one statement per event type: the
+//! same SQL as a single event, its `VALUES` row turned into `SELECT … FROM
+//! UNNEST($1::type[], …)`. Two events of one round and type touching the same order
+//! (two payments of one order) make PostgreSQL refuse the statement; the runtime
+//! then redoes the batch event by event.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
-use sqlx::PgConnection;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryScalar;
+use sqlx::{PgConnection, Postgres};
+use uuid::Uuid;
 
 use crate::domain::{OrderViewEvent, Source};
 
@@ -39,6 +53,14 @@ impl EventHandler for OrderViewHandler {
         event: &'a ConsumedEvent,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
         Box::pin(apply(tx, event))
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [&'a ConsumedEvent],
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(apply_batch(tx, events))
     }
 }
 
@@ -115,64 +137,292 @@ async fn upsert(
     event: &OrderViewEvent,
     at: DateTime<Utc>,
 ) -> Result<Option<bool>, HandlerError> {
-    use OrderViewEvent as E;
-    let query = match event {
-        E::OrderPlaced(e) => sqlx::query_scalar(include_str!("handlers/order_placed.sql"))
-            .bind(e.order_id)
-            .bind(&e.customer_id)
-            .bind(&e.currency)
-            .bind(sqlx::types::Json(&e.lines))
-            .bind(e.total_minor)
-            .bind(at),
-        E::OrderConfirmed(e) => sqlx::query_scalar(include_str!("handlers/order_confirmed.sql"))
-            .bind(e.order_id)
-            .bind(at),
-        E::OrderCancelled(e) => sqlx::query_scalar(include_str!("handlers/order_cancelled.sql"))
-            .bind(e.order_id)
-            .bind(&e.reason)
-            .bind(at),
-        E::PaymentAuthorized(e) => {
-            sqlx::query_scalar(include_str!("handlers/payment_authorized.sql"))
-                .bind(e.order_id)
-                .bind(e.payment_id)
-                .bind(e.amount_minor)
-                .bind(&e.currency)
-                .bind(at)
-        }
-        E::PaymentDeclined(e) => sqlx::query_scalar(include_str!("handlers/payment_declined.sql"))
-            .bind(e.order_id)
-            .bind(e.payment_id)
-            .bind(&e.currency)
-            .bind(&e.reason)
-            .bind(at),
-        E::PaymentCaptured(e) => sqlx::query_scalar(include_str!("handlers/payment_captured.sql"))
-            .bind(e.order_id)
-            .bind(e.payment_id)
-            .bind(e.amount_minor)
-            .bind(at),
-        E::PaymentRefunded(e) => sqlx::query_scalar(include_str!("handlers/payment_refunded.sql"))
-            .bind(e.order_id)
-            .bind(e.payment_id)
-            .bind(e.amount_minor)
-            .bind(at),
-        E::ShipmentCreated(e) => sqlx::query_scalar(include_str!("handlers/shipment_created.sql"))
-            .bind(e.order_id)
-            .bind(e.shipment_id)
-            .bind(at),
-        E::ShipmentDispatched(e) => {
-            sqlx::query_scalar(include_str!("handlers/shipment_dispatched.sql"))
-                .bind(e.order_id)
-                .bind(e.shipment_id)
-                .bind(&e.carrier)
-                .bind(&e.tracking_number)
-                .bind(at)
-        }
-        E::ShipmentDelivered(e) => {
-            sqlx::query_scalar(include_str!("handlers/shipment_delivered.sql"))
-                .bind(e.order_id)
-                .bind(e.shipment_id)
-                .bind(at)
-        }
-    };
+    let (sql, params) = statement(event, at);
+    let query = params
+        .into_iter()
+        .fold(sqlx::query_scalar(sql), |q, p| p.bind(q));
     Ok(query.fetch_optional(&mut *tx).await?)
+}
+
+/// Applies a batch set-wise: in rounds (the k-th event of every stream), one
+/// statement per event type and round.
+async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result<(), HandlerError> {
+    let mut rounds: Vec<HashMap<&'static str, Vec<Vec<Param>>>> = Vec::new();
+    let mut per_stream: HashMap<(&str, &str), usize> = HashMap::new();
+    for event in events {
+        let decoded = OrderViewEvent::decode(&event.event_type, &event.payload)
+            .map_err(|e| HandlerError::Poison(e.to_string()))?;
+        let Some(decoded) = decoded else {
+            ignored(&event.event_type, Ignored::UnknownEventType);
+            continue;
+        };
+        let round = per_stream
+            .entry((&event.topic, &event.stream_id))
+            .and_modify(|k| *k += 1)
+            .or_insert(0);
+        if rounds.len() <= *round {
+            rounds.push(HashMap::new());
+        }
+        let (sql, params) = statement(&decoded, event.recorded_at);
+        rounds[*round].entry(sql).or_default().push(params);
+    }
+    for round in rounds {
+        for (sql, rows) in round {
+            let batch = batch_sql(sql, &rows[0]);
+            let mut query = sqlx::query_scalar::<_, bool>(&batch);
+            for column in 0..rows[0].len() {
+                query = Param::bind_column(query, rows.iter().map(|r| &r[column]));
+            }
+            let changed = query.fetch_all(&mut *tx).await?;
+            let skipped = rows.len() - changed.len();
+            if skipped > 0 {
+                // Rows of another payment or shipment stay as they were.
+                metrics::counter!(
+                    "sluice_projection_events_ignored_total",
+                    "projection" => PROJECTION,
+                    "reason" => "other_payment_or_shipment",
+                )
+                .increment(skipped as u64);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One statement parameter.
+#[derive(Debug, Clone)]
+enum Param {
+    Uuid(Uuid),
+    Text(String),
+    Int8(i64),
+    Json(serde_json::Value),
+    Time(DateTime<Utc>),
+}
+
+type Scalar<'q> = QueryScalar<'q, Postgres, bool, PgArguments>;
+
+impl Param {
+    fn bind(self, query: Scalar<'_>) -> Scalar<'_> {
+        match self {
+            Param::Uuid(v) => query.bind(v),
+            Param::Text(v) => query.bind(v),
+            Param::Int8(v) => query.bind(v),
+            Param::Json(v) => query.bind(v),
+            Param::Time(v) => query.bind(v),
+        }
+    }
+
+    fn sql_type(&self) -> &'static str {
+        match self {
+            Param::Uuid(_) => "uuid",
+            Param::Text(_) => "text",
+            Param::Int8(_) => "int8",
+            Param::Json(_) => "jsonb",
+            Param::Time(_) => "timestamptz",
+        }
+    }
+
+    /// Binds one column of a batch as an array. Every row of a statement has the
+    /// same parameter kinds, so the first row's kind is every row's.
+    fn bind_column<'q, 'p>(
+        query: Scalar<'q>,
+        mut column: impl Iterator<Item = &'p Param> + Clone,
+    ) -> Scalar<'q> {
+        macro_rules! array {
+            ($variant:ident) => {
+                query.bind(
+                    column
+                        .map(|p| match p {
+                            Param::$variant(v) => v.clone(),
+                            other => unreachable!("mixed parameter kinds in a column: {other:?}"),
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            };
+        }
+        match column.clone().next() {
+            Some(Param::Uuid(_)) => array!(Uuid),
+            Some(Param::Text(_)) => array!(Text),
+            Some(Param::Int8(_)) => array!(Int8),
+            Some(Param::Json(_)) => array!(Json),
+            Some(Param::Time(_)) => array!(Time),
+            None => {
+                let _ = column.next();
+                query
+            }
+        }
+    }
+}
+
+/// The set-wise form of a single-event statement: its `VALUES ($1, …)` row becomes
+/// `SELECT u.p1, … FROM UNNEST($1::type[], …) AS u(p1, …)`.
+fn batch_sql(single: &str, params: &[Param]) -> String {
+    let start = single
+        .find("VALUES (")
+        .expect("every order_view statement inserts one VALUES row");
+    let end = start + single[start..].find(")\n").expect("VALUES row on one line");
+    let row = &single[start + "VALUES (".len()..end];
+    let mut select = String::with_capacity(row.len() + 16);
+    let mut chars = row.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' {
+            select.push_str("u.p");
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                select.push(*d);
+                chars.next();
+            }
+        } else {
+            select.push(c);
+        }
+    }
+    let arrays: Vec<String> = params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("${}::{}[]", i + 1, p.sql_type()))
+        .collect();
+    let names: Vec<String> = (1..=params.len()).map(|i| format!("p{i}")).collect();
+    format!(
+        "{}SELECT {select} FROM UNNEST({}) AS u({}){}",
+        &single[..start],
+        arrays.join(", "),
+        names.join(", "),
+        &single[end + 1..]
+    )
+}
+
+/// The statement of an event and its parameters, in `$n` order.
+fn statement(event: &OrderViewEvent, at: DateTime<Utc>) -> (&'static str, Vec<Param>) {
+    use OrderViewEvent as E;
+    use Param::{Int8, Json, Text, Time, Uuid as Id};
+    match event {
+        E::OrderPlaced(e) => (
+            include_str!("handlers/order_placed.sql"),
+            vec![
+                Id(e.order_id),
+                Text(e.customer_id.clone()),
+                Text(e.currency.clone()),
+                Json(serde_json::to_value(&e.lines).unwrap_or_default()),
+                Int8(e.total_minor),
+                Time(at),
+            ],
+        ),
+        E::OrderConfirmed(e) => (
+            include_str!("handlers/order_confirmed.sql"),
+            vec![Id(e.order_id), Time(at)],
+        ),
+        E::OrderCancelled(e) => (
+            include_str!("handlers/order_cancelled.sql"),
+            vec![Id(e.order_id), Text(e.reason.clone()), Time(at)],
+        ),
+        E::PaymentAuthorized(e) => (
+            include_str!("handlers/payment_authorized.sql"),
+            vec![
+                Id(e.order_id),
+                Id(e.payment_id),
+                Int8(e.amount_minor),
+                Text(e.currency.clone()),
+                Time(at),
+            ],
+        ),
+        E::PaymentDeclined(e) => (
+            include_str!("handlers/payment_declined.sql"),
+            vec![
+                Id(e.order_id),
+                Id(e.payment_id),
+                Text(e.currency.clone()),
+                Text(e.reason.clone()),
+                Time(at),
+            ],
+        ),
+        E::PaymentCaptured(e) => (
+            include_str!("handlers/payment_captured.sql"),
+            vec![
+                Id(e.order_id),
+                Id(e.payment_id),
+                Int8(e.amount_minor),
+                Time(at),
+            ],
+        ),
+        E::PaymentRefunded(e) => (
+            include_str!("handlers/payment_refunded.sql"),
+            vec![
+                Id(e.order_id),
+                Id(e.payment_id),
+                Int8(e.amount_minor),
+                Time(at),
+            ],
+        ),
+        E::ShipmentCreated(e) => (
+            include_str!("handlers/shipment_created.sql"),
+            vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
+        ),
+        E::ShipmentDispatched(e) => (
+            include_str!("handlers/shipment_dispatched.sql"),
+            vec![
+                Id(e.order_id),
+                Id(e.shipment_id),
+                Text(e.carrier.clone()),
+                Text(e.tracking_number.clone()),
+                Time(at),
+            ],
+        ),
+        E::ShipmentDelivered(e) => (
+            include_str!("handlers/shipment_delivered.sql"),
+            vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_values_row_becomes_a_select_from_unnest() {
+        let params = [
+            Param::Uuid(Uuid::nil()),
+            Param::Text(String::new()),
+            Param::Time(Utc::now()),
+        ];
+        let sql = batch_sql(
+            "-- c\nINSERT INTO t AS v (a, b, c, d)\nVALUES ($1, 'x', $2, $3)\nON CONFLICT (a) DO NOTHING\n",
+            &params,
+        );
+        assert_eq!(
+            sql,
+            "-- c\nINSERT INTO t AS v (a, b, c, d)\nSELECT u.p1, 'x', u.p2, u.p3 FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(p1, p2, p3)\nON CONFLICT (a) DO NOTHING\n"
+        );
+    }
+
+    #[test]
+    fn every_statement_has_one_values_row_with_its_parameters() {
+        let (id, at) = (Uuid::nil(), Utc::now());
+        let line = crate::domain::Line {
+            sku: "S".into(),
+            quantity: 1,
+            unit_price_minor: 1,
+        };
+        use crate::domain::*;
+        let events = [
+            OrderViewEvent::OrderPlaced(OrderPlaced {
+                order_id: id,
+                customer_id: "c".into(),
+                currency: "EUR".into(),
+                lines: vec![line],
+                total_minor: 1,
+            }),
+            OrderViewEvent::OrderConfirmed(OrderConfirmed { order_id: id }),
+            OrderViewEvent::ShipmentDelivered(ShipmentDelivered {
+                order_id: id,
+                shipment_id: id,
+            }),
+        ];
+        for event in &events {
+            let (sql, params) = statement(event, at);
+            let batch = batch_sql(sql, &params);
+            assert!(batch.contains("FROM UNNEST("), "{batch}");
+            assert!(!batch.contains("VALUES"), "{batch}");
+            assert_eq!(batch.matches("::").count(), params.len(), "{batch}");
+        }
+    }
 }

@@ -5,7 +5,7 @@ mod support;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_platform::consumer::HandlerError;
-use support::{at, instant, View};
+use support::{at, instant, placed, View};
 use uuid::Uuid;
 
 fn authorized(payment_id: Uuid, order_id: Uuid, amount: i64) -> Value {
@@ -359,4 +359,99 @@ async fn the_database_refuses_a_refund_above_the_capture() {
     let row = view.order(order).await;
     assert_eq!(row["refunded_minor"], 0);
     assert_eq!(row["payment_status"], "captured");
+}
+
+#[tokio::test]
+async fn a_batch_applied_set_wise_equals_the_same_events_one_by_one() {
+    let mut one_by_one = View::spawn().await;
+    let set_wise = View::spawn().await;
+    let mut events = Vec::new();
+    for i in 0..6i64 {
+        let (order, payment, ship) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let t = i * 100;
+        // Interleaved as the topics would deliver them: several events of one stream
+        // (refunds that add up) and events for the order before OrderPlaced.
+        events.push(one_by_one.event(
+            "PaymentAuthorized",
+            payment,
+            authorized(payment, order, 2800),
+            t + 1,
+        ));
+        events.push(one_by_one.event(
+            "OrderPlaced",
+            order,
+            placed(order, &format!("batch-{}", i % 2)),
+            t,
+        ));
+        events.push(one_by_one.event("OrderConfirmed", order, json!({"order_id": order}), t + 2));
+        events.push(one_by_one.event(
+            "PaymentCaptured",
+            payment,
+            money(payment, order, 2800),
+            t + 3,
+        ));
+        events.push(one_by_one.event("ShipmentCreated", ship, shipment(ship, order), t + 4));
+        if i % 2 == 0 {
+            events.push(one_by_one.event(
+                "PaymentRefunded",
+                payment,
+                refunded(payment, order, 800, None),
+                t + 5,
+            ));
+            events.push(one_by_one.event(
+                "PaymentRefunded",
+                payment,
+                refunded(payment, order, 2000, Some("damaged")),
+                t + 6,
+            ));
+            events.push(one_by_one.event(
+                "ShipmentDispatched",
+                ship,
+                dispatched(ship, order),
+                t + 7,
+            ));
+            events.push(one_by_one.event("ShipmentDelivered", ship, shipment(ship, order), t + 8));
+        } else {
+            events.push(one_by_one.event(
+                "OrderCancelled",
+                order,
+                json!({"order_id": order, "reason": "customer"}),
+                t + 9,
+            ));
+        }
+    }
+    for event in &events {
+        one_by_one.apply(event).await;
+    }
+    set_wise
+        .try_apply_batch(&events)
+        .await
+        .expect("the batch applies set-wise");
+    let (expected, actual) = (one_by_one.rows().await, set_wise.rows().await);
+    assert_eq!(expected.len(), 6);
+    assert_eq!(actual, expected);
+}
+
+#[tokio::test]
+async fn two_payments_of_one_order_in_one_round_are_refused_set_wise_for_the_runtime_to_redo() {
+    let mut view = View::spawn().await;
+    let (order, first, second) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let events = vec![
+        view.event("OrderPlaced", order, placed(order, "two-payments"), 0),
+        view.event("PaymentDeclined", first, declined(first, order), 1),
+        view.event("PaymentDeclined", second, declined(second, order), 2),
+    ];
+    assert!(
+        view.try_apply_batch(&events).await.is_err(),
+        "one statement cannot update a row twice"
+    );
+    assert!(
+        view.rows().await.is_empty(),
+        "nothing of the refused batch stays"
+    );
+    // Event by event (the runtime's careful path) they apply.
+    for event in &events {
+        view.apply(event).await;
+    }
+    assert_eq!(view.order(order).await["payment_status"], "declined");
 }

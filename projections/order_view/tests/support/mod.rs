@@ -78,6 +78,23 @@ impl View {
         Ok(())
     }
 
+    /// Applies events set-wise in one transaction (the runtime's fast path).
+    pub async fn try_apply_batch(&self, events: &[ConsumedEvent]) -> Result<(), HandlerError> {
+        let refs: Vec<&ConsumedEvent> = events.iter().collect();
+        let mut tx = self.pool.begin().await.expect("begin");
+        self.handler.apply_batch(&mut tx, &refs).await?;
+        tx.commit().await.expect("commit");
+        Ok(())
+    }
+
+    /// Every row, as JSON, in order id order.
+    pub async fn rows(&self) -> Vec<Value> {
+        sqlx::query_scalar("SELECT to_jsonb(v) FROM order_view v ORDER BY order_id")
+            .fetch_all(&self.pool)
+            .await
+            .expect("read order_view")
+    }
+
     /// Applies an event that must apply.
     pub async fn apply(&self, event: &ConsumedEvent) {
         self.try_apply(event)
