@@ -86,19 +86,19 @@ pub async fn run(options: &ConnectOptions, command: Option<String>) -> Result<()
 }
 
 async fn interactive(client: &tokio_postgres::Client) -> Result<(), ShellError> {
+    use std::io::IsTerminal;
+    // Prompts only for a person at a terminal; piped input runs quietly.
+    let prompt = std::io::stdin().is_terminal();
     let mut buffer = String::new();
     loop {
-        {
+        if prompt {
             let mut out = std::io::stdout().lock();
-            write!(
-                out,
-                "{}",
-                if buffer.is_empty() {
-                    "sluice=> "
-                } else {
-                    "sluice-> "
-                }
-            )?;
+            let text = if buffer.is_empty() {
+                "sluice=> "
+            } else {
+                "sluice-> "
+            };
+            write!(out, "{text}")?;
             out.flush()?;
         }
         let line = tokio::task::spawn_blocking(|| {
@@ -108,7 +108,14 @@ async fn interactive(client: &tokio_postgres::Client) -> Result<(), ShellError> 
         .await
         .map_err(std::io::Error::other)??;
         let (read, line) = line;
-        if read == 0 || (buffer.is_empty() && line.trim() == "\\q") {
+        if read == 0 {
+            // End of input: a last statement without its `;` still runs.
+            if !buffer.trim().is_empty() {
+                let _ = execute(client, &buffer).await;
+            }
+            return Ok(());
+        }
+        if buffer.is_empty() && line.trim() == "\\q" {
             return Ok(());
         }
         buffer.push_str(&line);
