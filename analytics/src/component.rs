@@ -31,6 +31,10 @@ pub enum AnalyticsError {
     Sink(#[from] SinkError),
     #[error("analyst endpoint: {0}")]
     Analyst(#[from] AnalystError),
+    #[error(transparent)]
+    Listen(#[from] sluice_platform::service::ServiceError),
+    #[error("SLUICE_HTTP_HOST `{0}` is not an IP address")]
+    Host(String),
     #[error("cannot serve health and metrics on port {port}: {source}")]
     Http { port: u16, source: std::io::Error },
 }
@@ -130,8 +134,11 @@ impl Analytics {
             .await
             .expect("warehouse preparation panicked")?
         };
+        // The same host as every component's HTTP port (SLUICE_HTTP_HOST).
+        let host = sluice_platform::service::listen_host();
+        let ip: std::net::IpAddr = host.parse().map_err(|_| AnalyticsError::Host(host))?;
         let analyst_config = AnalystConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], self.config.sql_port)),
+            listen: SocketAddr::new(ip, self.config.sql_port),
             analysts: self.config.analysts.clone(),
             statement_timeout: Duration::from_secs(self.config.statement_timeout_seconds),
             row_limit: self.config.row_limit,
@@ -139,9 +146,7 @@ impl Analytics {
         };
         let listener = analyst::bind(&analyst_config).await?;
         let port = self.component.port;
-        let http = tokio::net::TcpListener::bind(("0.0.0.0", port))
-            .await
-            .map_err(|source| AnalyticsError::Http { port, source })?;
+        let http = sluice_platform::service::bind(&self.component).await?;
         let router = sluice_platform::http::with_platform_routes(axum::Router::new(), None);
         started(Started {
             warehouse: self.warehouse_path.clone(),

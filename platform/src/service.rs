@@ -222,9 +222,14 @@ impl WriteService {
     }
 }
 
-pub(crate) async fn bind(component: &Component) -> Result<TcpListener, ServiceError> {
-    let host = std::env::var("SLUICE_HTTP_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned());
-    let address = format!("{host}:{}", component.port);
+/// The host components listen on: `SLUICE_HTTP_HOST`, default `127.0.0.1`.
+pub fn listen_host() -> String {
+    std::env::var("SLUICE_HTTP_HOST").unwrap_or_else(|_| "127.0.0.1".to_owned())
+}
+
+/// Binds the component's HTTP port on [`listen_host`].
+pub async fn bind(component: &Component) -> Result<TcpListener, ServiceError> {
+    let address = format!("{}:{}", listen_host(), component.port);
     TcpListener::bind(&address)
         .await
         .map_err(|source| ServiceError::Bind {
