@@ -15,7 +15,7 @@ use sluice_platform::registry::Registry;
 use sluice_platform::relay::{Relay, RelayConfig};
 use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
 use sluice_platform::testing::{drop_registry_databases, isolated_registry};
-use sqlx::PgPool;
+use sqlx::{Connection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -71,99 +71,142 @@ async fn wait_confirmed(pool: &PgPool, n: usize, what: &str) {
     }
 }
 
-#[tokio::test]
-async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
-    let base = Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
-    let (registry, text) = isolated_registry(&base);
-    let registry_file =
-        std::env::temp_dir().join(format!("sluice-rebuild-{}.toml", Uuid::now_v7()));
-    std::fs::write(&registry_file, text).unwrap();
-    for name in ["orders", "order_view"] {
-        let c = registry.component(name).unwrap();
-        Plan::for_component(c, c.database.as_ref().unwrap())
-            .execute(&registry.platform.admin_database_url)
+/// A platform slice for rebuild tests: the orders store with its relay, a broker,
+/// and the live order_view projection (consumer and query API) in this process.
+struct Fixture {
+    registry: Registry,
+    registry_file: std::path::PathBuf,
+    _broker: EmbeddedBroker,
+    store: EventStore,
+    view_pool: PgPool,
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Fixture {
+    /// Starts everything once `orders` (customer, count) are placed, and waits until
+    /// order_view shows them all.
+    async fn start(orders: &[(String, usize)]) -> (Self, Vec<Vec<Uuid>>) {
+        let base =
+            Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
+        let (registry, text) = isolated_registry(&base);
+        let registry_file =
+            std::env::temp_dir().join(format!("sluice-rebuild-{}.toml", Uuid::now_v7()));
+        std::fs::write(&registry_file, text).unwrap();
+        for name in ["orders", "order_view"] {
+            let c = registry.component(name).unwrap();
+            Plan::for_component(c, c.database.as_ref().unwrap())
+                .execute(&registry.platform.admin_database_url)
+                .await
+                .unwrap();
+        }
+        sluice_orders::SERVICE.migrate(&registry).await.unwrap();
+        let port: u16 = registry
+            .platform
+            .kafka_brokers
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let broker = EmbeddedBroker::start(&registry.platform.data_dir.join("broker"), port)
             .await
             .unwrap();
-    }
-    sluice_orders::SERVICE.migrate(&registry).await.unwrap();
-    let port: u16 = registry
-        .platform
-        .kafka_brokers
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let _broker = EmbeddedBroker::start(&registry.platform.data_dir.join("broker"), port)
-        .await
-        .unwrap();
-    let bootstrap = registry.platform.kafka_brokers.clone();
-    let topics: Vec<(String, u32)> = registry
-        .topics
-        .iter()
-        .map(|(n, t)| (n.clone(), t.partitions))
-        .collect();
-    ensure_topics(&bootstrap, &topics).await.unwrap();
-
-    let orders = registry.component("orders").unwrap();
-    let store = EventStore::new(
-        PgPool::connect(&registry.app_database_url(orders).unwrap())
+        let bootstrap = registry.platform.kafka_brokers.clone();
+        let topics: Vec<(String, u32)> = registry
+            .topics
+            .iter()
+            .map(|(n, t)| (n.clone(), t.partitions))
+            .collect();
+        ensure_topics(&bootstrap, &topics).await.unwrap();
+        let store = EventStore::new(
+            PgPool::connect(
+                &registry
+                    .app_database_url(registry.component("orders").unwrap())
+                    .unwrap(),
+            )
             .await
             .unwrap(),
-    );
-    let mut fixed = Vec::new();
-    let mut others = Vec::new();
-    for i in 0..ORDERS {
-        if i < FIXED {
-            fixed.push(place(&store, "rebuild-fixed").await);
-        } else {
-            others.push(place(&store, &format!("rebuild-{}", i % 7)).await);
-        }
-    }
-    let catalog = sluice::components::all_schemas().unwrap();
-    let stop = CancellationToken::new();
-    let relay = Relay::new(
-        "orders",
-        store.pool().clone(),
-        &bootstrap,
-        catalog.clone(),
-        RelayConfig::default(),
-    )
-    .unwrap();
-    let relay_task = {
-        let t = stop.clone();
-        tokio::spawn(async move { relay.run(t).await.unwrap() })
-    };
-
-    // The live projection: consumer and query API, in this process.
-    let live = {
-        let (registry, bootstrap, catalog, t) = (
-            registry.clone(),
-            bootstrap.clone(),
-            catalog.clone(),
-            stop.clone(),
         );
-        tokio::spawn(async move {
+        let mut placed = Vec::new();
+        for (customer, n) in orders {
+            let mut ids = Vec::new();
+            for _ in 0..*n {
+                ids.push(place(&store, customer).await);
+            }
+            placed.push(ids);
+        }
+        let catalog = sluice::components::all_schemas().unwrap();
+        let stop = CancellationToken::new();
+        let relay = Relay::new(
+            "orders",
+            store.pool().clone(),
+            &bootstrap,
+            catalog.clone(),
+            RelayConfig::default(),
+        )
+        .unwrap();
+        let mut tasks = Vec::new();
+        let t = stop.clone();
+        tasks.push(tokio::spawn(async move { relay.run(t).await.unwrap() }));
+        let (r, b, t) = (registry.clone(), bootstrap.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
             sluice_order_view::PROJECTION
-                .run(&registry, &bootstrap, catalog, t)
+                .run(&r, &b, catalog, t)
                 .await
                 .unwrap()
-        })
-    };
-    let view = registry.component("order_view").unwrap();
-    let view_pool = loop {
-        if let Ok(pool) = PgPool::connect(&registry.app_database_url(view).unwrap()).await {
-            if sqlx::query("SELECT 1 FROM order_view LIMIT 1")
-                .execute(&pool)
-                .await
-                .is_ok()
-            {
-                break pool;
+        }));
+        let view = registry.component("order_view").unwrap();
+        let view_pool = loop {
+            if let Ok(pool) = PgPool::connect(&registry.app_database_url(view).unwrap()).await {
+                if sqlx::query("SELECT 1 FROM order_view LIMIT 1")
+                    .execute(&pool)
+                    .await
+                    .is_ok()
+                {
+                    break pool;
+                }
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let total = orders.iter().map(|(_, n)| n).sum();
+        wait_confirmed(&view_pool, total, "before the rebuild").await;
+        let fixture = Fixture {
+            registry,
+            registry_file,
+            _broker: broker,
+            store,
+            view_pool,
+            stop,
+            tasks,
+        };
+        (fixture, placed)
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            task.await.unwrap();
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    wait_confirmed(&view_pool, ORDERS, "before the rebuild").await;
+        self.view_pool.close().await;
+        self.store.pool().close().await;
+        drop_registry_databases(&self.registry).await;
+        let _ = std::fs::remove_file(&self.registry_file);
+        let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
+    let (fixture, placed) = Fixture::start(&[
+        ("rebuild-fixed".to_owned(), FIXED),
+        ("rebuild-others".to_owned(), ORDERS - FIXED),
+    ])
+    .await;
+    let (fixed, others) = (placed[0].clone(), placed[1].clone());
+    let (registry, registry_file) = (&fixture.registry, &fixture.registry_file);
+    let (store, view_pool) = (fixture.store.clone(), fixture.view_pool.clone());
+    let view = registry.component("order_view").unwrap();
     let generation_before: Uuid = sqlx::query_scalar("SELECT generation FROM consumer_generation")
         .fetch_one(&view_pool)
         .await
@@ -318,8 +361,7 @@ async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
             .await
             .unwrap();
     assert_eq!(
-        customer,
-        format!("rebuild-{}", FIXED % 7),
+        customer, "rebuild-others",
         "the rebuilt model still has the damaged row"
     );
     let generation_after: Uuid = sqlx::query_scalar("SELECT generation FROM consumer_generation")
@@ -337,12 +379,58 @@ async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
             .unwrap();
     assert_eq!(leftovers, 0, "the retired generation was not dropped");
 
-    stop.cancel();
-    live.await.unwrap();
-    relay_task.await.unwrap();
-    view_pool.close().await;
-    store.pool().close().await;
-    drop_registry_databases(&registry).await;
-    let _ = std::fs::remove_file(&registry_file);
-    let _ = std::fs::remove_dir_all(&registry.platform.data_dir);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_live_consumer_follows_a_swap_to_a_generation_behind_it() {
+    let (fixture, _) = Fixture::start(&[("idle".to_owned(), 40)]).await;
+    let registry = &fixture.registry;
+    let view = registry.component("order_view").unwrap();
+    let database = view.database.as_ref().unwrap();
+    // A generation that has applied nothing yet, swapped in the way a rebuild does,
+    // while no event arrives: only the consumer's idle check can notice it.
+    let owner_url = registry.owner_database_url(view).unwrap();
+    let mut owner = sqlx::PgConnection::connect(&owner_url).await.unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA sluice_rebuild_idle; GRANT USAGE ON SCHEMA sluice_rebuild_idle TO {app}; \
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA sluice_rebuild_idle \
+           GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};",
+        app = database.app_role,
+        owner = database.owner_role
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = owner_url.parse().unwrap();
+    sluice_platform::db::migrate_with(
+        options.options([("search_path", "sluice_rebuild_idle")]),
+        vec![
+            sluice_platform::consumer::migrator(),
+            sluice_order_view::migrator(),
+        ],
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql(
+        "BEGIN; SELECT generation FROM public.consumer_generation FOR UPDATE; \
+         UPDATE public.consumer_generation SET retired = true; \
+         ALTER SCHEMA public RENAME TO sluice_retired_idle; \
+         ALTER SCHEMA sluice_rebuild_idle RENAME TO public; COMMIT;",
+    )
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM order_view")
+        .fetch_one(&fixture.view_pool)
+        .await
+        .unwrap();
+    assert_eq!(empty, 0, "the swapped-in generation starts empty");
+    // The live consumer resumes from the new generation's (empty) positions.
+    wait_confirmed(&fixture.view_pool, 40, "after an idle swap").await;
+    sqlx::raw_sql("DROP SCHEMA sluice_retired_idle CASCADE")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    fixture.stop().await;
 }

@@ -165,6 +165,10 @@ struct Received {
     headers: BTreeMap<String, String>,
 }
 
+/// How long an idle consumer waits for a record before checking whether a rebuild
+/// swapped its read model.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
 /// What became of a batch.
 enum Applied {
     Committed,
@@ -229,6 +233,13 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                     batch = self.next_batch(&consumer) => batch?,
                 };
                 if batch.is_empty() {
+                    // Idle: a rebuild may have swapped the read model meanwhile, its
+                    // positions behind this consumer's; no batch would reveal it until
+                    // new events arrive, so look now.
+                    if self.generation().await? != generation {
+                        tracing::info!("the read model was swapped for a rebuilt generation; resuming from its positions");
+                        continue 'generation;
+                    }
                     continue;
                 }
                 if let Applied::GenerationChanged =
@@ -286,6 +297,9 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                     _ = shutdown.cancelled() => return Ok(state),
                     batch = self.next_batch(&consumer) => batch?,
                 };
+                if batch.is_empty() {
+                    continue;
+                }
                 if let Applied::GenerationChanged =
                     self.apply_batch(&batch, &dlq, generation).await?
                 {
@@ -368,11 +382,15 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         Ok(crate::relay::producer_config(&self.bootstrap).create()?)
     }
 
-    /// Waits for one record, then gathers more for up to `batch_wait`.
+    /// Waits (up to [`IDLE_CHECK`]) for one record, then gathers more for up to
+    /// `batch_wait`. Empty when nothing arrived.
     async fn next_batch(&self, consumer: &StreamConsumer) -> Result<Vec<Received>, ConsumerError> {
         let mut batch = Vec::new();
-        let first = consumer.recv().await?;
-        batch.push(received(&first));
+        // Giving up on `recv` before it yields loses nothing: no record was taken.
+        let Ok(first) = tokio::time::timeout(IDLE_CHECK, consumer.recv()).await else {
+            return Ok(batch);
+        };
+        batch.push(received(&first?));
         let deadline = tokio::time::Instant::now() + self.config.batch_wait;
         while batch.len() < self.config.batch_size {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
