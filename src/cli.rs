@@ -142,6 +142,14 @@ enum DbCommand {
     /// Create (idempotently) every component's database, owner role and app role,
     /// connecting with SLUICE_ADMIN_DATABASE_URL.
     Setup,
+    /// Drop every component's database and roles: all events, read models and
+    /// positions. To start a development platform over, drop them and the data
+    /// directory (the broker's log and the warehouse) together.
+    Drop {
+        /// Required: this deletes data.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -209,6 +217,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let registry = load_registry(&cli.registry)?;
             let done = provision::setup(&registry).await?;
             println!("provisioned {} databases: {}", done.len(), done.join(", "));
+            Ok(())
+        }
+        Command::Db {
+            command: DbCommand::Drop { yes },
+        } => {
+            let registry = load_registry(&cli.registry)?;
+            let names: Vec<&str> = registry
+                .stateful()
+                .map(|(_, db)| db.name.as_str())
+                .collect();
+            if !yes {
+                bail!(
+                    "this drops {} and their roles, with every event in them; pass --yes to go ahead",
+                    names.join(", ")
+                );
+            }
+            for (_, db) in registry.stateful() {
+                provision::drop_component(&registry.platform.admin_database_url, db)
+                    .await
+                    .with_context(|| format!("dropping {}", db.name))?;
+                println!("dropped {}", db.name);
+            }
+            println!(
+                "remove the data directory too ({}) before `sluice up`: the broker's log and the warehouse",
+                registry.platform.data_dir.display()
+            );
             Ok(())
         }
         Command::Registry { command } => {

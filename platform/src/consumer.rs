@@ -361,14 +361,23 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 .ok_or_else(|| ConsumerError::MissingTopic(topic.clone()))?;
             for p in 0..partitions as i32 {
                 let key = (topic.clone(), p);
+                let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
                 let (offset, start) = match positions.get(&key) {
-                    Some(o) => (Offset::Offset(*o), *o),
-                    None => (
-                        Offset::Beginning,
-                        consumer
-                            .fetch_watermarks(topic, p, Duration::from_secs(10))?
-                            .0,
-                    ),
+                    Some(o) => {
+                        if *o > high {
+                            // Nothing is lost by waiting, but nothing arrives either
+                            // until the log grows past the stored position.
+                            tracing::error!(
+                                topic, partition = p, stored_next_offset = *o, broker_end = high,
+                                "this consumer has applied more of the partition than the broker holds: \
+                                 the broker's log was reset or replaced (a deleted data directory?). \
+                                 It waits for offset {o}; rebuild a projection with `sluice projection rebuild`, \
+                                 or drop the databases too when resetting a development platform"
+                            );
+                        }
+                        (Offset::Offset(*o), *o)
+                    }
+                    None => (Offset::Beginning, low),
                 };
                 assignment.add_partition_offset(topic, p, offset)?;
                 starts.insert(key, start);
