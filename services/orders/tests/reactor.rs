@@ -8,43 +8,24 @@ use sluice_orders::domain::{Order, OrderCommand, OrderLine, Sku};
 use sluice_orders::reactor::ACTOR;
 use sluice_orders::SERVICE;
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
-use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
-use sluice_platform::registry::ComponentKind;
-use sluice_platform::store::{EventStore, Metadata, RecordedEvent, StreamId, StreamVersion};
-use sluice_platform::testing::TestDatabase;
+use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::store::{Metadata, RecordedEvent, StreamId};
+use sluice_platform::testing::TestReactor;
 use sluice_platform::values::{Amount, Currency};
-use sqlx::PgPool;
 use uuid::Uuid;
 
+/// The orders reactor over its own database (the platform's shared harness), with
+/// the orders commands the tests set the scene with.
 struct Reactor {
-    _db: TestDatabase,
-    pool: PgPool,
+    inner: TestReactor,
     orders: CommandHandler<Order>,
-    handler: Box<dyn EventHandler>,
 }
 
 impl Reactor {
     async fn start() -> Self {
-        sluice_platform::telemetry::init();
-        let db = TestDatabase::provision("orders", ComponentKind::Service).await;
-        db.migrate(vec![
-            sluice_platform::store::migrator(),
-            sluice_platform::consumer::migrator(),
-            sluice_orders::migrator(),
-        ])
-        .await;
-        let pool = db.app_pool().await;
-        let handler =
-            (SERVICE.reactor.unwrap())(EventStore::new(pool.clone()), SERVICE.catalog().unwrap());
-        Reactor {
-            _db: db,
-            orders: CommandHandler::with_schemas(
-                EventStore::new(pool.clone()),
-                SERVICE.catalog().unwrap(),
-            ),
-            pool,
-            handler,
-        }
+        let inner = TestReactor::start(&SERVICE).await;
+        let orders = CommandHandler::with_schemas(inner.store.clone(), SERVICE.catalog().unwrap());
+        Reactor { inner, orders }
     }
 
     /// Runs a command as the HTTP API would, without the reactor.
@@ -77,18 +58,11 @@ impl Reactor {
 
     /// Applies `event` inside a consumer transaction, as the runtime does.
     async fn apply(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await.unwrap();
-        let result = self.handler.apply(&mut tx, event).await;
-        tx.commit().await.unwrap();
-        result
+        self.inner.apply(event).await
     }
 
     async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
-        self.orders
-            .store()
-            .read_stream(&StreamId::from(id), StreamVersion::FIRST)
-            .await
-            .unwrap()
+        self.inner.stream(id).await
     }
 
     async fn event_types(&self, id: Uuid) -> Vec<String> {
