@@ -568,6 +568,67 @@ pub async fn topic_size(bootstrap: &str, topic: &str) -> i64 {
     .expect("watermarks")
 }
 
+/// Metadata of an event with a correlation and causation id, a W3C traceparent and
+/// `actor`, as a command or a saga step records it.
+pub fn traced_metadata(actor: &str) -> crate::store::Metadata {
+    crate::store::Metadata {
+        correlation_id: Some(uuid::Uuid::now_v7()),
+        causation_id: Some(uuid::Uuid::now_v7()),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        actor: Some(actor.into()),
+    }
+}
+
+/// An event of `stream_id` (at `stream_version`) on `topic` as the consumer runtime
+/// hands it to a handler.
+pub fn consumed_event(
+    topic: &str,
+    stream_type: &str,
+    stream_id: impl Into<String>,
+    stream_version: i64,
+    event_type: &str,
+    payload: serde_json::Value,
+    metadata: crate::store::Metadata,
+) -> crate::consumer::ConsumedEvent {
+    crate::consumer::ConsumedEvent {
+        topic: topic.into(),
+        partition: 0,
+        offset: 0,
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event_type.into(),
+        schema_version: 1,
+        stream_id: stream_id.into(),
+        stream_type: stream_type.into(),
+        stream_version,
+        global_position: stream_version,
+        payload,
+        metadata,
+        recorded_at: chrono::Utc::now(),
+    }
+}
+
+/// Asserts that `service`'s reactor counted a skipped reaction to `event_type` for
+/// `reason` in `sluice_reactor_reactions_skipped_total` (process-wide, so other tests
+/// may have added to it: at least one).
+pub fn assert_skip_counted(service: &str, event_type: &str, reason: &str) {
+    let metrics = crate::telemetry::render_text();
+    let labels = [
+        format!("service=\"{service}\""),
+        format!("event_type=\"{event_type}\""),
+        format!("reason=\"{reason}\""),
+    ];
+    let counted = metrics.lines().any(|line| {
+        line.starts_with("sluice_reactor_reactions_skipped_total{")
+            && labels.iter().all(|l| line.contains(l.as_str()))
+            && line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|v| v >= 1.0)
+    });
+    assert!(counted, "{metrics}");
+}
+
 /// A write service's reactor over its own fresh database, fed events by hand as the
 /// consumer runtime would.
 pub struct TestReactor {

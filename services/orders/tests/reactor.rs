@@ -2,7 +2,6 @@
 //! runtime feeds them (inside its transaction), the reactions read back from the
 //! store.
 
-use chrono::Utc;
 use serde_json::{json, Value};
 use sluice_orders::domain::{Order, OrderCommand, OrderLine, Sku};
 use sluice_orders::reactor::ACTOR;
@@ -10,7 +9,7 @@ use sluice_orders::SERVICE;
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
 use sluice_platform::consumer::{ConsumedEvent, HandlerError};
 use sluice_platform::store::{Metadata, RecordedEvent, StreamId};
-use sluice_platform::testing::TestReactor;
+use sluice_platform::testing::{consumed_event, traced_metadata, TestReactor};
 use sluice_platform::values::{Amount, Currency};
 use uuid::Uuid;
 
@@ -76,21 +75,16 @@ impl Reactor {
 
 /// A payments event as the consumer runtime hands it over.
 fn consumed(event_type: &str, payload: Value, metadata: Metadata) -> ConsumedEvent {
-    ConsumedEvent {
-        topic: "payments.events".into(),
-        partition: 0,
-        offset: 0,
-        event_id: Uuid::now_v7(),
-        event_type: event_type.into(),
-        schema_version: 1,
-        stream_id: payload["payment_id"].as_str().unwrap_or("p").to_owned(),
-        stream_type: "payment".into(),
-        stream_version: 1,
-        global_position: 1,
+    let stream = payload["payment_id"].as_str().unwrap_or("p").to_owned();
+    consumed_event(
+        "payments.events",
+        "payment",
+        stream,
+        1,
+        event_type,
         payload,
         metadata,
-        recorded_at: Utc::now(),
-    }
+    )
 }
 
 fn authorized(order_id: Uuid) -> ConsumedEvent {
@@ -121,33 +115,11 @@ fn declined(order_id: Uuid) -> ConsumedEvent {
 }
 
 fn from_the_saga() -> Metadata {
-    Metadata {
-        correlation_id: Some(Uuid::now_v7()),
-        causation_id: Some(Uuid::now_v7()),
-        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-        actor: Some("payments-reactor".into()),
-    }
+    traced_metadata("payments-reactor")
 }
 
-/// The skip shows in `sluice_reactor_reactions_skipped_total` (process-wide, so other
-/// tests may have added to it: at least one).
 fn assert_skip_counted(event_type: &str, reason: &str) {
-    let metrics = sluice_platform::telemetry::render_text();
-    let labels = [
-        "service=\"orders\"".to_owned(),
-        format!("event_type=\"{event_type}\""),
-        format!("reason=\"{reason}\""),
-    ];
-    let counted = metrics.lines().any(|line| {
-        line.starts_with("sluice_reactor_reactions_skipped_total{")
-            && labels.iter().all(|l| line.contains(l.as_str()))
-            && line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .is_some_and(|v| v >= 1.0)
-    });
-    assert!(counted, "{metrics}");
+    sluice_platform::testing::assert_skip_counted("orders", event_type, reason);
 }
 
 #[tokio::test]

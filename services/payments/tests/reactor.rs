@@ -5,7 +5,6 @@
 //! The authorization limit is the default (100 000 minor units): these tests set no
 //! environment variable, as the environment is shared by every test in the process.
 
-use chrono::Utc;
 use serde_json::{json, Value};
 use sluice_payments::domain::{Payment, PaymentCommand};
 use sluice_payments::reactor::{payment_id_for_order, ACTOR};
@@ -13,27 +12,21 @@ use sluice_payments::SERVICE;
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
 use sluice_platform::consumer::{ConsumedEvent, HandlerError};
 use sluice_platform::store::{Metadata, StreamId};
-use sluice_platform::testing::TestReactor as Reactor;
+use sluice_platform::testing::{consumed_event, traced_metadata, TestReactor as Reactor};
 use sluice_platform::values::{Amount, Currency};
 use uuid::Uuid;
 
 /// An orders event as the consumer runtime hands it over.
 fn consumed(event_type: &str, order_id: Uuid, payload: Value, metadata: Metadata) -> ConsumedEvent {
-    ConsumedEvent {
-        topic: "orders.events".into(),
-        partition: 0,
-        offset: 0,
-        event_id: Uuid::now_v7(),
-        event_type: event_type.into(),
-        schema_version: 1,
-        stream_id: order_id.to_string(),
-        stream_type: "order".into(),
-        stream_version: 1,
-        global_position: 1,
+    consumed_event(
+        "orders.events",
+        "order",
+        order_id.to_string(),
+        1,
+        event_type,
         payload,
         metadata,
-        recorded_at: Utc::now(),
-    }
+    )
 }
 
 fn order_placed(order_id: Uuid, total_minor: i64, metadata: Metadata) -> ConsumedEvent {
@@ -52,33 +45,11 @@ fn order_placed(order_id: Uuid, total_minor: i64, metadata: Metadata) -> Consume
 }
 
 fn from_a_request() -> Metadata {
-    Metadata {
-        correlation_id: Some(Uuid::now_v7()),
-        causation_id: Some(Uuid::now_v7()),
-        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-        actor: Some("customer".into()),
-    }
+    traced_metadata("customer")
 }
 
-/// The skip shows in `sluice_reactor_reactions_skipped_total` (process-wide, so other
-/// tests may have added to it: at least one).
 fn assert_skip_counted(event_type: &str, reason: &str) {
-    let metrics = sluice_platform::telemetry::render_text();
-    let labels = [
-        "service=\"payments\"".to_owned(),
-        format!("event_type=\"{event_type}\""),
-        format!("reason=\"{reason}\""),
-    ];
-    let counted = metrics.lines().any(|line| {
-        line.starts_with("sluice_reactor_reactions_skipped_total{")
-            && labels.iter().all(|l| line.contains(l.as_str()))
-            && line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .is_some_and(|v| v >= 1.0)
-    });
-    assert!(counted, "{metrics}");
+    sluice_platform::testing::assert_skip_counted("payments", event_type, reason);
 }
 
 #[tokio::test]

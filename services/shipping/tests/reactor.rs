@@ -2,12 +2,11 @@
 //! runtime feeds them (inside its transaction), the reactions read back from the
 //! store.
 
-use chrono::Utc;
 use serde_json::{json, Value};
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
 use sluice_platform::consumer::{ConsumedEvent, HandlerError};
 use sluice_platform::store::{Metadata, StreamId};
-use sluice_platform::testing::TestReactor as Reactor;
+use sluice_platform::testing::{consumed_event, traced_metadata, TestReactor as Reactor};
 use sluice_shipping::domain::{Shipment, ShipmentCommand};
 use sluice_shipping::reactor::{shipment_id_for_order, ACTOR};
 use sluice_shipping::SERVICE;
@@ -15,21 +14,15 @@ use uuid::Uuid;
 
 /// An orders event as the consumer runtime hands it over.
 fn consumed(event_type: &str, order_id: Uuid, payload: Value, metadata: Metadata) -> ConsumedEvent {
-    ConsumedEvent {
-        topic: "orders.events".into(),
-        partition: 0,
-        offset: 0,
-        event_id: Uuid::now_v7(),
-        event_type: event_type.into(),
-        schema_version: 1,
-        stream_id: order_id.to_string(),
-        stream_type: "order".into(),
-        stream_version: 2,
-        global_position: 2,
+    consumed_event(
+        "orders.events",
+        "order",
+        order_id.to_string(),
+        2,
+        event_type,
         payload,
         metadata,
-        recorded_at: Utc::now(),
-    }
+    )
 }
 
 fn confirmed(order_id: Uuid) -> ConsumedEvent {
@@ -42,33 +35,11 @@ fn confirmed(order_id: Uuid) -> ConsumedEvent {
 }
 
 fn from_the_saga() -> Metadata {
-    Metadata {
-        correlation_id: Some(Uuid::now_v7()),
-        causation_id: Some(Uuid::now_v7()),
-        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-        actor: Some("orders-reactor".into()),
-    }
+    traced_metadata("orders-reactor")
 }
 
-/// The skip shows in `sluice_reactor_reactions_skipped_total` (process-wide, so other
-/// tests may have added to it: at least one).
 fn assert_skip_counted(event_type: &str, reason: &str) {
-    let metrics = sluice_platform::telemetry::render_text();
-    let labels = [
-        "service=\"shipping\"".to_owned(),
-        format!("event_type=\"{event_type}\""),
-        format!("reason=\"{reason}\""),
-    ];
-    let counted = metrics.lines().any(|line| {
-        line.starts_with("sluice_reactor_reactions_skipped_total{")
-            && labels.iter().all(|l| line.contains(l.as_str()))
-            && line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .is_some_and(|v| v >= 1.0)
-    });
-    assert!(counted, "{metrics}");
+    sluice_platform::testing::assert_skip_counted("shipping", event_type, reason);
 }
 
 #[tokio::test]
