@@ -105,6 +105,59 @@ pub async fn run(command: BenchCommand, registry_path: &Path) -> anyhow::Result<
 mod projection;
 mod sink;
 
+/// The raw baseline of a consuming benchmark: a plain rdkafka consumer (no
+/// decoding, no database) with the fetch wait of the consumer under test, reading
+/// `partitions` partitions of each topic from the beginning until `records` records
+/// arrived; records/s.
+async fn raw_consume(
+    bootstrap: &str,
+    topics: &[String],
+    partitions: u32,
+    fetch_wait_ms: u32,
+    records: u64,
+) -> anyhow::Result<f64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let (bootstrap, topics) = (bootstrap.to_owned(), topics.to_vec());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set(
+                "group.id",
+                format!("sluice-bench-raw-{}", std::process::id()),
+            )
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
+            .set("log_level", "3")
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        for topic in &topics {
+            for p in 0..partitions as i32 {
+                assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+            }
+        }
+        consumer.assign(&assignment)?;
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(600);
+        let (mut count, mut bytes) = (0u64, 0usize);
+        while count < records {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the raw consumer read {count} of {records} records within 10 minutes"
+            );
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                bytes += message?.payload_len();
+                count += 1;
+            }
+        }
+        std::hint::black_box(bytes);
+        Ok(records as f64 / start.elapsed().as_secs_f64())
+    })
+    .await?
+}
+
 /// A throwaway database provisioned like a write service's, dropped afterwards.
 struct BenchDatabase {
     admin_url: String,

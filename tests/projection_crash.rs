@@ -8,18 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
 use sluice_platform::consumer::{ConsumerConfig, ConsumerRuntime};
-use sluice_platform::provision::Plan;
-use sluice_platform::registry::{ComponentKind, Registry};
+use sluice_platform::registry::ComponentKind;
 use sluice_platform::relay::{Relay, RelayConfig};
 use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
-use sluice_platform::testing::{
-    drop_registry_databases, isolated_registry, topic_size, TestDatabase,
-};
+use sluice_platform::testing::{topic_size, TestDatabase};
 use sqlx::PgPool;
+use support::slice::Slice;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+mod support;
 
 const ORDERS: usize = 2_000;
 
@@ -50,36 +49,12 @@ async fn confirmed(pool: &PgPool) -> i64 {
 
 #[tokio::test]
 async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
-    let base = Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
-    let (registry, text) = isolated_registry(&base);
-    let registry_file = std::env::temp_dir().join(format!("sluice-pcrash-{}.toml", Uuid::now_v7()));
-    std::fs::write(&registry_file, text).unwrap();
-    for name in ["orders", "order_view"] {
-        let c = registry.component(name).unwrap();
-        Plan::for_component(c, c.database.as_ref().unwrap())
-            .execute(&registry.platform.admin_database_url)
-            .await
-            .unwrap();
-    }
-    sluice_orders::SERVICE.migrate(&registry).await.unwrap();
-    let port: u16 = registry
-        .platform
-        .kafka_brokers
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let _broker = EmbeddedBroker::start(&registry.platform.data_dir.join("broker"), port)
-        .await
-        .unwrap();
-    let bootstrap = registry.platform.kafka_brokers.clone();
-    let topics: Vec<(String, u32)> = registry
-        .topics
-        .iter()
-        .map(|(n, t)| (n.clone(), t.partitions))
-        .collect();
-    ensure_topics(&bootstrap, &topics).await.unwrap();
+    let slice = Slice::start(&["orders", "order_view"]).await;
+    let (registry, registry_file, bootstrap) = (
+        slice.registry.clone(),
+        slice.registry_file.clone(),
+        slice.bootstrap.clone(),
+    );
 
     // Every order placed and confirmed: two events per order stream.
     let orders = registry.component("orders").unwrap();
@@ -232,7 +207,5 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
     relay_stop.cancel();
     relay_task.await.unwrap();
     view_pool.close().await;
-    drop_registry_databases(&registry).await;
-    let _ = std::fs::remove_file(&registry_file);
-    let _ = std::fs::remove_dir_all(&registry.platform.data_dir);
+    slice.remove().await;
 }

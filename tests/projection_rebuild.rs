@@ -3,21 +3,20 @@
 //! query fails or sees an empty or half-built model, and the live consumer carries
 //! on in the new tables.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
-use sluice_platform::provision::Plan;
 use sluice_platform::registry::Registry;
 use sluice_platform::relay::{Relay, RelayConfig};
 use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
-use sluice_platform::testing::{drop_registry_databases, isolated_registry};
 use sqlx::{Connection, PgPool};
+use support::slice::Slice;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+mod support;
 
 /// Orders before the rebuild starts; `FIXED` of them belong to one customer whose
 /// list must always answer whole.
@@ -74,9 +73,8 @@ async fn wait_confirmed(pool: &PgPool, n: usize, what: &str) {
 /// A platform slice for rebuild tests: the orders store with its relay, a broker,
 /// and the live order_view projection (consumer and query API) in this process.
 struct Fixture {
+    slice: Slice,
     registry: Registry,
-    registry_file: std::path::PathBuf,
-    _broker: EmbeddedBroker,
     store: EventStore,
     view_pool: PgPool,
     stop: CancellationToken,
@@ -87,38 +85,8 @@ impl Fixture {
     /// Starts everything once `orders` (customer, count) are placed, and waits until
     /// order_view shows them all.
     async fn start(orders: &[(String, usize)]) -> (Self, Vec<Vec<Uuid>>) {
-        let base =
-            Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
-        let (registry, text) = isolated_registry(&base);
-        let registry_file =
-            std::env::temp_dir().join(format!("sluice-rebuild-{}.toml", Uuid::now_v7()));
-        std::fs::write(&registry_file, text).unwrap();
-        for name in ["orders", "order_view"] {
-            let c = registry.component(name).unwrap();
-            Plan::for_component(c, c.database.as_ref().unwrap())
-                .execute(&registry.platform.admin_database_url)
-                .await
-                .unwrap();
-        }
-        sluice_orders::SERVICE.migrate(&registry).await.unwrap();
-        let port: u16 = registry
-            .platform
-            .kafka_brokers
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let broker = EmbeddedBroker::start(&registry.platform.data_dir.join("broker"), port)
-            .await
-            .unwrap();
-        let bootstrap = registry.platform.kafka_brokers.clone();
-        let topics: Vec<(String, u32)> = registry
-            .topics
-            .iter()
-            .map(|(n, t)| (n.clone(), t.partitions))
-            .collect();
-        ensure_topics(&bootstrap, &topics).await.unwrap();
+        let slice = Slice::start(&["orders", "order_view"]).await;
+        let (registry, bootstrap) = (slice.registry.clone(), slice.bootstrap.clone());
         let store = EventStore::new(
             PgPool::connect(
                 &registry
@@ -172,9 +140,8 @@ impl Fixture {
         let total = orders.iter().map(|(_, n)| n).sum();
         wait_confirmed(&view_pool, total, "before the rebuild").await;
         let fixture = Fixture {
+            slice,
             registry,
-            registry_file,
-            _broker: broker,
             store,
             view_pool,
             stop,
@@ -190,9 +157,7 @@ impl Fixture {
         }
         self.view_pool.close().await;
         self.store.pool().close().await;
-        drop_registry_databases(&self.registry).await;
-        let _ = std::fs::remove_file(&self.registry_file);
-        let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
+        self.slice.remove().await;
     }
 }
 
@@ -204,7 +169,7 @@ async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
     ])
     .await;
     let (fixed, others) = (placed[0].clone(), placed[1].clone());
-    let (registry, registry_file) = (&fixture.registry, &fixture.registry_file);
+    let (registry, registry_file) = (&fixture.registry, &fixture.slice.registry_file);
     let (store, view_pool) = (fixture.store.clone(), fixture.view_pool.clone());
     let view = registry.component("order_view").unwrap();
     let generation_before: Uuid = sqlx::query_scalar("SELECT generation FROM consumer_generation")

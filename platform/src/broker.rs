@@ -312,3 +312,29 @@ pub async fn ensure_topics(bootstrap: &str, topics: &[(String, u32)]) -> Result<
     }
     Ok(())
 }
+
+/// Records in a topic: the sum of its partitions' high watermarks (0 for a topic the
+/// broker does not know).
+pub async fn topic_size(bootstrap: &str, topic: &str) -> Result<i64, BrokerError> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("log_level", "3")
+            .create()?;
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map_or(0, |t| t.partitions().len());
+        let mut total = 0;
+        for p in 0..partitions as i32 {
+            total += consumer
+                .fetch_watermarks(&topic, p, Duration::from_secs(10))?
+                .1;
+        }
+        Ok(total)
+    })
+    .await
+    .expect("the watermark task does not panic")
+}

@@ -538,34 +538,12 @@ fn consume_blocking(
     out
 }
 
-/// Records in a topic: the sum of its partitions' high watermarks.
+/// Records in a topic: the sum of its partitions' high watermarks; 0 while the
+/// broker cannot tell yet (callers poll).
 pub async fn topic_size(bootstrap: &str, topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use std::time::Duration;
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("log_level", "3")
-            .create()
-            .expect("consumer");
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .expect("metadata");
-        let partitions = metadata
-            .topics()
-            .first()
-            .map_or(0, |t| t.partitions().len());
-        (0..partitions as i32)
-            .map(|p| {
-                consumer
-                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
-                    .map_or(0, |(_, high)| high)
-            })
-            .sum()
-    })
-    .await
-    .expect("watermarks")
+    crate::broker::topic_size(bootstrap, topic)
+        .await
+        .unwrap_or(0)
 }
 
 /// Metadata of an event with a correlation and causation id, a W3C traceparent and

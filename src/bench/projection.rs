@@ -121,14 +121,21 @@ async fn phases(
     };
     let published = (events / 2) * 2;
     let deadline = Instant::now() + Duration::from_secs(600);
-    while sluice_platform_topic_size(&broker.bootstrap, &topic).await? < published as i64 {
+    while sluice_platform::broker::topic_size(&broker.bootstrap, &topic).await? < published as i64 {
         if Instant::now() > deadline {
             bail!("the relay did not publish {published} events within 10 minutes");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     eprintln!("raw consumer reading {published} records of {topic} …");
-    let raw = raw_consumer(&broker.bootstrap, &topic, published).await?;
+    let raw = super::raw_consume(
+        &broker.bootstrap,
+        std::slice::from_ref(&topic),
+        PARTITIONS,
+        10,
+        published,
+    )
+    .await?;
     let worker = ConsumerRuntime::new(
         "bench_order_view",
         vec![topic.clone()],
@@ -198,54 +205,6 @@ async fn phases(
     orders_pool.close().await;
     view_pool.close().await;
     Ok(())
-}
-
-async fn sluice_platform_topic_size(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
-    tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
-        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set("log_level", "3")
-            .create()?;
-        let mut total = 0;
-        for p in 0..PARTITIONS as i32 {
-            total += consumer
-                .fetch_watermarks(&topic, p, Duration::from_secs(10))?
-                .1;
-        }
-        Ok(total)
-    })
-    .await?
-}
-
-/// Reads `records` records of `topic` from the beginning with a plain rdkafka
-/// consumer (no decoding, no database); records/s.
-async fn raw_consumer(bootstrap: &str, topic: &str, records: u64) -> anyhow::Result<f64> {
-    use rdkafka::consumer::{Consumer, StreamConsumer};
-    use rdkafka::{Offset, TopicPartitionList};
-    let consumer: StreamConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("bench-raw-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .set("log_level", "3")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS as i32 {
-        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let start = Instant::now();
-    let mut seen = 0u64;
-    while seen < records {
-        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .context("the raw consumer stalled for 30 s")??;
-        std::hint::black_box(message);
-        seen += 1;
-    }
-    Ok(records as f64 / start.elapsed().as_secs_f64())
 }
 
 fn order_placed(order_id: Uuid) -> serde_json::Value {

@@ -14,11 +14,8 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, TimeDelta, Utc};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::Connection;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use sluice_analytics::sink::{
     repository_schemas_dir, Loader, Sink, SinkConfig, SinkRecord, VIEWS_SQL,
@@ -73,11 +70,11 @@ async fn phases(broker: &Broker, scratch: &Path, events: u64, orders: u64) -> an
     eprintln!("producing {events} records to {} …", topics.join(", "));
     produce(&broker.bootstrap, &topics, &generated).await?;
     eprintln!("raw consumer: reading {events} records …");
-    let raw_before = raw_consume(&broker.bootstrap, &topics, events).await?;
+    let raw_before = super::raw_consume(&broker.bootstrap, &topics, PARTITIONS, 50, events).await?;
     eprintln!("sink: loading {events} records into a fresh warehouse …");
     let sink_rate = sink_end_to_end(&broker.bootstrap, scratch, &topics, events).await?;
     eprintln!("raw consumer again: reading {events} records …");
-    let raw_after = raw_consume(&broker.bootstrap, &topics, events).await?;
+    let raw_after = super::raw_consume(&broker.bootstrap, &topics, PARTITIONS, 50, events).await?;
     let raw_rate = (raw_before + raw_after) / 2.0;
 
     // Phases 2 and 3 are DuckDB only: on a blocking thread.
@@ -328,48 +325,6 @@ async fn produce(bootstrap: &str, topics: &[String; 3], events: &[Event]) -> any
         }
     }
     Ok(())
-}
-
-/// Reads the topics from their beginning until `events` records arrived; records/s.
-async fn raw_consume(bootstrap: &str, topics: &[String; 3], events: u64) -> anyhow::Result<f64> {
-    let (bootstrap, topics) = (bootstrap.to_owned(), topics.clone());
-    tokio::task::spawn_blocking(move || {
-        let start = Instant::now();
-        // The sink reader's settings, with a group id of its own.
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .set(
-                "group.id",
-                format!("sluice-bench-raw-{}", std::process::id()),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.wait.max.ms", "50")
-            .set("log_level", "3")
-            .create()?;
-        let mut assignment = TopicPartitionList::new();
-        for topic in &topics {
-            for p in 0..PARTITIONS as i32 {
-                assignment.add_partition_offset(topic, p, Offset::Beginning)?;
-            }
-        }
-        consumer.assign(&assignment)?;
-        let deadline = start + Duration::from_secs(600);
-        let (mut count, mut bytes) = (0u64, 0usize);
-        while count < events {
-            if Instant::now() > deadline {
-                bail!("the raw consumer read {count} of {events} records within 10 minutes");
-            }
-            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-                bytes += message?.payload_len();
-                count += 1;
-            }
-        }
-        std::hint::black_box(bytes);
-        Ok(events as f64 / start.elapsed().as_secs_f64())
-    })
-    .await?
 }
 
 /// Runs the real sink on a fresh warehouse until its positions cover `events`

@@ -3,3 +3,4 @@
 
 pub mod fastavro;
 pub mod platform;
+pub mod slice;

@@ -1,0 +1,70 @@
+//! A slice of the platform for end-to-end tests that run some components
+//! themselves: an isolated registry (written to a file for child processes), the
+//! databases of the named components provisioned, the orders store migrated, and the
+//! embedded broker on the registry's port with every registry topic.
+
+use std::path::{Path, PathBuf};
+
+use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
+use sluice_platform::provision::Plan;
+use sluice_platform::registry::Registry;
+use sluice_platform::testing::{drop_registry_databases, isolated_registry};
+use uuid::Uuid;
+
+pub struct Slice {
+    pub registry: Registry,
+    pub registry_file: PathBuf,
+    pub bootstrap: String,
+    _broker: EmbeddedBroker,
+}
+
+impl Slice {
+    /// Provisions `components` (the orders service among them) and starts the broker.
+    pub async fn start(components: &[&str]) -> Self {
+        let base =
+            Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
+        let (registry, text) = isolated_registry(&base);
+        let registry_file =
+            std::env::temp_dir().join(format!("sluice-slice-{}.toml", Uuid::now_v7()));
+        std::fs::write(&registry_file, text).unwrap();
+        for name in components {
+            let c = registry.component(name).unwrap();
+            Plan::for_component(c, c.database.as_ref().unwrap())
+                .execute(&registry.platform.admin_database_url)
+                .await
+                .unwrap();
+        }
+        sluice_orders::SERVICE.migrate(&registry).await.unwrap();
+        let port: u16 = registry
+            .platform
+            .kafka_brokers
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let broker = EmbeddedBroker::start(&registry.platform.data_dir.join("broker"), port)
+            .await
+            .unwrap();
+        let bootstrap = registry.platform.kafka_brokers.clone();
+        let topics: Vec<(String, u32)> = registry
+            .topics
+            .iter()
+            .map(|(n, t)| (n.clone(), t.partitions))
+            .collect();
+        ensure_topics(&bootstrap, &topics).await.unwrap();
+        Slice {
+            registry,
+            registry_file,
+            bootstrap,
+            _broker: broker,
+        }
+    }
+
+    /// Drops the databases and removes the registry file and the data directory.
+    pub async fn remove(self) {
+        drop_registry_databases(&self.registry).await;
+        let _ = std::fs::remove_file(&self.registry_file);
+        let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
+    }
+}
