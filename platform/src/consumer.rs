@@ -218,10 +218,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
     /// generation's positions.
     #[tracing::instrument(name = "consumer", skip_all, fields(component = %self.component))]
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
-        crate::broker::ensure_topics(&self.bootstrap, &[(format!("{}.dlq", self.component), 1)])
-            .await
-            .map_err(|e| ConsumerError::DeadLetterTopic(e.to_string()))?;
-        let dlq = self.dlq_producer()?;
+        let dlq = self.dlq_producer().await?;
         'generation: while !shutdown.is_cancelled() {
             let generation = self.generation().await?;
             let (consumer, _) = self.assign().await?;
@@ -267,10 +264,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         shutdown: CancellationToken,
         mut progress: impl FnMut(&CatchUp),
     ) -> Result<CatchUp, ConsumerError> {
-        crate::broker::ensure_topics(&self.bootstrap, &[(format!("{}.dlq", self.component), 1)])
-            .await
-            .map_err(|e| ConsumerError::DeadLetterTopic(e.to_string()))?;
-        let dlq = self.dlq_producer()?;
+        let dlq = self.dlq_producer().await?;
         let generation = self.generation().await?;
         let (consumer, mut positions) = self.assign().await?;
         let mut state = CatchUp {
@@ -387,7 +381,11 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         Ok((consumer, starts))
     }
 
-    fn dlq_producer(&self) -> Result<FutureProducer, ConsumerError> {
+    /// Creates `<component>.dlq` if missing and a producer for it.
+    async fn dlq_producer(&self) -> Result<FutureProducer, ConsumerError> {
+        crate::broker::ensure_topics(&self.bootstrap, &[(format!("{}.dlq", self.component), 1)])
+            .await
+            .map_err(|e| ConsumerError::DeadLetterTopic(e.to_string()))?;
         Ok(crate::relay::producer_config(&self.bootstrap).create()?)
     }
 
