@@ -192,7 +192,21 @@ pub async fn drop_registry_databases(registry: &Registry) {
     }
 }
 
+/// Ports that were free a moment ago, all different: each stays bound until all are
+/// chosen, so the system cannot hand the same one out twice.
+struct DistinctPorts(Vec<std::net::TcpListener>);
+
+impl DistinctPorts {
+    fn next(&mut self) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        let port = listener.local_addr().expect("local address").port();
+        self.0.push(listener);
+        port
+    }
+}
+
 fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
+    let mut ports = DistinctPorts(Vec::new());
     let mut text = format!(
         "[platform]\ndatabase_host = {:?}\ndatabase_port = {}\nadmin_database_url = {:?}\ndata_dir = {:?}\nkafka_brokers = {:?}\n",
         registry.platform.database_host,
@@ -202,7 +216,7 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
             .join(format!("sluice-data-{suffix}"))
             .display()
             .to_string(),
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", ports.next()),
     );
     for (name, topic) in &registry.topics {
         text.push_str(&format!(
@@ -215,7 +229,7 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
             "[components.{}]\nkind = {:?}\nport = {}\nproduces = {:?}\nconsumes = {:?}\ndepends_on = {:?}\n",
             c.name,
             format!("{:?}", c.kind).to_lowercase(),
-            free_port(),
+            ports.next(),
             c.produces,
             c.consumes,
             c.depends_on
@@ -233,7 +247,7 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
         text.push_str(&format!(
             "[analytics]\nwarehouse = {:?}\nsql_port = {}\nstatement_timeout_seconds = {}\nrow_limit = {}\nmemory_limit = {:?}\n[analytics.analysts]\n",
             a.warehouse.display().to_string(),
-            free_port(),
+            ports.next(),
             a.statement_timeout_seconds,
             a.row_limit,
             a.memory_limit
