@@ -32,7 +32,8 @@ pub enum BenchCommand {
     },
     /// The outbox relay against a raw rdkafka producer on the same broker, then
     /// append-to-consumer latency under steady load. Uses KAFKA_BROKERS when set,
-    /// else an embedded tansu broker in a temporary directory.
+    /// else a local Apache Kafka (`SLUICE_BENCH_BROKER=tansu`: tansu) in a temporary
+    /// directory.
     Relay {
         /// Events pre-filled into the outbox (and records of the raw baseline).
         #[arg(long, default_value_t = 50_000)]
@@ -46,7 +47,7 @@ pub enum BenchCommand {
     },
     /// One order_view worker applying a pre-filled topic (events/s), then
     /// command-to-visible latency: HTTP PlaceOrder to the row in order_view, at a
-    /// steady rate. Uses KAFKA_BROKERS when set, else an embedded tansu broker.
+    /// steady rate. Uses KAFKA_BROKERS when set, else a local Apache Kafka.
     Projection {
         /// Events pre-filled into the topic (two per order: placed, confirmed).
         #[arg(long, default_value_t = 100_000)]
@@ -61,7 +62,7 @@ pub enum BenchCommand {
     /// The analytics sink from pre-filled topics into a fresh DuckDB file against a
     /// raw consumer of the same topics; its write path (Loader::load) against raw
     /// appender rows into the same DuckDB; and an aggregate over order_facts.
-    /// Uses KAFKA_BROKERS when set, else an embedded tansu broker.
+    /// Uses KAFKA_BROKERS when set, else a local Apache Kafka.
     Sink {
         /// Events pre-filled into the topics (7 per order, over 3 topics), and
         /// loaded again from memory for the write path.
@@ -416,9 +417,9 @@ mod relay {
     use rdkafka::{Offset, TopicPartitionList};
     use serde_json::json;
     use sluice_platform::avro::SchemaCatalog;
-    use sluice_platform::broker::{ensure_topics, EmbeddedBroker, TANSU_VERSION};
+    use sluice_platform::broker::{ensure_topics, BrokerKind, LocalBroker};
     use sluice_platform::provision::drop_component;
-    use sluice_platform::registry::Registry;
+    use sluice_platform::registry::{Registry, TopicNames};
     use sluice_platform::relay::{producer_config, Relay, RelayConfig};
     use sluice_platform::store::{
         Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId,
@@ -438,11 +439,15 @@ mod relay {
     const WARMUP_ACTOR: &str = "bench-warmup";
     const ACTOR: &str = "bench";
 
-    /// The broker under test: external (`KAFKA_BROKERS`) or an embedded tansu whose
-    /// data directory is removed afterwards.
+    /// The broker under test: external (`KAFKA_BROKERS`), or a local one whose data
+    /// directory is removed afterwards: Apache Kafka unless `SLUICE_BENCH_BROKER=tansu`.
     pub(super) struct Broker {
         pub(super) bootstrap: String,
-        embedded: Option<(EmbeddedBroker, PathBuf)>,
+        /// The namespace of the benchmark's topics: the registry's, and on a reused
+        /// external broker one of this run's own inside it (`bench_<pid>.`), so runs
+        /// never meet each other's topics.
+        pub(super) topics: TopicNames,
+        embedded: Option<(LocalBroker, PathBuf)>,
         pub(super) description: String,
     }
 
@@ -453,41 +458,44 @@ mod relay {
                 return Ok(Broker {
                     description: format!("broker: KAFKA_BROKERS={bootstrap}"),
                     bootstrap,
+                    topics: TopicNames::new(format!(
+                        "{}bench_{}.",
+                        registry.platform.topic_prefix,
+                        std::process::id()
+                    )),
                     embedded: None,
                 });
             }
             let dir =
                 std::env::temp_dir().join(format!("sluice-bench-broker-{}", std::process::id()));
-            let broker = match EmbeddedBroker::start(&dir, 0).await {
+            let kind = match std::env::var("SLUICE_BENCH_BROKER") {
+                Ok(kind) if !kind.is_empty() => kind.parse::<BrokerKind>()?,
+                _ => BrokerKind::Kafka,
+            };
+            let broker = match LocalBroker::start(kind, &dir, 0).await {
                 Ok(broker) => broker,
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&dir);
-                    return Err(anyhow::Error::new(e).context(
-                        "starting the embedded broker (set KAFKA_BROKERS to use another)",
-                    ));
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "starting the local broker ({kind}; set KAFKA_BROKERS to use another)"
+                    )));
                 }
+            };
+            let storage = match kind {
+                BrokerKind::Tansu => "SQLite storage",
+                BrokerKind::Kafka => "one KRaft node, log on local disk",
             };
             Ok(Broker {
                 bootstrap: broker.bootstrap_servers(),
+                topics: registry.topic_names(),
                 embedded: Some((broker, dir)),
-                description: format!(
-                    "broker: tansu {TANSU_VERSION} embedded on this machine (SQLite storage)"
-                ),
+                description: format!("broker: {kind} on this machine ({storage})"),
             })
-        }
-
-        /// Topic names: plain on a fresh embedded broker, suffixed with the pid on a
-        /// reused external one.
-        pub(super) fn name(&self, base: &str) -> String {
-            match self.embedded {
-                Some(_) => base.to_owned(),
-                None => format!("{base}-{}", std::process::id()),
-            }
         }
 
         pub(super) async fn stop(self) {
             if let Some((mut broker, dir)) = self.embedded {
-                broker.kill().await;
+                broker.shutdown().await;
                 let _ = std::fs::remove_dir_all(dir);
             }
         }
@@ -654,13 +662,11 @@ mod relay {
             fingerprint,
         };
 
-        let (relay_service, raw_topic, latency_service) = (
-            broker.name("bench"),
-            format!("{}.events", broker.name("bench-raw")),
-            broker.name("bench-latency"),
-        );
-        let relay_topic = format!("{relay_service}.events");
-        let latency_topic = format!("{latency_service}.events");
+        let (relay_service, latency_service) = ("bench", "bench-latency");
+        let names = &broker.topics;
+        let raw_topic = names.physical("bench-raw.events");
+        let relay_topic = names.physical(&format!("{relay_service}.events"));
+        let latency_topic = names.physical(&format!("{latency_service}.events"));
         ensure_topics(
             &broker.bootstrap,
             &[
@@ -687,8 +693,8 @@ mod relay {
         let relay_rate = relay_throughput(
             pool,
             &broker.bootstrap,
-            &relay_service,
-            &relay_topic,
+            relay_service,
+            names,
             &shape,
             events,
         )
@@ -707,8 +713,8 @@ mod relay {
         let latency = latency(
             &store,
             &broker.bootstrap,
-            &latency_service,
-            &latency_topic,
+            latency_service,
+            names,
             &shape,
             rate,
             duration,
@@ -869,10 +875,12 @@ mod relay {
         Ok(())
     }
 
+    /// A relay of `service` publishing to `<service>.events` in the namespace `names`.
     fn start_relay(
         pool: &PgPool,
         bootstrap: &str,
         service: &str,
+        names: &TopicNames,
         shape: &Shape,
     ) -> anyhow::Result<(
         CancellationToken,
@@ -883,7 +891,10 @@ mod relay {
             pool.clone(),
             bootstrap,
             shape.catalog.clone(),
-            RelayConfig::default(),
+            RelayConfig {
+                topic_names: names.clone(),
+                ..RelayConfig::default()
+            },
         )?;
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -932,16 +943,17 @@ mod relay {
         pool: &PgPool,
         bootstrap: &str,
         service: &str,
-        topic: &str,
+        names: &TopicNames,
         shape: &Shape,
         events: u64,
     ) -> anyhow::Result<f64> {
+        let topic = &names.physical(&format!("{service}.events"));
         let consumer = metadata_consumer(bootstrap)?;
         let parts = partitions(&consumer, topic)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (start, (shutdown, mut relay)) = (
             Instant::now(),
-            start_relay(pool, bootstrap, service, shape)?,
+            start_relay(pool, bootstrap, service, names, shape)?,
         );
         let topic_owned = topic.to_owned();
         let stop_poll = stop.clone();
@@ -1111,11 +1123,12 @@ mod relay {
         store: &EventStore,
         bootstrap: &str,
         service: &str,
-        topic: &str,
+        names: &TopicNames,
         shape: &Shape,
         rate: u64,
         duration: Duration,
     ) -> anyhow::Result<Latency> {
+        let topic = &names.physical(&format!("{service}.events"));
         let warm = Arc::new(AtomicBool::new(false));
         let appended = Arc::new(AtomicU64::new(0));
         let appender_done = Arc::new(AtomicBool::new(false));
@@ -1127,7 +1140,7 @@ mod relay {
                 consume_latencies(&bootstrap, &topic, &warm, &appended, &appender_done)
             })
         };
-        let (shutdown, relay) = start_relay(store.pool(), bootstrap, service, shape)?;
+        let (shutdown, relay) = start_relay(store.pool(), bootstrap, service, names, shape)?;
         let appending = async {
             // One unmeasured event through relay, broker and consumer first.
             confirm(store, WARMUP_ACTOR).await?;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
+use sluice_platform::broker::{ensure_topics, BrokerKind, LocalBroker};
 use sluice_platform::consumer::Replayed;
 use sluice_platform::registry::Registry;
 use sluice_platform::{generate, provision};
@@ -39,6 +39,10 @@ enum Command {
         /// Skip `db setup` (databases and roles already exist).
         #[arg(long)]
         no_setup: bool,
+        /// The broker to run when `KAFKA_BROKERS` names none: `tansu` (no JVM, the
+        /// default) or `kafka` (Apache Kafka, fetched once; needs Java 17+ and Maven).
+        #[arg(long, env = "SLUICE_BROKER", default_value = "tansu")]
+        broker: BrokerKind,
     },
     /// Run one component: `sluice run orders`, or a service's outbox relay:
     /// `sluice run relay orders` (publishes to KAFKA_BROKERS).
@@ -96,6 +100,16 @@ enum Command {
     Schemas {
         #[command(subcommand)]
         command: SchemasCommand,
+    },
+    /// Exit 0 when a component run with the same arguments and environment is
+    /// healthy (container health checks): `sluice health orders` asks its
+    /// `/health/ready`; `sluice health relay|reactor <service>` (no HTTP port) checks
+    /// that its database answers and the topics it publishes or reads exist.
+    Health {
+        /// A component name from the registry, or `relay` / `reactor`.
+        component: String,
+        /// With `relay` or `reactor`: the write service.
+        service: Option<String>,
     },
 }
 
@@ -202,7 +216,9 @@ fn load_registry(path: &Path) -> anyhow::Result<Registry> {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { no_setup } => up(&load_registry(&cli.registry)?, no_setup).await,
+        Command::Up { no_setup, broker } => {
+            up(&load_registry(&cli.registry)?, no_setup, broker).await
+        }
         Command::Run { component, service } => {
             run_one(
                 &load_registry(&cli.registry)?,
@@ -291,6 +307,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Schemas {
             command: SchemasCommand::Check,
         } => check_schemas(),
+        Command::Health { component, service } => {
+            health(
+                &load_registry(&cli.registry)?,
+                &component,
+                service.as_deref(),
+            )
+            .await
+        }
     }
 }
 
@@ -432,6 +456,20 @@ async fn run_one(registry: &Registry, name: &str, service: Option<&str>) -> anyh
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let bootstrap = registry.platform.kafka_brokers.clone();
+    // A consumer checks the topics it reads against the registry (creating those no
+    // relay has created yet); a relay prepares its own in `run_relay`.
+    let reads = match &runnable {
+        Runnable::Reactor(s) => registry.component(s.name)?.consumes.clone(),
+        Runnable::Projection(p) => registry.component(p.name)?.consumes.clone(),
+        _ => Vec::new(),
+    };
+    let specs: Vec<_> = reads
+        .iter()
+        .filter_map(|t| registry.topic_spec(t))
+        .collect();
+    ensure_topics(&bootstrap, specs)
+        .await
+        .context("preparing the topics it reads")?;
     run_component(registry, runnable, &bootstrap, shutdown).await
 }
 
@@ -465,9 +503,13 @@ async fn run_component(
     result.with_context(|| format!("`{name}`"))
 }
 
-/// The broker `sluice up` uses: `KAFKA_BROKERS` when set, else an embedded tansu on
-/// the registry's broker port with its log under the data directory.
-async fn kafka_for_up(registry: &Registry) -> anyhow::Result<(String, Option<EmbeddedBroker>)> {
+/// The broker `sluice up` uses: `KAFKA_BROKERS` when set, else a local broker of
+/// `kind` on the registry's broker port with its data under the data directory
+/// (`broker/` for tansu, `kafka/` for Apache Kafka).
+async fn kafka_for_up(
+    registry: &Registry,
+    kind: BrokerKind,
+) -> anyhow::Result<(String, Option<LocalBroker>)> {
     if std::env::var_os("KAFKA_BROKERS").is_some() {
         let brokers = registry.platform.kafka_brokers.clone();
         tracing::info!(%brokers, "using the external Kafka brokers of KAFKA_BROKERS");
@@ -485,16 +527,21 @@ async fn kafka_for_up(registry: &Registry) -> anyhow::Result<(String, Option<Emb
                 registry.platform.kafka_brokers
             )
         })?;
-    let data_dir = registry.platform.data_dir.join("broker");
-    let broker = EmbeddedBroker::start(&data_dir, port).await.context(
-        "starting the embedded broker (set KAFKA_BROKERS to use an external Kafka instead)",
-    )?;
+    let data_dir = registry.platform.data_dir.join(match kind {
+        BrokerKind::Tansu => "broker",
+        BrokerKind::Kafka => "kafka",
+    });
+    let broker = LocalBroker::start(kind, &data_dir, port)
+        .await
+        .with_context(|| {
+            format!("starting the local broker ({kind}; set KAFKA_BROKERS to use an external Kafka instead)")
+        })?;
     let bootstrap = broker.bootstrap_servers();
-    tracing::info!(%bootstrap, data = %data_dir.display(), "embedded broker (tansu) ready");
+    tracing::info!(%bootstrap, data = %data_dir.display(), broker = %kind, "local broker ready");
     Ok((bootstrap, Some(broker)))
 }
 
-async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
+async fn up(registry: &Registry, no_setup: bool, broker: BrokerKind) -> anyhow::Result<()> {
     if !no_setup {
         let done = provision::setup(registry)
             .await
@@ -508,15 +555,11 @@ async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
             "registered components without an implementation in this build are not started"
         );
     }
-    let (bootstrap, broker) = kafka_for_up(registry).await?;
-    let topics: Vec<(String, u32)> = registry
-        .topics
-        .iter()
-        .map(|(name, t)| (name.clone(), t.partitions))
-        .collect();
-    ensure_topics(&bootstrap, &topics)
+    let (bootstrap, mut broker) = kafka_for_up(registry, broker).await?;
+    // Created as the registry says, or checked against it when they exist.
+    ensure_topics(&bootstrap, registry.topic_specs())
         .await
-        .context("creating the registry's topics")?;
+        .context("preparing the registry's topics")?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
     let mut tasks = JoinSet::new();
@@ -545,7 +588,9 @@ async fn up(registry: &Registry, no_setup: bool) -> anyhow::Result<()> {
         }
         shutdown.cancel();
     }
-    drop(broker);
+    if let Some(broker) = broker.as_mut() {
+        broker.shutdown().await;
+    }
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
@@ -710,4 +755,82 @@ async fn sql(
         Err(sluice_analytics::shell::ShellError::Query { .. }) => std::process::exit(1),
         Err(e) => Err(e.into()),
     }
+}
+
+/// `sluice health`: a component's `/health/ready` on this host, or for a relay or
+/// reactor its database (as its app role) and its topics on `KAFKA_BROKERS`.
+async fn health(registry: &Registry, name: &str, service: Option<&str>) -> anyhow::Result<()> {
+    let (component, topics) = match (name, service) {
+        (kind @ ("relay" | "reactor"), Some(service)) => {
+            let c = registry.component(service)?;
+            (
+                c,
+                if kind == "relay" {
+                    &c.produces
+                } else {
+                    &c.consumes
+                },
+            )
+        }
+        (kind @ ("relay" | "reactor"), None) => {
+            bail!("name the write service: `sluice health {kind} orders`")
+        }
+        (_, Some(extra)) => bail!("unexpected argument `{extra}`"),
+        (name, None) => {
+            let port = registry.component(name)?.port;
+            let host = match sluice_platform::service::listen_host().as_str() {
+                "0.0.0.0" | "::" => "127.0.0.1".to_owned(),
+                h if h.contains(':') => format!("[{h}]"),
+                h => h.to_owned(),
+            };
+            let url = format!("http://{host}:{port}/health/ready");
+            let response = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()?
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("{url} does not answer"))?;
+            let status = response.status();
+            if !status.is_success() {
+                bail!(
+                    "{url}: {status} {}",
+                    response.text().await.unwrap_or_default()
+                );
+            }
+            return Ok(());
+        }
+    };
+    let pool = sluice_platform::db::app_pool(registry, component).await?;
+    sqlx::query("SELECT 1").execute(&pool).await?;
+    let names = registry.topic_names();
+    let (bootstrap, topics): (String, Vec<String>) = (
+        registry.platform.kafka_brokers.clone(),
+        topics.iter().map(|t| names.physical(t)).collect(),
+    );
+    let missing = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("log_level", "3")
+            .create()?;
+        let mut missing = Vec::new();
+        for topic in topics {
+            let metadata =
+                consumer.fetch_metadata(Some(&topic), std::time::Duration::from_secs(5))?;
+            if !metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            {
+                missing.push(topic);
+            }
+        }
+        Ok(missing)
+    })
+    .await??;
+    if !missing.is_empty() {
+        bail!("not on the brokers yet: {}", missing.join(", "));
+    }
+    Ok(())
 }

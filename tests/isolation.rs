@@ -2,8 +2,9 @@
 //! nobody else (PUBLIC) reaches any. Provisioned by the same code as
 //! `sluice db setup`, with test-unique names.
 //!
-//! This server uses trust authentication, so passwords are not checked here; the
-//! `CONNECT` privilege is, and that is what these tests prove.
+//! Every connection here gives the role's own password, so under password
+//! authentication (Debian's default `scram-sha-256` on TCP) and under trust alike a
+//! refusal comes from the `CONNECT` privilege, and that is what these tests prove.
 
 use std::path::Path;
 
@@ -20,17 +21,17 @@ fn registry() -> Registry {
     Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap()
 }
 
-fn options(role: &str, database: &str) -> PgConnectOptions {
+fn options(role: &str, password: &str, database: &str) -> PgConnectOptions {
     PgConnectOptions::from_str(&admin_url())
         .unwrap()
         .username(role)
-        .password("irrelevant-under-trust")
+        .password(password)
         .database(database)
 }
 
-/// Connects, and returns the SQLSTATE of the failure if any.
-async fn connect_error(role: &str, database: &str) -> Option<String> {
-    match options(role, database).connect().await {
+/// Connects as `role` with its password, and returns the SQLSTATE of the failure if any.
+async fn connect_error(role: &str, password: &str, database: &str) -> Option<String> {
+    match options(role, password, database).connect().await {
         Ok(conn) => {
             let _ = conn.close().await;
             None
@@ -55,8 +56,11 @@ async fn no_component_role_can_connect_to_another_components_database() {
     let mut denied = 0;
     for (owner_component, own) in &stateful {
         for (_, other) in &stateful {
-            for role in [&own.owner_role, &own.app_role] {
-                let result = connect_error(role, &other.name).await;
+            for (role, password) in [
+                (&own.owner_role, &own.owner_password),
+                (&own.app_role, &own.app_password),
+            ] {
+                let result = connect_error(role, password, &other.name).await;
                 if own.name == other.name {
                     assert_eq!(
                         result, None,
@@ -88,13 +92,17 @@ async fn public_cannot_connect_to_any_component_database() {
     // A role with no grants at all stands for PUBLIC.
     let outsider = format!("t_outsider_{}", sluice_platform::testing::unique_suffix());
     let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-    sqlx::raw_sql(&format!("CREATE ROLE {outsider} LOGIN"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE ROLE {outsider} LOGIN PASSWORD 'outsider-secret'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
     for (_, db) in registry.stateful() {
         assert_eq!(
-            connect_error(&outsider, &db.name).await.as_deref(),
+            connect_error(&outsider, "outsider-secret", &db.name)
+                .await
+                .as_deref(),
             Some("42501"),
             "{}",
             db.name
@@ -165,10 +173,15 @@ async fn the_generated_psql_script_provisions_like_db_setup_and_is_idempotent() 
             .unwrap();
         assert!(psql.wait().unwrap().success(), "psql script failed");
     }
-    assert_eq!(connect_error(&db.app_role, &db.name).await, None);
+    assert_eq!(
+        connect_error(&db.app_role, "app-secret", &db.name).await,
+        None
+    );
     let (_, other) = registry.stateful().nth(1).unwrap();
     assert_eq!(
-        connect_error(&db.app_role, &other.name).await.as_deref(),
+        connect_error(&db.app_role, "app-secret", &other.name)
+            .await
+            .as_deref(),
         Some("3D000"),
         "not created by this script"
     );

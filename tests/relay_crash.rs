@@ -8,11 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sluice_platform::broker::EmbeddedBroker;
 use sluice_platform::provision::Plan;
 use sluice_platform::registry::Registry;
 use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
-use sluice_platform::testing::{consume, drop_registry_databases, isolated_registry, topic_size};
+use sluice_platform::testing::{
+    consume, drop_registry_databases, isolated_registry, start_registry_broker, topic_size,
+};
 use uuid::Uuid;
 
 /// The relay's default batch size (`RelayConfig::default().batch_size`).
@@ -41,17 +42,9 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
         .await
         .unwrap();
     sluice_orders::SERVICE.migrate(&registry).await.unwrap();
-    let port: u16 = registry
-        .platform
-        .kafka_brokers
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let broker_dir = registry.platform.data_dir.join("broker");
-    let _broker = EmbeddedBroker::start(&broker_dir, port).await.unwrap();
+    let _broker = start_registry_broker(&registry).await;
     let bootstrap = registry.platform.kafka_brokers.clone();
+    let topic = "orders.events";
 
     // 40 000 events in 100-event appends over 40 streams, payloads valid for their schema.
     let pool = sqlx::PgPool::connect(&registry.app_database_url(orders).unwrap())
@@ -82,12 +75,16 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
             .unwrap();
     }
 
-    // Start the relay; kill -9 it as soon as part of the outbox is on the topic.
+    // Start the relay; kill -9 it once it has published past a point chosen at random
+    // in the first three quarters of the outbox (so runs crash at different points),
+    // judged by what is on the topic, not by a clock. The deadline only guards
+    // against a hang.
+    let kill_at = (BATCH as u64 + Uuid::now_v7().as_u64_pair().1 % (total as u64 * 3 / 4)) as i64;
     let mut relay = start_relay(&registry_file);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let at_kill = loop {
-        let published = topic_size(&bootstrap, "orders.events").await;
-        if published > 0 {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let seen_at_kill = loop {
+        let published = topic_size(&bootstrap, topic).await;
+        if published >= kill_at {
             break published;
         }
         assert!(
@@ -96,19 +93,57 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
         );
         assert!(
             Instant::now() < deadline,
-            "the relay published nothing within 60 s"
+            "the relay published only {published} of {total} in 300 s"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
     relay.kill().unwrap();
     relay.wait().unwrap();
+    // What the dead relay left on the topic: had it got to the end before the kill
+    // landed, there would be no crash mid-way to recover from.
+    let at_kill = topic_size(&bootstrap, topic).await.max(seen_at_kill);
     assert!(
         (at_kill as usize) < total,
-        "killed after everything was published: no crash mid-way"
+        "killed after everything was published ({seen_at_kill} seen before the kill): no crash mid-way"
     );
 
+    // The restarted relay is done once its checkpoint covers the last event: every
+    // record is acknowledged on the topic by then, so the read below gets them all
+    // however slowly they came.
     let mut relay = start_relay(&registry_file);
-    let records = consume(&bootstrap, "orders.events", total, Duration::from_secs(120)).await;
+    let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let checkpoint: Option<i64> = sqlx::query_scalar(
+            "SELECT global_position FROM relay_checkpoints ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if checkpoint.is_some_and(|c| c >= last) {
+            break;
+        }
+        assert!(
+            relay.try_wait().unwrap().is_none(),
+            "the restarted relay exited on its own"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the restarted relay never got to the end: checkpoint {checkpoint:?} of {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let published = topic_size(&bootstrap, topic).await as usize;
+    let records = consume(
+        &bootstrap,
+        topic,
+        published.max(total),
+        Duration::from_secs(300),
+    )
+    .await;
     relay.kill().unwrap();
     relay.wait().unwrap();
 
@@ -118,7 +153,7 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
     }
     let duplicates = records.len() - copies.len();
     println!(
-        "killed at {at_kill} of {total} published; after restart {} records, {} distinct, {duplicates} duplicates",
+        "killed at {at_kill} of {total} published (aiming at {kill_at}); after restart {} records, {} distinct, {duplicates} duplicates",
         records.len(),
         copies.len()
     );

@@ -4,7 +4,8 @@
 //! - [`provision`]: one database and two roles per component, nothing shared;
 //! - [`db`]: a component's own pool and migrations;
 //! - [`store`]: the append-only event store with its transactional outbox;
-//! - [`broker`]: the embedded development broker (tansu) and topic administration;
+//! - [`broker`]: the local brokers (tansu, Apache Kafka) and topic administration;
+//! - [`local_kafka`]: Apache Kafka fetched once per machine and run as child processes;
 //! - [`consistency`]: consistency tokens, read-your-writes across the async boundary;
 //! - [`consumer`]: the consumer runtime (positions in the consumer's database, dead letters);
 //! - [`aggregate`]: pure aggregates and the command handler around them;
@@ -28,6 +29,7 @@ pub mod consumer;
 pub mod db;
 pub mod generate;
 pub mod http;
+pub mod local_kafka;
 pub mod projection;
 pub mod provision;
 pub mod reactor;

@@ -3,7 +3,7 @@
 //! revoked from `PUBLIC`), and dropped with its roles when the test ends.
 //!
 //! The admin connection comes from `SLUICE_ADMIN_DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`).
+//! `postgres://postgres:postgres@127.0.0.1:5432/postgres`, the password `deploy/dev/setup.sh` sets).
 
 use std::str::FromStr;
 
@@ -15,10 +15,16 @@ use sqlx::PgPool;
 use crate::provision::{drop_component, Plan};
 use crate::registry::{Component, ComponentKind, DatabaseSpec, Registry};
 
+mod broker;
+pub use broker::{
+    broker_env, registry_broker_address, shared_kafka, start_registry_broker, test_broker_kind,
+    TestBroker,
+};
+
 /// The admin URL tests provision with.
 pub fn admin_url() -> String {
     std::env::var("SLUICE_ADMIN_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// A short random suffix that keeps concurrently running tests apart.
@@ -207,8 +213,11 @@ impl DistinctPorts {
 
 fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
     let mut ports = DistinctPorts(Vec::new());
+    // Topics under a test-unique prefix: tests sharing a broker never see each
+    // other's events.
     let mut text = format!(
-        "[platform]\ndatabase_host = {:?}\ndatabase_port = {}\nadmin_database_url = {:?}\ndata_dir = {:?}\nkafka_brokers = {:?}\n",
+        "[platform]\ndatabase_host = {:?}\ndatabase_port = {}\nadmin_database_url = {:?}\ndata_dir = {:?}\nkafka_brokers = {:?}\n\
+         topic_prefix = \"t_{suffix}.\"\nreplication_factor = {}\nmin_insync_replicas = {}\n",
         registry.platform.database_host,
         registry.platform.database_port,
         admin_url(),
@@ -216,12 +225,20 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
             .join(format!("sluice-data-{suffix}"))
             .display()
             .to_string(),
-        format!("127.0.0.1:{}", ports.next()),
+        registry_broker_address(ports.next()),
+        registry.platform.replication_factor,
+        registry.platform.min_insync_replicas,
     );
     for (name, topic) in &registry.topics {
+        let config: Vec<String> = topic
+            .config
+            .iter()
+            .map(|(k, v)| format!("{k:?} = {v:?}"))
+            .collect();
         text.push_str(&format!(
-            "[topics.{name:?}]\npartitions = {}\n",
-            topic.partitions
+            "[topics.{name:?}]\npartitions = {}\nconfig = {{ {} }}\n",
+            topic.partitions,
+            config.join(", ")
         ));
     }
     for c in registry.components() {
@@ -415,41 +432,6 @@ pub async fn assert_key_reuse_refused(
         events,
         "{path}: a reused key appended"
     );
-}
-
-/// A tansu broker for one test, on a free port, with its data in a temporary
-/// directory that is removed afterwards.
-pub struct TestBroker {
-    pub broker: crate::broker::EmbeddedBroker,
-    pub data_dir: std::path::PathBuf,
-}
-
-impl TestBroker {
-    pub async fn start() -> Self {
-        let data_dir = std::env::temp_dir().join(format!("sluice-broker-{}", unique_suffix()));
-        let broker = crate::broker::EmbeddedBroker::start(&data_dir, 0)
-            .await
-            .expect("start the test broker (tansu)");
-        TestBroker { broker, data_dir }
-    }
-
-    pub fn bootstrap(&self) -> String {
-        self.broker.bootstrap_servers()
-    }
-
-    /// Creates a topic with `partitions` partitions.
-    pub async fn topic(&self, name: &str, partitions: u32) {
-        crate::broker::ensure_topics(&self.bootstrap(), &[(name.to_owned(), partitions)])
-            .await
-            .expect("create topic");
-    }
-}
-
-impl Drop for TestBroker {
-    fn drop(&mut self) {
-        // The broker child is killed by its own Drop; its files go with the directory.
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
 }
 
 /// A record read back from a topic.

@@ -130,7 +130,10 @@ fn relay(s: &Setup, service: &str) -> (CancellationToken, tokio::task::JoinHandl
         s.store.pool().clone(),
         &s.broker.bootstrap(),
         catalog(),
-        RelayConfig::default(),
+        RelayConfig {
+            topic_names: s.broker.topic_names(),
+            ..RelayConfig::default()
+        },
     )
     .unwrap();
     spawn(|t| Box::pin(async move { relay.run(t).await.unwrap() }))
@@ -151,6 +154,7 @@ fn consumer(
         ConsumerConfig {
             max_attempts: 3,
             retry_backoff: Duration::from_millis(5),
+            topic_names: s.broker.topic_names(),
             ..ConsumerConfig::default()
         },
     );
@@ -159,7 +163,7 @@ fn consumer(
 
 /// Waits until `totals` holds `events` applied events in all.
 async fn wait_for_events(pool: &PgPool, events: i64) -> Vec<(String, i64, i64)> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let rows: Vec<(String, i64, i64)> =
             sqlx::query_as("SELECT stream_id, total, events FROM totals ORDER BY stream_id")
@@ -172,6 +176,35 @@ async fn wait_for_events(pool: &PgPool, events: i64) -> Vec<(String, i64, i64)> 
         assert!(Instant::now() < deadline, "only {rows:?} applied");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until the consumer's stored positions cover `records` records of its topic:
+/// every one of them applied, dropped as a duplicate or dead-lettered, in the same
+/// transactions as the positions. The deadline only guards against a hang.
+async fn wait_consumed(pool: &PgPool, records: i64) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let consumed: Option<i64> =
+            sqlx::query_scalar("SELECT sum(next_offset)::bigint FROM consumer_positions")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if consumed.unwrap_or(0) >= records {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer got through {consumed:?} of {records} records"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn totals(pool: &PgPool) -> Vec<(String, i64, i64)> {
+    sqlx::query_as("SELECT stream_id, total, events FROM totals ORDER BY stream_id")
+        .fetch_all(pool)
+        .await
+        .unwrap()
 }
 
 async fn stop(parts: (CancellationToken, tokio::task::JoinHandle<()>)) {
@@ -204,12 +237,10 @@ async fn events_are_applied_once_even_when_redelivered_or_restarted() {
     let relay2 = relay(&s, "once");
     let consumer2 = consumer(&s, "once.events", broken);
     let rows = wait_for_events(&s.pool, 6).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let again: Vec<(String, i64, i64)> =
-        sqlx::query_as("SELECT stream_id, total, events FROM totals ORDER BY stream_id")
-            .fetch_all(&s.pool)
-            .await
-            .unwrap();
+    // Whatever the redelivery was going to change, it has changed once the consumer
+    // is past all of it: the first 5 records, then the 6 published again.
+    wait_consumed(&s.pool, 5 + 6).await;
+    let again = totals(&s.pool).await;
     assert_eq!(rows, again);
     assert_eq!(
         again,
@@ -229,7 +260,10 @@ async fn a_poison_event_is_dead_lettered_the_consumer_moves_on_and_replay_applie
     let relay = relay(&s, "poison");
     let broken = Arc::new(AtomicBool::new(true));
     let consumer = consumer(&s, "poison.events", broken.clone());
-    let rows = wait_for_events(&s.pool, 3).await;
+    // The poison event may sit in another partition than the rest: wait until the
+    // consumer is past all 4 records, not merely until 3 were applied.
+    wait_consumed(&s.pool, 4).await;
+    let rows = totals(&s.pool).await;
     assert_eq!(rows, [("later".into(), 5, 1), ("ok".into(), 3, 2)]);
     let letters = dead_letters(&s.pool, false).await.unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");

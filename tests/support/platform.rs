@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use sluice_platform::registry::Registry;
-use sluice_platform::testing::isolated_registry;
+use sluice_platform::testing::{broker_env, isolated_registry};
 use uuid::Uuid;
 
 pub struct Platform {
@@ -27,6 +27,7 @@ impl Platform {
             .arg("--registry")
             .arg(&registry_file)
             .arg("up")
+            .envs(broker_env(&registry))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

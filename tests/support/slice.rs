@@ -1,21 +1,22 @@
 //! A slice of the platform for end-to-end tests that run some components
 //! themselves: an isolated registry (written to a file for child processes), the
 //! databases of the named components provisioned, the orders store migrated, and the
-//! embedded broker on the registry's port with every registry topic.
+//! registry's broker (the run's shared Kafka, or a tansu of its own) with every
+//! registry topic.
 
 use std::path::{Path, PathBuf};
 
-use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
+use sluice_platform::broker::{ensure_topics, LocalBroker};
 use sluice_platform::provision::Plan;
 use sluice_platform::registry::Registry;
-use sluice_platform::testing::{drop_registry_databases, isolated_registry};
+use sluice_platform::testing::{drop_registry_databases, isolated_registry, start_registry_broker};
 use uuid::Uuid;
 
 pub struct Slice {
     pub registry: Registry,
     pub registry_file: PathBuf,
     pub bootstrap: String,
-    _broker: EmbeddedBroker,
+    _broker: Option<LocalBroker>,
 }
 
 impl Slice {
@@ -35,17 +36,7 @@ impl Slice {
                 .unwrap();
         }
         sluice_orders::SERVICE.migrate(&registry).await.unwrap();
-        let port: u16 = registry
-            .platform
-            .kafka_brokers
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let broker = EmbeddedBroker::start(&registry.platform.data_dir.join("broker"), port)
-            .await
-            .unwrap();
+        let broker = start_registry_broker(&registry).await;
         let bootstrap = registry.platform.kafka_brokers.clone();
         let topics: Vec<(String, u32)> = registry
             .topics
