@@ -517,6 +517,15 @@ impl Mapping<'_> {
 // ---------------------------------------------------------------------------------
 // The children.
 
+/// A directory removed when the test ends, passed or failed.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A child process with its output kept; killed when dropped.
 struct Proc {
     name: String,
@@ -825,6 +834,7 @@ async fn the_compose_file_runs_the_whole_pipeline_as_processes() {
     let broker = TestBroker::start().await;
     let admin: sqlx::postgres::PgConnectOptions = admin_url().parse().expect("admin URL");
     let data_dir = std::env::temp_dir().join(format!("sluice-compose-{suffix}"));
+    let _remove_data_dir = RemoveOnDrop(data_dir.clone());
     let workdir = data_dir.join("workdir");
     std::fs::create_dir_all(&workdir).unwrap();
     let mapping = Mapping {
@@ -1093,5 +1103,4 @@ async fn the_compose_file_runs_the_whole_pipeline_as_processes() {
     assert_eq!(stopped.len(), plans.len());
     drop(broker);
     drop(owned);
-    let _ = std::fs::remove_dir_all(&data_dir);
 }
