@@ -98,7 +98,7 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
         store.pool().clone(),
         &bootstrap,
         catalog.clone(),
-        RelayConfig::default(),
+        RelayConfig::for_registry(&registry),
     )
     .unwrap();
     let relay_stop = CancellationToken::new();
@@ -106,8 +106,8 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
         let t = relay_stop.clone();
         tokio::spawn(async move { relay.run(t).await.unwrap() })
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while topic_size(&bootstrap, "orders.events").await < (2 * ORDERS) as i64 {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while topic_size(&bootstrap, &registry.topic_names().physical("orders.events")).await < (2 * ORDERS) as i64 {
         assert!(
             Instant::now() < deadline,
             "the relay did not publish everything"
@@ -115,9 +115,14 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // The projection process starts applying; kill -9 it part-way.
+    // The projection process starts applying; kill -9 it part-way: once it has
+    // applied past a point chosen at random in the first three quarters of the
+    // orders (so runs crash at different points), judged by its own table, not by a
+    // clock. The deadlines only guard against a hang.
+    let kill_at = 1 + (Uuid::now_v7().as_u64_pair().1 % (ORDERS as u64 * 3 / 4)) as i64;
     let view = registry.component("order_view").unwrap();
     let mut child = start_projection(&registry_file);
+    let deadline = Instant::now() + Duration::from_secs(300);
     let view_pool = loop {
         if let Ok(pool) = PgPool::connect(&registry.app_database_url(view).unwrap()).await {
             if sqlx::query("SELECT 1 FROM order_view LIMIT 1")
@@ -132,29 +137,42 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
             child.try_wait().unwrap().is_none(),
             "order_view exited on its own"
         );
+        assert!(
+            Instant::now() < deadline,
+            "order_view never migrated its tables"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let applied_at_kill = loop {
+    let seen_at_kill = loop {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM order_view")
             .fetch_one(&view_pool)
             .await
             .unwrap();
-        if n > 0 {
+        if n >= kill_at {
             break n;
         }
-        assert!(Instant::now() < deadline, "order_view applied nothing");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "order_view exited on its own"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "order_view applied only {n} of {ORDERS} orders"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     child.kill().unwrap();
     child.wait().unwrap();
+    // What the dead process left: had it applied everything before the kill
+    // landed, there would be no crash mid-way to recover from.
+    let applied_at_kill = confirmed(&view_pool).await;
     assert!(
         (applied_at_kill as usize) < ORDERS,
-        "killed after the end: no crash mid-way"
+        "killed after the end ({seen_at_kill} orders seen before the kill): no crash mid-way"
     );
 
     let mut child = start_projection(&registry_file);
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while confirmed(&view_pool).await < ORDERS as i64 {
         assert!(
             Instant::now() < deadline,
@@ -181,14 +199,14 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
         &bootstrap,
         Arc::clone(&catalog),
         (sluice_order_view::PROJECTION.handler)(),
-        ConsumerConfig::default(),
+        ConsumerConfig::for_registry(&registry),
     );
     let stop = CancellationToken::new();
     let rebuild = {
         let t = stop.clone();
         tokio::spawn(async move { runtime.run(t).await.unwrap() })
     };
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while confirmed(&fresh_pool).await < ORDERS as i64 {
         assert!(Instant::now() < deadline, "the rebuild never caught up");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -197,7 +215,7 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
     rebuild.await.unwrap();
 
     let (survived, rebuilt) = (rows(&view_pool).await, rows(&fresh_pool).await);
-    println!("killed after {applied_at_kill} of {ORDERS} orders applied; {} rows after restart, {} in the rebuild", survived.len(), rebuilt.len());
+    println!("killed at {kill_at}+ ({seen_at_kill} seen), after {applied_at_kill} of {ORDERS} orders confirmed; {} rows after restart, {} in the rebuild", survived.len(), rebuilt.len());
     assert_eq!(survived.len(), ORDERS);
     assert!(
         survived == rebuilt,

@@ -60,7 +60,7 @@ async fn confirmed(pool: &PgPool) -> i64 {
 }
 
 async fn wait_confirmed(pool: &PgPool, n: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + Duration::from_secs(300);
     while confirmed(pool).await < n as i64 {
         assert!(
             Instant::now() < deadline,
@@ -111,7 +111,7 @@ impl Fixture {
             store.pool().clone(),
             &bootstrap,
             catalog.clone(),
-            RelayConfig::default(),
+            RelayConfig::for_registry(&registry),
         )
         .unwrap();
         let mut tasks = Vec::new();
@@ -125,6 +125,7 @@ impl Fixture {
                 .unwrap()
         }));
         let view = registry.component("order_view").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
         let view_pool = loop {
             if let Ok(pool) = PgPool::connect(&registry.app_database_url(view).unwrap()).await {
                 if sqlx::query("SELECT 1 FROM order_view LIMIT 1")
@@ -135,6 +136,10 @@ impl Fixture {
                     break pool;
                 }
             }
+            assert!(
+                Instant::now() < deadline,
+                "order_view never migrated its tables"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let total = orders.iter().map(|(_, n)| n).sum();
@@ -254,20 +259,45 @@ async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
 
     // New orders keep arriving during the rebuild and after the swap.
     let writing = Arc::new(AtomicBool::new(true));
+    let placed_late = Arc::new(AtomicU64::new(0));
     let writer = {
-        let (store, writing) = (store.clone(), writing.clone());
+        let (store, writing, placed_late) = (store.clone(), writing.clone(), placed_late.clone());
         tokio::spawn(async move {
             let mut placed = 0usize;
             while writing.load(Ordering::Relaxed) {
                 place(&store, "rebuild-late").await;
                 placed += 1;
+                placed_late.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             placed
         })
     };
+    // Waits (bounded only against a hang) until the readers have answered
+    // `answers_more` more queries and the writer has placed `orders_more` more
+    // orders than when called.
+    let go_on = |answers_more: u64, orders_more: u64, what: &'static str| {
+        let (answers, placed_late) = (answers.clone(), placed_late.clone());
+        let (answers_from, orders_from) = (
+            answers.load(Ordering::Relaxed),
+            placed_late.load(Ordering::Relaxed),
+        );
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while answers.load(Ordering::Relaxed) < answers_from + answers_more
+                || placed_late.load(Ordering::Relaxed) < orders_from + orders_more
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: readers or writer stalled"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The rebuild starts once reads and writes are under way.
+    go_on(8, 2, "before the rebuild").await;
     let registry_arg = registry_file.clone();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -289,8 +319,10 @@ async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
     assert!(stdout.contains("order_view rebuilt from"), "{stdout}");
     assert!(stderr.contains("events/s"), "no progress shown: {stderr}");
 
-    // Queries go on against the new tables while the live consumer resumes there.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Queries go on against the new tables while the live consumer resumes there:
+    // the readers answer again and new orders arrive after the swap (the live
+    // consumer must apply those in the new tables, checked below).
+    go_on(8, 2, "after the swap").await;
     writing.store(false, Ordering::Relaxed);
     let late = writer.await.unwrap();
     reading.store(false, Ordering::Relaxed);
@@ -377,19 +409,22 @@ async fn an_idle_live_consumer_follows_a_swap_to_a_generation_behind_it() {
     )
     .await
     .unwrap();
+    // The swapped-in generation is looked at inside the swap's transaction: once it
+    // commits, the live consumer may start filling it at any moment.
     sqlx::raw_sql(
         "BEGIN; SELECT generation FROM public.consumer_generation FOR UPDATE; \
          UPDATE public.consumer_generation SET retired = true; \
          ALTER SCHEMA public RENAME TO sluice_retired_idle; \
-         ALTER SCHEMA sluice_rebuild_idle RENAME TO public; COMMIT;",
+         ALTER SCHEMA sluice_rebuild_idle RENAME TO public;",
     )
     .execute(&mut owner)
     .await
     .unwrap();
-    let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM order_view")
-        .fetch_one(&fixture.view_pool)
+    let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM public.order_view")
+        .fetch_one(&mut owner)
         .await
         .unwrap();
+    sqlx::raw_sql("COMMIT").execute(&mut owner).await.unwrap();
     assert_eq!(empty, 0, "the swapped-in generation starts empty");
     // The live consumer resumes from the new generation's (empty) positions.
     wait_confirmed(&fixture.view_pool, 40, "after an idle swap").await;

@@ -44,7 +44,7 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
     sluice_orders::SERVICE.migrate(&registry).await.unwrap();
     let _broker = start_registry_broker(&registry).await;
     let bootstrap = registry.platform.kafka_brokers.clone();
-    let topic = "orders.events";
+    let topic = &registry.topic_names().physical("orders.events");
 
     // 40 000 events in 100-event appends over 40 streams, payloads valid for their schema.
     let pool = sqlx::PgPool::connect(&registry.app_database_url(orders).unwrap())

@@ -105,7 +105,10 @@ async fn sluice_up_runs_every_write_service_on_its_own_database() {
             "shipments",
         ),
     ] {
-        let topic = format!("{service}.events");
+        let topic = platform
+            .registry
+            .topic_names()
+            .physical(&format!("{service}.events"));
         // Other records may be there too (the saga's reactions): take this stream's first.
         let records = consume(&bootstrap, &topic, 1, Duration::from_secs(30)).await;
         let ours: Vec<_> = records

@@ -38,12 +38,9 @@ impl Slice {
         sluice_orders::SERVICE.migrate(&registry).await.unwrap();
         let broker = start_registry_broker(&registry).await;
         let bootstrap = registry.platform.kafka_brokers.clone();
-        let topics: Vec<(String, u32)> = registry
-            .topics
-            .iter()
-            .map(|(n, t)| (n.clone(), t.partitions))
-            .collect();
-        ensure_topics(&bootstrap, &topics).await.unwrap();
+        ensure_topics(&bootstrap, registry.topic_specs())
+            .await
+            .unwrap();
         Slice {
             registry,
             registry_file,
