@@ -10,11 +10,13 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use sluice_platform::testing::Consumed;
 use support::cluster::{
-    analyst, order_view_counts, verify, wait_for_growth, wait_for_records, warehouse_orders,
-    Cluster, ClusterPlatform, Load, Verified, SERIAL,
+    analyst, check_stream_order, order_view_counts, verify, wait_for_growth, wait_for_records,
+    warehouse_orders, Cluster, ClusterPlatform, Load, Probe, Verified, SERIAL,
 };
 
 /// Load bounds: far more than a test needs; the test stops the load itself.
@@ -26,14 +28,18 @@ const MAX_LOAD: Duration = Duration::from_secs(900);
 /// node is down, and after it is back.
 const PROGRESS: i64 = 150;
 
-/// Starts the cluster and the platform on it, checks the orders topic is
-/// replicated as production has it, and starts the load once the platform is up.
+/// Longest wait for any one step of a scenario.
+const STEP: Duration = Duration::from_secs(180);
+
+/// Starts the cluster and the platform on it, and checks the orders topic is
+/// replicated as production has it.
 async fn setup() -> (Cluster, ClusterPlatform, String, i32) {
     let cluster = Cluster::start().await;
     let platform = ClusterPlatform::start(&cluster).await;
     let topic = platform.topic("orders.events");
     let partitions = platform.registry.topics["orders.events"].partitions as i32;
     let layout = cluster
+        .probe
         .partitions(Some(&topic))
         .await
         .expect("metadata of the orders topic");
@@ -56,6 +62,12 @@ async fn setup() -> (Cluster, ClusterPlatform, String, i32) {
     (cluster, platform, topic, partitions)
 }
 
+/// Waits until the topic has grown by [`PROGRESS`] records from what it holds now.
+async fn progress(probe: &Probe, platform: &mut ClusterPlatform, topic: &str, partitions: i32) {
+    let size = probe.topic_size(topic, partitions).await;
+    wait_for_records(probe, platform, topic, partitions, size, PROGRESS, STEP).await;
+}
+
 fn report(name: &str, v: &Verified, platform: &ClusterPlatform, figures: &str, wall: Instant) {
     eprintln!(
         "{name}: produced (acknowledged) {}, on the topic {} records ({} distinct events, \
@@ -76,54 +88,35 @@ async fn killing_the_leader_of_a_partition_the_relay_writes_loses_no_acknowledge
     let _serial = SERIAL.lock().await;
     let wall = Instant::now();
     let (mut cluster, mut platform, topic, partitions) = setup().await;
+    let probe = cluster.probe.clone();
     let load = Load::start(&platform, WORKERS, MAX_ORDERS, MAX_LOAD);
-    let timeout = Duration::from_secs(180);
 
     // Events are flowing: the topic grows.
-    wait_for_records(
-        &cluster,
-        &mut platform,
-        &topic,
-        partitions,
-        0,
-        PROGRESS,
-        timeout,
-    )
-    .await;
+    progress(&probe, &mut platform, &topic, partitions).await;
     let partition = 0;
-    let leader = cluster.leader(&topic, partition).await;
+    let leader = probe.leader(&topic, partition).await;
     let victim = cluster.index_of(leader);
-    let before = cluster.high_watermarks(&topic, partitions).await;
+    let before = probe.high_watermarks(&topic, partitions).await;
     let fault = Instant::now();
     cluster.kafka.kill(victim).await;
     let (first_after, partition_resumed) = wait_for_growth(
-        &cluster,
+        &probe,
         &mut platform,
         &topic,
         &before,
         partition as usize,
         fault,
-        timeout,
+        STEP,
     )
     .await;
-    let new_leader = cluster.leader(&topic, partition).await;
+    let new_leader = probe.leader(&topic, partition).await;
     assert_ne!(
         new_leader, leader,
         "the killed node still leads {topic}/{partition}"
     );
 
     // The load goes on with the node down, then it comes back.
-    let size = cluster.topic_size(&topic, partitions).await;
-    wait_for_records(
-        &cluster,
-        &mut platform,
-        &topic,
-        partitions,
-        size,
-        PROGRESS,
-        timeout,
-    )
-    .await;
+    progress(&probe, &mut platform, &topic, partitions).await;
     let restart = Instant::now();
     cluster
         .kafka
@@ -131,19 +124,9 @@ async fn killing_the_leader_of_a_partition_the_relay_writes_loses_no_acknowledge
         .await
         .expect("restart the killed node");
     let rejoined = restart.elapsed().as_secs_f64();
-    cluster.wait_isr_full(timeout).await;
+    probe.wait_isr_full(STEP).await;
     let isr_full = restart.elapsed().as_secs_f64();
-    let size = cluster.topic_size(&topic, partitions).await;
-    wait_for_records(
-        &cluster,
-        &mut platform,
-        &topic,
-        partitions,
-        size,
-        PROGRESS,
-        timeout,
-    )
-    .await;
+    progress(&probe, &mut platform, &topic, partitions).await;
 
     let load = load.stop().await;
     let verified = verify(&cluster, &mut platform, &load).await;
@@ -169,46 +152,42 @@ async fn a_broker_stopped_for_30_seconds_loses_no_acknowledged_event() {
     let _serial = SERIAL.lock().await;
     let wall = Instant::now();
     let (mut cluster, mut platform, topic, partitions) = setup().await;
+    let probe = cluster.probe.clone();
     let load = Load::start(&platform, WORKERS, MAX_ORDERS, MAX_LOAD);
-    let timeout = Duration::from_secs(180);
 
-    wait_for_records(
-        &cluster,
-        &mut platform,
-        &topic,
-        partitions,
-        0,
-        PROGRESS,
-        timeout,
-    )
-    .await;
+    progress(&probe, &mut platform, &topic, partitions).await;
     // A leader, so that its partitions must move for the relay to go on.
     let partition = 1;
-    let leader = cluster.leader(&topic, partition).await;
+    let leader = probe.leader(&topic, partition).await;
     let victim = cluster.index_of(leader);
-    let before = cluster.high_watermarks(&topic, partitions).await;
+    let before = probe.high_watermarks(&topic, partitions).await;
     let fault = Instant::now();
-    cluster.kafka.stop(victim).await;
-    let stopped_in = fault.elapsed().as_secs_f64();
-    let (first_after, partition_resumed) = wait_for_growth(
-        &cluster,
-        &mut platform,
-        &topic,
-        &before,
-        partition as usize,
-        fault,
-        timeout,
-    )
-    .await;
+    // The relay's progress is watched while the node shuts down (a controlled
+    // shutdown hands its leadership over first), not only once it has exited.
+    let (stopped_in, (first_after, partition_resumed)) = tokio::join!(
+        async {
+            cluster.kafka.stop(victim).await;
+            fault.elapsed().as_secs_f64()
+        },
+        wait_for_growth(
+            &probe,
+            &mut platform,
+            &topic,
+            &before,
+            partition as usize,
+            fault,
+            STEP,
+        )
+    );
 
     // The scenario itself: the node stays down for 30 s while orders keep coming.
     let down_for = Duration::from_secs(30);
-    let at_stop = cluster.topic_size(&topic, partitions).await;
+    let at_stop = probe.topic_size(&topic, partitions).await;
     while fault.elapsed() < down_for {
         platform.assert_running();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let during = cluster.topic_size(&topic, partitions).await - at_stop;
+    let during = probe.topic_size(&topic, partitions).await - at_stop;
     assert!(
         during > 0,
         "nothing was published while node {leader} was down"
@@ -220,19 +199,9 @@ async fn a_broker_stopped_for_30_seconds_loses_no_acknowledged_event() {
         .await
         .expect("start the stopped node again");
     let rejoined = restart.elapsed().as_secs_f64();
-    cluster.wait_isr_full(timeout).await;
+    probe.wait_isr_full(STEP).await;
     let isr_full = restart.elapsed().as_secs_f64();
-    let size = cluster.topic_size(&topic, partitions).await;
-    wait_for_records(
-        &cluster,
-        &mut platform,
-        &topic,
-        partitions,
-        size,
-        PROGRESS,
-        timeout,
-    )
-    .await;
+    progress(&probe, &mut platform, &topic, partitions).await;
 
     let load = load.stop().await;
     let verified = verify(&cluster, &mut platform, &load).await;
@@ -264,7 +233,6 @@ async fn consumers_reach(
     what: &str,
 ) -> f64 {
     let started = Instant::now();
-    let deadline = Duration::from_secs(180);
     loop {
         let (view, _) = order_view_counts(platform, customer_id).await;
         let warehouse = warehouse_orders(sql).await;
@@ -273,9 +241,9 @@ async fn consumers_reach(
         }
         platform.assert_running();
         assert!(
-            started.elapsed() < deadline,
+            started.elapsed() < STEP,
             "{what}: order_view holds {view} and the warehouse {warehouse} of the {orders} orders \
-             acknowledged before it, after {deadline:?}\n{}",
+             acknowledged before it, after {STEP:?}\n{}",
             platform.log_tail(40)
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -287,33 +255,24 @@ async fn consumers_ride_out_a_leader_move() {
     let _serial = SERIAL.lock().await;
     let wall = Instant::now();
     let (mut cluster, mut platform, topic, partitions) = setup().await;
+    let probe = cluster.probe.clone();
     let load = Load::start(&platform, WORKERS, MAX_ORDERS, MAX_LOAD);
     let customer = load.customer_id.clone();
     let sql = analyst(&platform).await;
-    let timeout = Duration::from_secs(180);
 
     // Events flow and both consumers (order_view, the analytics sink) read them.
-    wait_for_records(
-        &cluster,
-        &mut platform,
-        &topic,
-        partitions,
-        0,
-        PROGRESS,
-        timeout,
-    )
-    .await;
+    progress(&probe, &mut platform, &topic, partitions).await;
     let reading = load.acked().min(50);
     consumers_reach(&mut platform, &sql, &customer, reading, "before the move").await;
 
     // Move the leadership of the orders partitions the node leads: a clean stop
     // hands them over (controlled shutdown) while the consumers fetch from it.
     let partition = 0;
-    let leader = cluster.leader(&topic, partition).await;
+    let leader = probe.leader(&topic, partition).await;
     let victim = cluster.index_of(leader);
     let moved = Instant::now();
     cluster.kafka.stop(victim).await;
-    let new_leader = cluster.leader(&topic, partition).await;
+    let new_leader = probe.leader(&topic, partition).await;
     let move_seconds = moved.elapsed().as_secs_f64();
     assert_ne!(new_leader, leader, "{topic}/{partition} did not move");
     let acked = load.acked();
@@ -328,23 +287,24 @@ async fn consumers_ride_out_a_leader_move() {
 
     // And back: the node returns, and a preferred leader election gives every
     // partition back to its preferred replica while the consumers read.
+    let restart = Instant::now();
     cluster
         .kafka
         .start_node(victim)
         .await
         .expect("start the node again");
-    let isr_full = cluster.wait_isr_full(timeout).await.as_secs_f64();
+    probe.wait_isr_full(STEP).await;
+    let isr_full = restart.elapsed().as_secs_f64();
     let back = Instant::now();
     let election = cluster.preferred_leader_election().await;
-    let deadline = Duration::from_secs(120);
     let returned = loop {
-        let layout = cluster.partitions(Some(&topic)).await.unwrap_or_default();
+        let layout = probe.partitions(Some(&topic)).await.unwrap_or_default();
         if !layout.is_empty() && layout.iter().all(|p| p.leader == p.replicas[0]) {
             break layout;
         }
         platform.assert_running();
         assert!(
-            back.elapsed() < deadline,
+            back.elapsed() < STEP,
             "{topic} is not led by its preferred replicas after the election: {layout:?}; \
              the election said {election}"
         );
@@ -364,17 +324,7 @@ async fn consumers_ride_out_a_leader_move() {
         "after the preferred leader election",
     )
     .await;
-    let size = cluster.topic_size(&topic, partitions).await;
-    wait_for_records(
-        &cluster,
-        &mut platform,
-        &topic,
-        partitions,
-        size,
-        PROGRESS,
-        timeout,
-    )
-    .await;
+    progress(&probe, &mut platform, &topic, partitions).await;
 
     let load = load.stop().await;
     let verified = verify(&cluster, &mut platform, &load).await;
@@ -387,7 +337,7 @@ async fn consumers_ride_out_a_leader_move() {
         }
         platform.assert_running();
         assert!(
-            started.elapsed() < Duration::from_secs(240),
+            started.elapsed() < STEP,
             "{done} of {} orders confirmed and shipped in order_view",
             load.acks.len()
         );
@@ -400,14 +350,111 @@ async fn consumers_ride_out_a_leader_move() {
         &format!(
             "{topic}/{partition} moved from node {leader} to node {new_leader} (clean stop, \
              {move_seconds:.1} s); order_view and the warehouse caught up {caught_up_moved:.1} s \
-             later; node back, ISR full in {isr_full:.1} s; preferred election gave \
-             {topic}/{partition} to node {leader_after} in {back_seconds:.1} s, consumers caught up \
-             {caught_up_back:.1} s later; every order confirmed and shipped {saga:.1} s after the \
-             checks; load {:.0} s, {} requests retried",
+             later; node back with the ISR full {isr_full:.1} s after its restart; the preferred \
+             election gave {topic}/{partition} to node {leader_after} in {back_seconds:.1} s, \
+             consumers caught up {caught_up_back:.1} s later; every order confirmed and shipped \
+             {saga:.1} s after the checks; load {:.0} s, {} requests retried",
             load.seconds, load.retries
         ),
         wall,
     );
     platform.stop().await;
     cluster.close().await;
+}
+
+/// A record of `stream` at `version` (event `event`) at `offset` of `partition`.
+fn record(partition: i32, offset: i64, stream: &str, version: i64, event: &str) -> Consumed {
+    Consumed {
+        partition,
+        offset,
+        key: stream.to_owned(),
+        payload: Vec::new(),
+        headers: BTreeMap::from([
+            ("stream_version".to_owned(), version.to_string()),
+            ("event_id".to_owned(), event.to_owned()),
+        ]),
+    }
+}
+
+/// Records of one partition from `(stream, version, event)` triples, in that order.
+fn partition(p: i32, records: &[(&str, i64, &str)]) -> Vec<Consumed> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(offset, (s, v, e))| record(p, offset as i64, s, *v, e))
+        .collect()
+}
+
+#[test]
+fn the_order_check_counts_re_sent_runs_and_refuses_gaps_steps_and_impostors() {
+    // In order, streams interleaved and in two partitions.
+    let mut ok = partition(0, &[("a", 1, "a1"), ("b", 1, "b1"), ("a", 2, "a2")]);
+    ok.extend(partition(1, &[("c", 1, "c1"), ("c", 2, "c2")]));
+    let order = check_stream_order(&ok).unwrap();
+    assert_eq!(order.duplicates, 0);
+    assert_eq!(order.streams["a"], ["a1", "a2"]);
+    // A batch tail sent again, then the stream goes on; the last record alone again.
+    let resent = partition(
+        0,
+        &[
+            ("a", 1, "a1"),
+            ("a", 2, "a2"),
+            ("a", 3, "a3"),
+            ("a", 2, "a2"),
+            ("a", 3, "a3"),
+            ("a", 4, "a4"),
+            ("a", 4, "a4"),
+            ("a", 5, "a5"),
+        ],
+    );
+    let order = check_stream_order(&resent).unwrap();
+    assert_eq!(order.duplicates, 3);
+    assert_eq!(order.streams["a"].len(), 5);
+
+    let refused = |records: Vec<Consumed>, needle: &str| {
+        let problem = check_stream_order(&records).unwrap_err();
+        assert!(problem.contains(needle), "{problem}");
+    };
+    refused(
+        partition(0, &[("a", 1, "a1"), ("a", 3, "a3")]),
+        "out of order",
+    );
+    refused(
+        partition(0, &[("a", 2, "a2"), ("a", 1, "a1")]),
+        "out of order",
+    );
+    // A re-sent run skipping a version, and one that stops short of the highest.
+    refused(
+        partition(
+            0,
+            &[
+                ("a", 1, "a1"),
+                ("a", 2, "a2"),
+                ("a", 3, "a3"),
+                ("a", 1, "a1"),
+                ("a", 3, "a3"),
+            ],
+        ),
+        "out of order",
+    );
+    refused(
+        partition(
+            0,
+            &[
+                ("a", 1, "a1"),
+                ("a", 2, "a2"),
+                ("a", 3, "a3"),
+                ("a", 2, "a2"),
+                ("a", 4, "a4"),
+            ],
+        ),
+        "out of order",
+    );
+    refused(
+        partition(0, &[("a", 1, "a1"), ("a", 2, "a2"), ("a", 2, "other")]),
+        "two events at version 2",
+    );
+    let mut split = partition(0, &[("a", 1, "a1")]);
+    split.extend(partition(1, &[("a", 2, "a2")]));
+    refused(split, "partitions 0 and 1");
 }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use sluice_platform::local_kafka::{kafka_home, LocalKafka};
 use sluice_platform::registry::Registry;
 use sluice_platform::testing::{
-    consume, drop_registry_databases, isolated_registry, unique_suffix,
+    consume, drop_registry_databases, isolated_registry, unique_suffix, Consumed,
 };
 use uuid::Uuid;
 
@@ -32,8 +32,13 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub struct Cluster {
     pub kafka: LocalKafka,
     dir: PathBuf,
-    probe: Arc<BaseConsumer>,
+    /// Metadata and watermarks of the cluster, usable while a node is being stopped.
+    pub probe: Probe,
 }
+
+/// A client that reads the cluster's metadata and high watermarks; cheap to clone.
+#[derive(Clone)]
+pub struct Probe(Arc<BaseConsumer>);
 
 /// One partition as the cluster's metadata describes it.
 #[derive(Debug, Clone)]
@@ -67,7 +72,7 @@ impl Cluster {
         Cluster {
             kafka,
             dir,
-            probe: Arc::new(probe),
+            probe: Probe(Arc::new(probe)),
         }
     }
 
@@ -84,10 +89,56 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node with id {id}"))
     }
 
+    /// Asks the cluster to move every partition's leadership back to its preferred
+    /// replica (Kafka's `kafka-leader-election.sh --election-type PREFERRED`). Its
+    /// output, for a failure message: partitions already led by their preferred
+    /// replica are reported as not needing an election.
+    pub async fn preferred_leader_election(&self) -> String {
+        let home = kafka_home();
+        let output = tokio::process::Command::new("java")
+            .args(["-Xmx256m", "-cp"])
+            .arg(format!("{}/*", home.join("libs").display()))
+            .arg(format!(
+                "-Dlog4j2.configurationFile={}",
+                home.join("log4j2.properties").display()
+            ))
+            .arg("org.apache.kafka.tools.LeaderElectionCommand")
+            .args(["--bootstrap-server", &self.bootstrap()])
+            .args(["--election-type", "PREFERRED", "--all-topic-partitions"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run kafka's LeaderElectionCommand");
+        format!(
+            "{}: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout).trim(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )
+    }
+
+    /// Kills every node and removes the data.
+    pub async fn close(mut self) {
+        for i in 0..self.kafka.nodes().len() {
+            self.kafka.kill(i).await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // After `close` the directory is gone; after a panic the nodes are killed by
+        // LocalKafka's own Drop and their data goes here.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Probe {
     /// The partitions of `topic` (every topic when `None`), from a fresh metadata
     /// request; `None` when no node answered in time.
     pub async fn partitions(&self, topic: Option<&str>) -> Option<Vec<PartitionState>> {
-        let probe = Arc::clone(&self.probe);
+        let probe = Arc::clone(&self.0);
         let topic = topic.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
             let metadata = probe
@@ -138,7 +189,7 @@ impl Cluster {
     /// The high watermark of each partition of `topic`; `None` for a partition whose
     /// leader does not answer (yet).
     pub async fn high_watermarks(&self, topic: &str, partitions: i32) -> Vec<Option<i64>> {
-        let probe = Arc::clone(&self.probe);
+        let probe = Arc::clone(&self.0);
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             (0..partitions)
@@ -187,50 +238,6 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-
-    /// Asks the cluster to move every partition's leadership back to its preferred
-    /// replica (Kafka's `kafka-leader-election.sh --election-type PREFERRED`). Its
-    /// output, for a failure message: partitions already led by their preferred
-    /// replica are reported as not needing an election.
-    pub async fn preferred_leader_election(&self) -> String {
-        let home = kafka_home();
-        let output = tokio::process::Command::new("java")
-            .args(["-Xmx256m", "-cp"])
-            .arg(format!("{}/*", home.join("libs").display()))
-            .arg(format!(
-                "-Dlog4j2.configurationFile={}",
-                home.join("log4j2.properties").display()
-            ))
-            .arg("org.apache.kafka.tools.LeaderElectionCommand")
-            .args(["--bootstrap-server", &self.bootstrap()])
-            .args(["--election-type", "PREFERRED", "--all-topic-partitions"])
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .expect("run kafka's LeaderElectionCommand");
-        format!(
-            "{}: {}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout).trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )
-    }
-
-    /// Kills every node and removes the data.
-    pub async fn close(mut self) {
-        for i in 0..self.kafka.nodes().len() {
-            self.kafka.kill(i).await;
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // After `close` the directory is gone; after a panic the nodes are killed by
-        // LocalKafka's own Drop and their data goes here.
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -585,7 +592,7 @@ async fn place(
 /// high watermarks sampled just before a fault): returns how long until any
 /// partition grew, and until `partition` did. Panics with the state when it does not.
 pub async fn wait_for_growth(
-    cluster: &Cluster,
+    probe: &Probe,
     platform: &mut ClusterPlatform,
     topic: &str,
     before: &[Option<i64>],
@@ -595,7 +602,7 @@ pub async fn wait_for_growth(
 ) -> (f64, f64) {
     let mut any = None;
     loop {
-        let now = cluster.high_watermarks(topic, before.len() as i32).await;
+        let now = probe.high_watermarks(topic, before.len() as i32).await;
         let grew = |p: usize| matches!((now[p], before[p]), (Some(n), Some(b)) if n > b);
         if any.is_none() && (0..before.len()).any(grew) {
             any = Some(since.elapsed().as_secs_f64());
@@ -617,7 +624,7 @@ pub async fn wait_for_growth(
 /// Waits (bounded, polling) until `topic` holds at least `records` more records
 /// than `from`: progress judged by what is on the topic, not by a clock.
 pub async fn wait_for_records(
-    cluster: &Cluster,
+    probe: &Probe,
     platform: &mut ClusterPlatform,
     topic: &str,
     partitions: i32,
@@ -627,7 +634,7 @@ pub async fn wait_for_records(
 ) -> i64 {
     let started = Instant::now();
     loop {
-        let size = cluster.topic_size(topic, partitions).await;
+        let size = probe.topic_size(topic, partitions).await;
         if size >= from + records {
             return size;
         }
@@ -694,8 +701,8 @@ pub async fn verify(
     let expected: BTreeMap<&str, &Ack> =
         acks.iter().map(|a| (a.event_ids[0].as_str(), a)).collect();
     let deadline = Instant::now() + Duration::from_secs(240);
-    let mut records = loop {
-        let size = cluster.topic_size(&topic, partitions).await;
+    let records = loop {
+        let size = cluster.probe.topic_size(&topic, partitions).await;
         let records = consume(
             &cluster.bootstrap(),
             &topic,
@@ -726,58 +733,16 @@ pub async fn verify(
     };
 
     // 2. Per stream, topic order is version order; re-sends only repeat.
-    records.sort_by_key(|r| (r.partition, r.offset));
-    let mut streams: HashMap<String, StreamOnTopic> = HashMap::new();
-    let mut duplicates = 0usize;
-    for r in &records {
-        let version: i64 = r
-            .header("stream_version")
-            .parse()
-            .unwrap_or_else(|e| panic!("stream_version of {r:?}: {e}"));
-        let event_id = r.header("event_id").to_owned();
-        let s = streams
-            .entry(r.key.clone())
-            .or_insert_with(|| StreamOnTopic {
-                partition: r.partition,
-                last: 0,
-                events: Vec::new(),
-            });
-        assert_eq!(
-            s.partition, r.partition,
-            "stream {} is in partitions {} and {}",
-            r.key, s.partition, r.partition
-        );
-        let max = s.events.len() as i64;
-        if version == max + 1 && s.last == max {
-            s.events.push(event_id);
-        } else if version >= 1 && version <= max && (version == s.last + 1 || version <= s.last) {
-            // A re-sent record: the event already on the topic at this version.
-            assert_eq!(
-                s.events[version as usize - 1],
-                event_id,
-                "stream {} has two events at version {version} (offset {} of partition {})",
-                r.key,
-                r.offset,
-                r.partition
-            );
-            duplicates += 1;
-        } else {
-            panic!(
-                "stream {} out of order at offset {} of partition {}: version {version} after {} (highest {max})",
-                r.key, r.offset, r.partition, s.last
-            );
-        }
-        s.last = version;
-    }
+    let order = check_stream_order(&records).unwrap_or_else(|problem| panic!("{topic}: {problem}"));
     for ack in acks {
-        let s = &streams[&ack.stream_id];
         assert_eq!(
-            s.events[0], ack.event_ids[0],
+            order.streams[&ack.stream_id][0], ack.event_ids[0],
             "order {}: its first event on the topic is not the acknowledged OrderPlaced",
             ack.order_id
         );
     }
-    let distinct_on_topic = streams.values().map(|s| s.events.len()).sum();
+    let duplicates = order.duplicates;
+    let distinct_on_topic = order.streams.values().map(Vec::len).sum();
 
     // 3. order_view: each order, read with its command's consistency token.
     let client = reqwest::Client::builder()
@@ -892,12 +857,73 @@ pub async fn verify(
     }
 }
 
-struct StreamOnTopic {
-    partition: i32,
-    /// The version of the stream's latest record on the topic.
-    last: i64,
-    /// Event ids by version (index 0 is version 1).
-    events: Vec<String>,
+/// What [`check_stream_order`] found on a topic.
+#[derive(Debug)]
+pub struct StreamOrder {
+    /// Records that repeat a version already on the topic (the relay re-sent them).
+    pub duplicates: usize,
+    /// Each stream's event ids by version (index 0 is version 1).
+    pub streams: HashMap<String, Vec<String>>,
+}
+
+/// Checks that per stream (the record key) topic order is `stream_version` order:
+/// each record of a stream is its next version, or repeats a version already on the
+/// topic, as the same event: a re-sent run, which starts at or before the stream's
+/// previous record and goes on version by version. A stream's records are all in
+/// one partition. Records are taken in (partition, offset) order.
+pub fn check_stream_order(records: &[Consumed]) -> Result<StreamOrder, String> {
+    struct Stream {
+        partition: i32,
+        /// The version of the stream's previous record.
+        last: i64,
+        events: Vec<String>,
+    }
+    let mut sorted: Vec<&Consumed> = records.iter().collect();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    let mut streams: HashMap<String, Stream> = HashMap::new();
+    let mut duplicates = 0usize;
+    for r in sorted {
+        let at = format!("offset {} of partition {}", r.offset, r.partition);
+        let version: i64 = r
+            .header("stream_version")
+            .parse()
+            .map_err(|e| format!("stream_version at {at}: {e}"))?;
+        let event_id = r.header("event_id").to_owned();
+        let s = streams.entry(r.key.clone()).or_insert_with(|| Stream {
+            partition: r.partition,
+            last: 0,
+            events: Vec::new(),
+        });
+        if s.partition != r.partition {
+            return Err(format!(
+                "stream {} is in partitions {} and {}",
+                r.key, s.partition, r.partition
+            ));
+        }
+        let highest = s.events.len() as i64;
+        if version == highest + 1 && s.last == highest {
+            s.events.push(event_id);
+        } else if (1..=highest).contains(&version) && version <= s.last + 1 {
+            let first = &s.events[version as usize - 1];
+            if *first != event_id {
+                return Err(format!(
+                    "stream {} has two events at version {version}: {first} and {event_id} (at {at})",
+                    r.key
+                ));
+            }
+            duplicates += 1;
+        } else {
+            return Err(format!(
+                "stream {} out of order at {at}: version {version} after {} (highest {highest})",
+                r.key, s.last
+            ));
+        }
+        s.last = version;
+    }
+    Ok(StreamOrder {
+        duplicates,
+        streams: streams.into_iter().map(|(k, s)| (k, s.events)).collect(),
+    })
 }
 
 /// A connection to the warehouse's SQL endpoint as the registry's first analyst.
