@@ -250,6 +250,8 @@ pub struct ClusterPlatform {
     registry_file: PathBuf,
     log: PathBuf,
     client: reqwest::Client,
+    /// Whether the databases are dropped already (by [`Self::stop`]).
+    dropped: bool,
 }
 
 impl ClusterPlatform {
@@ -287,6 +289,7 @@ impl ClusterPlatform {
                 .timeout(Duration::from_secs(15))
                 .build()
                 .unwrap(),
+            dropped: false,
         };
         let components: Vec<String> = platform
             .registry
@@ -393,6 +396,7 @@ impl ClusterPlatform {
             self.log_tail(40)
         );
         drop_registry_databases(&self.registry).await;
+        self.dropped = true;
     }
 }
 
@@ -403,6 +407,19 @@ impl Drop for ClusterPlatform {
         let _ = std::fs::remove_file(&self.registry_file);
         let _ = std::fs::remove_file(&self.log);
         let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
+        if !self.dropped {
+            // A failed test: its databases go too, on a thread and runtime of their
+            // own (this may run inside the test's runtime, or while panicking).
+            let registry = self.registry.clone();
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("clean-up runtime")
+                    .block_on(drop_registry_databases(&registry))
+            })
+            .join();
+        }
     }
 }
 
