@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_platform::registry::{AnalyticsConfig, Component, ComponentKind, Registry};
+use sluice_platform::registry::{AnalyticsConfig, Component, ComponentKind, Registry, TopicNames};
 use tokio_util::sync::CancellationToken;
 
 use crate::analyst::{self, AnalystConfig, AnalystError};
@@ -52,6 +52,8 @@ pub struct Analytics {
     config: AnalyticsConfig,
     warehouse_path: PathBuf,
     schemas_dir: PathBuf,
+    /// The registry's topic namespace: what the sink discovers and loads.
+    topic_names: TopicNames,
 }
 
 impl Analytics {
@@ -78,6 +80,7 @@ impl Analytics {
             config,
             warehouse_path,
             schemas_dir,
+            topic_names: registry.topic_names(),
         })
     }
 
@@ -117,6 +120,7 @@ impl Analytics {
         let path = self.warehouse_path.clone();
         let (warehouse, sink) = {
             let schemas_dir = self.schemas_dir.clone();
+            let topic_names = self.topic_names.clone();
             let bootstrap = bootstrap.to_owned();
             tokio::task::spawn_blocking(move || -> Result<_, AnalyticsError> {
                 let warehouse = Warehouse::open(&path, &settings)?;
@@ -127,7 +131,8 @@ impl Analytics {
                         schemas_dir,
                         ..SinkConfig::default()
                     },
-                )?;
+                )?
+                .with_topic_names(topic_names);
                 warehouse.lock_configuration()?;
                 Ok((Arc::new(warehouse), sink))
             })

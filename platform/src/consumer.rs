@@ -16,6 +16,9 @@
 //!   corrupt bytes) are dead-lettered at once: retrying cannot help until the
 //!   consumer is upgraded, after which `sluice dlq replay` applies them.
 //! - Events are applied in batches: one transaction per batch, a savepoint per event.
+//! - Topics have their logical names here (`orders.events`: in positions, dead
+//!   letters and every [`ConsumedEvent`]); only the names sent to and read from the
+//!   broker carry the registry's prefix ([`ConsumerConfig::topic_names`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::avro::SchemaCatalog;
+use crate::registry::{Registry, Replication, TopicNames};
 use crate::store::Metadata;
 
 /// The consumer runtime's tables (positions, stream positions, dead letters). Every
@@ -131,6 +135,10 @@ pub struct ConsumerConfig {
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt.
     pub retry_backoff: Duration,
+    /// The namespace of the topics on the broker (the registry's prefix).
+    pub topic_names: TopicNames,
+    /// Replication of the dead-letter topic the consumer creates.
+    pub replication: Replication,
 }
 
 impl Default for ConsumerConfig {
@@ -140,6 +148,19 @@ impl Default for ConsumerConfig {
             batch_wait: Duration::from_millis(5),
             max_attempts: 5,
             retry_backoff: Duration::from_millis(20),
+            topic_names: TopicNames::default(),
+            replication: Replication::default(),
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// The defaults, with the registry's topic namespace and replication.
+    pub fn for_registry(registry: &Registry) -> Self {
+        ConsumerConfig {
+            topic_names: registry.topic_names(),
+            replication: registry.replication(),
+            ..ConsumerConfig::default()
         }
     }
 }
@@ -273,7 +294,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             started: Instant::now(),
         };
         loop {
-            let targets = high_watermarks(&consumer, positions.keys())?;
+            let targets = high_watermarks(&consumer, &self.config.topic_names, positions.keys())?;
             let behind = |positions: &BTreeMap<(String, i32), i64>| -> i64 {
                 targets
                     .iter()
@@ -346,16 +367,18 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         let mut assignment = TopicPartitionList::new();
         let mut starts = BTreeMap::new();
         for topic in &self.topics {
-            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let physical = self.config.topic_names.physical(topic);
+            let metadata = consumer.fetch_metadata(Some(&physical), Duration::from_secs(10))?;
             let partitions = metadata
                 .topics()
                 .first()
                 .map(|t| t.partitions().len())
                 .filter(|n| *n > 0)
-                .ok_or_else(|| ConsumerError::MissingTopic(topic.clone()))?;
+                .ok_or_else(|| ConsumerError::MissingTopic(physical.clone()))?;
             for p in 0..partitions as i32 {
                 let key = (topic.clone(), p);
-                let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+                let (low, high) =
+                    consumer.fetch_watermarks(&physical, p, Duration::from_secs(10))?;
                 let (offset, start) = match positions.get(&key) {
                     Some(o) => {
                         if *o > high {
@@ -373,7 +396,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                     }
                     None => (Offset::Beginning, low),
                 };
-                assignment.add_partition_offset(topic, p, offset)?;
+                assignment.add_partition_offset(&physical, p, offset)?;
                 starts.insert(key, start);
             }
         }
@@ -381,9 +404,13 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         Ok((consumer, starts))
     }
 
-    /// Creates `<component>.dlq` if missing and a producer for it.
+    /// Creates `<component>.dlq` if missing (and checks it) and a producer for it.
     async fn dlq_producer(&self) -> Result<FutureProducer, ConsumerError> {
-        crate::broker::ensure_topics(&self.bootstrap, &[(format!("{}.dlq", self.component), 1)])
+        let topic = self
+            .config
+            .replication
+            .dead_letter_topic(self.dead_letter_topic());
+        crate::broker::ensure_topics(&self.bootstrap, [topic])
             .await
             .map_err(|e| ConsumerError::DeadLetterTopic(e.to_string()))?;
         Ok(crate::relay::producer_config(&self.bootstrap).create()?)
@@ -397,11 +424,12 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         let Ok(first) = tokio::time::timeout(IDLE_CHECK, consumer.recv()).await else {
             return Ok(batch);
         };
-        batch.push(received(&first?));
+        let names = &self.config.topic_names;
+        batch.push(received(&first?, names));
         let deadline = tokio::time::Instant::now() + self.config.batch_wait;
         while batch.len() < self.config.batch_size {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(message) => batch.push(received(&message?)),
+                Ok(message) => batch.push(received(&message?, names)),
                 Err(_) => break,
             }
         }
@@ -628,7 +656,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
     /// row is the record of truth, the topic a notification, and the consumer must
     /// not wait on it.
     fn publish_dead_letter(&self, dlq: &FutureProducer, record: &Received) {
-        let topic = format!("{}.dlq", self.component);
+        let topic = self.dead_letter_topic();
         let enqueued = dlq.send_result(
             FutureRecord::to(&topic)
                 .key(&record.key)
@@ -637,6 +665,13 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         if let Err((e, _)) = enqueued {
             tracing::warn!(%topic, error = %e, "dead letter not published to its topic");
         }
+    }
+
+    /// `<component>.dlq` as the broker names it.
+    fn dead_letter_topic(&self) -> String {
+        self.config
+            .topic_names
+            .physical(&format!("{}.dlq", self.component))
     }
 
     fn report_lag(&self, consumer: &StreamConsumer, last: Option<&Received>) {
@@ -652,9 +687,10 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 element.partition(),
                 Duration::from_millis(500),
             ) {
+                let names = &self.config.topic_names;
                 crate::telemetry::consumer_lag(
                     &self.component,
-                    element.topic(),
+                    names.logical(element.topic()).unwrap_or(element.topic()),
                     element.partition(),
                     high - position,
                 );
@@ -679,21 +715,26 @@ impl<H: EventHandler> ConsumerRuntime<H> {
     }
 }
 
-/// The high watermark of every partition in `partitions`.
+/// The high watermark of every partition in `partitions` (logical topic names).
 fn high_watermarks<'a>(
     consumer: &StreamConsumer,
+    names: &TopicNames,
     partitions: impl Iterator<Item = &'a (String, i32)>,
 ) -> Result<BTreeMap<(String, i32), i64>, ConsumerError> {
     partitions
         .map(|(topic, partition)| {
-            let (_, high) =
-                consumer.fetch_watermarks(topic, *partition, Duration::from_secs(10))?;
+            let (_, high) = consumer.fetch_watermarks(
+                &names.physical(topic),
+                *partition,
+                Duration::from_secs(10),
+            )?;
             Ok(((topic.clone(), *partition), high))
         })
         .collect()
 }
 
-fn received(m: &rdkafka::message::BorrowedMessage<'_>) -> Received {
+/// A record as received, under its topic's logical name.
+fn received(m: &rdkafka::message::BorrowedMessage<'_>, names: &TopicNames) -> Received {
     let headers = m
         .headers()
         .map(|h| {
@@ -708,7 +749,8 @@ fn received(m: &rdkafka::message::BorrowedMessage<'_>) -> Received {
         })
         .unwrap_or_default();
     Received {
-        topic: m.topic().to_owned(),
+        // Only topics of the namespace are assigned.
+        topic: names.logical(m.topic()).unwrap_or(m.topic()).to_owned(),
         partition: m.partition(),
         offset: m.offset(),
         key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),

@@ -123,7 +123,7 @@ impl ProjectionService {
             bootstrap,
             catalog,
             (self.handler)(),
-            ConsumerConfig::default(),
+            ConsumerConfig::for_registry(registry),
         );
         let listener = crate::service::bind(component).await?;
         let queries = (self.router)(pool.clone()).layer(axum::middleware::from_fn_with_state(
@@ -257,6 +257,7 @@ impl ProjectionService {
                 owner_options,
                 app_options,
                 bootstrap,
+                ConsumerConfig::for_registry(registry),
                 catalog,
                 shutdown,
                 progress,
@@ -323,6 +324,7 @@ impl ProjectionService {
         owner_options: PgConnectOptions,
         app_options: PgConnectOptions,
         bootstrap: &str,
+        consumer: ConsumerConfig,
         catalog: Arc<SchemaCatalog>,
         shutdown: CancellationToken,
         progress: impl FnMut(&CatchUp),
@@ -350,7 +352,7 @@ impl ProjectionService {
             bootstrap,
             catalog,
             (self.handler)(),
-            ConsumerConfig::default(),
+            consumer,
         );
         let done = runtime
             .catch_up(shutdown.clone(), progress)

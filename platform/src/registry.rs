@@ -6,12 +6,24 @@
 //! computed here so that every consumer derives it the same way. Environment variables
 //! override the file: `<NAME>_DATABASE_URL`, `<NAME>_OWNER_DATABASE_URL`,
 //! `<NAME>_APP_PASSWORD`, `<NAME>_OWNER_PASSWORD`, `<NAME>_PORT`,
-//! `SLUICE_ADMIN_DATABASE_URL`, `SLUICE_DATA_DIR`, `KAFKA_BROKERS`.
+//! `SLUICE_ADMIN_DATABASE_URL`, `SLUICE_DATA_DIR`, `KAFKA_BROKERS`,
+//! `SLUICE_TOPIC_PREFIX`, `SLUICE_TOPIC_REPLICATION_FACTOR`,
+//! `SLUICE_TOPIC_MIN_INSYNC_REPLICAS`.
+//!
+//! Topics. Inside the platform a topic has its logical name (`orders.events`): in
+//! the registry, consistency tokens, stored consumer positions and the warehouse.
+//! On the broker it carries `[platform].topic_prefix` ([`TopicNames`]), so several
+//! environments (or every test of a run) can share one Kafka cluster. What the
+//! platform creates and checks on the broker is a [`TopicSpec`]: the registry's
+//! partitions, `[platform]`'s replication, and [`EVENT_TOPIC_DEFAULTS`] under the
+//! topic's own `config` entries.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::broker::TopicSpec;
 
 /// Errors raised while loading or validating the registry.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +82,22 @@ pub struct PlatformConfig {
     pub admin_database_url: String,
     pub data_dir: PathBuf,
     pub kafka_brokers: String,
+    /// Prepended to every topic name on the broker (`SLUICE_TOPIC_PREFIX`); empty by
+    /// default. Logical names stay unprefixed everywhere else. See [`TopicNames`].
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Replicas of every topic the platform creates (`SLUICE_TOPIC_REPLICATION_FACTOR`);
+    /// 1 in development, 3 in production.
+    #[serde(default = "default_replicas")]
+    pub replication_factor: u16,
+    /// `min.insync.replicas` of every topic the platform creates
+    /// (`SLUICE_TOPIC_MIN_INSYNC_REPLICAS`); 1 in development, 2 in production.
+    #[serde(default = "default_replicas")]
+    pub min_insync_replicas: u16,
+}
+
+fn default_replicas() -> u16 {
+    1
 }
 
 /// The analytics component's settings (`[analytics]`): the DuckDB warehouse the
@@ -127,6 +155,156 @@ fn default_memory_limit() -> String {
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
     pub partitions: u32,
+    /// Topic-level Kafka settings (`"retention.ms" = "86400000"`), over
+    /// [`EVENT_TOPIC_DEFAULTS`] and `[platform].min_insync_replicas`. Values may be
+    /// written as strings, integers or booleans.
+    #[serde(default, deserialize_with = "config_values")]
+    pub config: BTreeMap<String, String>,
+}
+
+/// The topic-level settings every event topic gets unless its
+/// `[topics."<name>"].config` says otherwise (`min.insync.replicas` comes from
+/// `[platform].min_insync_replicas`):
+///
+/// - `retention.ms = -1`: the history is kept forever, so a read model or the
+///   warehouse rebuilt from offset 0 never finds events expired by the broker's
+///   default retention (7 days on Apache Kafka);
+/// - `cleanup.policy = delete`: never compacted; every event of a stream stays.
+pub const EVENT_TOPIC_DEFAULTS: [(&str, &str); 2] =
+    [("retention.ms", "-1"), ("cleanup.policy", "delete")];
+
+/// Accepts `"text"`, integers and booleans as topic setting values.
+fn config_values<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Text(String),
+        Integer(i64),
+        Boolean(bool),
+    }
+    let raw = BTreeMap::<String, Value>::deserialize(deserializer)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::Text(t) => t,
+                Value::Integer(i) => i.to_string(),
+                Value::Boolean(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+/// The namespace of the platform's topics on the broker: `[platform].topic_prefix`
+/// in front of every logical name. The one place where logical and broker (physical)
+/// topic names meet: whatever names a topic to Kafka goes through
+/// [`physical`](Self::physical), whatever reads a topic name from Kafka through
+/// [`logical`](Self::logical).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicNames {
+    prefix: String,
+}
+
+impl TopicNames {
+    /// The namespace of `prefix` (empty: topics are named on the broker as they are).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        TopicNames {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The broker's name of the logical topic `logical`.
+    pub fn physical(&self, logical: &str) -> String {
+        format!("{}{logical}", self.prefix)
+    }
+
+    /// The logical name of the broker's topic `physical`; `None` when it is not in
+    /// this namespace (another environment's topic, or the bare prefix).
+    pub fn logical<'a>(&self, physical: &'a str) -> Option<&'a str> {
+        physical
+            .strip_prefix(self.prefix.as_str())
+            .filter(|logical| !logical.is_empty())
+    }
+}
+
+/// Why a topic prefix cannot name topics: Kafka topic names are ASCII letters,
+/// digits, `.`, `_` and `-`, at most 249 characters.
+fn invalid_topic_prefix(prefix: &str) -> Option<String> {
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Some(format!(
+            "topic_prefix `{prefix}` has `{c}`: Kafka topic names are ASCII letters, digits, `.`, `_` and `-`"
+        ));
+    }
+    if prefix.len() > 200 {
+        return Some(format!(
+            "topic_prefix `{prefix}` is longer than 200 characters (topic names end at 249)"
+        ));
+    }
+    None
+}
+
+/// Replication of every topic the platform creates (`[platform]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    /// Replicas per partition.
+    pub factor: u16,
+    /// `min.insync.replicas`: replicas that must have a record before `acks=all`
+    /// acknowledges it.
+    pub min_insync: u16,
+}
+
+impl Default for Replication {
+    /// One replica: a development broker.
+    fn default() -> Self {
+        Replication {
+            factor: 1,
+            min_insync: 1,
+        }
+    }
+}
+
+impl Replication {
+    /// An event topic: `partitions` partitions, this replication,
+    /// [`EVENT_TOPIC_DEFAULTS`] and then `config` over them.
+    pub fn event_topic(
+        &self,
+        name: String,
+        partitions: u32,
+        config: &BTreeMap<String, String>,
+    ) -> TopicSpec {
+        let mut spec = TopicSpec::new(name, partitions)
+            .with_replication_factor(self.factor)
+            .with_config("min.insync.replicas", self.min_insync.to_string());
+        for (key, value) in EVENT_TOPIC_DEFAULTS {
+            spec = spec.with_config(key, value);
+        }
+        for (key, value) in config {
+            spec = spec.with_config(key, value.clone());
+        }
+        spec
+    }
+
+    /// A dead-letter topic (`<component>.dlq`): one partition, this replication and
+    /// `cleanup.policy = delete`. Its retention is the broker's: the dead-letter
+    /// table in the consumer's database is the record of truth, the topic a
+    /// notification.
+    pub fn dead_letter_topic(&self, name: String) -> TopicSpec {
+        TopicSpec::new(name, 1)
+            .with_replication_factor(self.factor)
+            .with_config("min.insync.replicas", self.min_insync.to_string())
+            .with_config("cleanup.policy", "delete")
+    }
 }
 
 /// One component as written in the file (`[components.<name>]`).
@@ -254,6 +432,40 @@ impl Registry {
         if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
             self.platform.kafka_brokers = brokers;
         }
+        if let Ok(prefix) = std::env::var("SLUICE_TOPIC_PREFIX") {
+            if let Some(problem) = invalid_topic_prefix(&prefix) {
+                // Kept as it is: the broker refuses the topics by name, loudly,
+                // rather than the platform falling back to another namespace.
+                tracing::warn!("SLUICE_TOPIC_PREFIX: {problem}");
+            }
+            self.platform.topic_prefix = prefix;
+        }
+        for (var, setting) in [
+            (
+                "SLUICE_TOPIC_REPLICATION_FACTOR",
+                &mut self.platform.replication_factor,
+            ),
+            (
+                "SLUICE_TOPIC_MIN_INSYNC_REPLICAS",
+                &mut self.platform.min_insync_replicas,
+            ),
+        ] {
+            if let Ok(value) = std::env::var(var) {
+                match value.parse::<u16>() {
+                    Ok(n) if n > 0 => *setting = n,
+                    _ => tracing::warn!(
+                        "{var}=`{value}` is not a positive number; keeping the registry's {setting}"
+                    ),
+                }
+            }
+        }
+        if self.platform.min_insync_replicas > self.platform.replication_factor {
+            tracing::warn!(
+                replication_factor = self.platform.replication_factor,
+                min_insync_replicas = self.platform.min_insync_replicas,
+                "min_insync_replicas exceeds the replication factor: every acks=all write will fail"
+            );
+        }
         if let Some(analytics) = &mut self.analytics {
             // `SLUICE_ANALYSTS="alice=secret,bob=other"` replaces the file's analysts.
             if let Ok(list) = std::env::var("SLUICE_ANALYSTS") {
@@ -297,6 +509,46 @@ impl Registry {
         self.analytics
             .as_ref()
             .map(|a| self.platform.data_dir.join(&a.warehouse))
+    }
+
+    /// The namespace of the platform's topics on the broker.
+    pub fn topic_names(&self) -> TopicNames {
+        TopicNames::new(self.platform.topic_prefix.clone())
+    }
+
+    /// Replication of every topic the platform creates.
+    pub fn replication(&self) -> Replication {
+        Replication {
+            factor: self.platform.replication_factor,
+            min_insync: self.platform.min_insync_replicas,
+        }
+    }
+
+    /// The registry topic `logical` as it must be on the broker (its physical name,
+    /// partitions, replication and settings); `None` when the registry has no such
+    /// topic.
+    pub fn topic_spec(&self, logical: &str) -> Option<TopicSpec> {
+        let topic = self.topics.get(logical)?;
+        Some(self.replication().event_topic(
+            self.topic_names().physical(logical),
+            topic.partitions,
+            &topic.config,
+        ))
+    }
+
+    /// Every registry topic as it must be on the broker.
+    pub fn topic_specs(&self) -> Vec<TopicSpec> {
+        self.topics
+            .keys()
+            .filter_map(|name| self.topic_spec(name))
+            .collect()
+    }
+
+    /// The dead-letter topic of the consumer `consumer` (`<consumer>.dlq`) as it must
+    /// be on the broker.
+    pub fn dead_letter_topic(&self, consumer: &str) -> TopicSpec {
+        self.replication()
+            .dead_letter_topic(self.topic_names().physical(&format!("{consumer}.dlq")))
     }
 
     /// All components, sorted by name.
@@ -411,6 +663,26 @@ impl Registry {
                     "topic `{name}` needs at least one partition"
                 )));
             }
+            if i32::try_from(topic.partitions).is_err() {
+                return Err(RegistryError::Invalid(format!(
+                    "topic `{name}` has more partitions than Kafka allows"
+                )));
+            }
+        }
+        if let Some(problem) = invalid_topic_prefix(&self.platform.topic_prefix) {
+            return Err(RegistryError::Invalid(problem));
+        }
+        let platform = &self.platform;
+        if platform.replication_factor == 0 || platform.min_insync_replicas == 0 {
+            return Err(RegistryError::Invalid(
+                "replication_factor and min_insync_replicas must be at least 1".into(),
+            ));
+        }
+        if platform.min_insync_replicas > platform.replication_factor {
+            return Err(RegistryError::Invalid(format!(
+                "min_insync_replicas ({}) exceeds replication_factor ({}): no write with acks=all could succeed",
+                platform.min_insync_replicas, platform.replication_factor
+            )));
         }
         Ok(())
     }
@@ -548,6 +820,91 @@ mod tests {
             Registry::parse(&text),
             Err(RegistryError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn topic_names_carry_the_prefix_only_on_the_broker() {
+        let names = TopicNames::new("t_1a2b.");
+        assert_eq!(names.physical("orders.events"), "t_1a2b.orders.events");
+        assert_eq!(names.logical("t_1a2b.orders.events"), Some("orders.events"));
+        assert_eq!(names.logical(&names.physical("x.dlq")), Some("x.dlq"));
+        // Another namespace's topics, and the bare prefix, are not ours.
+        assert_eq!(names.logical("orders.events"), None);
+        assert_eq!(names.logical("t_ffff.orders.events"), None);
+        assert_eq!(names.logical("t_1a2b."), None);
+        let none = TopicNames::default();
+        assert_eq!(none.physical("orders.events"), "orders.events");
+        assert_eq!(none.logical("orders.events"), Some("orders.events"));
+    }
+
+    #[test]
+    fn topic_settings_default_to_one_replica_and_an_unprefixed_namespace() {
+        let r = Registry::parse(MINIMAL).unwrap();
+        assert_eq!(r.platform.topic_prefix, "");
+        assert_eq!(r.replication(), Replication::default());
+        let spec = r.topic_spec("orders.events").unwrap();
+        assert_eq!(spec.name, "orders.events");
+        assert_eq!(spec.partitions, 1);
+        assert_eq!(spec.replication_factor, 1);
+        assert_eq!(
+            spec.config,
+            BTreeMap::from([
+                ("cleanup.policy".to_owned(), "delete".to_owned()),
+                ("min.insync.replicas".to_owned(), "1".to_owned()),
+                ("retention.ms".to_owned(), "-1".to_owned()),
+            ])
+        );
+        assert!(r.topic_spec("nope.events").is_none());
+    }
+
+    #[test]
+    fn topic_specs_carry_the_prefix_the_replication_and_the_topic_config() {
+        let text = MINIMAL
+            .replace(
+                "kafka_brokers = \"127.0.0.1:9092\"",
+                "kafka_brokers = \"127.0.0.1:9092\"\ntopic_prefix = \"staging.\"\n\
+                 replication_factor = 3\nmin_insync_replicas = 2",
+            )
+            .replace(
+                "partitions = 1",
+                "partitions = 6\nconfig = { \"retention.ms\" = 86400000, \"compression.type\" = \"zstd\" }",
+            );
+        let r = Registry::parse(&text).unwrap();
+        let spec = r.topic_spec("orders.events").unwrap();
+        assert_eq!(spec.name, "staging.orders.events");
+        assert_eq!((spec.partitions, spec.replication_factor), (6, 3));
+        assert_eq!(spec.config["retention.ms"], "86400000");
+        assert_eq!(spec.config["compression.type"], "zstd");
+        assert_eq!(spec.config["min.insync.replicas"], "2");
+        assert_eq!(spec.config["cleanup.policy"], "delete");
+        assert_eq!(r.topic_specs(), vec![spec]);
+        let dlq = r.dead_letter_topic("order_view");
+        assert_eq!(dlq.name, "staging.order_view.dlq");
+        assert_eq!((dlq.partitions, dlq.replication_factor), (1, 3));
+        assert_eq!(dlq.config["min.insync.replicas"], "2");
+        assert!(!dlq.config.contains_key("retention.ms"));
+    }
+
+    #[test]
+    fn bad_topic_settings_are_rejected() {
+        let with = |extra: &str| {
+            MINIMAL.replace(
+                "kafka_brokers = \"127.0.0.1:9092\"",
+                &format!("kafka_brokers = \"127.0.0.1:9092\"\n{extra}"),
+            )
+        };
+        let err = Registry::parse(&with("topic_prefix = \"a b/\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("topic_prefix"), "{err}");
+        let err = Registry::parse(&with("min_insync_replicas = 2"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("min_insync_replicas (2)"), "{err}");
+        let err = Registry::parse(&with("replication_factor = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 1"), "{err}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{ConnectOptions, PgConnection, PgPool, Row};
 use tokio_util::sync::CancellationToken;
 
+use crate::registry::{Registry, TopicNames};
 use crate::store::Metadata;
 
 /// How often the relay counts its unpublished backlog (gauges, horizon check).
@@ -81,6 +82,9 @@ pub struct RelayConfig {
     /// How long the horizon may hold unpublished rows back before the relay reports
     /// the blocking transaction.
     pub horizon_warning: Duration,
+    /// The namespace of the topic on the broker: the relay publishes `<service>.events`
+    /// under the registry's prefix.
+    pub topic_names: TopicNames,
 }
 
 impl Default for RelayConfig {
@@ -91,6 +95,17 @@ impl Default for RelayConfig {
             retention: Duration::from_secs(24 * 3600),
             prune_interval: Duration::from_secs(60),
             horizon_warning: Duration::from_secs(10),
+            topic_names: TopicNames::default(),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// The defaults, in the registry's topic namespace.
+    pub fn for_registry(registry: &Registry) -> Self {
+        RelayConfig {
+            topic_names: registry.topic_names(),
+            ..RelayConfig::default()
         }
     }
 }
@@ -98,6 +113,7 @@ impl Default for RelayConfig {
 /// A relay of one service's outbox.
 pub struct Relay {
     service: String,
+    /// `<service>.events` as the broker names it.
     topic: String,
     pool: PgPool,
     producer: FutureProducer,
@@ -152,7 +168,7 @@ impl Relay {
     ) -> Result<Self, RelayError> {
         Ok(Relay {
             service: service.to_owned(),
-            topic: format!("{service}.events"),
+            topic: config.topic_names.physical(&format!("{service}.events")),
             pool,
             producer: producer_config(bootstrap).create()?,
             encoder,

@@ -54,11 +54,12 @@ pub enum ServiceError {
         address: String,
         source: std::io::Error,
     },
-    /// The broker could not be reached or the service's topic not created.
+    /// The broker could not be reached, the service's topic not created, or the
+    /// topic on the broker differs from the registry.
     #[error("`{component}` relay cannot prepare its topic")]
     Broker {
         component: String,
-        source: crate::broker::BrokerError,
+        source: crate::broker::TopicError,
     },
     /// The relay stopped with an error.
     #[error("`{component}` relay failed")]
@@ -136,7 +137,8 @@ impl WriteService {
 
 impl WriteService {
     /// Runs the service's outbox relay until `shutdown`: migrates (so a relay can
-    /// start before its service), makes sure the service's topic exists, and
+    /// start before its service), makes sure the service's topic exists as the
+    /// registry says (created, or checked: partitions, replication, settings), and
     /// publishes as the service's app role.
     pub async fn run_relay(
         &self,
@@ -147,17 +149,12 @@ impl WriteService {
         let component = registry.component(self.name)?;
         let catalog = self.catalog()?;
         self.migrate(registry).await?;
-        let topics: Vec<(String, u32)> = component
+        let topics: Vec<crate::broker::TopicSpec> = component
             .produces
             .iter()
-            .map(|t| {
-                (
-                    t.clone(),
-                    registry.topics.get(t).map_or(1, |c| c.partitions),
-                )
-            })
+            .filter_map(|t| registry.topic_spec(t))
             .collect();
-        crate::broker::ensure_topics(bootstrap, &topics)
+        crate::broker::ensure_topics(bootstrap, topics)
             .await
             .map_err(|source| ServiceError::Broker {
                 component: self.name.to_owned(),
@@ -169,7 +166,7 @@ impl WriteService {
             pool,
             bootstrap,
             std::sync::Arc::new(catalog),
-            crate::relay::RelayConfig::default(),
+            crate::relay::RelayConfig::for_registry(registry),
         )
         .map_err(|source| ServiceError::Relay {
             component: self.name.to_owned(),
@@ -210,7 +207,7 @@ impl WriteService {
             bootstrap,
             catalog,
             reactor(EventStore::new(pool), own),
-            crate::consumer::ConsumerConfig::default(),
+            crate::consumer::ConsumerConfig::for_registry(registry),
         );
         runtime
             .run(shutdown)

@@ -98,21 +98,26 @@ async fn phases(
     let view_pool = sluice_platform::db::pool_with(app(view_db)?, 8).await?;
     let store = EventStore::new(orders_pool.clone());
     let catalog = sluice_orders::SERVICE.catalog()?;
-    let service = broker.name("bench_orders");
+    let service = "bench_orders";
+    // Logical (stream positions, the worker) and as the broker names it.
     let topic = format!("{service}.events");
-    ensure_topics(&broker.bootstrap, &[(topic.clone(), PARTITIONS)])
+    let physical = broker.topics.physical(&topic);
+    ensure_topics(&broker.bootstrap, &[(physical.clone(), PARTITIONS)])
         .await
         .context("creating the benchmark topic")?;
 
     // Phase 1: a pre-filled topic, applied by one worker from offset zero.
-    eprintln!("filling {topic} with {events} events through the store and the relay …");
+    eprintln!("filling {physical} with {events} events through the store and the relay …");
     fill(&store, events / 2).await?;
     let relay = Relay::new(
-        &service,
+        service,
         orders_pool.clone(),
         &broker.bootstrap,
         Arc::new(catalog.clone()),
-        RelayConfig::default(),
+        RelayConfig {
+            topic_names: broker.topics.clone(),
+            ..RelayConfig::default()
+        },
     )?;
     let relay_stop = CancellationToken::new();
     let relay_task = {
@@ -121,16 +126,18 @@ async fn phases(
     };
     let published = (events / 2) * 2;
     let deadline = Instant::now() + Duration::from_secs(600);
-    while sluice_platform::broker::topic_size(&broker.bootstrap, &topic).await? < published as i64 {
+    while sluice_platform::broker::topic_size(&broker.bootstrap, &physical).await?
+        < published as i64
+    {
         if Instant::now() > deadline {
             bail!("the relay did not publish {published} events within 10 minutes");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("raw consumer reading {published} records of {topic} …");
+    eprintln!("raw consumer reading {published} records of {physical} …");
     let raw = super::raw_consume(
         &broker.bootstrap,
-        std::slice::from_ref(&topic),
+        std::slice::from_ref(&physical),
         PARTITIONS,
         10,
         published,
@@ -143,7 +150,10 @@ async fn phases(
         &broker.bootstrap,
         Arc::new(catalog.clone()),
         (sluice_order_view::PROJECTION.handler)(),
-        ConsumerConfig::default(),
+        ConsumerConfig {
+            topic_names: broker.topics.clone(),
+            ..ConsumerConfig::default()
+        },
     );
     eprintln!("one order_view worker applying {published} events …");
     let done = worker.catch_up(CancellationToken::new(), |_| {}).await?;

@@ -23,7 +23,7 @@ use sluice_analytics::sink::{
 use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
 use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::broker::ensure_topics;
-use sluice_platform::registry::Registry;
+use sluice_platform::registry::{Registry, TopicNames};
 use sluice_platform::relay::producer_config;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -58,23 +58,31 @@ pub async fn run(registry: &Registry, events: u64, orders: u64) -> anyhow::Resul
 
 async fn phases(broker: &Broker, scratch: &Path, events: u64, orders: u64) -> anyhow::Result<()> {
     let catalog = repository_catalog()?;
-    let topics = ["orders", "payments", "shipping"].map(|s| format!("{}.events", broker.name(s)));
-    ensure_topics(&broker.bootstrap, &topics.clone().map(|t| (t, PARTITIONS)))
-        .await
-        .context("creating the benchmark topics")?;
+    // Logical (the warehouse) and as the broker names them.
+    let topics = ["orders", "payments", "shipping"].map(|s| format!("{s}.events"));
+    let physical = topics.clone().map(|t| broker.topics.physical(&t));
+    ensure_topics(
+        &broker.bootstrap,
+        &physical.clone().map(|t| (t, PARTITIONS)),
+    )
+    .await
+    .context("creating the benchmark topics")?;
     eprintln!("encoding {events} events …");
     let generated = generate(&catalog, events)?;
     let bytes: usize = generated.iter().map(Event::size).sum();
 
     // Phase 1: pre-filled topics, the raw consumer before and after the sink.
-    eprintln!("producing {events} records to {} …", topics.join(", "));
-    produce(&broker.bootstrap, &topics, &generated).await?;
+    eprintln!("producing {events} records to {} …", physical.join(", "));
+    produce(&broker.bootstrap, &physical, &generated).await?;
     eprintln!("raw consumer: reading {events} records …");
-    let raw_before = super::raw_consume(&broker.bootstrap, &topics, PARTITIONS, 50, events).await?;
+    let raw_before =
+        super::raw_consume(&broker.bootstrap, &physical, PARTITIONS, 50, events).await?;
     eprintln!("sink: loading {events} records into a fresh warehouse …");
-    let sink_rate = sink_end_to_end(&broker.bootstrap, scratch, &topics, events).await?;
+    let sink_rate =
+        sink_end_to_end(&broker.bootstrap, &broker.topics, scratch, &topics, events).await?;
     eprintln!("raw consumer again: reading {events} records …");
-    let raw_after = super::raw_consume(&broker.bootstrap, &topics, PARTITIONS, 50, events).await?;
+    let raw_after =
+        super::raw_consume(&broker.bootstrap, &physical, PARTITIONS, 50, events).await?;
     let raw_rate = (raw_before + raw_after) / 2.0;
 
     // Phases 2 and 3 are DuckDB only: on a blocking thread.
@@ -328,9 +336,11 @@ async fn produce(bootstrap: &str, topics: &[String; 3], events: &[Event]) -> any
 }
 
 /// Runs the real sink on a fresh warehouse until its positions cover `events`
-/// records; events/s from the start of `Sink::run`.
+/// records of `topics` (logical names, in the namespace `names`); events/s from the
+/// start of `Sink::run`.
 async fn sink_end_to_end(
     bootstrap: &str,
+    names: &TopicNames,
     scratch: &Path,
     topics: &[String; 3],
     events: u64,
@@ -342,7 +352,7 @@ async fn sink_end_to_end(
         schemas_dir: repository_schemas_dir(),
         ..SinkConfig::default()
     };
-    let sink = Sink::prepare(&warehouse, config)?;
+    let sink = Sink::prepare(&warehouse, config)?.with_topic_names(names.clone());
     warehouse.lock_configuration()?;
     let shutdown = CancellationToken::new();
     let stop_watch = Arc::new(AtomicBool::new(false));

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::registry::TopicNames;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -110,6 +111,8 @@ impl Default for SinkConfig {
 pub struct Sink {
     config: SinkConfig,
     catalog: SchemaCatalog,
+    /// The namespace of the topics it loads on the broker.
+    topic_names: TopicNames,
 }
 
 impl Sink {
@@ -127,7 +130,19 @@ impl Sink {
             schemas_dir = %config.schemas_dir.display(),
             "sink prepared"
         );
-        Ok(Sink { config, catalog })
+        Ok(Sink {
+            config,
+            catalog,
+            topic_names: TopicNames::default(),
+        })
+    }
+
+    /// Loads the `*.events` topics of the namespace `names` only (the registry's
+    /// [`TopicNames`]), under their logical names; by default every `*.events`
+    /// topic of the broker, as it is named.
+    pub fn with_topic_names(mut self, names: TopicNames) -> Sink {
+        self.topic_names = names;
+        self
     }
 
     /// Loads until `shutdown`; then finishes the batches already read and returns.
@@ -146,10 +161,13 @@ impl Sink {
             .spawn(move || load_loop(conn, catalog, dir, positions_tx, batches_rx))
             .map_err(|e| SinkError::LoaderThread(e.to_string()))?;
         let reading = match positions_rx.await {
-            Ok(positions) => match reader::Reader::new(self.config.clone(), positions) {
-                Ok(reader) => reader.run(batches_tx, shutdown).await,
-                Err(e) => Err(e),
-            },
+            Ok(positions) => {
+                match reader::Reader::new(self.config.clone(), self.topic_names.clone(), positions)
+                {
+                    Ok(reader) => reader.run(batches_tx, shutdown).await,
+                    Err(e) => Err(e),
+                }
+            }
             // The loader failed before reading positions: its result says why.
             Err(_) => Err(SinkError::LoaderStopped),
         };

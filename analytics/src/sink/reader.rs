@@ -1,6 +1,10 @@
 //! The reading side: finds every `*.events` topic, assigns its partitions at the
 //! positions stored in the warehouse, and hands batches of records to the loader.
 //!
+//! Topics are found in the registry's namespace only (the broker's topics that start
+//! with its prefix, [`TopicNames`]) and carry their logical names from here on: in
+//! positions, `raw_events.topic` and every record handed to the loader.
+//!
 //! No consumer group coordinates anything and nothing is committed to the broker:
 //! the warehouse's `sluice_positions` is the one record of progress. A partition
 //! without a stored position is read from its beginning. The broker's metadata is
@@ -15,20 +19,32 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
+use sluice_platform::registry::TopicNames;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::record::SinkRecord;
 use super::{telemetry, SinkConfig, SinkError};
 
-/// The suffix of every topic the sink loads.
+/// The suffix of every topic the sink loads (of its logical name).
 pub const TOPIC_SUFFIX: &str = ".events";
 
+/// A partition of a topic under the topic's logical name.
 type Partition = (String, i32);
+
+/// The logical name of the broker's topic `physical` when the sink loads it: in the
+/// namespace of `names` and named `*.events`.
+fn loaded_topic<'a>(names: &TopicNames, physical: &'a str) -> Option<&'a str> {
+    names
+        .logical(physical)
+        .filter(|logical| logical.ends_with(TOPIC_SUFFIX))
+}
 
 pub(crate) struct Reader {
     consumer: Arc<StreamConsumer>,
     config: SinkConfig,
+    /// The namespace of the topics on the broker.
+    names: TopicNames,
     /// Stored next offsets, read once at start.
     positions: BTreeMap<Partition, i64>,
     /// Partitions assigned so far, with the next offset this reader will hand over.
@@ -40,6 +56,7 @@ pub(crate) struct Reader {
 impl Reader {
     pub(crate) fn new(
         config: SinkConfig,
+        names: TopicNames,
         positions: BTreeMap<Partition, i64>,
     ) -> Result<Self, SinkError> {
         let consumer: StreamConsumer = ClientConfig::new()
@@ -57,6 +74,7 @@ impl Reader {
         Ok(Reader {
             consumer: Arc::new(consumer),
             config,
+            names,
             positions,
             assigned: BTreeMap::new(),
             lag_report: None,
@@ -89,7 +107,7 @@ impl Reader {
             };
             let mut batch = Vec::with_capacity(self.config.batch_size);
             match first {
-                Ok(message) => batch.push(record(&message)),
+                Ok(message) => batch.push(record(&message, &self.names)),
                 Err(error) => {
                     tracing::warn!(%error, "kafka error while reading");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -99,7 +117,7 @@ impl Reader {
             let deadline = tokio::time::Instant::now() + self.config.batch_wait;
             while batch.len() < self.config.batch_size {
                 match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                    Ok(Ok(message)) => batch.push(record(&message)),
+                    Ok(Ok(message)) => batch.push(record(&message, &self.names)),
                     Ok(Err(error)) => {
                         tracing::warn!(%error, "kafka error while reading");
                         break;
@@ -120,18 +138,24 @@ impl Reader {
         }
     }
 
-    /// Assigns the partitions of `*.events` topics not assigned yet, at their
-    /// stored positions (the beginning when there is none).
+    /// Assigns the partitions of the namespace's `*.events` topics not assigned yet,
+    /// at their stored positions (the beginning when there is none).
     async fn discover(&mut self) -> Result<(), SinkError> {
         let consumer = Arc::clone(&self.consumer);
+        let names = self.names.clone();
         let metadata = tokio::task::spawn_blocking(move || {
             consumer
                 .fetch_metadata(None, Duration::from_secs(10))
                 .map(|m| {
                     m.topics()
                         .iter()
-                        .filter(|t| t.name().ends_with(TOPIC_SUFFIX) && t.error().is_none())
-                        .flat_map(|t| t.partitions().iter().map(|p| (t.name().to_owned(), p.id())))
+                        .filter(|t| t.error().is_none())
+                        .filter_map(|t| loaded_topic(&names, t.name()).map(|logical| (logical, t)))
+                        .flat_map(|(logical, t)| {
+                            t.partitions()
+                                .iter()
+                                .map(move |p| (logical.to_owned(), p.id()))
+                        })
                         .collect::<BTreeSet<Partition>>()
                 })
         })
@@ -147,7 +171,7 @@ impl Reader {
                 .get(&partition)
                 .map_or(Offset::Beginning, |o| Offset::Offset(*o));
             tracing::info!(topic = %partition.0, partition = partition.1, ?offset, "assigning partition");
-            fresh.add_partition_offset(&partition.0, partition.1, offset)?;
+            fresh.add_partition_offset(&self.names.physical(&partition.0), partition.1, offset)?;
             self.assigned.insert(partition, None);
         }
         if fresh.count() > 0 {
@@ -170,9 +194,11 @@ impl Reader {
             .map(|(p, next)| (p.clone(), next.or_else(|| self.positions.get(p).copied())))
             .collect();
         let consumer = Arc::clone(&self.consumer);
+        let names = self.names.clone();
         self.lag_report = Some(tokio::task::spawn_blocking(move || {
             for ((topic, partition), next) in partitions {
-                match consumer.fetch_watermarks(&topic, partition, Duration::from_millis(500)) {
+                let physical = names.physical(&topic);
+                match consumer.fetch_watermarks(&physical, partition, Duration::from_millis(500)) {
                     Ok((low, high)) => {
                         let position = next.unwrap_or(low).max(low);
                         telemetry::lag_records(&topic, partition, (high - position).max(0));
@@ -186,7 +212,8 @@ impl Reader {
     }
 }
 
-fn record(m: &BorrowedMessage<'_>) -> SinkRecord {
+/// A record as read, under its topic's logical name.
+fn record(m: &BorrowedMessage<'_>, names: &TopicNames) -> SinkRecord {
     let headers = m
         .headers()
         .map(|h| {
@@ -201,11 +228,32 @@ fn record(m: &BorrowedMessage<'_>) -> SinkRecord {
         })
         .unwrap_or_default();
     SinkRecord {
-        topic: m.topic().to_owned(),
+        // Only topics of the namespace are assigned.
+        topic: names.logical(m.topic()).unwrap_or(m.topic()).to_owned(),
         partition: m.partition(),
         offset: m.offset(),
         key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
         payload: m.payload().unwrap_or_default().to_vec(),
         headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_event_topics_of_the_namespace_are_loaded_under_their_logical_names() {
+        let names = TopicNames::new("t_1a2b.");
+        assert_eq!(
+            loaded_topic(&names, "t_1a2b.orders.events"),
+            Some("orders.events")
+        );
+        assert_eq!(loaded_topic(&names, "t_1a2b.order_view.dlq"), None);
+        assert_eq!(loaded_topic(&names, "orders.events"), None);
+        assert_eq!(loaded_topic(&names, "t_ffff.orders.events"), None);
+        let none = TopicNames::default();
+        assert_eq!(loaded_topic(&none, "orders.events"), Some("orders.events"));
+        assert_eq!(loaded_topic(&none, "__consumer_offsets"), None);
     }
 }
