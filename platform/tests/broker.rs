@@ -1,15 +1,20 @@
-//! The embedded development broker: tansu as a child process with durable storage.
+//! The local brokers (tansu with durable storage, Apache Kafka) and topic administration.
 
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use sluice_platform::broker::ensure_topics;
+use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
 use sluice_platform::testing::TestBroker;
 
 #[tokio::test]
-async fn the_broker_storage_gets_the_header_index() {
-    let broker = TestBroker::start().await;
-    let conn = rusqlite::Connection::open(broker.data_dir.join("broker.db")).unwrap();
+async fn the_tansu_storage_gets_the_header_index() {
+    // tansu's own storage, whichever broker the suite runs on.
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-tansu-{}",
+        sluice_platform::testing::unique_suffix()
+    ));
+    let broker = EmbeddedBroker::start(&dir, 0).await.unwrap();
+    let conn = rusqlite::Connection::open(dir.join("broker.db")).unwrap();
     let index: String = conn
         .query_row(
             "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'header' \
@@ -19,6 +24,8 @@ async fn the_broker_storage_gets_the_header_index() {
         )
         .expect("header index exists");
     assert!(index.contains("topition, offset_id"), "{index}");
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test]
@@ -50,20 +57,20 @@ async fn topics_are_created_once_with_their_partitions() {
 
 #[tokio::test]
 async fn a_killed_broker_restarts_on_the_same_port_with_its_topics() {
-    let mut broker = TestBroker::start().await;
+    let mut broker = TestBroker::private().await;
     broker.topic("keep.events", 2).await;
     let before = broker.bootstrap();
-    broker.broker.kill().await;
-    broker.broker.restart().await.unwrap();
+    broker.kill().await;
+    broker.restart().await;
     assert_eq!(broker.bootstrap(), before);
-    let bootstrap = broker.bootstrap();
+    let (bootstrap, topic) = (broker.bootstrap(), broker.physical("keep.events"));
     let partitions = tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .create()
             .unwrap();
         consumer
-            .fetch_metadata(Some("keep.events"), Duration::from_secs(10))
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
             .unwrap()
             .topics()[0]
             .partitions()
@@ -72,4 +79,178 @@ async fn a_killed_broker_restarts_on_the_same_port_with_its_topics() {
     .await
     .unwrap();
     assert_eq!(partitions, 2, "the topic survived the broker's restart");
+}
+
+// Topic settings from the registry, applied at creation and checked at every start.
+// These describe topic configurations (DescribeConfigs): a broker that cannot
+// answers with an error that fails them, by design (Apache Kafka can).
+
+/// A registry of one topic, `orders.events` with `partitions` partitions, under a
+/// test-unique prefix (the broker may be shared by the whole test run).
+fn one_topic_registry(partitions: u32) -> sluice_platform::registry::Registry {
+    let prefix = format!("t_{}.", sluice_platform::testing::unique_suffix());
+    sluice_platform::registry::Registry::parse(&format!(
+        r#"
+        [platform]
+        database_host = "127.0.0.1"
+        database_port = 5432
+        admin_database_url = "postgres://postgres@127.0.0.1/postgres"
+        data_dir = ".sluice"
+        kafka_brokers = "127.0.0.1:9092"
+        topic_prefix = "{prefix}"
+        [topics."orders.events"]
+        partitions = {partitions}
+        [components.orders]
+        kind = "service"
+        port = 8101
+        database = "sluice_orders"
+        app_password = "a"
+        owner_password = "o"
+        produces = ["orders.events"]
+        "#
+    ))
+    .unwrap()
+}
+
+/// Partitions of `topic` in the broker's metadata.
+async fn partition_count(bootstrap: &str, topic: &str) -> usize {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap()
+            .topics()[0]
+            .partitions()
+            .len()
+    })
+    .await
+    .unwrap()
+}
+
+/// Creates `topic` directly through the admin API, bypassing the platform.
+async fn create_topic_directly(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    config: &[(&str, &str)],
+) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .unwrap();
+    let topic = config.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(1)),
+        |t, (k, v)| t.set(k, v),
+    );
+    let created = admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
+#[tokio::test]
+async fn created_topics_carry_the_registry_partitions_and_keep_their_history_forever() {
+    let broker = TestBroker::start().await;
+    let registry = one_topic_registry(3);
+    let specs = registry.topic_specs();
+    let topic = registry.topic_names().physical("orders.events");
+    assert_eq!(specs[0].name, topic);
+    ensure_topics(&broker.bootstrap(), &specs).await.unwrap();
+    // Again, now checking the existing topic: it matches.
+    ensure_topics(&broker.bootstrap(), &specs).await.unwrap();
+    assert_eq!(partition_count(&broker.bootstrap(), &topic).await, 3);
+    let config = sluice_platform::broker::topic_config(&broker.bootstrap(), &topic)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("this test needs a broker that describes topic configurations: {e}")
+        });
+    assert_eq!(
+        config.get("retention.ms").map(String::as_str),
+        Some("-1"),
+        "{config:?}"
+    );
+    assert_eq!(
+        config.get("cleanup.policy").map(String::as_str),
+        Some("delete"),
+        "{config:?}"
+    );
+    assert_eq!(
+        config.get("min.insync.replicas").map(String::as_str),
+        Some("1"),
+        "{config:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_topic_with_another_retention_fails_the_check() {
+    let broker = TestBroker::start().await;
+    let registry = one_topic_registry(2);
+    let topic = registry.topic_names().physical("orders.events");
+    // Apache Kafka's default retention, set explicitly so any broker reports it.
+    create_topic_directly(
+        &broker.bootstrap(),
+        &topic,
+        2,
+        &[("retention.ms", "604800000")],
+    )
+    .await;
+    let error = ensure_topics(&broker.bootstrap(), registry.topic_specs())
+        .await
+        .expect_err("a topic that expires events must not pass the check")
+        .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "topic {topic}: retention.ms is 604800000 on the broker, the registry says -1 \
+             (fix the topic with kafka-configs --alter, or the registry)"
+        )
+    );
+}
+
+#[tokio::test]
+async fn an_existing_topic_with_fewer_partitions_fails_the_check() {
+    let broker = TestBroker::start().await;
+    let registry = one_topic_registry(3);
+    let topic = registry.topic_names().physical("orders.events");
+    let settings = [
+        ("retention.ms", "-1"),
+        ("cleanup.policy", "delete"),
+        ("min.insync.replicas", "1"),
+    ];
+    create_topic_directly(&broker.bootstrap(), &topic, 1, &settings).await;
+    let error = ensure_topics(&broker.bootstrap(), registry.topic_specs())
+        .await
+        .expect_err("a topic with fewer partitions must not pass the check");
+    let sluice_platform::broker::TopicError::Mismatch(found) = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(found.len(), 1, "only the partitions differ: {error}");
+    assert_eq!(
+        found[0].setting,
+        sluice_platform::broker::TopicSetting::Partitions
+    );
+    assert_eq!(
+        (found[0].broker.as_str(), found[0].registry.as_str()),
+        ("1", "3")
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("partitions are 1 on the broker, the registry says 3"),
+        "{error}"
+    );
+    // More partitions than the registry is only a warning.
+    let grown = one_topic_registry(1);
+    let name = grown.topic_names().physical("orders.events");
+    create_topic_directly(&broker.bootstrap(), &name, 2, &settings).await;
+    ensure_topics(&broker.bootstrap(), grown.topic_specs())
+        .await
+        .unwrap();
 }
