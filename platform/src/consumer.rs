@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -425,15 +426,37 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             return Ok(batch);
         };
         let names = &self.config.topic_names;
-        batch.push(received(&first?, names));
+        match first {
+            Ok(message) => batch.push(received(&message, names)),
+            Err(e) if is_transient(&e) => {
+                self.report_transient(&e);
+                return Ok(batch);
+            }
+            Err(e) => return Err(e.into()),
+        }
         let deadline = tokio::time::Instant::now() + self.config.batch_wait;
         while batch.len() < self.config.batch_size {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(message) => batch.push(received(&message?, names)),
+                Ok(Ok(message)) => batch.push(received(&message, names)),
+                Ok(Err(e)) if is_transient(&e) => {
+                    self.report_transient(&e);
+                    break;
+                }
+                Ok(Err(e)) => return Err(e.into()),
                 Err(_) => break,
             }
         }
         Ok(batch)
+    }
+
+    /// A broker going away (a leader moving, a node restarting) reaches `recv` as a
+    /// consumption error that librdkafka recovers from by itself: logged, not fatal.
+    fn report_transient(&self, e: &KafkaError) {
+        tracing::warn!(
+            component = %self.component,
+            error = %e,
+            "broker connection trouble; the client reconnects and the consumer carries on"
+        );
     }
 
     /// Applies a batch in one transaction with the new positions, unless the
@@ -734,6 +757,13 @@ fn high_watermarks<'a>(
 }
 
 /// A record as received, under its topic's logical name.
+/// Whether a `recv` error is one librdkafka recovers from by itself (a broker's
+/// connection refused or reset, a leader not available yet). Fatal client errors and
+/// anything else stop the consumer.
+fn is_transient(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::MessageConsumption(_))
+}
+
 fn received(m: &rdkafka::message::BorrowedMessage<'_>, names: &TopicNames) -> Received {
     let headers = m
         .headers()
@@ -981,4 +1011,24 @@ pub async fn replay_dead_letters<H: EventHandler>(
         report.push(outcome);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::types::RDKafkaErrorCode;
+
+    use super::*;
+
+    #[test]
+    fn a_broker_going_away_is_transient_and_a_fatal_error_is_not() {
+        assert!(is_transient(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::BrokerTransportFailure
+        )));
+        assert!(is_transient(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::LeaderNotAvailable
+        )));
+        assert!(!is_transient(&KafkaError::MessageConsumptionFatal(
+            RDKafkaErrorCode::Fatal
+        )));
+    }
 }
