@@ -17,6 +17,7 @@ use sluice_analytics::sink::{
 };
 use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
 use sluice_platform::avro::{SchemaCatalog, SchemaSource};
+use sluice_platform::registry::TopicNames;
 use sluice_platform::relay::{Relay, RelayConfig};
 use sluice_platform::store::{StreamId, StreamVersion};
 use sluice_platform::testing::{unique_suffix, TestApp, TestBroker};
@@ -66,10 +67,14 @@ struct RunningSink {
 }
 
 impl RunningSink {
-    fn start(path: &Path, config: SinkConfig) -> Self {
+    /// Loads the `*.events` topics of the namespace `names` (a test's own, see
+    /// `TestBroker::topic_names`).
+    fn start(path: &Path, config: SinkConfig, names: TopicNames) -> Self {
         let warehouse =
             Arc::new(Warehouse::open(path, &WarehouseSettings::default()).expect("warehouse"));
-        let sink = Sink::prepare(&warehouse, config).expect("prepare the sink");
+        let sink = Sink::prepare(&warehouse, config)
+            .expect("prepare the sink")
+            .with_topic_names(names);
         warehouse.lock_configuration().expect("lock");
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(sink.run(Arc::clone(&warehouse), shutdown.clone()));
@@ -211,7 +216,8 @@ fn producer(bootstrap: &str) -> FutureProducer {
 
 type RawRecord = (String, Vec<u8>, BTreeMap<String, String>);
 
-/// Publishes raw records (key, value, headers) to `topic` and waits for the acks.
+/// Publishes raw records (key, value, headers) to the broker's topic `topic` (a
+/// physical name) and waits for the acks.
 async fn publish_raw(producer: &FutureProducer, topic: &str, records: &[RawRecord]) {
     let mut deliveries = Vec::new();
     for (key, value, headers) in records {
@@ -232,7 +238,13 @@ async fn publish_raw(producer: &FutureProducer, topic: &str, records: &[RawRecor
     }
 }
 
-async fn publish(producer: &FutureProducer, catalog: &SchemaCatalog, events: &[TestEvent]) {
+/// Publishes events to their (logical) topics in the namespace `names`.
+async fn publish(
+    producer: &FutureProducer,
+    names: &TopicNames,
+    catalog: &SchemaCatalog,
+    events: &[TestEvent],
+) {
     let mut by_topic: BTreeMap<&str, Vec<RawRecord>> = BTreeMap::new();
     for e in events {
         by_topic.entry(&e.topic).or_default().push((
@@ -242,7 +254,7 @@ async fn publish(producer: &FutureProducer, catalog: &SchemaCatalog, events: &[T
         ));
     }
     for (topic, records) in by_topic {
-        publish_raw(producer, topic, &records).await;
+        publish_raw(producer, &names.physical(topic), &records).await;
     }
 }
 
@@ -274,6 +286,7 @@ fn spawn_relay(
         Arc::new(catalog),
         RelayConfig {
             idle_interval: Duration::from_millis(20),
+            topic_names: broker.topic_names(),
             ..RelayConfig::default()
         },
     )
@@ -324,6 +337,7 @@ async fn events_of_all_three_services_land_in_raw_and_typed_tables_and_order_fac
     let sink = RunningSink::start(
         &scratch.warehouse(),
         config(&broker.bootstrap(), &repository_schemas_dir()),
+        broker.topic_names(),
     );
 
     // Order A goes the whole way; order B is cancelled.
@@ -518,18 +532,19 @@ async fn redelivered_records_are_loaded_once() {
         })
         .collect();
     let producer = producer(&broker.bootstrap());
-    publish(&producer, &catalog, &events).await;
+    publish(&producer, &broker.topic_names(), &catalog, &events).await;
     let scratch = Scratch::new("redelivery");
     let sink = RunningSink::start(
         &scratch.warehouse(),
         config(&broker.bootstrap(), &repository_schemas_dir()),
+        broker.topic_names(),
     );
     sink.wait_for("SELECT count(*) FROM raw_events", 50).await;
 
     // The relay sends everything again (a crash before its checkpoint), and part
     // of it a third time.
-    publish(&producer, &catalog, &events).await;
-    publish(&producer, &catalog, &events[..20]).await;
+    publish(&producer, &broker.topic_names(), &catalog, &events).await;
+    publish(&producer, &broker.topic_names(), &catalog, &events[..20]).await;
     sink.wait_for(
         "SELECT CAST(sum(next_offset) AS BIGINT) FROM sluice_positions",
         120,
@@ -550,6 +565,7 @@ async fn redelivered_records_are_loaded_once() {
 /// Environment of a sink child process (see `sink_child_process`).
 const CHILD_WAREHOUSE: &str = "SLUICE_SINK_TEST_CHILD_WAREHOUSE";
 const CHILD_BOOTSTRAP: &str = "SLUICE_SINK_TEST_CHILD_BOOTSTRAP";
+const CHILD_TOPIC_PREFIX: &str = "SLUICE_SINK_TEST_CHILD_TOPIC_PREFIX";
 /// What the child prints once its sink is prepared and running.
 const CHILD_READY: &str = "sluice-sink-child-ready";
 
@@ -559,9 +575,10 @@ const CHILD_READY: &str = "sluice-sink-child-ready";
 /// those variables it returns at once.
 #[test]
 fn sink_child_process() {
-    let (Ok(warehouse), Ok(bootstrap)) = (
+    let (Ok(warehouse), Ok(bootstrap), Ok(prefix)) = (
         std::env::var(CHILD_WAREHOUSE),
         std::env::var(CHILD_BOOTSTRAP),
+        std::env::var(CHILD_TOPIC_PREFIX),
     ) else {
         return;
     };
@@ -570,13 +587,13 @@ fn sink_child_process() {
         let mut config = config(&bootstrap, &repository_schemas_dir());
         config.batch_size = 40;
         config.batch_wait = Duration::from_millis(5);
-        let sink = RunningSink::start(Path::new(&warehouse), config);
+        let sink = RunningSink::start(Path::new(&warehouse), config, TopicNames::new(prefix));
         println!("{CHILD_READY}");
         sink.task.await.expect("sink task").expect("sink");
     });
 }
 
-fn spawn_child(warehouse: &Path, bootstrap: &str) -> Child {
+fn spawn_child(warehouse: &Path, bootstrap: &str, names: &TopicNames) -> Child {
     Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "sink_child_process",
@@ -586,6 +603,7 @@ fn spawn_child(warehouse: &Path, bootstrap: &str) -> Child {
         ])
         .env(CHILD_WAREHOUSE, warehouse)
         .env(CHILD_BOOTSTRAP, bootstrap)
+        .env(CHILD_TOPIC_PREFIX, names.prefix())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn the sink child")
@@ -631,9 +649,13 @@ async fn sink_killed_20_times_mid_load_loses_and_duplicates_nothing() {
                 )
             })
             .collect();
-        publish(&producer, &catalog, &events).await;
+        publish(&producer, &broker.topic_names(), &catalog, &events).await;
         produced += events.len() as i64;
-        let mut child = spawn_child(&scratch.warehouse(), &broker.bootstrap());
+        let mut child = spawn_child(
+            &scratch.warehouse(),
+            &broker.bootstrap(),
+            &broker.topic_names(),
+        );
         child_ready(&mut child).await;
         let delay = rand::thread_rng().gen_range(100..900);
         delays.push(delay);
@@ -694,6 +716,7 @@ async fn sink_killed_20_times_mid_load_loses_and_duplicates_nothing() {
     let sink = RunningSink::start(
         &scratch.warehouse(),
         config(&broker.bootstrap(), &repository_schemas_dir()),
+        broker.topic_names(),
     );
     sink.wait_for(
         "SELECT CAST(sum(next_offset) AS BIGINT) FROM sluice_positions",
@@ -749,7 +772,11 @@ async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running
     let scratch = Scratch::new("evolution");
     let schemas = scratch.0.join("schemas");
     copy_dir(&repository_schemas_dir(), &schemas);
-    let sink = RunningSink::start(&scratch.warehouse(), config(&broker.bootstrap(), &schemas));
+    let sink = RunningSink::start(
+        &scratch.warehouse(),
+        config(&broker.bootstrap(), &schemas),
+        broker.topic_names(),
+    );
     let v1 = repository_catalog();
     let producer = producer(&broker.bootstrap());
     let cancelled = |reason: &str, by: Option<String>| {
@@ -764,7 +791,7 @@ async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running
         event
     };
     let old: Vec<TestEvent> = (0..3).map(|_| cancelled("v1", None)).collect();
-    publish(&producer, &v1, &old).await;
+    publish(&producer, &broker.topic_names(), &v1, &old).await;
     sink.wait_for("SELECT count(*) FROM order_cancelled", 3)
         .await;
 
@@ -784,7 +811,7 @@ async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running
     let new: Vec<TestEvent> = (0..2)
         .map(|i| cancelled("v2", Some(format!("agent-{i}"))))
         .collect();
-    publish(&producer, &v2, &new).await;
+    publish(&producer, &broker.topic_names(), &v2, &new).await;
     sink.wait_for("SELECT count(*) FROM order_cancelled", 5)
         .await;
 
@@ -816,7 +843,11 @@ async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running
     sink.stop().await;
 
     // A restart knows both versions from the start and keeps the column.
-    let sink = RunningSink::start(&scratch.warehouse(), config(&broker.bootstrap(), &schemas));
+    let sink = RunningSink::start(
+        &scratch.warehouse(),
+        config(&broker.bootstrap(), &schemas),
+        broker.topic_names(),
+    );
     let with_value: i64 = sink.query("SELECT count(cancelled_by) FROM order_cancelled");
     assert_eq!(with_value, 2);
     sink.stop().await;
@@ -830,6 +861,7 @@ async fn undecodable_records_are_kept_with_their_error_and_loading_goes_on() {
     let sink = RunningSink::start(
         &scratch.warehouse(),
         config(&broker.bootstrap(), &repository_schemas_dir()),
+        broker.topic_names(),
     );
     let catalog = repository_catalog();
     let producer = producer(&broker.bootstrap());
@@ -860,7 +892,7 @@ async fn undecodable_records_are_kept_with_their_error_and_loading_goes_on() {
     let key = payment.to_string();
     publish_raw(
         &producer,
-        "payments.events",
+        &broker.physical("payments.events"),
         &[
             (key.clone(), unknown_bytes.clone(), with_id(unknown_id)),
             (
@@ -874,7 +906,13 @@ async fn undecodable_records_are_kept_with_their_error_and_loading_goes_on() {
         ],
     )
     .await;
-    publish(&producer, &catalog, &[good.clone(), later.clone()]).await;
+    publish(
+        &producer,
+        &broker.topic_names(),
+        &catalog,
+        &[good.clone(), later.clone()],
+    )
+    .await;
     sink.wait_for("SELECT count(*) FROM raw_events", 6).await;
 
     let conn = sink.warehouse.connect().expect("connect");
