@@ -91,9 +91,10 @@ impl RunningSink {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
-    /// Waits until `sql` (one number) reaches `expected`.
+    /// Waits until `sql` (one number) reaches `expected`; the deadline only guards
+    /// against a hang.
     async fn wait_for(&self, sql: &str, expected: i64) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             let got: Option<i64> = self.query(sql);
             if got == Some(expected) {
@@ -568,6 +569,13 @@ const CHILD_BOOTSTRAP: &str = "SLUICE_SINK_TEST_CHILD_BOOTSTRAP";
 const CHILD_TOPIC_PREFIX: &str = "SLUICE_SINK_TEST_CHILD_TOPIC_PREFIX";
 /// What the child prints once its sink is prepared and running.
 const CHILD_READY: &str = "sluice-sink-child-ready";
+/// What the child prints, followed by the count, whenever the rows committed to its
+/// warehouse change: the parent cannot open the file while the child holds it, so
+/// the child reports its own committed progress.
+const CHILD_ROWS: &str = "sluice-sink-child-rows ";
+/// How long the parent waits for anything a child reports. Only a hang should ever
+/// reach it: kill points follow the child's progress, never a clock.
+const HANG_GUARD: Duration = Duration::from_secs(180);
 
 /// Not a test of its own: the body of the sink child process that
 /// `sink_killed_20_times_mid_load_loses_and_duplicates_nothing` starts (this test
@@ -589,43 +597,141 @@ fn sink_child_process() {
         config.batch_wait = Duration::from_millis(5);
         let sink = RunningSink::start(Path::new(&warehouse), config, TopicNames::new(prefix));
         println!("{CHILD_READY}");
+        // Watches what the sink has committed, on a connection of its own, and
+        // reports every change, for the parent to choose its kill point. Without a
+        // parent to read it, the child has no purpose left and ends.
+        let warehouse = Arc::clone(&sink.warehouse);
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let conn = warehouse.connect().expect("connect");
+            let mut reported = None;
+            loop {
+                let rows: i64 = conn
+                    .query_row("SELECT count(*) FROM raw_events", [], |r| r.get(0))
+                    .expect("count the loaded rows");
+                if reported != Some(rows) {
+                    let mut out = std::io::stdout().lock();
+                    if writeln!(out, "{CHILD_ROWS}{rows}")
+                        .and_then(|()| out.flush())
+                        .is_err()
+                    {
+                        std::process::exit(1);
+                    }
+                    reported = Some(rows);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
         sink.task.await.expect("sink task").expect("sink");
     });
 }
 
-fn spawn_child(warehouse: &Path, bootstrap: &str, names: &TopicNames) -> Child {
-    Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "sink_child_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_WAREHOUSE, warehouse)
-        .env(CHILD_BOOTSTRAP, bootstrap)
-        .env(CHILD_TOPIC_PREFIX, names.prefix())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn the sink child")
+/// What a sink child has said on its stdout.
+#[derive(Debug)]
+enum ChildReport {
+    Ready,
+    Rows(i64),
 }
 
-/// Waits until the child says its sink is prepared (its start-up time varies with
-/// the machine's load; the kill delay counts from here).
-async fn child_ready(child: &mut Child) {
-    use std::io::BufRead;
-    let stdout = child.stdout.take().expect("piped stdout");
-    tokio::task::spawn_blocking(move || {
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        while let Some(Ok(line)) = lines.next() {
-            if line.contains(CHILD_READY) {
-                return;
+/// A sink child process and its reports, read as they arrive.
+struct SinkChild {
+    process: Child,
+    reports: tokio::sync::mpsc::UnboundedReceiver<ChildReport>,
+}
+
+impl SinkChild {
+    fn spawn(warehouse: &Path, bootstrap: &str, names: &TopicNames) -> Self {
+        use std::io::BufRead;
+        let mut process = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "sink_child_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_WAREHOUSE, warehouse)
+            .env(CHILD_BOOTSTRAP, bootstrap)
+            .env(CHILD_TOPIC_PREFIX, names.prefix())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the sink child");
+        let stdout = process.stdout.take().expect("piped stdout");
+        let (send, reports) = tokio::sync::mpsc::unbounded_channel();
+        // Ends at the child's end (its stdout closes), dropping the sender.
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let report = if line.contains(CHILD_READY) {
+                    ChildReport::Ready
+                } else if let Some(rows) = line.strip_prefix(CHILD_ROWS) {
+                    ChildReport::Rows(rows.trim().parse().expect("a row count"))
+                } else {
+                    continue;
+                };
+                if send.send(report).is_err() {
+                    return;
+                }
+            }
+        });
+        SinkChild { process, reports }
+    }
+
+    /// The child's next report; panics when it ended first or after `HANG_GUARD`.
+    async fn next(&mut self, waiting_for: &str) -> ChildReport {
+        match tokio::time::timeout(HANG_GUARD, self.reports.recv()).await {
+            Ok(Some(report)) => report,
+            Ok(None) => panic!(
+                "the sink child ended ({:?}) while we waited for {waiting_for}",
+                self.process.wait()
+            ),
+            Err(_) => panic!(
+                "no word from the sink child in {HANG_GUARD:?} while we waited for {waiting_for}"
+            ),
+        }
+    }
+
+    /// Waits until the child says its sink is prepared (its start-up time varies
+    /// with the machine's load).
+    async fn ready(&mut self) {
+        while !matches!(self.next("it to be ready").await, ChildReport::Ready) {}
+    }
+
+    /// Waits until the child has committed at least `rows` rows; returns the count
+    /// it reported.
+    async fn loaded(&mut self, rows: i64) -> i64 {
+        loop {
+            if let ChildReport::Rows(n) = self.next(&format!("{rows} rows")).await {
+                if n >= rows {
+                    return n;
+                }
             }
         }
-        panic!("the sink child ended before it was ready");
-    })
-    .await
-    .expect("reading the child");
+    }
+
+    /// kill -9, and reaps it.
+    fn kill(&mut self) {
+        assert!(
+            self.process.try_wait().expect("child status").is_none(),
+            "the sink child exited on its own"
+        );
+        self.process.kill().expect("kill -9 the sink");
+        self.process.wait().expect("reap the sink");
+    }
 }
+
+impl Drop for SinkChild {
+    /// A test that fails leaves no sink running behind it.
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Events loaded across the kills. The last kill point leaves at least half a 21st
+/// of them (100, two and a half of the child's batches) unloaded: more than the
+/// sink loads between its report (polled every 2 ms) and the kill.
+const CRASH_EVENTS: i64 = 4_200;
+const KILLS: i64 = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_killed_20_times_mid_load_loses_and_duplicates_nothing() {
@@ -634,81 +740,89 @@ async fn sink_killed_20_times_mid_load_loses_and_duplicates_nothing() {
     let catalog = repository_catalog();
     let producer = producer(&broker.bootstrap());
     let scratch = Scratch::new("crash");
-    let mut produced = 0i64;
-    let mut delays = Vec::new();
+    let events: Vec<TestEvent> = (0..CRASH_EVENTS)
+        .map(|_| {
+            let order = Uuid::now_v7();
+            TestEvent::new(
+                "OrderConfirmed",
+                order,
+                2,
+                json!({"order_id": order.to_string()}),
+            )
+        })
+        .collect();
+    publish(&producer, &broker.topic_names(), &catalog, &events).await;
+    let produced = CRASH_EVENTS;
+
+    // Kill point k follows the child's own progress: once it has committed past
+    // the k-th of KILLS + 1 equal steps through the load (a little further at
+    // random, so runs differ), and at least one row more than before the last
+    // kill. However fast or slow the machine, every kill lands after a restart
+    // loaded something and, but for the last steps on a very fast machine, before
+    // everything is loaded.
+    let step = produced / (KILLS + 1);
+    let mut targets = Vec::new();
+    let mut seen_at_kill = Vec::new();
     let mut progress: Vec<i64> = Vec::new();
-    for _ in 0..20 {
-        let events: Vec<TestEvent> = (0..150)
-            .map(|_| {
-                let order = Uuid::now_v7();
-                TestEvent::new(
-                    "OrderConfirmed",
-                    order,
-                    2,
-                    json!({"order_id": order.to_string()}),
-                )
-            })
-            .collect();
-        publish(&producer, &broker.topic_names(), &catalog, &events).await;
-        produced += events.len() as i64;
-        let mut child = spawn_child(
+    let mut timings = Vec::new();
+    for k in 1..=KILLS {
+        let before = progress.last().copied().unwrap_or(0);
+        if before == produced {
+            break; // nothing left to kill a load of; the count below tells
+        }
+        let target = (k * step + rand::thread_rng().gen_range(0..step / 2))
+            .max(before + 1)
+            .min(produced);
+        targets.push(target);
+        let mut child = SinkChild::spawn(
             &scratch.warehouse(),
             &broker.bootstrap(),
             &broker.topic_names(),
         );
-        child_ready(&mut child).await;
-        let delay = rand::thread_rng().gen_range(100..900);
-        delays.push(delay);
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        assert!(
-            child.try_wait().expect("child status").is_none(),
-            "the sink child exited on its own"
-        );
-        child.kill().expect("kill -9 the sink");
-        child.wait().expect("reap the sink");
-        // Recovery after kill -9, and how far the child got: killed before it had
-        // caught up means killed while loading.
+        let started = Instant::now();
+        child.ready().await;
+        let ready = started.elapsed();
+        let seen = child.loaded(target).await;
+        seen_at_kill.push(seen);
+        child.kill();
+        timings.push(format!(
+            "{:.1}+{:.1}",
+            ready.as_secs_f64(),
+            (started.elapsed() - ready).as_secs_f64()
+        ));
+
+        // Recovery after kill -9, and how far the child got.
         let warehouse = Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default())
             .expect("the warehouse opens after kill -9");
         let conn = warehouse.connect().expect("connect");
-        let created: bool = conn
+        let (loaded, rows, distinct): (Option<i64>, i64, i64) = conn
             .query_row(
-                "SELECT count(*) = 2 FROM duckdb_tables() \
-                  WHERE table_name IN ('raw_events', 'sluice_positions')",
-                [],
-                |r| r.get(0),
-            )
-            .expect("tables");
-        let (loaded, rows, distinct): (Option<i64>, i64, i64) = if created {
-            conn.query_row(
                 "SELECT (SELECT CAST(sum(next_offset) AS BIGINT) FROM sluice_positions), \
                         count(*), count(DISTINCT event_id) FROM raw_events",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
-            .expect("progress")
-        } else {
-            (None, 0, 0)
-        };
+            .expect("progress");
         assert_eq!(rows, distinct, "no duplicate after a kill");
         assert_eq!(
             loaded.unwrap_or(0),
             rows,
             "positions match the rows they cover"
         );
+        assert!(
+            rows >= seen,
+            "{rows} rows after the kill, fewer than the {seen} the child saw committed"
+        );
         progress.push(rows);
     }
-    let killed_while_loading = progress
-        .iter()
-        .enumerate()
-        .filter(|(round, rows)| {
-            let before = if *round == 0 { 0 } else { progress[round - 1] };
-            before < **rows && **rows < (*round as i64 + 1) * 150
-        })
-        .count();
-    eprintln!("rows after each kill: {progress:?}; killed while loading: {killed_while_loading}");
+    let killed_while_loading = progress.iter().filter(|rows| **rows < produced).count();
+    eprintln!(
+        "rows after each kill: {progress:?}; reported at the kill: {seen_at_kill:?}; \
+         targets: {targets:?}; killed while loading: {killed_while_loading} of {KILLS}; \
+         seconds to ready + to the kill: {timings:?}"
+    );
     assert!(
-        killed_while_loading >= 5,
+        killed_while_loading >= 15,
         "too few kills landed mid-load ({progress:?}); the test proves little"
     );
 
@@ -731,7 +845,7 @@ async fn sink_killed_20_times_mid_load_loses_and_duplicates_nothing() {
     assert_eq!(
         (rows, distinct, typed),
         (produced, produced, produced),
-        "killed after {delays:?} ms"
+        "killed after {progress:?} rows"
     );
     sink.stop().await;
 }
