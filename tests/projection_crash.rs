@@ -107,7 +107,13 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
         tokio::spawn(async move { relay.run(t).await.unwrap() })
     };
     let deadline = Instant::now() + Duration::from_secs(300);
-    while topic_size(&bootstrap, &registry.topic_names().physical("orders.events")).await < (2 * ORDERS) as i64 {
+    while topic_size(
+        &bootstrap,
+        &registry.topic_names().physical("orders.events"),
+    )
+    .await
+        < (2 * ORDERS) as i64
+    {
         assert!(
             Instant::now() < deadline,
             "the relay did not publish everything"
