@@ -309,6 +309,8 @@ async fn a_broker_restart_loses_nothing_and_the_relay_resumes_by_itself() {
         }
         if round == 2 {
             broker.kill().await;
+            // The length of the outage, not a wait for anything: the assertions
+            // below hold however long the broker stays down.
             tokio::time::sleep(Duration::from_secs(2)).await;
             broker.restart().await;
         }
