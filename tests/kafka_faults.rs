@@ -62,6 +62,20 @@ async fn setup() -> (Cluster, ClusterPlatform, String, i32) {
     (cluster, platform, topic, partitions)
 }
 
+/// Starts node `victim` again and waits for it to rejoin and for every ISR to be
+/// full: the seconds from the restart to each.
+async fn restart_node(cluster: &mut Cluster, probe: &Probe, victim: usize) -> (f64, f64) {
+    let restart = Instant::now();
+    cluster
+        .kafka
+        .start_node(victim)
+        .await
+        .unwrap_or_else(|e| panic!("start node {victim} again: {e}"));
+    let rejoined = restart.elapsed().as_secs_f64();
+    probe.wait_isr_full(STEP).await;
+    (rejoined, restart.elapsed().as_secs_f64())
+}
+
 /// Waits until the topic has grown by [`PROGRESS`] records from what it holds now.
 async fn progress(probe: &Probe, platform: &mut ClusterPlatform, topic: &str, partitions: i32) {
     let size = probe.topic_size(topic, partitions).await;
@@ -117,15 +131,7 @@ async fn killing_the_leader_of_a_partition_the_relay_writes_loses_no_acknowledge
 
     // The load goes on with the node down, then it comes back.
     progress(&probe, &mut platform, &topic, partitions).await;
-    let restart = Instant::now();
-    cluster
-        .kafka
-        .start_node(victim)
-        .await
-        .expect("restart the killed node");
-    let rejoined = restart.elapsed().as_secs_f64();
-    probe.wait_isr_full(STEP).await;
-    let isr_full = restart.elapsed().as_secs_f64();
+    let (rejoined, isr_full) = restart_node(&mut cluster, &probe, victim).await;
     progress(&probe, &mut platform, &topic, partitions).await;
 
     let load = load.stop().await;
@@ -192,15 +198,7 @@ async fn a_broker_stopped_for_30_seconds_loses_no_acknowledged_event() {
         during > 0,
         "nothing was published while node {leader} was down"
     );
-    let restart = Instant::now();
-    cluster
-        .kafka
-        .start_node(victim)
-        .await
-        .expect("start the stopped node again");
-    let rejoined = restart.elapsed().as_secs_f64();
-    probe.wait_isr_full(STEP).await;
-    let isr_full = restart.elapsed().as_secs_f64();
+    let (rejoined, isr_full) = restart_node(&mut cluster, &probe, victim).await;
     progress(&probe, &mut platform, &topic, partitions).await;
 
     let load = load.stop().await;
@@ -287,14 +285,7 @@ async fn consumers_ride_out_a_leader_move() {
 
     // And back: the node returns, and a preferred leader election gives every
     // partition back to its preferred replica while the consumers read.
-    let restart = Instant::now();
-    cluster
-        .kafka
-        .start_node(victim)
-        .await
-        .expect("start the node again");
-    probe.wait_isr_full(STEP).await;
-    let isr_full = restart.elapsed().as_secs_f64();
+    let (_, isr_full) = restart_node(&mut cluster, &probe, victim).await;
     let back = Instant::now();
     let election = cluster.preferred_leader_election().await;
     let returned = loop {
