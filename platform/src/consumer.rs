@@ -469,13 +469,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
     ) -> Result<Applied, ConsumerError> {
         let started = Instant::now();
         let mut tx = self.pool.begin().await?;
-        // Held until commit: a rebuild's swap waits for this batch, and a batch that
-        // waited for a swap sees the row retired.
-        let (current, retired): (Uuid, bool) =
-            sqlx::query_as("SELECT generation, retired FROM consumer_generation FOR SHARE")
-                .fetch_one(&mut *tx)
-                .await?;
-        if current != generation || retired {
+        if !holds_generation(&mut tx, generation).await? {
             tx.rollback().await?;
             return Ok(Applied::GenerationChanged);
         }
@@ -485,8 +479,14 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         let (applied, duplicates, dead) = match self.apply_fast(&mut tx, batch).await? {
             Some((applied, duplicates)) => (applied, duplicates, Vec::new()),
             None => {
+                // The rollback released the generation: a swap may have committed
+                // since, and this batch's positions must not land in the new one.
                 tx.rollback().await?;
                 tx = self.pool.begin().await?;
+                if !holds_generation(&mut tx, generation).await? {
+                    tx.rollback().await?;
+                    return Ok(Applied::GenerationChanged);
+                }
                 let (mut applied, mut duplicates, mut dead) = (0u64, 0u64, Vec::new());
                 for record in batch {
                     match self.apply_one(&mut tx, record).await? {
@@ -760,6 +760,17 @@ fn high_watermarks<'a>(
 /// Whether a `recv` error is one librdkafka recovers from by itself (a broker's
 /// connection refused or reset, a leader not available yet). Fatal client errors and
 /// anything else stop the consumer.
+/// Takes this consumer's generation row FOR SHARE, held until `tx` ends: a rebuild's
+/// swap waits for the transaction, and a transaction that waited for a swap sees the
+/// row retired. False when the database holds another generation than `generation`.
+async fn holds_generation(tx: &mut PgConnection, generation: Uuid) -> Result<bool, sqlx::Error> {
+    let (current, retired): (Uuid, bool) =
+        sqlx::query_as("SELECT generation, retired FROM consumer_generation FOR SHARE")
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(current == generation && !retired)
+}
+
 fn is_transient(e: &KafkaError) -> bool {
     matches!(e, KafkaError::MessageConsumption(_))
 }

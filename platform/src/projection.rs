@@ -96,6 +96,29 @@ impl EventHandler for Box<dyn EventHandler> {
     }
 }
 
+/// Swaps the generation built in `schema` in for the live one, in one transaction
+/// of the database's owner: it takes the live generation row FOR UPDATE (waiting for
+/// the live consumer's batch in flight, which holds it FOR SHARE), marks it retired,
+/// renames `public` to `retired` and `schema` to `public`. A live consumer that
+/// waited sees its generation retired and resumes from the new one's positions.
+pub async fn swap_generation(
+    owner: &mut PgConnection,
+    schema: &str,
+    retired: &str,
+) -> Result<(), sqlx::Error> {
+    let mut tx = owner.begin().await?;
+    sqlx::raw_sql(&format!(
+        "SET LOCAL lock_timeout = '30s';\n\
+         SELECT generation FROM public.consumer_generation FOR UPDATE;\n\
+         UPDATE public.consumer_generation SET retired = true;\n\
+         ALTER SCHEMA public RENAME TO {retired};\n\
+         ALTER SCHEMA {schema} RENAME TO public;"
+    ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
 impl ProjectionService {
     /// Migrates the read model's database as its owner role.
     pub async fn migrate(&self, registry: &Registry) -> Result<(), ServiceError> {
@@ -275,18 +298,9 @@ impl ProjectionService {
         };
 
         let retired = format!("{RETIRED_PREFIX}{stamp}");
-        let mut tx = owner.begin().await.map_err(sql)?;
-        sqlx::raw_sql(&format!(
-            "SET LOCAL lock_timeout = '30s';\n\
-             SELECT generation FROM public.consumer_generation FOR UPDATE;\n\
-             UPDATE public.consumer_generation SET retired = true;\n\
-             ALTER SCHEMA public RENAME TO {retired};\n\
-             ALTER SCHEMA {schema} RENAME TO public;"
-        ))
-        .execute(&mut *tx)
-        .await
-        .map_err(sql)?;
-        tx.commit().await.map_err(sql)?;
+        swap_generation(&mut owner, &schema, &retired)
+            .await
+            .map_err(sql)?;
         tracing::info!(component = %name, replayed, "switched to the rebuilt generation");
 
         // Queries still reading the old tables hold the drop back; past the bound the

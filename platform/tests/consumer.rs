@@ -16,7 +16,7 @@ use sluice_platform::registry::ComponentKind;
 use sluice_platform::relay::{Relay, RelayConfig};
 use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
 use sluice_platform::testing::{TestBroker, TestDatabase};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 const COUNTED: &str = r#"{"type": "record", "name": "Counted", "namespace": "io.sluice.test",
@@ -287,4 +287,175 @@ async fn a_poison_event_is_dead_lettered_the_consumer_moves_on_and_replay_applie
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Totals whose first batch after `arm` stops in the fast path until released and
+/// then fails it, and whose first careful (event-by-event) apply after that waits
+/// until `swapped` (at most a few seconds, so that a consumer that holds its
+/// generation against the swap is not deadlocked by the test).
+struct Gated {
+    totals: Totals,
+    armed: AtomicBool,
+    hold_careful: AtomicBool,
+    in_fast: tokio::sync::Notify,
+    fail_fast: tokio::sync::Notify,
+    swapped: tokio::sync::Notify,
+}
+
+struct GatedHandler(Arc<Gated>);
+
+impl EventHandler for GatedHandler {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        event: &'a ConsumedEvent,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let gated = &self.0;
+            if gated.hold_careful.swap(false, Ordering::SeqCst) {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(5), gated.swapped.notified()).await;
+            }
+            gated.totals.apply(tx, event).await
+        })
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [&'a ConsumedEvent],
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            let gated = &self.0;
+            if gated.armed.swap(false, Ordering::SeqCst) {
+                gated.hold_careful.store(true, Ordering::SeqCst);
+                gated.in_fast.notify_one();
+                gated.fail_fast.notified().await;
+                return Err(HandlerError::Retry("the fast path fails once".into()));
+            }
+            for event in events {
+                gated.totals.apply(tx, event).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A rebuild's swap that commits while the live consumer falls back from a failed
+/// batch to the careful path must not let the live consumer write its positions into
+/// the rebuilt generation: the consumer resumes from the rebuilt generation's own
+/// positions, and every event reaches the new read model.
+#[tokio::test]
+async fn a_swap_between_the_fast_and_the_careful_path_loses_no_event() {
+    let s = setup("swap.events").await;
+    let relay = relay(&s, "swap");
+    let gated = Arc::new(Gated {
+        totals: Totals {
+            broken: Arc::new(AtomicBool::new(false)),
+        },
+        armed: AtomicBool::new(false),
+        hold_careful: AtomicBool::new(false),
+        in_fast: tokio::sync::Notify::new(),
+        fail_fast: tokio::sync::Notify::new(),
+        swapped: tokio::sync::Notify::new(),
+    });
+    let runtime = ConsumerRuntime::new(
+        "totals",
+        vec!["swap.events".to_owned()],
+        s.pool.clone(),
+        &s.broker.bootstrap(),
+        catalog(),
+        GatedHandler(gated.clone()),
+        ConsumerConfig {
+            max_attempts: 2,
+            retry_backoff: Duration::from_millis(5),
+            topic_names: s.broker.topic_names(),
+            ..ConsumerConfig::default()
+        },
+    );
+    let live = spawn(|t| Box::pin(async move { runtime.run(t).await.unwrap() }));
+    append_numbers(&s.store, "a", &[1; 20]).await;
+    wait_for_events(&s.pool, 20).await;
+
+    // A rebuilt generation that is behind the live one: migrated, nothing applied.
+    let owner_options = s._sink.owner_options();
+    let mut owner = sqlx::PgConnection::connect_with(&owner_options)
+        .await
+        .unwrap();
+    let app_role = &s._sink.spec.app_role;
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA sluice_rebuild_t; GRANT USAGE ON SCHEMA sluice_rebuild_t TO {app_role}"
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    sluice_platform::db::migrate_with(
+        owner_options
+            .clone()
+            .options([("search_path", "sluice_rebuild_t")]),
+        vec![sluice_platform::consumer::migrator()],
+    )
+    .await
+    .unwrap();
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE sluice_rebuild_t.totals (stream_id TEXT PRIMARY KEY, total BIGINT NOT NULL, events BIGINT NOT NULL);\n\
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA sluice_rebuild_t TO {app_role};\n\
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA sluice_rebuild_t TO {app_role};"
+    ))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+
+    // The next batch stops in the fast path, holding the live generation; the swap
+    // queues behind it; the batch fails, and the swap commits in the gap before the
+    // careful path.
+    gated.armed.store(true, Ordering::SeqCst);
+    append_numbers(&s.store, "a", &[1; 10]).await;
+    gated.in_fast.notified().await;
+    let watcher = sluice_platform::db::pool_with(owner_options, 1)
+        .await
+        .unwrap();
+    let release = async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                   AND query LIKE '%RENAME TO sluice_retired_t%'",
+            )
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the swap never queued behind the batch"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        gated.fail_fast.notify_one();
+    };
+    let swap = sluice_platform::projection::swap_generation(
+        &mut owner,
+        "sluice_rebuild_t",
+        "sluice_retired_t",
+    );
+    let (swapped, ()) = tokio::join!(swap, release);
+    swapped.unwrap();
+    gated.swapped.notify_one();
+
+    // The live consumer is now on the rebuilt generation: once its positions there
+    // cover all 30 records, all 30 events must be in its read model.
+    wait_consumed(&s.pool, 30).await;
+    let rows = totals(&s.pool).await;
+    assert_eq!(
+        rows,
+        [("a".into(), 30, 30)],
+        "the rebuilt generation's positions were overwritten by the retired one's consumer"
+    );
+    stop(live).await;
+    stop(relay).await;
+    watcher.close().await;
 }
