@@ -231,11 +231,38 @@ impl<A: Aggregate> CommandHandler<A> {
         });
         // A retried command answers with its first result even if the state has since
         // moved on (deciding again could now refuse it).
-        if let Some(idem) = idempotency {
-            if let Some(result) = self.store.idempotent_result(idem).await? {
-                return Ok(Appended::Replayed(result));
-            }
+        let Some(idem) = idempotency else {
+            return self.decide_and_append(stream_id, command, ctx, None).await;
+        };
+        if let Some(result) = self.store.idempotent_result(idem).await? {
+            return Ok(Appended::Replayed(result));
         }
+        match self
+            .decide_and_append(stream_id, command, ctx, Some(idem))
+            .await
+        {
+            Ok(appended) => Ok(appended),
+            // An identical request may have committed between the lookup above and
+            // the load: this one then decided on the state that request left (a
+            // cancel of a cancelled order) and must answer as the first did.
+            Err(error) => match self.store.idempotent_result(idem).await {
+                Ok(Some(result)) => Ok(Appended::Replayed(result)),
+                Err(reused @ StoreError::IdempotencyKeyReused { .. }) => {
+                    Err(CommandError::from(reused))
+                }
+                Ok(None) | Err(_) => Err(error),
+            },
+        }
+    }
+
+    /// Load → decide → append, deciding again on a concurrent append.
+    async fn decide_and_append(
+        &self,
+        stream_id: &StreamId,
+        command: &A::Command,
+        ctx: &CommandContext,
+        idempotency: Option<Idempotency<'_>>,
+    ) -> Result<Appended, CommandError<A::Error>> {
         for attempt in 1..=self.max_attempts {
             let (state, version) = match self.load(stream_id).await? {
                 Some((state, version)) => (state, Some(version)),

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use sluice_platform::testing::{
     assert_idempotent_retry, assert_key_reuse_refused, assert_problem, TestApp,
 };
+use sqlx::Connection;
 use uuid::Uuid;
 
 fn order_body(order_id: Uuid) -> Value {
@@ -378,5 +379,101 @@ async fn serves_openapi_health_and_metrics() {
         let r = client.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
+    app.stop().await;
+}
+
+/// Waits until a backend of `app`'s database waits on a lock while running a
+/// statement that matches `pattern` (SQL `LIKE`). Watched as the administrator: only
+/// it sees every role's statements.
+async fn wait_lock_waiter(app: &TestApp, pattern: &str) {
+    let mut watcher = sqlx::PgConnection::connect(&sluice_platform::testing::admin_url())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = $1 AND wait_event_type = 'Lock' AND query LIKE $2",
+        )
+        .bind(&app.db.spec.name)
+        .bind(pattern)
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no statement like `{pattern}` ever waited on a lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Two identical keyed cancels, interleaved so that the second looks its key up
+/// before the first commits and loads the stream after: the second must replay the
+/// first answer, not decide again on the cancelled order and answer 409.
+#[tokio::test]
+async fn a_keyed_retry_that_loads_after_the_first_commit_replays_it() {
+    let app = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let client = Client::new();
+    let id = Uuid::now_v7();
+    place(&client, &app, id).await;
+    let owner = sluice_platform::db::pool_with(app.db.owner_options(), 3)
+        .await
+        .unwrap();
+    let cancel = |client: Client, url: String| async move {
+        let response = client
+            .post(url)
+            .header("Idempotency-Key", "cancel-once")
+            .json(&json!({ "reason": "changed my mind" }))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json::<Value>().await.unwrap())
+    };
+    let url = app.url(&format!("/orders/{id}/cancel"));
+
+    // The first cancel appends its event and stops at recording its key.
+    let mut keys = owner.begin().await.unwrap();
+    sqlx::query("LOCK TABLE idempotency_keys IN EXCLUSIVE MODE")
+        .execute(&mut *keys)
+        .await
+        .unwrap();
+    let first = tokio::spawn(cancel(client.clone(), url.clone()));
+    wait_lock_waiter(&app, "INSERT INTO idempotency_keys%").await;
+    // A lock request on `events` queues behind the first cancel's insert, and any
+    // read of `events` queues behind that request: it is granted (and released at
+    // once) only after the first cancel commits.
+    let gate = tokio::spawn({
+        let owner = owner.clone();
+        async move {
+            sqlx::raw_sql("BEGIN; LOCK TABLE events IN ACCESS EXCLUSIVE MODE; COMMIT")
+                .execute(&owner)
+                .await
+                .unwrap();
+        }
+    });
+    wait_lock_waiter(&app, "BEGIN; LOCK TABLE events%").await;
+    // The second cancel finds no key yet, and its load of the stream waits.
+    let second = tokio::spawn(cancel(client.clone(), url));
+    wait_lock_waiter(&app, "%FROM events WHERE stream_id%").await;
+    keys.commit().await.unwrap();
+
+    let (status, first) = first.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["replayed"], false);
+    gate.await.unwrap();
+    let (status, second) = second.await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the retry decided again instead of replaying: {second}"
+    );
+    assert_eq!(second["replayed"], true);
+    assert_eq!(second["event_ids"], first["event_ids"]);
+    assert_eq!(app.event_count().await, 2);
+    owner.close().await;
     app.stop().await;
 }
