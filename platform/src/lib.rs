@@ -35,6 +35,7 @@ pub mod provision;
 pub mod reactor;
 pub mod registry;
 pub mod relay;
+pub mod saga;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{Aggregate, DomainError, DomainEvent, Rejection};
+use sluice_platform::saga::payment_id_for_order;
 use sluice_platform::values::{Amount, Currency};
 use uuid::Uuid;
 
@@ -76,6 +77,20 @@ pub enum OrderCommand {
     Cancel {
         reason: String,
     },
+    /// The saga's step on `PaymentAuthorized`: confirm, when the payment is the
+    /// order's own saga payment ([`payment_id_for_order`]) and covers its total in
+    /// its currency.
+    ConfirmPaid {
+        payment_id: Uuid,
+        amount_minor: i64,
+        currency: String,
+    },
+    /// The saga's step on `PaymentDeclined`: cancel, when the payment is the order's
+    /// own saga payment and the order still waits for it (a confirmed order stays).
+    CancelDeclined {
+        payment_id: Uuid,
+        reason: String,
+    },
 }
 
 /// A line as recorded in `OrderPlaced`.
@@ -129,6 +144,19 @@ pub enum OrderError {
     /// A line with a bad sku or quantity.
     #[error("invalid order line: {0}")]
     InvalidLine(String),
+    /// A payment event that is not the order's own saga payment: someone else's
+    /// payment for this order confirms and cancels nothing.
+    #[error("payment {payment_id} is not this order's saga payment {expected}")]
+    NotSagaPayment { payment_id: Uuid, expected: Uuid },
+    /// The saga payment does not cover the order's total in its currency.
+    #[error("payment {payment_id} of {paid_minor} {paid_currency} does not cover the order's total of {total_minor} {currency}")]
+    PaymentShort {
+        payment_id: Uuid,
+        paid_minor: i64,
+        paid_currency: String,
+        total_minor: i64,
+        currency: String,
+    },
 }
 
 impl DomainError for OrderError {
@@ -138,7 +166,10 @@ impl DomainError for OrderError {
             OrderError::AlreadyPlaced(_) | OrderError::InvalidTransition { .. } => {
                 Rejection::InvalidState
             }
-            OrderError::InvalidOrder(_) | OrderError::InvalidLine(_) => Rejection::Invalid,
+            OrderError::InvalidOrder(_)
+            | OrderError::InvalidLine(_)
+            | OrderError::NotSagaPayment { .. }
+            | OrderError::PaymentShort { .. } => Rejection::Invalid,
         }
     }
 }
@@ -210,6 +241,51 @@ impl Aggregate for Order {
                 }])
             }
             (OrderCommand::Cancel { .. }, status) => Err(OrderError::InvalidTransition {
+                action: "cancel",
+                status,
+            }),
+            (
+                OrderCommand::ConfirmPaid { payment_id, .. }
+                | OrderCommand::CancelDeclined { payment_id, .. },
+                _,
+            ) if *payment_id != payment_id_for_order(self.id()) => {
+                Err(OrderError::NotSagaPayment {
+                    payment_id: *payment_id,
+                    expected: payment_id_for_order(self.id()),
+                })
+            }
+            (
+                OrderCommand::ConfirmPaid {
+                    payment_id,
+                    amount_minor,
+                    currency,
+                },
+                OrderStatus::Placed,
+            ) => {
+                if *currency != self.currency || *amount_minor < self.total_minor {
+                    return Err(OrderError::PaymentShort {
+                        payment_id: *payment_id,
+                        paid_minor: *amount_minor,
+                        paid_currency: currency.clone(),
+                        total_minor: self.total_minor,
+                        currency: self.currency.clone(),
+                    });
+                }
+                Ok(vec![OrderEvent::OrderConfirmed {
+                    order_id: self.id(),
+                }])
+            }
+            (OrderCommand::ConfirmPaid { .. }, status) => Err(OrderError::InvalidTransition {
+                action: "confirm",
+                status,
+            }),
+            (OrderCommand::CancelDeclined { reason, .. }, OrderStatus::Placed) => {
+                Ok(vec![OrderEvent::OrderCancelled {
+                    order_id: self.id(),
+                    reason: reason.clone(),
+                }])
+            }
+            (OrderCommand::CancelDeclined { .. }, status) => Err(OrderError::InvalidTransition {
                 action: "cancel",
                 status,
             }),
@@ -433,6 +509,73 @@ mod tests {
             })
             .unwrap();
         assert!(matches!(events[0], OrderEvent::OrderCancelled { .. }));
+    }
+
+    fn paid(payment_id: Uuid, amount_minor: i64, currency: &str) -> OrderCommand {
+        OrderCommand::ConfirmPaid {
+            payment_id,
+            amount_minor,
+            currency: currency.into(),
+        }
+    }
+
+    fn declined(payment_id: Uuid) -> OrderCommand {
+        OrderCommand::CancelDeclined {
+            payment_id,
+            reason: "over the limit".into(),
+        }
+    }
+
+    #[test]
+    fn only_the_orders_own_saga_payment_covering_its_total_confirms_it() {
+        let id = Uuid::now_v7();
+        let history = given(&[]).decide(&place_cmd(id)).unwrap();
+        let order = given(&history);
+        let total = order.total_minor;
+        let saga = payment_id_for_order(id);
+        let stray = Uuid::now_v7();
+        assert_eq!(
+            order.decide(&paid(stray, total, "EUR")),
+            Err(OrderError::NotSagaPayment {
+                payment_id: stray,
+                expected: saga
+            })
+        );
+        assert!(matches!(
+            order.decide(&paid(saga, total - 1, "EUR")),
+            Err(OrderError::PaymentShort { .. })
+        ));
+        assert!(matches!(
+            order.decide(&paid(saga, total, "USD")),
+            Err(OrderError::PaymentShort { .. })
+        ));
+        assert_eq!(
+            order.decide(&paid(saga, total, "EUR")),
+            Ok(vec![OrderEvent::OrderConfirmed { order_id: id }])
+        );
+    }
+
+    #[test]
+    fn only_the_orders_own_saga_decline_cancels_it_and_only_before_it_is_confirmed() {
+        let id = Uuid::now_v7();
+        let mut history = given(&[]).decide(&place_cmd(id)).unwrap();
+        let saga = payment_id_for_order(id);
+        assert!(matches!(
+            given(&history).decide(&declined(Uuid::now_v7())),
+            Err(OrderError::NotSagaPayment { .. })
+        ));
+        assert!(matches!(
+            given(&history).decide(&declined(saga)).unwrap()[..],
+            [OrderEvent::OrderCancelled { .. }]
+        ));
+        history.extend(given(&history).decide(&OrderCommand::Confirm).unwrap());
+        assert_eq!(
+            given(&history).decide(&declined(saga)),
+            Err(OrderError::InvalidTransition {
+                action: "cancel",
+                status: OrderStatus::Confirmed
+            })
+        );
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! The orders reactor: the orders step of the order saga.
 //!
-//! - `PaymentAuthorized` → confirm the payment's order;
-//! - `PaymentDeclined` → cancel the payment's order, saying why;
+//! - `PaymentAuthorized` → confirm the payment's order, when the payment is the
+//!   order's own saga payment and covers its total;
+//! - `PaymentDeclined` → cancel the payment's order, saying why, when the payment is
+//!   the order's own saga payment and the order is not confirmed yet;
 //! - every other event is ignored.
+//!
+//! A payment some client authorized for an order through `POST /payments` is not
+//! the saga's ([`sluice_platform::saga`]): it confirms and cancels nothing.
 //!
 //! A reaction is a command through the service's own [`CommandHandler`], in its own
 //! transaction on its own store (not the consumer's). Its idempotency key is the
@@ -49,7 +54,10 @@ struct OrdersReactor {
 /// `schemas/payments/PaymentAuthorized`); the others are ignored.
 #[derive(Debug, Deserialize)]
 struct PaymentAuthorized {
+    payment_id: Uuid,
     order_id: Uuid,
+    amount_minor: i64,
+    currency: String,
 }
 
 /// The fields of `PaymentDeclined` the reaction reads (the contract is
@@ -81,7 +89,14 @@ impl OrdersReactor {
         let (order_id, command) = match event.event_type.as_str() {
             "PaymentAuthorized" => {
                 let authorized: PaymentAuthorized = payload(event)?;
-                (authorized.order_id, OrderCommand::Confirm)
+                (
+                    authorized.order_id,
+                    OrderCommand::ConfirmPaid {
+                        payment_id: authorized.payment_id,
+                        amount_minor: authorized.amount_minor,
+                        currency: authorized.currency,
+                    },
+                )
             }
             "PaymentDeclined" => {
                 let declined: PaymentDeclined = payload(event)?;
@@ -106,13 +121,14 @@ fn cancel_for(declined: &PaymentDeclined) -> OrderCommand {
         declined.payment_id,
         declined.reason.trim()
     );
-    OrderCommand::Cancel {
+    OrderCommand::CancelDeclined {
+        payment_id: declined.payment_id,
         reason: reason.chars().take(MAX_REASON_CHARS).collect(),
     }
 }
 
-/// The refusals of a confirm or cancel that mean "already done or no longer
-/// applicable".
+/// The refusals of a confirm or cancel that mean "already done, no longer
+/// applicable, or not the saga's business".
 fn skip_reason(error: &OrderError) -> Option<&'static str> {
     match error {
         OrderError::NotFound => Some("order_not_found"),
@@ -121,6 +137,8 @@ fn skip_reason(error: &OrderError) -> Option<&'static str> {
             OrderStatus::Cancelled => "order_cancelled",
             OrderStatus::NotPlaced | OrderStatus::Placed => "invalid_transition",
         }),
+        OrderError::NotSagaPayment { .. } => Some("not_saga_payment"),
+        OrderError::PaymentShort { .. } => Some("payment_short"),
         OrderError::AlreadyPlaced(_) | OrderError::InvalidOrder(_) | OrderError::InvalidLine(_) => {
             None
         }
@@ -141,11 +159,13 @@ mod tests {
         };
         assert_eq!(
             cancel_for(&declined("over the limit")),
-            OrderCommand::Cancel {
+            OrderCommand::CancelDeclined {
+                payment_id,
                 reason: format!("payment {payment_id} declined: over the limit")
             }
         );
-        let OrderCommand::Cancel { reason } = cancel_for(&declined(&"x".repeat(600))) else {
+        let OrderCommand::CancelDeclined { reason, .. } = cancel_for(&declined(&"x".repeat(600)))
+        else {
             panic!("not a cancel");
         };
         assert_eq!(reason.chars().count(), MAX_REASON_CHARS);

@@ -8,6 +8,7 @@ use sluice_orders::reactor::ACTOR;
 use sluice_orders::SERVICE;
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
 use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::saga::payment_id_for_order;
 use sluice_platform::store::{Metadata, RecordedEvent, StreamId};
 use sluice_platform::testing::{consumed_event, traced_metadata, TestReactor};
 use sluice_platform::values::{Amount, Currency};
@@ -87,24 +88,39 @@ fn consumed(event_type: &str, payload: Value, metadata: Metadata) -> ConsumedEve
     )
 }
 
+/// The saga's authorization of a placed order's total (2 × 12.50 EUR).
 fn authorized(order_id: Uuid) -> ConsumedEvent {
+    authorized_as(payment_id_for_order(order_id), order_id, 2_500, "EUR")
+}
+
+fn authorized_as(
+    payment_id: Uuid,
+    order_id: Uuid,
+    amount_minor: i64,
+    currency: &str,
+) -> ConsumedEvent {
     consumed(
         "PaymentAuthorized",
         json!({
-            "payment_id": Uuid::now_v7(),
+            "payment_id": payment_id,
             "order_id": order_id,
-            "amount_minor": 2_500,
-            "currency": "EUR"
+            "amount_minor": amount_minor,
+            "currency": currency
         }),
         from_the_saga(),
     )
 }
 
+/// The saga's decline of an order's payment.
 fn declined(order_id: Uuid) -> ConsumedEvent {
+    declined_as(payment_id_for_order(order_id), order_id)
+}
+
+fn declined_as(payment_id: Uuid, order_id: Uuid) -> ConsumedEvent {
     consumed(
         "PaymentDeclined",
         json!({
-            "payment_id": Uuid::now_v7(),
+            "payment_id": payment_id,
             "order_id": order_id,
             "amount_minor": 100_001,
             "currency": "EUR",
@@ -282,4 +298,50 @@ async fn a_payment_event_without_its_order_is_poison() {
         );
     }
     assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
+}
+
+#[tokio::test]
+async fn a_payment_that_is_not_the_orders_saga_payment_confirms_nothing() {
+    let reactor = Reactor::start().await;
+    let order_id = reactor.place().await;
+
+    // Someone's `POST /payments` for this order: authorized, but not the saga's.
+    reactor
+        .apply(&authorized_as(Uuid::now_v7(), order_id, 2_500, "EUR"))
+        .await
+        .unwrap();
+    assert_skip_counted("PaymentAuthorized", "not_saga_payment");
+    // The saga's own payment, short of the total or in another currency.
+    let saga = payment_id_for_order(order_id);
+    reactor
+        .apply(&authorized_as(saga, order_id, 1, "EUR"))
+        .await
+        .unwrap();
+    reactor
+        .apply(&authorized_as(saga, order_id, 2_500, "USD"))
+        .await
+        .unwrap();
+    assert_skip_counted("PaymentAuthorized", "payment_short");
+
+    assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
+}
+
+#[tokio::test]
+async fn a_decline_cancels_nothing_unless_it_is_the_saga_payment_of_an_order_still_waiting() {
+    let reactor = Reactor::start().await;
+    let order_id = reactor.place().await;
+
+    reactor
+        .apply(&declined_as(Uuid::now_v7(), order_id))
+        .await
+        .unwrap();
+    assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
+
+    reactor.apply(&authorized(order_id)).await.unwrap();
+    reactor.apply(&declined(order_id)).await.unwrap();
+    assert_skip_counted("PaymentDeclined", "order_confirmed");
+    assert_eq!(
+        reactor.event_types(order_id).await,
+        ["OrderPlaced", "OrderConfirmed"]
+    );
 }

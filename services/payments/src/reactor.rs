@@ -34,16 +34,7 @@ const SERVICE: &str = "payments";
 /// The `actor` of every event a reaction appends.
 pub const ACTOR: &str = "payments-reactor";
 
-/// The namespace of the payment ids the reactor derives from order ids. Never change
-/// it: the payments already authorized are found by it.
-pub const PAYMENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0xe3b6_90fd_1f93_47c7_963b_8bcd_1f44_f0f0);
-
-/// The payment the saga authorizes for an order: a UUIDv5 of the order id, so the
-/// saga can be followed from an order to its payment, and one order gets one
-/// reactor payment however often its `OrderPlaced` is delivered.
-pub fn payment_id_for_order(order_id: Uuid) -> Uuid {
-    Uuid::new_v5(&PAYMENT_ID_NAMESPACE, order_id.as_bytes())
-}
+pub use sluice_platform::saga::{payment_id_for_order, PAYMENT_ID_NAMESPACE};
 
 /// The reactor of [`crate::SERVICE`], over the service's store and schemas.
 ///
@@ -139,17 +130,6 @@ fn skip_reason(error: &PaymentError) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_orders_payment_id_is_stable_and_distinct_per_order() {
-        let order = Uuid::now_v7();
-        assert_eq!(payment_id_for_order(order), payment_id_for_order(order));
-        assert_ne!(
-            payment_id_for_order(order),
-            payment_id_for_order(Uuid::now_v7())
-        );
-        assert_eq!(payment_id_for_order(order).get_version_num(), 5);
-    }
 
     #[test]
     fn only_taken_ids_and_free_orders_are_skipped() {

@@ -31,16 +31,7 @@ const SERVICE: &str = "shipping";
 /// The `actor` of every event a reaction appends.
 pub const ACTOR: &str = "shipping-reactor";
 
-/// The namespace of the shipment ids the reactor derives from order ids. Never
-/// change it: the shipments already created are found by it.
-pub const SHIPMENT_ID_NAMESPACE: Uuid = Uuid::from_u128(0xd740_c85b_c59a_47d0_9582_20df_4381_7ae1);
-
-/// The shipment the saga creates for an order: a UUIDv5 of the order id, so the
-/// saga can be followed from an order to its shipment, and one order gets one
-/// reactor shipment however often its `OrderConfirmed` is delivered.
-pub fn shipment_id_for_order(order_id: Uuid) -> Uuid {
-    Uuid::new_v5(&SHIPMENT_ID_NAMESPACE, order_id.as_bytes())
-}
+pub use sluice_platform::saga::{shipment_id_for_order, SHIPMENT_ID_NAMESPACE};
 
 /// The reactor of [`crate::SERVICE`], over the service's store and schemas.
 pub fn handler(store: EventStore, schemas: SchemaCatalog) -> Box<dyn EventHandler> {
@@ -115,17 +106,6 @@ fn skip_reason(error: &ShipmentError) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn an_orders_shipment_id_is_stable_and_distinct_per_order() {
-        let order = Uuid::now_v7();
-        assert_eq!(shipment_id_for_order(order), shipment_id_for_order(order));
-        assert_ne!(
-            shipment_id_for_order(order),
-            shipment_id_for_order(Uuid::now_v7())
-        );
-        assert_eq!(shipment_id_for_order(order).get_version_num(), 5);
-    }
 
     #[test]
     fn only_a_taken_shipment_id_is_skipped() {
