@@ -22,6 +22,24 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
     response.json().await.unwrap()
 }
 
+/// GETs `url` until it answers 200 (the saga's reactors create what it names
+/// asynchronously); the deadline only guards against a hang.
+async fn get_when_there(client: &reqwest::Client, url: String) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let response = client.get(&url).send().await.unwrap();
+        if response.status() == StatusCode::OK {
+            return response.json().await.unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} still answers {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn sluice_up_runs_every_write_service_on_its_own_database() {
     let mut platform = Platform::start();
@@ -38,18 +56,25 @@ async fn sluice_up_runs_every_write_service_on_its_own_database() {
     )
     .await;
     assert_eq!(placed["stream_version"], 1);
-    let payment = post(
+    // The saga authorizes the order's payment and, once the order is confirmed,
+    // creates its shipment, each in its own service.
+    let payment_id = sluice_platform::saga::payment_id_for_order(order_id);
+    let payment = get_when_there(
         &client,
-        platform.url("payments", "/payments"),
-        json!({ "order_id": order_id, "amount_minor": 2100, "currency": "EUR" }),
+        platform.url("payments", &format!("/payments/{payment_id}")),
     )
     .await;
-    let shipment = post(
+    assert_eq!(payment["status"], "authorized");
+    assert_eq!(payment["authorized_minor"], 2100);
+    let payment = json!({ "stream_id": payment_id.to_string() });
+    let shipment_id = sluice_platform::saga::shipment_id_for_order(order_id);
+    let shipment = get_when_there(
         &client,
-        platform.url("shipping", "/shipments"),
-        json!({ "order_id": order_id }),
+        platform.url("shipping", &format!("/shipments/{shipment_id}")),
     )
     .await;
+    assert_eq!(shipment["order_id"], order_id.to_string());
+    let shipment = json!({ "stream_id": shipment_id.to_string() });
 
     // Each event landed in its own service's store, and only there.
     for (service, stream) in [

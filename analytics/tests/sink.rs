@@ -20,7 +20,7 @@ use sluice_platform::avro::{SchemaCatalog, SchemaSource};
 use sluice_platform::registry::TopicNames;
 use sluice_platform::relay::{Relay, RelayConfig};
 use sluice_platform::store::{StreamId, StreamVersion};
-use sluice_platform::testing::{unique_suffix, TestApp, TestBroker};
+use sluice_platform::testing::{tell_of_order, unique_suffix, TestApp, TestBroker};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -341,9 +341,20 @@ async fn events_of_all_three_services_land_in_raw_and_typed_tables_and_order_fac
         broker.topic_names(),
     );
 
-    // Order A goes the whole way; order B is cancelled.
+    // Order A goes the whole way; order B is cancelled. No reactor runs here: the
+    // payments and shipping services are told of order A the way their reactors
+    // would tell them, so that their APIs accept the commands that name it.
     let client = reqwest::Client::new();
     let (order_a, order_b) = (Uuid::now_v7(), Uuid::now_v7());
+    tell_of_order(payments.store.pool(), order_a, "EUR", 2800, &[]).await;
+    tell_of_order(
+        shipping.store.pool(),
+        order_a,
+        "EUR",
+        2800,
+        &["OrderConfirmed"],
+    )
+    .await;
     let (payment, shipment) = (Uuid::now_v7(), Uuid::now_v7());
     let steps = [
         (

@@ -182,6 +182,22 @@ impl<A: Aggregate> CommandHandler<A> {
         fold::<A>(&events)
     }
 
+    /// Whether `ctx`'s idempotency key already holds a first result, which
+    /// [`execute`](Self::execute) will replay. A caller that checks a command against
+    /// state outside the stream (what it learned of another service's aggregate)
+    /// skips the check for a replay: a retry answers as its first attempt did, even
+    /// if that state has moved on since.
+    pub async fn replays(&self, ctx: &CommandContext) -> Result<bool, CommandError<A::Error>> {
+        let Some(key) = ctx.idempotency_key.as_ref() else {
+            return Ok(false);
+        };
+        let idem = Idempotency {
+            key,
+            fingerprint: &ctx.fingerprint,
+        };
+        Ok(self.store.idempotent_result(idem).await?.is_some())
+    }
+
     /// Runs a command: replay of an idempotent retry, or load → decide → append.
     #[tracing::instrument(
         name = "command",

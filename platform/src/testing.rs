@@ -668,3 +668,59 @@ impl TestReactor {
             .expect("count events")
     }
 }
+
+/// Tells a service's `known_orders` (through [`crate::saga::learn`], as its reactor
+/// does) of a new order placed in `currency` for `total_minor`, then of each of `then`
+/// ("OrderConfirmed", "OrderCancelled") in turn. Returns the order id.
+pub async fn teach_order(
+    pool: &sqlx::PgPool,
+    currency: &str,
+    total_minor: i64,
+    then: &[&str],
+) -> uuid::Uuid {
+    let order_id = uuid::Uuid::now_v7();
+    tell_of_order(pool, order_id, currency, total_minor, then).await;
+    order_id
+}
+
+/// [`teach_order`] of a given order id.
+pub async fn tell_of_order(
+    pool: &sqlx::PgPool,
+    order_id: uuid::Uuid,
+    currency: &str,
+    total_minor: i64,
+    then: &[&str],
+) {
+    let placed = serde_json::json!({
+        "order_id": order_id, "customer_id": "cust-1", "currency": currency,
+        "lines": [{ "sku": "BOOK-1", "quantity": 1, "unit_price_minor": total_minor }],
+        "total_minor": total_minor,
+    });
+    let mut events = vec![consumed_event(
+        "orders.events",
+        "order",
+        order_id.to_string(),
+        1,
+        "OrderPlaced",
+        placed,
+        crate::store::Metadata::default(),
+    )];
+    for (i, event_type) in then.iter().enumerate() {
+        events.push(consumed_event(
+            "orders.events",
+            "order",
+            order_id.to_string(),
+            i as i64 + 2,
+            event_type,
+            serde_json::json!({ "order_id": order_id, "reason": "changed my mind" }),
+            crate::store::Metadata::default(),
+        ));
+    }
+    let mut tx = pool.begin().await.expect("begin");
+    for event in &events {
+        crate::saga::learn(&mut tx, event)
+            .await
+            .expect("learn the order");
+    }
+    tx.commit().await.expect("commit");
+}

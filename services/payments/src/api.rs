@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{fingerprint, CommandHandler};
 use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
+use sluice_platform::saga::{known_order, payment_id_for_order, KnownOrder, OrderStage};
 use sluice_platform::store::{EventStore, StreamId};
 use sluice_platform::values::{Amount, Currency};
 use utoipa::{OpenApi, ToSchema};
@@ -152,6 +153,59 @@ impl TryFrom<RefundPayment> for PaymentCommand {
     }
 }
 
+/// Checks an authorization that names an order against what the service learned of
+/// the order from the orders topic: the order exists and is not cancelled, the
+/// currency is the order's, the amount at most its total, and the payment id is not
+/// the one the saga reserves for the order.
+fn check_against_order(
+    command: &PaymentCommand,
+    known: Option<&KnownOrder>,
+) -> Result<(), Problem> {
+    let PaymentCommand::Authorize {
+        payment_id,
+        order_id,
+        amount,
+        currency,
+        ..
+    } = command
+    else {
+        return Ok(());
+    };
+    if *payment_id == payment_id_for_order(*order_id) {
+        return Err(Problem::unprocessable(format!(
+            "payment_id: {payment_id} is reserved for the saga's own payment of order {order_id}; \
+             omit payment_id or choose another"
+        )));
+    }
+    let Some(order) = known else {
+        return Err(Problem::unprocessable(format!(
+            "order_id: order {order_id} is not known to payments; an order can be paid once \
+             its OrderPlaced has reached the payments service"
+        )));
+    };
+    if order.stage == OrderStage::Cancelled {
+        return Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            format!("order {order_id} is cancelled; it cannot be paid"),
+        ));
+    }
+    if currency.as_str() != order.currency {
+        return Err(Problem::unprocessable(format!(
+            "currency: order {order_id} is in {}, not {currency}",
+            order.currency
+        )));
+    }
+    if amount.minor() > order.total_minor {
+        return Err(Problem::unprocessable(format!(
+            "amount_minor: {} exceeds the total of order {order_id}, {} {}",
+            amount.minor(),
+            order.total_minor,
+            order.currency
+        )));
+    }
+    Ok(())
+}
+
 /// The payments API over its event store; new events are validated against `schemas`.
 ///
 /// # Panics
@@ -196,7 +250,14 @@ async fn authorize_payment(
     let payment_id = dto.payment_id.unwrap_or_else(Uuid::now_v7);
     tracing::Span::current().record("payment_id", tracing::field::display(payment_id));
     let stream = StreamId::from(payment_id);
+    let order_id = dto.order_id;
     let command = PaymentCommand::try_from((payment_id, dto, payments.authorization_limit))?;
+    if !payments.handler.replays(&ctx).await? {
+        let known = known_order(payments.handler.store().pool(), order_id)
+            .await
+            .map_err(|e| Problem::from(sluice_platform::store::StoreError::from(e)))?;
+        check_against_order(&command, known.as_ref())?;
+    }
     let appended = payments.handler.execute(&stream, &command, &ctx).await?;
     Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }

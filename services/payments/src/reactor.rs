@@ -5,6 +5,10 @@
 //!   the same rule and the same configuration as the HTTP API ([`crate::config`]).
 //! - Every other event is ignored.
 //!
+//! Every orders event also updates what the service knows of its order
+//! (`known_orders`, [`sluice_platform::saga::learn`]), in the consumer's transaction:
+//! `POST /payments` is checked against it.
+//!
 //! A reaction is a command through the service's own [`CommandHandler`], in its own
 //! transaction on its own store (not the consumer's). Its idempotency key is the
 //! causing event's id, so a redelivered event replays the first answer and appends
@@ -72,10 +76,14 @@ struct OrderPlaced {
 impl EventHandler for PaymentsReactor {
     fn apply<'a>(
         &'a self,
-        _tx: &'a mut PgConnection,
+        tx: &'a mut PgConnection,
         event: &'a ConsumedEvent,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(self.react(event))
+        Box::pin(async move {
+            // What the API checks commands that name an order against.
+            sluice_platform::saga::learn(tx, event).await?;
+            self.react(event).await
+        })
     }
 }
 

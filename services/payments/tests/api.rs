@@ -6,25 +6,31 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sluice_platform::testing::{
-    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, TestApp,
+    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, teach_order, TestApp,
 };
 use uuid::Uuid;
 
 const OVER_THE_LIMIT: i64 = 100_001;
 
-fn authorize_body(payment_id: Uuid, amount_minor: i64) -> Value {
+/// An order the payments service has learned of, in EUR, for more than any test pays.
+async fn known_order(app: &TestApp) -> Uuid {
+    teach_order(app.store.pool(), "EUR", 10_000_000, &[]).await
+}
+
+fn authorize_body(order_id: Uuid, payment_id: Uuid, amount_minor: i64) -> Value {
     json!({
         "payment_id": payment_id,
-        "order_id": Uuid::now_v7(),
+        "order_id": order_id,
         "amount_minor": amount_minor,
         "currency": "EUR"
     })
 }
 
 async fn authorize(client: &Client, app: &TestApp, payment_id: Uuid, amount_minor: i64) -> Value {
+    let order_id = known_order(app).await;
     let response = client
         .post(app.url("/payments"))
-        .json(&authorize_body(payment_id, amount_minor))
+        .json(&authorize_body(order_id, payment_id, amount_minor))
         .send()
         .await
         .unwrap();
@@ -287,7 +293,8 @@ async fn refunding_more_than_was_captured_is_refused_and_appends_nothing() {
 async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
     // No payment id: the server generates one, and the retry must still match.
-    let body = json!({ "order_id": Uuid::now_v7(), "amount_minor": 800, "currency": "USD" });
+    let order_id = teach_order(app.store.pool(), "USD", 5_000, &[]).await;
+    let body = json!({ "order_id": order_id, "amount_minor": 800, "currency": "USD" });
     let first = assert_idempotent_retry(
         &app,
         "/payments",
@@ -297,7 +304,7 @@ async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
         1,
     )
     .await;
-    let other = json!({ "order_id": Uuid::now_v7(), "amount_minor": 900, "currency": "USD" });
+    let other = json!({ "order_id": order_id, "amount_minor": 900, "currency": "USD" });
     assert_key_reuse_refused(&app, "/payments", "authorize-123", &other, 1).await;
 
     // A retried capture and refund return their first answers, although capturing
@@ -317,7 +324,14 @@ async fn authorizing_a_taken_payment_id_and_stale_versions_are_conflicts() {
     let client = Client::new();
     let id = Uuid::now_v7();
     authorize(&client, &app, id, 800).await;
-    let again = command(&client, &app, "/payments", authorize_body(id, 800)).await;
+    let order_id = known_order(&app).await;
+    let again = command(
+        &client,
+        &app,
+        "/payments",
+        authorize_body(order_id, id, 800),
+    )
+    .await;
     assert_problem(again, StatusCode::CONFLICT, "already exists").await;
 
     command(
@@ -383,8 +397,9 @@ async fn bad_input_is_a_problem_and_appends_nothing() {
             .body(body)
             .send()
     };
+    let order_id = known_order(&app).await;
     let json_body = |mutate: fn(&mut Value)| {
-        let mut body = authorize_body(Uuid::now_v7(), 800);
+        let mut body = authorize_body(order_id, Uuid::now_v7(), 800);
         mutate(&mut body);
         body.to_string()
     };
@@ -618,5 +633,59 @@ async fn serves_openapi_and_health() {
         let r = client.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
+    app.stop().await;
+}
+
+/// A payment names an order: it must be one the service learned of from the orders
+/// topic, not cancelled, in its currency, for at most its total, and not under the
+/// id the saga reserves for the order's own payment. Each refusal appends nothing.
+#[tokio::test]
+async fn a_payment_is_checked_against_what_payments_learned_of_its_order() {
+    let app = TestApp::spawn(&sluice_payments::SERVICE).await;
+    let client = Client::new();
+    let pool = app.store.pool();
+    let order = teach_order(pool, "EUR", 2_500, &[]).await;
+    let cancelled = teach_order(pool, "EUR", 2_500, &["OrderCancelled"]).await;
+    let body = |order_id: Uuid, payment_id: Option<Uuid>, amount: i64, currency: &str| json!({ "payment_id": payment_id, "order_id": order_id, "amount_minor": amount, "currency": currency });
+    let refused = [
+        (
+            body(Uuid::now_v7(), None, 100, "EUR"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not known to payments",
+        ),
+        (
+            body(cancelled, None, 100, "EUR"),
+            StatusCode::CONFLICT,
+            "is cancelled",
+        ),
+        (
+            body(order, None, 100, "USD"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "is in EUR",
+        ),
+        (
+            body(order, None, 2_501, "EUR"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "exceeds the total",
+        ),
+        (
+            body(
+                order,
+                Some(sluice_platform::saga::payment_id_for_order(order)),
+                2_500,
+                "EUR",
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved for the saga",
+        ),
+    ];
+    for (body, status, needle) in refused {
+        let response = command(&client, &app, "/payments", body).await;
+        assert_problem(response, status, needle).await;
+    }
+    assert_eq!(app.event_count().await, 0);
+    let accepted = command(&client, &app, "/payments", body(order, None, 2_500, "EUR")).await;
+    assert_eq!(accepted.status(), StatusCode::CREATED);
+    assert_eq!(app.event_count().await, 1);
     app.stop().await;
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{fingerprint, CommandHandler};
 use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
+use sluice_platform::saga::{known_order, shipment_id_for_order, KnownOrder, OrderStage};
 use sluice_platform::store::{EventStore, StreamId};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
@@ -70,6 +71,38 @@ impl TryFrom<DispatchShipment> for ShipmentCommand {
     }
 }
 
+/// Checks a shipment that names an order against what the service learned of the
+/// order from the orders topic: the order exists and is confirmed (not cancelled),
+/// and the shipment id is not the one the saga reserves for the order.
+fn check_against_order(
+    shipment_id: Uuid,
+    order_id: Uuid,
+    known: Option<&KnownOrder>,
+) -> Result<(), Problem> {
+    if shipment_id == shipment_id_for_order(order_id) {
+        return Err(Problem::unprocessable(format!(
+            "shipment_id: {shipment_id} is reserved for the saga's own shipment of order \
+             {order_id}; omit shipment_id or choose another"
+        )));
+    }
+    let Some(order) = known else {
+        return Err(Problem::unprocessable(format!(
+            "order_id: order {order_id} is not known to shipping; an order can be shipped once \
+             its OrderPlaced and OrderConfirmed have reached the shipping service"
+        )));
+    };
+    if order.stage != OrderStage::Confirmed {
+        return Err(Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            format!(
+                "order {order_id} is {}; only a confirmed order can be shipped",
+                order.stage
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The shipping API over its event store; new events are validated against `schemas`.
 pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
     Router::new()
@@ -99,6 +132,15 @@ async fn create_shipment(
     let shipment_id = dto.shipment_id.unwrap_or_else(Uuid::now_v7);
     tracing::Span::current().record("shipment_id", tracing::field::display(shipment_id));
     let stream = StreamId::from(shipment_id);
+    if dto.order_id.is_nil() {
+        return Err(Problem::unprocessable("order_id: must not be the nil UUID"));
+    }
+    if !handler.replays(&ctx).await? {
+        let known = known_order(handler.store().pool(), dto.order_id)
+            .await
+            .map_err(|e| Problem::from(sluice_platform::store::StoreError::from(e)))?;
+        check_against_order(shipment_id, dto.order_id, known.as_ref())?;
+    }
     let command = ShipmentCommand::Create {
         shipment_id,
         order_id: dto.order_id,

@@ -4,6 +4,10 @@
 //!   ([`shipment_id_for_order`]);
 //! - every other event is ignored.
 //!
+//! Every orders event also updates what the service knows of its order
+//! (`known_orders`, [`sluice_platform::saga::learn`]), in the consumer's transaction:
+//! `POST /shipments` is checked against it.
+//!
 //! A reaction is a command through the service's own [`CommandHandler`], in its own
 //! transaction on its own store (not the consumer's). Its idempotency key is the
 //! causing event's id, so a redelivered event replays the first answer and appends
@@ -54,10 +58,14 @@ struct OrderConfirmed {
 impl EventHandler for ShippingReactor {
     fn apply<'a>(
         &'a self,
-        _tx: &'a mut PgConnection,
+        tx: &'a mut PgConnection,
         event: &'a ConsumedEvent,
     ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(self.react(event))
+        Box::pin(async move {
+            // What the API checks commands that name an order against.
+            sluice_platform::saga::learn(tx, event).await?;
+            self.react(event).await
+        })
     }
 }
 

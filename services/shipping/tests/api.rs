@@ -3,9 +3,14 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sluice_platform::testing::{
-    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, TestApp,
+    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, teach_order, TestApp,
 };
 use uuid::Uuid;
+
+/// An order the shipping service has learned of from the orders topic, confirmed.
+async fn confirmed_order(app: &TestApp) -> Uuid {
+    teach_order(app.store.pool(), "EUR", 2_500, &["OrderConfirmed"]).await
+}
 
 fn dispatch_body() -> Value {
     json!({ "carrier": "DHL Express", "tracking_number": "JD014600006281" })
@@ -47,7 +52,7 @@ async fn get_json(client: &Client, app: &TestApp, path: &str) -> Value {
 async fn create_dispatch_deliver_and_read_a_shipment() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
     let client = Client::new();
-    let (id, order_id) = (Uuid::now_v7(), Uuid::now_v7());
+    let (id, order_id) = (Uuid::now_v7(), confirmed_order(&app).await);
 
     let created = create(&client, &app, id, order_id).await;
     assert_eq!(created["stream_id"], id.to_string());
@@ -130,7 +135,7 @@ async fn a_shipment_id_is_generated_when_absent() {
     let client = Client::new();
     let response = client
         .post(app.url("/shipments"))
-        .json(&json!({ "order_id": Uuid::now_v7() }))
+        .json(&json!({ "order_id": confirmed_order(&app).await }))
         .send()
         .await
         .unwrap();
@@ -184,7 +189,7 @@ async fn commands_not_allowed_in_the_current_state_are_conflicts() {
 
     let recreate = client
         .post(app.url("/shipments"))
-        .json(&json!({ "shipment_id": id, "order_id": Uuid::now_v7() }))
+        .json(&json!({ "shipment_id": id, "order_id": confirmed_order(&app).await }))
         .send()
         .await
         .unwrap();
@@ -219,7 +224,7 @@ async fn a_stale_if_match_is_a_conflict() {
 async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
     // No shipment id: the retry must not create a second shipment.
-    let body = json!({ "order_id": Uuid::now_v7() });
+    let body = json!({ "order_id": confirmed_order(&app).await });
     let first = assert_idempotent_retry(
         &app,
         "/shipments",
@@ -229,7 +234,7 @@ async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
         1,
     )
     .await;
-    let other = json!({ "order_id": Uuid::now_v7() });
+    let other = json!({ "order_id": confirmed_order(&app).await });
     assert_key_reuse_refused(&app, "/shipments", "create-123", &other, 1).await;
 
     // Retried dispatch and deliver return their first answers even though doing
@@ -286,8 +291,9 @@ async fn unknown_shipments_are_not_found() {
 async fn bad_create_input_is_a_problem_and_appends_nothing() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
     let client = Client::new();
+    let order_id = confirmed_order(&app).await;
     let body = |mutate: fn(&mut Value)| {
-        let mut body = json!({ "shipment_id": Uuid::now_v7(), "order_id": Uuid::now_v7() });
+        let mut body = json!({ "shipment_id": Uuid::now_v7(), "order_id": order_id });
         mutate(&mut body);
         body.to_string()
     };
@@ -585,5 +591,54 @@ async fn serves_openapi_and_health() {
         let r = client.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
+    app.stop().await;
+}
+
+/// A shipment names an order: it must be one the service learned of from the orders
+/// topic, and confirmed, and not under the id the saga reserves for the order's own
+/// shipment. Each refusal appends nothing.
+#[tokio::test]
+async fn a_shipment_is_checked_against_what_shipping_learned_of_its_order() {
+    let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
+    let client = Client::new();
+    let pool = app.store.pool();
+    let placed = teach_order(pool, "EUR", 2_500, &[]).await;
+    let cancelled = teach_order(pool, "EUR", 2_500, &["OrderConfirmed", "OrderCancelled"]).await;
+    let confirmed = confirmed_order(&app).await;
+    let saga = sluice_platform::saga::shipment_id_for_order(confirmed);
+    let refused = [
+        (
+            json!({ "order_id": Uuid::now_v7() }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not known to shipping",
+        ),
+        (
+            json!({ "order_id": placed }),
+            StatusCode::CONFLICT,
+            "is placed",
+        ),
+        (
+            json!({ "order_id": cancelled }),
+            StatusCode::CONFLICT,
+            "is cancelled",
+        ),
+        (
+            json!({ "shipment_id": saga, "order_id": confirmed }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved for the saga",
+        ),
+    ];
+    for (body, status, needle) in refused {
+        let response = client
+            .post(app.url("/shipments"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, status, needle).await;
+    }
+    assert_eq!(app.event_count().await, 0);
+    create(&client, &app, Uuid::now_v7(), confirmed).await;
+    assert_eq!(app.event_count().await, 1);
     app.stop().await;
 }
