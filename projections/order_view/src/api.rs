@@ -213,7 +213,10 @@ pub fn router(pool: PgPool) -> Router {
               (status = 404, body = Problem)))]
 #[tracing::instrument(skip_all, fields(order_id = %id.0))]
 async fn get_order(State(pool): State<PgPool>, id: PathId) -> Result<Json<OrderView>, Problem> {
-    let sql = format!("SELECT {COLUMNS} FROM order_view WHERE order_id = $1");
+    // A row whose OrderPlaced has not arrived holds what other services said of the
+    // order (events arrive in no order across topics); it is not served as an order.
+    let sql =
+        format!("SELECT {COLUMNS} FROM order_view WHERE order_id = $1 AND placed_at IS NOT NULL");
     sqlx::query_as::<_, OrderView>(&sql)
         .bind(id.0)
         .fetch_optional(&pool)
@@ -222,7 +225,7 @@ async fn get_order(State(pool): State<PgPool>, id: PathId) -> Result<Json<OrderV
         .map(Json)
         .ok_or_else(|| {
             Problem::not_found(format!(
-                "order {} not found: no event of it has been projected (yet)",
+                "order {} not found: its OrderPlaced has not been projected (yet)",
                 id.0
             ))
         })

@@ -119,12 +119,15 @@ async fn events_arriving_before_order_placed_end_in_the_same_row() {
         1,
     )
     .await;
-    let early = view.order(order).await;
-    assert_eq!(early["order_status"], Value::Null, "{early}");
-    assert_eq!(early["customer_id"], Value::Null, "{early}");
-    assert_eq!(early["payment_status"], "authorized");
-    assert_eq!(early["shipment_status"], "created");
-    // Not listed until placed: it has no customer, status or placing time yet.
+    // The row holds what arrived, but it is not an order until its OrderPlaced is
+    // in: neither served nor listed (it has no customer, status or placing time).
+    let held = view.rows().await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["order_status"], Value::Null, "{held:?}");
+    assert_eq!(held[0]["payment_status"], "authorized");
+    assert_eq!(held[0]["shipment_status"], "created");
+    let early = view.get(&format!("/orders/{order}")).await;
+    assert_eq!(early.status(), reqwest::StatusCode::NOT_FOUND);
     let listed = view.get_ok("/orders").await;
     assert_eq!(listed["orders"], json!([]), "{listed}");
     let metrics = view.get("/metrics").await.text().await.unwrap();
@@ -260,6 +263,7 @@ async fn a_decline_after_the_authorization_of_another_payment_is_ignored() {
     let mut view = View::spawn().await;
     let order = Uuid::now_v7();
     let (declined_one, authorized_one) = (Uuid::now_v7(), Uuid::now_v7());
+    view.place(order, "cust-1", 0).await;
     view.feed(
         "PaymentAuthorized",
         authorized_one,
@@ -336,6 +340,7 @@ async fn a_payload_missing_a_field_is_poison_naming_the_field() {
 async fn the_database_refuses_a_refund_above_the_capture() {
     let mut view = View::spawn().await;
     let (order, payment) = (Uuid::now_v7(), Uuid::now_v7());
+    view.place(order, "cust-1", 0).await;
     view.feed(
         "PaymentAuthorized",
         payment,
