@@ -8,8 +8,8 @@
 -- Each order's state as of `ts`, from the events recorded at or before it: one row
 -- per order placed by then, with what payments and shipping did for it.
 --   status:         placed → confirmed → shipped → delivered, or cancelled;
---   payment_status: none, authorized, declined, captured, partially_refunded,
---                   refunded (over all payments of the order);
+--   payment_status: none, authorized, declined, voided, captured,
+--                   partially_refunded, refunded (over all payments of the order);
 --   *_seconds:      from placement to each step.
 -- Payments and shipments name their order in their payloads (`order_id`).
 CREATE OR REPLACE MACRO order_state_as_of(ts) AS TABLE
@@ -41,6 +41,10 @@ declined AS (
     SELECT order_id, max(recorded_at) AS declined_at, arg_max(reason, recorded_at) AS decline_reason
       FROM payment_declined WHERE recorded_at <= ts GROUP BY order_id
 ),
+voided AS (
+    SELECT order_id, max(recorded_at) AS voided_at
+      FROM payment_voided WHERE recorded_at <= ts GROUP BY order_id
+),
 captured AS (
     SELECT order_id, min(recorded_at) AS captured_at, CAST(sum(amount_minor) AS BIGINT) AS captured_minor
       FROM payment_captured WHERE recorded_at <= ts GROUP BY order_id
@@ -62,6 +66,10 @@ dispatched AS (
 delivered AS (
     SELECT order_id, min(recorded_at) AS delivered_at
       FROM shipment_delivered WHERE recorded_at <= ts GROUP BY order_id
+),
+shipment_called_off AS (
+    SELECT order_id, min(recorded_at) AS shipment_cancelled_at
+      FROM shipment_cancelled WHERE recorded_at <= ts GROUP BY order_id
 )
 SELECT p.order_id,
        p.customer_id,
@@ -77,6 +85,7 @@ SELECT p.order_id,
        CASE WHEN coalesce(rf.refunded_minor, 0) > 0 AND rf.refunded_minor >= cp.captured_minor THEN 'refunded'
             WHEN coalesce(rf.refunded_minor, 0) > 0 THEN 'partially_refunded'
             WHEN cp.captured_at  IS NOT NULL THEN 'captured'
+            WHEN vd.voided_at    IS NOT NULL THEN 'voided'
             WHEN au.authorized_at IS NOT NULL THEN 'authorized'
             WHEN dc.declined_at  IS NOT NULL THEN 'declined'
             ELSE 'none' END AS payment_status,
@@ -100,7 +109,9 @@ SELECT p.order_id,
        (epoch_us(au.authorized_at) - epoch_us(p.placed_at)) / 1e6 AS time_to_authorize_seconds,
        (epoch_us(cf.confirmed_at) - epoch_us(p.placed_at)) / 1e6 AS time_to_confirm_seconds,
        (epoch_us(ds.shipped_at) - epoch_us(p.placed_at)) / 1e6 AS time_to_ship_seconds,
-       (epoch_us(dl.delivered_at) - epoch_us(p.placed_at)) / 1e6 AS time_to_deliver_seconds
+       (epoch_us(dl.delivered_at) - epoch_us(p.placed_at)) / 1e6 AS time_to_deliver_seconds,
+       vd.voided_at,
+       sc.shipment_cancelled_at
   FROM placed p
   LEFT JOIN confirmed  cf USING (order_id)
   LEFT JOIN cancelled  cn USING (order_id)
@@ -110,7 +121,9 @@ SELECT p.order_id,
   LEFT JOIN refunded   rf USING (order_id)
   LEFT JOIN created    cr USING (order_id)
   LEFT JOIN dispatched ds USING (order_id)
-  LEFT JOIN delivered  dl USING (order_id);
+  LEFT JOIN delivered  dl USING (order_id)
+  LEFT JOIN voided     vd USING (order_id)
+  LEFT JOIN shipment_called_off sc USING (order_id);
 
 -- One row per order, as of now: `order_state_as_of` over every event.
 CREATE OR REPLACE VIEW order_facts AS

@@ -69,6 +69,10 @@ pub struct OrderView {
     pub shipment_created_at: Option<DateTime<Utc>>,
     pub dispatched_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// When the payment's authorization was voided (the order was cancelled).
+    pub voided_at: Option<DateTime<Utc>>,
+    /// When the shipment was called off (the order was cancelled before dispatch).
+    pub shipment_cancelled_at: Option<DateTime<Utc>>,
     /// When the latest event applied to the row was recorded.
     pub updated_at: DateTime<Utc>,
 }
@@ -77,7 +81,8 @@ const COLUMNS: &str = "order_id, customer_id, currency, lines, total_minor, orde
     cancel_reason, payment_id, payment_status, payment_currency, authorized_minor, \
     captured_minor, refunded_minor, decline_reason, shipment_id, shipment_status, carrier, \
     tracking_number, placed_at, confirmed_at, cancelled_at, authorized_at, declined_at, \
-    captured_at, refunded_at, shipment_created_at, dispatched_at, delivered_at, updated_at";
+    captured_at, refunded_at, shipment_created_at, dispatched_at, delivered_at, voided_at, \
+    shipment_cancelled_at, updated_at";
 
 /// A page of orders, newest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -23,9 +23,11 @@ pub enum OrderViewEvent {
     PaymentDeclined(PaymentDeclined),
     PaymentCaptured(PaymentCaptured),
     PaymentRefunded(PaymentRefunded),
+    PaymentVoided(PaymentVoided),
     ShipmentCreated(ShipmentCreated),
     ShipmentDispatched(ShipmentDispatched),
     ShipmentDelivered(ShipmentDelivered),
+    ShipmentCancelled(ShipmentCancelled),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -87,6 +89,12 @@ pub struct PaymentRefunded {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PaymentVoided {
+    pub payment_id: Uuid,
+    pub order_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ShipmentCreated {
     pub shipment_id: Uuid,
     pub order_id: Uuid,
@@ -102,6 +110,12 @@ pub struct ShipmentDispatched {
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ShipmentDelivered {
+    pub shipment_id: Uuid,
+    pub order_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ShipmentCancelled {
     pub shipment_id: Uuid,
     pub order_id: Uuid,
 }
@@ -155,9 +169,11 @@ impl OrderViewEvent {
                 positive("PaymentRefunded", "amount_minor", e.amount_minor)?;
                 E::PaymentRefunded(e)
             }
+            "PaymentVoided" => E::PaymentVoided(parse("PaymentVoided", payload)?),
             "ShipmentCreated" => E::ShipmentCreated(parse("ShipmentCreated", payload)?),
             "ShipmentDispatched" => E::ShipmentDispatched(parse("ShipmentDispatched", payload)?),
             "ShipmentDelivered" => E::ShipmentDelivered(parse("ShipmentDelivered", payload)?),
+            "ShipmentCancelled" => E::ShipmentCancelled(parse("ShipmentCancelled", payload)?),
             _ => return Ok(None),
         };
         Ok(Some(event))
@@ -171,10 +187,12 @@ impl OrderViewEvent {
             E::PaymentAuthorized(_)
             | E::PaymentDeclined(_)
             | E::PaymentCaptured(_)
-            | E::PaymentRefunded(_) => Source::Payments,
-            E::ShipmentCreated(_) | E::ShipmentDispatched(_) | E::ShipmentDelivered(_) => {
-                Source::Shipping
-            }
+            | E::PaymentRefunded(_)
+            | E::PaymentVoided(_) => Source::Payments,
+            E::ShipmentCreated(_)
+            | E::ShipmentDispatched(_)
+            | E::ShipmentDelivered(_)
+            | E::ShipmentCancelled(_) => Source::Shipping,
         }
     }
 
@@ -188,9 +206,11 @@ impl OrderViewEvent {
             OrderViewEvent::PaymentDeclined(e) => e.order_id,
             OrderViewEvent::PaymentCaptured(e) => e.order_id,
             OrderViewEvent::PaymentRefunded(e) => e.order_id,
+            OrderViewEvent::PaymentVoided(e) => e.order_id,
             OrderViewEvent::ShipmentCreated(e) => e.order_id,
             OrderViewEvent::ShipmentDispatched(e) => e.order_id,
             OrderViewEvent::ShipmentDelivered(e) => e.order_id,
+            OrderViewEvent::ShipmentCancelled(e) => e.order_id,
         }
     }
 }
@@ -309,6 +329,8 @@ status! {
         PartiallyRefunded => "partially_refunded",
         /// The whole captured amount was refunded.
         Refunded => "refunded",
+        /// The authorization was released before any capture.
+        Voided => "voided",
     }
 }
 
@@ -318,6 +340,8 @@ status! {
         Created => "created",
         Dispatched => "dispatched",
         Delivered => "delivered",
+        /// Called off before dispatch.
+        Cancelled => "cancelled",
     }
 }
 

@@ -370,6 +370,14 @@ fn statement(event: &OrderViewEvent, at: DateTime<Utc>) -> (&'static str, Vec<Pa
             include_str!("handlers/shipment_delivered.sql"),
             vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
         ),
+        E::PaymentVoided(e) => (
+            include_str!("handlers/payment_voided.sql"),
+            vec![Id(e.order_id), Id(e.payment_id), Time(at)],
+        ),
+        E::ShipmentCancelled(e) => (
+            include_str!("handlers/shipment_cancelled.sql"),
+            vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
+        ),
     }
 }
 

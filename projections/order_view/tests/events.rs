@@ -460,3 +460,52 @@ async fn two_payments_of_one_order_in_one_round_are_refused_set_wise_for_the_run
     }
     assert_eq!(view.order(order).await["payment_status"], "declined");
 }
+
+#[tokio::test]
+async fn a_cancelled_orders_voided_payment_and_called_off_shipment_show_in_its_row() {
+    let mut view = View::spawn().await;
+    let (order, payment, ship) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    view.place(order, "cust-1", 0).await;
+    view.feed(
+        "PaymentAuthorized",
+        payment,
+        authorized(payment, order, 2800),
+        1,
+    )
+    .await;
+    view.feed("OrderConfirmed", order, json!({"order_id": order}), 2)
+        .await;
+    view.feed("ShipmentCreated", ship, shipment(ship, order), 3)
+        .await;
+    view.feed(
+        "OrderCancelled",
+        order,
+        json!({"order_id": order, "reason": "changed my mind"}),
+        4,
+    )
+    .await;
+    view.feed(
+        "PaymentVoided",
+        payment,
+        json!({"payment_id": payment, "order_id": order, "amount_minor": 2800,
+               "reason": "order cancelled: changed my mind"}),
+        5,
+    )
+    .await;
+    view.feed(
+        "ShipmentCancelled",
+        ship,
+        json!({"shipment_id": ship, "order_id": order,
+               "reason": "order cancelled: changed my mind"}),
+        6,
+    )
+    .await;
+
+    let row = view.order(order).await;
+    assert_eq!(row["order_status"], "cancelled", "{row}");
+    assert_eq!(row["payment_status"], "voided", "{row}");
+    assert_eq!(row["shipment_status"], "cancelled", "{row}");
+    assert_eq!(instant(&row["voided_at"]), at(5));
+    assert_eq!(instant(&row["shipment_cancelled_at"]), at(6));
+    assert_eq!(instant(&row["updated_at"]), at(6));
+}

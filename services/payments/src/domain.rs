@@ -3,7 +3,11 @@
 //! Lifecycle: `NotAuthorized` → authorize → `Authorized`, or `Declined` when the
 //! amount is above the authorization limit; `Authorized` → capture (once, at most
 //! the authorized amount) → `Captured` → refund (any number of times, together at
-//! most the captured amount) → `PartiallyRefunded` → … → `Refunded`.
+//! most the captured amount) → `PartiallyRefunded` → … → `Refunded`. An authorized
+//! payment can instead be voided (`Voided`): its authorization released.
+//!
+//! The saga compensates a cancelled order with [`PaymentCommand::Compensate`]: an
+//! authorized payment is voided, a captured one refunded of what remains.
 //!
 //! Invariants: every amount an event records is greater than zero; the captured
 //! amount never exceeds the authorized amount; the refunded amount never exceeds the
@@ -36,6 +40,9 @@ pub enum PaymentCommand {
         amount: Amount,
         reason: Option<String>,
     },
+    /// Undo what the payment took for an order that was cancelled: void an
+    /// authorization, refund what remains of a capture.
+    Compensate { reason: String },
 }
 
 /// Events of the payment stream (the public contract lives in `schemas/payments/`).
@@ -69,6 +76,12 @@ pub enum PaymentEvent {
         amount_minor: Amount,
         /// Why the money was given back, when the client said.
         reason: Option<String>,
+    },
+    PaymentVoided {
+        payment_id: Uuid,
+        order_id: Uuid,
+        amount_minor: Amount,
+        reason: String,
     },
 }
 
@@ -114,6 +127,8 @@ pub enum PaymentError {
 fn transition_hint(action: &str, status: PaymentStatus) -> &'static str {
     match (action, status) {
         (_, PaymentStatus::Declined) => "a declined payment can be neither captured nor refunded",
+        (_, PaymentStatus::Voided) => "its authorization was voided",
+        ("compensate", _) => "nothing it took remains to give back",
         ("capture", _) => "a payment is captured only once",
         (_, PaymentStatus::Authorized) => "capture it first",
         (_, PaymentStatus::Refunded) => "everything captured has been refunded",
@@ -146,6 +161,8 @@ pub enum PaymentStatus {
     PartiallyRefunded,
     /// The whole captured amount has been refunded.
     Refunded,
+    /// The authorization was released before any capture.
+    Voided,
 }
 
 impl std::fmt::Display for PaymentStatus {
@@ -157,6 +174,7 @@ impl std::fmt::Display for PaymentStatus {
             PaymentStatus::Captured => "captured",
             PaymentStatus::PartiallyRefunded => "partially refunded",
             PaymentStatus::Refunded => "refunded",
+            PaymentStatus::Voided => "voided",
         })
     }
 }
@@ -219,6 +237,22 @@ impl Aggregate for Payment {
                 action: "refund",
                 status,
             }),
+            (PaymentCommand::Compensate { reason }, PaymentStatus::Authorized) => {
+                Ok(vec![PaymentEvent::PaymentVoided {
+                    payment_id: self.payment_id(),
+                    order_id: self.order_id(),
+                    amount_minor: self.authorized,
+                    reason: reason.clone(),
+                }])
+            }
+            (
+                PaymentCommand::Compensate { reason },
+                PaymentStatus::Captured | PaymentStatus::PartiallyRefunded,
+            ) => Ok(vec![self.refund(self.refundable(), Some(reason.clone()))?]),
+            (PaymentCommand::Compensate { .. }, status) => Err(PaymentError::InvalidTransition {
+                action: "compensate",
+                status,
+            }),
         }
     }
 
@@ -255,6 +289,7 @@ impl Aggregate for Payment {
                 self.status = PaymentStatus::Captured;
                 self.captured = *amount_minor;
             }
+            PaymentEvent::PaymentVoided { .. } => self.status = PaymentStatus::Voided,
             PaymentEvent::PaymentRefunded { amount_minor, .. } => {
                 // `decide` keeps refunds within the captured amount, so the sum fits.
                 self.refunded = self
@@ -629,6 +664,41 @@ mod tests {
             Err(PaymentError::RefundExceedsCaptured { .. })
         ));
         assert!(given(&events).decide(&refund(300)).is_ok());
+    }
+
+    #[test]
+    fn compensation_voids_an_authorization_and_refunds_what_remains_of_a_capture() {
+        let reason = || PaymentCommand::Compensate {
+            reason: "order cancelled".into(),
+        };
+        let mut history = authorized(800);
+        let voided = given(&history).decide(&reason()).unwrap();
+        assert!(matches!(
+            voided[..],
+            [PaymentEvent::PaymentVoided { amount_minor, .. }] if amount_minor == amount(800)
+        ));
+        let mut after_void = history.clone();
+        after_void.extend(voided);
+        assert_eq!(given(&after_void).status, PaymentStatus::Voided);
+        assert!(given(&after_void).decide(&capture(None)).is_err());
+        assert!(given(&after_void).decide(&reason()).is_err());
+
+        history.extend(given(&history).decide(&capture(None)).unwrap());
+        history.extend(given(&history).decide(&refund(300)).unwrap());
+        let refunded = given(&history).decide(&reason()).unwrap();
+        assert!(matches!(
+            refunded[..],
+            [PaymentEvent::PaymentRefunded { amount_minor, .. }] if amount_minor == amount(500)
+        ));
+        history.extend(refunded);
+        assert_eq!(given(&history).status, PaymentStatus::Refunded);
+        assert!(matches!(
+            given(&history).decide(&reason()),
+            Err(PaymentError::InvalidTransition {
+                action: "compensate",
+                ..
+            })
+        ));
     }
 
     #[test]

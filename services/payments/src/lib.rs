@@ -3,7 +3,8 @@
 //! - [`domain`]: the pure payment aggregate;
 //! - [`api`]: the HTTP API (commands, state, audit stream, OpenAPI);
 //! - [`config`]: the authorization limit from the environment;
-//! - [`reactor`]: the saga step: `OrderPlaced` → authorize (or decline) its payment.
+//! - [`reactor`]: the saga steps: `OrderPlaced` → authorize (or decline) its
+//!   payment; `OrderCancelled` → void (or refund) it.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -55,6 +56,11 @@ pub fn schemas() -> Vec<SchemaSource> {
             "PaymentRefunded",
             1,
             include_str!("../../../schemas/payments/PaymentRefunded/v1.avsc"),
+        ),
+        SchemaSource::embedded(
+            "PaymentVoided",
+            1,
+            include_str!("../../../schemas/payments/PaymentVoided/v1.avsc"),
         ),
     ]
 }

@@ -3,7 +3,9 @@
 //! - `OrderPlaced` → authorize the order's total in its currency under the order's
 //!   payment id ([`payment_id_for_order`]); declined above the authorization limit,
 //!   the same rule and the same configuration as the HTTP API ([`crate::config`]).
-//! - Every other event is ignored.
+//! - `OrderCancelled` → compensate the order's saga payment: void its authorization,
+//!   or refund what remains of its capture;
+//! - every other event is ignored.
 //!
 //! Every orders event also updates what the service knows of its order
 //! (`known_orders`, [`sluice_platform::saga::learn`]), in the consumer's transaction:
@@ -17,7 +19,8 @@
 //! id as their causation id.
 //!
 //! A refusal meaning "already done or not applicable" (the payment id is taken, a
-//! free order has nothing to authorize) is logged, counted in
+//! free order has nothing to authorize, a cancelled order's payment was declined or
+//! never made) is logged, counted in
 //! `sluice_reactor_reactions_skipped_total` and skipped; a store failure is retried;
 //! an event the reactor cannot read is poison.
 
@@ -96,6 +99,7 @@ impl PaymentsReactor {
     async fn react(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
         match event.event_type.as_str() {
             "OrderPlaced" => self.authorize(event).await,
+            "OrderCancelled" => self.compensate(event).await,
             _ => Ok(()),
         }
     }
@@ -123,13 +127,46 @@ impl PaymentsReactor {
     }
 }
 
-/// The refusals of an authorization that mean "already done or not applicable".
+/// The fields of `OrderCancelled` the reaction reads (the contract is
+/// `schemas/orders/OrderCancelled`).
+#[derive(Debug, Deserialize)]
+struct OrderCancelled {
+    order_id: Uuid,
+    reason: String,
+}
+
+/// Longest compensation reason (the `PaymentVoided` contract: 1 to 500 characters).
+const MAX_REASON_CHARS: usize = 500;
+
+impl PaymentsReactor {
+    async fn compensate(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+        let cancelled: OrderCancelled = payload(event)?;
+        let reason = format!("order cancelled: {}", cancelled.reason.trim());
+        let command = PaymentCommand::Compensate {
+            reason: reason.chars().take(MAX_REASON_CHARS).collect(),
+        };
+        let stream = StreamId::from(payment_id_for_order(cancelled.order_id));
+        tracing::Span::current().record("stream_id", tracing::field::display(&stream));
+        let result = self
+            .handler
+            .execute(&stream, &command, &reaction_context(event, ACTOR)?)
+            .await;
+        settle(SERVICE, event, result, skip_reason)
+    }
+}
+
+/// The refusals of an authorization or a compensation that mean "already done or not
+/// applicable".
 fn skip_reason(error: &PaymentError) -> Option<&'static str> {
     match error {
         PaymentError::AlreadyExists(_) => Some("payment_exists"),
         PaymentError::ZeroAmount => Some("nothing_to_authorize"),
-        PaymentError::NotFound
-        | PaymentError::InvalidTransition { .. }
+        PaymentError::NotFound => Some("no_payment"),
+        PaymentError::InvalidTransition {
+            action: "compensate",
+            ..
+        } => Some("nothing_to_compensate"),
+        PaymentError::InvalidTransition { .. }
         | PaymentError::CaptureExceedsAuthorized { .. }
         | PaymentError::RefundExceedsCaptured { .. } => None,
     }
@@ -149,6 +186,13 @@ mod tests {
             skip_reason(&PaymentError::ZeroAmount),
             Some("nothing_to_authorize")
         );
-        assert_eq!(skip_reason(&PaymentError::NotFound), None);
+        assert_eq!(skip_reason(&PaymentError::NotFound), Some("no_payment"));
+        assert_eq!(
+            skip_reason(&PaymentError::InvalidTransition {
+                action: "capture",
+                status: crate::domain::PaymentStatus::Declined
+            }),
+            None
+        );
     }
 }

@@ -250,3 +250,63 @@ async fn an_unreadable_order_placed_is_poison() {
     }
     assert_eq!(reactor.event_count().await, 0);
 }
+
+fn order_cancelled(order_id: Uuid) -> ConsumedEvent {
+    consumed(
+        "OrderCancelled",
+        order_id,
+        json!({ "order_id": order_id, "reason": "changed my mind" }),
+        from_a_request(),
+    )
+}
+
+fn event_types(events: &[sluice_platform::store::RecordedEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event_type.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_cancelled_order_voids_its_saga_payment_once() {
+    let reactor = Reactor::start(&SERVICE).await;
+    let order_id = Uuid::now_v7();
+    reactor
+        .apply(&order_placed(order_id, 2_800, from_a_request()))
+        .await
+        .unwrap();
+    let cancelled = order_cancelled(order_id);
+
+    reactor.apply(&cancelled).await.unwrap();
+    reactor.apply(&cancelled).await.unwrap();
+
+    let events = reactor.stream(payment_id_for_order(order_id)).await;
+    assert_eq!(event_types(&events), ["PaymentAuthorized", "PaymentVoided"]);
+    assert_eq!(events[1].payload["amount_minor"], 2_800);
+    assert_eq!(
+        events[1].payload["reason"],
+        "order cancelled: changed my mind"
+    );
+    assert_eq!(events[1].metadata.causation_id, Some(cancelled.event_id));
+}
+
+#[tokio::test]
+async fn a_cancelled_order_whose_payment_was_declined_or_never_made_is_skipped() {
+    let reactor = Reactor::start(&SERVICE).await;
+    let declined = Uuid::now_v7();
+    reactor
+        .apply(&order_placed(declined, 100_001, from_a_request()))
+        .await
+        .unwrap();
+    reactor.apply(&order_cancelled(declined)).await.unwrap();
+    assert_skip_counted("OrderCancelled", "nothing_to_compensate");
+    assert_eq!(
+        event_types(&reactor.stream(payment_id_for_order(declined)).await),
+        ["PaymentDeclined"]
+    );
+
+    let never_paid = Uuid::now_v7();
+    reactor.apply(&order_cancelled(never_paid)).await.unwrap();
+    assert_skip_counted("OrderCancelled", "no_payment");
+    assert!(reactor
+        .stream(payment_id_for_order(never_paid))
+        .await
+        .is_empty());
+}

@@ -48,6 +48,12 @@ fn one_of_each() -> Vec<PaymentEvent> {
             amount_minor: amount(i64::MAX),
             reason: None,
         },
+        PaymentEvent::PaymentVoided {
+            payment_id,
+            order_id,
+            amount_minor: amount(2500),
+            reason: "order cancelled: changed my mind".into(),
+        },
     ];
     for event in &events {
         // No wildcard: a new event type does not compile here until it has an example.
@@ -55,7 +61,8 @@ fn one_of_each() -> Vec<PaymentEvent> {
             PaymentEvent::PaymentAuthorized { .. }
             | PaymentEvent::PaymentDeclined { .. }
             | PaymentEvent::PaymentCaptured { .. }
-            | PaymentEvent::PaymentRefunded { .. } => {}
+            | PaymentEvent::PaymentRefunded { .. }
+            | PaymentEvent::PaymentVoided { .. } => {}
         }
     }
     events

@@ -73,6 +73,11 @@ pub enum ShipmentCommand {
         tracking_number: TrackingNumber,
     },
     Deliver,
+    /// Call the shipment off before it is dispatched (the saga's step when its order
+    /// is cancelled).
+    Cancel {
+        reason: String,
+    },
 }
 
 /// Events of the shipment stream (the public contract lives in `schemas/shipping/`).
@@ -92,6 +97,11 @@ pub enum ShipmentEvent {
     ShipmentDelivered {
         shipment_id: Uuid,
         order_id: Uuid,
+    },
+    ShipmentCancelled {
+        shipment_id: Uuid,
+        order_id: Uuid,
+        reason: String,
     },
 }
 
@@ -149,6 +159,8 @@ pub enum ShipmentStatus {
     Created,
     Dispatched,
     Delivered,
+    /// Called off before dispatch.
+    Cancelled,
 }
 
 impl std::fmt::Display for ShipmentStatus {
@@ -157,6 +169,7 @@ impl std::fmt::Display for ShipmentStatus {
             ShipmentStatus::Created => "created",
             ShipmentStatus::Dispatched => "dispatched",
             ShipmentStatus::Delivered => "delivered",
+            ShipmentStatus::Cancelled => "cancelled",
         })
     }
 }
@@ -222,6 +235,20 @@ impl Aggregate for Shipment {
                 status,
                 required: Dispatched,
             }),
+            (ShipmentCommand::Cancel { reason }, Some(Created)) => {
+                Ok(vec![ShipmentEvent::ShipmentCancelled {
+                    shipment_id: self.id(),
+                    order_id: self.order(),
+                    reason: reason.clone(),
+                }])
+            }
+            (ShipmentCommand::Cancel { .. }, Some(status)) => {
+                Err(ShipmentError::InvalidTransition {
+                    action: "cancel",
+                    status,
+                    required: Created,
+                })
+            }
         }
     }
 
@@ -246,6 +273,9 @@ impl Aggregate for Shipment {
             }
             ShipmentEvent::ShipmentDelivered { .. } => {
                 self.status = Some(ShipmentStatus::Delivered);
+            }
+            ShipmentEvent::ShipmentCancelled { .. } => {
+                self.status = Some(ShipmentStatus::Cancelled);
             }
         }
         self
@@ -439,6 +469,38 @@ mod tests {
         assert_eq!(
             refused.to_string(),
             "cannot deliver a shipment whose status is `created`; deliver needs status `dispatched`"
+        );
+    }
+
+    #[test]
+    fn a_shipment_is_cancelled_only_before_it_is_dispatched() {
+        let (id, order) = (Uuid::now_v7(), Uuid::now_v7());
+        let cancel = || ShipmentCommand::Cancel {
+            reason: "order cancelled".into(),
+        };
+        let created = history(&[create_cmd(id, order)]);
+        let cancelled = given(&created).decide(&cancel()).unwrap();
+        assert_eq!(
+            cancelled,
+            [ShipmentEvent::ShipmentCancelled {
+                shipment_id: id,
+                order_id: order,
+                reason: "order cancelled".into()
+            }]
+        );
+        let mut after = created.clone();
+        after.extend(cancelled);
+        assert_eq!(given(&after).status, Some(ShipmentStatus::Cancelled));
+        assert!(given(&after).decide(&dispatch_cmd()).is_err());
+        assert!(given(&after).decide(&cancel()).is_err());
+        let dispatched = history(&[create_cmd(id, order), dispatch_cmd()]);
+        assert_eq!(
+            given(&dispatched).decide(&cancel()),
+            Err(ShipmentError::InvalidTransition {
+                action: "cancel",
+                status: ShipmentStatus::Dispatched,
+                required: ShipmentStatus::Created
+            })
         );
     }
 

@@ -49,5 +49,10 @@ pub fn schemas() -> Vec<SchemaSource> {
             1,
             include_str!("../../../schemas/shipping/ShipmentDelivered/v1.avsc"),
         ),
+        SchemaSource::embedded(
+            "ShipmentCancelled",
+            1,
+            include_str!("../../../schemas/shipping/ShipmentCancelled/v1.avsc"),
+        ),
     ]
 }

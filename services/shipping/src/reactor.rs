@@ -2,6 +2,7 @@
 //!
 //! - `OrderConfirmed` → create the order's shipment under the order's shipment id
 //!   ([`shipment_id_for_order`]);
+//! - `OrderCancelled` → cancel the order's saga shipment, unless it was dispatched;
 //! - every other event is ignored.
 //!
 //! Every orders event also updates what the service knows of its order
@@ -15,7 +16,9 @@
 //! causing event's correlation id (its id when it has none) and the causing event's
 //! id as their causation id.
 //!
-//! A refusal meaning "already done" (the shipment id is taken) is logged, counted in
+//! A refusal meaning "already done or not applicable" (the shipment id is taken, a
+//! cancelled order's shipment was never created, is already on its way or was
+//! cancelled) is logged, counted in
 //! `sluice_reactor_reactions_skipped_total` and skipped; a store failure is retried;
 //! an event the reactor cannot read is poison.
 
@@ -29,7 +32,7 @@ use sluice_platform::store::{EventStore, StreamId};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{Shipment, ShipmentCommand, ShipmentError};
+use crate::domain::{Shipment, ShipmentCommand, ShipmentError, ShipmentStatus};
 
 const SERVICE: &str = "shipping";
 /// The `actor` of every event a reaction appends.
@@ -78,6 +81,7 @@ impl ShippingReactor {
     async fn react(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
         match event.event_type.as_str() {
             "OrderConfirmed" => self.create_shipment(event).await,
+            "OrderCancelled" => self.cancel_shipment(event).await,
             _ => Ok(()),
         }
     }
@@ -99,12 +103,48 @@ impl ShippingReactor {
     }
 }
 
-/// The refusals of a create that mean "already done".
+/// The fields of `OrderCancelled` the reaction reads (the contract is
+/// `schemas/orders/OrderCancelled`).
+#[derive(Debug, Deserialize)]
+struct OrderCancelled {
+    order_id: Uuid,
+    reason: String,
+}
+
+/// Longest cancel reason (the `ShipmentCancelled` contract: 1 to 500 characters).
+const MAX_REASON_CHARS: usize = 500;
+
+impl ShippingReactor {
+    async fn cancel_shipment(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+        let cancelled: OrderCancelled = payload(event)?;
+        let reason = format!("order cancelled: {}", cancelled.reason.trim());
+        let command = ShipmentCommand::Cancel {
+            reason: reason.chars().take(MAX_REASON_CHARS).collect(),
+        };
+        let stream = StreamId::from(shipment_id_for_order(cancelled.order_id));
+        tracing::Span::current().record("stream_id", tracing::field::display(&stream));
+        let result = self
+            .handler
+            .execute(&stream, &command, &reaction_context(event, ACTOR)?)
+            .await;
+        settle(SERVICE, event, result, skip_reason)
+    }
+}
+
+/// The refusals of a create or a cancel that mean "already done or not applicable".
 fn skip_reason(error: &ShipmentError) -> Option<&'static str> {
     match error {
         ShipmentError::AlreadyCreated(_) => Some("shipment_exists"),
-        ShipmentError::NotFound
-        | ShipmentError::InvalidTransition { .. }
+        ShipmentError::NotFound => Some("no_shipment"),
+        ShipmentError::InvalidTransition {
+            action: "cancel",
+            status,
+            ..
+        } => Some(match status {
+            ShipmentStatus::Cancelled => "shipment_cancelled",
+            _ => "shipment_dispatched",
+        }),
+        ShipmentError::InvalidTransition { .. }
         | ShipmentError::NilId(_)
         | ShipmentError::InvalidCarrier(_)
         | ShipmentError::InvalidTrackingNumber(_) => None,

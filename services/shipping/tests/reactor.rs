@@ -184,3 +184,66 @@ async fn an_unreadable_order_confirmed_is_poison() {
     }
     assert_eq!(reactor.event_count().await, 0);
 }
+
+fn order_cancelled(order_id: Uuid) -> ConsumedEvent {
+    consumed(
+        "OrderCancelled",
+        order_id,
+        json!({ "order_id": order_id, "reason": "changed my mind" }),
+        from_the_saga(),
+    )
+}
+
+fn event_types(events: &[sluice_platform::store::RecordedEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.event_type.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_cancelled_order_cancels_its_saga_shipment_until_it_is_dispatched() {
+    let reactor = Reactor::start(&SERVICE).await;
+    let waiting = Uuid::now_v7();
+    reactor.apply(&confirmed(waiting)).await.unwrap();
+    let cancelled = order_cancelled(waiting);
+    reactor.apply(&cancelled).await.unwrap();
+    reactor.apply(&cancelled).await.unwrap();
+    let events = reactor.stream(shipment_id_for_order(waiting)).await;
+    assert_eq!(
+        event_types(&events),
+        ["ShipmentCreated", "ShipmentCancelled"]
+    );
+    assert_eq!(
+        events[1].payload["reason"],
+        "order cancelled: changed my mind"
+    );
+
+    // Already on its way: it stays as it is.
+    let on_its_way = Uuid::now_v7();
+    reactor.apply(&confirmed(on_its_way)).await.unwrap();
+    let shipment = shipment_id_for_order(on_its_way);
+    CommandHandler::<Shipment>::new(sluice_platform::store::EventStore::new(
+        reactor.pool.clone(),
+    ))
+    .execute(
+        &StreamId::from(shipment),
+        &ShipmentCommand::Dispatch {
+            carrier: sluice_shipping::domain::Carrier::new("DHL").unwrap(),
+            tracking_number: sluice_shipping::domain::TrackingNumber::new("JD1").unwrap(),
+        },
+        &CommandContext::default(),
+    )
+    .await
+    .unwrap();
+    reactor.apply(&order_cancelled(on_its_way)).await.unwrap();
+    assert_skip_counted("OrderCancelled", "shipment_dispatched");
+    assert_eq!(
+        event_types(&reactor.stream(shipment).await),
+        ["ShipmentCreated", "ShipmentDispatched"]
+    );
+
+    // Never shipped.
+    reactor
+        .apply(&order_cancelled(Uuid::now_v7()))
+        .await
+        .unwrap();
+    assert_skip_counted("OrderCancelled", "no_shipment");
+}

@@ -26,13 +26,19 @@ fn one_of_each() -> Vec<ShipmentEvent> {
             shipment_id,
             order_id,
         },
+        ShipmentEvent::ShipmentCancelled {
+            shipment_id,
+            order_id,
+            reason: "order cancelled: changed my mind".into(),
+        },
     ];
     for event in &events {
         // No wildcard: a new event type does not compile here until it has an example.
         match event {
             ShipmentEvent::ShipmentCreated { .. }
             | ShipmentEvent::ShipmentDispatched { .. }
-            | ShipmentEvent::ShipmentDelivered { .. } => {}
+            | ShipmentEvent::ShipmentDelivered { .. }
+            | ShipmentEvent::ShipmentCancelled { .. } => {}
         }
     }
     events
