@@ -1,6 +1,8 @@
 //! The choreography saga through the broker, end to end with `sluice up`: placing
 //! an order makes payments authorize it, orders confirm it and shipping create its
 //! shipment; an order above the authorization limit is declined and cancelled.
+//! Stray payments for an order confirm and cancel nothing, and cancelling a confirmed
+//! order voids its payment and calls off its shipment.
 //! `order_view` shows each final state, and a query with the write's consistency
 //! token reads the write. The analytics component loads the same events into DuckDB,
 //! and `order_facts`, read over the PostgreSQL protocol, joins them across services.
@@ -222,6 +224,83 @@ async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
         Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
         "{refused}"
     );
+
+    // Payments for an order that are not its saga's confirm and cancel nothing: one
+    // over the order's total is refused, one within it is authorized and ignored,
+    // and no one may take the saga's own payment or shipment id.
+    let post = |service: &'static str, path: String, body: Value| {
+        client.post(platform.url(service, &path)).json(&body).send()
+    };
+    let over = post(
+        "payments",
+        "/payments".into(),
+        json!({ "order_id": paid, "amount_minor": 200_000, "currency": "EUR" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let stray = post(
+        "payments",
+        "/payments".into(),
+        json!({ "order_id": paid, "amount_minor": 1, "currency": "EUR" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stray.status(), StatusCode::CREATED);
+    let reserved = post(
+        "payments",
+        "/payments".into(),
+        json!({ "order_id": paid, "amount_minor": 1, "currency": "EUR",
+                "payment_id": sluice_platform::saga::payment_id_for_order(paid) }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reserved.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let orphan = post(
+        "shipping",
+        "/shipments".into(),
+        json!({ "order_id": Uuid::now_v7() }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(orphan.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Cancelling the confirmed order compensates: its saga payment is voided and its
+    // shipment, not yet dispatched, called off.
+    let cancel = post(
+        "orders",
+        format!("/orders/{paid}/cancel"),
+        json!({ "reason": "changed my mind" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cancel.status(), StatusCode::OK);
+    let view = wait_for_view(&client, &platform, paid, |v| {
+        v["order_status"] == "cancelled"
+            && v["payment_status"] == "voided"
+            && v["shipment_status"] == "cancelled"
+    })
+    .await;
+    assert_eq!(
+        view["payment_id"],
+        sluice_platform::saga::payment_id_for_order(paid).to_string(),
+        "the view follows the saga's payment, not the stray one: {view}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let rows = sql.query(&facts, &[&paid.to_string()]).await.unwrap();
+        let row = &rows[0];
+        if row.get::<_, String>(0) == "cancelled" && row.get::<_, String>(1) == "voided" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "order_facts never showed the compensated order: {} / {}",
+            row.get::<_, String>(0),
+            row.get::<_, String>(1)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let status = platform.stop();
     assert!(status.success(), "sluice up exited with {status}");
