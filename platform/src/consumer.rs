@@ -558,6 +558,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect();
+        let read_versions = versions.clone();
         let mut duplicates = 0u64;
         let mut advanced: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         let mut to_apply = Vec::with_capacity(events.len());
@@ -579,19 +580,22 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             return Ok(None);
         }
         let applied = to_apply.len() as u64;
-        if !advanced.is_empty() {
-            let ((topics, streams), versions): ((Vec<&str>, Vec<&str>), Vec<i64>) =
-                advanced.into_iter().unzip();
-            sqlx::query(
-                "INSERT INTO stream_positions (topic, stream_id, version) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
-                 ON CONFLICT (topic, stream_id) DO UPDATE SET version = EXCLUDED.version",
-            )
-            .bind(&topics)
-            .bind(&streams)
-            .bind(&versions)
-            .execute(&mut *tx)
-            .await?;
+        let moves: Vec<StreamMove<'_>> = advanced
+            .into_iter()
+            .map(|((topic, stream_id), to)| StreamMove {
+                topic,
+                stream_id,
+                from: read_versions
+                    .get(&(topic.to_owned(), stream_id.to_owned()))
+                    .copied()
+                    .unwrap_or(0),
+                to,
+            })
+            .collect();
+        // Another consumer of this database moved a stream on since it was read: its
+        // events are in; the careful path sorts out which of ours still are not.
+        if !advance_streams(tx, &moves).await? {
+            return Ok(None);
         }
         Ok(Some((applied, duplicates)))
     }
@@ -636,6 +640,19 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                     .await?;
                 match self.handler.apply(tx, &event).await {
                     Ok(()) => {
+                        let moved = StreamMove {
+                            topic: &event.topic,
+                            stream_id: &event.stream_id,
+                            from: last,
+                            to: event.stream_version,
+                        };
+                        if !advance_streams(tx, &[moved]).await? {
+                            // Another consumer of this database applied it meanwhile.
+                            sqlx::query("ROLLBACK TO SAVEPOINT sluice_event")
+                                .execute(&mut *tx)
+                                .await?;
+                            return Ok(Outcome::Duplicate);
+                        }
                         sqlx::query("RELEASE SAVEPOINT sluice_event")
                             .execute(&mut *tx)
                             .await?;
@@ -650,18 +667,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 }
             };
             match result {
-                Ok(()) => {
-                    sqlx::query(
-                        "INSERT INTO stream_positions (topic, stream_id, version) VALUES ($1, $2, $3) \
-                         ON CONFLICT (topic, stream_id) DO UPDATE SET version = EXCLUDED.version",
-                    )
-                    .bind(&event.topic)
-                    .bind(&event.stream_id)
-                    .bind(event.stream_version)
-                    .execute(&mut *tx)
-                    .await?;
-                    return Ok(Outcome::Applied);
-                }
+                Ok(()) => return Ok(Outcome::Applied),
                 Err(error) => {
                     let poison = matches!(error, HandlerError::Poison(_));
                     if poison || attempt >= self.config.max_attempts {
@@ -760,6 +766,42 @@ fn high_watermarks<'a>(
 /// Whether a `recv` error is one librdkafka recovers from by itself (a broker's
 /// connection refused or reset, a leader not available yet). Fatal client errors and
 /// anything else stop the consumer.
+/// A stream's position moving from the version it was read at to a later one.
+struct StreamMove<'a> {
+    topic: &'a str,
+    stream_id: &'a str,
+    /// The version read before applying (0: the stream had no position).
+    from: i64,
+    to: i64,
+}
+
+/// Moves stream positions by compare-and-set, inside the transaction that applied
+/// the events: each from the version it was read at, or not at all. False when any
+/// stream was moved on by another transaction since it was read (a second instance
+/// of this consumer, a dead-letter replay): the caller rolls its changes back, as
+/// they are in already. Concurrent movers of one stream serialize on its row (or,
+/// for a new stream, on the key), so at most one of them applies each version.
+async fn advance_streams(
+    tx: &mut PgConnection,
+    moves: &[StreamMove<'_>],
+) -> Result<bool, sqlx::Error> {
+    if moves.is_empty() {
+        return Ok(true);
+    }
+    let topics: Vec<&str> = moves.iter().map(|m| m.topic).collect();
+    let streams: Vec<&str> = moves.iter().map(|m| m.stream_id).collect();
+    let from: Vec<i64> = moves.iter().map(|m| m.from).collect();
+    let to: Vec<i64> = moves.iter().map(|m| m.to).collect();
+    let moved: i64 = sqlx::query_scalar(include_str!("consumer_advance_streams.sql"))
+        .bind(&topics)
+        .bind(&streams)
+        .bind(&from)
+        .bind(&to)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(moved == moves.len() as i64)
+}
+
 /// Takes this consumer's generation row FOR SHARE, held until `tx` ends: a rebuild's
 /// swap waits for the transaction, and a transaction that waited for a swap sees the
 /// row retired. False when the database holds another generation than `generation`.
@@ -979,18 +1021,25 @@ pub async fn replay_dead_letters<H: EventHandler>(
                         ),
                     )
                 } else {
+                    sqlx::query("SAVEPOINT sluice_replay")
+                        .execute(&mut *tx)
+                        .await?;
+                    let moved = StreamMove {
+                        topic: &event.topic,
+                        stream_id: &event.stream_id,
+                        from: last,
+                        to: event.stream_version,
+                    };
                     match handler.apply(&mut tx, &event).await {
-                        Ok(()) => {
-                            sqlx::query(
-                                "INSERT INTO stream_positions (topic, stream_id, version) VALUES ($1, $2, $3) \
-                                 ON CONFLICT (topic, stream_id) DO UPDATE SET version = EXCLUDED.version",
-                            )
-                            .bind(&event.topic)
-                            .bind(&event.stream_id)
-                            .bind(event.stream_version)
-                            .execute(&mut *tx)
-                            .await?;
+                        Ok(()) if advance_streams(&mut tx, &[moved]).await? => {
                             Replayed::Applied(id)
+                        }
+                        // The live consumer applied it meanwhile.
+                        Ok(()) => {
+                            sqlx::query("ROLLBACK TO SAVEPOINT sluice_replay")
+                                .execute(&mut *tx)
+                                .await?;
+                            Replayed::AlreadyApplied(id)
                         }
                         Err(e) => Replayed::Failed(id, e.to_string()),
                     }

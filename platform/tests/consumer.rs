@@ -459,3 +459,93 @@ async fn a_swap_between_the_fast_and_the_careful_path_loses_no_event() {
     stop(relay).await;
     watcher.close().await;
 }
+
+/// Totals whose batches wait for each other: the first batch of each of two
+/// consumers waits (a few seconds at most) until the other's has read the same
+/// stream positions, so both decide on the same versions.
+struct Paired {
+    totals: Totals,
+    barrier: tokio::sync::Barrier,
+    waits: std::sync::atomic::AtomicUsize,
+}
+
+struct PairedHandler(Arc<Paired>);
+
+impl EventHandler for PairedHandler {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        event: &'a ConsumedEvent,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        self.0.totals.apply(tx, event)
+    }
+
+    fn apply_batch<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: &'a [&'a ConsumedEvent],
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            if self.0.waits.fetch_add(1, Ordering::SeqCst) < 2 {
+                let _ = tokio::time::timeout(Duration::from_secs(10), self.0.barrier.wait()).await;
+            }
+            for event in events {
+                self.0.totals.apply(tx, event).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Two instances of one consumer (a rolling deploy, a replay beside the live one)
+/// that read the same stream positions apply each event once between them: the
+/// positions advance by compare-and-set, and the loser's batch rolls back.
+#[tokio::test]
+async fn two_instances_of_one_consumer_apply_each_event_once() {
+    let s = setup("pair.events").await;
+    append_numbers(&s.store, "a", &[1, 2, 3, 4, 5]).await;
+    let relay = relay(&s, "pair");
+    let paired = Arc::new(Paired {
+        totals: Totals {
+            broken: Arc::new(AtomicBool::new(false)),
+        },
+        barrier: tokio::sync::Barrier::new(2),
+        waits: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let instance = |s: &Setup| {
+        let runtime = ConsumerRuntime::new(
+            "totals",
+            vec!["pair.events".to_owned()],
+            s.pool.clone(),
+            &s.broker.bootstrap(),
+            catalog(),
+            PairedHandler(paired.clone()),
+            ConsumerConfig {
+                max_attempts: 3,
+                retry_backoff: Duration::from_millis(5),
+                topic_names: s.broker.topic_names(),
+                ..ConsumerConfig::default()
+            },
+        );
+        spawn(|t| Box::pin(async move { runtime.run(t).await.unwrap() }))
+    };
+    let (one, two) = (instance(&s), instance(&s));
+    wait_consumed(&s.pool, 5).await;
+    // Both got past their first batch (or gave up waiting for the other).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while paired.waits.load(Ordering::SeqCst) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second instance never applied a batch"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(one).await;
+    stop(two).await;
+    assert_eq!(
+        totals(&s.pool).await,
+        [("a".into(), 15, 5)],
+        "an event was applied by both instances"
+    );
+    stop(relay).await;
+}
