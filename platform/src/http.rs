@@ -138,10 +138,63 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_problem(rejection)),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_problem(rejection)),
+        };
+        if let Some(path) = nul_in(&value, &mut String::new()) {
+            return Err(Problem::unprocessable(format!(
+                "{path}: must not contain the NUL character (\\u0000)"
+            )));
         }
+        // Through the path-tracking deserializer, as axum's own extractor does: the
+        // message names the field at fault (`lines[0].quantity: invalid type …`).
+        serde_path_to_error::deserialize(value)
+            .map(Json)
+            .map_err(|e| {
+                Problem::unprocessable(format!(
+                    "Failed to deserialize the JSON body into the target type: {e}"
+                ))
+            })
+    }
+}
+
+/// Where `value` holds a string (or an object key) with a NUL character, as a path
+/// like `lines[0].sku`; `None` when it holds none. No text column of PostgreSQL can
+/// store NUL, so such a string is refused at the edge, before it reaches a command.
+fn nul_in(value: &serde_json::Value, path: &mut String) -> Option<String> {
+    use serde_json::Value;
+    let here = |path: &str| {
+        if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(here(path)),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let found = nul_in(item, path);
+            path.truncate(len);
+            found
+        }),
+        Value::Object(fields) => fields.iter().find_map(|(key, field)| {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(&key.replace('\0', "\\u0000"));
+            let found = if key.contains('\0') {
+                Some(here(path))
+            } else {
+                nul_in(field, path)
+            };
+            path.truncate(len);
+            found
+        }),
+        _ => None,
     }
 }
 

@@ -139,6 +139,11 @@ async fn get_customer(
 ) -> Result<Json<CustomerSummary>, Problem> {
     let Path(raw) = customer_id.map_err(|r| Problem::new(r.status(), r.body_text()))?;
     tracing::Span::current().record("customer_id", raw.as_str());
+    if raw.contains('\0') {
+        return Err(Problem::bad_request(
+            "customer id: must not contain the NUL character (%00)",
+        ));
+    }
     let id = CustomerId::new(&raw).map_err(|e| Problem::bad_request(e.to_string()))?;
     read_customer(&pool, &id)
         .await

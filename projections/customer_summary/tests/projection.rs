@@ -431,6 +431,8 @@ async fn bad_query_parameters_are_400_problems() {
         "customer id",
     )
     .await;
+    // No PostgreSQL text holds NUL: refused, not a database error.
+    assert_problem(p.get("/customers/a%00b").await, bad, "NUL").await;
 }
 
 #[tokio::test]

@@ -125,6 +125,9 @@ impl TryFrom<ListOrders> for Filter {
         let customer_id = params
             .customer_id
             .map(|c| match c.chars().count() {
+                _ if c.contains('\0') => Err(Problem::bad_request(
+                    "customer_id: must not contain the NUL character (%00)",
+                )),
                 1..=100 => Ok(c),
                 _ => Err(Problem::bad_request(
                     "customer_id: must be 1 to 100 characters",

@@ -178,6 +178,7 @@ async fn every_bad_query_parameter_is_a_400_problem_naming_it() {
         (&format!("after={cursor_out_of_range}"), "after"),
         ("customer_id=", "customer_id"),
         (&format!("customer_id={}", "c".repeat(101)), "customer_id"),
+        ("customer_id=a%00b", "NUL"),
         ("colour=red", "colour"),
     ];
     for (query, needle) in cases {

@@ -477,3 +477,45 @@ async fn a_keyed_retry_that_loads_after_the_first_commit_replays_it() {
     owner.close().await;
     app.stop().await;
 }
+
+/// No PostgreSQL text can hold NUL: a string with `\u0000` anywhere in a body is a
+/// 422 naming where it is, and nothing is appended.
+#[tokio::test]
+async fn a_string_with_a_nul_character_is_refused_and_appends_nothing() {
+    let app = TestApp::spawn(&sluice_orders::SERVICE).await;
+    let client = Client::new();
+    let mut in_customer = order_body(Uuid::now_v7());
+    in_customer["customer_id"] = json!("a\u{0}b");
+    let mut in_sku = order_body(Uuid::now_v7());
+    in_sku["lines"][1]["sku"] = json!("PEN\u{0}");
+    for (body, path) in [(in_customer, "customer_id"), (in_sku, "lines[1].sku")] {
+        let response = client
+            .post(app.url("/orders"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("{path}: must not contain the NUL"),
+        )
+        .await;
+    }
+    let id = Uuid::now_v7();
+    place(&client, &app, id).await;
+    let cancel = client
+        .post(app.url(&format!("/orders/{id}/cancel")))
+        .json(&json!({ "reason": "\u{0}" }))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        cancel,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "reason: must not contain",
+    )
+    .await;
+    assert_eq!(app.event_count().await, 1);
+    app.stop().await;
+}

@@ -153,7 +153,7 @@ async fn commands_not_allowed_in_the_current_state_are_conflicts() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
     let client = Client::new();
     let id = Uuid::now_v7();
-    create(&client, &app, id, Uuid::now_v7()).await;
+    create(&client, &app, id, confirmed_order(&app).await).await;
 
     let early = command(&client, &app, id, "deliver", json!({})).await;
     assert_problem(
@@ -203,7 +203,7 @@ async fn a_stale_if_match_is_a_conflict() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
     let client = Client::new();
     let id = Uuid::now_v7();
-    create(&client, &app, id, Uuid::now_v7()).await;
+    create(&client, &app, id, confirmed_order(&app).await).await;
     let dispatched = command(&client, &app, id, "dispatch", dispatch_body()).await;
     assert_eq!(dispatched.status(), StatusCode::OK);
     let stale = client
@@ -380,7 +380,7 @@ async fn bad_dispatch_input_is_a_problem_and_appends_nothing() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
     let client = Client::new();
     let id = Uuid::now_v7();
-    create(&client, &app, id, Uuid::now_v7()).await;
+    create(&client, &app, id, confirmed_order(&app).await).await;
     let body = |mutate: fn(&mut Value)| {
         let mut body = dispatch_body();
         mutate(&mut body);
@@ -509,7 +509,7 @@ async fn bad_paths_headers_and_deliver_bodies_are_problems() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
     let client = Client::new();
     let id = Uuid::now_v7();
-    create(&client, &app, id, Uuid::now_v7()).await;
+    create(&client, &app, id, confirmed_order(&app).await).await;
     assert_eq!(
         command(&client, &app, id, "dispatch", dispatch_body())
             .await
@@ -585,7 +585,7 @@ async fn serves_openapi_and_health() {
     }
     assert_eq!(
         doc["components"]["schemas"]["ShipmentStatus"]["enum"],
-        json!(["created", "dispatched", "delivered"])
+        json!(["created", "dispatched", "delivered", "cancelled"])
     );
     for path in ["/health/live", "/health/ready"] {
         let r = client.get(app.url(path)).send().await.unwrap();
