@@ -123,6 +123,9 @@ pub enum ConsumerError {
     DeadLetterTopic(String),
     #[error("the read model was swapped for another generation while catching up")]
     GenerationChanged,
+    /// A blocking broker request's thread panicked or was cancelled.
+    #[error("a broker request on a blocking thread failed: {0}")]
+    Blocking(String),
 }
 
 /// Tuning of a consumer.
@@ -295,7 +298,12 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             started: Instant::now(),
         };
         loop {
-            let targets = high_watermarks(&consumer, &self.config.topic_names, positions.keys())?;
+            let targets = high_watermarks(
+                consumer.clone(),
+                self.config.topic_names.clone(),
+                positions.keys().cloned().collect(),
+            )
+            .await?;
             let behind = |positions: &BTreeMap<(String, i32), i64>| -> i64 {
                 targets
                     .iter()
@@ -348,7 +356,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
     /// stored yet).
     async fn assign(
         &self,
-    ) -> Result<(StreamConsumer, BTreeMap<(String, i32), i64>), ConsumerError> {
+    ) -> Result<(Arc<StreamConsumer>, BTreeMap<(String, i32), i64>), ConsumerError> {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .set("group.id", format!("sluice.{}", self.component))
@@ -365,42 +373,53 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 .iter()
                 .map(|r| ((r.get(0), r.get(1)), r.get(2)))
                 .collect();
-        let mut assignment = TopicPartitionList::new();
-        let mut starts = BTreeMap::new();
-        for topic in &self.topics {
-            let physical = self.config.topic_names.physical(topic);
-            let metadata = consumer.fetch_metadata(Some(&physical), Duration::from_secs(10))?;
-            let partitions = metadata
-                .topics()
-                .first()
-                .map(|t| t.partitions().len())
-                .filter(|n| *n > 0)
-                .ok_or_else(|| ConsumerError::MissingTopic(physical.clone()))?;
-            for p in 0..partitions as i32 {
-                let key = (topic.clone(), p);
-                let (low, high) =
-                    consumer.fetch_watermarks(&physical, p, Duration::from_secs(10))?;
-                let (offset, start) = match positions.get(&key) {
-                    Some(o) => {
-                        if *o > high {
-                            // Nothing is lost by waiting, but nothing arrives either
-                            // until the log grows past the stored position.
-                            tracing::error!(
-                                topic, partition = p, stored_next_offset = *o, broker_end = high,
-                                "this consumer has applied more of the partition than the broker holds: \
-                                 the broker's log was reset or replaced (a deleted data directory?). \
-                                 It waits for offset {o}; rebuild a projection with `sluice projection rebuild`, \
-                                 or drop the databases too when resetting a development platform"
-                            );
+        // Metadata and watermark requests block for up to their timeouts: they run on
+        // a blocking thread, not on the runtime's.
+        let consumer = Arc::new(consumer);
+        let (topics, names) = (self.topics.clone(), self.config.topic_names.clone());
+        let asking = consumer.clone();
+        let (assignment, starts) = tokio::task::spawn_blocking(move || {
+            let consumer = asking;
+            let mut assignment = TopicPartitionList::new();
+            let mut starts = BTreeMap::new();
+            for topic in &topics {
+                let physical = names.physical(topic);
+                let metadata = consumer.fetch_metadata(Some(&physical), Duration::from_secs(10))?;
+                let partitions = metadata
+                    .topics()
+                    .first()
+                    .map(|t| t.partitions().len())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConsumerError::MissingTopic(physical.clone()))?;
+                for p in 0..partitions as i32 {
+                    let key = (topic.clone(), p);
+                    let (low, high) =
+                        consumer.fetch_watermarks(&physical, p, Duration::from_secs(10))?;
+                    let (offset, start) = match positions.get(&key) {
+                        Some(o) => {
+                            if *o > high {
+                                // Nothing is lost by waiting, but nothing arrives either
+                                // until the log grows past the stored position.
+                                tracing::error!(
+                                    topic, partition = p, stored_next_offset = *o, broker_end = high,
+                                    "this consumer has applied more of the partition than the broker holds: \
+                                     the broker's log was reset or replaced (a deleted data directory?). \
+                                     It waits for offset {o}; rebuild a projection with `sluice projection rebuild`, \
+                                     or drop the databases too when resetting a development platform"
+                                );
+                            }
+                            (Offset::Offset(*o), *o)
                         }
-                        (Offset::Offset(*o), *o)
-                    }
-                    None => (Offset::Beginning, low),
-                };
-                assignment.add_partition_offset(&physical, p, offset)?;
-                starts.insert(key, start);
+                        None => (Offset::Beginning, low),
+                    };
+                    assignment.add_partition_offset(&physical, p, offset)?;
+                    starts.insert(key, start);
+                }
             }
-        }
+            Ok::<_, ConsumerError>((assignment, starts))
+        })
+        .await
+        .map_err(|e| ConsumerError::Blocking(e.to_string()))??;
         consumer.assign(&assignment)?;
         Ok((consumer, starts))
     }
@@ -703,28 +722,33 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             .physical(&format!("{}.dlq", self.component))
     }
 
-    fn report_lag(&self, consumer: &StreamConsumer, last: Option<&Received>) {
-        let Ok(positions) = consumer.position() else {
-            return;
-        };
-        for element in positions.elements() {
-            let Offset::Offset(position) = element.offset() else {
-                continue;
+    /// Reports each partition's lag in events (the watermark requests on a blocking
+    /// thread, not awaited) and the last record's lag in seconds.
+    fn report_lag(&self, consumer: &Arc<StreamConsumer>, last: Option<&Received>) {
+        let (consumer, names) = (consumer.clone(), self.config.topic_names.clone());
+        let component = self.component.clone();
+        tokio::task::spawn_blocking(move || {
+            let Ok(positions) = consumer.position() else {
+                return;
             };
-            if let Ok((_, high)) = consumer.fetch_watermarks(
-                element.topic(),
-                element.partition(),
-                Duration::from_millis(500),
-            ) {
-                let names = &self.config.topic_names;
-                crate::telemetry::consumer_lag(
-                    &self.component,
-                    names.logical(element.topic()).unwrap_or(element.topic()),
+            for element in positions.elements() {
+                let Offset::Offset(position) = element.offset() else {
+                    continue;
+                };
+                if let Ok((_, high)) = consumer.fetch_watermarks(
+                    element.topic(),
                     element.partition(),
-                    high - position,
-                );
+                    Duration::from_millis(500),
+                ) {
+                    crate::telemetry::consumer_lag(
+                        &component,
+                        names.logical(element.topic()).unwrap_or(element.topic()),
+                        element.partition(),
+                        high - position,
+                    );
+                }
             }
-        }
+        });
         if let Some(record) = last {
             if let Some(at) = record
                 .headers
@@ -744,28 +768,30 @@ impl<H: EventHandler> ConsumerRuntime<H> {
     }
 }
 
-/// The high watermark of every partition in `partitions` (logical topic names).
-fn high_watermarks<'a>(
-    consumer: &StreamConsumer,
-    names: &TopicNames,
-    partitions: impl Iterator<Item = &'a (String, i32)>,
+/// The high watermark of every partition in `partitions` (logical topic names),
+/// asked on a blocking thread.
+async fn high_watermarks(
+    consumer: Arc<StreamConsumer>,
+    names: TopicNames,
+    partitions: Vec<(String, i32)>,
 ) -> Result<BTreeMap<(String, i32), i64>, ConsumerError> {
-    partitions
-        .map(|(topic, partition)| {
-            let (_, high) = consumer.fetch_watermarks(
-                &names.physical(topic),
-                *partition,
-                Duration::from_secs(10),
-            )?;
-            Ok(((topic.clone(), *partition), high))
-        })
-        .collect()
+    tokio::task::spawn_blocking(move || {
+        partitions
+            .into_iter()
+            .map(|(topic, partition)| {
+                let (_, high) = consumer.fetch_watermarks(
+                    &names.physical(&topic),
+                    partition,
+                    Duration::from_secs(10),
+                )?;
+                Ok(((topic, partition), high))
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ConsumerError::Blocking(e.to_string()))?
 }
 
-/// A record as received, under its topic's logical name.
-/// Whether a `recv` error is one librdkafka recovers from by itself (a broker's
-/// connection refused or reset, a leader not available yet). Fatal client errors and
-/// anything else stop the consumer.
 /// A stream's position moving from the version it was read at to a later one.
 struct StreamMove<'a> {
     topic: &'a str,
@@ -813,10 +839,14 @@ async fn holds_generation(tx: &mut PgConnection, generation: Uuid) -> Result<boo
     Ok(current == generation && !retired)
 }
 
+/// Whether a `recv` error is one librdkafka recovers from by itself (a broker's
+/// connection refused or reset, a leader not available yet). Fatal client errors and
+/// anything else stop the consumer.
 fn is_transient(e: &KafkaError) -> bool {
     matches!(e, KafkaError::MessageConsumption(_))
 }
 
+/// A record as received, under its topic's logical name.
 fn received(m: &rdkafka::message::BorrowedMessage<'_>, names: &TopicNames) -> Received {
     let headers = m
         .headers()
