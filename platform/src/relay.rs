@@ -17,7 +17,15 @@
 //! Consumers drop duplicates by stream version or event id.
 //!
 //! One active relay per service: it holds a session advisory lock on its store; a
-//! second instance waits as standby and takes over when the lock is released.
+//! second instance waits as standby and takes over when the lock is released. The
+//! lock's session is also the relay's fence: every batch is read and every
+//! checkpoint written on that very session, so a relay whose lock session ended
+//! (`pg_terminate_backend`, `idle_session_timeout`, a proxy cutting it, a network
+//! partition the server noticed through TCP keepalives) fails its next statement and
+//! stops, instead of publishing beside the standby that took the lock over. What it
+//! had in flight at that moment is at most one batch, re-sent by the standby from
+//! the last checkpoint: at least once, as always. Checkpoints only move forward:
+//! the relay resumes from the highest one, and a lower one is never recorded.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +65,10 @@ pub enum RelayError {
     /// The producer could not be created (bad configuration).
     #[error("kafka producer")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The session holding the relay lock ended: another relay may hold the lock now,
+    /// so this one stops publishing. Run it again to stand by.
+    #[error("the relay lost its lock session (terminated or timed out), so another relay may now be active; it stopped publishing")]
+    LockLost(#[source] sqlx::Error),
     /// A stored event could not be encoded: it would block the stream forever, so the
     /// relay stops and says which one (payloads are validated at append).
     #[error("event at global position {global_position} ({event_type} v{schema_version}) cannot be encoded: {message}")]
@@ -179,23 +191,32 @@ impl Relay {
     /// Runs until `shutdown`: waits for the service's relay lock, then publishes.
     #[tracing::instrument(name = "relay", skip_all, fields(service = %self.service))]
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), RelayError> {
-        let Some(lock) = self.acquire_lock(&shutdown).await? else {
+        let Some(mut lock) = self.acquire_lock(&shutdown).await? else {
             return Ok(());
         };
-        let result = self.publish_loop(&shutdown).await;
+        let result = self.publish_loop(&mut lock, &shutdown).await;
+        if let Err(RelayError::LockLost(e)) = &result {
+            tracing::error!(error = %e, "the relay's lock session ended; stopping so that at most one relay publishes");
+        }
         // Closing the session releases the lock for a standby.
         let _ = sqlx::Connection::close(lock).await;
         result
     }
 
-    async fn publish_loop(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+    /// Publishes until `shutdown`, reading batches and writing checkpoints on the
+    /// `lock` session (the fence).
+    async fn publish_loop(
+        &self,
+        lock: &mut PgConnection,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RelayError> {
         tracing::info!(topic = %self.topic, "relay active");
         let mut checkpoint = self.load_checkpoint().await?;
         let mut last_prune = Instant::now();
         let mut blocked_since: Option<Instant> = None;
         let mut last_backlog: Option<Instant> = None;
         while !shutdown.is_cancelled() {
-            let batch = self.fetch(checkpoint).await?;
+            let batch = self.fetch(lock, checkpoint).await.map_err(fenced)?;
             // The backlog count scans the unpublished rows: a few times a second is
             // plenty for the gauges and the horizon check, and keeps it off the
             // publishing path when the backlog is large.
@@ -217,7 +238,7 @@ impl Relay {
                 break;
             };
             checkpoint = published;
-            self.save_checkpoint(checkpoint).await?;
+            save_checkpoint(lock, checkpoint).await.map_err(fenced)?;
             if last_prune.elapsed() >= self.config.prune_interval {
                 self.prune(checkpoint).await?;
                 last_prune = Instant::now();
@@ -236,6 +257,18 @@ impl Relay {
         shutdown: &CancellationToken,
     ) -> Result<Option<PgConnection>, RelayError> {
         let mut conn = self.pool.connect_options().connect().await?;
+        // The server probes the session while it is quiet and ends it (releasing the
+        // lock) within about 25 s of the relay's host going away; neither idle
+        // timeout ends it while it holds the lock.
+        sqlx::query(
+            "SELECT set_config('tcp_keepalives_idle', '10', false), \
+                    set_config('tcp_keepalives_interval', '5', false), \
+                    set_config('tcp_keepalives_count', '3', false), \
+                    set_config('idle_session_timeout', '0', false), \
+                    set_config('idle_in_transaction_session_timeout', '0', false)",
+        )
+        .execute(&mut conn)
+        .await?;
         let mut announced = false;
         loop {
             let locked: bool =
@@ -258,7 +291,8 @@ impl Relay {
 
     async fn load_checkpoint(&self) -> Result<Checkpoint, RelayError> {
         let row = sqlx::query(
-            "SELECT txid::text, global_position FROM relay_checkpoints ORDER BY id DESC LIMIT 1",
+            "SELECT txid::text, global_position FROM relay_checkpoints \
+              ORDER BY txid DESC, global_position DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?;
@@ -271,19 +305,13 @@ impl Relay {
         })
     }
 
-    async fn save_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), RelayError> {
-        sqlx::query(
-            "INSERT INTO relay_checkpoints (txid, global_position) VALUES ($1::text::xid8, $2)",
-        )
-        .bind(checkpoint.txid.to_string())
-        .bind(checkpoint.global_position)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The next batch after `checkpoint`, below the snapshot's xmin horizon.
-    async fn fetch(&self, checkpoint: Checkpoint) -> Result<Vec<OutboxEvent>, RelayError> {
+    /// The next batch after `checkpoint`, below the snapshot's xmin horizon, read on
+    /// the lock session.
+    async fn fetch(
+        &self,
+        lock: &mut PgConnection,
+        checkpoint: Checkpoint,
+    ) -> Result<Vec<OutboxEvent>, RelayError> {
         let rows = sqlx::query(
             "SELECT o.txid::text AS txid, o.global_position, e.event_id, e.stream_id, e.stream_type, \
                     e.stream_version, e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at \
@@ -296,7 +324,7 @@ impl Relay {
         .bind(checkpoint.txid.to_string())
         .bind(checkpoint.global_position)
         .bind(self.config.batch_size)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *lock)
         .await?;
         rows.iter().map(outbox_event).collect()
     }
@@ -473,7 +501,8 @@ impl Relay {
         .await?
         .rows_affected();
         sqlx::query(
-            "DELETE FROM relay_checkpoints WHERE id < (SELECT max(id) FROM relay_checkpoints)",
+            "DELETE FROM relay_checkpoints WHERE id <> (SELECT id FROM relay_checkpoints \
+              ORDER BY txid DESC, global_position DESC LIMIT 1)",
         )
         .execute(&self.pool)
         .await?;
@@ -481,6 +510,46 @@ impl Relay {
             tracing::info!(pruned, "pruned published outbox rows");
         }
         Ok(())
+    }
+}
+
+/// Records `checkpoint` on the lock session, unless a checkpoint at or beyond it is
+/// there already: the newest row is never the lower of two writers'.
+async fn save_checkpoint(
+    lock: &mut PgConnection,
+    checkpoint: Checkpoint,
+) -> Result<(), RelayError> {
+    sqlx::query(
+        "INSERT INTO relay_checkpoints (txid, global_position) \
+         SELECT $1::text::xid8, $2 WHERE NOT EXISTS ( \
+           SELECT 1 FROM relay_checkpoints WHERE (txid, global_position) >= ($1::text::xid8, $2))",
+    )
+    .bind(checkpoint.txid.to_string())
+    .bind(checkpoint.global_position)
+    .execute(&mut *lock)
+    .await?;
+    Ok(())
+}
+
+/// A database error on the lock session: the fence. Any other error stays as it is.
+fn fenced(e: RelayError) -> RelayError {
+    match e {
+        RelayError::Database(e) if lock_session_gone(&e) => RelayError::LockLost(e),
+        other => other,
+    }
+}
+
+/// Whether `e` means the session itself is gone (terminated by the server, its
+/// connection closed or broken), as opposed to a statement failing on a live one.
+fn lock_session_gone(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        // 57P01 admin_shutdown (pg_terminate_backend), 57P05 idle_session_timeout,
+        // 08xxx connection exceptions.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
     }
 }
 

@@ -13,6 +13,7 @@ use sluice_platform::store::{
     Append, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
 };
 use sluice_platform::testing::{consume, Consumed, TestBroker, TestDatabase};
+use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 struct JsonEncoder;
@@ -534,4 +535,112 @@ async fn published_outbox_rows_are_pruned_after_their_retention() {
     assert_eq!(records.len(), 11, "nothing re-published");
     again_stop.cancel();
     again.await.unwrap();
+}
+
+/// The active relay's lock session is terminated (as `pg_terminate_backend`, an
+/// idle timeout or a proxy would end it) while a standby waits: the standby takes
+/// over, and the first relay stops at its next statement instead of publishing
+/// beside it. Every event then reaches the topic once.
+#[tokio::test]
+async fn a_relay_whose_lock_session_ends_stops_and_the_standby_alone_publishes() {
+    let broker = TestBroker::start().await;
+    broker.topic("fence.events", 1).await;
+    let (db, store) = store().await;
+    let meta = Metadata::default();
+    let stream = StreamId::new("x").unwrap();
+    store
+        .append(append(&stream, vec![event(0)], &meta))
+        .await
+        .unwrap();
+    let start = || {
+        let relay = Relay::new(
+            "fence",
+            store.pool().clone(),
+            &broker.bootstrap(),
+            Arc::new(JsonEncoder),
+            RelayConfig {
+                batch_size: 100,
+                topic_names: broker.topic_names(),
+                ..RelayConfig::default()
+            },
+        )
+        .unwrap();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        (
+            shutdown,
+            tokio::spawn(async move { relay.run(token).await }),
+        )
+    };
+    let (_first_stop, first) = start();
+    let topic = broker.physical("fence.events");
+    assert_eq!(
+        consume(&broker.bootstrap(), &topic, 1, Duration::from_secs(300))
+            .await
+            .len(),
+        1
+    );
+    let (second_stop, second) = start();
+
+    // The session holding the lock (as the administrator, who sees every session).
+    let mut admin = sqlx::PgConnection::connect(&sluice_platform::testing::admin_url())
+        .await
+        .unwrap();
+    let holder = "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+                  WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1";
+    let first_pid: i32 = sqlx::query_scalar(holder)
+        .bind(&db.spec.name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(first_pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert!(terminated);
+    // The standby takes the lock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let now: Option<i32> = sqlx::query_scalar(holder)
+            .bind(&db.spec.name)
+            .fetch_optional(&mut admin)
+            .await
+            .unwrap();
+        if now.is_some_and(|pid| pid != first_pid) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby never took the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first relay has stopped, saying why.
+    let stopped = tokio::time::timeout(Duration::from_secs(30), first)
+        .await
+        .expect("the first relay kept running after losing its lock session")
+        .unwrap();
+    assert!(
+        matches!(
+            stopped,
+            Err(sluice_platform::relay::RelayError::LockLost(_))
+        ),
+        "{stopped:?}"
+    );
+    for i in 1..=40 {
+        store
+            .append(append(&stream, vec![event(i)], &meta))
+            .await
+            .unwrap();
+    }
+    let records = consume(&broker.bootstrap(), &topic, 41, Duration::from_secs(300)).await;
+    let versions = versions_by_stream(&records).remove("x").unwrap();
+    assert_eq!(
+        versions,
+        (1..=41).collect::<Vec<i64>>(),
+        "each event once, in order"
+    );
+    second_stop.cancel();
+    second.await.unwrap().unwrap();
 }
