@@ -8,8 +8,11 @@
 //!   crash anywhere neither loses an event nor applies one twice.
 //! - **Per-stream continuity**: `stream_positions` keeps the last applied version of
 //!   each stream. A version at or below it is a duplicate (the relay delivers at least
-//!   once) and is dropped; a version beyond the next is a gap: held and retried, then
-//!   dead-lettered, never silently skipped.
+//!   once) and is dropped; a version beyond the next is a gap: the stream is parked
+//!   (the event and every later one of the stream wait in `held_events`), the other
+//!   streams move on, and the held events are retried in new transactions with
+//!   backoff until the missing version has been applied. Never skipped, never
+//!   dead-lettered for the gap alone.
 //! - **Poison events**: a handler error is retried with backoff (bounded), then the
 //!   event goes to `dead_letters` (and the `<component>.dlq` topic) and the consumer
 //!   moves on. Undecodable records (unknown schema fingerprint: a newer producer;
@@ -40,6 +43,10 @@ use uuid::Uuid;
 use crate::avro::SchemaCatalog;
 use crate::registry::{Registry, Replication, TopicNames};
 use crate::store::Metadata;
+
+/// How often a consumer retries the events it holds behind stream gaps (each held
+/// stream also backs off on its own).
+const HELD_RETRY: Duration = Duration::from_secs(1);
 
 /// The consumer runtime's tables (positions, stream positions, dead letters). Every
 /// consuming component runs it before its own migrations.
@@ -215,6 +222,8 @@ enum Outcome {
     Applied,
     Duplicate,
     DeadLettered,
+    /// Parked behind a gap in its stream (`held_events`).
+    Held,
 }
 
 impl<H: EventHandler> ConsumerRuntime<H> {
@@ -249,7 +258,13 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             let (consumer, _) = self.assign().await?;
             tracing::info!(topics = ?self.topics, %generation, "consumer assigned");
             let mut last_lag_report = Instant::now();
+            let mut last_release = Instant::now();
+            self.release_held(&dlq, generation).await?;
             while !shutdown.is_cancelled() {
+                if last_release.elapsed() >= HELD_RETRY {
+                    self.release_held(&dlq, generation).await?;
+                    last_release = Instant::now();
+                }
                 let batch = tokio::select! {
                     _ = shutdown.cancelled() => break 'generation,
                     batch = self.next_batch(&consumer) => batch?,
@@ -313,6 +328,9 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             let round = behind(&positions);
             state.remaining = round;
             progress(&state);
+            // Held events whose streams caught up during the round go in before the
+            // next one (or before the rebuild's swap).
+            self.release_held(&dlq, generation).await?;
             if round == 0 {
                 return Ok(state);
             }
@@ -512,6 +530,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                         Outcome::Applied => applied += 1,
                         Outcome::Duplicate => duplicates += 1,
                         Outcome::DeadLettered => dead.push(record),
+                        Outcome::Held => {}
                     }
                 }
                 (applied, duplicates, dead)
@@ -577,6 +596,18 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect();
+        // An event of a parked stream waits behind its held ones: the careful path.
+        let parked: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM held_events h \
+               JOIN UNNEST($1::text[], $2::text[]) AS b(topic, stream_id) USING (topic, stream_id)",
+        )
+        .bind(&topics)
+        .bind(&streams)
+        .fetch_one(&mut *tx)
+        .await?;
+        if parked > 0 {
+            return Ok(None);
+        }
         let read_versions = versions.clone();
         let mut duplicates = 0u64;
         let mut advanced: BTreeMap<(&str, &str), i64> = BTreeMap::new();
@@ -645,19 +676,34 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         if event.stream_version <= last {
             return Ok(Outcome::Duplicate);
         }
+        if event.stream_version != last + 1 || is_parked(tx, &event).await? {
+            tracing::warn!(
+                stream_id = %event.stream_id, stream_version = event.stream_version, applied = last,
+                "stream gap: the event waits in held_events until the versions before it are applied"
+            );
+            hold(tx, record, &event).await?;
+            return Ok(Outcome::Held);
+        }
+        self.apply_in_order(tx, record, &event, last).await
+    }
+
+    /// Applies `event`, the next version of its stream after `last`, under a
+    /// savepoint, retrying a failing handler before dead-lettering the event.
+    async fn apply_in_order(
+        &self,
+        tx: &mut PgConnection,
+        record: &Received,
+        event: &ConsumedEvent,
+        last: i64,
+    ) -> Result<Outcome, ConsumerError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let result = if event.stream_version != last + 1 {
-                Err(HandlerError::Retry(format!(
-                    "stream {} jumps from version {last} to {}: an event is missing",
-                    event.stream_id, event.stream_version
-                )))
-            } else {
+            let result = {
                 sqlx::query("SAVEPOINT sluice_event")
                     .execute(&mut *tx)
                     .await?;
-                match self.handler.apply(tx, &event).await {
+                match self.handler.apply(tx, event).await {
                     Ok(()) => {
                         let moved = StreamMove {
                             topic: &event.topic,
@@ -691,13 +737,117 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                     let poison = matches!(error, HandlerError::Poison(_));
                     if poison || attempt >= self.config.max_attempts {
                         tracing::warn!(event_id = %event.event_id, event_type = %event.event_type, attempts = attempt, %error, "event dead-lettered");
-                        dead_letter(tx, record, Some(&event), &error.to_string(), attempt).await?;
+                        dead_letter(tx, record, Some(event), &error.to_string(), attempt).await?;
                         return Ok(Outcome::DeadLettered);
                     }
                     tokio::time::sleep(self.config.retry_backoff * 2u32.pow(attempt - 1)).await;
                 }
             }
         }
+    }
+
+    /// Applies the held events whose stream has caught up with them, each stream in
+    /// version order, in a transaction of their own; a stream still missing a version
+    /// backs off (doubling up to a minute). Reports the held streams and events.
+    async fn release_held(
+        &self,
+        dlq: &FutureProducer,
+        generation: Uuid,
+    ) -> Result<(), ConsumerError> {
+        let mut tx = self.pool.begin().await?;
+        if !holds_generation(&mut tx, generation).await? {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        let rows = sqlx::query(
+            "SELECT topic, stream_id, stream_version, partition, kafka_offset, headers, payload_bytes \
+               FROM held_events WHERE next_attempt_at <= clock_timestamp() \
+              ORDER BY topic, stream_id, stream_version",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut still_missing: std::collections::BTreeSet<(String, String)> = Default::default();
+        let mut dead = Vec::new();
+        let mut released = 0u64;
+        for row in &rows {
+            let (topic, stream_id, version): (String, String, i64) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let stream = (topic.clone(), stream_id.clone());
+            if still_missing.contains(&stream) {
+                continue;
+            }
+            let headers: serde_json::Value = row.try_get(5)?;
+            let record = Received {
+                topic: topic.clone(),
+                partition: row.try_get(3)?,
+                offset: row.try_get(4)?,
+                key: stream_id.clone(),
+                payload: row.try_get(6)?,
+                headers: serde_json::from_value(headers).unwrap_or_default(),
+            };
+            let last: i64 = sqlx::query_scalar(
+                "SELECT version FROM stream_positions WHERE topic = $1 AND stream_id = $2",
+            )
+            .bind(&topic)
+            .bind(&stream_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .unwrap_or(0);
+            if version > last + 1 {
+                sqlx::query(
+                    "UPDATE held_events SET attempts = attempts + 1, \
+                            next_attempt_at = clock_timestamp() \
+                              + make_interval(secs => least(60, power(2, least(attempts, 6)))) \
+                      WHERE topic = $1 AND stream_id = $2",
+                )
+                .bind(&topic)
+                .bind(&stream_id)
+                .execute(&mut *tx)
+                .await?;
+                still_missing.insert(stream);
+                continue;
+            }
+            sqlx::query(
+                "DELETE FROM held_events WHERE topic = $1 AND stream_id = $2 AND stream_version = $3",
+            )
+            .bind(&topic)
+            .bind(&stream_id)
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+            if version <= last {
+                continue; // applied meanwhile: a duplicate
+            }
+            let outcome = match decode(&self.catalog, &record) {
+                Ok(event) => self.apply_in_order(&mut tx, &record, &event, last).await?,
+                Err(error) => {
+                    dead_letter(&mut tx, &record, None, &error, 1).await?;
+                    Outcome::DeadLettered
+                }
+            };
+            match outcome {
+                Outcome::Applied => released += 1,
+                Outcome::DeadLettered => dead.push(record),
+                Outcome::Duplicate | Outcome::Held => {}
+            }
+        }
+        let (streams, events): (i64, i64) =
+            sqlx::query_as("SELECT count(DISTINCT (topic, stream_id)), count(*) FROM held_events")
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        crate::telemetry::consumer_held(&self.component, streams, events);
+        if released > 0 {
+            tracing::info!(
+                released,
+                still_held = events,
+                "held events applied: their streams caught up"
+            );
+        }
+        for record in &dead {
+            self.publish_dead_letter(dlq, record);
+        }
+        Ok(())
     }
 
     /// Announces a dead letter on `<component>.dlq`. Fire and forget: the dead-letter
@@ -790,6 +940,41 @@ async fn high_watermarks(
     })
     .await
     .map_err(|e| ConsumerError::Blocking(e.to_string()))?
+}
+
+/// Whether `event`'s stream has events held behind a gap (they go first).
+async fn is_parked(tx: &mut PgConnection, event: &ConsumedEvent) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM held_events WHERE topic = $1 AND stream_id = $2)",
+    )
+    .bind(&event.topic)
+    .bind(&event.stream_id)
+    .fetch_one(&mut *tx)
+    .await
+}
+
+/// Parks `record` (of `event`) in `held_events` until its stream catches up.
+async fn hold(
+    tx: &mut PgConnection,
+    record: &Received,
+    event: &ConsumedEvent,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO held_events (topic, stream_id, stream_version, partition, kafka_offset, \
+                                  headers, payload_bytes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (topic, stream_id, stream_version) DO NOTHING",
+    )
+    .bind(&event.topic)
+    .bind(&event.stream_id)
+    .bind(event.stream_version)
+    .bind(record.partition)
+    .bind(record.offset)
+    .bind(serde_json::to_value(&record.headers).unwrap_or_default())
+    .bind(&record.payload)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// A stream's position moving from the version it was read at to a later one.

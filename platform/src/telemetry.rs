@@ -161,6 +161,14 @@ pub fn consumer_batch(component: &str, applied: u64, duplicates: u64, dead: u64,
         .record(started.elapsed().as_secs_f64());
 }
 
+/// Streams a consumer holds back behind a gap: `sluice_consumer_held_streams`, and
+/// their events, `sluice_consumer_held_events`.
+pub fn consumer_held(component: &str, streams: i64, events: i64) {
+    let labels = [("component", component.to_owned())];
+    metrics::gauge!("sluice_consumer_held_streams", &labels).set(streams as f64);
+    metrics::gauge!("sluice_consumer_held_events", &labels).set(events as f64);
+}
+
 /// Events not yet consumed in a partition: `sluice_consumer_lag_events`.
 pub fn consumer_lag(component: &str, topic: &str, partition: i32, events: i64) {
     metrics::gauge!(

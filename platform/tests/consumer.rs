@@ -549,3 +549,77 @@ async fn two_instances_of_one_consumer_apply_each_event_once() {
     );
     stop(relay).await;
 }
+
+/// A stream whose first version the consumer never saw (its position starts past
+/// it) is held, not dead-lettered: its later events wait in `held_events`, the other
+/// streams move on, and once the missing version arrives (the relay publishes it
+/// again) the held events are applied in version order.
+#[tokio::test]
+async fn a_stream_gap_is_held_while_other_streams_move_and_released_when_filled() {
+    let s = setup("hold.events").await;
+    append_numbers(&s.store, "s", &[1, 2, 3]).await;
+    let first = relay(&s, "hold");
+    let topic = s.broker.physical("hold.events");
+    let records = sluice_platform::testing::consume(
+        &s.broker.bootstrap(),
+        &topic,
+        3,
+        Duration::from_secs(300),
+    )
+    .await;
+    stop(first).await;
+    // The consumer starts past "s" version 1.
+    let v1 = records
+        .iter()
+        .find(|r| r.header("stream_version") == "1")
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO consumer_positions (topic, partition, next_offset) VALUES ('hold.events', $1, $2)",
+    )
+    .bind(v1.partition)
+    .bind(v1.offset + 1)
+    .execute(&s.pool)
+    .await
+    .unwrap();
+    let broken = Arc::new(AtomicBool::new(false));
+    let consumer = consumer(&s, "hold.events", broken);
+    wait_consumed(&s.pool, v1.offset + 1 + 2).await;
+    // Another stream keeps moving meanwhile.
+    let second = relay(&s, "hold");
+    append_numbers(&s.store, "t", &[10]).await;
+    let rows = wait_for_events(&s.pool, 1).await;
+    assert_eq!(
+        rows,
+        [("t".into(), 10, 1)],
+        "only the other stream is applied"
+    );
+    let held: Vec<i64> = sqlx::query_scalar(
+        "SELECT stream_version FROM held_events WHERE stream_id = 's' ORDER BY stream_version",
+    )
+    .fetch_all(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(held, [2, 3], "the gap's stream is held");
+    assert!(
+        dead_letters(&s.pool, false).await.unwrap().is_empty(),
+        "a gap is no dead letter"
+    );
+
+    // The relay publishes everything again: version 1 arrives, and the held
+    // versions follow it in order.
+    stop(second).await;
+    sqlx::query("DELETE FROM relay_checkpoints")
+        .execute(s.store.pool())
+        .await
+        .unwrap();
+    let third = relay(&s, "hold");
+    let rows = wait_for_events(&s.pool, 4).await;
+    assert_eq!(rows, [("s".into(), 6, 3), ("t".into(), 10, 1)]);
+    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM held_events")
+        .fetch_one(&s.pool)
+        .await
+        .unwrap();
+    assert_eq!(still, 0);
+    stop(consumer).await;
+    stop(third).await;
+}
