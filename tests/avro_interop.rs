@@ -98,6 +98,12 @@ fn one_of_each() -> Vec<(&'static str, sluice_platform::store::NewEvent)> {
                 amount_minor: amount(i64::MAX),
                 reason: None,
             },
+            PaymentEvent::PaymentVoided {
+                payment_id,
+                order_id,
+                amount_minor: amount(2_500),
+                reason: "order cancelled: changed my mind".into(),
+            },
         ],
     ));
     all.extend(stored(
@@ -116,6 +122,11 @@ fn one_of_each() -> Vec<(&'static str, sluice_platform::store::NewEvent)> {
             ShipmentEvent::ShipmentDelivered {
                 shipment_id,
                 order_id,
+            },
+            ShipmentEvent::ShipmentCancelled {
+                shipment_id,
+                order_id,
+                reason: "order cancelled: changed my mind".into(),
             },
         ],
     ));

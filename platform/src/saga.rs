@@ -39,6 +39,27 @@ pub fn shipment_id_for_order(order_id: Uuid) -> Uuid {
     Uuid::new_v5(&SHIPMENT_ID_NAMESPACE, order_id.as_bytes())
 }
 
+/// Longest reason a compensating event carries (the `PaymentVoided` and
+/// `ShipmentCancelled` contracts: 1 to 500 characters).
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// The order an `OrderCancelled` cancels, and the reason a compensation of it
+/// records: `order cancelled: <the order's reason>`, bounded. Poison when the event
+/// lacks either field.
+pub fn cancellation(event: &ConsumedEvent) -> Result<(Uuid, String), HandlerError> {
+    #[derive(serde::Deserialize)]
+    struct OrderCancelled {
+        order_id: Uuid,
+        reason: String,
+    }
+    let cancelled: OrderCancelled = crate::reactor::payload(event)?;
+    let reason = format!("order cancelled: {}", cancelled.reason.trim());
+    Ok((
+        cancelled.order_id,
+        reason.chars().take(MAX_REASON_CHARS).collect(),
+    ))
+}
+
 /// Where an order is, as far as the orders topic has told this service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderStage {

@@ -139,10 +139,12 @@ fn relay(s: &Setup, service: &str) -> (CancellationToken, tokio::task::JoinHandl
     spawn(|t| Box::pin(async move { relay.run(t).await.unwrap() }))
 }
 
-fn consumer(
+/// The `totals` consumer of `topic` with `handler`, running in the background.
+fn run_consumer<H: EventHandler>(
     s: &Setup,
     topic: &str,
-    broken: Arc<AtomicBool>,
+    handler: H,
+    max_attempts: u32,
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let runtime = ConsumerRuntime::new(
         "totals",
@@ -150,15 +152,23 @@ fn consumer(
         s.pool.clone(),
         &s.broker.bootstrap(),
         catalog(),
-        Totals { broken },
+        handler,
         ConsumerConfig {
-            max_attempts: 3,
+            max_attempts,
             retry_backoff: Duration::from_millis(5),
             topic_names: s.broker.topic_names(),
             ..ConsumerConfig::default()
         },
     );
     spawn(|t| Box::pin(async move { runtime.run(t).await.unwrap() }))
+}
+
+fn consumer(
+    s: &Setup,
+    topic: &str,
+    broken: Arc<AtomicBool>,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    run_consumer(s, topic, Totals { broken }, 3)
 }
 
 /// Waits until `totals` holds `events` applied events in all.
@@ -359,21 +369,7 @@ async fn a_swap_between_the_fast_and_the_careful_path_loses_no_event() {
         fail_fast: tokio::sync::Notify::new(),
         swapped: tokio::sync::Notify::new(),
     });
-    let runtime = ConsumerRuntime::new(
-        "totals",
-        vec!["swap.events".to_owned()],
-        s.pool.clone(),
-        &s.broker.bootstrap(),
-        catalog(),
-        GatedHandler(gated.clone()),
-        ConsumerConfig {
-            max_attempts: 2,
-            retry_backoff: Duration::from_millis(5),
-            topic_names: s.broker.topic_names(),
-            ..ConsumerConfig::default()
-        },
-    );
-    let live = spawn(|t| Box::pin(async move { runtime.run(t).await.unwrap() }));
+    let live = run_consumer(&s, "swap.events", GatedHandler(gated.clone()), 2);
     append_numbers(&s.store, "a", &[1; 20]).await;
     wait_for_events(&s.pool, 20).await;
 
@@ -512,24 +508,10 @@ async fn two_instances_of_one_consumer_apply_each_event_once() {
         barrier: tokio::sync::Barrier::new(2),
         waits: std::sync::atomic::AtomicUsize::new(0),
     });
-    let instance = |s: &Setup| {
-        let runtime = ConsumerRuntime::new(
-            "totals",
-            vec!["pair.events".to_owned()],
-            s.pool.clone(),
-            &s.broker.bootstrap(),
-            catalog(),
-            PairedHandler(paired.clone()),
-            ConsumerConfig {
-                max_attempts: 3,
-                retry_backoff: Duration::from_millis(5),
-                topic_names: s.broker.topic_names(),
-                ..ConsumerConfig::default()
-            },
-        );
-        spawn(|t| Box::pin(async move { runtime.run(t).await.unwrap() }))
-    };
-    let (one, two) = (instance(&s), instance(&s));
+    let (one, two) = (
+        run_consumer(&s, "pair.events", PairedHandler(paired.clone()), 3),
+        run_consumer(&s, "pair.events", PairedHandler(paired.clone()), 3),
+    );
     wait_consumed(&s.pool, 5).await;
     // Both got past their first batch (or gave up waiting for the other).
     let deadline = Instant::now() + Duration::from_secs(60);

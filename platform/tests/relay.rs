@@ -55,13 +55,17 @@ fn append<'a>(stream: &'a StreamId, events: Vec<NewEvent>, meta: &'a Metadata) -
     }
 }
 
-/// Starts a relay of `service` over `store` in the background.
-fn spawn_relay(
+/// Starts a relay of `service` over `store` in the background; its outcome in the
+/// handle.
+fn start_relay(
     service: &str,
     store: &EventStore,
     broker: &TestBroker,
     batch_size: i64,
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), sluice_platform::relay::RelayError>>,
+) {
     let relay = Relay::new(
         service,
         store.pool().clone(),
@@ -76,8 +80,24 @@ fn spawn_relay(
     .unwrap();
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
-    let handle = tokio::spawn(async move { relay.run(token).await.expect("relay") });
-    (shutdown, handle)
+    (
+        shutdown,
+        tokio::spawn(async move { relay.run(token).await }),
+    )
+}
+
+/// [`start_relay`], which must end without an error.
+fn spawn_relay(
+    service: &str,
+    store: &EventStore,
+    broker: &TestBroker,
+    batch_size: i64,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let (shutdown, relay) = start_relay(service, store, broker, batch_size);
+    (
+        shutdown,
+        tokio::spawn(async move { relay.await.unwrap().expect("relay") }),
+    )
 }
 
 /// Waits until this process's metrics show `series`. The deadline only guards
@@ -552,27 +572,7 @@ async fn a_relay_whose_lock_session_ends_stops_and_the_standby_alone_publishes()
         .append(append(&stream, vec![event(0)], &meta))
         .await
         .unwrap();
-    let start = || {
-        let relay = Relay::new(
-            "fence",
-            store.pool().clone(),
-            &broker.bootstrap(),
-            Arc::new(JsonEncoder),
-            RelayConfig {
-                batch_size: 100,
-                topic_names: broker.topic_names(),
-                ..RelayConfig::default()
-            },
-        )
-        .unwrap();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        (
-            shutdown,
-            tokio::spawn(async move { relay.run(token).await }),
-        )
-    };
-    let (_first_stop, first) = start();
+    let (_first_stop, first) = start_relay("fence", &store, &broker, 100);
     let topic = broker.physical("fence.events");
     assert_eq!(
         consume(&broker.bootstrap(), &topic, 1, Duration::from_secs(300))
@@ -580,7 +580,7 @@ async fn a_relay_whose_lock_session_ends_stops_and_the_standby_alone_publishes()
             .len(),
         1
     );
-    let (second_stop, second) = start();
+    let (second_stop, second) = start_relay("fence", &store, &broker, 100);
 
     // The session holding the lock (as the administrator, who sees every session).
     let mut admin = sqlx::PgConnection::connect(&sluice_platform::testing::admin_url())

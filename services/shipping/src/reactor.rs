@@ -103,25 +103,11 @@ impl ShippingReactor {
     }
 }
 
-/// The fields of `OrderCancelled` the reaction reads (the contract is
-/// `schemas/orders/OrderCancelled`).
-#[derive(Debug, Deserialize)]
-struct OrderCancelled {
-    order_id: Uuid,
-    reason: String,
-}
-
-/// Longest cancel reason (the `ShipmentCancelled` contract: 1 to 500 characters).
-const MAX_REASON_CHARS: usize = 500;
-
 impl ShippingReactor {
     async fn cancel_shipment(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
-        let cancelled: OrderCancelled = payload(event)?;
-        let reason = format!("order cancelled: {}", cancelled.reason.trim());
-        let command = ShipmentCommand::Cancel {
-            reason: reason.chars().take(MAX_REASON_CHARS).collect(),
-        };
-        let stream = StreamId::from(shipment_id_for_order(cancelled.order_id));
+        let (order_id, reason) = sluice_platform::saga::cancellation(event)?;
+        let command = ShipmentCommand::Cancel { reason };
+        let stream = StreamId::from(shipment_id_for_order(order_id));
         tracing::Span::current().record("stream_id", tracing::field::display(&stream));
         let result = self
             .handler
