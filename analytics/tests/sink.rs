@@ -890,6 +890,79 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A record written with a schema version that reaches the sink's directory only
+/// after the record: kept without a payload at first, then, once the `.avsc` is
+/// there and another record names it, decoded and loaded into its typed table too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_arrives_before_its_schema_is_backfilled_once_the_schema_appears() {
+    let broker = TestBroker::start().await;
+    broker.topic("orders.events", 1).await;
+    let scratch = Scratch::new("late-schema");
+    let schemas = scratch.0.join("schemas");
+    copy_dir(&repository_schemas_dir(), &schemas);
+    let sink = RunningSink::start(
+        &scratch.warehouse(),
+        config(&broker.bootstrap(), &schemas),
+        broker.topic_names(),
+    );
+    let v2 = SchemaCatalog::new(
+        sluice_orders::schemas()
+            .into_iter()
+            .chain([SchemaSource::owned("OrderCancelled", 2, ORDER_CANCELLED_V2)]),
+    )
+    .expect("v2 catalog");
+    let producer = producer(&broker.bootstrap());
+    let cancelled = |by: &str| {
+        let order = Uuid::now_v7();
+        let mut event = TestEvent::new(
+            "OrderCancelled",
+            order,
+            2,
+            json!({"order_id": order.to_string(), "reason": "late", "cancelled_by": by}),
+        );
+        event.schema_version = 2;
+        event
+    };
+    publish(&producer, &broker.topic_names(), &v2, &[cancelled("first")]).await;
+    sink.wait_for("SELECT count(*) FROM raw_events WHERE payload IS NULL", 1)
+        .await;
+
+    // The schema lands on disk; the next records that name it make the sink look
+    // again (at most every few seconds), and the first record is decoded too.
+    std::fs::write(
+        schemas.join("orders/OrderCancelled/v2.avsc"),
+        ORDER_CANCELLED_V2,
+    )
+    .expect("write v2");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut later = 0;
+    loop {
+        let kept: i64 = sink.query("SELECT count(*) FROM raw_events WHERE payload IS NULL");
+        if kept == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the record that came before its schema was never decoded"
+        );
+        later += 1;
+        publish(&producer, &broker.topic_names(), &v2, &[cancelled("later")]).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sink.wait_for("SELECT count(*) FROM raw_events", 1 + later)
+        .await;
+    sink.wait_for("SELECT count(*) FROM raw_events WHERE payload IS NULL", 0)
+        .await;
+    sink.wait_for("SELECT count(*) FROM order_cancelled", 1 + later)
+        .await;
+    let first: i64 =
+        sink.query("SELECT count(*) FROM order_cancelled WHERE cancelled_by = 'first'");
+    assert_eq!(first, 1, "the early record is in its typed table");
+    let errors: i64 = sink.query("SELECT count(*) FROM raw_events WHERE decode_error IS NOT NULL");
+    assert_eq!(errors, 0);
+    sink.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running() {
     let broker = TestBroker::start().await;

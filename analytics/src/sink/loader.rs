@@ -2,8 +2,11 @@
 //! transaction together with the positions it covers.
 //!
 //! Per batch:
-//! 1. decode every record (an unknown fingerprint triggers one rescan of the
-//!    schemas directory per fingerprint);
+//! 1. decode every record (an unknown fingerprint rescans the schemas directory:
+//!    at once for a fingerprint not seen before, then at most every few seconds
+//!    while records keep naming it; a schema that appears is adopted, and the rows
+//!    kept without a payload that it decodes are backfilled into `raw_events` and
+//!    their typed tables);
 //! 2. drop duplicates within the batch (same event id);
 //! 3. `BEGIN`; append the rows to a per-connection temporary stage table with
 //!    DuckDB's appender;
@@ -33,6 +36,9 @@ use super::{schemas, telemetry, SinkError};
 
 const TABLES_SQL: &str = include_str!("../../sql/tables.sql");
 const STAGE: &str = "sluice_stage";
+/// How often, at most, the schemas directory is looked at again for a fingerprint
+/// it was already rescanned for.
+const RESCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What one [`Loader::load`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,6 +69,8 @@ pub struct Loader {
     schemas_dir: Option<PathBuf>,
     /// Unknown fingerprints the directory was already rescanned for.
     rescanned: HashSet<[u8; 8]>,
+    /// When the directory was last rescanned.
+    last_rescan: Option<Instant>,
     /// The `INSERT … SELECT` of each event type's typed table.
     typed_inserts: HashMap<String, String>,
 }
@@ -82,12 +90,13 @@ impl Loader {
             catalog,
             schemas_dir: None,
             rescanned: HashSet::new(),
+            last_rescan: None,
             typed_inserts,
         })
     }
 
-    /// Rescans `dir` (once per unknown fingerprint) when a record names a schema
-    /// the catalog does not have.
+    /// Rescans `dir` when a record names a schema the catalog does not have (see
+    /// the module docs).
     pub fn rescanning(mut self, dir: PathBuf) -> Self {
         self.schemas_dir = Some(dir);
         self
@@ -283,16 +292,22 @@ impl Loader {
         let Some(dir) = &self.schemas_dir else {
             return Ok(false);
         };
-        let fresh: Vec<[u8; 8]> = rows
+        let unknown: Vec<[u8; 8]> = rows
             .iter()
             .filter(|r| r.unknown_fingerprint)
             .filter_map(|r| r.record.payload.get(2..10)?.try_into().ok())
-            .filter(|f| !self.rescanned.contains(f))
             .collect();
-        if fresh.is_empty() {
+        let fresh = unknown.iter().any(|f| !self.rescanned.contains(f));
+        let due = self
+            .last_rescan
+            .is_none_or(|at| at.elapsed() >= RESCAN_INTERVAL);
+        // A schema may land on disk after its first records: a fingerprint already
+        // rescanned for is looked for again, at most every RESCAN_INTERVAL.
+        if unknown.is_empty() || !(fresh || due) {
             return Ok(false);
         }
-        self.rescanned.extend(fresh);
+        self.rescanned.extend(unknown);
+        self.last_rescan = Some(Instant::now());
         tracing::info!(dir = %dir.display(), "unknown schema fingerprint; rescanning the schemas");
         let catalog = match schemas::load_catalog(dir) {
             Ok(catalog) => catalog,
@@ -316,7 +331,74 @@ impl Loader {
             return Ok(false);
         }
         self.adopt(catalog)?;
+        let backfilled = self.backfill()?;
+        if backfilled > 0 {
+            tracing::info!(
+                backfilled,
+                "rows kept without a payload decoded with the new schemas"
+            );
+        }
         Ok(true)
+    }
+
+    /// Decodes the rows of `raw_events` kept without a payload whose schema the
+    /// catalog now has: fills in their payload and loads them into their typed
+    /// tables, in one transaction. Returns how many rows it decoded.
+    fn backfill(&mut self) -> Result<usize, SinkError> {
+        let pending: Vec<(String, Vec<u8>)> = {
+            let mut kept = self.conn.prepare(
+                "SELECT CAST(event_id AS VARCHAR), payload_avro FROM raw_events \
+                  WHERE payload IS NULL AND payload_avro IS NOT NULL",
+            )?;
+            let rows = kept.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let decoded: Vec<(String, sluice_platform::avro::DecodedEvent)> = pending
+            .into_iter()
+            .filter_map(|(id, bytes)| Some((id, self.catalog.decode_single_object(&bytes).ok()?)))
+            .collect();
+        if decoded.is_empty() {
+            return Ok(0);
+        }
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        let outcome = (|| -> Result<(), SinkError> {
+            let mut event_types = HashSet::new();
+            for (id, event) in &decoded {
+                self.conn.execute(
+                    "UPDATE raw_events SET payload = CAST(? AS JSON), event_type = ?, \
+                            schema_version = ?, payload_avro = NULL, decode_error = NULL \
+                      WHERE event_id = CAST(? AS UUID)",
+                    params![
+                        event.payload.to_string(),
+                        event.event_type,
+                        event.schema_version,
+                        id
+                    ],
+                )?;
+                self.conn.execute(
+                    &format!(
+                        "INSERT INTO temp.{STAGE} SELECT * FROM raw_events WHERE event_id = CAST(? AS UUID)"
+                    ),
+                    params![id],
+                )?;
+                event_types.insert(event.event_type.as_str());
+            }
+            for event_type in event_types {
+                if let Some(insert) = self.typed_inserts.get(event_type) {
+                    self.conn.execute(insert, params![event_type])?;
+                }
+            }
+            self.conn
+                .execute_batch(&format!("DELETE FROM temp.{STAGE}"))?;
+            Ok(())
+        })();
+        match outcome.and_then(|()| Ok(self.conn.execute_batch("COMMIT")?)) {
+            Ok(()) => Ok(decoded.len()),
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     /// Makes `catalog` current: creates or extends the typed tables and prepares
