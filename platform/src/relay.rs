@@ -2,13 +2,22 @@
 //! commit-safe order, at least once.
 //!
 //! Order and gaps. The relay reads outbox rows whose writer transaction id is below
-//! its snapshot's xmin (`pg_snapshot_xmin(pg_current_snapshot())`), in
-//! `(txid, global_position)` order, after its checkpoint. Every transaction below the
-//! horizon has ended, so no row can appear behind the checkpoint later: a
-//! transaction that commits late is published when it commits, never skipped, and
-//! writers take no global lock. Appends take their transaction id after reading the
-//! version they append after (see `store`), so each stream's versions reach the
-//! topic in order.
+//! its horizon, in `(txid, global_position)` order, after its checkpoint. Every
+//! transaction that can still write this outbox has an id at or above the horizon,
+//! so no row can appear behind the checkpoint later: a transaction that commits late
+//! is published when it commits, never skipped, and writers never wait for one
+//! another. Appends take their transaction id after reading the version they append
+//! after (see `store`), so each stream's versions reach the topic in order.
+//!
+//! The horizon counts only outbox writers, not every transaction on the server (a
+//! `pg_dump`, a rebuild or a transaction in another database would otherwise stall
+//! every relay). Every transaction that writes events takes a shared advisory lock
+//! before it has a transaction id (a statement trigger, see
+//! `migrations/20261201000001_outbox_writers.sql`). One statement reads, after its
+//! snapshot was taken, the holders of that lock and their transaction ids: the
+//! horizon is the oldest of them, or the snapshot's xmax when there is none. A writer
+//! that takes the lock later gets an id at or above that xmax; one that released it
+//! has ended and is visible to the next statement's snapshot, which reads the batch.
 //!
 //! Delivery. A batch is enqueued on an idempotent producer (`acks=all`), every
 //! delivery report is awaited, and only then is the checkpoint (the batch's last
@@ -40,6 +49,27 @@ use tokio_util::sync::CancellationToken;
 
 use crate::registry::{Registry, TopicNames};
 use crate::store::Metadata;
+
+/// The relay's horizon: the oldest transaction id among the holders of the outbox
+/// writers' lock (key `(1936484707, 1)`, taken by every append before it has an
+/// id), read after this statement's snapshot was taken; the snapshot's xmax when no
+/// holder has an id. `backend_xid` is 32 bits wide: it is widened against the
+/// snapshot's 64-bit xmax (a running transaction is less than 2^31 ids behind it;
+/// one that took its id after the snapshot is at or above xmax and cannot lower the
+/// horizon).
+const WRITERS_HORIZON: &str = "\
+WITH snapshot AS (
+    SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax
+), writers AS (
+    SELECT (s.xmax % 4294967296 - a.backend_xid::text::bigint + 4294967296) % 4294967296 AS behind
+      FROM snapshot s, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+     WHERE l.locktype = 'advisory' AND l.granted
+       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND l.classid = 1936484707 AND l.objid = 1 AND l.objsubid = 2
+       AND a.backend_xid IS NOT NULL
+)
+SELECT (s.xmax - coalesce((SELECT max(behind) FROM writers WHERE behind BETWEEN 1 AND 2147483647), 0))::text
+  FROM snapshot s";
 
 /// How often the relay counts its unpublished backlog (gauges, horizon check).
 const BACKLOG_INTERVAL: Duration = Duration::from_millis(250);
@@ -305,25 +335,30 @@ impl Relay {
         })
     }
 
-    /// The next batch after `checkpoint`, below the snapshot's xmin horizon, read on
-    /// the lock session.
+    /// The next batch after `checkpoint`, below the outbox writers' horizon, read on
+    /// the lock session: the horizon in one statement, the batch in the next (its
+    /// snapshot must be newer than the lock holders read by the first).
     async fn fetch(
         &self,
         lock: &mut PgConnection,
         checkpoint: Checkpoint,
     ) -> Result<Vec<OutboxEvent>, RelayError> {
+        let horizon: String = sqlx::query_scalar(WRITERS_HORIZON)
+            .fetch_one(&mut *lock)
+            .await?;
         let rows = sqlx::query(
             "SELECT o.txid::text AS txid, o.global_position, e.event_id, e.stream_id, e.stream_type, \
                     e.stream_version, e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at \
                FROM outbox o JOIN events e ON e.global_position = o.global_position \
               WHERE (o.txid, o.global_position) > ($1::text::xid8, $2) \
-                AND o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
+                AND o.txid < $4::text::xid8 \
               ORDER BY o.txid, o.global_position \
               LIMIT $3",
         )
         .bind(checkpoint.txid.to_string())
         .bind(checkpoint.global_position)
         .bind(self.config.batch_size)
+        .bind(horizon)
         .fetch_all(&mut *lock)
         .await?;
         rows.iter().map(outbox_event).collect()
@@ -460,13 +495,16 @@ impl Relay {
         if since.elapsed() < self.config.horizon_warning {
             return Ok(());
         }
+        // Only the outbox writers hold the horizon: the oldest of them is the one.
         let blocker = sqlx::query(
-            "SELECT pid, extract(epoch FROM clock_timestamp() - xact_start)::float8, \
-                    left(query, 200), state \
-               FROM pg_stat_activity \
-              WHERE datname = current_database() AND backend_xid IS NOT NULL \
-                AND pid <> pg_backend_pid() \
-              ORDER BY backend_xid::text::bigint LIMIT 1",
+            "SELECT a.pid, extract(epoch FROM clock_timestamp() - a.xact_start)::float8, \
+                    left(a.query, 200), a.state \
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+              WHERE l.locktype = 'advisory' AND l.granted \
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                AND l.classid = 1936484707 AND l.objid = 1 AND l.objsubid = 2 \
+                AND a.backend_xid IS NOT NULL \
+              ORDER BY age(a.backend_xid) DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await?;

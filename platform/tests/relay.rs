@@ -477,6 +477,59 @@ async fn an_open_transaction_holding_the_horizon_back_is_reported_with_its_pid()
     handle.await.unwrap();
 }
 
+/// The relay's horizon counts only transactions that can write this store's outbox.
+/// A transaction that took a transaction id in another database on the same server
+/// (as a `pg_dump`, a projection rebuild or a reactor sleeping through its backoff
+/// would), and one in the store's own database that writes no events, are open for
+/// the whole test: the relay publishes past them all the same.
+#[tokio::test]
+async fn transactions_that_cannot_write_the_outbox_do_not_delay_publishing() {
+    let broker = TestBroker::start().await;
+    broker.topic("unrelated.events", 1).await;
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    let mut elsewhere = sqlx::PgConnection::connect(&sluice_platform::testing::admin_url())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut elsewhere).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut elsewhere)
+        .await
+        .unwrap();
+    let mut same_database = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *same_database)
+        .await
+        .unwrap();
+    let stream = StreamId::new("u").unwrap();
+    for i in 1..=3 {
+        store
+            .append(append(&stream, vec![event(i)], &meta))
+            .await
+            .unwrap();
+    }
+    let (shutdown, relay) = spawn_relay("unrelated", &store, &broker, 100);
+    let records = consume(
+        &broker.bootstrap(),
+        &broker.physical("unrelated.events"),
+        3,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(
+        versions_by_stream(&records).remove("u"),
+        Some(vec![1, 2, 3]),
+        "the relay waited for transactions that cannot write its outbox"
+    );
+    same_database.rollback().await.unwrap();
+    sqlx::query("ROLLBACK")
+        .execute(&mut elsewhere)
+        .await
+        .unwrap();
+    shutdown.cancel();
+    relay.await.unwrap();
+}
+
 #[tokio::test]
 async fn published_outbox_rows_are_pruned_after_their_retention() {
     let broker = TestBroker::start().await;
@@ -587,7 +640,7 @@ async fn a_relay_whose_lock_session_ends_stops_and_the_standby_alone_publishes()
         .await
         .unwrap();
     let holder = "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
-                  WHERE l.locktype = 'advisory' AND l.granted AND d.datname = $1";
+                  WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND d.datname = $1";
     let first_pid: i32 = sqlx::query_scalar(holder)
         .bind(&db.spec.name)
         .fetch_one(&mut admin)

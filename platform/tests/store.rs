@@ -372,6 +372,59 @@ async fn outbox_rows_match_events_one_to_one_with_the_writer_transaction() {
     assert_eq!(counts, [39, 39, 39, 20, 39]);
 }
 
+/// Appends announce themselves to the relay before their transaction has an id
+/// (`outbox_writer`): a transaction that already has one when it first appends is
+/// refused, and nothing of it is written. Appending first, then anything else, and
+/// appending again, all in one transaction, is fine.
+#[tokio::test]
+async fn an_append_after_the_transaction_took_its_id_is_refused() {
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    let s = StreamId::new("late").unwrap();
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let refused = store
+        .append_in(
+            &mut tx,
+            append(&s, ExpectedVersion::Any, vec![event(1)], &meta),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("events must be the first write of their transaction"),
+        "{refused}"
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(store.stream_version(&s).await.unwrap(), None);
+
+    let mut tx = store.pool().begin().await.unwrap();
+    store
+        .append_in(
+            &mut tx,
+            append(&s, ExpectedVersion::Any, vec![event(1)], &meta),
+        )
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    store
+        .append_in(
+            &mut tx,
+            append(&s, ExpectedVersion::Any, vec![event(2)], &meta),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.stream_version(&s).await.unwrap(), Some(v(2)));
+}
+
 #[tokio::test]
 async fn a_rolled_back_append_leaves_no_event_and_no_outbox_row() {
     let (_db, store) = store().await;

@@ -5,9 +5,10 @@
 //!
 //! 1. (with an idempotency key) look the key up; a hit returns the first result;
 //! 2. the statement reads the stream's current version from its snapshot, checks the
-//!    expected version, and inserts the events; the transaction takes its id at that
-//!    insert, after the version it appends after was read as committed, and a trigger
-//!    of the same statement writes the outbox rows with that id;
+//!    expected version, and inserts the events and their outbox rows; a statement
+//!    trigger first takes the outbox writers' shared advisory lock (the relay's
+//!    horizon counts only its holders, see `relay`), then the transaction takes its
+//!    id at the insert, after the version it appends after was read as committed;
 //! 3. (with a key) record the result under the key in the same transaction; commit.
 //!
 //! A concurrent append of the same version fails on the `(stream_id, stream_version)`
@@ -202,7 +203,10 @@ impl EventStore {
     }
 
     /// Runs the append statement inside the caller's transaction (no idempotency
-    /// key): for callers that must make an append atomic with their own writes.
+    /// key): for callers that must make an append atomic with their own writes. The
+    /// append must be the transaction's first write (the database refuses it
+    /// otherwise, see `migrations/20261201000001_outbox_writers.sql`); write the rest
+    /// after it.
     pub async fn append_in(
         &self,
         conn: &mut PgConnection,
