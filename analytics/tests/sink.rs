@@ -963,6 +963,60 @@ async fn a_record_that_arrives_before_its_schema_is_backfilled_once_the_schema_a
     sink.stop().await;
 }
 
+/// A DuckDB statement of the loader fails (here: a typed table is renamed away
+/// under it, as an analyst's query filling memory or temp space would make a
+/// statement fail): the batch is rolled back and retried with backoff, the sink
+/// keeps running, and once the statement can succeed again every record is loaded
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_warehouse_statement_is_retried_and_the_sink_keeps_loading() {
+    sluice_platform::telemetry::init();
+    let broker = TestBroker::start().await;
+    broker.topic("orders.events", 1).await;
+    let scratch = Scratch::new("retry");
+    let sink = RunningSink::start(
+        &scratch.warehouse(),
+        config(&broker.bootstrap(), &repository_schemas_dir()),
+        broker.topic_names(),
+    );
+    let catalog = repository_catalog();
+    let producer = producer(&broker.bootstrap());
+    let placed = |n: i64| {
+        let order = Uuid::now_v7();
+        TestEvent::new("OrderPlaced", order, 1, order_placed(order, "c-retry", n))
+    };
+    publish(&producer, &broker.topic_names(), &catalog, &[placed(1)]).await;
+    sink.wait_for("SELECT count(*) FROM order_placed", 1).await;
+
+    let other = sink.warehouse.connect().expect("connect");
+    other
+        .execute_batch("ALTER TABLE order_placed RENAME TO order_placed_away")
+        .expect("rename");
+    publish(
+        &producer,
+        &broker.topic_names(),
+        &catalog,
+        &[placed(2), placed(3), placed(4)],
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !sluice_platform::telemetry::render_text().contains("sluice_sink_load_retries_total") {
+        assert!(
+            !sink.task.is_finished(),
+            "the sink stopped on a failing warehouse statement"
+        );
+        assert!(Instant::now() < deadline, "the loader never retried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sink.query::<i64>("SELECT count(*) FROM raw_events"), 1);
+    other
+        .execute_batch("ALTER TABLE order_placed_away RENAME TO order_placed")
+        .expect("rename back");
+    sink.wait_for("SELECT count(*) FROM order_placed", 4).await;
+    sink.wait_for("SELECT count(*) FROM raw_events", 4).await;
+    sink.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running() {
     let broker = TestBroker::start().await;

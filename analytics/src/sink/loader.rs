@@ -132,7 +132,12 @@ impl Loader {
         let outcome = self.load_in_transaction(batch, &rows, loaded_at);
         let per_topic = match outcome {
             Ok(counts) => {
-                self.conn.execute_batch("COMMIT")?;
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    // A failed commit may leave the transaction open: end it, so
+                    // that the retry can begin its own.
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e.into());
+                }
                 counts
             }
             Err(e) => {

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::warehouse::{Warehouse, WarehouseError};
 
 pub use loader::{LoadReport, Loader};
+pub use mapping::table_name as typed_table_name;
 pub use reader::TOPIC_SUFFIX;
 pub use record::SinkRecord;
 pub use schemas::repository_schemas_dir;
@@ -40,6 +41,10 @@ pub const VIEWS_SQL: &str = include_str!("../../sql/views.sql");
 
 /// Batches waiting for the loader; the reader waits when they are this many.
 const QUEUED_BATCHES: usize = 2;
+/// The first wait before a failed batch is loaded again; it doubles up to
+/// [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Errors that stop the sink.
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +66,8 @@ pub enum SinkError {
     /// The warehouse could not give the sink a connection.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
-    /// A DuckDB statement of the sink failed; the batch was rolled back and will be
-    /// read again from its stored position on the next start.
+    /// A DuckDB statement of the sink failed; the batch was rolled back. The sink
+    /// retries it (see [`Sink::run`]); it stops on it only while preparing.
     #[error("warehouse statement failed: {0}")]
     DuckDb(#[from] duckdb::Error),
     /// The Kafka client could not be created, assigned or asked for metadata.
@@ -146,6 +151,13 @@ impl Sink {
     }
 
     /// Loads until `shutdown`; then finishes the batches already read and returns.
+    ///
+    /// A batch whose DuckDB statements fail (memory or temp space filled by an
+    /// analyst's query, a write conflict, a table altered under it) is rolled back
+    /// and loaded again after a backoff (100 ms doubling to 5 s), for as long as it
+    /// takes, logged and counted in `sluice_sink_load_retries_total`; the reader
+    /// waits meanwhile. Nothing is lost: a shutdown during the retries leaves the
+    /// batch unloaded with its positions, read again on the next start.
     #[tracing::instrument(name = "sink", skip_all)]
     pub async fn run(
         self,
@@ -156,9 +168,10 @@ impl Sink {
         let (batches_tx, batches_rx) = mpsc::channel(QUEUED_BATCHES);
         let (positions_tx, positions_rx) = oneshot::channel();
         let (catalog, dir) = (self.catalog.clone(), self.config.schemas_dir.clone());
+        let stop = shutdown.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-sink-loader".to_owned())
-            .spawn(move || load_loop(conn, catalog, dir, positions_tx, batches_rx))
+            .spawn(move || load_loop(conn, catalog, dir, positions_tx, batches_rx, stop))
             .map_err(|e| SinkError::LoaderThread(e.to_string()))?;
         let reading = match positions_rx.await {
             Ok(positions) => {
@@ -193,13 +206,35 @@ fn load_loop(
     schemas_dir: PathBuf,
     positions: oneshot::Sender<std::collections::BTreeMap<(String, i32), i64>>,
     mut batches: mpsc::Receiver<Vec<SinkRecord>>,
+    shutdown: CancellationToken,
 ) -> Result<(), SinkError> {
     let mut loader = Loader::new(conn, catalog)?.rescanning(schemas_dir);
     if positions.send(loader.positions()?).is_err() {
         return Ok(());
     }
     while let Some(batch) = batches.blocking_recv() {
-        let report = loader.load(&batch)?;
+        let mut backoff = RETRY_FIRST;
+        let report = loop {
+            match loader.load(&batch) {
+                Ok(report) => break report,
+                Err(SinkError::DuckDb(error)) => {
+                    tracing::warn!(
+                        %error,
+                        records = batch.len(),
+                        backoff_ms = backoff.as_millis() as u64,
+                        "a warehouse statement failed; the batch was rolled back and is loaded again"
+                    );
+                    telemetry::load_retry();
+                    if sleep_unless(&shutdown, backoff) {
+                        // Not loaded, and its positions not stored: read again on
+                        // the next start.
+                        return Ok(());
+                    }
+                    backoff = (backoff * 2).min(RETRY_MAX);
+                }
+                Err(other) => return Err(other),
+            }
+        };
         tracing::debug!(
             records = report.records,
             loaded = report.loaded,
@@ -209,4 +244,16 @@ fn load_loop(
         );
     }
     Ok(())
+}
+
+/// Sleeps `period` on the loader thread; `true` when `shutdown` came first.
+fn sleep_unless(shutdown: &CancellationToken, period: Duration) -> bool {
+    let until = std::time::Instant::now() + period;
+    while std::time::Instant::now() < until {
+        if shutdown.is_cancelled() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20).min(period));
+    }
+    shutdown.is_cancelled()
 }

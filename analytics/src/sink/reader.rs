@@ -102,6 +102,8 @@ impl Reader {
             // nothing.
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                // A loader that stopped is noticed at once, not at the next batch.
+                _ = batches.closed() => return Err(SinkError::LoaderStopped),
                 _ = tokio::time::sleep_until(next_refresh) => continue,
                 message = self.consumer.recv() => message,
             };

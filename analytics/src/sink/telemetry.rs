@@ -51,3 +51,9 @@ pub(crate) fn lag_records(topic: &str, partition: i32, records: i64) {
 pub(crate) fn partitions(count: usize) {
     metrics::gauge!("sluice_sink_partitions").set(count as f64);
 }
+
+/// A batch was rolled back on a failed warehouse statement and is loaded again:
+/// `sluice_sink_load_retries_total`.
+pub(crate) fn load_retry() {
+    metrics::counter!("sluice_sink_load_retries_total").increment(1);
+}
