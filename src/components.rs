@@ -87,3 +87,51 @@ pub fn partition(registry: &Registry) -> (Vec<(&Component, Runnable)>, Vec<&str>
 pub fn all_schemas() -> Result<Arc<SchemaCatalog>, sluice_platform::avro::AvroError> {
     SchemaCatalog::new(WRITE_SERVICES.iter().flat_map(|s| (s.schemas)())).map(Arc::new)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    /// The migrators of one database share its `_sqlx_migrations` table: a version
+    /// used by two of them would make the second's migration look modified (or
+    /// applied) and stop the component at start.
+    fn assert_distinct(component: &str, migrators: Vec<(&str, sqlx::migrate::Migrator)>) {
+        let mut seen: BTreeMap<i64, String> = BTreeMap::new();
+        for (owner, migrator) in migrators {
+            for m in migrator.iter() {
+                let this = format!("{owner}: {}", m.description);
+                if let Some(first) = seen.insert(m.version, this.clone()) {
+                    panic!(
+                        "{component}: migration version {} is both `{first}` and `{this}`",
+                        m.version
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_migrations_of_each_database_have_distinct_versions() {
+        for service in WRITE_SERVICES {
+            assert_distinct(
+                service.name,
+                vec![
+                    ("event store", sluice_platform::store::migrator()),
+                    ("consumer", sluice_platform::consumer::migrator()),
+                    (service.name, (service.migrator)()),
+                ],
+            );
+        }
+        for projection in PROJECTIONS {
+            assert_distinct(
+                projection.name,
+                vec![
+                    ("consumer", sluice_platform::consumer::migrator()),
+                    (projection.name, (projection.migrator)()),
+                ],
+            );
+        }
+    }
+}

@@ -13,7 +13,7 @@
 //! `pg_dump`, a rebuild or a transaction in another database would otherwise stall
 //! every relay). Every transaction that writes events takes a shared advisory lock
 //! before it has a transaction id (a statement trigger, see
-//! `migrations/20261201000001_outbox_writers.sql`). One statement reads, after its
+//! `migrations/20260101000003_outbox_writers.sql`). One statement reads, after its
 //! snapshot was taken, the holders of that lock and their transaction ids: the
 //! horizon is the oldest of them, or the snapshot's xmax when there is none. A writer
 //! that takes the lock later gets an id at or above that xmax; one that released it

@@ -205,7 +205,7 @@ impl EventStore {
     /// Runs the append statement inside the caller's transaction (no idempotency
     /// key): for callers that must make an append atomic with their own writes. The
     /// append must be the transaction's first write (the database refuses it
-    /// otherwise, see `migrations/20261201000001_outbox_writers.sql`); write the rest
+    /// otherwise, see `migrations/20260101000003_outbox_writers.sql`); write the rest
     /// after it.
     pub async fn append_in(
         &self,
