@@ -101,6 +101,12 @@ enum Command {
         #[command(subcommand)]
         command: SchemasCommand,
     },
+    /// Check the running platform against its promises, at a consistent cut while
+    /// traffic runs: each store against its topic, each projection against the
+    /// topics it consumes, the warehouse against the topics and its typed tables
+    /// against `raw_events`. Prints a summary per component, names each difference,
+    /// and exits 1 on any.
+    Verify,
     /// Exit 0 when a component run with the same arguments and environment is
     /// healthy (container health checks): `sluice health orders` asks its
     /// `/health/ready`; `sluice health relay|reactor <service>` (no HTTP port) checks
@@ -307,6 +313,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Schemas {
             command: SchemasCommand::Check,
         } => check_schemas(),
+        Command::Verify => {
+            if crate::verify::run(&load_registry(&cli.registry)?).await? {
+                Ok(())
+            } else {
+                bail!("the platform differs from its promises (see above)")
+            }
+        }
         Command::Health { component, service } => {
             health(
                 &load_registry(&cli.registry)?,

@@ -59,30 +59,70 @@ pub struct ResultTable {
 /// EOF or `\q`. A failed one-shot query is an error (non-zero exit); in the
 /// interactive loop errors are printed and the loop goes on.
 pub async fn run(options: &ConnectOptions, command: Option<String>) -> Result<(), ShellError> {
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host(&options.host)
-        .port(options.port)
-        .user(&options.user)
-        .password(&options.password)
-        .dbname(&options.database)
-        .application_name("sluice sql");
-    let connect_error = |source| ShellError::Connect {
-        host: options.host.clone(),
-        port: options.port,
-        source,
-    };
-    let (client, connection) = config.connect(NoTls).await.map_err(connect_error)?;
-    let driver = tokio::spawn(connection);
+    let session = Session::connect(options, "sluice sql").await?;
     let outcome = match command {
-        Some(sql) => execute(&client, &sql).await,
-        None => interactive(&client).await,
+        Some(sql) => execute(&session.client, &sql).await,
+        None => interactive(&session.client).await,
     };
-    drop(client);
-    if let Ok(Err(e)) = driver.await {
-        tracing::debug!(error = %e, "analyst endpoint connection ended with an error");
-    }
+    session.close().await;
     outcome
+}
+
+/// A session on the analyst endpoint for programs (`sluice verify`): queries
+/// return their results instead of printing them.
+pub struct Session {
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+impl Session {
+    /// Connects and logs in; `application_name` names the program to the endpoint.
+    pub async fn connect(
+        options: &ConnectOptions,
+        application_name: &str,
+    ) -> Result<Session, ShellError> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&options.host)
+            .port(options.port)
+            .user(&options.user)
+            .password(&options.password)
+            .dbname(&options.database)
+            .application_name(application_name);
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|source| ShellError::Connect {
+                    host: options.host.clone(),
+                    port: options.port,
+                    source,
+                })?;
+        let driver = tokio::spawn(connection);
+        Ok(Session { client, driver })
+    }
+
+    /// Runs one statement; its result set (empty for a statement without rows).
+    pub async fn query(&self, sql: &str) -> Result<ResultTable, ShellError> {
+        match self.client.simple_query(sql).await {
+            Ok(messages) => Ok(tables(messages).into_iter().next().unwrap_or_default()),
+            Err(e) => {
+                let (code, message) = match e.as_db_error() {
+                    Some(db) => (db.code().code().to_owned(), db.message().to_owned()),
+                    None => ("08006".to_owned(), e.to_string()),
+                };
+                Err(ShellError::Query { code, message })
+            }
+        }
+    }
+
+    /// Ends the session.
+    pub async fn close(self) {
+        drop(self.client);
+        if let Ok(Err(e)) = self.driver.await {
+            tracing::debug!(error = %e, "analyst endpoint connection ended with an error");
+        }
+    }
 }
 
 async fn interactive(client: &tokio_postgres::Client) -> Result<(), ShellError> {

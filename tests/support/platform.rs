@@ -39,6 +39,24 @@ impl Platform {
         }
     }
 
+    /// The isolated registry's file, for other `sluice` commands against this
+    /// platform.
+    pub fn registry_file(&self) -> &Path {
+        &self.registry_file
+    }
+
+    /// Runs `sluice --registry <this platform's> <args>` to its end.
+    pub fn sluice(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--registry")
+            .arg(&self.registry_file)
+            .args(args)
+            .envs(broker_env(&self.registry))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run sluice")
+    }
+
     pub fn url(&self, component: &str, path: &str) -> String {
         let port = self.registry.component(component).unwrap().port;
         format!("http://127.0.0.1:{port}{path}")

@@ -159,7 +159,7 @@ pub(crate) fn typed_tables(
 }
 
 /// `OrderPlaced` → `order_placed`, `HTTPRequestSent` → `http_request_sent`.
-pub(crate) fn table_name(event_type: &str) -> String {
+pub fn table_name(event_type: &str) -> String {
     let chars: Vec<char> = event_type.chars().collect();
     let mut name = String::with_capacity(event_type.len() + 4);
     for (i, &c) in chars.iter().enumerate() {
