@@ -107,6 +107,35 @@ enum Command {
     /// against `raw_events`. Prints a summary per component, names each difference,
     /// and exits 1 on any.
     Verify,
+    /// Back up one component's database (`pg_dump --format=custom`), on its own.
+    Backup {
+        /// A service or projection of the registry.
+        component: String,
+        /// Default: `<data_dir>/backups/<component>-<time>.dump`.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Replace one component's database with a backup while the others keep
+    /// running; a write service's store then gets back the events its topic holds
+    /// and the backup lacks (unless --no-reappend).
+    Restore {
+        component: String,
+        /// A file `sluice backup` wrote for this component.
+        file: PathBuf,
+        /// Leave the events the topic holds and the backup lacks out of the store
+        /// (its relay then publishes nothing until `sluice reappend`).
+        #[arg(long)]
+        no_reappend: bool,
+        /// Required: this replaces the component's data.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Copy the events a write service's topic holds and its store lacks back into
+    /// the store (after restoring an older backup).
+    Reappend {
+        /// A write service.
+        service: String,
+    },
     /// Exit 0 when a component run with the same arguments and environment is
     /// healthy (container health checks): `sluice health orders` asks its
     /// `/health/ready`; `sluice health relay|reactor <service>` (no HTTP port) checks
@@ -313,6 +342,41 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Schemas {
             command: SchemasCommand::Check,
         } => check_schemas(),
+        Command::Backup { component, output } => {
+            let registry = load_registry(&cli.registry)?;
+            let file = tokio::task::spawn_blocking(move || {
+                crate::backup::backup(&registry, &component, output)
+            })
+            .await??;
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            println!("{} ({size} bytes)", file.display());
+            Ok(())
+        }
+        Command::Restore {
+            component,
+            file,
+            no_reappend,
+            yes,
+        } => {
+            if !yes {
+                bail!(
+                    "this replaces the database of `{component}` with {}; pass --yes to go ahead",
+                    file.display()
+                );
+            }
+            crate::backup::restore(
+                &load_registry(&cli.registry)?,
+                &component,
+                &file,
+                !no_reappend,
+            )
+            .await
+        }
+        Command::Reappend { service } => {
+            let copied = crate::backup::reappend(&load_registry(&cli.registry)?, &service).await?;
+            println!("{copied} events copied back into the store of {service}");
+            Ok(())
+        }
         Command::Verify => {
             if crate::verify::run(&load_registry(&cli.registry)?).await? {
                 Ok(())

@@ -41,23 +41,26 @@ use uuid::Uuid;
 const SHOWN: usize = 10;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One record of an event topic, as verify needs it.
+/// One record of an event topic.
 #[derive(Debug, Clone)]
-struct Record {
-    partition: i32,
-    offset: i64,
-    key: String,
-    event_id: Option<Uuid>,
-    stream_version: Option<i64>,
+pub(crate) struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub event_id: Option<Uuid>,
+    pub stream_version: Option<i64>,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
 }
 
 /// A topic read from the beginning up to its high watermarks.
-struct TopicRead {
-    records: Vec<Record>,
-    high: BTreeMap<i32, i64>,
+pub(crate) struct TopicRead {
+    /// In offset order per partition.
+    pub records: Vec<Record>,
+    pub high: BTreeMap<i32, i64>,
     /// The first offset still on the broker, per partition (0 unless retention or
     /// deletion removed records).
-    low: BTreeMap<i32, i64>,
+    pub low: BTreeMap<i32, i64>,
 }
 
 /// What was found for one component.
@@ -678,7 +681,7 @@ fn text(row: &[Option<String>], i: usize) -> anyhow::Result<String> {
 
 /// Reads `topic` from each partition's first offset up to the high watermark read
 /// now, on a blocking thread.
-async fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<TopicRead> {
+pub(crate) async fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<TopicRead> {
     let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || read_topic_blocking(&bootstrap, &topic)).await?
 }
@@ -726,15 +729,17 @@ fn read_topic_blocking(bootstrap: &str, topic: &str) -> anyhow::Result<TopicRead
                 idle_since = Instant::now();
                 let p = m.partition();
                 if m.offset() < high[&p] {
-                    let header = |name: &str| {
-                        m.headers().and_then(|h| {
+                    let headers: BTreeMap<String, String> = m
+                        .headers()
+                        .map(|h| {
                             h.iter()
-                                .find(|h| h.key == name)
-                                .and_then(|h| h.value)
-                                .and_then(|v| std::str::from_utf8(v).ok())
-                                .map(str::to_owned)
+                                .filter_map(|h| {
+                                    let value = std::str::from_utf8(h.value?).ok()?;
+                                    Some((h.key.to_owned(), value.to_owned()))
+                                })
+                                .collect()
                         })
-                    };
+                        .unwrap_or_default();
                     records.push(Record {
                         partition: p,
                         offset: m.offset(),
@@ -742,8 +747,10 @@ fn read_topic_blocking(bootstrap: &str, topic: &str) -> anyhow::Result<TopicRead
                             .key()
                             .map(|k| String::from_utf8_lossy(k).into_owned())
                             .unwrap_or_default(),
-                        event_id: header("event_id").and_then(|v| v.parse().ok()),
-                        stream_version: header("stream_version").and_then(|v| v.parse().ok()),
+                        event_id: headers.get("event_id").and_then(|v| v.parse().ok()),
+                        stream_version: headers.get("stream_version").and_then(|v| v.parse().ok()),
+                        payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        headers,
                     });
                 }
                 next.insert(p, m.offset() + 1);

@@ -250,8 +250,39 @@ impl<H: EventHandler> ConsumerRuntime<H> {
     /// Consumes until `shutdown`, resuming from the positions in the database. When a
     /// rebuild swaps in a new generation of the read model, resumes from that
     /// generation's positions.
+    ///
+    /// A database error (the server restarting, the read model's database refusing
+    /// connections, a restore) does not end it: it waits (1 s doubling to 30 s) and
+    /// resumes from the positions stored in the database, which is what was
+    /// committed with the rows, whatever it had read before.
     #[tracing::instrument(name = "consumer", skip_all, fields(component = %self.component))]
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), ConsumerError> {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            match self.consume(&shutdown).await {
+                Err(ConsumerError::Database(error)) if !shutdown.is_cancelled() => {
+                    if started.elapsed() > Duration::from_secs(60) {
+                        backoff = Duration::from_secs(1);
+                    }
+                    tracing::warn!(
+                        %error,
+                        backoff_s = backoff.as_secs(),
+                        "consumer database error; resuming from the stored positions"
+                    );
+                    crate::telemetry::consumer_restart(&self.component);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), ConsumerError> {
         let dlq = self.dlq_producer().await?;
         'generation: while !shutdown.is_cancelled() {
             let generation = self.generation().await?;

@@ -4,6 +4,8 @@
 //! any of them the same way, alone (`sluice run orders`) or side by side
 //! (`sluice up`), each with its own database, role and pool.
 
+use std::time::Duration;
+
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -12,6 +14,7 @@ use crate::avro::{AvroError, SchemaCatalog, SchemaSource};
 use crate::db::{self, DbError};
 use crate::http::with_platform_routes;
 use crate::registry::{Component, Registry};
+use crate::relay::RelayError;
 use crate::store::{self, EventStore};
 
 /// What the platform needs to know to run a write service.
@@ -172,13 +175,31 @@ impl WriteService {
             component: self.name.to_owned(),
             source,
         })?;
-        relay
-            .run(shutdown)
-            .await
-            .map_err(|source| ServiceError::Relay {
-                component: self.name.to_owned(),
-                source,
-            })
+        // A lost lock session or an unreachable store (a restart, a restore, a
+        // network cut) sends the relay back to standby: it waits for the lock again
+        // and resumes from the highest checkpoint.
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            match relay.run(shutdown.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(e @ (RelayError::LockLost(_) | RelayError::Database(_)))
+                    if !shutdown.is_cancelled() =>
+                {
+                    tracing::warn!(service = self.name, error = %format!("{e:#}"), backoff_s = backoff.as_secs(), "relay interrupted; standing by again");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Err(source) => {
+                    return Err(ServiceError::Relay {
+                        component: self.name.to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
     }
 }
 

@@ -138,6 +138,14 @@ pub fn relay_backlog(service: &str, unpublished: i64, oldest_age_seconds: f64) {
     metrics::gauge!("sluice_relay_oldest_unpublished_age_seconds", &labels).set(oldest_age_seconds);
 }
 
+/// Last events of the topic the store does not hold (0 when it holds them all):
+/// `sluice_relay_store_behind_topic_events{service}`; above 0 the relay publishes
+/// nothing.
+pub fn relay_store_behind(service: &str, missing: usize) {
+    metrics::gauge!("sluice_relay_store_behind_topic_events", "service" => service.to_owned())
+        .set(missing as f64);
+}
+
 /// An open transaction holds the relay horizon back:
 /// `sluice_relay_horizon_blocker_age_seconds{service, pid}`.
 pub fn relay_horizon_blocked(service: &str, pid: i32, age_seconds: f64) {
@@ -159,6 +167,13 @@ pub fn consumer_batch(component: &str, applied: u64, duplicates: u64, dead: u64,
     metrics::counter!("sluice_consumer_dead_letters_total", &labels).increment(dead);
     metrics::histogram!("sluice_consumer_batch_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
+}
+
+/// A consumer resumed from its stored positions after a database error:
+/// `sluice_consumer_restarts_total{component}`.
+pub fn consumer_restart(component: &str) {
+    metrics::counter!("sluice_consumer_restarts_total", "component" => component.to_owned())
+        .increment(1);
 }
 
 /// Streams a consumer holds back behind a gap: `sluice_consumer_held_streams`, and
