@@ -1,0 +1,346 @@
+//! Crash injection under steady load: every component is its own `sluice run`
+//! process on an isolated registry, orders arrive all along, and after each fault
+//! `sluice verify` must pass again. Bounded: each fault takes seconds, the whole
+//! suite a few minutes. Prints, per fault, the orders placed so far, the
+//! duplicates on the topics and how long verify took to pass again.
+//!
+//! Faults: `kill -9` of the orders relay 20 times at random moments; of each
+//! projection worker and of the sink 20 times each; a projection's database
+//! refusing connections for 60 s; an outbox writer's transaction held open for
+//! 30 s on the orders store (the relay stalls, names it, and resumes without
+//! skipping). Broker faults (a leader killed, a broker stopped) are in
+//! `tests/kafka_faults.rs`, on the three-node cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::json;
+use sluice_platform::registry::Registry;
+use sluice_platform::testing::{broker_env, drop_registry_databases, isolated_registry};
+use sqlx::Connection;
+use uuid::Uuid;
+
+/// One component as its own process, its output in a log file.
+struct Proc {
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+struct Chaos {
+    registry: Registry,
+    registry_file: PathBuf,
+    dir: PathBuf,
+    procs: Vec<Proc>,
+}
+
+impl Chaos {
+    fn sluice(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        command
+            .arg("--registry")
+            .arg(&self.registry_file)
+            .envs(broker_env(&self.registry))
+            .env("RUST_LOG", "warn");
+        command
+    }
+
+    fn start(&mut self, i: usize) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.procs[i].log)
+            .unwrap();
+        let child = self
+            .sluice()
+            .args(&self.procs[i].args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start a component");
+        self.procs[i].child = Some(child);
+    }
+
+    fn index(&self, args: &[&str]) -> usize {
+        self.procs
+            .iter()
+            .position(|p| p.args == args)
+            .unwrap_or_else(|| panic!("no process {args:?}"))
+    }
+
+    /// SIGKILL, then start again.
+    fn kill_and_restart(&mut self, i: usize) {
+        if let Some(mut child) = self.procs[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.start(i);
+    }
+
+    fn url(&self, component: &str, path: &str) -> String {
+        let port = self.registry.component(component).unwrap().port;
+        format!("http://127.0.0.1:{port}{path}")
+    }
+
+    /// `sluice verify` until it passes; how long that took and its output.
+    fn verify_until_clean(&self, fault: &str) -> (Duration, String) {
+        let started = Instant::now();
+        loop {
+            let out = self.sluice().arg("verify").output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            if out.status.success() {
+                return (started.elapsed(), stdout);
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "after {fault}, verify never passed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Chaos {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_file(&self.registry_file);
+        let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
+    }
+}
+
+/// Duplicates on every topic, from verify's summary lines.
+fn duplicates(verify: &str) -> usize {
+    verify
+        .lines()
+        .filter_map(|l| {
+            let at = l.find(" duplicates)")?;
+            l[..at].rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .sum()
+}
+
+async fn wait_ready(client: &reqwest::Client, chaos: &Chaos, component: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(r) = client.get(chaos.url(component, "/health/ready")).send().await {
+            if r.status() == StatusCode::OK {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{component} never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn log_contains(path: &Path, text: &str) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|s| s.contains(text))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_promise_holds_after_each_crash_under_load() {
+    let base =
+        Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
+    let (registry, text) = isolated_registry(&base);
+    let dir = std::env::temp_dir().join(format!("sluice-chaos-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let registry_file = dir.join("sluice.toml");
+    std::fs::write(&registry_file, text).unwrap();
+    let mut args: Vec<Vec<&str>> = Vec::new();
+    for service in ["orders", "payments", "shipping"] {
+        args.push(vec!["run", service]);
+        args.push(vec!["run", "relay", service]);
+        args.push(vec!["run", "reactor", service]);
+    }
+    for component in ["order_view", "customer_summary", "analytics"] {
+        args.push(vec!["run", component]);
+    }
+    let procs = args
+        .iter()
+        .map(|a| Proc {
+            args: a.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            log: dir.join(format!("{}.log", a[1..].join("-"))),
+        })
+        .collect();
+    let mut chaos = Chaos {
+        registry,
+        registry_file,
+        dir,
+        procs,
+    };
+    let setup = chaos.sluice().args(["db", "setup"]).output().unwrap();
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    for i in 0..chaos.procs.len() {
+        chaos.start(i);
+    }
+    let client = reqwest::Client::new();
+    for component in [
+        "orders",
+        "payments",
+        "shipping",
+        "order_view",
+        "customer_summary",
+        "analytics",
+    ] {
+        wait_ready(&client, &chaos, component).await;
+    }
+
+    // Steady load: an order every 50 ms (a failed request is retried with the
+    // same idempotency key, so an order is placed once).
+    let stop = Arc::new(AtomicBool::new(false));
+    let placed = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (stop, placed, client) = (stop.clone(), placed.clone(), client.clone());
+        let url = chaos.url("orders", "/orders");
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let key = Uuid::now_v7().to_string();
+                let body = json!({ "customer_id": format!("c-chaos-{}", placed.load(Ordering::Relaxed) % 11),
+                                   "currency": "EUR",
+                                   "lines": [{ "sku": "C-1", "quantity": 1, "unit_price_minor": 300 }] });
+                loop {
+                    let sent = client
+                        .post(&url)
+                        .header("Idempotency-Key", &key)
+                        .json(&body)
+                        .send()
+                        .await;
+                    if sent.is_ok_and(|r| r.status().is_success()) {
+                        placed.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let mut report = Vec::new();
+    let mut rng = rand::thread_rng();
+    let mut kill_20_times = |chaos: &mut Chaos, args: &[&str]| {
+        let i = chaos.index(args);
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(200..1200)));
+            chaos.kill_and_restart(i);
+        }
+    };
+
+    // 1-2. kill -9, 20 times each, at random moments.
+    for target in [
+        vec!["run", "relay", "orders"],
+        vec!["run", "order_view"],
+        vec!["run", "customer_summary"],
+        vec!["run", "analytics"],
+    ] {
+        let fault = format!("kill -9 of `sluice {}` 20 times", target.join(" "));
+        tokio::task::block_in_place(|| kill_20_times(&mut chaos, &target));
+        let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
+        report.push((fault, placed.load(Ordering::Relaxed), duplicates(&out), took));
+    }
+
+    // 5. A projection's database refuses connections for 60 s.
+    let view_db = chaos
+        .registry
+        .component("order_view")
+        .unwrap()
+        .database
+        .clone()
+        .unwrap()
+        .name;
+    let mut admin = sqlx::PgConnection::connect(&sluice_platform::testing::admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("ALTER DATABASE {view_db} WITH CONNECTION LIMIT 0"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&view_db)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    sqlx::raw_sql(&format!("ALTER DATABASE {view_db} WITH CONNECTION LIMIT -1"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let fault = "order_view's database refusing connections for 60 s".to_owned();
+    let view = chaos.index(&["run", "order_view"]);
+    assert!(
+        chaos.procs[view]
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "order_view stopped while its database refused connections"
+    );
+    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
+    report.push((fault, placed.load(Ordering::Relaxed), duplicates(&out), took));
+
+    // 6. An outbox writer's transaction open for 30 s on the orders store: the
+    // relay stalls, names the transaction, and resumes without skipping.
+    let orders = chaos.registry.component("orders").unwrap();
+    let mut writer = sqlx::PgConnection::connect(&chaos.registry.app_database_url(orders).unwrap())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut writer)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, schema_version, payload) \
+         VALUES ($1, $2, 'order', 1, 'OrderPlaced', 1, $3)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(Uuid::now_v7().to_string())
+    .bind(json!({"order_id": Uuid::now_v7().to_string(), "customer_id": "c-held", "currency": "EUR",
+                 "lines": [{"sku": "H-1", "quantity": 1, "unit_price_minor": 100}], "total_minor": 100}))
+    .execute(&mut writer)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO outbox (global_position) SELECT max(global_position) FROM events")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let relay_log = chaos.procs[chaos.index(&["run", "relay", "orders"])].log.clone();
+    assert!(
+        log_contains(&relay_log, &format!("pid={pid}")),
+        "the relay never named the blocking transaction (pid {pid})"
+    );
+    sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
+    let fault = "an outbox writer's transaction open for 30 s".to_owned();
+    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
+    report.push((fault, placed.load(Ordering::Relaxed), duplicates(&out), took));
+
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let (_, out) = tokio::task::block_in_place(|| chaos.verify_until_clean("the end"));
+    println!("{out}");
+    println!("| fault | orders placed so far | duplicates on the topics | verify clean after |");
+    println!("|---|---|---|---|");
+    for (fault, placed, duplicates, took) in &report {
+        println!(
+            "| {fault} | {placed} | {duplicates} | {:.1} s |",
+            took.as_secs_f64()
+        );
+    }
+    let _ = &chaos.dir;
+    drop_registry_databases(&chaos.registry).await;
+}
