@@ -110,9 +110,9 @@ impl From<StoreError> for Problem {
             StoreError::StreamTypeMismatch { .. } => {
                 Problem::new(StatusCode::CONFLICT, err.to_string())
             }
-            StoreError::IdempotencyKeyReused { .. } | StoreError::EmptyAppend => {
-                Problem::unprocessable(err.to_string())
-            }
+            StoreError::IdempotencyKeyReused { .. }
+            | StoreError::EmptyAppend
+            | StoreError::TooLarge { .. } => Problem::unprocessable(err.to_string()),
             StoreError::Corrupt(_) | StoreError::Database(_) => {
                 tracing::error!(error = %err, "event store failure");
                 Problem::new(

@@ -425,6 +425,29 @@ async fn an_append_after_the_transaction_took_its_id_is_refused() {
     assert_eq!(store.stream_version(&s).await.unwrap(), Some(v(2)));
 }
 
+/// An event that could never be published (larger than a Kafka record may be) is
+/// refused with its size, and nothing of its append is written.
+#[tokio::test]
+async fn an_event_too_large_to_publish_is_refused() {
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    let s = StreamId::new("big").unwrap();
+    let big = NewEvent {
+        event_type: "Counted".to_owned(),
+        schema_version: 1,
+        payload: json!({ "blob": "x".repeat(sluice_platform::store::MAX_EVENT_BYTES) }),
+    };
+    let refused = store
+        .append(append(&s, ExpectedVersion::Any, vec![event(1), big], &meta))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, StoreError::TooLarge { index: 1, .. }),
+        "{refused}"
+    );
+    assert_eq!(store.stream_version(&s).await.unwrap(), None);
+}
+
 #[tokio::test]
 async fn a_rolled_back_append_leaves_no_event_and_no_outbox_row() {
     let (_db, store) = store().await;

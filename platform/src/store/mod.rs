@@ -32,6 +32,13 @@ pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
 }
 
+/// The most bytes an event's payload and metadata may take as compact JSON: an
+/// event must fit one Kafka record (1 MB by default, with its headers). The API's
+/// 64 KiB request bodies stay far below it; this bounds every other writer of the
+/// store through this crate, so no event is appended that the relay could never
+/// publish.
+pub const MAX_EVENT_BYTES: usize = 900_000;
+
 /// Errors of the event store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,6 +62,15 @@ pub enum StoreError {
         stream_id: StreamId,
         actual: String,
         requested: String,
+    },
+    /// An event's payload and metadata are larger than an event may be: it could
+    /// never be published (Kafka's default record limit is 1 MB). Nothing was
+    /// written.
+    #[error("event {index} of the append is {bytes} bytes of JSON, more than the {limit} an event may have")]
+    TooLarge {
+        index: usize,
+        bytes: usize,
+        limit: usize,
     },
     /// The stored data could not be read back (a corrupt row, an unknown metadata shape).
     #[error("stored event is unreadable: {0}")]
@@ -310,6 +326,17 @@ fn append_statement<'q>(
     let event_ids: Vec<EventId> = request.events.iter().map(|_| EventId::new()).collect();
     let metadata =
         serde_json::to_value(request.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let metadata_bytes = metadata.to_string().len();
+    for (index, event) in request.events.iter().enumerate() {
+        let bytes = event.payload.to_string().len() + metadata_bytes;
+        if bytes > MAX_EVENT_BYTES {
+            return Err(StoreError::TooLarge {
+                index,
+                bytes,
+                limit: MAX_EVENT_BYTES,
+            });
+        }
+    }
     let expected: Option<i64> = match request.expected {
         ExpectedVersion::Any => None,
         ExpectedVersion::NoStream => Some(0),
