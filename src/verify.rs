@@ -16,7 +16,11 @@
 //! - **topic → projection** (each projection): every record below the
 //!   projection's positions is applied (its stream version at or below the
 //!   projection's version of that stream), dead-lettered or held behind a gap; no
-//!   position points past the end of its partition.
+//!   position points past the end of its partition. And its rows equal a fresh
+//!   fold: in one snapshot of the read model its positions are read, the topics
+//!   are folded from offset zero up to exactly those positions into a scratch
+//!   schema of its database (no dead letters announced), and every table is
+//!   compared row by row with the snapshot's, then the scratch schema is dropped.
 //! - **topic ↔ warehouse**: the events below the sink's positions are in
 //!   `raw_events` exactly once, and nothing else is; every decoded row of
 //!   `raw_events` has its typed-table row and every typed row its `raw_events` row.
@@ -196,6 +200,11 @@ pub async fn verify(registry: &Registry) -> anyhow::Result<Vec<Finding>> {
         let cut = &applied[&projection.name];
         for topic in &projection.consumes {
             compare_projection(&mut finding, topic, cut, &topics[topic]);
+        }
+        if let Err(e) = compare_with_fold(registry, projection, &mut finding).await {
+            finding
+                .differences
+                .push(format!("could not be compared with a fresh fold: {e:#}"));
         }
         findings.push(finding);
     }
@@ -511,6 +520,144 @@ fn compare_projection(finding: &mut Finding, topic: &str, cut: &ProjectionCut, r
     finding.differ(&format!("positions past the end of {topic}"), past_end);
 }
 
+/// Tables of the consumer runtime: positions and bookkeeping, not the read model.
+const CONSUMER_TABLES: &[&str] = &[
+    "_sqlx_migrations",
+    "consumer_positions",
+    "stream_positions",
+    "dead_letters",
+    "held_events",
+    "consumer_generation",
+];
+
+/// The read model's rows against a fresh fold of its topics up to the same
+/// positions (see the module docs).
+async fn compare_with_fold(
+    registry: &Registry,
+    component: &Component,
+    finding: &mut Finding,
+) -> anyhow::Result<()> {
+    let Some(service) = crate::components::projection(&component.name) else {
+        finding
+            .summary
+            .push("not in this build: its rows were not folded".to_owned());
+        return Ok(());
+    };
+    let mut live = connect(registry, component).await?;
+    let mut snapshot = live.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *snapshot)
+        .await?;
+    let mut until = BTreeMap::new();
+    for r in sqlx::query("SELECT topic, partition, next_offset FROM public.consumer_positions")
+        .fetch_all(&mut *snapshot)
+        .await?
+    {
+        until.insert(
+            (r.try_get::<String, _>(0)?, r.try_get::<i32, _>(1)?),
+            r.try_get::<i64, _>(2)?,
+        );
+    }
+    let started = Instant::now();
+    let schema = service
+        .fold(
+            registry,
+            &registry.platform.kafka_brokers,
+            crate::components::all_schemas()?,
+            &until,
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await?;
+    let owner_url = registry
+        .owner_database_url(component)
+        .ok_or_else(|| anyhow!("{} has no database", component.name))?;
+    let mut owner = PgConnection::connect(&owner_url).await?;
+    let compared = async {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables \
+              WHERE table_schema = $1 AND table_type = 'BASE TABLE' ORDER BY 1",
+        )
+        .bind(&schema)
+        .fetch_all(&mut owner)
+        .await?;
+        let mut rows_checked = 0;
+        let mut differ = Vec::new();
+        for table in tables.iter().filter(|t| !CONSUMER_TABLES.contains(&t.as_str())) {
+            let rows = |schema: &str| {
+                format!("SELECT to_jsonb(t)::text FROM \"{schema}\".\"{table}\" t ORDER BY 1")
+            };
+            let live_rows: Vec<String> = sqlx::query_scalar(&rows("public"))
+                .fetch_all(&mut *snapshot)
+                .await?;
+            let fold_rows: Vec<String> = sqlx::query_scalar(&rows(&schema))
+                .fetch_all(&mut owner)
+                .await?;
+            rows_checked += live_rows.len();
+            let (only_live, only_fold) = multiset_difference(&live_rows, &fold_rows);
+            differ.extend(only_live.into_iter().map(|r| {
+                format!("{table}: in the read model, not in a fresh fold: {}", shorten(r))
+            }));
+            differ.extend(only_fold.into_iter().map(|r| {
+                format!("{table}: in a fresh fold, not in the read model: {}", shorten(r))
+            }));
+        }
+        finding.summary.push(format!(
+            "{rows_checked} rows of {} tables compared with a fresh fold up to its positions ({:.1} s)",
+            tables.len() - tables.iter().filter(|t| CONSUMER_TABLES.contains(&t.as_str())).count(),
+            started.elapsed().as_secs_f64()
+        ));
+        finding.differ("rows that differ from a fresh fold of the topics", differ);
+        anyhow::Ok(())
+    }
+    .await;
+    let dropped = sluice_platform::projection::drop_fold(&mut owner, &schema).await;
+    snapshot.rollback().await?;
+    compared?;
+    dropped.with_context(|| format!("dropping the fold {schema}"))?;
+    Ok(())
+}
+
+/// Rows of `a` missing from `b` and of `b` missing from `a`, counting repeats
+/// (both sorted).
+fn multiset_difference<'a>(a: &'a [String], b: &'a [String]) -> (Vec<&'a str>, Vec<&'a str>) {
+    let (mut i, mut j) = (0, 0);
+    let (mut only_a, mut only_b) = (Vec::new(), Vec::new());
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                only_a.push(x.as_str());
+                i += 1;
+            }
+            (Some(_), Some(y)) => {
+                only_b.push(y.as_str());
+                j += 1;
+            }
+            (Some(x), None) => {
+                only_a.push(x.as_str());
+                i += 1;
+            }
+            (None, Some(y)) => {
+                only_b.push(y.as_str());
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (only_a, only_b)
+}
+
+fn shorten(row: &str) -> String {
+    if row.chars().count() > 240 {
+        format!("{}…", row.chars().take(240).collect::<String>())
+    } else {
+        row.to_owned()
+    }
+}
+
 /// The warehouse, through the analyst endpoint (the analytics component holds
 /// the DuckDB file).
 struct Warehouse {
@@ -785,4 +932,20 @@ fn read_topic_blocking(bootstrap: &str, topic: &str) -> anyhow::Result<TopicRead
         }
     }
     Ok(TopicRead { records, high, low })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::multiset_difference;
+
+    #[test]
+    fn the_difference_of_two_sorted_multisets_counts_repeats() {
+        let a: Vec<String> = ["a", "b", "b", "d"].map(String::from).to_vec();
+        let b: Vec<String> = ["b", "c", "d", "d"].map(String::from).to_vec();
+        assert_eq!(
+            multiset_difference(&a, &b),
+            (vec!["a", "b"], vec!["c", "d"])
+        );
+        assert_eq!(multiset_difference(&a, &a), (vec![], vec![]));
+    }
 }

@@ -13,6 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::StatusCode;
 use serde_json::json;
 use sluice_platform::testing::drop_registry_databases;
+use sqlx::Connection;
 use support::platform::Platform;
 use uuid::Uuid;
 
@@ -171,6 +172,39 @@ async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store()
         "{stdout}"
     );
     assert!(stdout.contains(&event_id), "{stdout}");
+
+    // A read model's row changed behind its consumer's back: it no longer equals
+    // a fresh fold of its topics.
+    let summary = platform.registry.component("customer_summary").unwrap();
+    let owner = platform.registry.owner_database_url(summary).unwrap();
+    let mut conn = sqlx::PgConnection::connect(&owner).await.unwrap();
+    let changed = sqlx::query(
+        "UPDATE customers SET orders_placed = orders_placed + 1 WHERE customer_id = 'c-verify-3'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(changed, 1);
+    let verified = {
+        let platform = platform.clone();
+        tokio::task::spawn_blocking(move || platform.sluice(&["verify"]))
+            .await
+            .unwrap()
+    };
+    let stdout = String::from_utf8_lossy(&verified.stdout);
+    println!("{stdout}");
+    assert!(!verified.status.success(), "verify passed:\n{stdout}");
+    assert!(stdout.contains("customer_summary   DIFFERS"), "{stdout}");
+    assert!(
+        stdout.contains("2 rows that differ from a fresh fold of the topics"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("customers: in the read model, not in a fresh fold"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("order_view         ok"), "{stdout}");
 
     let mut platform = Arc::try_unwrap(platform).ok().expect("one owner");
     let status = platform.stop();

@@ -130,6 +130,8 @@ pub enum ConsumerError {
     DeadLetterTopic(String),
     #[error("the read model was swapped for another generation while catching up")]
     GenerationChanged,
+    #[error("interrupted before the fold reached its bound")]
+    Interrupted,
     /// A blocking broker request's thread panicked or was cancelled.
     #[error("a broker request on a blocking thread failed: {0}")]
     Blocking(String),
@@ -150,6 +152,9 @@ pub struct ConsumerConfig {
     pub topic_names: TopicNames,
     /// Replication of the dead-letter topic the consumer creates.
     pub replication: Replication,
+    /// Announce dead letters on `<component>.dlq` (they are always kept in the
+    /// `dead_letters` table). Off for a fold that only checks (`sluice verify`).
+    pub announce_dead_letters: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -160,6 +165,7 @@ impl Default for ConsumerConfig {
             max_attempts: 5,
             retry_backoff: Duration::from_millis(20),
             topic_names: TopicNames::default(),
+            announce_dead_letters: true,
             replication: Replication::default(),
         }
     }
@@ -391,6 +397,53 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         }
     }
 
+    /// Consumes from the stored positions up to `until` (per topic and partition, the
+    /// first offset not to apply) and returns: the read model then holds exactly
+    /// what a consumer that had stored those positions holds. Records at or past
+    /// their partition's bound are not applied. How `sluice verify` folds a fresh
+    /// copy of a projection to the live one's cut.
+    pub async fn catch_up_to(
+        &self,
+        until: &BTreeMap<(String, i32), i64>,
+        shutdown: CancellationToken,
+    ) -> Result<u64, ConsumerError> {
+        let dlq = self.dlq_producer().await?;
+        let generation = self.generation().await?;
+        let (consumer, mut positions) = self.assign().await?;
+        let bound = |key: &(String, i32)| until.get(key).copied().unwrap_or(0);
+        // Partitions whose bound was reached (or passed: an offset the broker skips).
+        let mut done: std::collections::BTreeSet<(String, i32)> = positions
+            .iter()
+            .filter(|(k, next)| **next >= bound(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut applied = 0;
+        while done.len() < positions.len() {
+            let mut batch = tokio::select! {
+                _ = shutdown.cancelled() => return Err(ConsumerError::Interrupted),
+                batch = self.next_batch(&consumer) => batch?,
+            };
+            batch.retain(|r| {
+                let key = (r.topic.clone(), r.partition);
+                if r.offset + 1 >= bound(&key) {
+                    done.insert(key);
+                }
+                r.offset < bound(&(r.topic.clone(), r.partition))
+            });
+            if batch.is_empty() {
+                continue;
+            }
+            if let Applied::GenerationChanged = self.apply_batch(&batch, &dlq, generation).await? {
+                return Err(ConsumerError::GenerationChanged);
+            }
+            for record in &batch {
+                positions.insert((record.topic.clone(), record.partition), record.offset + 1);
+            }
+            applied += batch.len() as u64;
+        }
+        Ok(applied)
+    }
+
     /// The generation of the read model this consumer's database holds.
     async fn generation(&self) -> Result<Uuid, ConsumerError> {
         Ok(
@@ -475,6 +528,9 @@ impl<H: EventHandler> ConsumerRuntime<H> {
 
     /// Creates `<component>.dlq` if missing (and checks it) and a producer for it.
     async fn dlq_producer(&self) -> Result<FutureProducer, ConsumerError> {
+        if !self.config.announce_dead_letters {
+            return Ok(crate::relay::producer_config(&self.bootstrap).create()?);
+        }
         let topic = self
             .config
             .replication
@@ -885,6 +941,9 @@ impl<H: EventHandler> ConsumerRuntime<H> {
     /// row is the record of truth, the topic a notification, and the consumer must
     /// not wait on it.
     fn publish_dead_letter(&self, dlq: &FutureProducer, record: &Received) {
+        if !self.config.announce_dead_letters {
+            return;
+        }
         let topic = self.dead_letter_topic();
         let enqueued = dlq.send_result(
             FutureRecord::to(&topic)

@@ -76,6 +76,8 @@ pub struct Rebuilt {
 
 /// Schemas of rebuilds in progress and of retired generations carry these prefixes.
 const REBUILD_PREFIX: &str = "sluice_rebuild_";
+/// Schemas of `sluice verify`'s folds; each verify drops its own.
+const VERIFY_PREFIX: &str = "sluice_verify_";
 const RETIRED_PREFIX: &str = "sluice_retired_";
 
 impl EventHandler for Box<dyn EventHandler> {
@@ -260,19 +262,9 @@ impl ProjectionService {
 
         let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
         let schema = format!("{REBUILD_PREFIX}{stamp}");
-        let (owner_role, app_role) = (&database.owner_role, &database.app_role);
-        let privileges = component.kind.app_table_privileges();
-        sqlx::raw_sql(&format!(
-            "CREATE SCHEMA {schema};\n\
-             GRANT USAGE ON SCHEMA {schema} TO {app_role};\n\
-             ALTER DEFAULT PRIVILEGES FOR ROLE {owner_role} IN SCHEMA {schema} \
-               GRANT {privileges} ON TABLES TO {app_role};\n\
-             ALTER DEFAULT PRIVILEGES FOR ROLE {owner_role} IN SCHEMA {schema} \
-               GRANT USAGE, SELECT ON SEQUENCES TO {app_role};"
-        ))
-        .execute(&mut owner)
-        .await
-        .map_err(sql)?;
+        create_generation_schema(&mut owner, &schema, component, database)
+            .await
+            .map_err(sql)?;
         let result = self
             .fill(
                 &schema,
@@ -323,6 +315,85 @@ impl ProjectionService {
             elapsed: started.elapsed(),
             left_behind,
         })
+    }
+
+    /// Folds the projection's topics from offset zero into a fresh schema of its
+    /// database, up to `until` (per topic and partition, the first offset not to
+    /// apply), without announcing dead letters; returns the schema. The caller
+    /// compares it with the live read model and drops it ([`drop_fold`]).
+    /// `sluice verify` uses it.
+    pub async fn fold(
+        &self,
+        registry: &Registry,
+        bootstrap: &str,
+        catalog: Arc<SchemaCatalog>,
+        until: &std::collections::BTreeMap<(String, i32), i64>,
+        shutdown: CancellationToken,
+    ) -> Result<String, RebuildError> {
+        let component = registry.component(self.name)?;
+        let name = self.name.to_owned();
+        let database = component
+            .database
+            .as_ref()
+            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
+        let sql = |source| RebuildError::Database {
+            component: name.clone(),
+            source,
+        };
+        let urls = registry
+            .owner_database_url(component)
+            .zip(registry.app_database_url(component))
+            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
+        let owner_options = PgConnectOptions::from_str(&urls.0).map_err(sql)?;
+        let app_options = PgConnectOptions::from_str(&urls.1).map_err(sql)?;
+        let mut owner = PgConnection::connect_with(&owner_options)
+            .await
+            .map_err(sql)?;
+        let schema = format!("{VERIFY_PREFIX}{}", uuid::Uuid::now_v7().simple());
+        create_generation_schema(&mut owner, &schema, component, database)
+            .await
+            .map_err(sql)?;
+        let folded = async {
+            db::migrate_with(
+                owner_options
+                    .clone()
+                    .options([("search_path", schema.as_str())]),
+                self.migrators(),
+            )
+            .await
+            .map_err(|source| RebuildError::Migrate {
+                component: name.clone(),
+                source,
+            })?;
+            let pool = db::pool_with(app_options.options([("search_path", schema.as_str())]), 4)
+                .await
+                .map_err(sql)?;
+            let runtime = ConsumerRuntime::new(
+                self.name,
+                component.consumes.clone(),
+                pool.clone(),
+                bootstrap,
+                catalog,
+                (self.handler)(),
+                ConsumerConfig {
+                    announce_dead_letters: false,
+                    ..ConsumerConfig::for_registry(registry)
+                },
+            );
+            let done = runtime.catch_up_to(until, shutdown).await;
+            pool.close().await;
+            done.map_err(|source| RebuildError::Consumer {
+                component: name.clone(),
+                source,
+            })
+        }
+        .await;
+        if let Err(e) = folded {
+            let _ = drop_fold(&mut owner, &schema).await;
+            return Err(e);
+        }
+        let _ = owner.close().await;
+        Ok(schema)
     }
 
     fn migrators(&self) -> Vec<Migrator> {
@@ -382,4 +453,45 @@ impl ProjectionService {
         }
         Ok(done)
     }
+}
+
+/// Creates `schema` for a generation of `component`'s read model: its app role may
+/// use it and gets the component's table privileges on what the owner creates in it.
+async fn create_generation_schema(
+    owner: &mut PgConnection,
+    schema: &str,
+    component: &crate::registry::Component,
+    database: &crate::registry::DatabaseSpec,
+) -> Result<(), sqlx::Error> {
+    let (owner_role, app_role) = (&database.owner_role, &database.app_role);
+    let privileges = component.kind.app_table_privileges();
+    sqlx::raw_sql(&format!(
+        "CREATE SCHEMA {schema};\n\
+         GRANT USAGE ON SCHEMA {schema} TO {app_role};\n\
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner_role} IN SCHEMA {schema} \
+           GRANT {privileges} ON TABLES TO {app_role};\n\
+         ALTER DEFAULT PRIVILEGES FOR ROLE {owner_role} IN SCHEMA {schema} \
+           GRANT USAGE, SELECT ON SEQUENCES TO {app_role};"
+    ))
+    .execute(owner)
+    .await
+    .map(|_| ())
+}
+
+/// Drops a schema [`ProjectionService::fold`] made (only those: the name must carry
+/// the fold prefix).
+pub async fn drop_fold(owner: &mut PgConnection, schema: &str) -> Result<(), sqlx::Error> {
+    if !schema.starts_with(VERIFY_PREFIX)
+        || !schema[VERIFY_PREFIX.len()..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(sqlx::Error::Protocol(format!(
+            "{schema} is not a fold schema"
+        )));
+    }
+    sqlx::raw_sql(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(owner)
+        .await
+        .map(|_| ())
 }
