@@ -149,6 +149,11 @@ async fn killing_the_leader_of_a_partition_the_relay_writes_loses_no_acknowledge
         ),
         wall,
     );
+    let verified_in = platform.verify(&cluster.bootstrap()).await;
+    println!(
+        "sluice verify passed {:.1} s after the checks",
+        verified_in.as_secs_f64()
+    );
     platform.stop().await;
     cluster.close().await;
 }
@@ -216,6 +221,11 @@ async fn a_broker_stopped_for_30_seconds_loses_no_acknowledged_event() {
             load.seconds, load.retries
         ),
         wall,
+    );
+    let verified_in = platform.verify(&cluster.bootstrap()).await;
+    println!(
+        "sluice verify passed {:.1} s after the checks",
+        verified_in.as_secs_f64()
     );
     platform.stop().await;
     cluster.close().await;
@@ -348,6 +358,11 @@ async fn consumers_ride_out_a_leader_move() {
             load.seconds, load.retries
         ),
         wall,
+    );
+    let verified_in = platform.verify(&cluster.bootstrap()).await;
+    println!(
+        "sluice verify passed {:.1} s after the checks",
+        verified_in.as_secs_f64()
     );
     platform.stop().await;
     cluster.close().await;

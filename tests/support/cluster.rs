@@ -360,6 +360,33 @@ impl ClusterPlatform {
         )
     }
 
+    /// `sluice verify` against this platform until it passes (components catch up
+    /// after a fault); how long that took. The deadline only guards against a hang.
+    pub async fn verify(&mut self, bootstrap: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .arg("--registry")
+                .arg(&self.registry_file)
+                .arg("verify")
+                .env("KAFKA_BROKERS", bootstrap)
+                .env("RUST_LOG", "warn")
+                .output()
+                .expect("run sluice verify");
+            if out.status.success() {
+                return started.elapsed();
+            }
+            self.assert_running();
+            assert!(
+                started.elapsed() < Duration::from_secs(180),
+                "verify never passed after the fault:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
     /// Lines of the platform's log that mention `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         std::fs::read_to_string(&self.log)
