@@ -70,11 +70,124 @@ impl IntoResponse for Problem {
             tracing::error!(status = self.status, detail = %self.detail, "request failed");
         }
         let mut response = (status, axum::Json(self)).into_response();
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
         response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE));
+        response
+    }
+}
+
+/// The content type of every [`Problem`] answer.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// Completes a component's OpenAPI document with what this module answers for it
+/// (`#[openapi(modifiers(&ProblemResponses))]`), so no handler can leave it out:
+///
+/// - every answer whose body is a [`Problem`] is declared as
+///   `application/problem+json`, as [`Problem`] answers it;
+/// - an operation with parameters declares 400, as [`PathId`], [`CommandHeaders`] and
+///   the query extractors answer a malformed one;
+/// - an operation with a request body declares what [`Json`] answers: 400 (malformed
+///   JSON), 413 (over [`MAX_BODY_BYTES`]), 415 (not `application/json`) and 422
+///   (well-formed JSON of the wrong shape, or values outside the declared bounds).
+///
+/// The statuses only a handler knows (404, 409, 503, …) stay in its `#[utoipa::path]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProblemResponses;
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::{PartialSchema, ToSchema};
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .schemas
+            .entry(Problem::name().into_owned())
+            .or_insert_with(Problem::schema);
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                declare_problems(operation);
+            }
+        }
+    }
+}
+
+fn declare_problems(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::{Ref, RefOr, ResponseBuilder};
+    let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let has_body = operation.request_body.is_some();
+    let mut platform = Vec::new();
+    if has_parameters || has_body {
+        platform.push((
+            StatusCode::BAD_REQUEST,
+            "A malformed parameter, header or JSON body",
+        ));
+    }
+    if has_body {
+        platform.extend([
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The body is larger than 64 KiB",
+            ),
+            (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "The body was not sent as `application/json`",
+            ),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Well-formed JSON of the wrong shape, or a value outside its declared bounds",
+            ),
+        ]);
+    }
+    let problem = Ref::from_schema_name("Problem");
+    for (status, description) in platform {
+        operation
+            .responses
+            .responses
+            .entry(status.as_u16().to_string())
+            .or_insert_with(|| {
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            PROBLEM_CONTENT_TYPE,
+                            utoipa::openapi::Content::new(Some(problem.clone())),
+                        )
+                        .build(),
+                )
+            });
+    }
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if response
+            .content
+            .get("application/json")
+            .is_some_and(is_problem)
+        {
+            if let Some(content) = response.content.shift_remove("application/json") {
+                response
+                    .content
+                    .insert(PROBLEM_CONTENT_TYPE.to_owned(), content);
+            }
+        }
+        if response.description.is_empty() {
+            response.description = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or_default()
+                .to_owned();
+        }
     }
 }
 
@@ -126,7 +239,12 @@ impl From<StoreError> for Problem {
 
 /// A JSON body whose rejections are problems: 415 without `application/json`, 400
 /// for malformed JSON, 422 for well-formed JSON of the wrong shape (unknown or
-/// missing fields, wrong types), 413 over [`MAX_BODY_BYTES`].
+/// missing fields, wrong types) or with a NUL character in a string, 413 over
+/// [`MAX_BODY_BYTES`].
+///
+/// A whole number written with a fraction or an exponent (`2.0`, `2e3`) is read as
+/// the integer it is, as JSON Schema's `integer` counts it, within the integers a
+/// double holds exactly (±2^53); see [`whole_numbers_as_integers`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -147,6 +265,8 @@ where
                 "{path}: must not contain the NUL character (\\u0000)"
             )));
         }
+        let mut value = value;
+        whole_numbers_as_integers(&mut value);
         // Through the path-tracking deserializer, as axum's own extractor does: the
         // message names the field at fault (`lines[0].quantity: invalid type …`).
         serde_path_to_error::deserialize(value)
@@ -198,6 +318,42 @@ fn nul_in(value: &serde_json::Value, path: &mut String) -> Option<String> {
     }
 }
 
+/// 2^53: up to it in magnitude, every integer is a double, and a whole double is
+/// the integer that was written (JavaScript's `Number.MAX_SAFE_INTEGER` + 1).
+const SAFE_INTEGER_BOUND: f64 = 9_007_199_254_740_992.0;
+
+/// Rewrites every number parsed as a double whose value is a whole number of at most
+/// 2^53 in magnitude as that integer. JSON has one number type and JSON Schema's
+/// `integer` counts `2.0` as one; clients write whole numbers so (Python's `json`
+/// writes a float `2.0`), and an integer field must read them. Past 2^53 a double no
+/// longer tells which integer was written, so such a number stays what it is and an
+/// integer field refuses it (422), as it refuses `2.5`.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() <= SAFE_INTEGER_BOUND {
+                    // Exact: whole and within ±2^53.
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
+}
+
+/// Whether `content` is a [`Problem`] body.
+fn is_problem(content: &utoipa::openapi::Content) -> bool {
+    use utoipa::openapi::RefOr;
+    matches!(
+        &content.schema,
+        Some(RefOr::Ref(r)) if r.ref_location == "#/components/schemas/Problem"
+    )
+}
+
 fn json_problem(rejection: JsonRejection) -> Problem {
     let status = rejection.status();
     let detail = match &rejection {
@@ -239,8 +395,65 @@ fn path_problem(rejection: PathRejection) -> Problem {
     Problem::new(rejection.status(), rejection.body_text())
 }
 
+/// The headers of a command as an OpenAPI document declares them
+/// (`params(CommandHeaderParams)` on every command's `#[utoipa::path]`): exactly what
+/// [`CommandHeaders`] accepts; any other value is answered 400. Header values arrive
+/// with surrounding whitespace stripped, and only visible ASCII (and tab) is text.
+/// A header is present or absent, never `null`: the schemas are not nullable.
+#[derive(Debug, Clone, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct CommandHeaderParams {
+    /// Makes the command safe to retry: a retry with the same key answers the first
+    /// result and appends nothing; the key with another command is refused (422).
+    /// 1 to 200 visible ASCII characters (inner spaces allowed).
+    #[param(
+        rename = "Idempotency-Key",
+        value_type = String,
+        required = false,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[!-~]([ -~]{0,198}[!-~])?$"
+    )]
+    pub idempotency_key: Option<String>,
+    /// The stream version the client saw (the `ETag` or `stream_version` of an
+    /// earlier answer), `"3"` or `3`: the command is refused (409) when the stream
+    /// has moved on.
+    #[param(
+        rename = "If-Match",
+        value_type = String,
+        required = false,
+        pattern = r#"^("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17})$"#
+    )]
+    pub if_match: Option<String>,
+    /// Correlates the events of one business transaction; a new one when absent.
+    #[param(
+        rename = "X-Correlation-Id",
+        value_type = String,
+        required = false,
+        format = Uuid
+    )]
+    pub correlation_id: Option<Uuid>,
+    /// W3C trace context recorded with the events; ignored unless well-formed.
+    #[param(
+        rename = "traceparent",
+        value_type = String,
+        required = false,
+        pattern = r"^[\t -~]*$"
+    )]
+    pub traceparent: Option<String>,
+    /// Who sent the command, recorded with the events (its first 200 characters).
+    #[param(
+        rename = "X-Actor",
+        value_type = String,
+        required = false,
+        pattern = r"^[\t -~]*$"
+    )]
+    pub actor: Option<String>,
+}
+
 /// Headers that shape a command: `Idempotency-Key`, `If-Match` (the stream version
-/// the client saw), `X-Correlation-Id`, `traceparent`, `X-Actor`.
+/// the client saw), `X-Correlation-Id`, `traceparent`, `X-Actor`; declared by
+/// [`CommandHeaderParams`].
 #[derive(Debug, Clone)]
 pub struct CommandHeaders {
     pub idempotency_key: Option<IdempotencyKey>,
@@ -284,16 +497,11 @@ fn parse_command_headers(headers: &HeaderMap) -> Result<CommandHeaders, Problem>
         .transpose()?;
     let expected_version = header_str(headers, "if-match")?
         .map(|v| {
-            v.trim()
-                .trim_matches('"')
-                .parse::<i64>()
-                .ok()
-                .and_then(|n| StreamVersion::new(n).ok())
-                .ok_or_else(|| {
-                    Problem::bad_request(format!(
-                        "`If-Match: {v}` must be the stream version you saw, e.g. `If-Match: \"3\"`"
-                    ))
-                })
+            parse_if_match(v).ok_or_else(|| {
+                Problem::bad_request(format!(
+                    "`If-Match: {v}` must be the stream version you saw, e.g. `If-Match: \"3\"`"
+                ))
+            })
         })
         .transpose()?;
     let correlation_id = header_str(headers, "x-correlation-id")?
@@ -319,6 +527,27 @@ fn parse_command_headers(headers: &HeaderMap) -> Result<CommandHeaders, Problem>
             actor,
         },
     })
+}
+
+/// The stream version an `If-Match` names, exactly as [`CommandHeaderParams`]
+/// declares it: the `ETag` a command answered with (`"3"`) or the bare number (`3`),
+/// a positive whole number of at most 18 digits without leading zeros (so it always
+/// fits an `i64`).
+fn parse_if_match(v: &str) -> Option<StreamVersion> {
+    let digits = v
+        .strip_prefix('"')
+        .and_then(|d| d.strip_suffix('"'))
+        .unwrap_or(v);
+    let well_formed = (1..=18).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    if !well_formed {
+        return None;
+    }
+    digits
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| StreamVersion::new(n).ok())
 }
 
 /// W3C trace context: `00-<32 hex>-<16 hex>-<2 hex>`.
@@ -461,6 +690,129 @@ mod tests {
         );
         h.insert("if-match", HeaderValue::from_static("\"0\""));
         assert_eq!(parse_command_headers(&h).unwrap_err().status, 400);
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Counted {
+        n: i64,
+    }
+
+    async fn counted(body: &'static str) -> Result<i64, Problem> {
+        let request = Request::builder()
+            .header(CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        Json::<Counted>::from_request(request, &())
+            .await
+            .map(|Json(c)| c.n)
+    }
+
+    /// Found by schemathesis: JSON Schema's `integer` admits `79.0`, which the
+    /// typed fields refused (422) until whole numbers were read as integers.
+    #[tokio::test]
+    async fn whole_numbers_with_a_fraction_or_exponent_are_integers() {
+        for (body, n) in [
+            (r#"{"n": 79.0}"#, 79),
+            (r#"{"n": 2e3}"#, 2000),
+            (r#"{"n": -0.0}"#, 0),
+            (r#"{"n": 9007199254740992.0}"#, 9_007_199_254_740_992),
+            (r#"{"n": 9223372036854775807}"#, i64::MAX),
+        ] {
+            assert_eq!(counted(body).await.unwrap(), n, "{body}");
+        }
+        for body in [
+            r#"{"n": 2.5}"#,
+            r#"{"n": 1e300}"#,
+            r#"{"n": 9007199254740994.0}"#,
+        ] {
+            assert_eq!(counted(body).await.unwrap_err().status, 422, "{body}");
+        }
+    }
+
+    #[test]
+    fn problems_are_declared_as_problem_json_with_the_extractors_statuses() {
+        use utoipa::OpenApi;
+
+        #[derive(serde::Deserialize, utoipa::ToSchema)]
+        #[allow(dead_code)]
+        struct Body {
+            n: i64,
+        }
+
+        #[utoipa::path(post, path = "/things/{id}", request_body = Body,
+            params(("id" = Uuid, Path), CommandHeaderParams),
+            responses((status = 200, body = CommandAccepted), (status = 404, body = Problem)))]
+        #[allow(dead_code)]
+        fn post_thing() {}
+
+        #[utoipa::path(get, path = "/things", responses((status = 200, body = CommandAccepted)))]
+        #[allow(dead_code)]
+        fn list_things() {}
+
+        #[derive(OpenApi)]
+        #[openapi(paths(post_thing, list_things), modifiers(&ProblemResponses))]
+        struct Doc;
+
+        let doc = serde_json::to_value(Doc::openapi()).unwrap();
+        let post = &doc["paths"]["/things/{id}"]["post"]["responses"];
+        for status in ["400", "404", "413", "415", "422"] {
+            let content = &post[status]["content"];
+            assert_eq!(
+                content[PROBLEM_CONTENT_TYPE]["schema"]["$ref"], "#/components/schemas/Problem",
+                "{status}: {content}"
+            );
+            assert!(content.get("application/json").is_none(), "{status}");
+            assert_ne!(post[status]["description"], "", "{status}");
+        }
+        assert!(post["200"]["content"]["application/json"].is_object());
+        let get = &doc["paths"]["/things"]["get"]["responses"];
+        assert!(
+            get.get("400").is_none() && get.get("422").is_none(),
+            "{get}"
+        );
+        assert!(doc["components"]["schemas"]["Problem"].is_object());
+        // Headers are absent or present, never null.
+        for parameter in doc["paths"]["/things/{id}"]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+        {
+            assert!(parameter["schema"]["type"].is_string(), "{parameter}");
+        }
+    }
+
+    /// Exactly the declared pattern `^("[1-9][0-9]{0,17}"|[1-9][0-9]{0,17})$`.
+    #[test]
+    fn if_match_is_a_quoted_or_bare_positive_version() {
+        for (v, expected) in [
+            ("\"3\"", 3),
+            ("3", 3),
+            ("\"999999999999999999\"", 999_999_999_999_999_999),
+        ] {
+            assert_eq!(
+                parse_if_match(v),
+                Some(StreamVersion::new(expected).unwrap())
+            );
+        }
+        for bad in [
+            "",
+            "\"\"",
+            "\"",
+            "\"3",
+            "3\"",
+            "\"\"3\"\"",
+            "+3",
+            "03",
+            "0",
+            "-1",
+            " 3",
+            "3.0",
+            "W/\"3\"",
+            "*",
+            "1000000000000000000",
+            "9223372036854775807",
+        ] {
+            assert_eq!(parse_if_match(bad), None, "{bad:?}");
+        }
     }
 }
 

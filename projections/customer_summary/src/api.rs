@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_platform::http::{Json, Problem};
+use sluice_platform::http::{Json, Problem, ProblemResponses};
 use sluice_platform::values::Currency;
 use sqlx::{PgPool, Row};
 use utoipa::{OpenApi, ToSchema};
@@ -130,8 +130,11 @@ pub fn router(pool: PgPool) -> Router {
 }
 
 #[utoipa::path(get, path = "/customers/{customer_id}",
-    params(("customer_id" = String, Path, description = "The customer id orders were placed with (1 to 100 characters)")),
-    responses((status = 200, body = CustomerSummary), (status = 400, body = Problem), (status = 404, body = Problem)))]
+    params(("customer_id" = String, Path, min_length = 1, max_length = 100, pattern = r"^[^\u0000]*$",
+            description = "The customer id orders were placed with: 1 to 100 characters, without NUL")),
+    responses((status = 200, body = CustomerSummary),
+              (status = 400, body = Problem, description = "Not a customer id"),
+              (status = 404, body = Problem, description = "The customer has placed no order (yet)")))]
 #[tracing::instrument(skip_all, fields(customer_id))]
 async fn get_customer(
     State(pool): State<PgPool>,
@@ -195,10 +198,11 @@ async fn read_customer(
 
 #[utoipa::path(get, path = "/customers/top",
     params(
-        ("currency" = String, Query, description = "ISO 4217 code of three capital letters, e.g. EUR"),
+        ("currency" = String, Query, pattern = "^[A-Z]{3}$", description = "ISO 4217 code of three capital letters, e.g. EUR"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "How many customers (default 10)"),
     ),
-    responses((status = 200, body = TopCustomers), (status = 400, body = Problem)))]
+    responses((status = 200, body = TopCustomers),
+              (status = 400, body = Problem, description = "A parameter missing or outside its bounds, or an unknown parameter")))]
 #[tracing::instrument(skip_all)]
 async fn top_customers(
     State(pool): State<PgPool>,
@@ -254,7 +258,8 @@ fn database_failed(error: sqlx::Error) -> Problem {
         description = "Per customer: orders placed, confirmed and cancelled, last order time, \
                        and spend (captured minus refunded) per currency."
     ),
-    paths(get_customer, top_customers)
+    paths(get_customer, top_customers),
+    modifiers(&ProblemResponses)
 )]
 struct ApiDoc;
 

@@ -17,7 +17,7 @@ use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_platform::http::{Json, PathId, Problem};
+use sluice_platform::http::{Json, PathId, Problem, ProblemResponses};
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::{PgPool, Postgres, QueryBuilder};
@@ -97,7 +97,8 @@ pub struct OrderPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListOrders {
-    /// Only this customer's orders.
+    /// Only this customer's orders: 1 to 100 characters, without NUL.
+    #[param(min_length = 1, max_length = 100, pattern = r"^[^\u0000]*$")]
     pub customer_id: Option<String>,
     /// Only orders in this status.
     #[param(value_type = Option<OrderStatus>)]
@@ -105,7 +106,13 @@ pub struct ListOrders {
     /// Orders per page, 1 to 200 (default 50).
     #[param(value_type = Option<i64>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
-    /// The `next` value of the previous page.
+    /// The `next` value of the previous page: 48 hex digits, naming an instant
+    /// between about 2597 BC and 257,000 AD.
+    #[param(
+        min_length = 48,
+        max_length = 48,
+        pattern = "^([0-6][0-9a-fA-F]|[fF][eEfF])[0-9a-fA-F]{46}$"
+    )]
     pub after: Option<String>,
 }
 
@@ -172,8 +179,17 @@ impl TryFrom<ListOrders> for Filter {
     }
 }
 
+/// The instants a cursor may name, in microseconds since the epoch: from -2^57
+/// (about 2597 BC) up to 0x7000_0000_0000_0000 (about 257,000 AD). Every order was
+/// placed in between, and both PostgreSQL's `timestamptz` and chrono hold all of
+/// it. In the cursor's text that is a first hex digit of 0 to 6, or `fe`/`ff` (two's
+/// complement), which the declared pattern of `after` says exactly; any other
+/// instant is no cursor of this API (400), never a query the database refuses.
+const CURSOR_MICROS: std::ops::Range<i64> = -(1 << 57)..0x7000_0000_0000_0000;
+
 /// Where a page ends: the last row's sort key. Opaque to clients: 48 hex digits,
-/// `placed_at` in microseconds since the epoch then the order id.
+/// `placed_at` in microseconds since the epoch (two's complement, within
+/// [`CURSOR_MICROS`]) then the order id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cursor {
     placed_at: DateTime<Utc>,
@@ -197,6 +213,9 @@ impl std::str::FromStr for Cursor {
         }
         let (micros, id) = s.split_at(16);
         let micros = u64::from_str_radix(micros, 16).map_err(|_| ())? as i64;
+        if !CURSOR_MICROS.contains(&micros) {
+            return Err(());
+        }
         Ok(Cursor {
             placed_at: DateTime::from_timestamp_micros(micros).ok_or(())?,
             order_id: Uuid::try_parse(id).map_err(|_| ())?,
@@ -216,9 +235,10 @@ pub fn router(pool: PgPool) -> Router {
         .with_state(pool)
 }
 
-#[utoipa::path(get, path = "/orders/{id}", params(("id" = Uuid, Path)),
-    responses((status = 200, body = OrderView), (status = 400, body = Problem),
-              (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/orders/{id}", params(("id" = Uuid, Path, description = "The order")),
+    responses((status = 200, body = OrderView),
+              (status = 404, body = Problem, description = "The view has not projected the order's `OrderPlaced` (yet)"),
+              (status = 503, body = Problem, description = "The view's database did not answer; retry")))]
 #[tracing::instrument(skip_all, fields(order_id = %id.0))]
 async fn get_order(State(pool): State<PgPool>, id: PathId) -> Result<Json<OrderView>, Problem> {
     // A row whose OrderPlaced has not arrived holds what other services said of the
@@ -240,7 +260,9 @@ async fn get_order(State(pool): State<PgPool>, id: PathId) -> Result<Json<OrderV
 }
 
 #[utoipa::path(get, path = "/orders", params(ListOrders),
-    responses((status = 200, body = OrderPage), (status = 400, body = Problem)))]
+    responses((status = 200, body = OrderPage),
+              (status = 400, body = Problem, description = "A parameter outside its bounds, an unknown status or cursor, or an unknown parameter"),
+              (status = 503, body = Problem, description = "The view's database did not answer; retry")))]
 #[tracing::instrument(skip_all)]
 async fn list_orders(
     State(pool): State<PgPool>,
@@ -332,7 +354,8 @@ text_column!(OrderStatus, PaymentStatus, ShipmentStatus);
         title = "Sluice order_view projection",
         description = "One denormalized row per order across orders, payments and shipping."
     ),
-    paths(get_order, list_orders)
+    paths(get_order, list_orders),
+    modifiers(&ProblemResponses)
 )]
 struct ApiDoc;
 
@@ -370,6 +393,41 @@ mod tests {
         for bad in ["", "abc", &"g".repeat(48), &format!("+{}", "0".repeat(47))] {
             assert!(bad.parse::<Cursor>().is_err(), "{bad}");
         }
+    }
+
+    /// Found by schemathesis: a well-formed cursor naming an instant before
+    /// PostgreSQL's earliest failed the query (503, "timestamp out of range")
+    /// instead of being refused (400).
+    #[test]
+    fn a_cursor_names_an_instant_in_its_declared_range_or_is_refused() {
+        let text = |micros: i64| format!("{:016x}{}", micros as u64, Uuid::now_v7().simple());
+        let (first, last) = (CURSOR_MICROS.start, CURSOR_MICROS.end - 1);
+        for micros in [first, -5, 0, last] {
+            let cursor = text(micros).parse::<Cursor>().unwrap();
+            assert_eq!(cursor.placed_at.timestamp_micros(), micros);
+        }
+        assert!(text(first).starts_with("fe") && text(last).starts_with('6'));
+        for micros in [
+            first - 1,
+            last + 1,
+            i64::MIN,
+            i64::MAX,
+            -6_157_050_135_257_212_145,
+        ] {
+            let problem = Filter::try_from(ListOrders {
+                after: Some(text(micros)),
+                ..ListOrders::default()
+            })
+            .unwrap_err();
+            assert_eq!(problem.status, 400, "{micros}");
+        }
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let after = &doc["paths"]["/orders"]["get"]["parameters"][3];
+        assert_eq!(after["name"], "after");
+        assert_eq!(
+            after["schema"]["pattern"],
+            "^([0-6][0-9a-fA-F]|[fF][eEfF])[0-9a-fA-F]{46}$"
+        );
     }
 
     #[test]

@@ -15,16 +15,23 @@ pub const MAX_LINES: usize = 100;
 /// Largest quantity of one line.
 pub const MAX_QUANTITY: u32 = 10_000;
 
-/// A stock keeping unit: 1 to 64 printable characters.
+/// Longest sku, in characters (as sent, before trimming).
+pub const MAX_SKU_CHARS: usize = 64;
+/// Longest customer id, in characters (as sent, before trimming).
+pub const MAX_CUSTOMER_ID_CHARS: usize = 100;
+
+/// A stock keeping unit: 1 to 64 printable characters. Surrounding whitespace is
+/// trimmed; the length counts characters (not bytes) as sent, as the API's
+/// `maxLength` does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sku(String);
 
 impl Sku {
-    pub fn new(s: &str) -> Result<Self, OrderError> {
-        let s = s.trim();
-        if s.is_empty() || s.len() > 64 || s.chars().any(char::is_control) {
+    pub fn new(raw: &str) -> Result<Self, OrderError> {
+        let s = raw.trim();
+        if s.is_empty() || raw.chars().count() > MAX_SKU_CHARS || s.chars().any(char::is_control) {
             return Err(OrderError::InvalidLine(format!(
-                "sku `{s}` must be 1 to 64 printable characters"
+                "sku `{s}` must be 1 to {MAX_SKU_CHARS} printable characters"
             )));
         }
         Ok(Sku(s.to_owned()))
@@ -341,12 +348,14 @@ fn place(
             lines.len()
         )));
     }
-    let customer_id = customer_id.trim();
-    if customer_id.is_empty() || customer_id.len() > 100 {
-        return Err(OrderError::InvalidOrder(
-            "customer_id must be 1 to 100 characters".into(),
-        ));
+    // Characters as sent, as the API's `maxLength` counts them; stored trimmed.
+    let trimmed = customer_id.trim();
+    if trimmed.is_empty() || customer_id.chars().count() > MAX_CUSTOMER_ID_CHARS {
+        return Err(OrderError::InvalidOrder(format!(
+            "customer_id must be 1 to {MAX_CUSTOMER_ID_CHARS} characters, not all whitespace"
+        )));
     }
+    let customer_id = trimmed;
     let total = lines
         .iter()
         .try_fold(Amount::ZERO, |sum, line| {
@@ -433,6 +442,55 @@ mod tests {
             given(&[]).decide(&cmd),
             Err(OrderError::InvalidOrder(_))
         ));
+    }
+
+    #[test]
+    fn skus_are_counted_in_characters_not_bytes() {
+        // 64 two-byte characters: 128 bytes, within the 64 characters the API declares.
+        assert_eq!(
+            Sku::new(&"é".repeat(MAX_SKU_CHARS)).unwrap().as_str(),
+            "é".repeat(MAX_SKU_CHARS)
+        );
+        assert_eq!(Sku::new(" A-1\t").unwrap().as_str(), "A-1");
+        for bad in [
+            "".to_owned(),
+            " \t ".to_owned(),
+            "A\u{7}1".to_owned(),
+            "é".repeat(MAX_SKU_CHARS + 1),
+            format!(" {}", "x".repeat(MAX_SKU_CHARS)),
+        ] {
+            assert!(Sku::new(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn customer_ids_are_counted_in_characters_not_bytes() {
+        let place_for = |customer_id: &str| OrderCommand::Place {
+            order_id: Uuid::now_v7(),
+            customer_id: customer_id.into(),
+            currency: Currency::new("EUR").unwrap(),
+            lines: vec![line("A", 1, 1)],
+        };
+        let long = "ü".repeat(MAX_CUSTOMER_ID_CHARS);
+        let [OrderEvent::OrderPlaced { customer_id, .. }] =
+            &given(&[]).decide(&place_for(&long)).unwrap()[..]
+        else {
+            panic!("placed")
+        };
+        assert_eq!(customer_id, &long);
+        for bad in [
+            "   ".to_owned(),
+            "ü".repeat(MAX_CUSTOMER_ID_CHARS + 1),
+            format!("{long} "),
+        ] {
+            assert!(
+                matches!(
+                    given(&[]).decide(&place_for(&bad)),
+                    Err(OrderError::InvalidOrder(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,10 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{fingerprint, CommandHandler};
 use sluice_platform::avro::SchemaCatalog;
-use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
+use sluice_platform::http::{
+    CommandAccepted, CommandHeaderParams, CommandHeaders, Json, PathId, Problem, ProblemResponses,
+    StreamEvents,
+};
 use sluice_platform::saga::{known_order, payment_id_for_order, KnownOrder, OrderStage};
 use sluice_platform::store::{EventStore, StreamId};
 use sluice_platform::values::{Amount, Currency};
@@ -26,7 +29,7 @@ use crate::domain::{Payment, PaymentCommand, PaymentStatus};
 
 type Handler = CommandHandler<Payment>;
 
-/// Longest refund reason, in characters.
+/// Longest refund reason, in characters (as sent, before trimming).
 pub const MAX_REASON_CHARS: usize = 500;
 
 /// What every handler shares: the command handler and the configured limit.
@@ -36,6 +39,12 @@ struct Payments {
     authorization_limit: Amount,
 }
 
+// The bounds below are declared in the OpenAPI document exactly as the conversions
+// enforce them. Lengths count characters (JSON Schema's `maxLength`), whitespace
+// surrounding a text is trimmed, and "whitespace" is Rust's (Unicode `White_Space`),
+// spelled out in the patterns because Python's, ECMAScript's and Rust's `\s` differ.
+// No string may hold NUL (platform `Json`).
+
 /// `POST /payments`
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,10 +53,13 @@ pub struct AuthorizePayment {
     pub payment_id: Option<Uuid>,
     /// The order this payment pays for.
     pub order_id: Uuid,
-    /// Amount to authorize in minor units (cents); greater than zero. Above the
-    /// service's authorization limit the payment is declined.
+    /// Amount to authorize in minor units (cents); greater than zero and at most
+    /// the order's total. Above the service's authorization limit the payment is
+    /// declined.
+    #[schema(minimum = 1)]
     pub amount_minor: i64,
-    /// ISO 4217 code, e.g. `EUR`.
+    /// ISO 4217 code, e.g. `EUR`; the order's currency.
+    #[schema(pattern = r"^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -57,6 +69,7 @@ pub struct AuthorizePayment {
 pub struct CapturePayment {
     /// Amount to capture in minor units; greater than zero and at most the
     /// authorized amount. The whole authorized amount when absent.
+    #[schema(minimum = 1)]
     pub amount_minor: Option<i64>,
 }
 
@@ -66,8 +79,15 @@ pub struct CapturePayment {
 pub struct RefundPayment {
     /// Amount to refund in minor units; greater than zero and, with earlier refunds,
     /// at most the captured amount.
+    #[schema(minimum = 1)]
     pub amount_minor: i64,
-    /// Why the money is given back (1 to 500 characters).
+    /// Why the money is given back: 1 to 500 characters, not all whitespace;
+    /// surrounding whitespace is trimmed.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\u0000]*[^\u0000\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -139,11 +159,12 @@ impl TryFrom<RefundPayment> for PaymentCommand {
         let amount = positive_amount(dto.amount_minor)?;
         let reason = dto
             .reason
-            .map(|r| {
-                let r = r.trim();
-                if r.is_empty() || r.chars().count() > MAX_REASON_CHARS {
+            .map(|raw| {
+                // Characters as sent, as the API's `maxLength` counts them.
+                let r = raw.trim();
+                if r.is_empty() || raw.chars().count() > MAX_REASON_CHARS {
                     return Err(Problem::unprocessable(format!(
-                        "reason: must be 1 to {MAX_REASON_CHARS} characters when given"
+                        "reason: must be 1 to {MAX_REASON_CHARS} characters, not all whitespace, when given"
                     )));
                 }
                 Ok(r.to_owned())
@@ -235,11 +256,12 @@ pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
         })
 }
 
-#[utoipa::path(post, path = "/payments", request_body = AuthorizePayment,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
+#[utoipa::path(post, path = "/payments", request_body = AuthorizePayment, params(CommandHeaderParams),
     responses((status = 201, body = CommandAccepted, description = "Authorized, or declined (see the appended event)"),
-               (status = 200, body = CommandAccepted, description = "Replayed"),
-               (status = 409, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+              (status = 200, body = CommandAccepted, description = "Replayed"),
+              (status = 409, body = Problem, description = "The payment id is taken, the order is cancelled, or `If-Match` names a version the payment does not have"),
+              (status = 422, body = Problem, description = "A value outside its bounds; an order payments has not heard of, in another currency or of a smaller total; the saga's own payment id; or an `Idempotency-Key` used for another command"),
+              (status = 503, body = Problem, description = "Too many concurrent writers; retry")))]
 #[tracing::instrument(skip_all, fields(payment_id))]
 async fn authorize_payment(
     State(payments): State<Payments>,
@@ -263,10 +285,11 @@ async fn authorize_payment(
 }
 
 #[utoipa::path(post, path = "/payments/{id}/capture", request_body = CapturePayment,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "Expected stream version"),
-           ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
-    responses((status = 200, body = CommandAccepted), (status = 404, body = Problem),
-              (status = 409, body = Problem), (status = 422, body = Problem)))]
+    params(("id" = Uuid, Path, description = "The payment"), CommandHeaderParams),
+    responses((status = 200, body = CommandAccepted, description = "Captured, or replayed"),
+              (status = 404, body = Problem, description = "No such payment"),
+              (status = 409, body = Problem, description = "Not authorized (declined, voided or captured already), more than the authorized amount, or moved past `If-Match`"),
+              (status = 503, body = Problem, description = "Too many concurrent writers; retry")))]
 #[tracing::instrument(skip_all, fields(payment_id = %id.0))]
 async fn capture_payment(
     State(payments): State<Payments>,
@@ -282,10 +305,11 @@ async fn capture_payment(
 }
 
 #[utoipa::path(post, path = "/payments/{id}/refund", request_body = RefundPayment,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "Expected stream version"),
-           ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
-    responses((status = 200, body = CommandAccepted), (status = 404, body = Problem),
-              (status = 409, body = Problem), (status = 422, body = Problem)))]
+    params(("id" = Uuid, Path, description = "The payment"), CommandHeaderParams),
+    responses((status = 200, body = CommandAccepted, description = "Refunded, or replayed"),
+              (status = 404, body = Problem, description = "No such payment"),
+              (status = 409, body = Problem, description = "Not captured, more than what remains refundable, or moved past `If-Match`"),
+              (status = 503, body = Problem, description = "Too many concurrent writers; retry")))]
 #[tracing::instrument(skip_all, fields(payment_id = %id.0))]
 async fn refund_payment(
     State(payments): State<Payments>,
@@ -300,8 +324,8 @@ async fn refund_payment(
     Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
-#[utoipa::path(get, path = "/payments/{id}", params(("id" = Uuid, Path)),
-    responses((status = 200, body = PaymentState), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/payments/{id}", params(("id" = Uuid, Path, description = "The payment")),
+    responses((status = 200, body = PaymentState), (status = 404, body = Problem, description = "No such payment")))]
 #[tracing::instrument(skip_all, fields(payment_id = %id.0))]
 async fn get_payment(
     State(payments): State<Payments>,
@@ -327,8 +351,8 @@ async fn get_payment(
     }))
 }
 
-#[utoipa::path(get, path = "/payments/{id}/events", params(("id" = Uuid, Path)),
-    responses((status = 200, body = StreamEvents), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/payments/{id}/events", params(("id" = Uuid, Path, description = "The payment")),
+    responses((status = 200, body = StreamEvents), (status = 404, body = Problem, description = "No such payment")))]
 async fn payment_events(
     State(payments): State<Payments>,
     id: PathId,
@@ -350,7 +374,8 @@ async fn payment_events(
         refund_payment,
         get_payment,
         payment_events
-    )
+    ),
+    modifiers(&ProblemResponses)
 )]
 struct ApiDoc;
 
@@ -387,5 +412,19 @@ mod tests {
         );
         assert!(PaymentCommand::try_from(dto(" ")).is_err());
         assert!(PaymentCommand::try_from(dto(&"x".repeat(MAX_REASON_CHARS + 1))).is_err());
+        // Characters as sent, not bytes, and not what remains after trimming.
+        let long = "é".repeat(MAX_REASON_CHARS);
+        assert!(PaymentCommand::try_from(dto(&long)).is_ok());
+        assert!(PaymentCommand::try_from(dto(&format!("{long} "))).is_err());
+    }
+
+    /// The document's bounds are literals in attributes; they must be the code's.
+    #[test]
+    fn the_document_declares_the_bounds_the_code_enforces() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let refund = &doc["components"]["schemas"]["RefundPayment"]["properties"];
+        assert_eq!(refund["reason"]["maxLength"], MAX_REASON_CHARS);
+        assert_eq!(refund["amount_minor"]["minimum"], 1);
+        assert!(positive_amount(0).is_err() && positive_amount(1).is_ok());
     }
 }

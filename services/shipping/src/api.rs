@@ -10,7 +10,10 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{fingerprint, CommandHandler};
 use sluice_platform::avro::SchemaCatalog;
-use sluice_platform::http::{CommandAccepted, CommandHeaders, Json, PathId, Problem, StreamEvents};
+use sluice_platform::http::{
+    CommandAccepted, CommandHeaderParams, CommandHeaders, Json, PathId, Problem, ProblemResponses,
+    StreamEvents,
+};
 use sluice_platform::saga::{known_order, shipment_id_for_order, KnownOrder, OrderStage};
 use sluice_platform::store::{EventStore, StreamId};
 use utoipa::{OpenApi, ToSchema};
@@ -20,13 +23,20 @@ use crate::domain::{Carrier, Shipment, ShipmentCommand, ShipmentStatus, Tracking
 
 type Handler = CommandHandler<Shipment>;
 
+// The bounds below are declared in the OpenAPI document exactly as
+// `crate::domain` enforces them. Lengths count characters (JSON Schema's
+// `maxLength`), whitespace surrounding a text is trimmed, and "whitespace" is
+// Rust's (Unicode `White_Space`), spelled out in the patterns because Python's,
+// ECMAScript's and Rust's `\s` differ. No string may hold NUL (platform `Json`).
+
 /// `POST /shipments`
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateShipment {
     /// Client-chosen shipment id; generated when absent.
     pub shipment_id: Option<Uuid>,
-    /// The order this shipment delivers.
+    /// The order this shipment delivers: a confirmed order shipping has heard of,
+    /// not the nil UUID.
     pub order_id: Uuid,
 }
 
@@ -34,9 +44,21 @@ pub struct CreateShipment {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DispatchShipment {
-    /// Who carries the shipment (1 to 100 characters).
+    /// Who carries the shipment: 1 to 100 characters; surrounding whitespace is
+    /// trimmed, and what remains has no control characters (inner spaces are fine).
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub carrier: String,
-    /// The carrier's tracking number (1 to 100 printable characters, no whitespace).
+    /// The carrier's tracking number: 1 to 100 characters; surrounding whitespace
+    /// is trimmed, and what remains has neither whitespace nor control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub tracking_number: String,
 }
 
@@ -118,10 +140,12 @@ pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
         .with_state(Handler::with_schemas(store, schemas))
 }
 
-#[utoipa::path(post, path = "/shipments", request_body = CreateShipment,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
-    responses((status = 201, body = CommandAccepted), (status = 200, body = CommandAccepted, description = "Replayed"),
-               (status = 409, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+#[utoipa::path(post, path = "/shipments", request_body = CreateShipment, params(CommandHeaderParams),
+    responses((status = 201, body = CommandAccepted, description = "Created"),
+              (status = 200, body = CommandAccepted, description = "Replayed"),
+              (status = 409, body = Problem, description = "The shipment id is taken, the order is not confirmed, or `If-Match` names a version the shipment does not have"),
+              (status = 422, body = Problem, description = "A value outside its bounds, the nil UUID, an order shipping has not heard of, the saga's own shipment id, or an `Idempotency-Key` used for another command"),
+              (status = 503, body = Problem, description = "Too many concurrent writers; retry")))]
 #[tracing::instrument(skip_all, fields(shipment_id))]
 async fn create_shipment(
     State(handler): State<Handler>,
@@ -150,10 +174,11 @@ async fn create_shipment(
 }
 
 #[utoipa::path(post, path = "/shipments/{id}/dispatch", request_body = DispatchShipment,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "Expected stream version"),
-           ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
-    responses((status = 200, body = CommandAccepted), (status = 404, body = Problem), (status = 409, body = Problem),
-              (status = 422, body = Problem)))]
+    params(("id" = Uuid, Path, description = "The shipment"), CommandHeaderParams),
+    responses((status = 200, body = CommandAccepted, description = "Dispatched, or replayed"),
+              (status = 404, body = Problem, description = "No such shipment"),
+              (status = 409, body = Problem, description = "The shipment is not in status `created`, or has moved past `If-Match`"),
+              (status = 503, body = Problem, description = "Too many concurrent writers; retry")))]
 #[tracing::instrument(skip_all, fields(shipment_id = %id.0))]
 async fn dispatch_shipment(
     State(handler): State<Handler>,
@@ -169,9 +194,11 @@ async fn dispatch_shipment(
 }
 
 #[utoipa::path(post, path = "/shipments/{id}/deliver", request_body = DeliverShipment,
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "Expected stream version"),
-           ("Idempotency-Key" = Option<String>, Header, description = "Makes the command safe to retry")),
-    responses((status = 200, body = CommandAccepted), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    params(("id" = Uuid, Path, description = "The shipment"), CommandHeaderParams),
+    responses((status = 200, body = CommandAccepted, description = "Delivered, or replayed"),
+              (status = 404, body = Problem, description = "No such shipment"),
+              (status = 409, body = Problem, description = "The shipment is not in status `dispatched`, or has moved past `If-Match`"),
+              (status = 503, body = Problem, description = "Too many concurrent writers; retry")))]
 #[tracing::instrument(skip_all, fields(shipment_id = %id.0))]
 async fn deliver_shipment(
     State(handler): State<Handler>,
@@ -187,8 +214,8 @@ async fn deliver_shipment(
     Ok(CommandAccepted::respond(appended, crate::TOPIC))
 }
 
-#[utoipa::path(get, path = "/shipments/{id}", params(("id" = Uuid, Path)),
-    responses((status = 200, body = ShipmentState), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/shipments/{id}", params(("id" = Uuid, Path, description = "The shipment")),
+    responses((status = 200, body = ShipmentState), (status = 404, body = Problem, description = "No such shipment")))]
 #[tracing::instrument(skip_all, fields(shipment_id = %id.0))]
 async fn get_shipment(
     State(handler): State<Handler>,
@@ -213,8 +240,8 @@ async fn get_shipment(
     }))
 }
 
-#[utoipa::path(get, path = "/shipments/{id}/events", params(("id" = Uuid, Path)),
-    responses((status = 200, body = StreamEvents), (status = 404, body = Problem)))]
+#[utoipa::path(get, path = "/shipments/{id}/events", params(("id" = Uuid, Path, description = "The shipment")),
+    responses((status = 200, body = StreamEvents), (status = 404, body = Problem, description = "No such shipment")))]
 async fn shipment_events(
     State(handler): State<Handler>,
     id: PathId,
@@ -236,6 +263,22 @@ async fn shipment_events(
         deliver_shipment,
         get_shipment,
         shipment_events
-    )
+    ),
+    modifiers(&ProblemResponses)
 )]
 struct ApiDoc;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::MAX_TEXT_CHARS;
+
+    /// The document's bounds are literals in attributes; they must be the code's.
+    #[test]
+    fn the_document_declares_the_bounds_the_code_enforces() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let dispatch = &doc["components"]["schemas"]["DispatchShipment"]["properties"];
+        assert_eq!(dispatch["carrier"]["maxLength"], MAX_TEXT_CHARS);
+        assert_eq!(dispatch["tracking_number"]["maxLength"], MAX_TEXT_CHARS);
+    }
+}

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{Aggregate, DomainError, DomainEvent, Rejection};
 use uuid::Uuid;
 
-/// Longest carrier name and tracking number, in characters.
+/// Longest carrier name and tracking number, in characters as sent (before
+/// trimming), as the API's `maxLength` counts them.
 pub const MAX_TEXT_CHARS: usize = 100;
 
 /// The carrier that moves a shipment: 1 to 100 characters, no control characters
@@ -18,12 +19,12 @@ pub const MAX_TEXT_CHARS: usize = 100;
 pub struct Carrier(String);
 
 impl Carrier {
-    pub fn new(s: &str) -> Result<Self, ShipmentError> {
-        let s = s.trim();
-        let length = s.chars().count();
-        if length == 0 || length > MAX_TEXT_CHARS || s.chars().any(char::is_control) {
+    pub fn new(raw: &str) -> Result<Self, ShipmentError> {
+        let s = raw.trim();
+        let length = raw.chars().count();
+        if s.is_empty() || length > MAX_TEXT_CHARS || s.chars().any(char::is_control) {
             return Err(ShipmentError::InvalidCarrier(format!(
-                "must be 1 to {MAX_TEXT_CHARS} printable characters, got {length} characters"
+                "must be 1 to {MAX_TEXT_CHARS} printable characters, not all whitespace, got {length} characters"
             )));
         }
         Ok(Carrier(s.to_owned()))
@@ -40,10 +41,10 @@ impl Carrier {
 pub struct TrackingNumber(String);
 
 impl TrackingNumber {
-    pub fn new(s: &str) -> Result<Self, ShipmentError> {
-        let s = s.trim();
-        let length = s.chars().count();
-        if length == 0 || length > MAX_TEXT_CHARS {
+    pub fn new(raw: &str) -> Result<Self, ShipmentError> {
+        let s = raw.trim();
+        let length = raw.chars().count();
+        if s.is_empty() || length > MAX_TEXT_CHARS {
             return Err(ShipmentError::InvalidTrackingNumber(format!(
                 "must be 1 to {MAX_TEXT_CHARS} characters, got {length}"
             )));
@@ -518,7 +519,15 @@ mod tests {
         assert_eq!(Carrier::new("  UPS ").unwrap().as_str(), "UPS");
         assert_eq!(Carrier::new("La Poste").unwrap().as_str(), "La Poste");
         assert!(Carrier::new(&"é".repeat(MAX_TEXT_CHARS)).is_ok());
-        for bad in ["", "   ", "DH\u{7}L", &"x".repeat(MAX_TEXT_CHARS + 1)] {
+        // Characters as sent: surrounding whitespace counts towards the bound.
+        let padded = format!(" {}", "x".repeat(MAX_TEXT_CHARS));
+        for bad in [
+            "",
+            "   ",
+            "DH\u{7}L",
+            &"x".repeat(MAX_TEXT_CHARS + 1),
+            &padded,
+        ] {
             let err = Carrier::new(bad).unwrap_err();
             assert!(matches!(err, ShipmentError::InvalidCarrier(_)), "{bad:?}");
             assert_eq!(err.rejection(), Rejection::Invalid);
