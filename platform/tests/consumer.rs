@@ -605,3 +605,64 @@ async fn a_stream_gap_is_held_while_other_streams_move_and_released_when_filled(
     stop(consumer).await;
     stop(third).await;
 }
+
+/// The consumer's broker requests (metadata and watermarks, up to 10 s each) run on
+/// blocking threads: on a runtime with a single thread, other tasks keep running
+/// while the consumer waits on a broker that accepts connections and never answers.
+#[test]
+fn broker_requests_do_not_stall_the_runtime() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let db = TestDatabase::provision("stall", ComponentKind::Projection).await;
+        db.migrate(vec![sluice_platform::consumer::migrator()]).await;
+        // A "broker" that takes every connection and never says a word.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = silent.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in silent.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        let consumer = ConsumerRuntime::new(
+            "stall",
+            vec!["stall.events".to_owned()],
+            db.app_pool().await,
+            &address,
+            catalog(),
+            Totals {
+                broken: Arc::new(AtomicBool::new(false)),
+            },
+            ConsumerConfig {
+                announce_dead_letters: false,
+                ..ConsumerConfig::default()
+            },
+        );
+        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ticker = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        let waited = tokio::time::timeout(
+            Duration::from_secs(3),
+            consumer.catch_up(CancellationToken::new(), |_| {}),
+        )
+        .await;
+        ticker.abort();
+        let ticked = ticks.load(Ordering::SeqCst);
+        assert!(
+            ticked >= 15,
+            "the runtime stalled while the consumer asked the broker: {ticked} ticks of 100 ms in 3 s ({})",
+            if waited.is_err() { "still asking" } else { "it gave up" }
+        );
+        assert!(waited.is_err(), "the silent broker answered: {waited:?}");
+    });
+}
