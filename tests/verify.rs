@@ -17,6 +17,14 @@ use sqlx::Connection;
 use support::platform::Platform;
 use uuid::Uuid;
 
+/// `sluice verify` against `platform`, off the runtime's threads.
+async fn verify(platform: &Arc<Platform>) -> std::process::Output {
+    let platform = platform.clone();
+    tokio::task::spawn_blocking(move || platform.sluice(&["verify"]))
+        .await
+        .unwrap()
+}
+
 async fn place_order(client: &reqwest::Client, platform: &Platform, n: usize) {
     let response = client
         .post(platform.url("orders", "/orders"))
@@ -93,12 +101,7 @@ async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store()
             }
         })
     };
-    let verified = {
-        let platform = platform.clone();
-        tokio::task::spawn_blocking(move || platform.sluice(&["verify"]))
-            .await
-            .unwrap()
-    };
+    let verified = verify(&platform).await;
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     let stdout = String::from_utf8_lossy(&verified.stdout);
@@ -157,12 +160,7 @@ async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store()
         )
         .await
         .unwrap();
-    let verified = {
-        let platform = platform.clone();
-        tokio::task::spawn_blocking(move || platform.sluice(&["verify"]))
-            .await
-            .unwrap()
-    };
+    let verified = verify(&platform).await;
     let stdout = String::from_utf8_lossy(&verified.stdout);
     println!("{stdout}");
     assert!(!verified.status.success(), "verify passed:\n{stdout}");
@@ -186,12 +184,7 @@ async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store()
     .unwrap()
     .rows_affected();
     assert_eq!(changed, 1);
-    let verified = {
-        let platform = platform.clone();
-        tokio::task::spawn_blocking(move || platform.sluice(&["verify"]))
-            .await
-            .unwrap()
-    };
+    let verified = verify(&platform).await;
     let stdout = String::from_utf8_lossy(&verified.stdout);
     println!("{stdout}");
     assert!(!verified.status.success(), "verify passed:\n{stdout}");

@@ -209,26 +209,14 @@ impl ProjectionService {
         shutdown: CancellationToken,
         progress: impl FnMut(&CatchUp),
     ) -> Result<Rebuilt, RebuildError> {
-        let component = registry.component(self.name)?;
+        let (component, database, owner_options, app_options) = self.target(registry)?;
         let name = self.name.to_owned();
-        let database = component
-            .database
-            .as_ref()
-            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
         let sql = |source| RebuildError::Database {
             component: name.clone(),
             source,
         };
         // The live generation first: it must have the generation row to retire.
         db::migrate(registry, component, self.migrators()).await?;
-        let owner_url = registry
-            .owner_database_url(component)
-            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
-        let app_url = registry
-            .app_database_url(component)
-            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
-        let owner_options = PgConnectOptions::from_str(&owner_url).map_err(sql)?;
-        let app_options = PgConnectOptions::from_str(&app_url).map_err(sql)?;
         let mut owner = PgConnection::connect_with(&owner_options)
             .await
             .map_err(sql)?;
@@ -330,22 +318,12 @@ impl ProjectionService {
         until: &std::collections::BTreeMap<(String, i32), i64>,
         shutdown: CancellationToken,
     ) -> Result<String, RebuildError> {
-        let component = registry.component(self.name)?;
+        let (component, database, owner_options, app_options) = self.target(registry)?;
         let name = self.name.to_owned();
-        let database = component
-            .database
-            .as_ref()
-            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
         let sql = |source| RebuildError::Database {
             component: name.clone(),
             source,
         };
-        let urls = registry
-            .owner_database_url(component)
-            .zip(registry.app_database_url(component))
-            .ok_or_else(|| RebuildError::NotAProjection(name.clone()))?;
-        let owner_options = PgConnectOptions::from_str(&urls.0).map_err(sql)?;
-        let app_options = PgConnectOptions::from_str(&urls.1).map_err(sql)?;
         let mut owner = PgConnection::connect_with(&owner_options)
             .await
             .map_err(sql)?;
@@ -394,6 +372,40 @@ impl ProjectionService {
         }
         let _ = owner.close().await;
         Ok(schema)
+    }
+
+    /// The projection's registry entry, its database, and how to connect to it as
+    /// its owner and as its app role: what a rebuild and a fold start from.
+    #[allow(clippy::type_complexity)]
+    fn target<'r>(
+        &self,
+        registry: &'r Registry,
+    ) -> Result<
+        (
+            &'r crate::registry::Component,
+            &'r crate::registry::DatabaseSpec,
+            PgConnectOptions,
+            PgConnectOptions,
+        ),
+        RebuildError,
+    > {
+        let component = registry.component(self.name)?;
+        let not_a_projection = || RebuildError::NotAProjection(self.name.to_owned());
+        let database = component.database.as_ref().ok_or_else(not_a_projection)?;
+        let options = |url: Option<String>| {
+            PgConnectOptions::from_str(&url.ok_or_else(not_a_projection)?).map_err(|source| {
+                RebuildError::Database {
+                    component: self.name.to_owned(),
+                    source,
+                }
+            })
+        };
+        Ok((
+            component,
+            database,
+            options(registry.owner_database_url(component))?,
+            options(registry.app_database_url(component))?,
+        ))
     }
 
     fn migrators(&self) -> Vec<Migrator> {
