@@ -473,22 +473,34 @@ impl Relay {
                 deliveries.push((i, self.enqueue(record).await));
             }
             let mut failed = Vec::new();
+            // The first refusal's reason, so that a record the broker can never take
+            // (one larger than it accepts, say) is named rather than retried in silence.
+            let mut first_error = None;
             for (i, delivery) in deliveries {
-                let delivered = match delivery {
-                    Some(future) => matches!(future.await, Ok(Ok(_))),
-                    None => false,
+                let error = match delivery {
+                    Ok(future) => match future.await {
+                        Ok(Ok(_)) => continue,
+                        Ok(Err((e, _))) => e.to_string(),
+                        Err(_) => "the producer dropped the delivery".to_owned(),
+                    },
+                    Err(e) => e.to_string(),
                 };
-                if !delivered {
-                    failed.push(i);
-                }
+                first_error.get_or_insert((i, error));
+                failed.push(i);
             }
             // Idempotence keeps per-partition order across these retries; records
             // after a failed one may already be on the topic (counted as duplicates
             // by consumers when re-sent).
-            if !failed.is_empty() {
+            if let Some((i, error)) = first_error {
+                let event = &batch[i];
                 tracing::warn!(
                     undelivered = failed.len(),
                     backoff_ms = backoff.as_millis() as u64,
+                    %error,
+                    event_id = %event.event_id,
+                    stream_id = event.stream_id,
+                    global_position = event.checkpoint.global_position,
+                    record_bytes = encoded[i].0.len(),
                     "broker did not acknowledge; retrying"
                 );
                 crate::telemetry::relay_retry(&self.service);
@@ -516,14 +528,15 @@ impl Relay {
         Ok(Some(last))
     }
 
-    /// Enqueues one record, waiting while the producer queue is full.
+    /// Enqueues one record, waiting while the producer queue is full; the producer's
+    /// refusal otherwise (a record over its size limit, say).
     async fn enqueue<'a>(
         &self,
         mut record: FutureRecord<'a, String, Vec<u8>>,
-    ) -> Option<rdkafka::producer::DeliveryFuture> {
+    ) -> Result<rdkafka::producer::DeliveryFuture, rdkafka::error::KafkaError> {
         loop {
             match self.producer.send_result(record) {
-                Ok(future) => return Some(future),
+                Ok(future) => return Ok(future),
                 Err((
                     rdkafka::error::KafkaError::MessageProduction(
                         rdkafka::types::RDKafkaErrorCode::QueueFull,
@@ -533,10 +546,7 @@ impl Relay {
                     record = back;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((e, _)) => {
-                    tracing::warn!(error = %e, "cannot enqueue record");
-                    return None;
-                }
+                Err((e, _)) => return Err(e),
             }
         }
     }

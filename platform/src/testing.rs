@@ -243,7 +243,14 @@ impl Drop for TestDatabase {
 /// temporary one. Returns the registry and its TOML text (for a
 /// child process's `--registry`).
 pub fn isolated_registry(registry: &Registry) -> (Registry, String) {
-    let text = registry_text_with_prefix(registry, &unique_suffix());
+    let text = registry_text_with_prefix(registry, &unique_suffix(), None);
+    (Registry::parse(&text).expect("isolated registry"), text)
+}
+
+/// [`isolated_registry`] on a broker of the test's own (`kafka_brokers`), rather
+/// than the run's shared one.
+pub fn isolated_registry_on(registry: &Registry, kafka_brokers: &str) -> (Registry, String) {
+    let text = registry_text_with_prefix(registry, &unique_suffix(), Some(kafka_brokers));
     (Registry::parse(&text).expect("isolated registry"), text)
 }
 
@@ -277,8 +284,10 @@ impl DistinctPorts {
     }
 }
 
-fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
+fn registry_text_with_prefix(registry: &Registry, suffix: &str, brokers: Option<&str>) -> String {
     let mut ports = DistinctPorts(Vec::new());
+    let broker_port = ports.next();
+    let brokers = brokers.map_or_else(|| registry_broker_address(broker_port), str::to_owned);
     // Topics under a test-unique prefix: tests sharing a broker never see each
     // other's events.
     let mut text = format!(
@@ -291,7 +300,7 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str) -> String {
             .join(format!("sluice-data-{suffix}"))
             .display()
             .to_string(),
-        registry_broker_address(ports.next()),
+        brokers,
         registry.platform.replication_factor,
         registry.platform.min_insync_replicas,
     );

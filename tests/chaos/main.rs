@@ -11,10 +11,19 @@
 //! Faults: `kill -9` of the orders relay 20 times at random moments; of each
 //! projection worker and of the sink 20 times each; a projection's database
 //! refusing connections for 60 s; PostgreSQL stopped immediately
-//! (`pg_ctl stop -m immediate`) and started again; an outbox writer's
+//! (`pg_ctl stop -m immediate`) and started again; the broker (the suite's own
+//! single-node Apache Kafka) killed and started again; an outbox writer's
 //! transaction held open for 30 s on the orders store (the relay stalls, names
-//! it, and resumes without skipping). Broker faults (a leader killed, a broker
-//! stopped) are in `tests/kafka_faults.rs`, on the three-node cluster.
+//! it, and resumes without skipping); a poison event; an event over the size
+//! limit, a request body over the HTTP limit, and the largest event a store
+//! accepts. Faults of a replicated cluster (a partition leader killed, a node
+//! stopped) are in `broker_faults.rs` beside this file, on three nodes; they run
+//! as one test beside this one.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod broker_faults;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,8 +34,12 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use reqwest::StatusCode;
 use serde_json::json;
+use sluice_platform::local_kafka::LocalKafka;
 use sluice_platform::registry::Registry;
-use sluice_platform::testing::{broker_env, isolated_registry};
+use sluice_platform::store::{
+    Append, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
+};
+use sluice_platform::testing::isolated_registry_on;
 use sqlx::Connection;
 use uuid::Uuid;
 
@@ -162,6 +175,8 @@ struct Proc {
 
 struct Chaos {
     cluster: Cluster,
+    /// The suite's own single-node Apache Kafka, so that it can be killed.
+    kafka: LocalKafka,
     registry: Registry,
     registry_file: PathBuf,
     dir: PathBuf,
@@ -174,7 +189,7 @@ impl Chaos {
         command
             .arg("--registry")
             .arg(&self.registry_file)
-            .envs(broker_env(&self.registry))
+            .env("KAFKA_BROKERS", self.kafka.bootstrap_servers())
             .env("SLUICE_ADMIN_DATABASE_URL", self.cluster.admin_url())
             .env("RUST_LOG", "warn");
         command
@@ -281,6 +296,80 @@ async fn wait_ready(client: &reqwest::Client, chaos: &Chaos, component: &str) {
     }
 }
 
+/// One line of an order.
+fn line(sku: &str, unit_price_minor: i64) -> serde_json::Value {
+    json!({ "sku": sku, "quantity": 1, "unit_price_minor": unit_price_minor })
+}
+
+/// 100 order lines (a unit each at 1 minor unit) whose JSON is `bytes` long.
+fn sized_lines(bytes: usize) -> Vec<serde_json::Value> {
+    const LINES: usize = 100;
+    let empty = serde_json::to_string(&vec![line("", 1); LINES])
+        .unwrap()
+        .len();
+    let extra = bytes - empty;
+    (0..LINES)
+        .map(|i| {
+            let n = extra / LINES + if i == 0 { extra % LINES } else { 0 };
+            line(&"S".repeat(n), 1)
+        })
+        .collect()
+}
+
+/// Appends an `OrderPlaced` straight to the orders store, as the service would
+/// but without its validation; the event's id.
+async fn append_order(
+    store: &EventStore,
+    order_id: Uuid,
+    customer_id: &str,
+    lines: Vec<serde_json::Value>,
+    total_minor: i64,
+) -> Result<Uuid, StoreError> {
+    let stream = StreamId::new(order_id.to_string()).unwrap();
+    let appended = store
+        .append(Append {
+            stream_id: &stream,
+            stream_type: "order",
+            expected: ExpectedVersion::NoStream,
+            events: vec![NewEvent {
+                event_type: "OrderPlaced".to_owned(),
+                schema_version: 1,
+                payload: json!({ "order_id": order_id.to_string(), "customer_id": customer_id,
+                                 "currency": "EUR", "lines": lines, "total_minor": total_minor }),
+            }],
+            metadata: &Metadata::default(),
+            idempotency: None,
+        })
+        .await?;
+    Ok(appended.result().event_ids[0].0)
+}
+
+/// Waits until `component`'s consumer has dead-lettered `event_id`.
+async fn wait_dead_lettered(chaos: &Chaos, component: &str, event_id: Uuid) {
+    let c = chaos.registry.component(component).unwrap();
+    let mut db = sqlx::PgConnection::connect(&chaos.registry.app_database_url(c).unwrap())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let error: Option<String> =
+            sqlx::query_scalar("SELECT error FROM dead_letters WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&mut db)
+                .await
+                .unwrap();
+        if let Some(error) = error {
+            println!("{component} dead-lettered the poison event: {error}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{component} never dead-lettered event {event_id}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn log_contains(path: &Path, text: &str) -> bool {
     std::fs::read_to_string(path).is_ok_and(|s| s.contains(text))
 }
@@ -288,8 +377,13 @@ fn log_contains(path: &Path, text: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_promise_holds_after_each_crash_under_load() {
     let cluster = Cluster::start_new();
+    let dir = std::env::temp_dir().join(format!("sluice-chaos-{}", Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kafka = LocalKafka::start(&dir.join("kafka"), 1, 0)
+        .await
+        .unwrap_or_else(|e| panic!("start the suite's Apache Kafka: {e}"));
     let base = Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
-    let (_, text) = isolated_registry(&base);
+    let (_, text) = isolated_registry_on(&base, &kafka.bootstrap_servers());
     // The same registry on the test's own cluster.
     let text = text
         .replace(
@@ -305,8 +399,6 @@ async fn every_promise_holds_after_each_crash_under_load() {
         );
     let registry = Registry::parse(&text).unwrap();
     assert_eq!(registry.platform.database_port, cluster.port);
-    let dir = std::env::temp_dir().join(format!("sluice-chaos-{}", Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
     let registry_file = dir.join("sluice.toml");
     std::fs::write(&registry_file, text).unwrap();
     let mut args: Vec<Vec<&str>> = Vec::new();
@@ -328,6 +420,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
         .collect();
     let mut chaos = Chaos {
         cluster,
+        kafka,
         registry,
         registry_file,
         dir,
@@ -490,6 +583,36 @@ async fn every_promise_holds_after_each_crash_under_load() {
         took,
     ));
 
+    // 3. The broker killed (`SIGKILL`) and started again 5 s later: the relays
+    // retry until it is back, the consumers reconnect, nothing acknowledged is
+    // lost and nothing is applied twice.
+    chaos.kafka.kill(0).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let restarted = Instant::now();
+    chaos
+        .kafka
+        .start_node(0)
+        .await
+        .unwrap_or_else(|e| panic!("start the broker again: {e}"));
+    let fault = format!(
+        "the broker killed, started 5 s later (up again in {:.1} s)",
+        restarted.elapsed().as_secs_f64()
+    );
+    for (i, p) in chaos.procs.iter_mut().enumerate() {
+        assert!(
+            p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+            "process {i} ({:?}) stopped when the broker did",
+            p.args
+        );
+    }
+    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
+    report.push((
+        fault,
+        placed.load(Ordering::Relaxed),
+        duplicates(&out),
+        took,
+    ));
+
     // 6. An outbox writer's transaction open for 30 s on the orders store: the
     // relay stalls, names the transaction, and resumes without skipping.
     let orders = chaos.registry.component("orders").unwrap();
@@ -534,6 +657,95 @@ async fn every_promise_holds_after_each_crash_under_load() {
         took,
     ));
 
+    // 7. A poison event and oversized ones, written as a faulty producer would:
+    // through the orders store's own API, past the service's validation.
+    let store = EventStore::new(
+        sqlx::PgPool::connect(&chaos.registry.app_database_url(orders).unwrap())
+            .await
+            .unwrap(),
+    );
+    // Poison: an order with a negative total fits its schema, so the relay
+    // publishes it, but order_view and the payments reactor can never apply it.
+    // They dead-letter it and every later order goes on.
+    let poison_order = Uuid::now_v7();
+    let poison = append_order(
+        &store,
+        poison_order,
+        "c-poison",
+        vec![line("P-1", 100)],
+        -500,
+    )
+    .await
+    .expect("append the poison event");
+    for consumer in ["order_view", "payments"] {
+        wait_dead_lettered(&chaos, consumer, poison).await;
+    }
+    let fault = "a poison event (an order with a negative total)".to_owned();
+    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
+    report.push((
+        fault,
+        placed.load(Ordering::Relaxed),
+        duplicates(&out),
+        took,
+    ));
+
+    // Oversized: one byte over the limit is refused and writes nothing; a request
+    // body over the HTTP limit is refused and places nothing; the largest event a
+    // store accepts goes all the way, to the topic, both projections and the
+    // warehouse.
+    let limit = sluice_platform::store::MAX_EVENT_BYTES;
+    let refused_order = Uuid::now_v7();
+    let refused = append_order(&store, refused_order, "c-big", sized_lines(limit + 1), 100)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::TooLarge { .. }), "{refused}");
+    let stream = StreamId::new(refused_order.to_string()).unwrap();
+    assert_eq!(store.stream_version(&stream).await.unwrap(), None);
+    let body = json!({ "customer_id": "c-big", "currency": "EUR",
+                       "lines": [{ "sku": "B".repeat(64), "quantity": 1, "unit_price_minor": 1 }],
+                       "padding": "x".repeat(sluice_platform::http::MAX_BODY_BYTES) });
+    let response = client
+        .post(chaos.url("orders", "/orders"))
+        .header("Idempotency-Key", Uuid::now_v7().to_string())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let big_order = Uuid::now_v7();
+    let lines = sized_lines(limit - 2_000);
+    let total = lines.len() as i64;
+    append_order(&store, big_order, "c-big", lines, total)
+        .await
+        .expect("append the largest event a store accepts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = client
+            .get(chaos.url("order_view", &format!("/orders/{big_order}")))
+            .send()
+            .await;
+        if got.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the largest order never reached order_view"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let fault = format!(
+        "an event over the {limit}-byte limit refused, a {} KiB request body refused, \
+         an event just under the limit published",
+        sluice_platform::http::MAX_BODY_BYTES / 1024
+    );
+    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
+    report.push((
+        fault,
+        placed.load(Ordering::Relaxed),
+        duplicates(&out),
+        took,
+    ));
+
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let (_, out) = tokio::task::block_in_place(|| chaos.verify_until_clean("the end"));
@@ -546,5 +758,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
             took.as_secs_f64()
         );
     }
-    let _ = &chaos.dir;
+    // Logs stay for a failed run; the broker's data goes.
+    chaos.kafka.kill(0).await;
+    let _ = std::fs::remove_dir_all(chaos.dir.join("kafka"));
 }

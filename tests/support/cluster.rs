@@ -18,13 +18,9 @@ use serde_json::{json, Value};
 use sluice_platform::local_kafka::{kafka_home, LocalKafka};
 use sluice_platform::registry::Registry;
 use sluice_platform::testing::{
-    consume, drop_registry_databases, isolated_registry, unique_suffix, Consumed,
+    consume, drop_registry_databases, isolated_registry_on, unique_suffix, Consumed,
 };
 use uuid::Uuid;
-
-/// Fault tests each run a cluster of three JVMs and a whole platform: one at a time
-/// in a test binary, whatever `--test-threads` says.
-pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A three-node KRaft cluster (every node controller and broker; replication 3 and
 /// `min.insync.replicas` 2 as cluster defaults) with its data in a temporary
@@ -256,13 +252,11 @@ pub struct ClusterPlatform {
 
 impl ClusterPlatform {
     pub async fn start(cluster: &Cluster) -> Self {
-        // The isolated registry names the suite's broker: this cluster, so that no
-        // shared single-node broker is started for nothing (the fault tests hold
-        // SERIAL, so no other test of this binary reads the variable meanwhile).
-        std::env::set_var("SLUICE_TEST_KAFKA", cluster.bootstrap());
+        // The isolated registry names this cluster, so that no shared single-node
+        // broker is started for nothing.
         let base =
             Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
-        let (registry, text) = isolated_registry(&base);
+        let (registry, text) = isolated_registry_on(&base, &cluster.bootstrap());
         let registry_file =
             std::env::temp_dir().join(format!("sluice-faults-{}.toml", Uuid::now_v7()));
         std::fs::write(&registry_file, text).unwrap();
