@@ -17,13 +17,9 @@
 //! it, and resumes without skipping); a poison event; an event over the size
 //! limit, a request body over the HTTP limit, and the largest event a store
 //! accepts. Faults of a replicated cluster (a partition leader killed, a node
-//! stopped) are in `broker_faults.rs` beside this file, on three nodes; they run
-//! as one test beside this one.
-
-#[path = "../support/mod.rs"]
-mod support;
-
-mod broker_faults;
+//! stopped) are in `tests/kafka_faults.rs`, on three nodes. The two suites run one
+//! after the other: side by side they saturate two cores and each takes longer than
+//! both in turn.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -22,6 +22,10 @@ use sluice_platform::testing::{
 };
 use uuid::Uuid;
 
+/// Fault tests each run a cluster of three JVMs and a whole platform: one at a time
+/// in a test binary, whatever `--test-threads` says.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A three-node KRaft cluster (every node controller and broker; replication 3 and
 /// `min.insync.replicas` 2 as cluster defaults) with its data in a temporary
 /// directory, removed by [`Cluster::close`].

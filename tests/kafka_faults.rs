@@ -4,20 +4,20 @@
 //! killed (`SIGKILL`), stopped for 30 s (`SIGTERM`) or made to hand its leadership
 //! over and take it back. Afterwards every acknowledged event is on the topic in
 //! stream order (the relay's re-sends counted), in order_view and in the warehouse,
-//! once, and `sluice verify` passes. Each scenario runs its own cluster, one after
-//! the other, in one test that runs beside the crash suite.
+//! once. Each test runs its own cluster; they run one at a time.
 //!
-//! `cargo test --workspace --test chaos -- --nocapture broker_faults` prints the
-//! figures.
+//! `cargo test -p sluice --test kafka_faults -- --nocapture` prints the figures.
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::support::cluster::{
-    analyst, check_stream_order, order_view_counts, verify, wait_for_growth, wait_for_records,
-    warehouse_orders, Cluster, ClusterPlatform, Load, Probe, Verified,
-};
 use sluice_platform::testing::Consumed;
+use support::cluster::{
+    analyst, check_stream_order, order_view_counts, verify, wait_for_growth, wait_for_records,
+    warehouse_orders, Cluster, ClusterPlatform, Load, Probe, Verified, SERIAL,
+};
 
 /// Load bounds: far more than a test needs; the test stops the load itself.
 const WORKERS: usize = 4;
@@ -97,17 +97,9 @@ fn report(name: &str, v: &Verified, platform: &ClusterPlatform, figures: &str, w
     );
 }
 
-/// The three scenarios one after the other, each on a cluster and a platform of
-/// its own: one test, so that it runs beside the crash suite (both spend most of
-/// their time waiting on faults) rather than after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replicated_cluster_loses_no_acknowledged_event_when_a_node_fails() {
-    killing_the_leader_of_a_partition_the_relay_writes_loses_no_acknowledged_event().await;
-    a_broker_stopped_for_30_seconds_loses_no_acknowledged_event().await;
-    consumers_ride_out_a_leader_move().await;
-}
-
 async fn killing_the_leader_of_a_partition_the_relay_writes_loses_no_acknowledged_event() {
+    let _serial = SERIAL.lock().await;
     let wall = Instant::now();
     let (mut cluster, mut platform, topic, partitions) = setup().await;
     let probe = cluster.probe.clone();
@@ -166,7 +158,9 @@ async fn killing_the_leader_of_a_partition_the_relay_writes_loses_no_acknowledge
     cluster.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_stopped_for_30_seconds_loses_no_acknowledged_event() {
+    let _serial = SERIAL.lock().await;
     let wall = Instant::now();
     let (mut cluster, mut platform, topic, partitions) = setup().await;
     let probe = cluster.probe.clone();
@@ -264,7 +258,9 @@ async fn consumers_reach(
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_ride_out_a_leader_move() {
+    let _serial = SERIAL.lock().await;
     let wall = Instant::now();
     let (mut cluster, mut platform, topic, partitions) = setup().await;
     let probe = cluster.probe.clone();
