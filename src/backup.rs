@@ -61,12 +61,10 @@ pub fn backup(registry: &Registry, name: &str, output: Option<PathBuf>) -> anyho
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let partial = file.with_extension("dump.partial");
-    run(Command::new("pg_dump")
+    run(client("pg_dump", &url)?
         .arg("--format=custom")
         .arg("--file")
-        .arg(&partial)
-        .arg("--dbname")
-        .arg(&url))
+        .arg(&partial))
     .with_context(|| format!("backing up {name}"))?;
     std::fs::rename(&partial, &file)
         .with_context(|| format!("moving {} into place", partial.display()))?;
@@ -170,14 +168,12 @@ pub async fn restore(
 }
 
 fn restore_into(target_url: &str, owner: &str, file: &Path) -> anyhow::Result<()> {
-    run(Command::new("pg_restore")
+    run(client("pg_restore", target_url)?
         .arg("--exit-on-error")
         .arg("--single-transaction")
         .arg("--no-owner")
         .arg("--role")
         .arg(owner)
-        .arg("--dbname")
-        .arg(target_url)
         .arg(file))
     .map(|_| ())
 }
@@ -294,6 +290,48 @@ async fn reappend_on(
     Ok(copied)
 }
 
+/// A PostgreSQL client program connecting to `url`. The password goes in the
+/// program's environment (`PGPASSWORD`), not its arguments, which every user of
+/// the machine can read with `ps`.
+fn client(program: &str, url: &str) -> anyhow::Result<Command> {
+    let mut parsed = reqwest::Url::parse(url)
+        .map_err(|e| anyhow!("the database URL of {program} is not a URL: {e}"))?;
+    let password = parsed.password().map(percent_decode);
+    let mut command = Command::new(program);
+    if let Some(password) = password {
+        parsed
+            .set_password(None)
+            .map_err(|()| anyhow!("the database URL of {program} cannot hold a password"))?;
+        command.env("PGPASSWORD", password);
+    }
+    command.arg("--dbname").arg(parsed.as_str());
+    Ok(command)
+}
+
+/// `%XX` escapes of a URL part decoded (a password may hold any character).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Runs a PostgreSQL client program; its stdout, or its stderr as the error.
 fn run(command: &mut Command) -> anyhow::Result<String> {
     let program = command.get_program().to_string_lossy().into_owned();
@@ -312,7 +350,36 @@ fn run(command: &mut Command) -> anyhow::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_database;
+    use super::{client, with_database};
+
+    #[test]
+    fn a_client_program_gets_the_password_in_its_environment_not_its_arguments() {
+        // Arguments are visible to every user of the machine (`ps`); the
+        // environment only to the user and root.
+        let command = client(
+            "pg_dump",
+            "postgres://owner:s3cr%40t@127.0.0.1:5432/db?sslmode=prefer",
+        )
+        .unwrap();
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(args.iter().all(|a| !a.contains("s3cr")), "{args:?}");
+        assert_eq!(
+            args,
+            [
+                "--dbname",
+                "postgres://owner@127.0.0.1:5432/db?sslmode=prefer"
+            ]
+        );
+        let password = command
+            .get_envs()
+            .find(|(k, _)| *k == "PGPASSWORD")
+            .and_then(|(_, v)| v)
+            .map(|v| v.to_string_lossy().into_owned());
+        assert_eq!(password.as_deref(), Some("s3cr@t"));
+    }
 
     #[test]
     fn a_url_names_another_database_keeping_its_options() {
