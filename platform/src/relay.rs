@@ -250,8 +250,13 @@ impl Relay {
         let mut last_prune = Instant::now();
         let mut blocked_since: Option<Instant> = None;
         let mut last_backlog: Option<Instant> = None;
+        // The batch read while the previous one's delivery reports came in.
+        let mut prefetched: Option<Vec<OutboxEvent>> = None;
         while !shutdown.is_cancelled() {
-            let batch = self.fetch(lock, checkpoint).await.map_err(fenced)?;
+            let batch = match prefetched.take() {
+                Some(batch) => batch,
+                None => self.fetch(lock, checkpoint).await.map_err(fenced)?,
+            };
             // The backlog count scans the unpublished rows: a few times a second is
             // plenty for the gauges and the horizon check, and keeps it off the
             // publishing path when the backlog is large.
@@ -267,13 +272,23 @@ impl Relay {
                 }
                 continue;
             }
+            // Pipelined: the next batch (the rows after this one's last) is read on
+            // the lock session while the broker acknowledges this one. It is
+            // published only after this one is acknowledged and checkpointed, so
+            // the checkpoint still never passes an unacknowledged event.
+            let last = batch.last().map(|e| e.checkpoint).unwrap_or(checkpoint);
+            let (published, next) =
+                tokio::join!(self.publish(&batch, shutdown), self.fetch(lock, last));
             // `None`: shut down while the broker was not acknowledging; the batch is
             // not checkpointed and goes out again on the next start.
-            let Some(published) = self.publish(&batch, shutdown).await? else {
+            let Some(published) = published? else {
                 break;
             };
             checkpoint = published;
             save_checkpoint(lock, checkpoint).await.map_err(fenced)?;
+            // An empty read is not kept: rows may have committed since, and the
+            // next round reads again at once rather than idling.
+            prefetched = Some(next.map_err(fenced)?).filter(|next| !next.is_empty());
             if last_prune.elapsed() >= self.config.prune_interval {
                 self.prune(checkpoint).await?;
                 last_prune = Instant::now();

@@ -610,6 +610,68 @@ async fn published_outbox_rows_are_pruned_after_their_retention() {
     again.await.unwrap();
 }
 
+/// A checkpoint row lower than the highest, written last (as a relay that lost its
+/// fence could have, or a restore of an older table): the relay resumes from the
+/// highest, so nothing is published again, and it never records a lower one.
+#[tokio::test]
+async fn the_relay_resumes_from_its_highest_checkpoint_whichever_row_is_newest() {
+    let broker = TestBroker::start().await;
+    broker.topic("forward.events", 1).await;
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    let stream = StreamId::new("f").unwrap();
+    store
+        .append(append(&stream, (0..3).map(event).collect(), &meta))
+        .await
+        .unwrap();
+    let (stop, relay) = spawn_relay("forward", &store, &broker, 100);
+    let topic = broker.physical("forward.events");
+    let records = consume(&broker.bootstrap(), &topic, 3, Duration::from_secs(300)).await;
+    assert_eq!(records.len(), 3);
+    stop.cancel();
+    relay.await.unwrap();
+
+    // The newest row (highest id) now points at the first event.
+    let first_txid: String =
+        sqlx::query_scalar("SELECT txid::text FROM outbox ORDER BY txid, global_position LIMIT 1")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    sqlx::query("INSERT INTO relay_checkpoints (txid, global_position) VALUES ($1::text::xid8, 1)")
+        .bind(&first_txid)
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    // Restarted, the relay publishes the marker and nothing it had published.
+    let (stop, relay) = spawn_relay("forward", &store, &broker, 100);
+    store
+        .append(append(&stream, vec![event(3)], &meta))
+        .await
+        .unwrap();
+    let records = consume(&broker.bootstrap(), &topic, 4, Duration::from_secs(300)).await;
+    assert_eq!(
+        records.last().map(|r| r.header("stream_version")),
+        Some("4"),
+        "the marker was published"
+    );
+    assert_eq!(
+        versions_by_stream(&records)["f"],
+        [1, 2, 3, 4],
+        "events 2 and 3 were published again"
+    );
+    stop.cancel();
+    relay.await.unwrap();
+    // And the relay's own checkpoint went forward past the marker.
+    let highest: i64 = sqlx::query_scalar(
+        "SELECT global_position FROM relay_checkpoints ORDER BY txid DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(highest, 4);
+}
+
 /// The active relay's lock session is terminated (as `pg_terminate_backend`, an
 /// idle timeout or a proxy would end it) while a standby waits: the standby takes
 /// over, and the first relay stops at its next statement instead of publishing
