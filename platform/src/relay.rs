@@ -272,13 +272,20 @@ impl Relay {
                 }
                 continue;
             }
-            // Pipelined: the next batch (the rows after this one's last) is read on
-            // the lock session while the broker acknowledges this one. It is
-            // published only after this one is acknowledged and checkpointed, so
-            // the checkpoint still never passes an unacknowledged event.
+            // Catching up (a full batch), the next batch (the rows after this one's
+            // last) is read on the lock session while the broker acknowledges this
+            // one. It is published only after this one is acknowledged and
+            // checkpointed, so the checkpoint never passes an unacknowledged event.
+            // Live (a partial batch) nothing is read ahead: rows read during the
+            // delivery would wait for it, a round of latency for no throughput.
             let last = batch.last().map(|e| e.checkpoint).unwrap_or(checkpoint);
-            let (published, next) =
-                tokio::join!(self.publish(&batch, shutdown), self.fetch(lock, last));
+            let (published, next) = if batch.len() as i64 >= self.config.batch_size {
+                let (published, next) =
+                    tokio::join!(self.publish(&batch, shutdown), self.fetch(lock, last));
+                (published, Some(next))
+            } else {
+                (self.publish(&batch, shutdown).await, None)
+            };
             // `None`: shut down while the broker was not acknowledging; the batch is
             // not checkpointed and goes out again on the next start.
             let Some(published) = published? else {
@@ -288,7 +295,10 @@ impl Relay {
             save_checkpoint(lock, checkpoint).await.map_err(fenced)?;
             // An empty read is not kept: rows may have committed since, and the
             // next round reads again at once rather than idling.
-            prefetched = Some(next.map_err(fenced)?).filter(|next| !next.is_empty());
+            prefetched = next
+                .transpose()
+                .map_err(fenced)?
+                .filter(|next| !next.is_empty());
             if last_prune.elapsed() >= self.config.prune_interval {
                 self.prune(checkpoint).await?;
                 last_prune = Instant::now();
