@@ -23,7 +23,10 @@
 //! delivery report is awaited, and only then is the checkpoint (the batch's last
 //! `(txid, global_position)`) recorded. A crash between delivery and checkpoint
 //! re-sends at most that batch: at least once, duplicates bounded by one batch.
-//! Consumers drop duplicates by stream version or event id.
+//! Consumers drop duplicates by stream version or event id. While a full batch is
+//! being acknowledged (the relay is catching up), the next one is read, not sent:
+//! it goes out once the current one is checkpointed, so one batch at most is ever
+//! in flight. After a partial batch (the relay is live) nothing is read ahead.
 //!
 //! One active relay per service: it holds a session advisory lock on its store; a
 //! second instance waits as standby and takes over when the lock is released. The
