@@ -251,6 +251,32 @@ impl Chaos {
     }
 }
 
+/// One row of the suite's report: the fault, orders placed so far, duplicates on
+/// the topics (cumulative), and how long verify took to pass.
+type Row = (String, usize, usize, Duration);
+
+impl Chaos {
+    /// After `fault`: `sluice verify` until it passes, then its row in `report`.
+    /// Returns the duplicates on the topics.
+    fn settle(&self, fault: String, placed: &AtomicUsize, report: &mut Vec<Row>) -> usize {
+        let (took, out) = tokio::task::block_in_place(|| self.verify_until_clean(&fault));
+        let seen = duplicates(&out);
+        report.push((fault, placed.load(Ordering::Relaxed), seen, took));
+        seen
+    }
+
+    /// Every component's process is still running after `what`.
+    fn assert_all_running(&mut self, what: &str) {
+        for (i, p) in self.procs.iter_mut().enumerate() {
+            assert!(
+                p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+                "process {i} ({:?}) stopped when {what}",
+                p.args
+            );
+        }
+    }
+}
+
 impl Drop for Chaos {
     fn drop(&mut self) {
         for p in &mut self.procs {
@@ -475,7 +501,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    let mut report = Vec::new();
+    let mut report: Vec<Row> = Vec::new();
     let mut rng = rand::thread_rng();
     let mut kill_20_times = |chaos: &mut Chaos, args: &[&str]| {
         let i = chaos.index(args);
@@ -494,19 +520,15 @@ async fn every_promise_holds_after_each_crash_under_load() {
     ] {
         let fault = format!("kill -9 of `sluice {}` 20 times", target.join(" "));
         tokio::task::block_in_place(|| kill_20_times(&mut chaos, &target));
-        let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
         // A relay killed between a batch's delivery and its checkpoint sends that
         // batch again, and nothing more: at most one batch (1000) per kill.
-        let seen = duplicates(&out);
-        let before = report
-            .last()
-            .map_or(0, |r: &(String, usize, usize, Duration)| r.2);
+        let before = report.last().map_or(0, |r: &Row| r.2);
+        let seen = chaos.settle(fault.clone(), &placed, &mut report);
         assert!(
             seen - before <= 20 * 1000,
             "{fault}: {} duplicates, more than one batch per kill",
             seen - before
         );
-        report.push((fault, placed.load(Ordering::Relaxed), seen, took));
     }
 
     // 5. A projection's database refuses connections for 60 s.
@@ -549,13 +571,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
             .is_none(),
         "order_view stopped while its database refused connections"
     );
-    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
-    report.push((
-        fault,
-        placed.load(Ordering::Relaxed),
-        duplicates(&out),
-        took,
-    ));
+    chaos.settle(fault, &placed, &mut report);
 
     // 4. PostgreSQL stopped immediately (no checkpoint, every session cut), then
     // started again after 5 s: crash recovery, and every component reconnects.
@@ -563,21 +579,9 @@ async fn every_promise_holds_after_each_crash_under_load() {
     chaos.cluster.stop_immediately();
     tokio::time::sleep(Duration::from_secs(5)).await;
     chaos.cluster.start();
-    for (i, p) in chaos.procs.iter_mut().enumerate() {
-        assert!(
-            p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-            "process {i} ({:?}) stopped when PostgreSQL did",
-            p.args
-        );
-    }
+    chaos.assert_all_running("PostgreSQL did");
     let fault = "PostgreSQL stopped immediately, started 5 s later".to_owned();
-    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
-    report.push((
-        fault,
-        placed.load(Ordering::Relaxed),
-        duplicates(&out),
-        took,
-    ));
+    chaos.settle(fault, &placed, &mut report);
 
     // 3. The broker killed (`SIGKILL`) and started again 5 s later: the relays
     // retry until it is back, the consumers reconnect, nothing acknowledged is
@@ -594,20 +598,8 @@ async fn every_promise_holds_after_each_crash_under_load() {
         "the broker killed, started 5 s later (up again in {:.1} s)",
         restarted.elapsed().as_secs_f64()
     );
-    for (i, p) in chaos.procs.iter_mut().enumerate() {
-        assert!(
-            p.child.as_mut().unwrap().try_wait().unwrap().is_none(),
-            "process {i} ({:?}) stopped when the broker did",
-            p.args
-        );
-    }
-    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
-    report.push((
-        fault,
-        placed.load(Ordering::Relaxed),
-        duplicates(&out),
-        took,
-    ));
+    chaos.assert_all_running("the broker did");
+    chaos.settle(fault, &placed, &mut report);
 
     // 6. An outbox writer's transaction open for 30 s on the orders store: the
     // relay stalls, names the transaction, and resumes without skipping.
@@ -645,13 +637,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
     );
     sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
     let fault = "an outbox writer's transaction open for 30 s".to_owned();
-    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
-    report.push((
-        fault,
-        placed.load(Ordering::Relaxed),
-        duplicates(&out),
-        took,
-    ));
+    chaos.settle(fault, &placed, &mut report);
 
     // 7. A poison event and oversized ones, written as a faulty producer would:
     // through the orders store's own API, past the service's validation.
@@ -677,13 +663,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
         wait_dead_lettered(&chaos, consumer, poison).await;
     }
     let fault = "a poison event (an order with a negative total)".to_owned();
-    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
-    report.push((
-        fault,
-        placed.load(Ordering::Relaxed),
-        duplicates(&out),
-        took,
-    ));
+    chaos.settle(fault, &placed, &mut report);
 
     // Oversized: one byte over the limit is refused and writes nothing; a request
     // body over the HTTP limit is refused and places nothing; the largest event a
@@ -734,13 +714,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
          an event just under the limit published",
         sluice_platform::http::MAX_BODY_BYTES / 1024
     );
-    let (took, out) = tokio::task::block_in_place(|| chaos.verify_until_clean(&fault));
-    report.push((
-        fault,
-        placed.load(Ordering::Relaxed),
-        duplicates(&out),
-        took,
-    ));
+    chaos.settle(fault, &placed, &mut report);
 
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
