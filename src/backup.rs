@@ -296,7 +296,11 @@ async fn reappend_on(
 fn client(program: &str, url: &str) -> anyhow::Result<Command> {
     let mut parsed = reqwest::Url::parse(url)
         .map_err(|e| anyhow!("the database URL of {program} is not a URL: {e}"))?;
-    let password = parsed.password().map(percent_decode);
+    let password = parsed.password().map(|p| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
     let mut command = Command::new(program);
     if let Some(password) = password {
         parsed
@@ -306,30 +310,6 @@ fn client(program: &str, url: &str) -> anyhow::Result<Command> {
     }
     command.arg("--dbname").arg(parsed.as_str());
     Ok(command)
-}
-
-/// `%XX` escapes of a URL part decoded (a password may hold any character).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Runs a PostgreSQL client program; its stdout, or its stderr as the error.
