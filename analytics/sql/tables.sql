@@ -1,10 +1,11 @@
 -- The sink's own tables, created at start when missing. Typed tables (one per event
 -- type) are created from the Avro schemas by the sink itself.
 
--- Every record of every `*.events` topic, decodable or not. `event_id` is unique:
--- an event the relay delivered twice is stored once.
+-- Every record of every `*.events` topic, decodable or not. An event the relay
+-- delivered twice is stored once: the sink drops re-deliveries before it appends
+-- (by stream version, see the loader), so no index has to grow with the table.
 CREATE TABLE IF NOT EXISTS raw_events (
-    event_id        UUID PRIMARY KEY,
+    event_id        UUID NOT NULL,
     event_type      VARCHAR,
     schema_version  INTEGER,
     stream_type     VARCHAR,

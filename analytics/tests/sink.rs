@@ -1431,3 +1431,72 @@ fn views_and_order_state_as_of_answer_from_the_events() {
         ]
     );
 }
+
+#[test]
+fn redeliveries_after_a_restart_are_dropped_by_stream_version_without_any_index() {
+    let scratch = Scratch::new("restart-dedupe");
+    let catalog = repository_catalog();
+    let order = Uuid::now_v7();
+    let placed = TestEvent::new("OrderPlaced", order, 1, order_placed(order, "dora", 700));
+    let confirmed = TestEvent::new(
+        "OrderConfirmed",
+        order,
+        2,
+        json!({"order_id": order.to_string()}),
+    );
+    let first: Vec<SinkRecord> = vec![placed.record(&catalog, 0), confirmed.record(&catalog, 1)];
+    {
+        let warehouse = Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default())
+            .expect("warehouse");
+        let mut loader =
+            Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("loader");
+        assert_eq!(loader.load(&first).expect("load").loaded, 2);
+    }
+
+    // A new loader on the same warehouse: what it remembers comes from the file.
+    let warehouse =
+        Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default()).expect("reopen");
+    let mut loader =
+        Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("loader");
+    // The relay re-sends both at new offsets, then the stream goes on.
+    let cancelled = TestEvent::new(
+        "OrderCancelled",
+        order,
+        3,
+        json!({"order_id": order.to_string(), "reason": "changed mind"}),
+    );
+    let again = vec![
+        placed.record(&catalog, 2),
+        confirmed.record(&catalog, 3),
+        cancelled.record(&catalog, 4),
+    ];
+    let report = loader.load(&again).expect("reload");
+    assert_eq!((report.loaded, report.duplicates), (1, 2));
+    // A different event claiming the newest version is kept, not taken for a
+    // re-delivery (the store never writes one; the warehouse keeps what came).
+    let mut impostor = cancelled.clone();
+    impostor.event_id = Uuid::now_v7();
+    let report = loader
+        .load(&[impostor.record(&catalog, 5)])
+        .expect("impostor");
+    assert_eq!((report.loaded, report.duplicates), (1, 0));
+
+    let conn = loader.connection();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+    assert_eq!(count("SELECT count(*) FROM raw_events"), 4);
+    assert_eq!(count("SELECT count(*) FROM order_placed"), 1);
+    assert_eq!(count("SELECT count(*) FROM order_cancelled"), 2);
+    assert_eq!(
+        count(
+            "SELECT (SELECT count(*) FROM duckdb_indexes() \
+                      WHERE table_name IN ('raw_events', 'order_placed')) \
+                  + (SELECT count(*) FROM duckdb_constraints() \
+                      WHERE table_name IN ('raw_events', 'order_placed') \
+                        AND constraint_type IN ('PRIMARY KEY', 'UNIQUE'))"
+        ),
+        0,
+        "no index to maintain on the loaded tables"
+    );
+    let positions = count("SELECT CAST(sum(next_offset) AS BIGINT) FROM sluice_positions");
+    assert_eq!(positions, 6);
+}

@@ -7,19 +7,27 @@
 //!    while records keep naming it; a schema that appears is adopted, and the rows
 //!    kept without a payload that it decodes are backfilled into `raw_events` and
 //!    their typed tables);
-//! 2. drop duplicates within the batch (same event id);
-//! 3. `BEGIN`; append the rows to a per-connection temporary stage table with
-//!    DuckDB's appender;
-//! 4. `INSERT OR IGNORE INTO raw_events SELECT … FROM stage`: the primary key on
-//!    `event_id` skips events already loaded (the relay delivers at least once);
-//! 5. per event type in the batch, `INSERT OR IGNORE INTO <typed> SELECT …` with
-//!    `from_json(payload, <structure>)` turning the JSON payload into typed columns
-//!    (lists and structs included) inside DuckDB, vectorised;
-//! 6. upsert `sluice_positions` and `sluice_watermarks`; empty the stage; `COMMIT`.
+//! 2. drop what is already loaded, in memory (see *Duplicates*);
+//! 3. build Arrow record batches straight from the decoded records: one for
+//!    `raw_events`, one per event type for its typed table ([`super::columns`]);
+//! 4. `BEGIN`; append each record batch with DuckDB's Arrow appender; upsert
+//!    `sluice_positions` and `sluice_watermarks`; `COMMIT`.
 //!
 //! Data and positions commit together: a crash at any point either keeps the whole
 //! batch with its positions or neither, and a restart resumes at the stored
-//! positions. The event-id key covers what the relay sends twice.
+//! positions.
+//!
+//! Duplicates. The relay delivers at least once, and each stream's versions reach
+//! its partition in order (see `sluice_platform::relay`): a record whose stream
+//! version is below the highest one loaded for its stream on its partition, or
+//! equal to it with the same event id, is a re-delivery. The loader keeps that
+//! highest version (and its event id) per `(topic, partition, stream)` in memory,
+//! read from `raw_events` at start and advanced only after a commit, so a
+//! duplicate costs a hash lookup however large the tables grow, and no table has a
+//! primary key to maintain. A different event at the same version (which the
+//! store never writes) is kept, like any record that cannot be read. Records
+//! without a readable stream version (a broken envelope) are looked up by event id
+//! instead; within a batch, an event id is loaded once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -28,14 +36,20 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, Connection};
+use serde_json::Value as Json;
 use sluice_platform::avro::SchemaCatalog;
+use uuid::Uuid;
 
-use super::mapping::{quote_ident, quote_literal, typed_tables, TypedTable, ENVELOPE_COLUMNS};
+use super::columns::{BatchBuilder, ColumnBuilder};
+use super::mapping::{quote_ident, typed_tables, Kind, TypedTable, ENVELOPE_COLUMNS};
 use super::record::{decode, Row, SinkRecord};
 use super::{schemas, telemetry, SinkError};
 
 const TABLES_SQL: &str = include_str!("../../sql/tables.sql");
-const STAGE: &str = "sluice_stage";
+
+/// The highest stream version loaded and the event that had it, by topic,
+/// partition and stream id.
+type Versions = HashMap<String, HashMap<i32, HashMap<String, (i64, Uuid)>>>;
 /// How often, at most, the schemas directory is looked at again for a fingerprint
 /// it was already rescanned for.
 const RESCAN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -71,8 +85,10 @@ pub struct Loader {
     rescanned: HashSet<[u8; 8]>,
     /// When the directory was last rescanned.
     last_rescan: Option<Instant>,
-    /// The `INSERT … SELECT` of each event type's typed table.
-    typed_inserts: HashMap<String, String>,
+    /// The typed table of each event type.
+    tables: BTreeMap<String, TypedTable>,
+    /// The highest stream version loaded per stream (see the module docs).
+    versions: Versions,
 }
 
 impl Loader {
@@ -81,17 +97,16 @@ impl Loader {
     /// schema versions.
     pub fn new(conn: Connection, catalog: SchemaCatalog) -> Result<Self, SinkError> {
         conn.execute_batch(TABLES_SQL)?;
-        conn.execute_batch(&format!(
-            "CREATE OR REPLACE TEMP TABLE {STAGE} AS SELECT * FROM raw_events LIMIT 0"
-        ))?;
-        let typed_inserts = ensure_typed_tables(&conn, &catalog)?;
+        let tables = ensure_typed_tables(&conn, &catalog)?;
+        let versions = loaded_versions(&conn)?;
         Ok(Loader {
             conn,
             catalog,
             schemas_dir: None,
             rescanned: HashSet::new(),
             last_rescan: None,
-            typed_inserts,
+            tables,
+            versions,
         })
     }
 
@@ -123,41 +138,112 @@ impl Loader {
         if self.rescan_for(&rows)? {
             rows = batch.iter().map(|r| decode(&self.catalog, r)).collect();
         }
-        let mut seen = HashSet::with_capacity(rows.len());
-        rows.retain(|row| seen.insert(row.event_id));
-        let within_batch = batch.len() - rows.len();
+        let (rows, advanced) = self.new_rows(rows)?;
 
         let loaded_at = Utc::now();
         self.conn.execute_batch("BEGIN TRANSACTION")?;
         let outcome = self.load_in_transaction(batch, &rows, loaded_at);
-        let per_topic = match outcome {
-            Ok(counts) => {
-                if let Err(e) = self.conn.execute_batch("COMMIT") {
-                    // A failed commit may leave the transaction open: end it, so
-                    // that the retry can begin its own.
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    return Err(e.into());
-                }
-                counts
-            }
+        match outcome.and_then(|()| Ok(self.conn.execute_batch("COMMIT")?)) {
+            Ok(()) => {}
             Err(e) => {
-                // The stage is a table of this transaction too: rolled back with it.
+                // A failed statement or commit may leave the transaction open: end
+                // it, so that the retry can begin its own.
                 if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
-                    tracing::warn!(error = %rollback, "rollback after a failed load failed");
+                    tracing::debug!(error = %rollback, "rollback after a failed load");
                 }
                 return Err(e);
             }
-        };
-        let loaded = per_topic.values().map(|c| c.loaded as usize).sum::<usize>();
+        }
+        // Only what committed counts as loaded.
+        for ((topic, partition, stream), newest) in advanced {
+            self.versions
+                .entry(topic.to_owned())
+                .or_default()
+                .entry(partition)
+                .or_default()
+                .insert(stream.to_owned(), newest);
+        }
+        let mut per_topic: BTreeMap<String, TopicCounts> = BTreeMap::new();
+        for row in &rows {
+            let counts = per_topic.entry(row.record.topic.clone()).or_default();
+            counts.loaded += 1;
+            counts.undecodable += u64::from(row.payload.is_none());
+        }
         let undecodable = per_topic.values().map(|c| c.undecodable as usize).sum();
         let report = LoadReport {
             records: batch.len(),
-            loaded,
-            duplicates: within_batch + (rows.len() - loaded),
+            loaded: rows.len(),
+            duplicates: batch.len() - rows.len(),
             undecodable,
         };
         telemetry::batch_loaded(&per_topic, &report, started.elapsed());
         Ok(report)
+    }
+
+    /// The rows not loaded yet (see *Duplicates* in the module docs), and the
+    /// highest stream versions they bring, to remember once they are committed.
+    #[allow(clippy::type_complexity)]
+    fn new_rows<'a>(
+        &self,
+        rows: Vec<Row<'a>>,
+    ) -> Result<(Vec<Row<'a>>, HashMap<(&'a str, i32, &'a str), (i64, Uuid)>), SinkError> {
+        let unversioned: Vec<Uuid> = rows
+            .iter()
+            .filter(|r| r.stream_version.is_none())
+            .map(|r| r.event_id)
+            .collect();
+        let mut seen: HashSet<Uuid> = self.loaded_ids(&unversioned)?;
+        seen.reserve(rows.len());
+        let mut advanced: HashMap<(&'a str, i32, &'a str), (i64, Uuid)> = HashMap::new();
+        let mut fresh = Vec::with_capacity(rows.len());
+        for row in rows {
+            if !seen.insert(row.event_id) {
+                continue;
+            }
+            let record: &'a SinkRecord = row.record;
+            if let Some(version) = row.stream_version {
+                let key = (record.topic.as_str(), record.partition, record.key.as_str());
+                let loaded = advanced.get(&key).copied().or_else(|| {
+                    self.versions
+                        .get(key.0)
+                        .and_then(|p| p.get(&key.1))
+                        .and_then(|s| s.get(key.2))
+                        .copied()
+                });
+                if loaded.is_some_and(|(newest, id)| {
+                    version < newest || (version == newest && row.event_id == id)
+                }) {
+                    continue;
+                }
+                advanced.insert(key, (version, row.event_id));
+            }
+            fresh.push(row);
+        }
+        Ok((fresh, advanced))
+    }
+
+    /// Which of `ids` are in `raw_events` already (one scan, only for records
+    /// without a stream version).
+    fn loaded_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, SinkError> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let list = ids
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut statement = self.conn.prepare(&format!(
+            "SELECT CAST(event_id AS VARCHAR) FROM raw_events WHERE event_id IN ({list})"
+        ))?;
+        let found = statement.query_map([], |r| r.get::<_, String>(0))?;
+        let mut loaded = HashSet::new();
+        for id in found {
+            if let Ok(id) = Uuid::parse_str(&id?) {
+                loaded.insert(id);
+            }
+        }
+        Ok(loaded)
     }
 
     fn load_in_transaction(
@@ -165,76 +251,40 @@ impl Loader {
         batch: &[SinkRecord],
         rows: &[Row<'_>],
         loaded_at: DateTime<Utc>,
-    ) -> Result<BTreeMap<String, TopicCounts>, SinkError> {
-        self.stage(rows, loaded_at)?;
-        // RETURNING yields only the rows inserted, not the ignored duplicates.
-        let mut insert = self.conn.prepare(&format!(
-            "INSERT OR IGNORE INTO raw_events SELECT * FROM temp.{STAGE} \
-             RETURNING topic, payload IS NULL"
-        ))?;
-        let mut per_topic: BTreeMap<String, TopicCounts> = BTreeMap::new();
-        let inserted =
-            insert.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?;
-        for row in inserted {
-            let (topic, undecodable) = row?;
-            let counts = per_topic.entry(topic).or_default();
-            counts.loaded += 1;
-            counts.undecodable += u64::from(undecodable);
+    ) -> Result<(), SinkError> {
+        if !rows.is_empty() {
+            self.append("raw_events", raw_batch(rows, loaded_at))?;
         }
-        drop(insert);
-        let event_types: HashSet<&str> = rows
-            .iter()
-            .filter(|r| r.is_typed())
-            .filter_map(|r| r.event_type.as_deref())
-            .collect();
-        for event_type in event_types {
-            if let Some(insert) = self.typed_inserts.get(event_type) {
-                self.conn.execute(insert, params![event_type])?;
+        let mut by_type: BTreeMap<&str, Vec<TypedRow<'_>>> = BTreeMap::new();
+        for row in rows.iter().filter(|r| r.is_typed()) {
+            if let (Some(event_type), Some(typed)) = (row.event_type.as_deref(), TypedRow::of(row))
+            {
+                by_type.entry(event_type).or_default().push(typed);
             }
         }
-        self.conn
-            .execute_batch(&format!("DELETE FROM temp.{STAGE}"))?;
-        self.advance(batch, rows, loaded_at)?;
-        Ok(per_topic)
+        self.append_typed(by_type)?;
+        self.advance(batch, rows, loaded_at)
     }
 
-    /// Appends the rows to the stage table.
-    fn stage(&self, rows: &[Row<'_>], loaded_at: DateTime<Utc>) -> Result<(), SinkError> {
-        let timestamp =
-            |t: DateTime<Utc>| Value::Timestamp(TimeUnit::Microsecond, t.timestamp_micros());
-        let text = |s: Option<&str>| s.map_or(Value::Null, |s| Value::Text(s.to_owned()));
-        let uuid = |u: Option<uuid::Uuid>| u.map_or(Value::Null, |u| Value::Text(u.to_string()));
-        let mut appender = self
-            .conn
-            .appender_to_catalog_and_db(STAGE, "temp", "main")?;
-        for row in rows {
-            let record = row.record;
-            appender.append_row([
-                Value::Text(row.event_id.to_string()),
-                text(row.event_type.as_deref()),
-                row.schema_version.map_or(Value::Null, Value::Int),
-                text(row.stream_type.as_deref()),
-                Value::Text(record.key.clone()),
-                row.stream_version.map_or(Value::Null, Value::BigInt),
-                row.global_position.map_or(Value::Null, Value::BigInt),
-                row.recorded_at.map_or(Value::Null, timestamp),
-                uuid(row.correlation_id),
-                uuid(row.causation_id),
-                text(record.headers.get("traceparent").map(String::as_str)),
-                text(record.headers.get("actor").map(String::as_str)),
-                text(row.payload.as_deref()),
-                if row.payload.is_none() {
-                    Value::Blob(record.payload.clone())
-                } else {
-                    Value::Null
-                },
-                text(row.decode_error.as_deref()),
-                Value::Text(record.topic.clone()),
-                Value::Int(record.partition),
-                Value::BigInt(record.offset),
-                timestamp(loaded_at),
-            ])?;
+    /// Appends each event type's rows to its typed table.
+    fn append_typed(&self, by_type: BTreeMap<&str, Vec<TypedRow<'_>>>) -> Result<(), SinkError> {
+        for (event_type, typed) in by_type {
+            if let Some(table) = self.tables.get(event_type) {
+                self.append(&table.name, typed_batch(table, &typed))?;
+            }
         }
+        Ok(())
+    }
+
+    /// Appends a record batch to `table`, by column name.
+    fn append(&self, table: &str, mut batch: BatchBuilder) -> Result<(), SinkError> {
+        let names: Vec<String> = batch.names().into_iter().map(str::to_owned).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut appender = self.conn.appender_with_columns(table, &names)?;
+        let batch = batch
+            .finish()
+            .map_err(|e| SinkError::DuckDb(duckdb::Error::ToSqlConversionFailure(Box::new(e))))?;
+        appender.append_record_batch(batch)?;
         appender.flush()?;
         Ok(())
     }
@@ -350,52 +400,75 @@ impl Loader {
     /// catalog now has: fills in their payload and loads them into their typed
     /// tables, in one transaction. Returns how many rows it decoded.
     fn backfill(&mut self) -> Result<usize, SinkError> {
-        let pending: Vec<(String, Vec<u8>)> = {
+        let pending: Vec<Kept> = {
             let mut kept = self.conn.prepare(
-                "SELECT CAST(event_id AS VARCHAR), payload_avro FROM raw_events \
-                  WHERE payload IS NULL AND payload_avro IS NOT NULL",
+                "SELECT CAST(event_id AS VARCHAR), payload_avro, stream_id, stream_version, \
+                        epoch_us(recorded_at), CAST(correlation_id AS VARCHAR), \
+                        CAST(causation_id AS VARCHAR), topic, partition, kafka_offset \
+                   FROM raw_events WHERE payload IS NULL AND payload_avro IS NOT NULL",
             )?;
-            let rows = kept.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = kept.query_map([], |r| {
+                let uuid = |text: Option<String>| text.and_then(|t| Uuid::parse_str(&t).ok());
+                Ok(Kept {
+                    event_id: r.get(0)?,
+                    bytes: r.get(1)?,
+                    stream_id: r.get(2)?,
+                    stream_version: r.get(3)?,
+                    recorded_at: r
+                        .get::<_, Option<i64>>(4)?
+                        .and_then(DateTime::<Utc>::from_timestamp_micros),
+                    correlation_id: uuid(r.get(5)?),
+                    causation_id: uuid(r.get(6)?),
+                    topic: r.get(7)?,
+                    partition: r.get(8)?,
+                    offset: r.get(9)?,
+                })
+            })?;
             rows.collect::<Result<_, _>>()?
         };
-        let decoded: Vec<(String, sluice_platform::avro::DecodedEvent)> = pending
-            .into_iter()
-            .filter_map(|(id, bytes)| Some((id, self.catalog.decode_single_object(&bytes).ok()?)))
+        let decoded: Vec<(&Kept, sluice_platform::avro::DecodedEvent)> = pending
+            .iter()
+            .filter_map(|kept| Some((kept, self.catalog.decode_single_object(&kept.bytes).ok()?)))
             .collect();
         if decoded.is_empty() {
             return Ok(0);
         }
         self.conn.execute_batch("BEGIN TRANSACTION")?;
         let outcome = (|| -> Result<(), SinkError> {
-            let mut event_types = HashSet::new();
-            for (id, event) in &decoded {
-                self.conn.execute(
-                    "UPDATE raw_events SET payload = CAST(? AS JSON), event_type = ?, \
-                            schema_version = ?, payload_avro = NULL, decode_error = NULL \
-                      WHERE event_id = CAST(? AS UUID)",
-                    params![
-                        event.payload.to_string(),
-                        event.event_type,
-                        event.schema_version,
-                        id
-                    ],
-                )?;
-                self.conn.execute(
-                    &format!(
-                        "INSERT INTO temp.{STAGE} SELECT * FROM raw_events WHERE event_id = CAST(? AS UUID)"
-                    ),
-                    params![id],
-                )?;
-                event_types.insert(event.event_type.as_str());
+            let mut by_type: BTreeMap<&str, Vec<TypedRow<'_>>> = BTreeMap::new();
+            let mut update = self.conn.prepare(
+                "UPDATE raw_events SET payload = CAST(? AS JSON), event_type = ?, \
+                        schema_version = ?, payload_avro = NULL, decode_error = NULL \
+                  WHERE event_id = CAST(? AS UUID)",
+            )?;
+            for (kept, event) in &decoded {
+                update.execute(params![
+                    event.payload.to_string(),
+                    event.event_type,
+                    event.schema_version,
+                    kept.event_id
+                ])?;
+                let Ok(event_id) = Uuid::parse_str(&kept.event_id) else {
+                    continue;
+                };
+                by_type
+                    .entry(event.event_type.as_str())
+                    .or_default()
+                    .push(TypedRow {
+                        event_id,
+                        stream_id: &kept.stream_id,
+                        stream_version: kept.stream_version,
+                        recorded_at: kept.recorded_at,
+                        correlation_id: kept.correlation_id,
+                        causation_id: kept.causation_id,
+                        schema_version: event.schema_version,
+                        topic: &kept.topic,
+                        partition: kept.partition,
+                        offset: kept.offset,
+                        payload: &event.payload,
+                    });
             }
-            for event_type in event_types {
-                if let Some(insert) = self.typed_inserts.get(event_type) {
-                    self.conn.execute(insert, params![event_type])?;
-                }
-            }
-            self.conn
-                .execute_batch(&format!("DELETE FROM temp.{STAGE}"))?;
-            Ok(())
+            self.append_typed(by_type)
         })();
         match outcome.and_then(|()| Ok(self.conn.execute_batch("COMMIT")?)) {
             Ok(()) => Ok(decoded.len()),
@@ -409,18 +482,18 @@ impl Loader {
     /// Makes `catalog` current: creates or extends the typed tables and prepares
     /// their inserts.
     fn adopt(&mut self, catalog: SchemaCatalog) -> Result<(), SinkError> {
-        self.typed_inserts = ensure_typed_tables(&self.conn, &catalog)?;
+        self.tables = ensure_typed_tables(&self.conn, &catalog)?;
         self.catalog = catalog;
         Ok(())
     }
 }
 
 /// Creates or extends every typed table of `catalog` (in one transaction of its
-/// own) and returns their inserts by event type.
+/// own) and returns them by event type.
 fn ensure_typed_tables(
     conn: &Connection,
     catalog: &SchemaCatalog,
-) -> Result<HashMap<String, String>, SinkError> {
+) -> Result<BTreeMap<String, TypedTable>, SinkError> {
     let tables = typed_tables(catalog).map_err(SinkError::TypedTable)?;
     conn.execute_batch("BEGIN TRANSACTION")?;
     match tables.values().try_for_each(|t| ensure_table(conn, t)) {
@@ -432,10 +505,7 @@ fn ensure_typed_tables(
             return Err(e);
         }
     }
-    Ok(tables
-        .values()
-        .map(|t| (t.event_type.clone(), typed_insert(t)))
-        .collect())
+    Ok(tables)
 }
 
 /// `CREATE TABLE IF NOT EXISTS`, then `ADD COLUMN` for every field the table
@@ -497,40 +567,220 @@ fn widens(from: &str, to: &str) -> bool {
     )
 }
 
-/// The `INSERT … SELECT` that fills a typed table from the stage (the event type
-/// is its one parameter).
-fn typed_insert(table: &TypedTable) -> String {
-    let envelope: Vec<&str> = ENVELOPE_COLUMNS.iter().map(|(c, _)| *c).collect();
-    let target: Vec<String> = envelope
-        .iter()
-        .map(|c| quote_ident(c))
-        .chain(table.columns.iter().map(|c| quote_ident(&c.column)))
-        .collect();
-    let source: Vec<String> = envelope
-        .iter()
-        .map(|c| format!("s.{}", quote_ident(c)))
-        .chain(table.columns.iter().map(|c| {
-            format!(
-                "struct_extract(s.sluice_payload, {})",
-                quote_literal(&c.field)
-            )
-        }))
-        .collect();
-    let payload = if table.columns.is_empty() {
-        "NULL".to_owned()
-    } else {
-        format!(
-            "from_json(payload, {})",
-            quote_literal(&table.structure().to_string())
-        )
-    };
-    format!(
-        "INSERT OR IGNORE INTO {} ({}) SELECT {} FROM \
-         (SELECT *, {payload} AS sluice_payload FROM temp.{STAGE} WHERE event_type = ? AND payload IS NOT NULL) s",
-        quote_ident(&table.name),
-        target.join(", "),
-        source.join(", ")
-    )
+/// The highest stream version loaded per `(topic, partition, stream)`, with the
+/// event that had it.
+fn loaded_versions(conn: &Connection) -> Result<Versions, SinkError> {
+    let mut statement = conn.prepare(
+        "SELECT topic, partition, stream_id, max(stream_version), \
+                CAST(arg_max(event_id, stream_version) AS VARCHAR) FROM raw_events \
+          WHERE stream_version IS NOT NULL GROUP BY ALL",
+    )?;
+    let rows = statement.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i32>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    let mut versions = Versions::new();
+    for row in rows {
+        let (topic, partition, stream, version, id) = row?;
+        let id = Uuid::parse_str(&id).unwrap_or_default();
+        versions
+            .entry(topic)
+            .or_default()
+            .entry(partition)
+            .or_default()
+            .insert(stream, (version, id));
+    }
+    Ok(versions)
+}
+
+/// A row of `raw_events` kept without a payload, as the backfill reads it.
+struct Kept {
+    event_id: String,
+    bytes: Vec<u8>,
+    stream_id: String,
+    stream_version: Option<i64>,
+    recorded_at: Option<DateTime<Utc>>,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+/// What a typed table holds of one event: the envelope and the decoded payload.
+struct TypedRow<'a> {
+    event_id: Uuid,
+    stream_id: &'a str,
+    stream_version: Option<i64>,
+    recorded_at: Option<DateTime<Utc>>,
+    correlation_id: Option<Uuid>,
+    causation_id: Option<Uuid>,
+    schema_version: i32,
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    payload: &'a Json,
+}
+
+impl<'a> TypedRow<'a> {
+    fn of(row: &'a Row<'_>) -> Option<Self> {
+        Some(TypedRow {
+            event_id: row.event_id,
+            stream_id: &row.record.key,
+            stream_version: row.stream_version,
+            recorded_at: row.recorded_at,
+            correlation_id: row.correlation_id,
+            causation_id: row.causation_id,
+            schema_version: row.schema_version?,
+            topic: &row.record.topic,
+            partition: row.record.partition,
+            offset: row.record.offset,
+            payload: row.payload.as_ref()?,
+        })
+    }
+}
+
+/// The rows of `raw_events` as one record batch (columns by name).
+fn raw_batch(rows: &[Row<'_>], loaded_at: DateTime<Utc>) -> BatchBuilder {
+    let n = rows.len();
+    let text = |name: &str| (name.to_owned(), ColumnBuilder::new(&Kind::Varchar, n));
+    let mut batch = BatchBuilder::new(vec![
+        ("event_id".to_owned(), ColumnBuilder::uuid(n)),
+        text("event_type"),
+        (
+            "schema_version".to_owned(),
+            ColumnBuilder::new(&Kind::Integer, n),
+        ),
+        text("stream_type"),
+        text("stream_id"),
+        (
+            "stream_version".to_owned(),
+            ColumnBuilder::new(&Kind::BigInt, n),
+        ),
+        (
+            "global_position".to_owned(),
+            ColumnBuilder::new(&Kind::BigInt, n),
+        ),
+        ("recorded_at".to_owned(), ColumnBuilder::timestamp(n)),
+        ("correlation_id".to_owned(), ColumnBuilder::uuid(n)),
+        ("causation_id".to_owned(), ColumnBuilder::uuid(n)),
+        text("traceparent"),
+        text("actor"),
+        ("payload".to_owned(), ColumnBuilder::new(&Kind::Json, n)),
+        ("payload_avro".to_owned(), ColumnBuilder::blob(n)),
+        text("decode_error"),
+        text("topic"),
+        (
+            "partition".to_owned(),
+            ColumnBuilder::new(&Kind::Integer, n),
+        ),
+        (
+            "kafka_offset".to_owned(),
+            ColumnBuilder::new(&Kind::BigInt, n),
+        ),
+        ("loaded_at".to_owned(), ColumnBuilder::timestamp(n)),
+    ]);
+    for row in rows {
+        let record = row.record;
+        batch.column(0).push_uuid(Some(row.event_id));
+        batch.column(1).push_str(row.event_type.as_deref());
+        batch.column(2).push_int(row.schema_version.map(i64::from));
+        batch.column(3).push_str(row.stream_type.as_deref());
+        batch.column(4).push_str(Some(&record.key));
+        batch.column(5).push_int(row.stream_version);
+        batch.column(6).push_int(row.global_position);
+        batch.column(7).push_timestamp(row.recorded_at);
+        batch.column(8).push_uuid(row.correlation_id);
+        batch.column(9).push_uuid(row.causation_id);
+        batch
+            .column(10)
+            .push_str(record.headers.get("traceparent").map(String::as_str));
+        batch
+            .column(11)
+            .push_str(record.headers.get("actor").map(String::as_str));
+        match &row.payload {
+            Some(json) => {
+                batch.column(12).push_str(Some(&json.to_string()));
+                batch.column(13).push_bytes(None);
+            }
+            None => {
+                batch.column(12).push_str(None);
+                batch.column(13).push_bytes(Some(&record.payload));
+            }
+        }
+        batch.column(14).push_str(row.decode_error.as_deref());
+        batch.column(15).push_str(Some(&record.topic));
+        batch.column(16).push_int(Some(i64::from(record.partition)));
+        batch.column(17).push_int(Some(record.offset));
+        batch.column(18).push_timestamp(Some(loaded_at));
+    }
+    batch
+}
+
+/// The rows of one typed table as one record batch (columns by name).
+fn typed_batch(table: &TypedTable, rows: &[TypedRow<'_>]) -> BatchBuilder {
+    let n = rows.len();
+    let mut columns = vec![
+        ("event_id".to_owned(), ColumnBuilder::uuid(n)),
+        (
+            "stream_id".to_owned(),
+            ColumnBuilder::new(&Kind::Varchar, n),
+        ),
+        (
+            "stream_version".to_owned(),
+            ColumnBuilder::new(&Kind::BigInt, n),
+        ),
+        ("recorded_at".to_owned(), ColumnBuilder::timestamp(n)),
+        ("correlation_id".to_owned(), ColumnBuilder::uuid(n)),
+        ("causation_id".to_owned(), ColumnBuilder::uuid(n)),
+        (
+            "schema_version".to_owned(),
+            ColumnBuilder::new(&Kind::Integer, n),
+        ),
+        ("topic".to_owned(), ColumnBuilder::new(&Kind::Varchar, n)),
+        (
+            "partition".to_owned(),
+            ColumnBuilder::new(&Kind::Integer, n),
+        ),
+        (
+            "kafka_offset".to_owned(),
+            ColumnBuilder::new(&Kind::BigInt, n),
+        ),
+    ];
+    debug_assert_eq!(columns.len(), ENVELOPE_COLUMNS.len());
+    columns.extend(
+        table
+            .columns
+            .iter()
+            .map(|c| (c.column.clone(), ColumnBuilder::new(&c.kind, n))),
+    );
+    let mut batch = BatchBuilder::new(columns);
+    let envelope = ENVELOPE_COLUMNS.len();
+    for row in rows {
+        batch.column(0).push_uuid(Some(row.event_id));
+        batch.column(1).push_str(Some(row.stream_id));
+        batch.column(2).push_int(row.stream_version);
+        batch.column(3).push_timestamp(row.recorded_at);
+        batch.column(4).push_uuid(row.correlation_id);
+        batch.column(5).push_uuid(row.causation_id);
+        batch
+            .column(6)
+            .push_int(Some(i64::from(row.schema_version)));
+        batch.column(7).push_str(Some(row.topic));
+        batch.column(8).push_int(Some(i64::from(row.partition)));
+        batch.column(9).push_int(Some(row.offset));
+        for (i, column) in table.columns.iter().enumerate() {
+            batch
+                .column(envelope + i)
+                .push_json(row.payload.get(&column.field));
+        }
+    }
+    batch
 }
 
 #[cfg(test)]

@@ -14,19 +14,21 @@
 //! | `date`, `time-*`, `timestamp-*`, `local-timestamp-*` | `DATE`, `TIME`, `TIMESTAMPTZ`, `TIMESTAMP` |
 //! | `decimal(p, s)` | `DECIMAL(p, s)` (p ≤ 38; `VARCHAR` beyond) |
 //!
-//! Every column also has a `from_json` structure: the loader turns a payload (kept
-//! as JSON in `raw_events`) into typed columns with DuckDB's `from_json`, which
-//! yields NULL for a value it cannot convert rather than failing the batch.
+//! Every column also has a [`Kind`]: the loader builds an Arrow column of that kind
+//! from each decoded payload ([`super::columns`]), with NULL for a value it cannot
+//! convert rather than failing the batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use apache_avro::schema::{Name, ResolvedSchema, Schema};
-use serde_json::{Map, Value};
 use sluice_platform::avro::SchemaCatalog;
 
 /// The envelope columns every typed table starts with, in order.
+///
+/// No primary key: the loader drops what is already loaded before it appends (see
+/// [`super::loader`]), so an index never grows with the table.
 pub(crate) const ENVELOPE_COLUMNS: [(&str, &str); 10] = [
-    ("event_id", "UUID PRIMARY KEY"),
+    ("event_id", "UUID NOT NULL"),
     ("stream_id", "VARCHAR NOT NULL"),
     ("stream_version", "BIGINT"),
     ("recorded_at", "TIMESTAMPTZ"),
@@ -63,8 +65,57 @@ pub(crate) struct PayloadColumn {
     pub column: String,
     /// The DuckDB type.
     pub sql_type: String,
-    /// The `from_json` structure of the field.
-    pub structure: Value,
+    /// What the column holds, to build it from a payload.
+    pub kind: Kind,
+}
+
+/// The shape of a column, as the loader builds it from a JSON payload.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Kind {
+    Boolean,
+    Integer,
+    BigInt,
+    Float,
+    Double,
+    Varchar,
+    Uuid,
+    /// Any JSON value, kept as its text.
+    Json,
+    /// A type a payload of the catalog never holds (the catalog refuses schemas
+    /// without a JSON mapping): always NULL.
+    Absent(String),
+    List(Box<Kind>),
+    /// Fields by name, in schema order.
+    Struct(Vec<(String, Kind)>),
+    /// String keys.
+    Map(Box<Kind>),
+}
+
+impl Kind {
+    /// The DuckDB type of the column.
+    pub(crate) fn sql_type(&self) -> String {
+        match self {
+            Kind::Boolean => "BOOLEAN".to_owned(),
+            Kind::Integer => "INTEGER".to_owned(),
+            Kind::BigInt => "BIGINT".to_owned(),
+            Kind::Float => "FLOAT".to_owned(),
+            Kind::Double => "DOUBLE".to_owned(),
+            Kind::Varchar => "VARCHAR".to_owned(),
+            Kind::Uuid => "UUID".to_owned(),
+            Kind::Json => "JSON".to_owned(),
+            Kind::Absent(sql) => sql.clone(),
+            Kind::List(item) => format!("{}[]", item.sql_type()),
+            Kind::Struct(fields) => format!(
+                "STRUCT({})",
+                fields
+                    .iter()
+                    .map(|(name, kind)| format!("{} {}", quote_ident(name), kind.sql_type()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Kind::Map(value) => format!("MAP(VARCHAR, {})", value.sql_type()),
+        }
+    }
 }
 
 impl TypedTable {
@@ -104,7 +155,7 @@ impl TypedTable {
                 if !seen.insert(field.name.to_lowercase()) {
                     continue;
                 }
-                let (sql_type, structure) = mapper.map(&field.schema);
+                let kind = mapper.map(&field.schema);
                 let column = if ENVELOPE_COLUMNS
                     .iter()
                     .any(|(c, _)| c.eq_ignore_ascii_case(&field.name))
@@ -116,8 +167,8 @@ impl TypedTable {
                 columns.push(PayloadColumn {
                     field: field.name.clone(),
                     column,
-                    sql_type,
-                    structure,
+                    sql_type: kind.sql_type(),
+                    kind,
                 });
             }
         }
@@ -126,16 +177,6 @@ impl TypedTable {
             name,
             columns,
         })
-    }
-
-    /// The `from_json` structure of the whole payload.
-    pub(crate) fn structure(&self) -> Value {
-        Value::Object(
-            self.columns
-                .iter()
-                .map(|c| (c.field.clone(), c.structure.clone()))
-                .collect(),
-        )
     }
 }
 
@@ -187,11 +228,6 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// A single-quoted SQL string literal (for schema-derived text only, never data).
-pub(crate) fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 struct Mapper<'a> {
     names: &'a HashMap<Name, Schema>,
     /// Named types being mapped: a reference back to one is recursive and kept
@@ -200,73 +236,60 @@ struct Mapper<'a> {
 }
 
 impl Mapper<'_> {
-    /// The DuckDB type and the `from_json` structure of a schema.
-    fn map(&mut self, schema: &Schema) -> (String, Value) {
-        let simple = |t: &str| (t.to_owned(), Value::String(t.to_owned()));
+    /// The kind (and so the DuckDB type) of a schema.
+    fn map(&mut self, schema: &Schema) -> Kind {
+        let absent = |sql: &str| Kind::Absent(sql.to_owned());
         match schema {
-            Schema::Null => simple("JSON"),
-            Schema::Boolean => simple("BOOLEAN"),
-            Schema::Int => simple("INTEGER"),
-            Schema::Long => simple("BIGINT"),
-            Schema::Float => simple("FLOAT"),
-            Schema::Double => simple("DOUBLE"),
-            Schema::Bytes | Schema::Fixed(_) => simple("BLOB"),
-            Schema::String | Schema::Enum(_) => simple("VARCHAR"),
-            Schema::Uuid => simple("UUID"),
-            Schema::Date => simple("DATE"),
-            Schema::TimeMillis | Schema::TimeMicros => simple("TIME"),
+            Schema::Null | Schema::Duration => Kind::Json,
+            Schema::Boolean => Kind::Boolean,
+            Schema::Int => Kind::Integer,
+            Schema::Long => Kind::BigInt,
+            Schema::Float => Kind::Float,
+            Schema::Double => Kind::Double,
+            Schema::Bytes | Schema::Fixed(_) => absent("BLOB"),
+            Schema::String | Schema::Enum(_) => Kind::Varchar,
+            Schema::Uuid => Kind::Uuid,
+            Schema::Date => absent("DATE"),
+            Schema::TimeMillis | Schema::TimeMicros => absent("TIME"),
             Schema::TimestampMillis | Schema::TimestampMicros | Schema::TimestampNanos => {
-                simple("TIMESTAMPTZ")
+                absent("TIMESTAMPTZ")
             }
             Schema::LocalTimestampMillis
             | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos => simple("TIMESTAMP"),
+            | Schema::LocalTimestampNanos => absent("TIMESTAMP"),
             Schema::Decimal(d) if d.precision <= 38 => {
-                simple(&format!("DECIMAL({}, {})", d.precision.max(1), d.scale))
+                absent(&format!("DECIMAL({}, {})", d.precision.max(1), d.scale))
             }
-            Schema::Decimal(_) | Schema::BigDecimal => simple("VARCHAR"),
-            Schema::Duration => simple("JSON"),
-            Schema::Array(a) => {
-                let (item, structure) = self.map(&a.items);
-                (format!("{item}[]"), Value::Array(vec![structure]))
-            }
-            Schema::Map(m) => {
-                let (value, _) = self.map(&m.types);
-                let sql = format!("MAP(VARCHAR, {value})");
-                (sql.clone(), Value::String(sql))
-            }
+            Schema::Decimal(_) | Schema::BigDecimal => absent("VARCHAR"),
+            Schema::Array(a) => Kind::List(Box::new(self.map(&a.items))),
+            Schema::Map(m) => Kind::Map(Box::new(self.map(&m.types))),
             Schema::Union(u) => {
                 let mut branches = u.variants().iter().filter(|v| !matches!(v, Schema::Null));
                 match (branches.next(), branches.next()) {
                     (Some(only), None) => self.map(only),
-                    _ => simple("JSON"),
+                    _ => Kind::Json,
                 }
             }
             Schema::Record(r) => {
                 self.visiting.push(r.name.clone());
-                let mut sql = Vec::with_capacity(r.fields.len());
-                let mut structure = Map::new();
-                for field in &r.fields {
-                    let (t, s) = self.map(&field.schema);
-                    sql.push(format!("{} {t}", quote_ident(&field.name)));
-                    structure.insert(field.name.clone(), s);
-                }
+                let fields: Vec<(String, Kind)> = r
+                    .fields
+                    .iter()
+                    .map(|field| (field.name.clone(), self.map(&field.schema)))
+                    .collect();
                 self.visiting.pop();
-                if sql.is_empty() {
-                    return simple("JSON");
+                if fields.is_empty() {
+                    return Kind::Json;
                 }
-                (
-                    format!("STRUCT({})", sql.join(", ")),
-                    Value::Object(structure),
-                )
+                Kind::Struct(fields)
             }
             Schema::Ref { name } => {
                 if self.visiting.contains(name) {
-                    return simple("JSON");
+                    return Kind::Json;
                 }
                 match self.names.get(name) {
                     Some(named) => self.map(named),
-                    None => simple("JSON"),
+                    None => Kind::Json,
                 }
             }
         }
@@ -330,8 +353,11 @@ mod tests {
             ]
         );
         assert_eq!(
-            table.structure()["lines"],
-            serde_json::json!([{"sku": "VARCHAR", "quantity": "INTEGER"}])
+            table.columns[1].kind,
+            Kind::List(Box::new(Kind::Struct(vec![
+                ("sku".to_owned(), Kind::Varchar),
+                ("quantity".to_owned(), Kind::Integer)
+            ])))
         );
     }
 

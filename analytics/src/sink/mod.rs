@@ -12,6 +12,7 @@
 //! batch commits with its positions in one DuckDB transaction: a crash anywhere
 //! neither loses nor duplicates (see [`loader`]).
 
+mod columns;
 mod loader;
 mod mapping;
 mod reader;
@@ -92,7 +93,8 @@ pub struct SinkConfig {
     pub bootstrap: String,
     /// Root of the `.avsc` files (`<service>/<EventType>/v<N>.avsc`).
     pub schemas_dir: PathBuf,
-    /// Most records loaded in one transaction.
+    /// Most records loaded in one transaction: batches fill up to it while the sink
+    /// catches up, and stay small when it is live (see `batch_wait`).
     pub batch_size: usize,
     /// How long to gather more records after the first before loading.
     pub batch_wait: Duration,
@@ -105,7 +107,7 @@ impl Default for SinkConfig {
         SinkConfig {
             bootstrap: "127.0.0.1:9092".to_owned(),
             schemas_dir: repository_schemas_dir(),
-            batch_size: 5_000,
+            batch_size: 50_000,
             batch_wait: Duration::from_millis(200),
             topic_refresh: Duration::from_secs(3),
         }

@@ -45,9 +45,9 @@ pub(crate) struct Row<'a> {
     pub recorded_at: Option<DateTime<Utc>>,
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
-    /// The payload as JSON text, in the event store's shape; `None` when it did
-    /// not decode.
-    pub payload: Option<String>,
+    /// The payload as JSON, in the event store's shape; `None` when it did not
+    /// decode.
+    pub payload: Option<serde_json::Value>,
     /// Everything that could not be read, `; `-separated.
     pub decode_error: Option<String>,
     /// The payload failed only because its fingerprint is unknown: a rescan of
@@ -124,7 +124,7 @@ pub(crate) fn decode<'a>(catalog: &SchemaCatalog, record: &'a SinkRecord) -> Row
             Ok(decoded) => (
                 Some(decoded.event_type),
                 Some(decoded.schema_version),
-                Some(decoded.payload.to_string()),
+                Some(decoded.payload),
                 false,
             ),
             Err(error) => {

@@ -1,0 +1,445 @@
+//! Arrow columns built row by row from decoded payloads and envelopes, for
+//! DuckDB's Arrow appender.
+//!
+//! A [`ColumnBuilder`] is made from a column's [`Kind`] and takes one JSON value
+//! (the payload field, in the event store's shape) per row. A value the kind cannot
+//! hold becomes NULL, never an error: one odd payload does not fail a batch.
+//! Strings are Arrow `Utf8`, UUIDs `FixedSizeBinary(16)` with the `arrow.uuid`
+//! extension (DuckDB's `UUID`), timestamps microseconds in UTC (`TIMESTAMPTZ`).
+//! A kind a payload never holds ([`Kind::Absent`]) is an all-NULL `Utf8` column
+//! that the appender casts to the table's type.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use duckdb::arrow::array::{
+    new_null_array, Array, ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder,
+    Float32Builder, Float64Builder, Int32Builder, Int64Builder, ListArray, MapArray, StringBuilder,
+    StructArray, TimestampMicrosecondBuilder,
+};
+use duckdb::arrow::buffer::{NullBuffer, OffsetBuffer};
+use duckdb::arrow::datatypes::{DataType, Field, Fields, Schema};
+use duckdb::arrow::error::ArrowError;
+use duckdb::arrow::record_batch::RecordBatch;
+use serde_json::Value as Json;
+use uuid::Uuid;
+
+use super::mapping::Kind;
+
+/// The Arrow field metadata that makes a `FixedSizeBinary(16)` a DuckDB `UUID`.
+const EXTENSION_NAME_KEY: &str = "ARROW:extension:name";
+const UUID_EXTENSION: &str = "arrow.uuid";
+
+/// One column of a record batch under construction.
+pub(crate) enum ColumnBuilder {
+    Boolean(BooleanBuilder),
+    Integer(Int32Builder),
+    BigInt(Int64Builder),
+    Float(Float32Builder),
+    Double(Float64Builder),
+    Varchar(StringBuilder),
+    Uuid(FixedSizeBinaryBuilder),
+    Json(StringBuilder),
+    Blob(BinaryBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    /// Rows so far of an all-NULL column.
+    Absent(usize),
+    List {
+        offsets: Vec<i32>,
+        valid: Vec<bool>,
+        item: Box<ColumnBuilder>,
+    },
+    Struct {
+        fields: Vec<(String, ColumnBuilder)>,
+        valid: Vec<bool>,
+    },
+    Map {
+        offsets: Vec<i32>,
+        valid: Vec<bool>,
+        keys: StringBuilder,
+        values: Box<ColumnBuilder>,
+    },
+}
+
+impl ColumnBuilder {
+    /// An empty column of `kind`, with room for `rows`.
+    pub(crate) fn new(kind: &Kind, rows: usize) -> Self {
+        match kind {
+            Kind::Boolean => ColumnBuilder::Boolean(BooleanBuilder::with_capacity(rows)),
+            Kind::Integer => ColumnBuilder::Integer(Int32Builder::with_capacity(rows)),
+            Kind::BigInt => ColumnBuilder::BigInt(Int64Builder::with_capacity(rows)),
+            Kind::Float => ColumnBuilder::Float(Float32Builder::with_capacity(rows)),
+            Kind::Double => ColumnBuilder::Double(Float64Builder::with_capacity(rows)),
+            Kind::Varchar => ColumnBuilder::Varchar(StringBuilder::with_capacity(rows, rows * 16)),
+            Kind::Uuid => ColumnBuilder::uuid(rows),
+            Kind::Json => ColumnBuilder::Json(StringBuilder::with_capacity(rows, rows * 32)),
+            Kind::Absent(_) => ColumnBuilder::Absent(0),
+            Kind::List(item) => ColumnBuilder::List {
+                offsets: offsets(rows),
+                valid: Vec::with_capacity(rows),
+                item: Box::new(ColumnBuilder::new(item, rows)),
+            },
+            Kind::Struct(fields) => ColumnBuilder::Struct {
+                fields: fields
+                    .iter()
+                    .map(|(name, kind)| (name.clone(), ColumnBuilder::new(kind, rows)))
+                    .collect(),
+                valid: Vec::with_capacity(rows),
+            },
+            Kind::Map(value) => ColumnBuilder::Map {
+                offsets: offsets(rows),
+                valid: Vec::with_capacity(rows),
+                keys: StringBuilder::new(),
+                values: Box::new(ColumnBuilder::new(value, rows)),
+            },
+        }
+    }
+
+    /// A `UUID` column.
+    pub(crate) fn uuid(rows: usize) -> Self {
+        ColumnBuilder::Uuid(FixedSizeBinaryBuilder::with_capacity(rows, 16))
+    }
+
+    /// A `TIMESTAMPTZ` column.
+    pub(crate) fn timestamp(rows: usize) -> Self {
+        ColumnBuilder::Timestamp(
+            TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+        )
+    }
+
+    /// A `BLOB` column.
+    pub(crate) fn blob(rows: usize) -> Self {
+        ColumnBuilder::Blob(BinaryBuilder::with_capacity(rows, rows * 64))
+    }
+
+    /// Appends one row's JSON value (`None` or JSON `null`: NULL).
+    pub(crate) fn push_json(&mut self, value: Option<&Json>) {
+        let value = value.filter(|v| !v.is_null());
+        match self {
+            ColumnBuilder::Boolean(b) => b.append_option(value.and_then(Json::as_bool)),
+            ColumnBuilder::Integer(b) => b.append_option(
+                value
+                    .and_then(Json::as_i64)
+                    .and_then(|n| i32::try_from(n).ok()),
+            ),
+            ColumnBuilder::BigInt(b) => b.append_option(value.and_then(Json::as_i64)),
+            ColumnBuilder::Float(b) => {
+                b.append_option(value.and_then(Json::as_f64).map(|x| x as f32))
+            }
+            ColumnBuilder::Double(b) => b.append_option(value.and_then(Json::as_f64)),
+            ColumnBuilder::Varchar(b) => match value {
+                Some(Json::String(s)) => b.append_value(s),
+                Some(other) => b.append_value(other.to_string()),
+                None => b.append_null(),
+            },
+            ColumnBuilder::Uuid(_) => {
+                let id = value
+                    .and_then(Json::as_str)
+                    .and_then(|s| Uuid::parse_str(s).ok());
+                self.push_uuid(id);
+            }
+            ColumnBuilder::Json(b) => match value {
+                Some(v) => b.append_value(v.to_string()),
+                None => b.append_null(),
+            },
+            ColumnBuilder::Blob(b) => b.append_null(),
+            ColumnBuilder::Timestamp(b) => b.append_null(),
+            ColumnBuilder::Absent(rows) => *rows += 1,
+            ColumnBuilder::List {
+                offsets,
+                valid,
+                item,
+            } => {
+                let end = *offsets.last().expect("offsets start at 0");
+                match value {
+                    Some(Json::Array(items)) => {
+                        for v in items {
+                            item.push_json(Some(v));
+                        }
+                        offsets.push(end + items.len() as i32);
+                        valid.push(true);
+                    }
+                    _ => {
+                        offsets.push(end);
+                        valid.push(false);
+                    }
+                }
+            }
+            ColumnBuilder::Struct { fields, valid } => match value {
+                Some(Json::Object(object)) => {
+                    for (name, field) in fields.iter_mut() {
+                        field.push_json(object.get(name));
+                    }
+                    valid.push(true);
+                }
+                _ => {
+                    for (_, field) in fields.iter_mut() {
+                        field.push_json(None);
+                    }
+                    valid.push(false);
+                }
+            },
+            ColumnBuilder::Map {
+                offsets,
+                valid,
+                keys,
+                values,
+            } => {
+                let end = *offsets.last().expect("offsets start at 0");
+                match value {
+                    Some(Json::Object(entries)) => {
+                        for (k, v) in entries {
+                            keys.append_value(k);
+                            values.push_json(Some(v));
+                        }
+                        offsets.push(end + entries.len() as i32);
+                        valid.push(true);
+                    }
+                    _ => {
+                        offsets.push(end);
+                        valid.push(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends text to a `VARCHAR` or `JSON` column.
+    pub(crate) fn push_str(&mut self, value: Option<&str>) {
+        match self {
+            ColumnBuilder::Varchar(b) | ColumnBuilder::Json(b) => b.append_option(value),
+            other => other.push_json(value.map(|s| Json::String(s.to_owned())).as_ref()),
+        }
+    }
+
+    /// Appends to an `INTEGER` or `BIGINT` column.
+    pub(crate) fn push_int(&mut self, value: Option<i64>) {
+        match self {
+            ColumnBuilder::Integer(b) => b.append_option(value.and_then(|n| i32::try_from(n).ok())),
+            ColumnBuilder::BigInt(b) => b.append_option(value),
+            other => other.push_json(value.map(Json::from).as_ref()),
+        }
+    }
+
+    /// Appends to a `UUID` column.
+    pub(crate) fn push_uuid(&mut self, value: Option<Uuid>) {
+        match self {
+            ColumnBuilder::Uuid(b) => match value {
+                Some(id) => b
+                    .append_value(id.as_bytes())
+                    .expect("a UUID is 16 bytes wide"),
+                None => b.append_null(),
+            },
+            other => other.push_str(value.map(|id| id.to_string()).as_deref()),
+        }
+    }
+
+    /// Appends to a `TIMESTAMPTZ` column.
+    pub(crate) fn push_timestamp(&mut self, value: Option<DateTime<Utc>>) {
+        match self {
+            ColumnBuilder::Timestamp(b) => b.append_option(value.map(|t| t.timestamp_micros())),
+            other => other.push_json(None),
+        }
+    }
+
+    /// Appends to a `BLOB` column.
+    pub(crate) fn push_bytes(&mut self, value: Option<&[u8]>) {
+        match self {
+            ColumnBuilder::Blob(b) => b.append_option(value),
+            other => other.push_json(None),
+        }
+    }
+
+    /// The column so far as an Arrow field named `name` and its array; the builder
+    /// is empty again afterwards.
+    pub(crate) fn finish(&mut self, name: &str) -> (Field, ArrayRef) {
+        let (data_type, array, metadata): (DataType, ArrayRef, Option<&str>) = match self {
+            ColumnBuilder::Boolean(b) => (DataType::Boolean, Arc::new(b.finish()), None),
+            ColumnBuilder::Integer(b) => (DataType::Int32, Arc::new(b.finish()), None),
+            ColumnBuilder::BigInt(b) => (DataType::Int64, Arc::new(b.finish()), None),
+            ColumnBuilder::Float(b) => (DataType::Float32, Arc::new(b.finish()), None),
+            ColumnBuilder::Double(b) => (DataType::Float64, Arc::new(b.finish()), None),
+            ColumnBuilder::Varchar(b) | ColumnBuilder::Json(b) => {
+                (DataType::Utf8, Arc::new(b.finish()), None)
+            }
+            ColumnBuilder::Blob(b) => (DataType::Binary, Arc::new(b.finish()), None),
+            ColumnBuilder::Uuid(b) => (
+                DataType::FixedSizeBinary(16),
+                Arc::new(b.finish()),
+                Some(UUID_EXTENSION),
+            ),
+            ColumnBuilder::Timestamp(b) => {
+                let array = b.finish();
+                (array.data_type().clone(), Arc::new(array), None)
+            }
+            ColumnBuilder::Absent(rows) => {
+                let rows = std::mem::take(rows);
+                (DataType::Utf8, new_null_array(&DataType::Utf8, rows), None)
+            }
+            ColumnBuilder::List {
+                offsets,
+                valid,
+                item,
+            } => {
+                let (item_field, items) = item.finish("item");
+                let item_field = Arc::new(item_field);
+                let offsets = std::mem::replace(offsets, vec![0]);
+                let valid = std::mem::take(valid);
+                let array = ListArray::new(
+                    item_field.clone(),
+                    OffsetBuffer::new(offsets.into()),
+                    items,
+                    Some(NullBuffer::from(valid)),
+                );
+                (DataType::List(item_field), Arc::new(array), None)
+            }
+            ColumnBuilder::Struct { fields, valid } => {
+                let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = fields
+                    .iter_mut()
+                    .map(|(name, field)| field.finish(name))
+                    .unzip();
+                let fields = Fields::from(fields);
+                let valid = std::mem::take(valid);
+                let rows = valid.len();
+                let array = if fields.is_empty() {
+                    StructArray::new_empty_fields(rows, Some(NullBuffer::from(valid)))
+                } else {
+                    StructArray::new(fields.clone(), arrays, Some(NullBuffer::from(valid)))
+                };
+                (DataType::Struct(fields), Arc::new(array), None)
+            }
+            ColumnBuilder::Map {
+                offsets,
+                valid,
+                keys,
+                values,
+            } => {
+                let keys: ArrayRef = Arc::new(keys.finish());
+                let (value_field, values) = values.finish("value");
+                let entry_fields =
+                    Fields::from(vec![Field::new("key", DataType::Utf8, false), value_field]);
+                let entries = StructArray::new(entry_fields.clone(), vec![keys, values], None);
+                let entries_field =
+                    Arc::new(Field::new("entries", DataType::Struct(entry_fields), false));
+                let offsets = std::mem::replace(offsets, vec![0]);
+                let valid = std::mem::take(valid);
+                let array = MapArray::new(
+                    entries_field.clone(),
+                    OffsetBuffer::new(offsets.into()),
+                    entries,
+                    Some(NullBuffer::from(valid)),
+                    false,
+                );
+                (DataType::Map(entries_field, false), Arc::new(array), None)
+            }
+        };
+        let mut field = Field::new(name, data_type, true);
+        if let Some(extension) = metadata {
+            field = field.with_metadata(HashMap::from([(
+                EXTENSION_NAME_KEY.to_owned(),
+                extension.to_owned(),
+            )]));
+        }
+        (field, array)
+    }
+}
+
+fn offsets(rows: usize) -> Vec<i32> {
+    let mut offsets = Vec::with_capacity(rows + 1);
+    offsets.push(0);
+    offsets
+}
+
+/// Named columns under construction: a record batch to be.
+pub(crate) struct BatchBuilder {
+    columns: Vec<(String, ColumnBuilder)>,
+}
+
+impl BatchBuilder {
+    pub(crate) fn new(columns: Vec<(String, ColumnBuilder)>) -> Self {
+        BatchBuilder { columns }
+    }
+
+    /// The column at `index` (in the order given to [`BatchBuilder::new`]).
+    pub(crate) fn column(&mut self, index: usize) -> &mut ColumnBuilder {
+        &mut self.columns[index].1
+    }
+
+    /// The names of the columns, in order.
+    pub(crate) fn names(&self) -> Vec<&str> {
+        self.columns.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    /// The rows so far as one record batch.
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = self
+            .columns
+            .iter_mut()
+            .map(|(name, column)| column.finish(name))
+            .unzip();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nested_payload_fields_build_lists_structs_and_maps_with_nulls() {
+        let kind = Kind::Struct(vec![
+            (
+                "lines".to_owned(),
+                Kind::List(Box::new(Kind::Struct(vec![
+                    ("sku".to_owned(), Kind::Varchar),
+                    ("quantity".to_owned(), Kind::Integer),
+                ]))),
+            ),
+            ("tags".to_owned(), Kind::Map(Box::new(Kind::BigInt))),
+            ("id".to_owned(), Kind::Uuid),
+        ]);
+        let mut column = ColumnBuilder::new(&kind, 4);
+        let id = Uuid::now_v7();
+        column.push_json(Some(&json!({
+            "lines": [{"sku": "a", "quantity": 2}, {"sku": "b", "quantity": "x"}],
+            "tags": {"k": 1},
+            "id": id.to_string(),
+        })));
+        column.push_json(None);
+        column.push_json(Some(&json!({"lines": null, "id": "not a uuid"})));
+        let (field, array) = column.finish("payload");
+        assert_eq!(array.len(), 3);
+        assert!(array.is_null(1));
+        let array = array
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .expect("struct");
+        let lines = array
+            .column(0)
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .expect("list");
+        assert_eq!(lines.value_length(0), 2);
+        assert!(lines.is_null(2));
+        let quantities = lines
+            .values()
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .expect("line");
+        assert!(quantities.column(1).is_null(1), "a string is no int: NULL");
+        let ids = array.column(2);
+        assert!(ids.is_valid(0) && ids.is_null(2));
+        let DataType::Struct(fields) = field.data_type() else {
+            panic!("a struct field")
+        };
+        assert_eq!(
+            fields[2]
+                .metadata()
+                .get(EXTENSION_NAME_KEY)
+                .map(String::as_str),
+            Some(UUID_EXTENSION)
+        );
+    }
+}
