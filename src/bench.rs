@@ -64,47 +64,186 @@ pub enum BenchCommand {
     /// appender rows into the same DuckDB; and an aggregate over order_facts.
     /// Uses KAFKA_BROKERS when set, else a local Apache Kafka.
     Sink {
-        /// Events pre-filled into the topics (7 per order, over 3 topics), and
-        /// loaded again from memory for the write path.
+        /// Events pre-filled into the topics (7 per order, over 3 topics).
         #[arg(long, default_value_t = 200_000)]
         events: u64,
+        /// Events of the write path (Loader::load from memory), generated batch
+        /// by batch: 10000000 shows whether the rate stays flat as tables grow.
+        #[arg(long, default_value_t = 1_000_000)]
+        write_events: u64,
         /// Orders in the warehouse of the order_facts query.
         #[arg(long, default_value_t = 1_000_000)]
         orders: u64,
     },
+    /// Command to visible: HTTP PlaceOrder to the row in order_view and to the
+    /// event in the warehouse (a sink in this process), p50/p95/p99 at each
+    /// steady rate, and the rate where latency turns up.
+    E2e {
+        /// PlaceOrder commands per second, one phase each.
+        #[arg(long, value_delimiter = ',', default_values_t = E2E_RATES)]
+        rates: Vec<u64>,
+        /// Seconds per rate.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Peers on the same machine (installed by bench/peers/install.sh, which this
+    /// runs first): Python eventsourcing and postgres-es appends against Sluice's
+    /// at the same concurrency, dlt loading events into DuckDB against the sink.
+    Peers {
+        /// Seconds per append scenario.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+    },
+    /// Every stage with its defaults: append, relay, projection, e2e, sink,
+    /// peers. Writes the results files at the end, as every bench does.
+    All,
 }
 
+/// Where the results files go unless `SLUICE_BENCH_RESULTS` names another
+/// directory.
+const RESULTS_DIR: &str = "bench/results";
+
 pub async fn run(command: BenchCommand, registry_path: &Path) -> anyhow::Result<()> {
-    match command {
+    let registry = Registry::load(registry_path)?.with_env_overrides();
+    let outcome = match command {
         BenchCommand::Append { seconds, clients } => {
-            let registry = Registry::load(registry_path)?.with_env_overrides();
             append(&registry, Duration::from_secs(seconds), clients).await
         }
         BenchCommand::Relay {
             events,
             rate,
             seconds,
-        } => {
-            let registry = Registry::load(registry_path)?.with_env_overrides();
-            relay::run(&registry, events, rate, Duration::from_secs(seconds)).await
-        }
+        } => relay::run(&registry, events, rate, Duration::from_secs(seconds)).await,
         BenchCommand::Projection {
             events,
             rate,
             seconds,
-        } => {
-            let registry = Registry::load(registry_path)?.with_env_overrides();
-            projection::run(&registry, events, rate, Duration::from_secs(seconds)).await
+        } => projection::run(&registry, events, rate, Duration::from_secs(seconds)).await,
+        BenchCommand::Sink {
+            events,
+            write_events,
+            orders,
+        } => sink::run(&registry, events, write_events, orders).await,
+        BenchCommand::E2e { rates, seconds } => {
+            projection::e2e(&registry, &rates, Duration::from_secs(seconds)).await
         }
-        BenchCommand::Sink { events, orders } => {
-            let registry = Registry::load(registry_path)?.with_env_overrides();
-            sink::run(&registry, events, orders).await
+        BenchCommand::Peers { seconds } => {
+            peers::run(&registry, Duration::from_secs(seconds)).await
         }
+        BenchCommand::All => all(&registry).await,
+    };
+    let dir = std::env::var_os("SLUICE_BENCH_RESULTS")
+        .map_or_else(|| std::path::PathBuf::from(RESULTS_DIR), Into::into);
+    let written = results::write(&dir).context("writing the results files");
+    match &written {
+        Ok((json, md)) => eprintln!("results: {} and {}", json.display(), md.display()),
+        Err(e) => eprintln!("error: {e:#}"),
+    }
+    outcome.and(written.map(|_| ()))
+}
+
+/// Every stage with its default settings, one after another; a stage that fails
+/// is reported and the others still run.
+async fn all(registry: &Registry) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    let mut stage = |name: &'static str, outcome: anyhow::Result<()>| {
+        if let Err(e) = outcome {
+            eprintln!("error: bench {name}: {e:#}");
+            failed.push(name);
+        }
+    };
+    eprintln!("== bench append");
+    stage("append", append(registry, Duration::from_secs(5), 16).await);
+    eprintln!("== bench relay");
+    stage(
+        "relay",
+        relay::run(registry, 50_000, 500, Duration::from_secs(10)).await,
+    );
+    eprintln!("== bench projection");
+    stage(
+        "projection",
+        projection::run(registry, 100_000, 500, Duration::from_secs(10)).await,
+    );
+    eprintln!("== bench e2e");
+    stage(
+        "e2e",
+        projection::e2e(registry, &E2E_RATES, Duration::from_secs(10)).await,
+    );
+    eprintln!("== bench sink");
+    stage(
+        "sink",
+        sink::run(registry, 200_000, 1_000_000, 1_000_000).await,
+    );
+    eprintln!("== bench peers");
+    stage("peers", peers::run(registry, Duration::from_secs(5)).await);
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("these stages failed: {}", failed.join(", "))
     }
 }
 
+/// The steady command rates of `bench e2e`, per second.
+const E2E_RATES: [u64; 4] = [100, 250, 500, 1000];
+
+mod peers;
 mod projection;
+pub mod results;
 mod sink;
+
+use results::Figure;
+
+/// Progress of a long stage on standard error: a bar on a terminal, a line every
+/// tenth otherwise (logs of CI runs).
+pub(crate) struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    label: String,
+    total: u64,
+    /// The tenths printed so far (without a terminal).
+    printed: AtomicU64,
+}
+
+impl Progress {
+    pub(crate) fn new(label: &str, total: u64) -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>24} [{bar:40}] {pos}/{len} ({per_sec}, {eta} left)",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(label.to_owned());
+            bar
+        });
+        Progress {
+            bar,
+            label: label.to_owned(),
+            total,
+            printed: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn set(&self, done: u64) {
+        match &self.bar {
+            Some(bar) => bar.set_position(done),
+            None => {
+                let tenth = done * 10 / self.total.max(1);
+                if tenth > self.printed.swap(tenth, Ordering::Relaxed) {
+                    eprintln!("  {}: {done}/{}", self.label, self.total);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
 
 /// The raw baseline of a consuming benchmark: a plain rdkafka consumer (no
 /// decoding, no database) with the fetch wait of the consumer under test, reading
@@ -360,6 +499,20 @@ async fn append_scenarios(
             "{label:<34} {c:>8} {sluice:>14.0} {raw:>14.0} {:>6.0}%",
             100.0 * sluice / raw
         );
+        let figure = Figure::new(
+            "append",
+            format!("{label}, {c} clients"),
+            sluice,
+            "events/s",
+        )
+        .raw(raw, "INSERT of the same rows, one autocommit statement");
+        // The goal is for the many-client one-event case.
+        let figure = if n == 1 && c > 1 {
+            figure.goal_ratio(0.8)
+        } else {
+            figure
+        };
+        figure.record();
     }
     println!(
         "store: EventStore::append, one autocommit statement: read the stream version, check it,"
@@ -397,6 +550,10 @@ async fn print_machine(pool: &PgPool, note: &str) {
         .await
         .unwrap_or_default();
     println!("machine: {cpu}, {cores} cores; PostgreSQL {version} (synchronous_commit={sync}, fsync={fsync}), {note}");
+    results::machine(
+        "postgresql",
+        format!("{version} (synchronous_commit={sync}, fsync={fsync})"),
+    );
 }
 
 /// `sluice bench relay`: the outbox relay against a raw producer on the same broker,
@@ -429,7 +586,7 @@ mod relay {
     use tokio_util::sync::CancellationToken;
     use uuid::Uuid;
 
-    use super::BenchDatabase;
+    use super::{BenchDatabase, Figure};
 
     const PARTITIONS: u32 = 3;
     /// Events per append when pre-filling the outbox (and records per key in the
@@ -742,6 +899,33 @@ mod relay {
         println!("raw:   one FutureProducer with the relay's producer_config, the same records, first enqueue to last acknowledgement;");
         println!("       mean of a run before the relay ({raw_before:.0}/s) and one after it ({raw_after:.0}/s)");
         latency.print(rate, duration);
+        Figure::new(
+            "relay",
+            format!("pre-filled outbox to broker, {events} events"),
+            relay_rate,
+            "events/s",
+        )
+        .raw(
+            raw_rate,
+            "raw FutureProducer, same records and producer settings",
+        )
+        .goal_ratio(0.9)
+        .record();
+        Figure::new(
+            "relay",
+            format!("append to consumer receipt at {rate}/s, p50"),
+            latency.percentile(0.50),
+            "ms",
+        )
+        .record();
+        Figure::new(
+            "relay",
+            format!("append to consumer receipt at {rate}/s, p99"),
+            latency.percentile(0.99),
+            "ms",
+        )
+        .record();
+        super::results::machine("broker", broker.description.trim_start_matches("broker: "));
         let same_clock = is_local(&registry.platform.admin_database_url);
         println!(
             "clock: recorded_at is PostgreSQL's clock_timestamp() at insert, receipt is this process's clock{}",

@@ -116,6 +116,7 @@ impl Analytics {
         let settings = WarehouseSettings {
             memory_limit: self.config.memory_limit.clone(),
             threads,
+            ..WarehouseSettings::default()
         };
         let path = self.warehouse_path.clone();
         let (warehouse, sink) = {

@@ -39,6 +39,12 @@ pub struct WarehouseSettings {
     pub memory_limit: String,
     /// DuckDB worker threads.
     pub threads: usize,
+    /// DuckDB's `checkpoint_threshold`: the write-ahead log size at which a commit
+    /// checkpoints (compresses and writes the new rows into the file). DuckDB's
+    /// 16MB checkpoints on nearly every sink batch and recompresses the last row
+    /// group each time, half the load's time (see `docs/benchmarks.md`); a larger
+    /// log costs that much replay at the next start after a crash.
+    pub checkpoint_threshold: String,
 }
 
 impl Default for WarehouseSettings {
@@ -46,6 +52,7 @@ impl Default for WarehouseSettings {
         WarehouseSettings {
             memory_limit: "2GB".to_owned(),
             threads: 2,
+            checkpoint_threshold: "256MB".to_owned(),
         }
     }
 }
@@ -75,7 +82,8 @@ impl Warehouse {
                 .with("memory_limit", &settings.memory_limit)?
                 .with("threads", settings.threads.to_string())?
                 .with("autoinstall_known_extensions", "false")?
-                .with("autoload_known_extensions", "false")?;
+                .with("autoload_known_extensions", "false")?
+                .with("checkpoint_threshold", &settings.checkpoint_threshold)?;
             if in_memory {
                 Connection::open_in_memory_with_flags(config)
             } else {

@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, TimeDelta, Utc};
-use duckdb::types::{TimeUnit, Value};
+use duckdb::arrow::array::{
+    ArrayRef, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use sluice_analytics::sink::{
-    repository_schemas_dir, Loader, Sink, SinkConfig, SinkRecord, VIEWS_SQL,
+    repository_schemas_dir, LoadTimings, Loader, Sink, SinkConfig, SinkRecord, VIEWS_SQL,
 };
 use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
 use sluice_platform::avro::SchemaCatalog;
@@ -29,24 +32,28 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::relay::{enqueue, Broker};
+use super::results::{machine, Figure};
+use super::Progress;
 
 const PARTITIONS: u32 = 3;
-/// Records per `Loader::load` call and per raw appender transaction (the sink's
-/// default batch size).
-const BATCH: usize = 5_000;
 /// Timed runs of the `order_facts` aggregate.
 const QUERY_RUNS: usize = 5;
 const ORDER_FACTS_QUERY: &str = "SELECT count(*), avg(time_to_confirm_seconds) FROM order_facts";
 
-pub async fn run(registry: &Registry, events: u64, orders: u64) -> anyhow::Result<()> {
-    if events < 7 || orders == 0 {
-        bail!("--events must be at least 7 and --orders at least 1");
+pub async fn run(
+    registry: &Registry,
+    events: u64,
+    write_events: u64,
+    orders: u64,
+) -> anyhow::Result<()> {
+    if events < 7 || write_events < 7 || orders == 0 {
+        bail!("--events and --write-events must be at least 7, and --orders at least 1");
     }
     let scratch = std::env::temp_dir().join(format!("sluice-bench-sink-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).context("creating the benchmark's scratch directory")?;
     let broker = Broker::start(registry).await;
     let result = match &broker {
-        Ok(broker) => phases(broker, &scratch, events, orders).await,
+        Ok(broker) => phases(broker, &scratch, events, write_events, orders).await,
         Err(e) => Err(anyhow::anyhow!("{e:#}")),
     };
     if let Ok(broker) = broker {
@@ -56,7 +63,13 @@ pub async fn run(registry: &Registry, events: u64, orders: u64) -> anyhow::Resul
     result
 }
 
-async fn phases(broker: &Broker, scratch: &Path, events: u64, orders: u64) -> anyhow::Result<()> {
+async fn phases(
+    broker: &Broker,
+    scratch: &Path,
+    events: u64,
+    write_events: u64,
+    orders: u64,
+) -> anyhow::Result<()> {
     let catalog = repository_catalog()?;
     // Logical (the warehouse) and as the broker names them.
     let topics = ["orders", "payments", "shipping"].map(|s| format!("{s}.events"));
@@ -87,12 +100,9 @@ async fn phases(broker: &Broker, scratch: &Path, events: u64, orders: u64) -> an
 
     // Phases 2 and 3 are DuckDB only: on a blocking thread.
     let dir = scratch.to_owned();
-    let records = sink_records(&topics, &generated);
-    let rows = appender_rows(&topics, &generated);
     drop(generated);
     let (write, facts, duckdb_version) = tokio::task::spawn_blocking(move || {
-        let write = write_path(&dir.join("write.duckdb"), catalog.clone(), &records, &rows)?;
-        drop((records, rows));
+        let write = write_path(&dir, catalog.clone(), &topics, write_events)?;
         let facts = order_facts_latency(&dir.join("facts.duckdb"), catalog, orders)?;
         let version = duckdb_version()?;
         anyhow::Ok((write, facts, version))
@@ -109,11 +119,30 @@ async fn phases(broker: &Broker, scratch: &Path, events: u64, orders: u64) -> an
         100.0 * sink_rate / raw_rate
     );
     println!(
-        "{:<44} {events:>8} {:>12.0} {:>12.0} {:>5.0}%  ≥ 300 000 ev/s and ≥ 25 % of raw",
-        format!("write path (Loader::load, batches of {BATCH})"),
+        "{:<44} {write_events:>8} {:>12.0} {:>12.0} {:>5.0}%  ≥ 300 000 ev/s, flat as tables grow",
+        format!("write path (Loader::load, batches of {})", batch_size()),
         write.loader,
         write.appender,
         100.0 * write.loader / write.appender
+    );
+    println!(
+        "        by tenth of the load (events/s): {}",
+        write
+            .tenths
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let t = &write.timings;
+    let total = (t.decode + t.build + t.append + t.commit).as_secs_f64();
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / total;
+    println!(
+        "        where the time goes: decode + dedupe {:.0} %, Arrow build {:.0} %, DuckDB append {:.0} %, positions + commit {:.0} %",
+        share(t.decode),
+        share(t.build),
+        share(t.append),
+        share(t.commit)
     );
     println!(
         "events: {} orders × 7 (OrderPlaced with 2 lines, OrderConfirmed, PaymentAuthorized, PaymentCaptured,",
@@ -137,14 +166,118 @@ async fn phases(broker: &Broker, scratch: &Path, events: u64, orders: u64) -> an
         "        counting records until it has all; mean of a run before the sink ({raw_before:.0}/s) and one after ({raw_after:.0}/s)"
     );
     println!(
-        "write:  Loader::load (decode Avro, stage, raw_events, typed tables, positions; one transaction per batch)"
+        "write:  Loader::load (decode Avro and envelope, drop duplicates, Arrow batches for raw_events and 7 typed tables,"
     );
     println!(
-        "        vs one Appender into a table with raw_events' DDL, pre-built values, one transaction per {BATCH} rows"
+        "        positions; one transaction per batch; events generated per batch, untimed) vs DuckDB's Arrow appender"
+    );
+    println!(
+        "        into raw_events alone with {} pre-built rows (one table, no decoding): the engine's own ingest rate",
+        write.raw_rows
     );
     facts.print(orders);
     print_machine(&duckdb_version, &broker.description);
+
+    Figure::new(
+        "sink",
+        format!("pre-filled topics into DuckDB (Sink::run), {events} events"),
+        sink_rate,
+        "events/s",
+    )
+    .raw(raw_rate, "raw rdkafka consumer of the same partitions")
+    .goal_ratio(0.9)
+    .record();
+    Figure::new(
+        "sink",
+        format!("write path (Loader::load), {write_events} events"),
+        write.loader,
+        "events/s",
+    )
+    .raw(
+        write.appender,
+        "DuckDB's Arrow appender, raw_events alone, pre-built rows",
+    )
+    .goal_at_least(300_000.0)
+    .record();
+    let flat = write.tenths.last().copied().unwrap_or(0.0)
+        / write.tenths.first().copied().unwrap_or(f64::NAN);
+    Figure::new(
+        "sink",
+        "write path: last tenth of the load against the first",
+        100.0 * flat,
+        "%",
+    )
+    .goal_at_least(90.0)
+    .record();
+    Figure::new(
+        "sink",
+        format!("order_facts aggregate over {orders} orders (median)"),
+        facts.millis[facts.millis.len() / 2],
+        "ms",
+    )
+    .goal_at_most(1000.0)
+    .record();
+    machine("duckdb", duckdb_version);
+    machine("broker", broker.description.trim_start_matches("broker: "));
     Ok(())
+}
+
+/// The sink's write path beside dlt: `events` events written as JSON lines to
+/// `jsonl` (dlt's input), and loaded by `Loader::load` into a fresh warehouse in
+/// `scratch`; the loader's events/s.
+pub(super) fn loader_beside_dlt(scratch: &Path, events: u64, jsonl: &Path) -> anyhow::Result<f64> {
+    use std::io::Write;
+    let catalog = repository_catalog()?;
+    let topics = ["orders", "payments", "shipping"].map(|s| format!("{s}.events"));
+    let warehouse = Warehouse::open(
+        &scratch.join("beside-dlt.duckdb"),
+        &WarehouseSettings::default(),
+    )?;
+    let mut loader = Loader::new(warehouse.connect()?, catalog.clone())?;
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(jsonl).with_context(|| format!("creating {}", jsonl.display()))?,
+    );
+    let mut offsets = BTreeMap::new();
+    let (mut loaded, mut busy) = (0u64, Duration::ZERO);
+    while loaded < events {
+        let n = (events - loaded).min(batch_size() as u64);
+        let generated = generate(&catalog, n)?;
+        let records = sink_records(&topics, &generated, &mut offsets);
+        for (event, record) in generated.iter().zip(&records) {
+            let header = |key: &str| event.header(key).unwrap_or_default();
+            let number = |key: &str| header(key).parse::<i64>().unwrap_or_default();
+            let line = json!({
+                "event_id": header("event_id"),
+                "event_type": header("event_type"),
+                "schema_version": 1,
+                "stream_type": header("stream_type"),
+                "stream_id": event.key,
+                "stream_version": number("stream_version"),
+                "global_position": number("global_position"),
+                "recorded_at": header("recorded_at"),
+                "correlation_id": header("correlation_id"),
+                "causation_id": header("causation_id"),
+                "topic": record.topic,
+                "partition": record.partition,
+                "kafka_offset": record.offset,
+                "payload": serde_json::from_str::<serde_json::Value>(&event.payload)?,
+            });
+            writeln!(out, "{line}")?;
+        }
+        let start = Instant::now();
+        let report = loader.load(&records)?;
+        busy += start.elapsed();
+        if report.loaded != records.len() {
+            bail!(
+                "Loader::load loaded {} of {} records",
+                report.loaded,
+                records.len()
+            );
+        }
+        loaded += n;
+    }
+    out.flush()?;
+    Ok(events as f64 / busy.as_secs_f64())
 }
 
 fn repository_catalog() -> anyhow::Result<SchemaCatalog> {
@@ -434,9 +567,12 @@ fn wait_for_positions(
 }
 
 /// The events as the sink's reader hands them over: round-robin over partitions,
-/// offsets counting up per partition.
-fn sink_records(topics: &[String; 3], events: &[Event]) -> Vec<SinkRecord> {
-    let mut offsets: BTreeMap<(usize, i32), i64> = BTreeMap::new();
+/// offsets counting up per partition from `offsets`.
+fn sink_records(
+    topics: &[String; 3],
+    events: &[Event],
+    offsets: &mut BTreeMap<(usize, i32), i64>,
+) -> Vec<SinkRecord> {
     events
         .iter()
         .enumerate()
@@ -460,104 +596,184 @@ fn sink_records(topics: &[String; 3], events: &[Event]) -> Vec<SinkRecord> {
         .collect()
 }
 
-/// A `raw_events` row per event, values built beforehand (the decoded envelope
-/// and the JSON payload), for the raw appender.
-fn appender_rows(topics: &[String; 3], events: &[Event]) -> Vec<[Value; 19]> {
-    let micros = |t: DateTime<Utc>| Value::Timestamp(TimeUnit::Microsecond, t.timestamp_micros());
-    let text = |e: &Event, key: &str| Value::Text(e.header(key).unwrap_or_default().to_owned());
-    let number = |e: &Event, key: &str| {
-        Value::BigInt(e.header(key).and_then(|v| v.parse().ok()).unwrap_or(0))
-    };
-    let now = Utc::now();
-    events
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            [
-                text(e, "event_id"),
-                text(e, "event_type"),
-                Value::Int(1),
-                text(e, "stream_type"),
-                Value::Text(e.key.clone()),
-                number(e, "stream_version"),
-                number(e, "global_position"),
-                micros(e.recorded_at),
-                text(e, "correlation_id"),
-                text(e, "causation_id"),
-                text(e, "traceparent"),
-                text(e, "actor"),
-                Value::Text(e.payload.clone()),
-                Value::Null,
-                Value::Null,
-                Value::Text(topics[e.topic].clone()),
-                Value::Int((i as u32 % PARTITIONS) as i32),
-                Value::BigInt(i as i64),
-                micros(now),
-            ]
-        })
-        .collect()
+/// The raw limit of the write path: `raw_events`' columns as Arrow arrays built
+/// beforehand (text as DuckDB would store it), appended with DuckDB's Arrow
+/// appender; one record batch per batch of the sink.
+fn raw_batches(topics: &[String; 3], events: &[Event]) -> anyhow::Result<Vec<RecordBatch>> {
+    let now = Utc::now().timestamp_micros();
+    let mut batches = Vec::new();
+    for (chunk_index, chunk) in events.chunks(batch_size()).enumerate() {
+        let text = |key: &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter(
+                chunk.iter().map(|e| e.header(key).map(str::to_owned)),
+            ))
+        };
+        let number = |key: &str| -> ArrayRef {
+            Arc::new(Int64Array::from_iter(
+                chunk
+                    .iter()
+                    .map(|e| e.header(key).and_then(|v| v.parse().ok())),
+            ))
+        };
+        let micros = |values: Vec<i64>| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+        };
+        let n = chunk.len();
+        let base = (chunk_index * batch_size()) as i64;
+        let columns: Vec<(&str, ArrayRef)> = vec![
+            ("event_id", text("event_id")),
+            ("event_type", text("event_type")),
+            ("schema_version", Arc::new(Int32Array::from(vec![1; n]))),
+            ("stream_type", text("stream_type")),
+            (
+                "stream_id",
+                Arc::new(StringArray::from_iter_values(chunk.iter().map(|e| &e.key))),
+            ),
+            ("stream_version", number("stream_version")),
+            ("global_position", number("global_position")),
+            (
+                "recorded_at",
+                micros(
+                    chunk
+                        .iter()
+                        .map(|e| e.recorded_at.timestamp_micros())
+                        .collect(),
+                ),
+            ),
+            ("correlation_id", text("correlation_id")),
+            ("causation_id", text("causation_id")),
+            ("traceparent", text("traceparent")),
+            ("actor", text("actor")),
+            (
+                "payload",
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|e| &e.payload),
+                )),
+            ),
+            (
+                "topic",
+                Arc::new(StringArray::from_iter_values(
+                    chunk.iter().map(|e| &topics[e.topic]),
+                )),
+            ),
+            (
+                "partition",
+                Arc::new(Int32Array::from_iter_values(
+                    (0..n).map(|i| ((base as usize + i) as u32 % PARTITIONS) as i32),
+                )),
+            ),
+            (
+                "kafka_offset",
+                Arc::new(Int64Array::from_iter_values(base..base + n as i64)),
+            ),
+            ("loaded_at", micros(vec![now; n])),
+        ];
+        batches.push(RecordBatch::try_from_iter(columns)?);
+    }
+    Ok(batches)
+}
+
+/// Records per `Loader::load` call and per raw appender batch: the sink's default.
+fn batch_size() -> usize {
+    SinkConfig::default().batch_size
 }
 
 struct WritePath {
     loader: f64,
     appender: f64,
+    raw_rows: usize,
+    /// Events/s of each tenth of the load, in order (flat or not as the tables grow).
+    tenths: Vec<f64>,
+    timings: LoadTimings,
 }
 
-/// The raw appender, then `Loader::load`, over the same events into one fresh
-/// DuckDB file; events/s of each.
+/// The raw appender over the first events, then `Loader::load` over `events`
+/// events generated batch by batch (generation untimed), into fresh DuckDB files;
+/// events/s of each.
 fn write_path(
-    path: &Path,
+    scratch: &Path,
     catalog: SchemaCatalog,
-    records: &[SinkRecord],
-    rows: &[[Value; 19]],
+    topics: &[String; 3],
+    events: u64,
 ) -> anyhow::Result<WritePath> {
-    let warehouse = Warehouse::open(path, &WarehouseSettings::default())?;
-    let mut loader = Loader::new(warehouse.connect()?, catalog)?;
-    let raw = warehouse.connect()?;
-    // raw_events' own DDL (key, checks) under another name.
-    let ddl: String = raw.query_row(
-        "SELECT sql FROM duckdb_tables() WHERE table_name = 'raw_events'",
-        [],
-        |r| r.get(0),
-    )?;
-    raw.execute_batch(&ddl.replacen("raw_events", "raw_bench", 1))?;
-    eprintln!("raw appender: {} rows …", rows.len());
+    // The raw limit: up to 20 batches of raw_events rows, pre-built.
+    let raw_events = events.min(20 * batch_size() as u64);
+    let sample = generate(&catalog, raw_events)?;
+    let batches = raw_batches(topics, &sample)?;
+    drop(sample);
+    let raw_warehouse =
+        Warehouse::open(&scratch.join("raw.duckdb"), &WarehouseSettings::default())?;
+    let raw = raw_warehouse.connect()?;
+    Loader::new(raw_warehouse.connect()?, catalog.clone())?;
+    eprintln!("raw Arrow appender: {raw_events} rows into raw_events …");
     let start = Instant::now();
-    for batch in rows.chunks(BATCH) {
+    for batch in batches {
+        let names: Vec<String> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         raw.execute_batch("BEGIN TRANSACTION")?;
-        let mut appender = raw.appender("raw_bench")?;
-        for row in batch {
-            appender.append_row(row.each_ref())?;
-        }
+        let mut appender = raw.appender_with_columns("raw_events", &names)?;
+        appender.append_record_batch(batch)?;
         appender.flush()?;
         drop(appender);
         raw.execute_batch("COMMIT")?;
     }
-    let appender = rows.len() as f64 / start.elapsed().as_secs_f64();
-    eprintln!("Loader::load: {} records …", records.len());
-    let start = Instant::now();
-    let mut loaded = 0;
-    for batch in records.chunks(BATCH) {
-        let report = loader.load(batch)?;
-        loaded += report.loaded;
-        if report.undecodable > 0 {
-            bail!("{} records of a batch did not decode", report.undecodable);
+    let appender = raw_events as f64 / start.elapsed().as_secs_f64();
+    drop((raw, raw_warehouse));
+
+    let warehouse = Warehouse::open(&scratch.join("write.duckdb"), &WarehouseSettings::default())?;
+    let mut loader = Loader::new(warehouse.connect()?, catalog.clone())?;
+    let mut offsets = BTreeMap::new();
+    let (mut loaded, mut busy, mut timings) = (0u64, Duration::ZERO, LoadTimings::default());
+    let mut tenths = Vec::new();
+    let (mut tenth_busy, mut tenth_events) = (Duration::ZERO, 0u64);
+    let progress = Progress::new("Loader::load", events);
+    while loaded < events {
+        let n = (events - loaded).min(batch_size() as u64);
+        let records = sink_records(topics, &generate(&catalog, n)?, &mut offsets);
+        let start = Instant::now();
+        let report = loader.load(&records)?;
+        let took = start.elapsed();
+        if report.undecodable > 0 || report.loaded != records.len() {
+            bail!(
+                "Loader::load loaded {} of {} records ({} undecodable)",
+                report.loaded,
+                records.len(),
+                report.undecodable
+            );
         }
+        busy += took;
+        tenth_busy += took;
+        tenth_events += n;
+        loaded += n;
+        timings.decode += report.timings.decode;
+        timings.build += report.timings.build;
+        timings.append += report.timings.append;
+        timings.commit += report.timings.commit;
+        if tenth_events >= events.div_ceil(10) || loaded == events {
+            tenths.push(tenth_events as f64 / tenth_busy.as_secs_f64());
+            (tenth_busy, tenth_events) = (Duration::ZERO, 0);
+        }
+        progress.set(loaded);
     }
-    let loader_rate = records.len() as f64 / start.elapsed().as_secs_f64();
-    if loaded != records.len() {
-        bail!("Loader::load loaded {loaded} of {} records", records.len());
-    }
+    progress.finish();
     Ok(WritePath {
-        loader: loader_rate,
+        loader: events as f64 / busy.as_secs_f64(),
         appender,
+        raw_rows: raw_events as usize,
+        tenths,
+        timings,
     })
 }
 
 struct FactsLatency {
     fill_seconds: f64,
     events: i64,
-    answer: (i64, f64),
+    answer: (i64, Option<f64>),
     /// Milliseconds per run, sorted.
     millis: Vec<f64>,
 }
@@ -574,7 +790,7 @@ impl FactsLatency {
             self.millis[self.millis.len() / 2],
             self.millis[self.millis.len() - 1],
             self.answer.0,
-            self.answer.1
+            self.answer.1.unwrap_or(f64::NAN)
         );
     }
 }
@@ -687,7 +903,7 @@ fn order_facts_latency(
     let fill_seconds = start.elapsed().as_secs_f64();
     eprintln!("order_facts: {QUERY_RUNS} runs of the aggregate …");
     let mut millis = Vec::with_capacity(QUERY_RUNS);
-    let mut answer = (0, 0.0);
+    let mut answer = (0, None);
     for _ in 0..QUERY_RUNS {
         let start = Instant::now();
         answer = conn.query_row(ORDER_FACTS_QUERY, [], |r| Ok((r.get(0)?, r.get(1)?)))?;

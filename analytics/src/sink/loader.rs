@@ -65,6 +65,21 @@ pub struct LoadReport {
     pub duplicates: usize,
     /// New rows whose payload did not decode (kept with their Avro bytes).
     pub undecodable: usize,
+    /// Where the time of the load went.
+    pub timings: LoadTimings,
+}
+
+/// The time of one [`Loader::load`], by step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadTimings {
+    /// Decoding Avro and the envelope, and dropping duplicates.
+    pub decode: std::time::Duration,
+    /// Building the Arrow columns.
+    pub build: std::time::Duration,
+    /// DuckDB's appender taking the record batches.
+    pub append: std::time::Duration,
+    /// Positions, watermarks and `COMMIT`.
+    pub commit: std::time::Duration,
 }
 
 /// New rows of one topic in one batch.
@@ -139,12 +154,17 @@ impl Loader {
             rows = batch.iter().map(|r| decode(&self.catalog, r)).collect();
         }
         let (rows, advanced) = self.new_rows(rows)?;
+        let mut timings = LoadTimings {
+            decode: started.elapsed(),
+            ..LoadTimings::default()
+        };
 
         let loaded_at = Utc::now();
         self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let outcome = self.load_in_transaction(batch, &rows, loaded_at);
+        let outcome = self.load_in_transaction(batch, &rows, loaded_at, &mut timings);
+        let committing = Instant::now();
         match outcome.and_then(|()| Ok(self.conn.execute_batch("COMMIT")?)) {
-            Ok(()) => {}
+            Ok(()) => timings.commit += committing.elapsed(),
             Err(e) => {
                 // A failed statement or commit may leave the transaction open: end
                 // it, so that the retry can begin its own.
@@ -175,6 +195,7 @@ impl Loader {
             loaded: rows.len(),
             duplicates: batch.len() - rows.len(),
             undecodable,
+            timings,
         };
         telemetry::batch_loaded(&per_topic, &report, started.elapsed());
         Ok(report)
@@ -251,9 +272,13 @@ impl Loader {
         batch: &[SinkRecord],
         rows: &[Row<'_>],
         loaded_at: DateTime<Utc>,
+        timings: &mut LoadTimings,
     ) -> Result<(), SinkError> {
         if !rows.is_empty() {
-            self.append("raw_events", raw_batch(rows, loaded_at))?;
+            let building = Instant::now();
+            let raw = raw_batch(rows, loaded_at);
+            timings.build += building.elapsed();
+            self.append("raw_events", raw, timings)?;
         }
         let mut by_type: BTreeMap<&str, Vec<TypedRow<'_>>> = BTreeMap::new();
         for row in rows.iter().filter(|r| r.is_typed()) {
@@ -262,22 +287,38 @@ impl Loader {
                 by_type.entry(event_type).or_default().push(typed);
             }
         }
-        self.append_typed(by_type)?;
-        self.advance(batch, rows, loaded_at)
+        self.append_typed(by_type, timings)?;
+        let advancing = Instant::now();
+        self.advance(batch, rows, loaded_at)?;
+        timings.commit += advancing.elapsed();
+        Ok(())
     }
 
     /// Appends each event type's rows to its typed table.
-    fn append_typed(&self, by_type: BTreeMap<&str, Vec<TypedRow<'_>>>) -> Result<(), SinkError> {
+    fn append_typed(
+        &self,
+        by_type: BTreeMap<&str, Vec<TypedRow<'_>>>,
+        timings: &mut LoadTimings,
+    ) -> Result<(), SinkError> {
         for (event_type, typed) in by_type {
             if let Some(table) = self.tables.get(event_type) {
-                self.append(&table.name, typed_batch(table, &typed))?;
+                let building = Instant::now();
+                let batch = typed_batch(table, &typed);
+                timings.build += building.elapsed();
+                self.append(&table.name, batch, timings)?;
             }
         }
         Ok(())
     }
 
     /// Appends a record batch to `table`, by column name.
-    fn append(&self, table: &str, mut batch: BatchBuilder) -> Result<(), SinkError> {
+    fn append(
+        &self,
+        table: &str,
+        mut batch: BatchBuilder,
+        timings: &mut LoadTimings,
+    ) -> Result<(), SinkError> {
+        let appending = Instant::now();
         let names: Vec<String> = batch.names().into_iter().map(str::to_owned).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut appender = self.conn.appender_with_columns(table, &names)?;
@@ -286,6 +327,7 @@ impl Loader {
             .map_err(|e| SinkError::DuckDb(duckdb::Error::ToSqlConversionFailure(Box::new(e))))?;
         appender.append_record_batch(batch)?;
         appender.flush()?;
+        timings.append += appending.elapsed();
         Ok(())
     }
 
@@ -468,7 +510,7 @@ impl Loader {
                         payload: &event.payload,
                     });
             }
-            self.append_typed(by_type)
+            self.append_typed(by_type, &mut LoadTimings::default())
         })();
         match outcome.and_then(|()| Ok(self.conn.execute_batch("COMMIT")?)) {
             Ok(()) => Ok(decoded.len()),
@@ -690,7 +732,7 @@ fn raw_batch(rows: &[Row<'_>], loaded_at: DateTime<Utc>) -> BatchBuilder {
         batch.column(0).push_uuid(Some(row.event_id));
         batch.column(1).push_str(row.event_type.as_deref());
         batch.column(2).push_int(row.schema_version.map(i64::from));
-        batch.column(3).push_str(row.stream_type.as_deref());
+        batch.column(3).push_str(row.stream_type);
         batch.column(4).push_str(Some(&record.key));
         batch.column(5).push_int(row.stream_version);
         batch.column(6).push_int(row.global_position);

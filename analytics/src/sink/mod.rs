@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::warehouse::{Warehouse, WarehouseError};
 
-pub use loader::{LoadReport, Loader};
+pub use loader::{LoadReport, LoadTimings, Loader};
 pub use mapping::table_name as typed_table_name;
 pub use reader::TOPIC_SUFFIX;
 pub use record::SinkRecord;
@@ -242,6 +242,10 @@ fn load_loop(
             loaded = report.loaded,
             duplicates = report.duplicates,
             undecodable = report.undecodable,
+            decode_ms = report.timings.decode.as_millis() as u64,
+            build_ms = report.timings.build.as_millis() as u64,
+            append_ms = report.timings.append.as_millis() as u64,
+            commit_ms = report.timings.commit.as_millis() as u64,
             "batch loaded"
         );
     }

@@ -39,7 +39,7 @@ pub(crate) struct Row<'a> {
     pub event_id: Uuid,
     pub event_type: Option<String>,
     pub schema_version: Option<i32>,
-    pub stream_type: Option<String>,
+    pub stream_type: Option<&'a str>,
     pub stream_version: Option<i64>,
     pub global_position: Option<i64>,
     pub recorded_at: Option<DateTime<Utc>>,
@@ -69,8 +69,8 @@ const STAND_IN_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2b1e_5a4d_4c8e_9a0b_51c3
 /// Decodes a record; never fails (see the module docs).
 pub(crate) fn decode<'a>(catalog: &SchemaCatalog, record: &'a SinkRecord) -> Row<'a> {
     let mut errors = Vec::new();
-    let mut text = |key: &str| -> Option<String> {
-        let value = record.header(key).map(str::to_owned);
+    let mut text = |key: &str| -> Option<&'a str> {
+        let value = record.header(key);
         if value.is_none() {
             errors.push(format!("header `{key}` missing"));
         }
@@ -86,7 +86,7 @@ pub(crate) fn decode<'a>(catalog: &SchemaCatalog, record: &'a SinkRecord) -> Row
 
     let mut parse_error =
         |key: &str, message: String| errors.push(format!("header `{key}`: {message}"));
-    let event_id = match event_id_text.as_deref().map(Uuid::parse_str) {
+    let event_id = match event_id_text.map(Uuid::parse_str) {
         Some(Ok(id)) => Some(id),
         Some(Err(e)) => {
             parse_error("event_id", e.to_string());
@@ -94,7 +94,7 @@ pub(crate) fn decode<'a>(catalog: &SchemaCatalog, record: &'a SinkRecord) -> Row
         }
         None => None,
     };
-    let number = |key: &str, value: Option<String>, errors: &mut dyn FnMut(&str, String)| {
+    let number = |key: &str, value: Option<&str>, errors: &mut dyn FnMut(&str, String)| {
         value.and_then(|v| {
             v.parse::<i64>()
                 .map_err(|e| errors(key, e.to_string()))
@@ -104,7 +104,7 @@ pub(crate) fn decode<'a>(catalog: &SchemaCatalog, record: &'a SinkRecord) -> Row
     let stream_version = number("stream_version", stream_version_text, &mut parse_error);
     let global_position = number("global_position", global_position_text, &mut parse_error);
     let recorded_at = recorded_at_text.and_then(|t| {
-        DateTime::parse_from_rfc3339(&t)
+        DateTime::parse_from_rfc3339(t)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|e| parse_error("recorded_at", e.to_string()))
             .ok()

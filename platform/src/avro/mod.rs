@@ -153,6 +153,29 @@ struct Contract {
     canonical_form: String,
     fingerprint: Fingerprint,
     text: Cow<'static, str>,
+    /// Decodes this version's single-object encoding with the schema's names
+    /// resolved once (`from_avro_datum` resolves them again on every call).
+    reader: DatumReader,
+}
+
+/// A prepared single-object reader of one schema version.
+struct DatumReader(apache_avro::GenericSingleObjectReader);
+
+impl std::fmt::Debug for DatumReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatumReader")
+    }
+}
+
+/// The single-object header of a fingerprint, as the catalog writes it.
+struct SingleObjectHeader(Fingerprint);
+
+impl apache_avro::headers::HeaderBuilder for SingleObjectHeader {
+    fn build_header(&self) -> Vec<u8> {
+        let mut header = SINGLE_OBJECT_MARKER.to_vec();
+        header.extend_from_slice(&self.0 .0);
+        header
+    }
 }
 
 impl SchemaCatalog {
@@ -281,7 +304,7 @@ impl SchemaCatalog {
                 bytes.len()
             )));
         }
-        let (header, mut datum) = bytes.split_at(SINGLE_OBJECT_HEADER_LEN);
+        let header = &bytes[..SINGLE_OBJECT_HEADER_LEN];
         if header[..2] != SINGLE_OBJECT_MARKER {
             return Err(AvroError::NotSingleObject(format!(
                 "starts with {:02X} {:02X}, not C3 01",
@@ -302,7 +325,12 @@ impl SchemaCatalog {
             message,
         };
         let contract = self.contract(event_type, *version)?;
-        let value = apache_avro::from_avro_datum(&contract.schema, &mut datum, None)
+        // The reader checks the header again and reads the datum after it.
+        let mut datum = bytes;
+        let value = contract
+            .reader
+            .0
+            .read_value(&mut datum)
             .map_err(|e| malformed(e.to_string()))?;
         if !datum.is_empty() {
             return Err(malformed(format!(
@@ -384,12 +412,19 @@ impl Contract {
             .map(|(name, schema)| (name.clone(), (*schema).clone()))
             .collect();
         let canonical_form = parsing_canonical_form(&json).map_err(invalid)?;
+        let fingerprint = crc64_avro(canonical_form.as_bytes());
+        let reader = apache_avro::GenericSingleObjectReader::new_with_header_builder(
+            schema.clone(),
+            SingleObjectHeader(fingerprint),
+        )
+        .map_err(|e| invalid(e.to_string()))?;
         Ok(Contract {
-            fingerprint: crc64_avro(canonical_form.as_bytes()),
+            fingerprint,
             schema,
             names,
             canonical_form,
             text,
+            reader: DatumReader(reader),
         })
     }
 }
