@@ -1,8 +1,8 @@
 //! Arrow columns built row by row from decoded payloads and envelopes, for
 //! DuckDB's Arrow appender.
 //!
-//! A [`ColumnBuilder`] is made from a column's [`Kind`] and takes one JSON value
-//! (the payload field, in the event store's shape) per row. A value the kind cannot
+//! A [`ColumnBuilder`] is made from a column's [`Kind`] and takes one Avro value
+//! (the payload field, as its writer schema decoded it) per row. A value the kind cannot
 //! hold becomes NULL, never an error: one odd payload does not fail a batch.
 //! Strings are Arrow `Utf8`, UUIDs `FixedSizeBinary(16)` with the `arrow.uuid`
 //! extension (DuckDB's `UUID`), timestamps microseconds in UTC (`TIMESTAMPTZ`).
@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use apache_avro::types::Value as Avro;
 use chrono::{DateTime, Utc};
 use duckdb::arrow::array::{
     new_null_array, Array, ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder,
@@ -22,7 +23,7 @@ use duckdb::arrow::buffer::{NullBuffer, OffsetBuffer};
 use duckdb::arrow::datatypes::{DataType, Field, Fields, Schema};
 use duckdb::arrow::error::ArrowError;
 use duckdb::arrow::record_batch::RecordBatch;
-use serde_json::Value as Json;
+use sluice_platform::avro::json_text;
 use uuid::Uuid;
 
 use super::mapping::Kind;
@@ -113,36 +114,37 @@ impl ColumnBuilder {
         ColumnBuilder::Blob(BinaryBuilder::with_capacity(rows, rows * 64))
     }
 
-    /// Appends one row's JSON value (`None` or JSON `null`: NULL).
-    pub(crate) fn push_json(&mut self, value: Option<&Json>) {
-        let value = value.filter(|v| !v.is_null());
+    /// Appends one row's Avro value (`None` or Avro `null`: NULL), unwrapping
+    /// unions. Numbers widen as Avro promotes them; a value the column cannot
+    /// hold is NULL.
+    pub(crate) fn push_avro(&mut self, value: Option<&Avro>) {
+        let value = value.map(unwrap_union).filter(|v| !matches!(v, Avro::Null));
         match self {
-            ColumnBuilder::Boolean(b) => b.append_option(value.and_then(Json::as_bool)),
-            ColumnBuilder::Integer(b) => b.append_option(
-                value
-                    .and_then(Json::as_i64)
-                    .and_then(|n| i32::try_from(n).ok()),
-            ),
-            ColumnBuilder::BigInt(b) => b.append_option(value.and_then(Json::as_i64)),
-            ColumnBuilder::Float(b) => {
-                b.append_option(value.and_then(Json::as_f64).map(|x| x as f32))
+            ColumnBuilder::Boolean(b) => b.append_option(match value {
+                Some(Avro::Boolean(x)) => Some(*x),
+                _ => None,
+            }),
+            ColumnBuilder::Integer(b) => {
+                b.append_option(value.and_then(whole).and_then(|n| i32::try_from(n).ok()))
             }
-            ColumnBuilder::Double(b) => b.append_option(value.and_then(Json::as_f64)),
+            ColumnBuilder::BigInt(b) => b.append_option(value.and_then(whole)),
+            ColumnBuilder::Float(b) => b.append_option(value.and_then(real).map(|x| x as f32)),
+            ColumnBuilder::Double(b) => b.append_option(value.and_then(real)),
             ColumnBuilder::Varchar(b) => match value {
-                Some(Json::String(s)) => b.append_value(s),
-                Some(other) => b.append_value(other.to_string()),
+                Some(Avro::String(s) | Avro::Enum(_, s)) => b.append_value(s),
+                Some(Avro::Uuid(u)) => b.append_value(u.hyphenated().to_string()),
+                Some(other) => b.append_option(json_text(other).ok()),
                 None => b.append_null(),
             },
             ColumnBuilder::Uuid(_) => {
-                let id = value
-                    .and_then(Json::as_str)
-                    .and_then(|s| Uuid::parse_str(s).ok());
+                let id = match value {
+                    Some(Avro::Uuid(u)) => Some(*u),
+                    Some(Avro::String(s)) => Uuid::parse_str(s).ok(),
+                    _ => None,
+                };
                 self.push_uuid(id);
             }
-            ColumnBuilder::Json(b) => match value {
-                Some(v) => b.append_value(v.to_string()),
-                None => b.append_null(),
-            },
+            ColumnBuilder::Json(b) => b.append_option(value.and_then(|v| json_text(v).ok())),
             ColumnBuilder::Blob(b) => b.append_null(),
             ColumnBuilder::Timestamp(b) => b.append_null(),
             ColumnBuilder::Absent(rows) => *rows += 1,
@@ -153,9 +155,9 @@ impl ColumnBuilder {
             } => {
                 let end = *offsets.last().expect("offsets start at 0");
                 match value {
-                    Some(Json::Array(items)) => {
+                    Some(Avro::Array(items)) => {
                         for v in items {
-                            item.push_json(Some(v));
+                            item.push_avro(Some(v));
                         }
                         offsets.push(end + items.len() as i32);
                         valid.push(true);
@@ -167,15 +169,21 @@ impl ColumnBuilder {
                 }
             }
             ColumnBuilder::Struct { fields, valid } => match value {
-                Some(Json::Object(object)) => {
+                Some(Avro::Record(record)) => {
                     for (name, field) in fields.iter_mut() {
-                        field.push_json(object.get(name));
+                        field.push_avro(record.iter().find(|(n, _)| n == name).map(|(_, v)| v));
+                    }
+                    valid.push(true);
+                }
+                Some(Avro::Map(map)) => {
+                    for (name, field) in fields.iter_mut() {
+                        field.push_avro(map.get(name));
                     }
                     valid.push(true);
                 }
                 _ => {
                     for (_, field) in fields.iter_mut() {
-                        field.push_json(None);
+                        field.push_avro(None);
                     }
                     valid.push(false);
                 }
@@ -187,16 +195,25 @@ impl ColumnBuilder {
                 values,
             } => {
                 let end = *offsets.last().expect("offsets start at 0");
-                match value {
-                    Some(Json::Object(entries)) => {
-                        for (k, v) in entries {
+                let entries: Option<Vec<(&String, &Avro)>> = match value {
+                    Some(Avro::Map(map)) => Some(map.iter().collect()),
+                    Some(Avro::Record(record)) => {
+                        Some(record.iter().map(|(k, v)| (k, v)).collect())
+                    }
+                    _ => None,
+                };
+                match entries {
+                    Some(mut entries) => {
+                        // In key order, as the JSON payload has them.
+                        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                        for (k, v) in &entries {
                             keys.append_value(k);
-                            values.push_json(Some(v));
+                            values.push_avro(Some(v));
                         }
                         offsets.push(end + entries.len() as i32);
                         valid.push(true);
                     }
-                    _ => {
+                    None => {
                         offsets.push(end);
                         valid.push(false);
                     }
@@ -209,7 +226,7 @@ impl ColumnBuilder {
     pub(crate) fn push_str(&mut self, value: Option<&str>) {
         match self {
             ColumnBuilder::Varchar(b) | ColumnBuilder::Json(b) => b.append_option(value),
-            other => other.push_json(value.map(|s| Json::String(s.to_owned())).as_ref()),
+            other => other.push_avro(value.map(|s| Avro::String(s.to_owned())).as_ref()),
         }
     }
 
@@ -218,7 +235,7 @@ impl ColumnBuilder {
         match self {
             ColumnBuilder::Integer(b) => b.append_option(value.and_then(|n| i32::try_from(n).ok())),
             ColumnBuilder::BigInt(b) => b.append_option(value),
-            other => other.push_json(value.map(Json::from).as_ref()),
+            other => other.push_avro(value.map(Avro::Long).as_ref()),
         }
     }
 
@@ -239,7 +256,7 @@ impl ColumnBuilder {
     pub(crate) fn push_timestamp(&mut self, value: Option<DateTime<Utc>>) {
         match self {
             ColumnBuilder::Timestamp(b) => b.append_option(value.map(|t| t.timestamp_micros())),
-            other => other.push_json(None),
+            other => other.push_avro(None),
         }
     }
 
@@ -247,7 +264,7 @@ impl ColumnBuilder {
     pub(crate) fn push_bytes(&mut self, value: Option<&[u8]>) {
         match self {
             ColumnBuilder::Blob(b) => b.append_option(value),
-            other => other.push_json(None),
+            other => other.push_avro(None),
         }
     }
 
@@ -345,6 +362,33 @@ impl ColumnBuilder {
     }
 }
 
+fn unwrap_union(value: &Avro) -> &Avro {
+    match value {
+        Avro::Union(_, inner) => unwrap_union(inner),
+        other => other,
+    }
+}
+
+/// A whole number, as an Avro `int` or `long`.
+fn whole(value: &Avro) -> Option<i64> {
+    match value {
+        Avro::Int(n) => Some(i64::from(*n)),
+        Avro::Long(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Any Avro number, as a double.
+fn real(value: &Avro) -> Option<f64> {
+    match value {
+        Avro::Int(n) => Some(f64::from(*n)),
+        Avro::Long(n) => Some(*n as f64),
+        Avro::Float(x) => Some(f64::from(*x)),
+        Avro::Double(x) => Some(*x),
+        _ => None,
+    }
+}
+
 fn offsets(rows: usize) -> Vec<i32> {
     let mut offsets = Vec::with_capacity(rows + 1);
     offsets.push(0);
@@ -385,7 +429,6 @@ impl BatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn nested_payload_fields_build_lists_structs_and_maps_with_nulls() {
@@ -402,13 +445,31 @@ mod tests {
         ]);
         let mut column = ColumnBuilder::new(&kind, 4);
         let id = Uuid::now_v7();
-        column.push_json(Some(&json!({
-            "lines": [{"sku": "a", "quantity": 2}, {"sku": "b", "quantity": "x"}],
-            "tags": {"k": 1},
-            "id": id.to_string(),
-        })));
-        column.push_json(None);
-        column.push_json(Some(&json!({"lines": null, "id": "not a uuid"})));
+        let line = |sku: &str, quantity: Avro| {
+            Avro::Record(vec![
+                ("sku".into(), Avro::String(sku.into())),
+                ("quantity".into(), quantity),
+            ])
+        };
+        column.push_avro(Some(&Avro::Record(vec![
+            (
+                "lines".into(),
+                Avro::Array(vec![
+                    line("a", Avro::Int(2)),
+                    line("b", Avro::String("x".into())),
+                ]),
+            ),
+            (
+                "tags".into(),
+                Avro::Map([("k".to_owned(), Avro::Long(1))].into()),
+            ),
+            ("id".into(), Avro::Uuid(id)),
+        ])));
+        column.push_avro(None);
+        column.push_avro(Some(&Avro::Record(vec![
+            ("lines".into(), Avro::Union(0, Box::new(Avro::Null))),
+            ("id".into(), Avro::String("not a uuid".into())),
+        ])));
         let (field, array) = column.finish("payload");
         assert_eq!(array.len(), 3);
         assert!(array.is_null(1));

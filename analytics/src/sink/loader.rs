@@ -33,10 +33,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use apache_avro::types::Value as Avro;
 use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value};
 use duckdb::{params, Connection};
-use serde_json::Value as Json;
+use sluice_platform::avro::json_text;
 use sluice_platform::avro::SchemaCatalog;
 use uuid::Uuid;
 
@@ -468,9 +469,13 @@ impl Loader {
             })?;
             rows.collect::<Result<_, _>>()?
         };
-        let decoded: Vec<(&Kept, sluice_platform::avro::DecodedEvent)> = pending
+        let decoded: Vec<(&Kept, sluice_platform::avro::DecodedDatum, String)> = pending
             .iter()
-            .filter_map(|kept| Some((kept, self.catalog.decode_single_object(&kept.bytes).ok()?)))
+            .filter_map(|kept| {
+                let datum = self.catalog.decode_single_object_datum(&kept.bytes).ok()?;
+                let json = json_text(&datum.value).ok()?;
+                Some((kept, datum, json))
+            })
             .collect();
         if decoded.is_empty() {
             return Ok(0);
@@ -483,9 +488,9 @@ impl Loader {
                         schema_version = ?, payload_avro = NULL, decode_error = NULL \
                   WHERE event_id = CAST(? AS UUID)",
             )?;
-            for (kept, event) in &decoded {
+            for (kept, event, json) in &decoded {
                 update.execute(params![
-                    event.payload.to_string(),
+                    json,
                     event.event_type,
                     event.schema_version,
                     kept.event_id
@@ -507,7 +512,7 @@ impl Loader {
                         topic: &kept.topic,
                         partition: kept.partition,
                         offset: kept.offset,
-                        payload: &event.payload,
+                        payload: &event.value,
                     });
             }
             self.append_typed(by_type, &mut LoadTimings::default())
@@ -666,7 +671,8 @@ struct TypedRow<'a> {
     topic: &'a str,
     partition: i32,
     offset: i64,
-    payload: &'a Json,
+    /// The decoded payload: a record.
+    payload: &'a Avro,
 }
 
 impl<'a> TypedRow<'a> {
@@ -682,7 +688,7 @@ impl<'a> TypedRow<'a> {
             topic: &row.record.topic,
             partition: row.record.partition,
             offset: row.record.offset,
-            payload: row.payload.as_ref()?,
+            payload: &row.payload.as_ref()?.value,
         })
     }
 }
@@ -746,8 +752,8 @@ fn raw_batch(rows: &[Row<'_>], loaded_at: DateTime<Utc>) -> BatchBuilder {
             .column(11)
             .push_str(record.headers.get("actor").map(String::as_str));
         match &row.payload {
-            Some(json) => {
-                batch.column(12).push_str(Some(&json.to_string()));
+            Some(payload) => {
+                batch.column(12).push_str(Some(&payload.json));
                 batch.column(13).push_bytes(None);
             }
             None => {
@@ -816,10 +822,16 @@ fn typed_batch(table: &TypedTable, rows: &[TypedRow<'_>]) -> BatchBuilder {
         batch.column(7).push_str(Some(row.topic));
         batch.column(8).push_int(Some(i64::from(row.partition)));
         batch.column(9).push_int(Some(row.offset));
+        let fields: &[(String, Avro)] = match row.payload {
+            Avro::Record(fields) => fields,
+            _ => &[],
+        };
         for (i, column) in table.columns.iter().enumerate() {
-            batch
-                .column(envelope + i)
-                .push_json(row.payload.get(&column.field));
+            let value = fields
+                .iter()
+                .find(|(name, _)| *name == column.field)
+                .map(|(_, v)| v);
+            batch.column(envelope + i).push_avro(value);
         }
     }
     batch

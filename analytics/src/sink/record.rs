@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use sluice_platform::avro::{AvroError, SchemaCatalog};
+use sluice_platform::avro::{json_text, AvroError, SchemaCatalog};
 use uuid::Uuid;
 
 /// One record read from a topic, before decoding.
@@ -45,14 +45,21 @@ pub(crate) struct Row<'a> {
     pub recorded_at: Option<DateTime<Utc>>,
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
-    /// The payload as JSON, in the event store's shape; `None` when it did not
-    /// decode.
-    pub payload: Option<serde_json::Value>,
+    /// The payload; `None` when it did not decode.
+    pub payload: Option<Payload>,
     /// Everything that could not be read, `; `-separated.
     pub decode_error: Option<String>,
     /// The payload failed only because its fingerprint is unknown: a rescan of
     /// the schemas may help.
     pub unknown_fingerprint: bool,
+}
+
+/// A decoded payload: the Avro value (for the typed columns) and its JSON text in
+/// the event store's shape (for `raw_events.payload`).
+#[derive(Debug, Clone)]
+pub(crate) struct Payload {
+    pub value: apache_avro::types::Value,
+    pub json: String,
 }
 
 impl Row<'_> {
@@ -119,20 +126,32 @@ pub(crate) fn decode<'a>(catalog: &SchemaCatalog, record: &'a SinkRecord) -> Row
             format!("{}/{}/{}", record.topic, record.partition, record.offset).as_bytes(),
         )
     });
-    let (event_type, schema_version, payload, unknown_fingerprint) =
-        match catalog.decode_single_object(&record.payload) {
-            Ok(decoded) => (
-                Some(decoded.event_type),
-                Some(decoded.schema_version),
-                Some(decoded.payload),
-                false,
-            ),
-            Err(error) => {
-                let unknown = matches!(error, AvroError::UnknownFingerprint(_));
-                errors.push(error.to_string());
-                (header_event_type, header_schema_version, None, unknown)
-            }
-        };
+    let decoded = catalog
+        .decode_single_object_datum(&record.payload)
+        .and_then(|datum| {
+            let json = json_text(&datum.value).map_err(|message| AvroError::MalformedDatum {
+                event_type: datum.event_type.clone(),
+                version: datum.schema_version,
+                message,
+            })?;
+            Ok((datum, json))
+        });
+    let (event_type, schema_version, payload, unknown_fingerprint) = match decoded {
+        Ok((datum, json)) => (
+            Some(datum.event_type),
+            Some(datum.schema_version),
+            Some(Payload {
+                value: datum.value,
+                json,
+            }),
+            false,
+        ),
+        Err(error) => {
+            let unknown = matches!(error, AvroError::UnknownFingerprint(_));
+            errors.push(error.to_string());
+            (header_event_type, header_schema_version, None, unknown)
+        }
+    };
     Row {
         record,
         event_id,

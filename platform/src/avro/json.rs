@@ -237,6 +237,63 @@ pub(super) fn to_json(value: Avro) -> Result<Json, String> {
     })
 }
 
+/// An Avro value serialised as [`to_json`] would make it, without building the
+/// JSON value: records and maps as objects with sorted keys (serde_json's map is
+/// ordered by key), UUIDs hyphenated, enums as their symbol.
+pub(super) struct JsonOf<'a>(pub &'a Avro);
+
+impl serde::Serialize for JsonOf<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap, SerializeSeq};
+        let float = |x: f64| {
+            if x.is_finite() {
+                Ok(x)
+            } else {
+                Err(S::Error::custom(format!("{x} has no JSON form")))
+            }
+        };
+        match self.0 {
+            Avro::Null => serializer.serialize_unit(),
+            Avro::Boolean(b) => serializer.serialize_bool(*b),
+            Avro::Int(n) => serializer.serialize_i32(*n),
+            Avro::Long(n) => serializer.serialize_i64(*n),
+            Avro::Float(x) => serializer.serialize_f64(float(f64::from(*x))?),
+            Avro::Double(x) => serializer.serialize_f64(float(*x)?),
+            Avro::String(s) | Avro::Enum(_, s) => serializer.serialize_str(s),
+            Avro::Uuid(u) => serializer.serialize_str(&u.hyphenated().to_string()),
+            Avro::Union(_, inner) => JsonOf(inner).serialize(serializer),
+            Avro::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&JsonOf(item))?;
+                }
+                seq.end()
+            }
+            Avro::Map(entries) => {
+                let mut sorted: Vec<(&String, &Avro)> = entries.iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                let mut map = serializer.serialize_map(Some(sorted.len()))?;
+                for (k, v) in sorted {
+                    map.serialize_entry(k, &JsonOf(v))?;
+                }
+                map.end()
+            }
+            Avro::Record(fields) => {
+                let mut sorted: Vec<&(String, Avro)> = fields.iter().collect();
+                sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                let mut map = serializer.serialize_map(Some(sorted.len()))?;
+                for (k, v) in sorted {
+                    map.serialize_entry(k, &JsonOf(v))?;
+                }
+                map.end()
+            }
+            other => Err(S::Error::custom(format!(
+                "a value of type {other:?} has no JSON mapping"
+            ))),
+        }
+    }
+}
+
 fn finite(x: f64) -> Result<Json, String> {
     serde_json::Number::from_f64(x)
         .map(Json::Number)

@@ -132,6 +132,23 @@ pub struct DecodedEvent {
     pub payload: Value,
 }
 
+/// An event decoded from its single-object encoding, as the Avro value its writer
+/// schema gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedDatum {
+    pub event_type: String,
+    /// The version of the schema that wrote it.
+    pub schema_version: i32,
+    pub value: apache_avro::types::Value,
+}
+
+/// The JSON text of a decoded Avro value, in the shape the event store keeps
+/// payloads: the text of [`DecodedEvent::payload`] for the same datum, written
+/// without building it (object keys in sorted order, as there).
+pub fn json_text(value: &apache_avro::types::Value) -> Result<String, String> {
+    serde_json::to_string(&json::JsonOf(value)).map_err(|e| e.to_string())
+}
+
 /// The schemas of a set of event types, by event type, version and fingerprint.
 /// Cheap to clone.
 #[derive(Debug, Clone)]
@@ -298,6 +315,23 @@ impl SchemaCatalog {
 
     /// Decodes a single-object encoding with the writer schema its fingerprint names.
     pub fn decode_single_object(&self, bytes: &[u8]) -> Result<DecodedEvent, AvroError> {
+        let datum = self.decode_single_object_datum(bytes)?;
+        let payload = json::to_json(datum.value).map_err(|message| AvroError::MalformedDatum {
+            event_type: datum.event_type.clone(),
+            version: datum.schema_version,
+            message,
+        })?;
+        Ok(DecodedEvent {
+            event_type: datum.event_type,
+            schema_version: datum.schema_version,
+            payload,
+        })
+    }
+
+    /// [`SchemaCatalog::decode_single_object`], keeping the Avro value (for
+    /// readers that build their own representation, like the analytics sink; see
+    /// [`json_text`] for its JSON).
+    pub fn decode_single_object_datum(&self, bytes: &[u8]) -> Result<DecodedDatum, AvroError> {
         if bytes.len() < SINGLE_OBJECT_HEADER_LEN {
             return Err(AvroError::NotSingleObject(format!(
                 "{} bytes, shorter than the {SINGLE_OBJECT_HEADER_LEN}-byte header",
@@ -338,10 +372,10 @@ impl SchemaCatalog {
                 datum.len()
             )));
         }
-        Ok(DecodedEvent {
+        Ok(DecodedDatum {
             event_type: event_type.clone(),
             schema_version: *version,
-            payload: json::to_json(value).map_err(malformed)?,
+            value,
         })
     }
 

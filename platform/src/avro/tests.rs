@@ -294,3 +294,44 @@ fn invalid_catalogs_are_refused() {
         Err(AvroError::DuplicateFingerprint { .. })
     ));
 }
+
+#[test]
+fn json_text_of_a_datum_is_the_text_of_its_decoded_payload() {
+    const MIXED: &str = r#"{
+      "type": "record", "name": "Mixed", "doc": "d",
+      "fields": [
+        {"name": "z", "type": "double", "doc": "d"},
+        {"name": "tags", "type": {"type": "map", "values": "float"}, "doc": "d"},
+        {"name": "a", "type": ["null", "boolean"], "doc": "d"},
+        {"name": "text", "type": "string", "doc": "d"}
+      ]
+    }"#;
+    let catalog = SchemaCatalog::new([
+        SchemaSource::embedded("OrderPlaced", 1, ORDER_PLACED),
+        SchemaSource::embedded("Mixed", 1, MIXED),
+    ])
+    .unwrap();
+    let payloads = [
+        ("OrderPlaced", payload()),
+        (
+            "Mixed",
+            json!({"z": 0.1, "tags": {"b": 1.5, "a": -2.25}, "a": null, "text": "quote \" tab \t é"}),
+        ),
+    ];
+    for (event_type, payload) in payloads {
+        let bytes = catalog
+            .encode_single_object(event_type, 1, &payload)
+            .unwrap();
+        let datum = catalog.decode_single_object_datum(&bytes).unwrap();
+        let decoded = catalog.decode_single_object(&bytes).unwrap();
+        assert_eq!(
+            json_text(&datum.value).unwrap(),
+            decoded.payload.to_string(),
+            "{event_type}"
+        );
+        assert_eq!(
+            (datum.event_type.as_str(), datum.schema_version),
+            (event_type, 1)
+        );
+    }
+}
