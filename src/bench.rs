@@ -527,15 +527,8 @@ async fn append_scenarios(
 }
 
 async fn print_machine(pool: &PgPool, note: &str) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu =
+        results::proc_field("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let version: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(pool)

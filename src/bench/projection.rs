@@ -77,26 +77,7 @@ async fn phases(
     rate: u64,
     duration: Duration,
 ) -> anyhow::Result<()> {
-    let owner = |db: &BenchDatabase| db.options(&db.spec.owner_role, &db.spec.owner_password);
-    let app = |db: &BenchDatabase| db.options(&db.spec.app_role, &db.spec.app_password);
-    sluice_platform::db::migrate_with(
-        owner(orders_db)?,
-        vec![
-            sluice_platform::store::migrator(),
-            (sluice_orders::SERVICE.migrator)(),
-        ],
-    )
-    .await?;
-    sluice_platform::db::migrate_with(
-        owner(view_db)?,
-        vec![
-            sluice_platform::consumer::migrator(),
-            sluice_order_view::migrator(),
-        ],
-    )
-    .await?;
-    let orders_pool = sluice_platform::db::pool_with(app(orders_db)?, 16).await?;
-    let view_pool = sluice_platform::db::pool_with(app(view_db)?, 8).await?;
+    let (orders_pool, view_pool) = migrate_and_connect(orders_db, view_db).await?;
     let store = EventStore::new(orders_pool.clone());
     let catalog = sluice_orders::SERVICE.catalog()?;
     let service = "bench_orders";
@@ -237,6 +218,34 @@ async fn phases(
     orders_pool.close().await;
     view_pool.close().await;
     Ok(())
+}
+
+/// Migrates the orders store and the order_view database; their app pools.
+async fn migrate_and_connect(
+    orders_db: &BenchDatabase,
+    view_db: &BenchDatabase,
+) -> anyhow::Result<(PgPool, PgPool)> {
+    let owner = |db: &BenchDatabase| db.options(&db.spec.owner_role, &db.spec.owner_password);
+    let app = |db: &BenchDatabase| db.options(&db.spec.app_role, &db.spec.app_password);
+    sluice_platform::db::migrate_with(
+        owner(orders_db)?,
+        vec![
+            sluice_platform::store::migrator(),
+            (sluice_orders::SERVICE.migrator)(),
+        ],
+    )
+    .await?;
+    sluice_platform::db::migrate_with(
+        owner(view_db)?,
+        vec![
+            sluice_platform::consumer::migrator(),
+            sluice_order_view::migrator(),
+        ],
+    )
+    .await?;
+    let orders_pool = sluice_platform::db::pool_with(app(orders_db)?, 16).await?;
+    let view_pool = sluice_platform::db::pool_with(app(view_db)?, 8).await?;
+    Ok((orders_pool, view_pool))
 }
 
 fn order_placed(order_id: Uuid) -> serde_json::Value {
@@ -493,26 +502,7 @@ async fn e2e_phases(
     use sluice_analytics::sink::{repository_schemas_dir, Sink, SinkConfig};
     use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
 
-    let owner = |db: &BenchDatabase| db.options(&db.spec.owner_role, &db.spec.owner_password);
-    let app = |db: &BenchDatabase| db.options(&db.spec.app_role, &db.spec.app_password);
-    sluice_platform::db::migrate_with(
-        owner(orders_db)?,
-        vec![
-            sluice_platform::store::migrator(),
-            (sluice_orders::SERVICE.migrator)(),
-        ],
-    )
-    .await?;
-    sluice_platform::db::migrate_with(
-        owner(view_db)?,
-        vec![
-            sluice_platform::consumer::migrator(),
-            sluice_order_view::migrator(),
-        ],
-    )
-    .await?;
-    let orders_pool = sluice_platform::db::pool_with(app(orders_db)?, 16).await?;
-    let view_pool = sluice_platform::db::pool_with(app(view_db)?, 8).await?;
+    let (orders_pool, view_pool) = migrate_and_connect(orders_db, view_db).await?;
     let store = EventStore::new(orders_pool.clone());
     let catalog = sluice_orders::SERVICE.catalog()?;
     let service = "bench_e2e_orders";

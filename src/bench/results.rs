@@ -200,16 +200,20 @@ fn hostname() -> String {
         .collect()
 }
 
+/// The value of the first `prefix: value` line of a `/proc` file
+/// (`/proc/cpuinfo`, `model name`).
+pub fn proc_field(file: &str, prefix: &str) -> Option<String> {
+    std::fs::read_to_string(file).ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|m| m.trim().to_owned())
+    })
+}
+
 /// CPU, cores, memory, and the time of one `fdatasync` of an 8 KiB write in `dir`.
 fn hardware(dir: &Path) -> BTreeMap<String, String> {
-    let first = |file: &str, prefix: &str| {
-        std::fs::read_to_string(file).ok().and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(prefix))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-    };
+    let first = proc_field;
     let mut facts = BTreeMap::new();
     facts.insert(
         "cpu".to_owned(),

@@ -948,14 +948,7 @@ fn duckdb_version() -> anyhow::Result<String> {
 
 /// The machine line of this bench: no PostgreSQL involved.
 fn print_machine(duckdb_version: &str, broker: &str) {
-    let first = |file: &str, prefix: &str| {
-        std::fs::read_to_string(file).ok().and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(prefix))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-    };
+    let first = super::results::proc_field;
     let cpu = first("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown CPU".into());
     let memory = first("/proc/meminfo", "MemTotal")
         .and_then(|m| m.trim_end_matches(" kB").trim().parse::<f64>().ok())
