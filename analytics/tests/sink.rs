@@ -1500,3 +1500,71 @@ fn redeliveries_after_a_restart_are_dropped_by_stream_version_without_any_index(
     let positions = count("SELECT CAST(sum(next_offset) AS BIGINT) FROM sluice_positions");
     assert_eq!(positions, 6);
 }
+
+#[test]
+fn a_record_that_reaches_the_topic_after_a_later_one_of_its_stream_is_loaded_once() {
+    let scratch = Scratch::new("step-back");
+    let catalog = repository_catalog();
+    let order = Uuid::now_v7();
+    let placed = TestEvent::new("OrderPlaced", order, 1, order_placed(order, "ines", 900));
+    let confirmed = TestEvent::new(
+        "OrderConfirmed",
+        order,
+        2,
+        json!({"order_id": order.to_string()}),
+    );
+    let cancelled = TestEvent::new(
+        "OrderCancelled",
+        order,
+        3,
+        json!({"order_id": order.to_string(), "reason": "late"}),
+    );
+    let warehouse =
+        Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default()).expect("warehouse");
+    let mut loader =
+        Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("loader");
+    // Version 2's first delivery failed while version 3 went through; the relay
+    // re-sends from version 2 on: 1, 3, then 2, 3.
+    let report = loader
+        .load(&[placed.record(&catalog, 0), cancelled.record(&catalog, 1)])
+        .expect("first batch");
+    assert_eq!((report.loaded, report.duplicates), (2, 0));
+    let report = loader
+        .load(&[confirmed.record(&catalog, 2), cancelled.record(&catalog, 3)])
+        .expect("re-sent batch");
+    assert_eq!(
+        (report.loaded, report.duplicates),
+        (1, 1),
+        "version 2 is late, not a duplicate"
+    );
+    // In one batch too, and again after a restart: version 2 re-sent once more.
+    let report = loader
+        .load(&[
+            placed.record(&catalog, 4),
+            confirmed.record(&catalog, 5),
+            confirmed.record(&catalog, 6),
+        ])
+        .expect("re-deliveries");
+    assert_eq!((report.loaded, report.duplicates), (0, 3));
+    drop(loader);
+    let mut loader =
+        Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("reopened");
+    let report = loader
+        .load(&[confirmed.record(&catalog, 7)])
+        .expect("after a restart");
+    assert_eq!((report.loaded, report.duplicates), (0, 1));
+
+    let conn = loader.connection();
+    let versions: Vec<i64> = conn
+        .prepare("SELECT stream_version FROM raw_events ORDER BY stream_version")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .map(|v| v.expect("row"))
+        .collect();
+    assert_eq!(versions, vec![1, 2, 3], "each version once");
+    let confirmed_rows: i64 = conn
+        .query_row("SELECT count(*) FROM order_confirmed", [], |r| r.get(0))
+        .expect("order_confirmed");
+    assert_eq!(confirmed_rows, 1);
+}

@@ -465,8 +465,8 @@ impl Relay {
         rows.iter().map(outbox_event).collect()
     }
 
-    /// Enqueues the whole batch, then awaits every delivery report; retries the
-    /// undelivered rest with backoff until all are acknowledged. Returns the batch's
+    /// Enqueues the batch in order, then awaits every delivery report; retries from
+    /// the first undelivered record on, with backoff, until all are acknowledged. Returns the batch's
     /// last position, or `None` when shut down before the broker acknowledged it.
     async fn publish(
         &self,
@@ -487,42 +487,52 @@ impl Relay {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        // The first record not yet acknowledged: each round sends from it on.
+        let mut from = 0;
         let mut backoff = Duration::from_millis(100);
-        while !pending.is_empty() {
-            let mut deliveries = Vec::with_capacity(pending.len());
-            for &i in &pending {
+        while from < batch.len() {
+            // Enqueued in batch order, up to the first record the producer refuses
+            // outright (one over its size limit, say): none after it goes out ahead
+            // of it, so a refusal never reorders a stream.
+            let mut deliveries = Vec::with_capacity(batch.len() - from);
+            let mut refused = None;
+            for i in from..batch.len() {
                 let (event, (bytes, fingerprint)) = (&batch[i], &encoded[i]);
                 let record = FutureRecord::to(&self.topic)
                     .key(&event.stream_id)
                     .payload(bytes)
                     .timestamp(event.recorded_at.timestamp_millis())
                     .headers(headers(event, fingerprint));
-                deliveries.push((i, self.enqueue(record).await));
+                match self.enqueue(record).await {
+                    Ok(delivery) => deliveries.push((i, delivery)),
+                    Err(e) => {
+                        refused = Some((i, e.to_string()));
+                        break;
+                    }
+                }
             }
-            let mut failed = Vec::new();
-            // The first refusal's reason, so that a record the broker can never take
-            // (one larger than it accepts, say) is named rather than retried in silence.
+            // The first undelivered record and why, so that a record the broker can
+            // never take is named rather than retried in silence. Deliveries are in
+            // batch order and all before a refused record.
             let mut first_error = None;
             for (i, delivery) in deliveries {
-                let error = match delivery {
-                    Ok(future) => match future.await {
-                        Ok(Ok(_)) => continue,
-                        Ok(Err((e, _))) => e.to_string(),
-                        Err(_) => "the producer dropped the delivery".to_owned(),
-                    },
-                    Err(e) => e.to_string(),
+                let error = match delivery.await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err((e, _))) => e.to_string(),
+                    Err(_) => "the producer dropped the delivery".to_owned(),
                 };
                 first_error.get_or_insert((i, error));
-                failed.push(i);
             }
-            // Idempotence keeps per-partition order across these retries; records
-            // after a failed one may already be on the topic (counted as duplicates
-            // by consumers when re-sent).
+            let first_error = first_error.or(refused);
+            // Idempotence keeps per-partition order across these retries, but a
+            // record after one that failed in delivery (a timeout, say) may already
+            // be on the topic: re-sent, it is a duplicate, and the failed record
+            // reaches the topic after it, a step back that consumers look up rather
+            // than drop (see DESIGN.md, "Kafka").
             if let Some((i, error)) = first_error {
                 let event = &batch[i];
                 tracing::warn!(
-                    undelivered = failed.len(),
+                    undelivered = batch.len() - i,
                     backoff_ms = backoff.as_millis() as u64,
                     %error,
                     event_id = %event.event_id,
@@ -532,17 +542,15 @@ impl Relay {
                     "broker did not acknowledge; retrying"
                 );
                 crate::telemetry::relay_retry(&self.service);
-                failed.sort_unstable();
                 // Re-send from the first failure on, to keep the batch in order.
-                let first = failed[0];
-                pending = (first..batch.len()).collect();
+                from = i;
                 tokio::select! {
                     _ = shutdown.cancelled() => return Ok(None),
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             } else {
-                pending.clear();
+                from = batch.len();
             }
         }
         let last = batch.last().map(|e| e.checkpoint).unwrap_or_default();

@@ -759,3 +759,72 @@ async fn a_relay_whose_lock_session_ends_stops_and_the_standby_alone_publishes()
     second_stop.cancel();
     second.await.unwrap().unwrap();
 }
+
+/// Encodes `{"n": 2}` as a record over the producer's size limit (librdkafka's
+/// `message.max.bytes`, 1 MB by default), which the producer refuses as it is
+/// enqueued; every other payload as its JSON.
+struct RefusesTwo;
+
+impl EventEncoder for RefusesTwo {
+    fn encode(
+        &self,
+        _event_type: &str,
+        _schema_version: i32,
+        payload: &serde_json::Value,
+    ) -> Result<(Vec<u8>, [u8; 8]), String> {
+        if payload == &json!({ "n": 2 }) {
+            return Ok((vec![b' '; 2_000_000], [0; 8]));
+        }
+        Ok((payload.to_string().into_bytes(), [0; 8]))
+    }
+}
+
+#[tokio::test]
+async fn a_record_the_producer_refuses_holds_back_every_record_after_it() {
+    let broker = TestBroker::start().await;
+    broker.topic("refused.events", 1).await;
+    let (_db, store) = store().await;
+    let meta = Metadata::default();
+    let stream = StreamId::new("r-1").unwrap();
+    store
+        .append(append(&stream, (1..=3).map(event).collect(), &meta))
+        .await
+        .unwrap();
+    sluice_platform::telemetry::init();
+    let relay = Relay::new(
+        "refused",
+        store.pool().clone(),
+        &broker.bootstrap(),
+        Arc::new(RefusesTwo),
+        RelayConfig {
+            batch_size: 10,
+            topic_names: broker.topic_names(),
+            ..RelayConfig::default()
+        },
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let relay = {
+        let token = shutdown.clone();
+        tokio::spawn(async move { relay.run(token).await.expect("relay") })
+    };
+    // A retry is counted once every delivery report of the round is in: whatever
+    // that round put on the topic is there by then.
+    wait_for_metric("sluice_relay_retries_total{service=\"refused\"}").await;
+    let records = consume(
+        &broker.bootstrap(),
+        &broker.physical("refused.events"),
+        1,
+        Duration::from_secs(60),
+    )
+    .await;
+    // Version 3 ahead of version 2 would break the order consumers rely on: the
+    // relay waits at the refused record instead.
+    assert_eq!(
+        versions_by_stream(&records).get("r-1"),
+        Some(&vec![1]),
+        "only the records before the refused one are published"
+    );
+    shutdown.cancel();
+    relay.await.unwrap();
+}

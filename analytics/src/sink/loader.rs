@@ -18,16 +18,17 @@
 //! positions.
 //!
 //! Duplicates. The relay delivers at least once, and each stream's versions reach
-//! its partition in order (see `sluice_platform::relay`): a record whose stream
-//! version is below the highest one loaded for its stream on its partition, or
-//! equal to it with the same event id, is a re-delivery. The loader keeps that
-//! highest version (and its event id) per `(topic, partition, stream)` in memory,
-//! read from `raw_events` at start and advanced only after a commit, so a
-//! duplicate costs a hash lookup however large the tables grow, and no table has a
-//! primary key to maintain. A different event at the same version (which the
-//! store never writes) is kept, like any record that cannot be read. Records
-//! without a readable stream version (a broken envelope) are looked up by event id
-//! instead; within a batch, an event id is loaded once.
+//! its partition in order (see `sluice_platform::relay`), except that a record
+//! whose delivery failed is re-sent after the later ones already on the topic. The
+//! loader keeps the highest version loaded (and its event id) per `(topic,
+//! partition, stream)` in memory, read from `raw_events` at start and advanced only
+//! after a commit. A record above it is new, and one equal to it with the same
+//! event id is a re-delivery: a hash lookup however large the tables grow, and no
+//! table has a primary key to maintain. A record below it, a re-delivery or a late
+//! one, is looked up by event id in `raw_events` (one scan per batch that has
+//! any), as are records without a readable stream version (a broken envelope).
+//! A different event at the same version (which the store never writes) is kept,
+//! like any record that cannot be read. Within a batch, an event id is loaded once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -209,43 +210,62 @@ impl Loader {
         &self,
         rows: Vec<Row<'a>>,
     ) -> Result<(Vec<Row<'a>>, HashMap<(&'a str, i32, &'a str), (i64, Uuid)>), SinkError> {
-        let unversioned: Vec<Uuid> = rows
+        // Looked up by event id: records without a stream version, and those below
+        // the highest version loaded for their stream (a re-delivery, or a record
+        // that reached the topic after a later one of its stream).
+        let uncertain: Vec<Uuid> = rows
             .iter()
-            .filter(|r| r.stream_version.is_none())
+            .filter(|r| {
+                r.stream_version
+                    .is_none_or(|v| self.highest(r.record).is_some_and(|(top, _)| v < top))
+            })
             .map(|r| r.event_id)
             .collect();
-        let mut seen: HashSet<Uuid> = self.loaded_ids(&unversioned)?;
+        let mut seen: HashSet<Uuid> = self.loaded_ids(&uncertain)?;
         seen.reserve(rows.len());
         let mut advanced: HashMap<(&'a str, i32, &'a str), (i64, Uuid)> = HashMap::new();
         let mut fresh = Vec::with_capacity(rows.len());
         for row in rows {
+            // Loaded before (found above), or earlier in this batch.
             if !seen.insert(row.event_id) {
                 continue;
             }
             let record: &'a SinkRecord = row.record;
             if let Some(version) = row.stream_version {
-                let key = (record.topic.as_str(), record.partition, record.key.as_str());
-                let loaded = advanced.get(&key).copied().or_else(|| {
-                    self.versions
-                        .get(key.0)
-                        .and_then(|p| p.get(&key.1))
-                        .and_then(|s| s.get(key.2))
-                        .copied()
-                });
-                if loaded.is_some_and(|(newest, id)| {
-                    version < newest || (version == newest && row.event_id == id)
-                }) {
+                if self.highest(record) == Some((version, row.event_id)) {
                     continue;
                 }
-                advanced.insert(key, (version, row.event_id));
+                let key = (record.topic.as_str(), record.partition, record.key.as_str());
+                let top = advanced.entry(key).or_insert((version, row.event_id));
+                if version > top.0 {
+                    *top = (version, row.event_id);
+                }
             }
             fresh.push(row);
         }
+        // Only a version above the one remembered moves it.
+        advanced.retain(|&(topic, partition, stream), &mut (version, _)| {
+            self.versions
+                .get(topic)
+                .and_then(|p| p.get(&partition))
+                .and_then(|s| s.get(stream))
+                .is_none_or(|&(top, _)| version > top)
+        });
         Ok((fresh, advanced))
     }
 
-    /// Which of `ids` are in `raw_events` already (one scan, only for records
-    /// without a stream version).
+    /// The highest stream version loaded for `record`'s stream on its partition,
+    /// with the event that had it.
+    fn highest(&self, record: &SinkRecord) -> Option<(i64, Uuid)> {
+        self.versions
+            .get(&record.topic)
+            .and_then(|p| p.get(&record.partition))
+            .and_then(|s| s.get(&record.key))
+            .copied()
+    }
+
+    /// Which of `ids` are in `raw_events` already (one scan, only for records the
+    /// stream versions cannot tell).
     fn loaded_ids(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>, SinkError> {
         if ids.is_empty() {
             return Ok(HashSet::new());
