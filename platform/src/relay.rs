@@ -19,14 +19,23 @@
 //! that takes the lock later gets an id at or above that xmax; one that released it
 //! has ended and is visible to the next statement's snapshot, which reads the batch.
 //!
-//! Delivery. A batch is enqueued on an idempotent producer (`acks=all`), every
-//! delivery report is awaited, and only then is the checkpoint (the batch's last
-//! `(txid, global_position)`) recorded. A crash between delivery and checkpoint
-//! re-sends at most that batch: at least once, duplicates bounded by one batch.
-//! Consumers drop duplicates by stream version or event id. While a full batch is
-//! being acknowledged (the relay is catching up), the next one is read, not sent:
-//! it goes out once the current one is checkpointed, so one batch at most is ever
-//! in flight. After a partial batch (the relay is live) nothing is read ahead.
+//! Delivery. Rows are read in batches of `batch_size` and enqueued on an
+//! idempotent producer (`acks=all`) in chunks of a quarter batch, in outbox order,
+//! with at most `batch_size` events enqueued and not yet checkpointed: a sliding
+//! window, so the broker always has work while the oldest chunk's delivery reports
+//! come in, and the next batch is read meanwhile. A chunk is checkpointed (its last
+//! `(txid, global_position)`) only once every record of it and of the chunks before
+//! it is acknowledged. A crash re-sends at most the window: at least once,
+//! duplicates bounded by one batch. Consumers drop duplicates by stream version or
+//! event id.
+//!
+//! A record the producer refuses outright (over its size limit, say) stops the
+//! enqueueing: nothing after it goes out ahead of it. A record whose delivery fails
+//! (a timeout) is re-sent with everything after it, with backoff; idempotence keeps
+//! per-partition order across the retries, but a later record of its stream may be
+//! on the topic already. The failed record then reaches the topic after it, a step
+//! back that consumers look up rather than take for a duplicate
+//! (`docs/kafka.md`).
 //!
 //! One active relay per service: it holds a session advisory lock on its store; a
 //! second instance waits as standby and takes over when the lock is released. The
@@ -35,10 +44,11 @@
 //! (`pg_terminate_backend`, `idle_session_timeout`, a proxy cutting it, a network
 //! partition the server noticed through TCP keepalives) fails its next statement and
 //! stops, instead of publishing beside the standby that took the lock over. What it
-//! had in flight at that moment is at most one batch, re-sent by the standby from
+//! had in flight at that moment is at most the window, re-sent by the standby from
 //! the last checkpoint: at least once, as always. Checkpoints only move forward:
 //! the relay resumes from the highest one, and a lower one is never recorded.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +83,11 @@ WITH snapshot AS (
 )
 SELECT (s.xmax - coalesce((SELECT max(behind) FROM writers WHERE behind BETWEEN 1 AND 2147483647), 0))::text
   FROM snapshot s";
+
+/// A window of `batch_size` events is enqueued in this many chunks, each
+/// checkpointed once acknowledged, so the broker always has work while the oldest
+/// chunk's acknowledgements come in.
+const CHUNKS_PER_WINDOW: usize = 4;
 
 /// How often the relay counts its unpublished backlog (gauges, horizon check).
 const BACKLOG_INTERVAL: Duration = Duration::from_millis(250);
@@ -188,6 +203,70 @@ struct OutboxEvent {
     recorded_at: DateTime<Utc>,
 }
 
+/// Events enqueued together and checkpointed together once all are acknowledged.
+struct Chunk {
+    events: Vec<OutboxEvent>,
+    /// The delivery of each enqueued event, in order, with its record's size; the
+    /// events after the last one were not enqueued (see `refused`).
+    deliveries: Vec<(rdkafka::producer::DeliveryFuture, usize)>,
+    /// Why the producer refused the event after the last enqueued one, and its
+    /// record's size.
+    refused: Option<(String, usize)>,
+    started: Instant,
+}
+
+/// A chunk whose events were all acknowledged.
+struct Settled {
+    len: usize,
+    started: Instant,
+}
+
+/// A chunk that was not: its events from the first undelivered one on.
+struct Undelivered {
+    rest: Vec<OutboxEvent>,
+    error: String,
+    record_bytes: usize,
+}
+
+impl Chunk {
+    /// Awaits every delivery report.
+    async fn settle(self) -> Result<Settled, Undelivered> {
+        let enqueued = self.deliveries.len();
+        let mut failure = None;
+        for (i, (delivery, record_bytes)) in self.deliveries.into_iter().enumerate() {
+            let error = match delivery.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((e, _))) => e.to_string(),
+                Err(_) => "the producer dropped the delivery".to_owned(),
+            };
+            failure.get_or_insert((i, error, record_bytes));
+        }
+        let failure = failure.or_else(|| {
+            self.refused
+                .map(|(error, record_bytes)| (enqueued, error, record_bytes))
+        });
+        match failure {
+            None => Ok(Settled {
+                len: self.events.len(),
+                started: self.started,
+            }),
+            Some((i, error, record_bytes)) => Err(Undelivered {
+                rest: self.events.into_iter().skip(i).collect(),
+                error,
+                record_bytes,
+            }),
+        }
+    }
+
+    /// Awaits every delivery report, whatever it says, and hands the events back.
+    async fn drain(self) -> Vec<OutboxEvent> {
+        for (delivery, _) in self.deliveries {
+            let _ = delivery.await;
+        }
+        self.events
+    }
+}
+
 /// The producer settings every relay uses: idempotent, all replicas, the Java
 /// client's key hashing (murmur2) so any Kafka client agrees on a key's partition.
 pub fn producer_config(bootstrap: &str) -> ClientConfig {
@@ -239,7 +318,7 @@ impl Relay {
     }
 
     /// Publishes until `shutdown`, reading batches and writing checkpoints on the
-    /// `lock` session (the fence).
+    /// `lock` session (the fence). See *Delivery* in the module docs.
     async fn publish_loop(
         &self,
         lock: &mut PgConnection,
@@ -249,64 +328,114 @@ impl Relay {
         if !self.wait_until_store_holds_topic_tail(shutdown).await? {
             return Ok(());
         }
+        let window = self.config.batch_size.max(1) as usize;
+        let chunk_size = window.div_ceil(CHUNKS_PER_WINDOW);
         let mut checkpoint = self.load_checkpoint().await?;
+        // The last row read: reading goes on after it while earlier rows are in
+        // flight.
+        let mut read_to = checkpoint;
+        // Read, not yet enqueued, in outbox order.
+        let mut unsent: VecDeque<OutboxEvent> = VecDeque::new();
+        // Enqueued, oldest first; their events are all before `unsent`'s.
+        let mut in_flight: VecDeque<Chunk> = VecDeque::new();
         let mut last_prune = Instant::now();
         let mut blocked_since: Option<Instant> = None;
         let mut last_backlog: Option<Instant> = None;
-        // The batch read while the previous one's delivery reports came in.
-        let mut prefetched: Option<Vec<OutboxEvent>> = None;
+        let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let batch = match prefetched.take() {
-                Some(batch) => batch,
-                None => self.fetch(lock, checkpoint).await.map_err(fenced)?,
-            };
-            // The backlog count scans the unpublished rows: a few times a second is
-            // plenty for the gauges and the horizon check, and keeps it off the
-            // publishing path when the backlog is large.
-            if last_backlog.is_none_or(|at| at.elapsed() >= BACKLOG_INTERVAL) {
-                self.report_backlog(checkpoint, batch.is_empty(), &mut blocked_since)
-                    .await?;
-                last_backlog = Some(Instant::now());
-            }
-            if batch.is_empty() {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(self.config.idle_interval) => {}
+            let flying: usize = in_flight.iter().map(|c| c.events.len()).sum();
+            let halted = in_flight.iter().any(|c| c.refused.is_some());
+            // Read when the window has room and nothing read waits to be sent.
+            if unsent.is_empty() && flying < window && !halted {
+                let batch = self.fetch(lock, read_to).await.map_err(fenced)?;
+                if let Some(last) = batch.last() {
+                    read_to = last.checkpoint;
                 }
-                continue;
+                let idle = batch.is_empty() && in_flight.is_empty();
+                // The backlog count scans the unpublished rows: a few times a
+                // second is plenty for the gauges and the horizon check, and keeps
+                // it off the publishing path when the backlog is large.
+                if last_backlog.is_none_or(|at| at.elapsed() >= BACKLOG_INTERVAL) {
+                    self.report_backlog(checkpoint, idle, &mut blocked_since)
+                        .await?;
+                    last_backlog = Some(Instant::now());
+                }
+                if idle {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(self.config.idle_interval) => {}
+                    }
+                    continue;
+                }
+                unsent.extend(batch);
             }
-            // Catching up (a full batch), the next batch (the rows after this one's
-            // last) is read on the lock session while the broker acknowledges this
-            // one. It is published only after this one is acknowledged and
-            // checkpointed, so the checkpoint never passes an unacknowledged event.
-            // Live (a partial batch) nothing is read ahead: rows read during the
-            // delivery would wait for it, a round of latency for no throughput.
-            let last = batch.last().map(|e| e.checkpoint).unwrap_or(checkpoint);
-            let (published, next) = if batch.len() as i64 >= self.config.batch_size {
-                let (published, next) =
-                    tokio::join!(self.publish(&batch, shutdown), self.fetch(lock, last));
-                (published, Some(next))
-            } else {
-                (self.publish(&batch, shutdown).await, None)
+            // Enqueue while the window has room, up to a refusal.
+            let mut flying = flying;
+            let mut halted = halted;
+            while !unsent.is_empty() && flying < window && !halted {
+                let take = chunk_size.min(window - flying).min(unsent.len());
+                let chunk = self.send(unsent.drain(..take).collect()).await?;
+                flying += chunk.events.len();
+                halted = chunk.refused.is_some();
+                in_flight.push_back(chunk);
+            }
+            // Settle the oldest chunk: checkpoint it, or re-send from its first
+            // undelivered record on.
+            let Some(oldest) = in_flight.pop_front() else {
+                continue;
             };
-            // `None`: shut down while the broker was not acknowledging; the batch is
-            // not checkpointed and goes out again on the next start.
-            let Some(published) = published? else {
-                break;
-            };
-            checkpoint = published;
-            save_checkpoint(lock, checkpoint).await.map_err(fenced)?;
-            // An empty read is not kept: rows may have committed since, and the
-            // next round reads again at once rather than idling.
-            prefetched = next
-                .transpose()
-                .map_err(fenced)?
-                .filter(|next| !next.is_empty());
+            let last = oldest.events.last().map(|e| e.checkpoint);
+            match oldest.settle().await {
+                Ok(chunk) => {
+                    backoff = Duration::from_millis(100);
+                    crate::telemetry::relay_batch(&self.service, chunk.len, chunk.started);
+                    if let Some(last) = last {
+                        checkpoint = last;
+                        save_checkpoint(lock, checkpoint).await.map_err(fenced)?;
+                        tracing::debug!(
+                            events = chunk.len,
+                            txid = last.txid,
+                            global_position = last.global_position,
+                            "published"
+                        );
+                    }
+                }
+                Err(failed) => {
+                    // Whatever else is in flight may land or not: wait for it, then
+                    // send again from the failure on, in order.
+                    let mut resend: Vec<OutboxEvent> = failed.rest;
+                    for later in in_flight.drain(..) {
+                        resend.extend(later.drain().await);
+                    }
+                    let first = &resend[0];
+                    tracing::warn!(
+                        undelivered = resend.len(),
+                        backoff_ms = backoff.as_millis() as u64,
+                        error = %failed.error,
+                        event_id = %first.event_id,
+                        stream_id = first.stream_id,
+                        global_position = first.checkpoint.global_position,
+                        record_bytes = failed.record_bytes,
+                        "broker did not acknowledge; retrying"
+                    );
+                    crate::telemetry::relay_retry(&self.service);
+                    for event in resend.into_iter().rev() {
+                        unsent.push_front(event);
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
             if last_prune.elapsed() >= self.config.prune_interval {
                 self.prune(checkpoint).await?;
                 last_prune = Instant::now();
             }
         }
+        // What is in flight and unacknowledged at shutdown is not checkpointed: it
+        // goes out again on the next start.
         self.producer.flush(Duration::from_secs(10))?;
         Ok(())
     }
@@ -465,103 +594,42 @@ impl Relay {
         rows.iter().map(outbox_event).collect()
     }
 
-    /// Enqueues the batch in order, then awaits every delivery report; retries from
-    /// the first undelivered record on, with backoff, until all are acknowledged. Returns the batch's
-    /// last position, or `None` when shut down before the broker acknowledged it.
-    async fn publish(
-        &self,
-        batch: &[OutboxEvent],
-        shutdown: &CancellationToken,
-    ) -> Result<Option<Checkpoint>, RelayError> {
+    /// Encodes and enqueues `events` in order, up to the first record the producer
+    /// refuses outright (one over its size limit, say): none after it goes out
+    /// ahead of it, so a refusal never reorders a stream.
+    async fn send(&self, events: Vec<OutboxEvent>) -> Result<Chunk, RelayError> {
         let started = Instant::now();
-        let encoded = batch
-            .iter()
-            .map(|e| {
-                self.encoder
-                    .encode(&e.event_type, e.schema_version, &e.payload)
-                    .map_err(|message| RelayError::Unencodable {
-                        global_position: e.checkpoint.global_position,
-                        event_type: e.event_type.clone(),
-                        schema_version: e.schema_version,
-                        message,
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // The first record not yet acknowledged: each round sends from it on.
-        let mut from = 0;
-        let mut backoff = Duration::from_millis(100);
-        while from < batch.len() {
-            // Enqueued in batch order, up to the first record the producer refuses
-            // outright (one over its size limit, say): none after it goes out ahead
-            // of it, so a refusal never reorders a stream.
-            let mut deliveries = Vec::with_capacity(batch.len() - from);
-            let mut refused = None;
-            for i in from..batch.len() {
-                let (event, (bytes, fingerprint)) = (&batch[i], &encoded[i]);
-                let record = FutureRecord::to(&self.topic)
-                    .key(&event.stream_id)
-                    .payload(bytes)
-                    .timestamp(event.recorded_at.timestamp_millis())
-                    .headers(headers(event, fingerprint));
-                match self.enqueue(record).await {
-                    Ok(delivery) => deliveries.push((i, delivery)),
-                    Err(e) => {
-                        refused = Some((i, e.to_string()));
-                        break;
-                    }
+        let mut deliveries = Vec::with_capacity(events.len());
+        let mut refused = None;
+        for event in &events {
+            let (bytes, fingerprint) = self
+                .encoder
+                .encode(&event.event_type, event.schema_version, &event.payload)
+                .map_err(|message| RelayError::Unencodable {
+                    global_position: event.checkpoint.global_position,
+                    event_type: event.event_type.clone(),
+                    schema_version: event.schema_version,
+                    message,
+                })?;
+            let record = FutureRecord::to(&self.topic)
+                .key(&event.stream_id)
+                .payload(&bytes)
+                .timestamp(event.recorded_at.timestamp_millis())
+                .headers(headers(event, &fingerprint));
+            match self.enqueue(record).await {
+                Ok(delivery) => deliveries.push((delivery, bytes.len())),
+                Err(e) => {
+                    refused = Some((e.to_string(), bytes.len()));
+                    break;
                 }
-            }
-            // The first undelivered record and why, so that a record the broker can
-            // never take is named rather than retried in silence. Deliveries are in
-            // batch order and all before a refused record.
-            let mut first_error = None;
-            for (i, delivery) in deliveries {
-                let error = match delivery.await {
-                    Ok(Ok(_)) => continue,
-                    Ok(Err((e, _))) => e.to_string(),
-                    Err(_) => "the producer dropped the delivery".to_owned(),
-                };
-                first_error.get_or_insert((i, error));
-            }
-            let first_error = first_error.or(refused);
-            // Idempotence keeps per-partition order across these retries, but a
-            // record after one that failed in delivery (a timeout, say) may already
-            // be on the topic: re-sent, it is a duplicate, and the failed record
-            // reaches the topic after it, a step back that consumers look up rather
-            // than drop (see DESIGN.md, "Kafka").
-            if let Some((i, error)) = first_error {
-                let event = &batch[i];
-                tracing::warn!(
-                    undelivered = batch.len() - i,
-                    backoff_ms = backoff.as_millis() as u64,
-                    %error,
-                    event_id = %event.event_id,
-                    stream_id = event.stream_id,
-                    global_position = event.checkpoint.global_position,
-                    record_bytes = encoded[i].0.len(),
-                    "broker did not acknowledge; retrying"
-                );
-                crate::telemetry::relay_retry(&self.service);
-                // Re-send from the first failure on, to keep the batch in order.
-                from = i;
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(None),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            } else {
-                from = batch.len();
             }
         }
-        let last = batch.last().map(|e| e.checkpoint).unwrap_or_default();
-        crate::telemetry::relay_batch(&self.service, batch.len(), started);
-        tracing::debug!(
-            events = batch.len(),
-            txid = last.txid,
-            global_position = last.global_position,
-            "published batch"
-        );
-        Ok(Some(last))
+        Ok(Chunk {
+            events,
+            deliveries,
+            refused,
+            started,
+        })
     }
 
     /// Enqueues one record, waiting while the producer queue is full; the producer's
