@@ -828,6 +828,13 @@ mod relay {
         .await
         .context("creating the bench topics")?;
 
+        // An untimed warm-up first: a freshly started broker is still loading its
+        // coordinators and compiling its hot paths, which would flatter the ratio.
+        let warm_up = (events * 4).max(100_000);
+        eprintln!("warm-up: {warm_up} records to {raw_topic}, untimed …");
+        raw_producer(&broker.bootstrap, &raw_topic, &shape, warm_up)
+            .await
+            .context("warm-up")?;
         // The raw baseline runs before and after the relay: the broker slows a little
         // as its log grows, and the mean of the two brackets the relay's conditions.
         eprintln!("raw producer: {events} records to {raw_topic} …");
