@@ -566,3 +566,252 @@ async fn shell_runs_a_one_shot_query_and_fails_on_error() {
     assert_eq!(endpoint.count("orders"), 3);
     endpoint.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_query_that_panics_in_the_client_library_fails_and_the_session_goes_on() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    // duckdb-rs has no conversion for TIME_NS and panics reading it.
+    let e = client
+        .simple_query("SELECT '12:34:56'::TIME_NS")
+        .await
+        .unwrap_err();
+    assert!(
+        e.as_db_error().is_some(),
+        "an error response, not a lost session: {e}"
+    );
+    // The session's transaction ended: a new one begins and sees new data.
+    endpoint
+        .warehouse
+        .connect()
+        .unwrap()
+        .execute_batch("INSERT INTO loads VALUES (1)")
+        .unwrap();
+    let rows = client
+        .simple_query("SELECT count(*) FROM loads")
+        .await
+        .unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("1".to_owned())]]);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn explain_with_multibyte_characters_is_checked_not_panicked_on() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let rows = client
+        .simple_query("EXPLAIN SELECT 'ünïcödé' AS naïve, customer FROM orders")
+        .await
+        .unwrap();
+    assert!(!simple_rows(&rows).is_empty());
+    // A multibyte space right where a byte offset would land after the options'
+    // parentheses: a syntax error from DuckDB's parser, not an internal error.
+    let e = client
+        .simple_query("EXPLAIN (((((\u{3000}ANALYZE SELECT 1")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42601", "{}", message(&e));
+    let e = client
+        .simple_query("EXPLAIN\u{3000}ANALYZE DELETE FROM orders")
+        .await
+        .unwrap_err();
+    assert!(message(&e).contains("refused"), "{}", message(&e));
+    assert_eq!(endpoint.count("orders"), 3);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binary_infinite_dates_and_timestamps_are_bound_as_infinity() {
+    use tokio_postgres::types::{Date, Timestamp};
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let date = client
+        .prepare_typed("SELECT CAST($1::DATE AS VARCHAR)", &[Type::DATE])
+        .await
+        .unwrap();
+    let timestamp = client
+        .prepare_typed("SELECT CAST($1::TIMESTAMP AS VARCHAR)", &[Type::TIMESTAMP])
+        .await
+        .unwrap();
+    let text = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, String>(0);
+    let infinite: Date<chrono::NaiveDate> = Date::PosInfinity;
+    assert_eq!(
+        text(client.query(&date, &[&infinite]).await.unwrap()),
+        "infinity"
+    );
+    let infinite: Date<chrono::NaiveDate> = Date::NegInfinity;
+    assert_eq!(
+        text(client.query(&date, &[&infinite]).await.unwrap()),
+        "-infinity"
+    );
+    let infinite: Timestamp<chrono::NaiveDateTime> = Timestamp::PosInfinity;
+    assert_eq!(
+        text(client.query(&timestamp, &[&infinite]).await.unwrap()),
+        "infinity"
+    );
+    let infinite: Timestamp<chrono::NaiveDateTime> = Timestamp::NegInfinity;
+    assert_eq!(
+        text(client.query(&timestamp, &[&infinite]).await.unwrap()),
+        "-infinity"
+    );
+    let finite = chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
+    assert_eq!(
+        text(client.query(&date, &[&finite]).await.unwrap()),
+        "2024-05-01"
+    );
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn settings_paths_and_logs_are_not_revealed() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    for sql in [
+        "SELECT * FROM pg_settings",
+        "SELECT name, setting FROM pg_catalog.pg_settings",
+        "SELECT * FROM duckdb_settings()",
+        "SELECT * FROM duckdb_settings",
+        "SELECT current_setting('temp_directory')",
+        "SELECT current_setting('memory_limit')",
+        "SELECT path FROM duckdb_databases()",
+        "SELECT * FROM duckdb_databases",
+        "SELECT * FROM duckdb_logs",
+        "SELECT * FROM duckdb_logs()",
+        "SELECT * FROM pg_prepared_statements",
+        "SHOW memory_limit",
+        "SHOW temp_directory",
+    ] {
+        let outcome = client.simple_query(sql).await;
+        let rows = outcome.as_ref().map(|m| simple_rows(m)).unwrap_or_default();
+        let e = outcome
+            .err()
+            .unwrap_or_else(|| panic!("ran: {sql}: {rows:?}"));
+        assert!(message(&e).contains("refused"), "{sql}: {}", message(&e));
+    }
+    // Client housekeeping still answers.
+    let rows = client
+        .simple_query("SHOW TRANSACTION ISOLATION LEVEL")
+        .await
+        .unwrap();
+    assert_eq!(
+        simple_rows(&rows),
+        vec![vec![Some("read committed".to_owned())]]
+    );
+    endpoint.stop().await;
+}
+
+/// Forwards one client connection to `target`; once `stall` is set, stops
+/// reading what the server sends (the socket stays open). Returns the address to
+/// connect to and a receiver that reports when the server's side ends.
+async fn stalling_proxy(
+    target: std::net::SocketAddr,
+    stall: Arc<std::sync::atomic::AtomicBool>,
+    resume: Arc<tokio::sync::Notify>,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Receiver<()>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = tokio::net::TcpStream::connect(target).await.unwrap();
+        let (mut client_read, mut client_write) = client.into_split();
+        let (mut server_read, mut server_write) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        });
+        let mut buf = vec![0u8; 8192];
+        loop {
+            if stall.load(Ordering::SeqCst) {
+                resume.notified().await;
+                stall.store(false, Ordering::SeqCst);
+            }
+            match server_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = ended_tx.send(());
+    });
+    (addr, ended_rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_stops_reading_is_timed_out_and_its_session_closed() {
+    let endpoint = Endpoint::start(100_000_000, Duration::from_millis(500)).await;
+    let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let resume = Arc::new(tokio::sync::Notify::new());
+    let (proxy, server_ended) = stalling_proxy(endpoint.addr, stall.clone(), resume.clone()).await;
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(proxy.port())
+        .user(USER)
+        .password(PASSWORD)
+        .dbname("warehouse")
+        .connect(NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    // The client stays connected throughout: only the server can end the session.
+    let client = Arc::new(client);
+    stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Far more than the sockets' buffers hold: the server's writes block.
+    let query = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .simple_query("SELECT repeat('x', 1000) FROM range(50000000)")
+                .await
+                .map(|_| ())
+        }
+    });
+    // Well past the statement timeout, the client reads again: the server has
+    // given up on the statement and closed the session, so what is buffered
+    // drains and the server's side ends.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    resume.notify_one();
+    tokio::time::timeout(Duration::from_secs(20), server_ended)
+        .await
+        .expect("the stalled session was never closed")
+        .unwrap();
+    assert!(query.await.unwrap().is_err(), "the result did not complete");
+    drop(client);
+    // The endpoint serves on.
+    let rows = endpoint
+        .client()
+        .await
+        .simple_query("SELECT 42")
+        .await
+        .unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("42".to_owned())]]);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn statements_timing_out_at_every_moment_leave_the_session_usable() {
+    // Queries that end around the timeout: the watchdog's interrupts land before,
+    // during and just after them, and never on the ROLLBACK that follows.
+    let endpoint = Endpoint::start(1_000, Duration::from_millis(40)).await;
+    let client = endpoint.client().await;
+    let mut timed_out = 0;
+    for i in 0..60u64 {
+        let n = 20_000 + i * 20_000;
+        for sql in [
+            format!("SELECT count(*) FROM range({n}) a, range(20) b"),
+            "SELECT 1".to_owned(),
+        ] {
+            match client.simple_query(&sql).await {
+                Ok(_) => {}
+                Err(e) if sqlstate(&e) == "57014" => timed_out += 1,
+                Err(e) => panic!("{sql} after {i} rounds: {} {}", sqlstate(&e), message(&e)),
+            }
+        }
+    }
+    assert!(timed_out > 0, "no statement reached the timeout");
+    endpoint.stop().await;
+}

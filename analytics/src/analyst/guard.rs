@@ -35,7 +35,6 @@ const ALLOWED_TABLE_FUNCTIONS: &[&str] = &[
     "duckdb_schemas",
     "duckdb_types",
     "duckdb_functions",
-    "duckdb_databases",
     "duckdb_constraints",
     "duckdb_indexes",
     "duckdb_keywords",
@@ -46,8 +45,24 @@ const ALLOWED_TABLE_FUNCTIONS: &[&str] = &[
     "pragma_database_size",
 ];
 
-/// Scalar functions with side effects.
-const REFUSED_SCALAR_FUNCTIONS: &[&str] = &["nextval", "setval", "getenv", "setseed"];
+/// Scalar functions with side effects, or that reveal the server's settings.
+const REFUSED_SCALAR_FUNCTIONS: &[&str] =
+    &["nextval", "setval", "getenv", "setseed", "current_setting"];
+
+/// Catalog views that reveal the server's settings, file paths, logs or other
+/// sessions' statements (DuckDB's views of the same name, `pg_catalog`'s too).
+const REFUSED_VIEWS: &[&str] = &[
+    "pg_settings",
+    "pg_prepared_statements",
+    "duckdb_settings",
+    "duckdb_databases",
+    "duckdb_logs",
+    "duckdb_extensions",
+    "duckdb_memory",
+    "duckdb_temporary_files",
+    "duckdb_secrets",
+    "duckdb_optimizers",
+];
 
 /// Session settings clients set on connect; accepted and ignored.
 const CLIENT_SETTINGS: &[&str] = &[
@@ -180,6 +195,18 @@ fn strip_comments(mut s: &str) -> &str {
     }
 }
 
+/// What follows the keyword `keyword` (ASCII, any case) at the start of `s`, or
+/// `None` when `s` does not start with that word.
+fn after_keyword<'a>(s: &'a str, keyword: &str) -> Option<&'a str> {
+    let head = s.get(..keyword.len())?;
+    let rest = &s[keyword.len()..];
+    let whole_word = !rest
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphanumeric() || c == '_');
+    (head.eq_ignore_ascii_case(keyword) && whole_word).then_some(rest)
+}
+
 /// The statement's leading words, upper-cased (`SET`, `application_name`…).
 fn leading_words(statement: &str, n: usize) -> Vec<String> {
     strip_comments(statement)
@@ -222,7 +249,7 @@ pub(crate) fn classify_client_statement(statement: &str) -> Option<Result<Checke
             }
         }
         "SHOW" => {
-            let rest = strip_comments(statement)[4..]
+            let rest = after_keyword(strip_comments(statement), "SHOW")?
                 .trim()
                 .trim_end_matches(';')
                 .trim()
@@ -270,18 +297,24 @@ pub(crate) fn check_statement(conn: &Connection, statement: &str) -> Result<Chec
     if let Some(checked) = classify_client_statement(statement) {
         return checked;
     }
-    let words = leading_words(statement, 2);
-    let (body, explain) = if words.first().is_some_and(|w| w == "EXPLAIN") {
-        let mut rest = strip_comments(statement)[7..].trim_start();
-        if words
-            .get(1)
-            .is_some_and(|w| w == "ANALYZE" || w == "ANALYSE")
-        {
-            rest = rest[7..].trim_start();
+    let stripped = strip_comments(statement);
+    if let Some(name) = after_keyword(stripped, "SHOW") {
+        let name = name.trim().trim_end_matches(';').trim();
+        if is_setting(conn, name) {
+            return Err(SqlError::refused(format!(
+                "SHOW {name} is refused: the endpoint's settings are the server's"
+            )));
         }
-        (rest, true)
-    } else {
-        (statement, false)
+    }
+    let (body, explain) = match after_keyword(stripped, "EXPLAIN") {
+        Some(rest) => {
+            let rest = rest.trim_start();
+            let rest = after_keyword(rest, "ANALYZE")
+                .or_else(|| after_keyword(rest, "ANALYSE"))
+                .unwrap_or(rest);
+            (rest.trim_start(), true)
+        }
+        None => (statement, false),
     };
     let serialized: String = conn
         .query_row("SELECT json_serialize_sql($1::VARCHAR)", [body], |row| {
@@ -313,6 +346,17 @@ pub(crate) fn check_statement(conn: &Connection, statement: &str) -> Result<Chec
         sql: body.trim().trim_end_matches(';').to_owned(),
         explain,
     })
+}
+
+/// Whether `name` names one of DuckDB's settings (`SHOW memory_limit`) rather
+/// than a table (`SHOW orders`, which describes it).
+fn is_setting(conn: &Connection, name: &str) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM duckdb_settings() WHERE name = lower($1)",
+        [name],
+        |row| row.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
 }
 
 /// Whether `name` is a table macro the warehouse defines (the saved views'
@@ -354,6 +398,13 @@ fn walk(node: &Json, is_table_macro: &dyn Fn(&str) -> bool) -> Result<(), SqlErr
                         .get("table_name")
                         .and_then(Json::as_str)
                         .unwrap_or_default();
+                    if REFUSED_VIEWS.contains(&name.to_ascii_lowercase().as_str()) {
+                        return Err(SqlError::refused(format!(
+                            "{name} is refused: the endpoint's settings, files and logs are \
+                             the server's; the analyst endpoint reads the warehouse's tables \
+                             and views"
+                        )));
+                    }
                     if name.contains(['.', '/', '\\', ':', '*']) {
                         return Err(SqlError::refused(format!(
                             "reading '{name}' is refused: the analyst endpoint reads the \

@@ -385,13 +385,26 @@ fn decode_binary(bytes: &[u8], ty: &Type) -> Result<Value, SqlError> {
             need(8)?;
             Value::Double(b.get_f64())
         }
+        // PostgreSQL sends ±infinity as the type's extreme values; DuckDB reads
+        // them from text. A finite value out of DuckDB's range is refused.
         Type::DATE => {
             need(4)?;
-            Value::Date32(b.get_i32() + PG_EPOCH_DAYS)
+            match b.get_i32() {
+                i32::MAX => Value::Text("infinity".to_owned()),
+                i32::MIN => Value::Text("-infinity".to_owned()),
+                days => Value::Date32(days.checked_add(PG_EPOCH_DAYS).ok_or_else(bad)?),
+            }
         }
         Type::TIMESTAMP | Type::TIMESTAMPTZ => {
             need(8)?;
-            Value::Timestamp(TimeUnit::Microsecond, b.get_i64() + PG_EPOCH_MICROS)
+            match b.get_i64() {
+                i64::MAX => Value::Text("infinity".to_owned()),
+                i64::MIN => Value::Text("-infinity".to_owned()),
+                micros => Value::Timestamp(
+                    TimeUnit::Microsecond,
+                    micros.checked_add(PG_EPOCH_MICROS).ok_or_else(bad)?,
+                ),
+            }
         }
         Type::UUID => Value::Text(
             uuid::Uuid::from_slice(bytes)

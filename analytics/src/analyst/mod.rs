@@ -140,12 +140,14 @@ pub async fn serve(
                 continue;
             }
         };
+        // Cancelled at shutdown, or by the session itself (a client that stopped
+        // reading a result).
+        let closed = shutdown.child_token();
         let handlers = SessionHandlers::new(
-            Session::new(conn, limits),
+            Session::new(conn, limits, closed.clone()),
             analysts.clone(),
             parameters.clone(),
         );
-        let closed = shutdown.child_token();
         sessions.spawn(async move {
             let _permit = permit;
             metrics::session_opened();

@@ -5,7 +5,11 @@
 //! even if inspection missed something. Results stream: the query runs on a
 //! blocking thread that encodes rows and sends them through a bounded channel
 //! into the pgwire response, so a large result is never held in memory. A
-//! watchdog interrupts the connection when the statement timeout passes.
+//! watchdog interrupts the connection when the statement timeout passes; the
+//! timeout covers sending too, so a client that stops reading cannot hold the
+//! worker and its snapshot: its session is closed. A panic inside DuckDB's
+//! client library fails the statement, not the session: the transaction is
+//! rolled back either way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,15 +65,18 @@ pub(crate) struct Session {
     conn: Arc<Mutex<Connection>>,
     interrupt: Arc<InterruptHandle>,
     limits: Limits,
+    /// Cancelled to close the session (its client stopped reading).
+    close: CancellationToken,
 }
 
 impl Session {
-    pub(crate) fn new(conn: Connection, limits: Limits) -> Self {
+    pub(crate) fn new(conn: Connection, limits: Limits, close: CancellationToken) -> Self {
         let interrupt = conn.interrupt_handle();
         Session {
             conn: Arc::new(Mutex::new(conn)),
             interrupt,
             limits,
+            close,
         }
     }
 
@@ -119,8 +126,10 @@ impl Session {
                 columns: vec![text_column("explain_key"), text_column("explain_value")],
             });
         }
-        self.blocking(move |conn| in_read_only_transaction(conn, |conn| describe(conn, &sql)))
-            .await
+        self.blocking(move |conn| {
+            in_read_only_transaction(conn, |conn| describe(conn, &sql), || {})
+        })
+        .await
     }
 
     /// Runs a checked query and streams its rows.
@@ -139,18 +148,17 @@ impl Session {
         };
         let (schema_tx, schema_rx) = oneshot::channel();
         let (rows_tx, rows_rx) = mpsc::channel(ROW_BUFFER);
-        let done = CancellationToken::new();
         let timed_out = Arc::new(AtomicBool::new(false));
-        let watchdog = spawn_watchdog(
+        let watchdog = Watchdog::start(
             self.interrupt.clone(),
             self.limits.statement_timeout,
-            done.clone(),
             timed_out.clone(),
         );
         let conn = self.conn.clone();
         let limits = self.limits;
+        let close = self.close.clone();
+        let runtime = tokio::runtime::Handle::current();
         let worker = tokio::task::spawn_blocking(move || {
-            let _done = done.drop_guard();
             let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             let query = Query {
                 sql: &sql,
@@ -158,11 +166,16 @@ impl Session {
                 format: &format,
                 limits,
                 timed_out: &timed_out,
+                deadline: tokio::time::Instant::from_std(started) + limits.statement_timeout,
+                runtime,
+                close,
             };
-            let outcome = in_read_only_transaction(&conn, |conn| {
-                stream_query(conn, &query, schema_tx, &rows_tx)
-            });
-            drop(watchdog);
+            let outcome = in_read_only_transaction(
+                &conn,
+                |conn| stream_query(conn, &query, schema_tx, &rows_tx),
+                // No interrupt may reach the ROLLBACK.
+                || watchdog.stop(),
+            );
             metrics::query_finished(
                 outcome.as_ref().err().map_or("ok", SqlError::outcome),
                 started.elapsed(),
@@ -188,28 +201,60 @@ fn text_column(name: &str) -> Column {
     }
 }
 
-/// Interrupts the connection once `timeout` has passed, repeatedly, until the
-/// query reports it is done. Infallible, so its handle need not be joined.
-fn spawn_watchdog(
-    interrupt: Arc<InterruptHandle>,
-    timeout: Duration,
+/// Interrupts the connection once the statement timeout has passed, repeatedly
+/// (DuckDB clears the flag when a query starts executing), until stopped.
+struct Watchdog {
+    /// Whether the statement still runs. The watchdog interrupts only while
+    /// holding this lock and seeing `true`, so once [`Watchdog::stop`] returns no
+    /// interrupt can reach the statements that follow (the ROLLBACK).
+    running: Arc<Mutex<bool>>,
     done: CancellationToken,
-    timed_out: Arc<AtomicBool>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = done.cancelled() => return,
-            _ = tokio::time::sleep(timeout) => {}
-        }
-        timed_out.store(true, Ordering::SeqCst);
-        loop {
-            interrupt.interrupt();
+}
+
+impl Watchdog {
+    fn start(
+        interrupt: Arc<InterruptHandle>,
+        timeout: Duration,
+        timed_out: Arc<AtomicBool>,
+    ) -> Self {
+        let running = Arc::new(Mutex::new(true));
+        let done = CancellationToken::new();
+        let (gate, stopped) = (running.clone(), done.clone());
+        tokio::spawn(async move {
             tokio::select! {
-                _ = done.cancelled() => return,
-                _ = tokio::time::sleep(INTERRUPT_REPEAT) => {}
+                _ = stopped.cancelled() => return,
+                _ = tokio::time::sleep(timeout) => {}
             }
-        }
-    })
+            timed_out.store(true, Ordering::SeqCst);
+            loop {
+                {
+                    let running = gate.lock().unwrap_or_else(|e| e.into_inner());
+                    if !*running {
+                        return;
+                    }
+                    interrupt.interrupt();
+                }
+                tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    _ = tokio::time::sleep(INTERRUPT_REPEAT) => {}
+                }
+            }
+        });
+        Watchdog { running, done }
+    }
+
+    /// Stops interrupting; returns once no interrupt can follow.
+    fn stop(&self) {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.done.cancel();
+    }
+}
+
+impl Drop for Watchdog {
+    /// However the statement ended.
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// The row stream handed to pgwire: rows from the worker, then the worker's
@@ -218,29 +263,58 @@ fn rows(
     rx: mpsc::Receiver<Result<DataRow, SqlError>>,
     worker: JoinHandle<Result<(), SqlError>>,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    stream::unfold((rx, Some(worker)), |(mut rx, worker)| async move {
-        match rx.recv().await {
-            Some(row) => Some((row.map_err(Into::into), (rx, worker))),
-            None => match worker?.await {
-                Err(e) => Some((
-                    Err(SqlError::internal(format!("the query's worker failed: {e}")).into()),
-                    (rx, None),
-                )),
-                Ok(_) => None,
-            },
-        }
-    })
+    // `failed`: an error was already passed on; the worker's own error is the same.
+    stream::unfold(
+        (rx, Some(worker), false),
+        |(mut rx, worker, failed)| async move {
+            match rx.recv().await {
+                Some(row) => {
+                    let failed = failed || row.is_err();
+                    Some((row.map_err(Into::into), (rx, worker, failed)))
+                }
+                None => {
+                    // The worker's end: an error it did not send (one reading a
+                    // value, a panic) ends the result with that error, never with
+                    // a normal completion of a truncated result.
+                    let error = match worker?.await {
+                        Ok(Ok(())) => return None,
+                        Ok(Err(_)) if failed => return None,
+                        Ok(Err(e)) => e,
+                        Err(e) => SqlError::internal(format!("the query's worker failed: {e}")),
+                    };
+                    Some((Err(error.into()), (rx, None, true)))
+                }
+            }
+        },
+    )
 }
 
 /// Runs `work` inside a read-only transaction, always rolled back (there is
-/// nothing to commit).
+/// nothing to commit), also when `work` panics (duckdb-rs panics on some
+/// values it cannot convert): the panic fails the statement, and the session
+/// goes on. `before_rollback` runs first, whatever `work` did.
 fn in_read_only_transaction<T>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> Result<T, SqlError>,
+    before_rollback: impl FnOnce(),
 ) -> Result<T, SqlError> {
     conn.execute_batch("BEGIN TRANSACTION READ ONLY")
         .map_err(|e| SqlError::from_duckdb(&e))?;
-    let outcome = work(conn);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+        .unwrap_or_else(|panic| {
+            let reason = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".to_owned());
+            tracing::warn!(%reason, "analyst session: the statement panicked in DuckDB's client library");
+            Err(SqlError::new(
+                "XX000",
+                format!("the statement failed inside the warehouse's client library: {reason}"),
+            )
+            .with_hint("a value of a type the endpoint cannot convert; cast it, e.g. to VARCHAR"))
+        });
+    before_rollback();
     if let Err(e) = conn.execute_batch("ROLLBACK") {
         tracing::warn!(error = %e, "analyst session: rollback failed");
     }
@@ -297,21 +371,55 @@ struct Query<'a> {
     format: &'a Format,
     limits: Limits,
     timed_out: &'a AtomicBool,
+    /// When the statement timeout passes: sending rows stops then too.
+    deadline: tokio::time::Instant,
+    runtime: tokio::runtime::Handle,
+    /// Closes the session when its client stops reading.
+    close: CancellationToken,
 }
 
 impl Query<'_> {
+    fn timeout(&self) -> SqlError {
+        SqlError::new(
+            TIMEOUT,
+            format!(
+                "canceling statement due to statement timeout ({} s)",
+                self.limits.statement_timeout.as_secs_f64()
+            ),
+        )
+        .with_hint("narrow the query (filters, LIMIT, aggregates) or ask for a longer timeout")
+    }
+
     fn error(&self, e: &duckdb::Error) -> SqlError {
         if self.timed_out.load(Ordering::SeqCst) {
-            SqlError::new(
-                TIMEOUT,
-                format!(
-                    "canceling statement due to statement timeout ({} s)",
-                    self.limits.statement_timeout.as_secs_f64()
-                ),
-            )
-            .with_hint("narrow the query (filters, LIMIT, aggregates) or ask for a longer timeout")
+            self.timeout()
         } else {
             SqlError::from_duckdb(e)
+        }
+    }
+
+    /// Hands one row to the client's stream, waiting at most until the deadline.
+    /// `Ok(false)`: the client is gone. A client still connected but not reading
+    /// at the deadline has its session closed: nothing else can be sent to it.
+    fn send(
+        &self,
+        rows_tx: &mpsc::Sender<Result<DataRow, SqlError>>,
+        row: DataRow,
+    ) -> Result<bool, SqlError> {
+        let sent = self.runtime.block_on(tokio::time::timeout_at(
+            self.deadline,
+            rows_tx.send(Ok(row)),
+        ));
+        match sent {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(_)) => Ok(false),
+            Err(_) => {
+                tracing::warn!(
+                    "analyst session: the client stopped reading the result; closing the session"
+                );
+                self.close.cancel();
+                Err(self.timeout())
+            }
         }
     }
 }
@@ -381,11 +489,8 @@ fn stream_query(
             let value: Value = row.get(i).map_err(|e| SqlError::from_duckdb(&e))?;
             encode_field(&mut buf, &value, &column.ty, binary[i]);
         }
-        if rows_tx
-            .blocking_send(Ok(DataRow::new(buf, columns.len() as i16)))
-            .is_err()
-        {
-            // The client went away or stopped reading: stop the query.
+        if !query.send(rows_tx, DataRow::new(buf, columns.len() as i16))? {
+            // The client went away: stop the query.
             return Ok(());
         }
         sent += 1;
