@@ -815,3 +815,43 @@ async fn statements_timing_out_at_every_moment_leave_the_session_usable() {
     assert!(timed_out > 0, "no statement reached the timeout");
     endpoint.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_request_interrupts_the_running_query_and_the_session_goes_on() {
+    let endpoint = Endpoint::start(1_000, Duration::from_secs(120)).await;
+    let client = Arc::new(endpoint.client().await);
+    let cancel = client.cancel_token();
+    let running = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let outcome = client
+                .simple_query("SELECT count(*) FROM range(100000000) a, range(100000000) b")
+                .await;
+            (outcome, started.elapsed())
+        }
+    });
+    // Long enough for the statement to be running, then Ctrl-C.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = std::time::Instant::now();
+    cancel.cancel_query(NoTls).await.unwrap();
+    let (outcome, _) = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the query went on after the cancel")
+        .unwrap();
+    let answered = sent.elapsed();
+    let e = outcome.unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{}", message(&e));
+    assert!(message(&e).contains("user request"), "{}", message(&e));
+    assert!(
+        answered < Duration::from_secs(1),
+        "answered after {answered:?}"
+    );
+    let rows = client.simple_query("SELECT 42").await.unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("42".to_owned())]]);
+    // A cancel with no statement running changes nothing.
+    cancel.cancel_query(NoTls).await.unwrap();
+    let rows = client.simple_query("SELECT 7").await.unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("7".to_owned())]]);
+    endpoint.stop().await;
+}

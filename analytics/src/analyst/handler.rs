@@ -30,6 +30,7 @@ use pgwire::messages::response::{EmptyQueryResponse, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::PgWireBackendMessage;
 
+use super::cancel::{CancelSessions, Cancels, SessionKey};
 use super::error::SqlError;
 use super::guard::Checked;
 use super::session::{Column, Described, Session};
@@ -485,17 +486,26 @@ fn decode_numeric(mut b: &[u8]) -> Option<String> {
 pub(crate) struct SessionHandlers {
     handler: Arc<SessionHandler>,
     startup: Arc<Md5PasswordAuthStartupHandler<Analysts, DefaultServerParameterProvider>>,
+    cancel: Arc<CancelSessions>,
 }
 
 impl SessionHandlers {
+    /// `key`: the backend key the session hands out at startup, registered for
+    /// CancelRequests; `cancels`: where a CancelRequest on this connection looks.
     pub(crate) fn new(
         session: Session,
         analysts: Arc<Analysts>,
         parameters: Arc<DefaultServerParameterProvider>,
+        key: SessionKey,
+        cancels: Arc<Cancels>,
     ) -> Self {
         SessionHandlers {
             handler: Arc::new(SessionHandler::new(session)),
-            startup: Arc::new(Md5PasswordAuthStartupHandler::new(analysts, parameters)),
+            startup: Arc::new(
+                Md5PasswordAuthStartupHandler::new(analysts, parameters)
+                    .with_pid_secret_key_generator(Arc::new(key)),
+            ),
+            cancel: Arc::new(CancelSessions(cancels)),
         }
     }
 }
@@ -511,6 +521,10 @@ impl PgWireServerHandlers for SessionHandlers {
 
     fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
         self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancel.clone()
     }
 }
 

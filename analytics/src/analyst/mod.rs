@@ -12,10 +12,12 @@
 //! transaction) and statement inspection before execution ([`guard`]).
 //!
 //! - [`guard`]: what may run;
+//! - [`cancel`]: CancelRequests, by backend key;
 //! - [`session`]: DuckDB work on blocking threads, streaming, timeout, row limit;
 //! - [`handler`]: pgwire startup, simple and extended query protocol;
 //! - [`types`]: DuckDB → PostgreSQL types and encodings.
 
+mod cancel;
 mod error;
 mod guard;
 mod handler;
@@ -108,6 +110,7 @@ pub async fn serve(
         row_limit: config.row_limit,
     };
     let permits = Arc::new(Semaphore::new(config.max_sessions));
+    let cancels = Arc::new(cancel::Cancels::default());
     let mut sessions = JoinSet::new();
     tracing::info!(addr = ?listener.local_addr().ok(), "analyst SQL endpoint listening");
     loop {
@@ -143,10 +146,13 @@ pub async fn serve(
         // Cancelled at shutdown, or by the session itself (a client that stopped
         // reading a result).
         let closed = shutdown.child_token();
+        let cancel = Arc::new(tokio::sync::Notify::new());
         let handlers = SessionHandlers::new(
-            Session::new(conn, limits, closed.clone()),
+            Session::new(conn, limits, closed.clone(), cancel.clone()),
             analysts.clone(),
             parameters.clone(),
+            cancel::SessionKey::new(cancels.clone(), cancel),
+            cancels.clone(),
         );
         sessions.spawn(async move {
             let _permit = permit;

@@ -24,7 +24,7 @@ use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse};
 use pgwire::api::Type;
 use pgwire::error::PgWireResult;
 use pgwire::messages::data::DataRow;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -67,16 +67,24 @@ pub(crate) struct Session {
     limits: Limits,
     /// Cancelled to close the session (its client stopped reading).
     close: CancellationToken,
+    /// Signalled by a CancelRequest with this session's key (see `cancel`).
+    cancel: Arc<Notify>,
 }
 
 impl Session {
-    pub(crate) fn new(conn: Connection, limits: Limits, close: CancellationToken) -> Self {
+    pub(crate) fn new(
+        conn: Connection,
+        limits: Limits,
+        close: CancellationToken,
+        cancel: Arc<Notify>,
+    ) -> Self {
         let interrupt = conn.interrupt_handle();
         Session {
             conn: Arc::new(Mutex::new(conn)),
             interrupt,
             limits,
             close,
+            cancel,
         }
     }
 
@@ -149,10 +157,12 @@ impl Session {
         let (schema_tx, schema_rx) = oneshot::channel();
         let (rows_tx, rows_rx) = mpsc::channel(ROW_BUFFER);
         let timed_out = Arc::new(AtomicBool::new(false));
+        let cancelled = Arc::new(AtomicBool::new(false));
         let watchdog = Watchdog::start(
             self.interrupt.clone(),
             self.limits.statement_timeout,
-            timed_out.clone(),
+            self.cancel.clone(),
+            [timed_out.clone(), cancelled.clone()],
         );
         let conn = self.conn.clone();
         let limits = self.limits;
@@ -166,6 +176,7 @@ impl Session {
                 format: &format,
                 limits,
                 timed_out: &timed_out,
+                cancelled: &cancelled,
                 deadline: tokio::time::Instant::from_std(started) + limits.statement_timeout,
                 runtime,
                 close,
@@ -201,8 +212,9 @@ fn text_column(name: &str) -> Column {
     }
 }
 
-/// Interrupts the connection once the statement timeout has passed, repeatedly
-/// (DuckDB clears the flag when a query starts executing), until stopped.
+/// Interrupts the connection once the statement timeout has passed or a cancel
+/// request came, repeatedly (DuckDB clears the flag when a query starts
+/// executing), until stopped.
 struct Watchdog {
     /// Whether the statement still runs. The watchdog interrupts only while
     /// holding this lock and seeing `true`, so once [`Watchdog::stop`] returns no
@@ -212,20 +224,23 @@ struct Watchdog {
 }
 
 impl Watchdog {
+    /// `why`: set to `true` when the timeout passes, and when a cancel comes.
     fn start(
         interrupt: Arc<InterruptHandle>,
         timeout: Duration,
-        timed_out: Arc<AtomicBool>,
+        cancel: Arc<Notify>,
+        why: [Arc<AtomicBool>; 2],
     ) -> Self {
         let running = Arc::new(Mutex::new(true));
         let done = CancellationToken::new();
         let (gate, stopped) = (running.clone(), done.clone());
+        let [timed_out, cancelled] = why;
         tokio::spawn(async move {
             tokio::select! {
                 _ = stopped.cancelled() => return,
-                _ = tokio::time::sleep(timeout) => {}
+                _ = tokio::time::sleep(timeout) => timed_out.store(true, Ordering::SeqCst),
+                _ = cancel.notified() => cancelled.store(true, Ordering::SeqCst),
             }
-            timed_out.store(true, Ordering::SeqCst);
             loop {
                 {
                     let running = gate.lock().unwrap_or_else(|e| e.into_inner());
@@ -371,6 +386,8 @@ struct Query<'a> {
     format: &'a Format,
     limits: Limits,
     timed_out: &'a AtomicBool,
+    /// Set when a CancelRequest came for this statement.
+    cancelled: &'a AtomicBool,
     /// When the statement timeout passes: sending rows stops then too.
     deadline: tokio::time::Instant,
     runtime: tokio::runtime::Handle,
@@ -391,7 +408,12 @@ impl Query<'_> {
     }
 
     fn error(&self, e: &duckdb::Error) -> SqlError {
-        if self.timed_out.load(Ordering::SeqCst) {
+        if self.cancelled.load(Ordering::SeqCst) {
+            SqlError::new(
+                TIMEOUT,
+                "canceling statement due to user request".to_owned(),
+            )
+        } else if self.timed_out.load(Ordering::SeqCst) {
             self.timeout()
         } else {
             SqlError::from_duckdb(e)
