@@ -149,6 +149,8 @@ impl Analytics {
             statement_timeout: Duration::from_secs(self.config.statement_timeout_seconds),
             row_limit: self.config.row_limit,
             max_sessions: 64,
+            startup_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(self.config.idle_session_timeout_seconds),
         };
         let listener = analyst::bind(&analyst_config).await?;
         let port = self.component.port;

@@ -26,6 +26,14 @@ struct Endpoint {
 
 impl Endpoint {
     async fn start(row_limit: usize, statement_timeout: Duration) -> Endpoint {
+        Endpoint::with_timeouts(row_limit, statement_timeout, Duration::from_secs(600)).await
+    }
+
+    async fn with_timeouts(
+        row_limit: usize,
+        statement_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Endpoint {
         let dir = std::env::temp_dir().join(format!("sluice-analyst-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("secret.csv"), "password\nhunter2\n").unwrap();
@@ -57,6 +65,8 @@ impl Endpoint {
             statement_timeout,
             row_limit,
             max_sessions: 32,
+            startup_timeout: Duration::from_secs(2),
+            idle_timeout,
         };
         let listener = analyst::bind(&config).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -853,5 +863,47 @@ async fn a_cancel_request_interrupts_the_running_query_and_the_session_goes_on()
     cancel.cancel_query(NoTls).await.unwrap();
     let rows = client.simple_query("SELECT 7").await.unwrap();
     assert_eq!(simple_rows(&rows), vec![vec![Some("7".to_owned())]]);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_that_never_authenticates_is_closed_after_the_startup_timeout() {
+    use tokio::io::AsyncReadExt;
+    let endpoint = Endpoint::default().await;
+    let mut silent = tokio::net::TcpStream::connect(endpoint.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    // Nothing is sent: the server closes the connection (read returns 0).
+    let read = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut buf))
+        .await
+        .expect("the unauthenticated connection stayed open");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(6),
+        "closed after {waited:?} (startup timeout 2 s)"
+    );
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_session_is_closed_and_a_busy_one_is_not() {
+    // Idle timeout 1 s, raised to the statement timeout plus 5 s: 5.5 s.
+    let endpoint =
+        Endpoint::with_timeouts(1_000, Duration::from_millis(500), Duration::from_secs(1)).await;
+    let idle = endpoint.client().await;
+    let busy = endpoint.client().await;
+    for _ in 0..16 {
+        busy.simple_query("SELECT 1")
+            .await
+            .expect("a busy session stays open");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        idle.simple_query("SELECT 1").await.is_err(),
+        "the idle session was closed"
+    );
+    assert!(idle.is_closed());
+    busy.simple_query("SELECT 1").await.unwrap();
     endpoint.stop().await;
 }

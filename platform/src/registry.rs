@@ -116,6 +116,9 @@ pub struct AnalyticsConfig {
     /// A query answering more rows fails (SQLSTATE 54000) rather than truncate.
     #[serde(default = "default_row_limit")]
     pub row_limit: usize,
+    /// An analyst session that sends nothing for this long is closed.
+    #[serde(default = "default_idle_session_timeout")]
+    pub idle_session_timeout_seconds: u64,
     /// DuckDB's memory limit for the whole warehouse instance.
     #[serde(default = "default_memory_limit")]
     pub memory_limit: String,
@@ -131,6 +134,10 @@ impl std::fmt::Debug for AnalyticsConfig {
             .field("sql_port", &self.sql_port)
             .field("statement_timeout_seconds", &self.statement_timeout_seconds)
             .field("row_limit", &self.row_limit)
+            .field(
+                "idle_session_timeout_seconds",
+                &self.idle_session_timeout_seconds,
+            )
             .field("memory_limit", &self.memory_limit)
             .field("analysts", &self.analysts.keys().collect::<Vec<_>>())
             .finish()
@@ -142,6 +149,9 @@ fn default_warehouse() -> PathBuf {
 }
 fn default_statement_timeout() -> u64 {
     30
+}
+fn default_idle_session_timeout() -> u64 {
+    600
 }
 fn default_row_limit() -> usize {
     1_000_000

@@ -36,14 +36,21 @@ pub(crate) struct SessionKey {
     cancels: Arc<Cancels>,
     signal: Arc<Notify>,
     registered: Mutex<Option<(i32, Bytes)>>,
+    /// Set once the key is handed out: the client has authenticated.
+    authenticated: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl SessionKey {
-    pub(crate) fn new(cancels: Arc<Cancels>, signal: Arc<Notify>) -> Self {
+    pub(crate) fn new(
+        cancels: Arc<Cancels>,
+        signal: Arc<Notify>,
+        authenticated: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         SessionKey {
             cancels,
             signal,
             registered: Mutex::new(None),
+            authenticated,
         }
     }
 }
@@ -56,6 +63,8 @@ impl PidSecretKeyGenerator for SessionKey {
             .sessions()
             .insert(key.clone(), self.signal.clone());
         *self.registered.lock().unwrap_or_else(|e| e.into_inner()) = Some(key);
+        self.authenticated
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         (pid, secret)
     }
 }

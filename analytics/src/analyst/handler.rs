@@ -99,6 +99,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        self.session.touch();
         let mut checked = self.session.check(sql).await?;
         if checked.len() > 1 {
             return Err(SqlError::new(
@@ -154,7 +155,7 @@ fn fields(columns: &[Column], format: &Format) -> Vec<FieldInfo> {
 
 /// One session's query handling.
 pub(crate) struct SessionHandler {
-    session: Arc<Session>,
+    pub(crate) session: Arc<Session>,
     parser: Arc<Parser>,
 }
 
@@ -250,7 +251,9 @@ impl SimpleQueryHandler for SessionHandler {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
+        self.session.touch();
         let outcome = self.simple_query(client, &query.query).await;
+        self.session.touch();
         client.set_state(PgWireConnectionState::ReadyForQuery);
         match outcome {
             Ok(()) => {}
@@ -312,6 +315,7 @@ impl ExtendedQueryHandler for SessionHandler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        self.session.touch();
         let prepared = &portal.statement.statement;
         let params = bind_parameters(portal)?;
         Ok(self
@@ -484,7 +488,7 @@ fn decode_numeric(mut b: &[u8]) -> Option<String> {
 
 /// The handlers of one connection.
 pub(crate) struct SessionHandlers {
-    handler: Arc<SessionHandler>,
+    pub(crate) handler: Arc<SessionHandler>,
     startup: Arc<Md5PasswordAuthStartupHandler<Analysts, DefaultServerParameterProvider>>,
     cancel: Arc<CancelSessions>,
 }

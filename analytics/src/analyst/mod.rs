@@ -54,6 +54,11 @@ pub struct AnalystConfig {
     pub row_limit: usize,
     /// Connections beyond this are turned away (SQLSTATE 53300).
     pub max_sessions: usize,
+    /// A connection not authenticated within this is closed.
+    pub startup_timeout: Duration,
+    /// A session that sends nothing for this long is closed (at least the
+    /// statement timeout plus a few seconds, so no running statement is cut).
+    pub idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for AnalystConfig {
@@ -64,6 +69,8 @@ impl std::fmt::Debug for AnalystConfig {
             .field("statement_timeout", &self.statement_timeout)
             .field("row_limit", &self.row_limit)
             .field("max_sessions", &self.max_sessions)
+            .field("startup_timeout", &self.startup_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }
@@ -81,6 +88,9 @@ pub enum AnalystError {
     #[error("no analysts are configured: add at least one user and password")]
     NoAnalysts,
 }
+
+/// How much longer than the statement timeout the idle timeout is at least.
+const IDLE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Binds the configured listen address.
 pub async fn bind(config: &AnalystConfig) -> Result<TcpListener, AnalystError> {
@@ -147,13 +157,35 @@ pub async fn serve(
         // reading a result).
         let closed = shutdown.child_token();
         let cancel = Arc::new(tokio::sync::Notify::new());
+        let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handlers = SessionHandlers::new(
             Session::new(conn, limits, closed.clone(), cancel.clone()),
             analysts.clone(),
             parameters.clone(),
-            cancel::SessionKey::new(cancels.clone(), cancel),
+            cancel::SessionKey::new(cancels.clone(), cancel, authenticated.clone()),
             cancels.clone(),
         );
+        let session = handlers.handler.session.clone();
+        let (startup_timeout, idle_timeout) = (
+            config.startup_timeout,
+            config
+                .idle_timeout
+                .max(config.statement_timeout + IDLE_MARGIN),
+        );
+        // Ends when the session must be closed: not authenticated in time, or idle.
+        let expiry = async move {
+            tokio::time::sleep(startup_timeout).await;
+            if !authenticated.load(std::sync::atomic::Ordering::SeqCst) {
+                return "no authentication within the startup timeout";
+            }
+            loop {
+                let idle = session.idle_for();
+                if idle >= idle_timeout {
+                    return "idle longer than the idle timeout";
+                }
+                tokio::time::sleep(idle_timeout - idle).await;
+            }
+        };
         sessions.spawn(async move {
             let _permit = permit;
             metrics::session_opened();
@@ -165,6 +197,7 @@ pub async fn serve(
                     }
                 }
                 _ = closed.cancelled() => {}
+                why = expiry => tracing::debug!(%peer, why, "analyst session closed"),
             }
             metrics::session_closed();
         });

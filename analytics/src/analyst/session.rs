@@ -69,6 +69,8 @@ pub(crate) struct Session {
     close: CancellationToken,
     /// Signalled by a CancelRequest with this session's key (see `cancel`).
     cancel: Arc<Notify>,
+    /// When the client last sent a statement, or one last ended.
+    last_active: Mutex<Instant>,
 }
 
 impl Session {
@@ -85,7 +87,23 @@ impl Session {
             limits,
             close,
             cancel,
+            last_active: Mutex::new(Instant::now()),
         }
+    }
+
+    /// Records activity: a statement arrived or ended.
+    pub(crate) fn touch(&self) {
+        *self.last_active.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// How long since the last activity. A statement runs (and sends) for at most
+    /// the statement timeout after it arrived, so a session idle for longer than
+    /// that runs nothing.
+    pub(crate) fn idle_for(&self) -> Duration {
+        self.last_active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .elapsed()
     }
 
     /// Runs `work` on a blocking thread with the connection.
