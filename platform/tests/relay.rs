@@ -66,15 +66,38 @@ fn start_relay(
     CancellationToken,
     tokio::task::JoinHandle<Result<(), sluice_platform::relay::RelayError>>,
 ) {
+    start_relay_with(
+        service,
+        store,
+        broker,
+        Arc::new(JsonEncoder),
+        RelayConfig {
+            batch_size,
+            ..RelayConfig::default()
+        },
+    )
+}
+
+/// [`start_relay`] with this encoder and configuration (in the broker's topic
+/// namespace).
+fn start_relay_with(
+    service: &str,
+    store: &EventStore,
+    broker: &TestBroker,
+    encoder: Arc<dyn EventEncoder>,
+    config: RelayConfig,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<Result<(), sluice_platform::relay::RelayError>>,
+) {
     let relay = Relay::new(
         service,
         store.pool().clone(),
         &broker.bootstrap(),
-        Arc::new(JsonEncoder),
+        encoder,
         RelayConfig {
-            batch_size,
             topic_names: broker.topic_names(),
-            ..RelayConfig::default()
+            ..config
         },
     )
     .unwrap();
@@ -791,23 +814,16 @@ async fn a_record_the_producer_refuses_holds_back_every_record_after_it() {
         .await
         .unwrap();
     sluice_platform::telemetry::init();
-    let relay = Relay::new(
+    let (shutdown, relay) = start_relay_with(
         "refused",
-        store.pool().clone(),
-        &broker.bootstrap(),
+        &store,
+        &broker,
         Arc::new(RefusesTwo),
         RelayConfig {
             batch_size: 10,
-            topic_names: broker.topic_names(),
             ..RelayConfig::default()
         },
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let relay = {
-        let token = shutdown.clone();
-        tokio::spawn(async move { relay.run(token).await.expect("relay") })
-    };
+    );
     // A retry is counted once every delivery report of the round is in: whatever
     // that round put on the topic is there by then.
     wait_for_metric("sluice_relay_retries_total{service=\"refused\"}").await;
@@ -826,5 +842,5 @@ async fn a_record_the_producer_refuses_holds_back_every_record_after_it() {
         "only the records before the refused one are published"
     );
     shutdown.cancel();
-    relay.await.unwrap();
+    relay.await.unwrap().expect("relay");
 }
