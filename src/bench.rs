@@ -2,6 +2,7 @@
 //! limit, measured in the same run. Nothing here asserts a target: the figures are
 //! for people to read (and to paste into reports with the machine they ran on).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use sluice_platform::store::{
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 use std::str::FromStr;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -342,8 +344,8 @@ impl BenchDatabase {
 }
 
 /// Runs `op` from `clients` tasks for `duration`; each call returns the events it
-/// wrote. Returns events per second.
-async fn measure<F, Fut>(clients: usize, duration: Duration, op: F) -> anyhow::Result<f64>
+/// wrote. Returns events per second and the events written.
+async fn measure<F, Fut>(clients: usize, duration: Duration, op: F) -> anyhow::Result<(f64, u64)>
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
@@ -367,7 +369,88 @@ where
     while let Some(joined) = tasks.join_next().await {
         joined??;
     }
-    Ok(total.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64())
+    let total = total.load(Ordering::Relaxed);
+    Ok((total as f64 / start.elapsed().as_secs_f64(), total))
+}
+
+/// What the server's backends of one measured run did: the share of
+/// `pg_stat_activity` samples (every 10 ms, this database's other sessions) in
+/// each state or wait event, and the WAL written per event.
+struct ServerProfile {
+    samples: BTreeMap<String, u64>,
+    wal_bytes_per_event: f64,
+}
+
+impl std::fmt::Display for ServerProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let total: u64 = self.samples.values().sum();
+        let mut shares: Vec<(&String, &u64)> = self.samples.iter().collect();
+        shares.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (i, (what, n)) in shares.iter().take(5).enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{what} {:.0} %", 100.0 * **n as f64 / total.max(1) as f64)?;
+        }
+        write!(f, "; {:.0} bytes of WAL per event", self.wal_bytes_per_event)
+    }
+}
+
+/// `measure`, with the server's side of it sampled (see `ServerProfile`).
+async fn profiled<F, Fut>(
+    pool: &PgPool,
+    clients: usize,
+    duration: Duration,
+    op: F,
+) -> anyhow::Result<(f64, ServerProfile)>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
+{
+    let mut sampler = pool.acquire().await?.detach();
+    let wal_before: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(&mut sampler)
+        .await?;
+    let stop = CancellationToken::new();
+    let sampling = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut samples = BTreeMap::<String, u64>::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while !stop.is_cancelled() {
+                tick.tick().await;
+                let states: Vec<String> = sqlx::query_scalar(
+                    "SELECT CASE WHEN state = 'active' \
+                                 THEN coalesce(wait_event_type || ':' || wait_event, 'running (CPU)') \
+                                 ELSE 'waiting for the client' END \
+                       FROM pg_stat_activity \
+                      WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                        AND backend_type = 'client backend'",
+                )
+                .fetch_all(&mut sampler)
+                .await?;
+                for state in states {
+                    *samples.entry(state).or_default() += 1;
+                }
+            }
+            anyhow::Ok((samples, sampler))
+        })
+    };
+    let measured = measure(clients, duration, op).await;
+    stop.cancel();
+    let (samples, mut sampler) = sampling.await??;
+    let (rate, events) = measured?;
+    let wal: f64 =
+        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::float8")
+            .bind(wal_before)
+            .fetch_one(&mut sampler)
+            .await?;
+    let _ = sqlx::Connection::close(sampler).await;
+    Ok((
+        rate,
+        ServerProfile {
+            samples,
+            wal_bytes_per_event: wal / events.max(1) as f64,
+        },
+    ))
 }
 
 fn payload(i: u64) -> serde_json::Value {
@@ -482,15 +565,16 @@ async fn append_scenarios(
         ("100-event appends", 100, 1),
         ("100-event appends", 100, clients),
     ];
+    let mut profiles = Vec::new();
     for (scenario, (label, n, c)) in scenarios.into_iter().enumerate() {
         let raw_pool = pool.clone();
-        let raw = measure(c, duration, move |client, i| {
+        let (raw, raw_profile) = profiled(&pool, c, duration, move |client, i| {
             let pool = raw_pool.clone();
             async move { raw_insert(&pool, client, i, n).await }
         })
         .await?;
         let store = store.clone();
-        let sluice = measure(c, duration, move |client, i| {
+        let (sluice, store_profile) = profiled(&pool, c, duration, move |client, i| {
             let store = store.clone();
             async move { store_append(&store, scenario, client, i, n).await }
         })
@@ -499,6 +583,8 @@ async fn append_scenarios(
             "{label:<34} {c:>8} {sluice:>14.0} {raw:>14.0} {:>6.0}%",
             100.0 * sluice / raw
         );
+        let profile = format!("store: {store_profile}; raw: {raw_profile}");
+        profiles.push(format!("{label}, {c} clients: {profile}"));
         let figure = Figure::new(
             "append",
             format!("{label}, {c} clients"),
@@ -508,11 +594,15 @@ async fn append_scenarios(
         .raw(raw, "INSERT of the same rows, one autocommit statement");
         // The issue's goal is for the many-client one-event case.
         let figure = if n == 1 && c > 1 {
-            figure.goal_ratio(0.8)
+            figure.goal_ratio(0.8).profile(profile)
         } else {
             figure
         };
         figure.record();
+    }
+    println!("where the server's backends spent the runs (pg_stat_activity sampled every 10 ms):");
+    for profile in profiles {
+        println!("  {profile}");
     }
     println!(
         "store: EventStore::append, one autocommit statement: read the stream version, check it,"
@@ -570,7 +660,7 @@ mod relay {
     use sluice_platform::broker::{ensure_topics, BrokerKind, LocalBroker};
     use sluice_platform::provision::drop_component;
     use sluice_platform::registry::{Registry, TopicNames};
-    use sluice_platform::relay::{producer_config, Relay, RelayConfig};
+    use sluice_platform::relay::{producer_config, Relay, RelayConfig, RelaySteps, RelayTimings};
     use sluice_platform::store::{
         Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId,
     };
@@ -847,7 +937,7 @@ mod relay {
             .await
             .context("pre-filling the outbox")?;
         eprintln!("relay: publishing {events} outbox events to {relay_topic} …");
-        let relay_rate = relay_throughput(
+        let (relay_rate, relay_profile) = relay_throughput(
             pool,
             &broker.bootstrap,
             relay_service,
@@ -898,6 +988,7 @@ mod relay {
         );
         println!("raw:   one FutureProducer with the relay's producer_config, the same records, first enqueue to last acknowledgement;");
         println!("       mean of a run before the relay ({raw_before:.0}/s) and one after it ({raw_after:.0}/s)");
+        println!("where the relay's time went, {relay_profile}");
         latency.print(rate, duration);
         Figure::new(
             "relay",
@@ -910,6 +1001,7 @@ mod relay {
             "raw FutureProducer, same records and producer settings",
         )
         .goal_ratio(0.9)
+        .profile(relay_profile)
         .record();
         Figure::new(
             "relay",
@@ -1069,6 +1161,7 @@ mod relay {
     ) -> anyhow::Result<(
         CancellationToken,
         tokio::task::JoinHandle<Result<(), sluice_platform::relay::RelayError>>,
+        Arc<RelayTimings>,
     )> {
         let relay = Relay::new(
             service,
@@ -1082,9 +1175,11 @@ mod relay {
         )?;
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
+        let timings = relay.timings();
         Ok((
             shutdown,
             tokio::spawn(async move { relay.run(token).await }),
+            timings,
         ))
     }
 
@@ -1130,12 +1225,12 @@ mod relay {
         names: &TopicNames,
         shape: &Shape,
         events: u64,
-    ) -> anyhow::Result<f64> {
+    ) -> anyhow::Result<(f64, String)> {
         let topic = &names.physical(&format!("{service}.events"));
         let consumer = metadata_consumer(bootstrap)?;
         let parts = partitions(&consumer, topic)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (start, (shutdown, mut relay)) = (
+        let (start, (shutdown, mut relay, timings)) = (
             Instant::now(),
             start_relay(pool, bootstrap, service, names, shape)?,
         );
@@ -1174,9 +1269,29 @@ mod relay {
                 Err(anyhow::anyhow!("the topic did not reach {events} records within 10 minutes"))
             }
         };
+        let steps = timings.steps();
         stop_relay(shutdown, relay).await?;
         let done = done?;
-        Ok(events as f64 / (done - start).as_secs_f64())
+        let wall = done - start;
+        Ok((events as f64 / wall.as_secs_f64(), relay_profile(&steps, wall)))
+    }
+
+    /// The relay's loop steps as shares of the timed run: where its time went.
+    fn relay_profile(steps: &RelaySteps, wall: Duration) -> String {
+        let share = |d: Duration| 100.0 * d.as_secs_f64() / wall.as_secs_f64();
+        format!(
+            "of the relay's {:.2} s: awaiting acknowledgements {:.0} % (reading the next batch meanwhile {:.0} %), \
+             reading with nothing in flight {:.0} %, encoding and enqueueing {:.0} %, checkpoints {:.0} %, \
+             backlog counts {:.0} %, idle {:.0} %",
+            wall.as_secs_f64(),
+            share(steps.await_acks),
+            share(steps.overlapped_reads),
+            share(steps.read),
+            share(steps.encode_enqueue),
+            share(steps.checkpoint),
+            share(steps.backlog),
+            share(steps.idle),
+        )
     }
 
     struct Latency {
@@ -1324,7 +1439,7 @@ mod relay {
                 consume_latencies(&bootstrap, &topic, &warm, &appended, &appender_done)
             })
         };
-        let (shutdown, relay) = start_relay(store.pool(), bootstrap, service, names, shape)?;
+        let (shutdown, relay, _) = start_relay(store.pool(), bootstrap, service, names, shape)?;
         let appending = async {
             // One unmeasured event through relay, broker and consumer first.
             confirm(store, WARMUP_ACTOR).await?;

@@ -25,8 +25,10 @@
 //! window, so the broker always has work while the oldest chunk's delivery reports
 //! come in, and the next batch is read meanwhile. A chunk is checkpointed (its last
 //! `(txid, global_position)`) only once every record of it and of the chunks before
-//! it is acknowledged. A crash re-sends at most the window: at least once,
-//! duplicates bounded by one batch. Consumers drop duplicates by stream version or
+//! it is acknowledged; the checkpoint is written while the next chunk's
+//! acknowledgements are awaited, and the chunk counts in the window until it is
+//! written. A crash re-sends at most the window: at least once, duplicates bounded
+//! by one batch. Consumers drop duplicates by stream version or
 //! event id.
 //!
 //! A record the producer refuses outright (over its size limit, say) stops the
@@ -49,6 +51,7 @@
 //! the relay resumes from the highest one, and a lower one is never recorded.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -170,6 +173,71 @@ impl RelayConfig {
     }
 }
 
+/// Where a relay's time went, by step of its publishing loop, summed since it
+/// started: what to look at when it publishes slower than its broker accepts.
+/// Shared with whoever holds it (`Relay::timings`); every field counts wall time
+/// the loop spent on that step alone.
+#[derive(Debug, Default)]
+pub struct RelayTimings {
+    read: AtomicU64,
+    encode_enqueue: AtomicU64,
+    await_acks: AtomicU64,
+    checkpoint: AtomicU64,
+    backlog: AtomicU64,
+    idle: AtomicU64,
+    overlapped_reads: AtomicU64,
+    overlapped_checkpoints: AtomicU64,
+}
+
+/// A reading of [`RelayTimings`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RelaySteps {
+    /// Reading the horizon and the next batch from the outbox, on the lock session,
+    /// with nothing else awaited (live, or at the start of a catch-up).
+    pub read: Duration,
+    /// Encoding records and handing them to the producer.
+    pub encode_enqueue: Duration,
+    /// Waiting for the oldest chunk's acknowledgements, together with the previous
+    /// chunk's checkpoint and, while catching up, the next batch's read, both done
+    /// meanwhile (`overlapped_*`).
+    pub await_acks: Duration,
+    /// Writing checkpoints with nothing else awaited.
+    pub checkpoint: Duration,
+    /// Counting the unpublished backlog (gauges, horizon check).
+    pub backlog: Duration,
+    /// Sleeping with nothing to publish.
+    pub idle: Duration,
+    /// Batches read while the oldest chunk's acknowledgements were awaited: part of
+    /// `await_acks`, not added to it.
+    pub overlapped_reads: Duration,
+    /// Checkpoints written while the oldest chunk's acknowledgements were awaited:
+    /// part of `await_acks` too.
+    pub overlapped_checkpoints: Duration,
+}
+
+impl RelayTimings {
+    fn add(counter: &AtomicU64, since: Instant) -> Duration {
+        let spent = since.elapsed();
+        counter.fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+        spent
+    }
+
+    /// The sums so far.
+    pub fn steps(&self) -> RelaySteps {
+        let read = |c: &AtomicU64| Duration::from_nanos(c.load(Ordering::Relaxed));
+        RelaySteps {
+            read: read(&self.read),
+            encode_enqueue: read(&self.encode_enqueue),
+            await_acks: read(&self.await_acks),
+            checkpoint: read(&self.checkpoint),
+            backlog: read(&self.backlog),
+            idle: read(&self.idle),
+            overlapped_reads: read(&self.overlapped_reads),
+            overlapped_checkpoints: read(&self.overlapped_checkpoints),
+        }
+    }
+}
+
 /// A relay of one service's outbox.
 pub struct Relay {
     service: String,
@@ -180,6 +248,7 @@ pub struct Relay {
     encoder: Arc<dyn EventEncoder>,
     config: RelayConfig,
     bootstrap: String,
+    timings: Arc<RelayTimings>,
 }
 
 /// The last published outbox position.
@@ -299,7 +368,13 @@ impl Relay {
             encoder,
             config,
             bootstrap: bootstrap.to_owned(),
+            timings: Arc::default(),
         })
+    }
+
+    /// Where this relay's time goes, by step of its loop (see [`RelayTimings`]).
+    pub fn timings(&self) -> Arc<RelayTimings> {
+        self.timings.clone()
     }
 
     /// Runs until `shutdown`: waits for the service's relay lock, then publishes.
@@ -342,36 +417,53 @@ impl Relay {
         let mut blocked_since: Option<Instant> = None;
         let mut last_backlog: Option<Instant> = None;
         let mut backoff = Duration::from_millis(100);
+        // The last batch read was full: the relay is catching up, and reads the
+        // next batch while the oldest chunk's acknowledgements come in. Live, with
+        // partial batches, it reads only when nothing is left to send, so a row
+        // committed during a delivery is read right after it, not a round later.
+        let mut catching_up = false;
+        // An acknowledged chunk whose checkpoint is not written yet: it is written
+        // while the next chunk's acknowledgements are awaited, and its events count
+        // in the window until then.
+        let mut pending: Option<(Checkpoint, usize)> = None;
+        let timings = &*self.timings;
         while !shutdown.is_cancelled() {
-            let flying: usize = in_flight.iter().map(|c| c.events.len()).sum();
+            let flying: usize = in_flight.iter().map(|c| c.events.len()).sum::<usize>()
+                + pending.map_or(0, |(_, n)| n);
             let halted = in_flight.iter().any(|c| c.refused.is_some());
             // Read when the window has room and nothing read waits to be sent.
             if unsent.is_empty() && flying < window && !halted {
+                if let Some((at, _)) = pending.take() {
+                    let started = Instant::now();
+                    save_checkpoint(lock, at).await.map_err(fenced)?;
+                    RelayTimings::add(&timings.checkpoint, started);
+                }
+                let started = Instant::now();
                 let batch = self.fetch(lock, read_to).await.map_err(fenced)?;
+                RelayTimings::add(&timings.read, started);
                 if let Some(last) = batch.last() {
                     read_to = last.checkpoint;
                 }
+                catching_up = batch.len() as i64 >= self.config.batch_size;
                 let idle = batch.is_empty() && in_flight.is_empty();
-                // The backlog count scans the unpublished rows: a few times a
-                // second is plenty for the gauges and the horizon check, and keeps
-                // it off the publishing path when the backlog is large.
-                if last_backlog.is_none_or(|at| at.elapsed() >= BACKLOG_INTERVAL) {
-                    self.report_backlog(checkpoint, idle, &mut blocked_since)
-                        .await?;
-                    last_backlog = Some(Instant::now());
-                }
+                self.maybe_report_backlog(checkpoint, idle, &mut blocked_since, &mut last_backlog)
+                    .await?;
                 if idle {
+                    let started = Instant::now();
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(self.config.idle_interval) => {}
                     }
+                    RelayTimings::add(&timings.idle, started);
                     continue;
                 }
                 unsent.extend(batch);
             }
             // Enqueue while the window has room, up to a refusal.
-            let mut flying = flying;
+            let mut flying: usize = in_flight.iter().map(|c| c.events.len()).sum::<usize>()
+                + pending.map_or(0, |(_, n)| n);
             let mut halted = halted;
+            let started = Instant::now();
             while !unsent.is_empty() && flying < window && !halted {
                 let take = chunk_size.min(window - flying).min(unsent.len());
                 let chunk = self.send(unsent.drain(..take).collect()).await?;
@@ -379,25 +471,61 @@ impl Relay {
                 halted = chunk.refused.is_some();
                 in_flight.push_back(chunk);
             }
+            RelayTimings::add(&timings.encode_enqueue, started);
             // Settle the oldest chunk: checkpoint it, or re-send from its first
-            // undelivered record on.
+            // undelivered record on. Meanwhile the chunk settled before it is
+            // checkpointed and, while catching up, the next batch is read; it goes
+            // after everything read before it, re-sends too.
             let Some(oldest) = in_flight.pop_front() else {
                 continue;
             };
             let last = oldest.events.last().map(|e| e.checkpoint);
-            match oldest.settle().await {
+            let read_ahead = catching_up && unsent.is_empty() && !halted;
+            let started = Instant::now();
+            let write = pending.take();
+            let (settled, session) = tokio::join!(oldest.settle(), async {
+                if let Some((at, _)) = write {
+                    let started = Instant::now();
+                    save_checkpoint(lock, at).await?;
+                    RelayTimings::add(&timings.overlapped_checkpoints, started);
+                }
+                if !read_ahead {
+                    return Ok::<_, RelayError>(None);
+                }
+                let started = Instant::now();
+                let batch = self.fetch(lock, read_to).await?;
+                RelayTimings::add(&timings.overlapped_reads, started);
+                Ok(Some(batch))
+            });
+            RelayTimings::add(&timings.await_acks, started);
+            if let Some(batch) = session.map_err(fenced)? {
+                if let Some(last) = batch.last() {
+                    read_to = last.checkpoint;
+                }
+                catching_up = batch.len() as i64 >= self.config.batch_size;
+                unsent.extend(batch);
+            }
+            match settled {
                 Ok(chunk) => {
                     backoff = Duration::from_millis(100);
                     crate::telemetry::relay_batch(&self.service, chunk.len, chunk.started);
                     if let Some(last) = last {
                         checkpoint = last;
-                        save_checkpoint(lock, checkpoint).await.map_err(fenced)?;
+                        pending = Some((last, chunk.len));
                         tracing::debug!(
                             events = chunk.len,
                             txid = last.txid,
                             global_position = last.global_position,
                             "published"
                         );
+                    }
+                    // With nothing else in flight there is no wait to write it in.
+                    if in_flight.is_empty() {
+                        if let Some((at, _)) = pending.take() {
+                            let started = Instant::now();
+                            save_checkpoint(lock, at).await.map_err(fenced)?;
+                            RelayTimings::add(&timings.checkpoint, started);
+                        }
                     }
                 }
                 Err(failed) => {
@@ -429,13 +557,22 @@ impl Relay {
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+            if read_ahead {
+                // The sequential read above counts the backlog; while catching up
+                // it does not run, so the gauges are kept fresh here.
+                self.maybe_report_backlog(checkpoint, false, &mut blocked_since, &mut last_backlog)
+                    .await?;
+            }
             if last_prune.elapsed() >= self.config.prune_interval {
                 self.prune(checkpoint).await?;
                 last_prune = Instant::now();
             }
         }
-        // What is in flight and unacknowledged at shutdown is not checkpointed: it
-        // goes out again on the next start.
+        // An acknowledged chunk is checkpointed on the way out; what is in flight
+        // and unacknowledged is not: it goes out again on the next start.
+        if let Some((at, _)) = pending.take() {
+            save_checkpoint(lock, at).await.map_err(fenced)?;
+        }
         self.producer.flush(Duration::from_secs(10))?;
         Ok(())
     }
@@ -653,6 +790,26 @@ impl Relay {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    /// `report_backlog`, at most every `BACKLOG_INTERVAL`: the count scans the
+    /// unpublished rows, and a few times a second is plenty for the gauges and the
+    /// horizon check, and keeps it off the publishing path when the backlog is large.
+    async fn maybe_report_backlog(
+        &self,
+        checkpoint: Checkpoint,
+        idle: bool,
+        blocked_since: &mut Option<Instant>,
+        last_backlog: &mut Option<Instant>,
+    ) -> Result<(), RelayError> {
+        if last_backlog.is_some_and(|at| at.elapsed() < BACKLOG_INTERVAL) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.report_backlog(checkpoint, idle, blocked_since).await?;
+        RelayTimings::add(&self.timings.backlog, started);
+        *last_backlog = Some(Instant::now());
+        Ok(())
     }
 
     /// Updates the backlog gauges; when unpublished rows are held back by the

@@ -197,7 +197,7 @@ async fn appends(
         let store = store.clone();
         // Streams of their own per peer and client count (`bench-<n>-<client>`).
         let streams = if peer == "eventsourcing" { 20 } else { 30 } + scenario;
-        let ours = measure(clients, duration, move |client, i| {
+        let (ours, _) = measure(clients, duration, move |client, i| {
             let store = store.clone();
             async move { store_append(&store, streams, client, i, 1).await }
         })

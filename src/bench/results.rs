@@ -35,6 +35,10 @@ pub struct Figure {
     /// The goal, in words (`≥ 90 % of raw`).
     pub goal: Option<String>,
     pub met: Option<bool>,
+    /// Where the time went, measured in the same run: what bounds the figure, for
+    /// a goal that is not met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 impl Figure {
@@ -49,7 +53,14 @@ impl Figure {
             ratio: None,
             goal: None,
             met: None,
+            profile: None,
         }
+    }
+
+    /// Where the time went in this run (see [`Figure::profile`]).
+    pub fn profile(mut self, profile: impl Into<String>) -> Self {
+        self.profile = Some(profile.into());
+        self
     }
 
     /// Beside its raw limit `limit`, described as `what`.
@@ -175,6 +186,23 @@ fn markdown(results: &Results) -> String {
                 None => "",
             }
         ));
+    }
+    let profiled: Vec<&Figure> = results
+        .figures
+        .iter()
+        .filter(|f| f.profile.is_some() && f.met == Some(false))
+        .collect();
+    if !profiled.is_empty() {
+        out.push_str("\n## Goals not met: where the time went in this run\n\n");
+        for f in profiled {
+            out.push_str(&format!(
+                "- **{} — {}** ({}): {}\n",
+                f.stage,
+                f.scenario,
+                f.goal.as_deref().unwrap_or(""),
+                f.profile.as_deref().unwrap_or("")
+            ));
+        }
     }
     out.push_str("\n## Machine\n\n");
     for (key, value) in &results.machine {
@@ -304,5 +332,31 @@ mod tests {
         let table = std::fs::read_to_string(md).expect("md");
         assert!(table.contains("| relay | r | 3.0 events/s |"), "{table}");
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_goal_not_met_is_listed_with_its_profile_and_a_met_one_is_not() {
+        let results = Results {
+            figures: vec![
+                Figure::new("relay", "slow", 10.0, "events/s")
+                    .raw(100.0, "raw")
+                    .goal_ratio(0.9)
+                    .profile("awaiting acknowledgements 80 %"),
+                Figure::new("append", "fast", 95.0, "events/s")
+                    .raw(100.0, "raw")
+                    .goal_ratio(0.9)
+                    .profile("statements 100 %"),
+            ],
+            ..Results::default()
+        };
+        let table = markdown(&results);
+        assert!(
+            table.contains("- **relay — slow** (≥ 90 % of raw): awaiting acknowledgements 80 %"),
+            "{table}"
+        );
+        assert!(!table.contains("statements 100 %"), "{table}");
+        let json = serde_json::to_string(&results.figures[1]).expect("json");
+        let back: Figure = serde_json::from_str(&json).expect("back");
+        assert_eq!(back, results.figures[1]);
     }
 }

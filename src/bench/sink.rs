@@ -21,7 +21,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use sluice_analytics::sink::{
-    repository_schemas_dir, LoadTimings, Loader, Sink, SinkConfig, SinkRecord, VIEWS_SQL,
+    repository_schemas_dir, LoadTimings, Loader, Sink, SinkConfig, SinkRecord, SinkSteps,
+    VIEWS_SQL,
 };
 use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
 use sluice_platform::avro::SchemaCatalog;
@@ -91,7 +92,7 @@ async fn phases(
     let raw_before =
         super::raw_consume(&broker.bootstrap, &physical, PARTITIONS, 50, events).await?;
     eprintln!("sink: loading {events} records into a fresh warehouse …");
-    let sink_rate =
+    let (sink_rate, sink_profile) =
         sink_end_to_end(&broker.bootstrap, &broker.topics, scratch, &topics, events).await?;
     eprintln!("raw consumer again: reading {events} records …");
     let raw_after =
@@ -134,16 +135,9 @@ async fn phases(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let t = &write.timings;
-    let total = (t.decode + t.build + t.append + t.commit).as_secs_f64();
-    let share = |d: Duration| 100.0 * d.as_secs_f64() / total;
-    println!(
-        "        where the time goes: decode + dedupe {:.0} %, Arrow build {:.0} %, DuckDB append {:.0} %, positions + commit {:.0} %",
-        share(t.decode),
-        share(t.build),
-        share(t.append),
-        share(t.commit)
-    );
+    let write_profile = load_profile(&write.timings);
+    println!("        where the time goes: {write_profile}");
+    println!("        end to end, {sink_profile}");
     println!(
         "        warehouse file afterwards: {:.0} bytes per event (raw_events with its JSON payload, and the typed tables)",
         write.bytes_per_event
@@ -190,6 +184,7 @@ async fn phases(
     )
     .raw(raw_rate, "raw rdkafka consumer of the same partitions")
     .goal_ratio(0.9)
+    .profile(sink_profile)
     .record();
     Figure::new(
         "sink",
@@ -202,6 +197,10 @@ async fn phases(
         "DuckDB's Arrow appender, raw_events alone, pre-built rows",
     )
     .goal_at_least(300_000.0)
+    .profile(format!(
+        "{write_profile}; the raw appender, into one table with nothing to decode, took {:.0} rows/s",
+        write.appender
+    ))
     .record();
     // Halves, not single tenths: a tenth that holds a checkpoint is slower
     // wherever it falls.
@@ -215,6 +214,15 @@ async fn phases(
         "%",
     )
     .goal_at_least(90.0)
+    .profile(format!(
+        "events/s by tenth of the load: {}",
+        write
+            .tenths
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
     .record();
     Figure::new(
         "sink",
@@ -230,6 +238,7 @@ async fn phases(
         "ms",
     )
     .goal_at_most(1000.0)
+    .profile(facts.profile.clone())
     .record();
     machine("duckdb", duckdb_version);
     machine("broker", broker.description.trim_start_matches("broker: "));
@@ -491,7 +500,7 @@ async fn sink_end_to_end(
     scratch: &Path,
     topics: &[String; 3],
     events: u64,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, String)> {
     let path = scratch.join("sink.duckdb");
     let warehouse = Arc::new(Warehouse::open(&path, &WarehouseSettings::default())?);
     let config = SinkConfig {
@@ -500,6 +509,7 @@ async fn sink_end_to_end(
         ..SinkConfig::default()
     };
     let sink = Sink::prepare(&warehouse, config)?.with_topic_names(names.clone());
+    let timings = sink.timings();
     warehouse.lock_configuration()?;
     let shutdown = CancellationToken::new();
     let stop_watch = Arc::new(AtomicBool::new(false));
@@ -520,9 +530,11 @@ async fn sink_end_to_end(
             };
         }
     };
+    let steps = timings.steps();
     shutdown.cancel();
     task.await?.context("the sink failed")?;
     let done = done?;
+    let profile = sink_profile(&steps, done - start);
     let conn = warehouse.connect()?;
     let (loaded, undecodable): (i64, i64) = conn.query_row(
         "SELECT count(*), count(*) FILTER (WHERE decode_error IS NOT NULL) FROM raw_events",
@@ -540,7 +552,39 @@ async fn sink_end_to_end(
     if loaded as u64 != events || undecodable != 0 || typed as u64 != events {
         bail!("the sink loaded {loaded} raw rows ({undecodable} undecodable) and {typed} typed rows, expected {events}");
     }
-    Ok(events as f64 / (done - start).as_secs_f64())
+    Ok((events as f64 / (done - start).as_secs_f64(), profile))
+}
+
+/// The sink's loader thread over the timed run: busy loading (by step) or waiting
+/// for the reader, and the batches it got.
+fn sink_profile(steps: &SinkSteps, wall: Duration) -> String {
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / wall.as_secs_f64();
+    let t = &steps.load;
+    format!(
+        "of the sink's {:.2} s, its loader thread: decode + dedupe {:.0} %, Arrow build {:.0} %, DuckDB append {:.0} %, \
+         positions + commit {:.0} %, waiting for the reader {:.0} %; {} batches of {:.0} records on average",
+        wall.as_secs_f64(),
+        share(t.decode),
+        share(t.build),
+        share(t.append),
+        share(t.commit),
+        share(steps.waiting),
+        steps.batches,
+        steps.records as f64 / steps.batches.max(1) as f64,
+    )
+}
+
+/// The write path's time by step, as shares of the loads.
+fn load_profile(t: &LoadTimings) -> String {
+    let total = (t.decode + t.build + t.append + t.commit).as_secs_f64();
+    let share = |d: Duration| 100.0 * d.as_secs_f64() / total;
+    format!(
+        "decode + dedupe {:.0} %, Arrow build {:.0} %, DuckDB append {:.0} %, positions + commit {:.0} %",
+        share(t.decode),
+        share(t.build),
+        share(t.append),
+        share(t.commit)
+    )
 }
 
 fn wait_for_positions(
@@ -796,6 +840,8 @@ struct FactsLatency {
     answer: (i64, Option<f64>),
     /// Milliseconds per run, sorted.
     millis: Vec<f64>,
+    /// Where one more run's time went (DuckDB's profiler).
+    profile: String,
 }
 
 impl FactsLatency {
@@ -812,6 +858,7 @@ impl FactsLatency {
             self.answer.0,
             self.answer.1.unwrap_or(f64::NAN)
         );
+        println!("             {}", self.profile);
     }
 }
 
@@ -933,12 +980,80 @@ fn order_facts_latency(
         bail!("order_facts counted {} orders, expected {orders}", answer.0);
     }
     millis.sort_by(f64::total_cmp);
+    let profile = query_profile(conn, &path.with_extension("profile.json"), ORDER_FACTS_QUERY)
+        .context("profiling the order_facts aggregate")?;
     Ok(FactsLatency {
         fill_seconds,
         events,
         answer,
         millis,
+        profile,
     })
+}
+
+/// One more run of `query` under DuckDB's profiler (JSON output to `out`): its
+/// operators that took the most time, with their share of the operators' total and
+/// the rows they produced.
+fn query_profile(conn: &Connection, out: &Path, query: &str) -> anyhow::Result<String> {
+    let target = out.display().to_string().replace('\'', "''");
+    conn.execute_batch(&format!(
+        "PRAGMA enable_profiling = 'json'; PRAGMA profiling_output = '{target}';"
+    ))?;
+    let ran = conn.query_row(query, [], |_| Ok(()));
+    conn.execute_batch("PRAGMA disable_profiling")?;
+    ran?;
+    let tree: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out).with_context(|| format!("reading {}", out.display()))?,
+    )?;
+    let _ = std::fs::remove_file(out);
+    let mut operators = Vec::new();
+    operator_timings(&tree, &mut operators);
+    let total: f64 = operators.iter().map(|o| o.1).sum();
+    if total <= 0.0 {
+        bail!("DuckDB's profile has no operator timings");
+    }
+    // The same operator over different inputs (eleven hash aggregates, say) sums up.
+    let mut by_kind: BTreeMap<String, (f64, u64, usize)> = BTreeMap::new();
+    for (name, seconds, rows) in operators {
+        let entry = by_kind.entry(name).or_default();
+        entry.0 += seconds;
+        entry.1 += rows;
+        entry.2 += 1;
+    }
+    let mut kinds: Vec<(String, (f64, u64, usize))> = by_kind.into_iter().collect();
+    kinds.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    let latency = tree["latency"].as_f64().unwrap_or(total);
+    Ok(format!(
+        "one profiled run of {:.0} ms, operators' time (summed over DuckDB's threads): {}",
+        latency * 1000.0,
+        kinds
+            .iter()
+            .take(5)
+            .map(|(name, (seconds, rows, n))| format!(
+                "{name} ×{n} {:.0} % ({} rows out)",
+                100.0 * seconds / total,
+                rows
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+/// Every operator of a DuckDB JSON profile: its name, seconds and output rows.
+fn operator_timings(node: &serde_json::Value, out: &mut Vec<(String, f64, u64)>) {
+    if let Some(seconds) = node["operator_timing"].as_f64() {
+        let name = node["operator_name"]
+            .as_str()
+            .or_else(|| node["operator_type"].as_str())
+            .unwrap_or("?")
+            .trim()
+            .to_owned();
+        let rows = node["operator_cardinality"].as_u64().unwrap_or(0);
+        out.push((name, seconds, rows));
+    }
+    for child in node["children"].as_array().into_iter().flatten() {
+        operator_timings(child, out);
+    }
 }
 
 fn duckdb_version() -> anyhow::Result<String> {

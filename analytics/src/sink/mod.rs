@@ -21,8 +21,9 @@ mod schemas;
 mod telemetry;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::registry::TopicNames;
@@ -120,6 +121,62 @@ pub struct Sink {
     catalog: SchemaCatalog,
     /// The namespace of the topics it loads on the broker.
     topic_names: TopicNames,
+    timings: Arc<SinkTimings>,
+}
+
+/// Where the sink's loader thread spent its time, summed since the sink started:
+/// waiting for the reader's next batch, or loading one (by step). A loader that
+/// rarely waits bounds the sink; one that mostly waits is fed too slowly.
+#[derive(Debug, Default)]
+pub struct SinkTimings {
+    waiting: AtomicU64,
+    decode: AtomicU64,
+    build: AtomicU64,
+    append: AtomicU64,
+    commit: AtomicU64,
+    batches: AtomicU64,
+    records: AtomicU64,
+}
+
+/// A reading of [`SinkTimings`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkSteps {
+    /// The loader waiting for the reader's next batch.
+    pub waiting: Duration,
+    /// The loads, by step.
+    pub load: LoadTimings,
+    /// Batches loaded, and the records in them.
+    pub batches: u64,
+    pub records: u64,
+}
+
+impl SinkTimings {
+    fn loaded(&self, report: &LoadReport) {
+        let add = |c: &AtomicU64, d: Duration| c.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+        add(&self.decode, report.timings.decode);
+        add(&self.build, report.timings.build);
+        add(&self.append, report.timings.append);
+        add(&self.commit, report.timings.commit);
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.records
+            .fetch_add(report.records as u64, Ordering::Relaxed);
+    }
+
+    /// The sums so far.
+    pub fn steps(&self) -> SinkSteps {
+        let time = |c: &AtomicU64| Duration::from_nanos(c.load(Ordering::Relaxed));
+        SinkSteps {
+            waiting: time(&self.waiting),
+            load: LoadTimings {
+                decode: time(&self.decode),
+                build: time(&self.build),
+                append: time(&self.append),
+                commit: time(&self.commit),
+            },
+            batches: self.batches.load(Ordering::Relaxed),
+            records: self.records.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl Sink {
@@ -141,7 +198,13 @@ impl Sink {
             config,
             catalog,
             topic_names: TopicNames::default(),
+            timings: Arc::default(),
         })
+    }
+
+    /// Where the loader's time goes (see [`SinkTimings`]); take it before `run`.
+    pub fn timings(&self) -> Arc<SinkTimings> {
+        self.timings.clone()
     }
 
     /// Loads the `*.events` topics of the namespace `names` only (the registry's
@@ -171,9 +234,12 @@ impl Sink {
         let (positions_tx, positions_rx) = oneshot::channel();
         let (catalog, dir) = (self.catalog.clone(), self.config.schemas_dir.clone());
         let stop = shutdown.clone();
+        let timings = self.timings.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-sink-loader".to_owned())
-            .spawn(move || load_loop(conn, catalog, dir, positions_tx, batches_rx, stop))
+            .spawn(move || {
+                load_loop(conn, catalog, dir, positions_tx, batches_rx, stop, &timings)
+            })
             .map_err(|e| SinkError::LoaderThread(e.to_string()))?;
         let reading = match positions_rx.await {
             Ok(positions) => {
@@ -209,12 +275,20 @@ fn load_loop(
     positions: oneshot::Sender<std::collections::BTreeMap<(String, i32), i64>>,
     mut batches: mpsc::Receiver<Vec<SinkRecord>>,
     shutdown: CancellationToken,
+    timings: &SinkTimings,
 ) -> Result<(), SinkError> {
     let mut loader = Loader::new(conn, catalog)?.rescanning(schemas_dir);
     if positions.send(loader.positions()?).is_err() {
         return Ok(());
     }
-    while let Some(batch) = batches.blocking_recv() {
+    loop {
+        let waiting = Instant::now();
+        let Some(batch) = batches.blocking_recv() else {
+            break;
+        };
+        timings
+            .waiting
+            .fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);
         let mut backoff = RETRY_FIRST;
         let report = loop {
             match loader.load(&batch) {
@@ -237,6 +311,7 @@ fn load_loop(
                 Err(other) => return Err(other),
             }
         };
+        timings.loaded(&report);
         tracing::debug!(
             records = report.records,
             loaded = report.loaded,
