@@ -388,9 +388,17 @@ impl std::fmt::Display for ServerProfile {
         shares.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (i, (what, n)) in shares.iter().take(5).enumerate() {
             let sep = if i == 0 { "" } else { ", " };
-            write!(f, "{sep}{what} {:.0} %", 100.0 * **n as f64 / total.max(1) as f64)?;
+            write!(
+                f,
+                "{sep}{what} {:.0} %",
+                100.0 * **n as f64 / total.max(1) as f64
+            )?;
         }
-        write!(f, "; {:.0} bytes of WAL per event", self.wal_bytes_per_event)
+        write!(
+            f,
+            "; {:.0} bytes of WAL per event",
+            self.wal_bytes_per_event
+        )
     }
 }
 
@@ -438,11 +446,12 @@ where
     stop.cancel();
     let (samples, mut sampler) = sampling.await??;
     let (rate, events) = measured?;
-    let wal: f64 =
-        sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::float8")
-            .bind(wal_before)
-            .fetch_one(&mut sampler)
-            .await?;
+    let wal: f64 = sqlx::query_scalar(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn)::float8",
+    )
+    .bind(wal_before)
+    .fetch_one(&mut sampler)
+    .await?;
     let _ = sqlx::Connection::close(sampler).await;
     Ok((
         rate,
@@ -1273,7 +1282,10 @@ mod relay {
         stop_relay(shutdown, relay).await?;
         let done = done?;
         let wall = done - start;
-        Ok((events as f64 / wall.as_secs_f64(), relay_profile(&steps, wall)))
+        Ok((
+            events as f64 / wall.as_secs_f64(),
+            relay_profile(&steps, wall),
+        ))
     }
 
     /// The relay's loop steps as shares of the timed run: where its time went.

@@ -21,8 +21,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use sluice_analytics::sink::{
-    repository_schemas_dir, LoadTimings, Loader, Sink, SinkConfig, SinkRecord, SinkSteps,
-    VIEWS_SQL,
+    repository_schemas_dir, LoadTimings, Loader, Sink, SinkConfig, SinkRecord, SinkSteps, VIEWS_SQL,
 };
 use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
 use sluice_platform::avro::SchemaCatalog;
@@ -980,8 +979,12 @@ fn order_facts_latency(
         bail!("order_facts counted {} orders, expected {orders}", answer.0);
     }
     millis.sort_by(f64::total_cmp);
-    let profile = query_profile(conn, &path.with_extension("profile.json"), ORDER_FACTS_QUERY)
-        .context("profiling the order_facts aggregate")?;
+    let profile = query_profile(
+        conn,
+        &path.with_extension("profile.json"),
+        ORDER_FACTS_QUERY,
+    )
+    .context("profiling the order_facts aggregate")?;
     Ok(FactsLatency {
         fill_seconds,
         events,

@@ -237,9 +237,7 @@ impl Sink {
         let timings = self.timings.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-sink-loader".to_owned())
-            .spawn(move || {
-                load_loop(conn, catalog, dir, positions_tx, batches_rx, stop, &timings)
-            })
+            .spawn(move || load_loop(conn, catalog, dir, positions_tx, batches_rx, stop, &timings))
             .map_err(|e| SinkError::LoaderThread(e.to_string()))?;
         let reading = match positions_rx.await {
             Ok(positions) => {
