@@ -14,116 +14,112 @@
 -- Payments and shipments name their order in their payloads (`order_id`).
 CREATE OR REPLACE MACRO order_state_as_of(ts) AS TABLE
 WITH
-placed AS (
+-- Every event of an order up to `ts` in one stream of rows, tagged by kind (k), with
+-- the few fields the state needs: one scan of each typed table and one grouping by
+-- order, where a join per event type would build a hash table per type and probe
+-- it once per order.
+events AS (
+    SELECT order_id, 1 AS k, recorded_at, customer_id AS txt, currency AS txt2,
+           total_minor AS amount, len(lines) AS n, CAST(NULL AS UUID) AS ref
+      FROM order_placed WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 2, recorded_at, NULL, NULL, NULL, NULL, NULL
+      FROM order_confirmed WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 3, recorded_at, reason, NULL, NULL, NULL, NULL
+      FROM order_cancelled WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 4, recorded_at, NULL, NULL, amount_minor, NULL, payment_id
+      FROM payment_authorized WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 5, recorded_at, reason, NULL, NULL, NULL, NULL
+      FROM payment_declined WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 6, recorded_at, NULL, NULL, NULL, NULL, NULL
+      FROM payment_voided WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 7, recorded_at, NULL, NULL, amount_minor, NULL, NULL
+      FROM payment_captured WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 8, recorded_at, NULL, NULL, amount_minor, NULL, NULL
+      FROM payment_refunded WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 9, recorded_at, NULL, NULL, NULL, NULL, shipment_id
+      FROM shipment_created WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 10, recorded_at, carrier, tracking_number, NULL, NULL, NULL
+      FROM shipment_dispatched WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 11, recorded_at, NULL, NULL, NULL, NULL, NULL
+      FROM shipment_delivered WHERE recorded_at <= ts
+    UNION ALL SELECT order_id, 12, recorded_at, NULL, NULL, NULL, NULL, NULL
+      FROM shipment_cancelled WHERE recorded_at <= ts
+),
+orders AS (
     SELECT order_id,
-           arg_min(customer_id, recorded_at) AS customer_id,
-           arg_min(currency, recorded_at)    AS currency,
-           arg_min(total_minor, recorded_at) AS total_minor,
-           arg_min(len(lines), recorded_at)  AS line_count,
-           min(recorded_at)                  AS placed_at
-      FROM order_placed WHERE recorded_at <= ts GROUP BY order_id
-),
-confirmed AS (
-    SELECT order_id, min(recorded_at) AS confirmed_at
-      FROM order_confirmed WHERE recorded_at <= ts GROUP BY order_id
-),
-cancelled AS (
-    SELECT order_id, min(recorded_at) AS cancelled_at, arg_min(reason, recorded_at) AS cancel_reason
-      FROM order_cancelled WHERE recorded_at <= ts GROUP BY order_id
-),
-authorized AS (
-    SELECT order_id, min(recorded_at) AS authorized_at,
-           CAST(sum(amount_minor) AS BIGINT) AS authorized_minor,
-           arg_max(payment_id, recorded_at) AS payment_id
-      FROM payment_authorized WHERE recorded_at <= ts GROUP BY order_id
-),
-declined AS (
-    SELECT order_id, max(recorded_at) AS declined_at, arg_max(reason, recorded_at) AS decline_reason
-      FROM payment_declined WHERE recorded_at <= ts GROUP BY order_id
-),
-voided AS (
-    SELECT order_id, max(recorded_at) AS voided_at
-      FROM payment_voided WHERE recorded_at <= ts GROUP BY order_id
-),
-captured AS (
-    SELECT order_id, min(recorded_at) AS captured_at, CAST(sum(amount_minor) AS BIGINT) AS captured_minor
-      FROM payment_captured WHERE recorded_at <= ts GROUP BY order_id
-),
-refunded AS (
-    SELECT order_id, max(recorded_at) AS refunded_at, CAST(sum(amount_minor) AS BIGINT) AS refunded_minor
-      FROM payment_refunded WHERE recorded_at <= ts GROUP BY order_id
-),
-created AS (
-    SELECT order_id, min(recorded_at) AS shipment_created_at, arg_min(shipment_id, recorded_at) AS shipment_id
-      FROM shipment_created WHERE recorded_at <= ts GROUP BY order_id
-),
-dispatched AS (
-    SELECT order_id, min(recorded_at) AS shipped_at,
-           arg_min(carrier, recorded_at) AS carrier,
-           arg_min(tracking_number, recorded_at) AS tracking_number
-      FROM shipment_dispatched WHERE recorded_at <= ts GROUP BY order_id
-),
-delivered AS (
-    SELECT order_id, min(recorded_at) AS delivered_at
-      FROM shipment_delivered WHERE recorded_at <= ts GROUP BY order_id
-),
-shipment_called_off AS (
-    SELECT order_id, min(recorded_at) AS shipment_cancelled_at
-      FROM shipment_cancelled WHERE recorded_at <= ts GROUP BY order_id
+           -- placed (1): the first placement's fields
+           arg_min(txt, recorded_at)    FILTER (WHERE k = 1)  AS customer_id,
+           arg_min(txt2, recorded_at)   FILTER (WHERE k = 1)  AS currency,
+           arg_min(amount, recorded_at) FILTER (WHERE k = 1)  AS total_minor,
+           arg_min(n, recorded_at)      FILTER (WHERE k = 1)  AS line_count,
+           min(recorded_at)             FILTER (WHERE k = 1)  AS placed_at,
+           min(recorded_at)             FILTER (WHERE k = 2)  AS confirmed_at,
+           min(recorded_at)             FILTER (WHERE k = 3)  AS cancelled_at,
+           arg_min(txt, recorded_at)    FILTER (WHERE k = 3)  AS cancel_reason,
+           -- authorized (4): over every payment of the order; the latest payment
+           min(recorded_at)             FILTER (WHERE k = 4)  AS authorized_at,
+           CAST(sum(amount)             FILTER (WHERE k = 4) AS BIGINT) AS authorized_minor,
+           arg_max(ref, recorded_at)    FILTER (WHERE k = 4)  AS payment_id,
+           max(recorded_at)             FILTER (WHERE k = 5)  AS declined_at,
+           arg_max(txt, recorded_at)    FILTER (WHERE k = 5)  AS decline_reason,
+           max(recorded_at)             FILTER (WHERE k = 6)  AS voided_at,
+           min(recorded_at)             FILTER (WHERE k = 7)  AS captured_at,
+           CAST(sum(amount)             FILTER (WHERE k = 7) AS BIGINT) AS captured_minor,
+           CAST(sum(amount)             FILTER (WHERE k = 8) AS BIGINT) AS refunded_minor,
+           min(recorded_at)             FILTER (WHERE k = 9)  AS shipment_created_at,
+           arg_min(ref, recorded_at)    FILTER (WHERE k = 9)  AS shipment_id,
+           min(recorded_at)             FILTER (WHERE k = 10) AS shipped_at,
+           arg_min(txt, recorded_at)    FILTER (WHERE k = 10) AS carrier,
+           arg_min(txt2, recorded_at)   FILTER (WHERE k = 10) AS tracking_number,
+           min(recorded_at)             FILTER (WHERE k = 11) AS delivered_at,
+           min(recorded_at)             FILTER (WHERE k = 12) AS shipment_cancelled_at
+      FROM events GROUP BY order_id
 )
-SELECT p.order_id,
-       p.customer_id,
-       p.currency,
-       p.total_minor,
-       p.line_count,
-       p.placed_at,
-       CASE WHEN cn.cancelled_at IS NOT NULL THEN 'cancelled'
-            WHEN dl.delivered_at IS NOT NULL THEN 'delivered'
-            WHEN ds.shipped_at   IS NOT NULL THEN 'shipped'
-            WHEN cf.confirmed_at IS NOT NULL THEN 'confirmed'
+SELECT order_id,
+       customer_id,
+       currency,
+       total_minor,
+       line_count,
+       placed_at,
+       CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled'
+            WHEN delivered_at IS NOT NULL THEN 'delivered'
+            WHEN shipped_at   IS NOT NULL THEN 'shipped'
+            WHEN confirmed_at IS NOT NULL THEN 'confirmed'
             ELSE 'placed' END AS status,
-       CASE WHEN coalesce(rf.refunded_minor, 0) > 0 AND rf.refunded_minor >= cp.captured_minor THEN 'refunded'
-            WHEN coalesce(rf.refunded_minor, 0) > 0 THEN 'partially_refunded'
-            WHEN cp.captured_at  IS NOT NULL THEN 'captured'
-            WHEN vd.voided_at    IS NOT NULL THEN 'voided'
-            WHEN au.authorized_at IS NOT NULL THEN 'authorized'
-            WHEN dc.declined_at  IS NOT NULL THEN 'declined'
+       CASE WHEN coalesce(refunded_minor, 0) > 0 AND refunded_minor >= captured_minor THEN 'refunded'
+            WHEN coalesce(refunded_minor, 0) > 0 THEN 'partially_refunded'
+            WHEN captured_at   IS NOT NULL THEN 'captured'
+            WHEN voided_at     IS NOT NULL THEN 'voided'
+            WHEN authorized_at IS NOT NULL THEN 'authorized'
+            WHEN declined_at   IS NOT NULL THEN 'declined'
             ELSE 'none' END AS payment_status,
-       au.payment_id,
-       au.authorized_minor,
-       coalesce(cp.captured_minor, 0) AS captured_minor,
-       coalesce(rf.refunded_minor, 0) AS refunded_minor,
-       au.authorized_at,
-       dc.declined_at,
-       dc.decline_reason,
-       cp.captured_at,
-       cf.confirmed_at,
-       cn.cancelled_at,
-       cn.cancel_reason,
-       cr.shipment_id,
-       cr.shipment_created_at,
-       ds.carrier,
-       ds.tracking_number,
-       ds.shipped_at,
-       dl.delivered_at,
-       (epoch_us(au.authorized_at) - epoch_us(p.placed_at)) / 1e6 AS time_to_authorize_seconds,
-       (epoch_us(cf.confirmed_at) - epoch_us(p.placed_at)) / 1e6 AS time_to_confirm_seconds,
-       (epoch_us(ds.shipped_at) - epoch_us(p.placed_at)) / 1e6 AS time_to_ship_seconds,
-       (epoch_us(dl.delivered_at) - epoch_us(p.placed_at)) / 1e6 AS time_to_deliver_seconds,
-       vd.voided_at,
-       sc.shipment_cancelled_at
-  FROM placed p
-  LEFT JOIN confirmed  cf USING (order_id)
-  LEFT JOIN cancelled  cn USING (order_id)
-  LEFT JOIN authorized au USING (order_id)
-  LEFT JOIN declined   dc USING (order_id)
-  LEFT JOIN captured   cp USING (order_id)
-  LEFT JOIN refunded   rf USING (order_id)
-  LEFT JOIN created    cr USING (order_id)
-  LEFT JOIN dispatched ds USING (order_id)
-  LEFT JOIN delivered  dl USING (order_id)
-  LEFT JOIN voided     vd USING (order_id)
-  LEFT JOIN shipment_called_off sc USING (order_id);
+       payment_id,
+       authorized_minor,
+       coalesce(captured_minor, 0) AS captured_minor,
+       coalesce(refunded_minor, 0) AS refunded_minor,
+       authorized_at,
+       declined_at,
+       decline_reason,
+       captured_at,
+       confirmed_at,
+       cancelled_at,
+       cancel_reason,
+       shipment_id,
+       shipment_created_at,
+       carrier,
+       tracking_number,
+       shipped_at,
+       delivered_at,
+       (epoch_us(authorized_at) - epoch_us(placed_at)) / 1e6 AS time_to_authorize_seconds,
+       (epoch_us(confirmed_at) - epoch_us(placed_at)) / 1e6 AS time_to_confirm_seconds,
+       (epoch_us(shipped_at) - epoch_us(placed_at)) / 1e6 AS time_to_ship_seconds,
+       (epoch_us(delivered_at) - epoch_us(placed_at)) / 1e6 AS time_to_deliver_seconds,
+       voided_at,
+       shipment_cancelled_at
+  FROM orders
+ -- Only orders placed by `ts`: payments and shipments of an order not placed (yet)
+ -- do not make a row.
+ WHERE placed_at IS NOT NULL;
 
 -- One row per order, as of now: `order_state_as_of` over every event.
 CREATE OR REPLACE VIEW order_facts AS

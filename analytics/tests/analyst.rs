@@ -34,6 +34,15 @@ impl Endpoint {
         statement_timeout: Duration,
         idle_timeout: Duration,
     ) -> Endpoint {
+        Endpoint::with_limits(row_limit, statement_timeout, idle_timeout, 32).await
+    }
+
+    async fn with_limits(
+        row_limit: usize,
+        statement_timeout: Duration,
+        idle_timeout: Duration,
+        max_sessions: usize,
+    ) -> Endpoint {
         let dir = std::env::temp_dir().join(format!("sluice-analyst-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("secret.csv"), "password\nhunter2\n").unwrap();
@@ -64,7 +73,7 @@ impl Endpoint {
             analysts: BTreeMap::from([(USER.to_owned(), PASSWORD.to_owned())]),
             statement_timeout,
             row_limit,
-            max_sessions: 32,
+            max_sessions,
             startup_timeout: Duration::from_secs(2),
             idle_timeout,
         };
@@ -863,6 +872,56 @@ async fn a_cancel_request_interrupts_the_running_query_and_the_session_goes_on()
     cancel.cancel_query(NoTls).await.unwrap();
     let rows = client.simple_query("SELECT 7").await.unwrap();
     assert_eq!(simple_rows(&rows), vec![vec![Some("7".to_owned())]]);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_gets_through_when_every_session_slot_is_taken_and_counts_as_cancelled() {
+    sluice_platform::telemetry::init();
+    let cancelled = || {
+        sluice_platform::telemetry::render_text()
+            .lines()
+            .find(|l| l.starts_with("sluice_analyst_queries_total{outcome=\"cancelled\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = cancelled();
+    // One session slot, and it is taken by the query to cancel.
+    let endpoint =
+        Endpoint::with_limits(1_000, Duration::from_secs(120), Duration::from_secs(600), 1).await;
+    let client = Arc::new(endpoint.client().await);
+    let running = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .simple_query("SELECT count(*) FROM range(100000000) a, range(100000000) b")
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The endpoint is full: a new session is refused …
+    let refused = endpoint
+        .config(USER, PASSWORD)
+        .connect(NoTls)
+        .await
+        .err()
+        .expect("a second session was let in past max_sessions");
+    assert_eq!(sqlstate(&refused), "53300", "{}", message(&refused));
+    // … but a cancel is not a session.
+    client.cancel_token().cancel_query(NoTls).await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(2), running)
+        .await
+        .expect("the query went on after the cancel: the cancel did not get through")
+        .unwrap();
+    let e = outcome.unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{}", message(&e));
+    assert!(message(&e).contains("user request"), "{}", message(&e));
+    let rows = client.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("1".to_owned())]]);
+    assert!(
+        cancelled() >= before + 1.0,
+        "the cancelled query was not counted as cancelled"
+    );
     endpoint.stop().await;
 }
 

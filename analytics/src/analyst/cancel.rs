@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,6 +15,8 @@ use pgwire::api::cancel::CancelHandler;
 use pgwire::api::{ClientInfo, PidSecretKeyGenerator, RandomPidSecretKeyGenerator};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// The sessions a CancelRequest can reach, by backend key.
@@ -28,6 +31,83 @@ impl Cancels {
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, Bytes), Arc<Notify>>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Interrupts the statement running now in the session with this backend key,
+    /// if there is one.
+    fn cancel(&self, pid: i32, secret: Bytes) {
+        let signal = self.sessions().get(&(pid, secret)).cloned();
+        match signal {
+            Some(signal) => {
+                tracing::debug!(pid, "analyst session: cancel requested");
+                // Only a statement running now is cancelled.
+                signal.notify_waiters();
+            }
+            None => tracing::debug!(pid, "cancel request for no session"),
+        }
+    }
+}
+
+/// The request code of a CancelRequest (`1234 << 16 | 5678`).
+const CANCEL_REQUEST_CODE: u32 = 80_877_102;
+/// The longest CancelRequest: a 256-byte secret key (protocol 3.2) after the
+/// length, the code and the process id.
+const CANCEL_REQUEST_MAX: usize = 12 + 256;
+
+/// What a new connection opened with.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Opening {
+    /// A CancelRequest, read and answered: the connection is done.
+    Cancel,
+    /// Anything else (a startup or an SSL request), left unread for the session.
+    Session,
+    /// Nothing within the startup timeout, or a closed or broken connection.
+    Silent,
+}
+
+/// Looks at what a new connection sends first, without consuming it, and
+/// answers a CancelRequest there and then: a cancel takes no session slot and no
+/// warehouse connection, so it gets through when the endpoint is full, as it
+/// does in PostgreSQL.
+pub(crate) async fn answer_cancel(
+    socket: &mut TcpStream,
+    cancels: &Cancels,
+    wait: Duration,
+) -> Opening {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut head = [0u8; 8];
+    loop {
+        let peeked = tokio::time::timeout_at(deadline, socket.peek(&mut head)).await;
+        match peeked {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Opening::Silent,
+            Ok(Ok(n)) if n >= head.len() => break,
+            // Part of the first message: the rest is on its way.
+            Ok(Ok(_)) => {
+                if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(5)))
+                    .await
+                    .is_err()
+                {
+                    return Opening::Silent;
+                }
+            }
+        }
+    }
+    let length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let code = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    if code != CANCEL_REQUEST_CODE {
+        return Opening::Session;
+    }
+    if !(12 + 4..=CANCEL_REQUEST_MAX).contains(&length) {
+        tracing::debug!(length, "malformed cancel request");
+        return Opening::Silent;
+    }
+    let mut request = vec![0u8; length];
+    match tokio::time::timeout_at(deadline, socket.read_exact(&mut request)).await {
+        Ok(Ok(_)) => {}
+        _ => return Opening::Silent,
+    }
+    let pid = i32::from_be_bytes([request[8], request[9], request[10], request[11]]);
+    cancels.cancel(pid, Bytes::copy_from_slice(&request[12..]));
+    Opening::Cancel
 }
 
 /// The backend key of one session: generated at startup and registered with
@@ -88,18 +168,6 @@ pub(crate) struct CancelSessions(pub(crate) Arc<Cancels>);
 #[async_trait]
 impl CancelHandler for CancelSessions {
     async fn on_cancel_request(&self, request: CancelRequest) {
-        let signal = self
-            .0
-            .sessions()
-            .get(&(request.pid, request.secret_key.to_bytes()))
-            .cloned();
-        match signal {
-            Some(signal) => {
-                tracing::debug!(pid = request.pid, "analyst session: cancel requested");
-                // Only a statement running now is cancelled.
-                signal.notify_waiters();
-            }
-            None => tracing::debug!(pid = request.pid, "cancel request for no session"),
-        }
+        self.0.cancel(request.pid, request.secret_key.to_bytes());
     }
 }

@@ -13,8 +13,11 @@ pub(crate) struct SqlError {
 
 /// SQLSTATE `42501` insufficient_privilege: a refused statement.
 pub(crate) const REFUSED: &str = "42501";
-/// SQLSTATE `57014` query_canceled: the statement timeout fired.
+/// SQLSTATE `57014` query_canceled: the statement timeout fired, or a
+/// CancelRequest came (then the message starts with [`CANCELED_BY_USER`]).
 pub(crate) const TIMEOUT: &str = "57014";
+/// PostgreSQL's message for a statement a CancelRequest interrupted.
+pub(crate) const CANCELED_BY_USER: &str = "canceling statement due to user request";
 /// SQLSTATE `54000` program_limit_exceeded: the row limit was reached.
 pub(crate) const ROW_LIMIT: &str = "54000";
 
@@ -54,6 +57,7 @@ impl SqlError {
     pub(crate) fn outcome(&self) -> &'static str {
         match self.code {
             REFUSED => "refused",
+            TIMEOUT if self.message.starts_with(CANCELED_BY_USER) => "cancelled",
             TIMEOUT => "timeout",
             ROW_LIMIT => "row_limit",
             _ => "error",

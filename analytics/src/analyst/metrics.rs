@@ -7,7 +7,7 @@ const SESSIONS: &str = "sluice_analyst_sessions_total";
 const SESSIONS_OPEN: &str = "sluice_analyst_sessions_open";
 /// Sessions turned away at `max_sessions`.
 const SESSIONS_REJECTED: &str = "sluice_analyst_sessions_rejected_total";
-/// Queries by outcome: ok, error, refused, timeout, row_limit.
+/// Queries by outcome: ok, error, refused, timeout, cancelled, row_limit.
 const QUERIES: &str = "sluice_analyst_queries_total";
 const QUERY_DURATION: &str = "sluice_analyst_query_duration_seconds";
 /// Statements refused by inspection.

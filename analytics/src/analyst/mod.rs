@@ -140,66 +140,41 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics::session_rejected();
-            refuse(socket, "53300", "sorry, too many analyst sessions already").await;
-            continue;
-        };
-        let conn = match warehouse.connect() {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::error!(error = %e, "analyst endpoint: cannot open a warehouse connection");
-                refuse(socket, "58000", "the warehouse is not available").await;
-                continue;
-            }
-        };
-        // Cancelled at shutdown, or by the session itself (a client that stopped
-        // reading a result).
-        let closed = shutdown.child_token();
-        let cancel = Arc::new(tokio::sync::Notify::new());
-        let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let handlers = SessionHandlers::new(
-            Session::new(conn, limits, closed.clone(), cancel.clone()),
+        let (warehouse, analysts, parameters, permits, cancels, config) = (
+            warehouse.clone(),
             analysts.clone(),
             parameters.clone(),
-            cancel::SessionKey::new(cancels.clone(), cancel, authenticated.clone()),
+            permits.clone(),
             cancels.clone(),
+            config.clone(),
         );
-        let session = handlers.handler.session.clone();
-        let (startup_timeout, idle_timeout) = (
-            config.startup_timeout,
-            config
-                .idle_timeout
-                .max(config.statement_timeout + IDLE_MARGIN),
-        );
-        // Ends when the session must be closed: not authenticated in time, or idle.
-        let expiry = async move {
-            tokio::time::sleep(startup_timeout).await;
-            if !authenticated.load(std::sync::atomic::Ordering::SeqCst) {
-                return "no authentication within the startup timeout";
-            }
-            loop {
-                let idle = session.idle_for();
-                if idle >= idle_timeout {
-                    return "idle longer than the idle timeout";
-                }
-                tokio::time::sleep(idle_timeout - idle).await;
-            }
-        };
+        let closed = shutdown.child_token();
         sessions.spawn(async move {
-            let _permit = permit;
-            metrics::session_opened();
-            tracing::debug!(%peer, "analyst session opened");
-            tokio::select! {
-                outcome = pgwire::tokio::process_socket(socket, None, handlers) => {
-                    if let Err(e) = outcome {
-                        tracing::debug!(%peer, error = %e, "analyst session ended with an error");
-                    }
+            let mut socket = socket;
+            // A cancel is answered before anything else: it needs no session.
+            match cancel::answer_cancel(&mut socket, &cancels, config.startup_timeout).await {
+                cancel::Opening::Cancel => return,
+                cancel::Opening::Silent => {
+                    tracing::debug!(%peer, "analyst connection closed before a startup message");
+                    return;
                 }
-                _ = closed.cancelled() => {}
-                why = expiry => tracing::debug!(%peer, why, "analyst session closed"),
+                cancel::Opening::Session => {}
             }
-            metrics::session_closed();
+            let Ok(permit) = permits.try_acquire_owned() else {
+                metrics::session_rejected();
+                refuse(socket, "53300", "sorry, too many analyst sessions already").await;
+                return;
+            };
+            let conn = match warehouse.connect() {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::error!(error = %e, "analyst endpoint: cannot open a warehouse connection");
+                    refuse(socket, "58000", "the warehouse is not available").await;
+                    return;
+                }
+            };
+            serve_session(socket, peer, conn, permit, closed, analysts, parameters, cancels, limits, &config)
+                .await;
         });
     }
     while let Some(ended) = sessions.join_next().await {
@@ -208,6 +183,67 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// One analyst session, from startup to its end: closed at shutdown, by the
+/// session itself (a client that stopped reading a result), when it does not
+/// authenticate within the startup timeout, or when idle too long.
+#[allow(clippy::too_many_arguments)]
+async fn serve_session(
+    socket: TcpStream,
+    peer: SocketAddr,
+    conn: duckdb::Connection,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    closed: CancellationToken,
+    analysts: Arc<Analysts>,
+    parameters: Arc<DefaultServerParameterProvider>,
+    cancels: Arc<cancel::Cancels>,
+    limits: Limits,
+    config: &AnalystConfig,
+) {
+    let _permit = permit;
+    let cancel = Arc::new(tokio::sync::Notify::new());
+    let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handlers = SessionHandlers::new(
+        Session::new(conn, limits, closed.clone(), cancel.clone()),
+        analysts,
+        parameters,
+        cancel::SessionKey::new(cancels.clone(), cancel, authenticated.clone()),
+        cancels,
+    );
+    let session = handlers.handler.session.clone();
+    let (startup_timeout, idle_timeout) = (
+        config.startup_timeout,
+        config
+            .idle_timeout
+            .max(config.statement_timeout + IDLE_MARGIN),
+    );
+    // Ends when the session must be closed: not authenticated in time, or idle.
+    let expiry = async move {
+        tokio::time::sleep(startup_timeout).await;
+        if !authenticated.load(std::sync::atomic::Ordering::SeqCst) {
+            return "no authentication within the startup timeout";
+        }
+        loop {
+            let idle = session.idle_for();
+            if idle >= idle_timeout {
+                return "idle longer than the idle timeout";
+            }
+            tokio::time::sleep(idle_timeout - idle).await;
+        }
+    };
+    metrics::session_opened();
+    tracing::debug!(%peer, "analyst session opened");
+    tokio::select! {
+        outcome = pgwire::tokio::process_socket(socket, None, handlers) => {
+            if let Err(e) = outcome {
+                tracing::debug!(%peer, error = %e, "analyst session ended with an error");
+            }
+        }
+        _ = closed.cancelled() => {}
+        why = expiry => tracing::debug!(%peer, why, "analyst session closed"),
+    }
+    metrics::session_closed();
 }
 
 /// What the endpoint reports at startup: a PostgreSQL 16 dialect, read-only,

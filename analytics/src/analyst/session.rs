@@ -427,10 +427,7 @@ impl Query<'_> {
 
     fn error(&self, e: &duckdb::Error) -> SqlError {
         if self.cancelled.load(Ordering::SeqCst) {
-            SqlError::new(
-                TIMEOUT,
-                "canceling statement due to user request".to_owned(),
-            )
+            SqlError::new(TIMEOUT, super::error::CANCELED_BY_USER.to_owned())
         } else if self.timed_out.load(Ordering::SeqCst) {
             self.timeout()
         } else {
