@@ -1160,6 +1160,9 @@ mod relay {
         Ok(())
     }
 
+    /// A running relay's task.
+    type RelayTask = tokio::task::JoinHandle<Result<(), sluice_platform::relay::RelayError>>;
+
     /// A relay of `service` publishing to `<service>.events` in the namespace `names`.
     fn start_relay(
         pool: &PgPool,
@@ -1167,11 +1170,7 @@ mod relay {
         service: &str,
         names: &TopicNames,
         shape: &Shape,
-    ) -> anyhow::Result<(
-        CancellationToken,
-        tokio::task::JoinHandle<Result<(), sluice_platform::relay::RelayError>>,
-        Arc<RelayTimings>,
-    )> {
+    ) -> anyhow::Result<(CancellationToken, RelayTask, Arc<RelayTimings>)> {
         let relay = Relay::new(
             service,
             pool.clone(),
