@@ -125,15 +125,13 @@ async fn phases(
         write.appender,
         100.0 * write.loader / write.appender
     );
-    println!(
-        "        by tenth of the load (events/s): {}",
-        write
-            .tenths
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let tenths = write
+        .tenths
+        .iter()
+        .map(|r| format!("{r:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("        by tenth of the load (events/s): {tenths}");
     let write_profile = load_profile(&write.timings);
     println!("        where the time goes: {write_profile}");
     println!("        end to end, {sink_profile}");
@@ -213,15 +211,7 @@ async fn phases(
         "%",
     )
     .goal_at_least(90.0)
-    .profile(format!(
-        "events/s by tenth of the load: {}",
-        write
-            .tenths
-            .iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ))
+    .profile(format!("events/s by tenth of the load: {tenths}"))
     .record();
     Figure::new(
         "sink",
