@@ -433,11 +433,7 @@ impl Relay {
             let halted = in_flight.iter().any(|c| c.refused.is_some());
             // Read when the window has room and nothing read waits to be sent.
             if unsent.is_empty() && flying < window && !halted {
-                if let Some((at, _)) = pending.take() {
-                    let started = Instant::now();
-                    save_checkpoint(lock, at).await.map_err(fenced)?;
-                    RelayTimings::add(&timings.checkpoint, started);
-                }
+                save_pending(lock, &mut pending, &timings.checkpoint).await?;
                 let started = Instant::now();
                 let batch = self.fetch(lock, read_to).await.map_err(fenced)?;
                 RelayTimings::add(&timings.read, started);
@@ -521,11 +517,7 @@ impl Relay {
                     }
                     // With nothing else in flight there is no wait to write it in.
                     if in_flight.is_empty() {
-                        if let Some((at, _)) = pending.take() {
-                            let started = Instant::now();
-                            save_checkpoint(lock, at).await.map_err(fenced)?;
-                            RelayTimings::add(&timings.checkpoint, started);
-                        }
+                        save_pending(lock, &mut pending, &timings.checkpoint).await?;
                     }
                 }
                 Err(failed) => {
@@ -570,9 +562,7 @@ impl Relay {
         }
         // An acknowledged chunk is checkpointed on the way out; what is in flight
         // and unacknowledged is not: it goes out again on the next start.
-        if let Some((at, _)) = pending.take() {
-            save_checkpoint(lock, at).await.map_err(fenced)?;
-        }
+        save_pending(lock, &mut pending, &timings.checkpoint).await?;
         self.producer.flush(Duration::from_secs(10))?;
         Ok(())
     }
@@ -910,6 +900,21 @@ async fn save_checkpoint(
     .bind(checkpoint.global_position)
     .execute(&mut *lock)
     .await?;
+    Ok(())
+}
+
+/// Writes the checkpoint of the acknowledged chunk waiting for one, if any, on the
+/// lock session, and counts the time under `spent`.
+async fn save_pending(
+    lock: &mut PgConnection,
+    pending: &mut Option<(Checkpoint, usize)>,
+    spent: &AtomicU64,
+) -> Result<(), RelayError> {
+    if let Some((at, _)) = pending.take() {
+        let started = Instant::now();
+        save_checkpoint(lock, at).await.map_err(fenced)?;
+        RelayTimings::add(spent, started);
+    }
     Ok(())
 }
 
