@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
+use sluice_analytics::sink::SinkConfig;
 use sluice_platform::provision::{drop_component, Plan};
 use sluice_platform::registry::{Component, ComponentKind, DatabaseSpec, Registry};
 use sluice_platform::store::{
@@ -76,6 +77,10 @@ pub enum BenchCommand {
         /// Orders in the warehouse of the order_facts query.
         #[arg(long, default_value_t = 1_000_000)]
         orders: u64,
+        /// Most records per load (the sink's batch size) end to end, on the write
+        /// path and for the raw appender; default: the sink's.
+        #[arg(long, default_value_t = SinkConfig::default().batch_size)]
+        batch: usize,
     },
     /// Command to visible: HTTP PlaceOrder to the row in order_view and to the
     /// event in the warehouse (a sink in this process), p50/p95/p99 at each
@@ -125,7 +130,8 @@ pub async fn run(command: BenchCommand, registry_path: &Path) -> anyhow::Result<
             events,
             write_events,
             orders,
-        } => sink::run(&registry, events, write_events, orders).await,
+            batch,
+        } => sink::run(&registry, events, write_events, orders, batch).await,
         BenchCommand::E2e { rates, seconds } => {
             projection::e2e(&registry, &rates, Duration::from_secs(seconds)).await
         }
@@ -174,7 +180,14 @@ async fn all(registry: &Registry) -> anyhow::Result<()> {
     eprintln!("== bench sink");
     stage(
         "sink",
-        sink::run(registry, 200_000, 1_000_000, 1_000_000).await,
+        sink::run(
+            registry,
+            200_000,
+            1_000_000,
+            1_000_000,
+            SinkConfig::default().batch_size,
+        )
+        .await,
     );
     eprintln!("== bench peers");
     stage("peers", peers::run(registry, Duration::from_secs(5)).await);

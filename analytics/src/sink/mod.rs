@@ -21,7 +21,7 @@ mod schemas;
 mod telemetry;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,9 @@ pub const VIEWS_SQL: &str = include_str!("../../sql/views.sql");
 
 /// Batches waiting for the loader; the reader waits when they are this many.
 const QUEUED_BATCHES: usize = 2;
+/// A batch gathering while the loader waits goes to it once it holds this share of
+/// the batch size, without waiting to fill (see [`reader::Reader::run`]).
+pub(crate) const EAGER_SHARE: usize = 16;
 /// The first wait before a failed batch is loaded again; it doubles up to
 /// [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -87,6 +90,16 @@ pub enum SinkError {
     LoaderStopped,
 }
 
+/// DuckDB's row group size, the sink's default batch. A transaction that appends at
+/// least a row group to a table has its full row groups written straight to the
+/// database file, compressed, and logs only their block pointers; a smaller one
+/// writes every row to the write-ahead log, and the next checkpoint writes it again.
+/// A full batch of this size puts exactly one row group into `raw_events`, so a
+/// sink catching up writes its largest table once, and leaves no partly filled row
+/// group behind (an append of 131 072 rows, one row group and 8 192 rows, grew the
+/// file by 75 %). `docs/benchmarks.md` has the measurements.
+pub const ROW_GROUP_SIZE: usize = 122_880;
+
 /// Tuning and wiring of the sink.
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
@@ -95,7 +108,8 @@ pub struct SinkConfig {
     /// Root of the `.avsc` files (`<service>/<EventType>/v<N>.avsc`).
     pub schemas_dir: PathBuf,
     /// Most records loaded in one transaction: batches fill up to it while the sink
-    /// catches up, and stay small when it is live (see `batch_wait`).
+    /// catches up, and stay small when it is live (see `batch_wait`). The default,
+    /// [`ROW_GROUP_SIZE`], is one DuckDB row group (see there).
     pub batch_size: usize,
     /// How long to gather more records after the first before loading.
     pub batch_wait: Duration,
@@ -108,7 +122,7 @@ impl Default for SinkConfig {
         SinkConfig {
             bootstrap: "127.0.0.1:9092".to_owned(),
             schemas_dir: repository_schemas_dir(),
-            batch_size: 50_000,
+            batch_size: ROW_GROUP_SIZE,
             batch_wait: Duration::from_millis(200),
             topic_refresh: Duration::from_secs(3),
         }
@@ -235,15 +249,20 @@ impl Sink {
         let (catalog, dir) = (self.catalog.clone(), self.config.schemas_dir.clone());
         let stop = shutdown.clone();
         let timings = self.timings.clone();
+        let idle = Arc::new(AtomicBool::new(false));
+        let loader_idle = idle.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-sink-loader".to_owned())
-            .spawn(move || load_loop(conn, catalog, dir, positions_tx, batches_rx, stop, &timings))
+            .spawn(move || {
+                let channel = (batches_rx, &*loader_idle);
+                load_loop(conn, catalog, dir, positions_tx, channel, stop, &timings)
+            })
             .map_err(|e| SinkError::LoaderThread(e.to_string()))?;
         let reading = match positions_rx.await {
             Ok(positions) => {
                 match reader::Reader::new(self.config.clone(), self.topic_names.clone(), positions)
                 {
-                    Ok(reader) => reader.run(batches_tx, shutdown).await,
+                    Ok(reader) => reader.run(batches_tx, idle, shutdown).await,
                     Err(e) => Err(e),
                 }
             }
@@ -271,7 +290,7 @@ fn load_loop(
     catalog: SchemaCatalog,
     schemas_dir: PathBuf,
     positions: oneshot::Sender<std::collections::BTreeMap<(String, i32), i64>>,
-    mut batches: mpsc::Receiver<Vec<SinkRecord>>,
+    (mut batches, idle): (mpsc::Receiver<Vec<SinkRecord>>, &AtomicBool),
     shutdown: CancellationToken,
     timings: &SinkTimings,
 ) -> Result<(), SinkError> {
@@ -281,9 +300,12 @@ fn load_loop(
     }
     loop {
         let waiting = Instant::now();
+        // Nothing queued: the reader may hand over what it has gathered so far.
+        idle.store(batches.is_empty(), Ordering::Relaxed);
         let Some(batch) = batches.blocking_recv() else {
             break;
         };
+        idle.store(false, Ordering::Relaxed);
         timings
             .waiting
             .fetch_add(waiting.elapsed().as_nanos() as u64, Ordering::Relaxed);

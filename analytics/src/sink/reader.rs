@@ -12,6 +12,7 @@
 //! while running.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::record::SinkRecord;
-use super::{telemetry, SinkConfig, SinkError};
+use super::{telemetry, SinkConfig, SinkError, EAGER_SHARE};
 
 /// The suffix of every topic the sink loads (of its logical name).
 pub const TOPIC_SUFFIX: &str = ".events";
@@ -83,11 +84,20 @@ impl Reader {
 
     /// Reads until `shutdown`, sending batches to the loader. Returns when the
     /// loader is gone (it failed; its own error says why) or on shutdown.
+    ///
+    /// A batch closes when it holds `batch_size` records or `batch_wait` after its
+    /// first record, or, while `loader_idle` says the loader waits with nothing
+    /// queued, once it holds `batch_size / EAGER_SHARE` records: a sink starting
+    /// on a backlog loads its first records at once instead of waiting for a full
+    /// batch, and the batches grow to `batch_size` while the loader is busy. Live
+    /// records still wait `batch_wait` (they arrive slower than that share).
     pub(crate) async fn run(
         mut self,
         batches: mpsc::Sender<Vec<SinkRecord>>,
+        loader_idle: Arc<AtomicBool>,
         shutdown: CancellationToken,
     ) -> Result<(), SinkError> {
+        let eager = (self.config.batch_size / EAGER_SHARE).max(1);
         let mut next_refresh = tokio::time::Instant::now();
         loop {
             if tokio::time::Instant::now() >= next_refresh {
@@ -118,6 +128,9 @@ impl Reader {
             }
             let deadline = tokio::time::Instant::now() + self.config.batch_wait;
             while batch.len() < self.config.batch_size {
+                if batch.len() >= eager && loader_idle.load(Ordering::Relaxed) {
+                    break;
+                }
                 match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                     Ok(Ok(message)) => batch.push(record(&message, &self.names)),
                     Ok(Err(error)) => {
