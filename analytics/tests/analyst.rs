@@ -64,6 +64,7 @@ impl Endpoint {
                     '0191b2c4-7c5e-7a3b-9f1e-2d3c4b5a6f71', false, 2.25, 1, [], NULL),
                    (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
                  CREATE TABLE loads (n INTEGER);
+                 CREATE VIEW paid_orders AS SELECT id, amount FROM orders WHERE paid;
                  CREATE MACRO orders_of(who) AS TABLE SELECT id FROM orders WHERE customer = who;",
             )
             .unwrap();
@@ -546,6 +547,204 @@ async fn psql_runs_one_shot_queries() {
         }
     }
     assert_eq!(endpoint.count("orders"), 3);
+    endpoint.stop().await;
+}
+
+/// psql with `PGPASSWORD`, unaligned: its stdout, or its stderr as the error.
+fn psql(endpoint: &Endpoint, command: &str) -> Result<String, String> {
+    let output = std::process::Command::new("psql")
+        .args(["-X", "-A", "-h", "127.0.0.1", "-U", USER, "-d", "warehouse"])
+        .args(["-p", &endpoint.addr.port().to_string(), "-c", command])
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql is installed with PostgreSQL (deploy/dev/setup.sh)");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psql_describes_tables_views_columns_databases_schemas_and_functions() {
+    let endpoint = Endpoint::default().await;
+    let tables = psql(&endpoint, "\\dt").unwrap();
+    assert!(tables.contains("main|orders|table|"), "{tables}");
+    assert!(tables.contains("main|loads|table|"), "{tables}");
+    assert!(!tables.contains("paid_orders"), "{tables}");
+    let views = psql(&endpoint, "\\dv").unwrap();
+    assert!(views.contains("main|paid_orders|view|"), "{views}");
+    assert!(!views.contains("|orders|"), "{views}");
+    let columns = psql(&endpoint, "\\d orders").unwrap();
+    for line in [
+        "id|integer",
+        "amount|numeric(12,2)",
+        "customer|character varying",
+        "placed_at|timestamp with time zone",
+        "order_id|uuid",
+    ] {
+        assert!(columns.contains(line), "{line} in {columns}");
+    }
+    let view = psql(&endpoint, "\\d paid_orders").unwrap();
+    assert!(view.contains("View \"main.paid_orders\""), "{view}");
+    let databases = psql(&endpoint, "\\l").unwrap();
+    assert!(databases.contains("warehouse|"), "{databases}");
+    let schemas = psql(&endpoint, "\\dn").unwrap();
+    assert!(schemas.contains("main|"), "{schemas}");
+    psql(&endpoint, "\\df").unwrap();
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn drivers_catalog_queries_list_tables_views_and_columns() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    // What SQLAlchemy's PostgreSQL dialect runs at connect and for
+    // `inspect(engine).get_table_names()`, `get_view_names()` and `get_columns()`.
+    let version: String = client
+        .query_one("select pg_catalog.version()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(version.starts_with("PostgreSQL 16.6 "), "{version}");
+    let relations = |kinds: &'static [&'static str]| {
+        let client = &client;
+        async move {
+            let kinds: Vec<String> = kinds.iter().map(|k| (*k).to_owned()).collect();
+            let rows = client
+                .query(
+                    "SELECT pg_catalog.pg_class.relname FROM pg_catalog.pg_class \
+                     JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_class.relnamespace \
+                     WHERE pg_catalog.pg_class.relkind = ANY ($1::VARCHAR[]) \
+                       AND pg_catalog.pg_class.relpersistence != $2::VARCHAR \
+                       AND pg_catalog.pg_table_is_visible(pg_catalog.pg_class.oid) \
+                       AND pg_catalog.pg_namespace.nspname != $3::VARCHAR \
+                     ORDER BY 1",
+                    &[&kinds, &"t", &"pg_catalog"],
+                )
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    let tables = relations(&["r", "p"]).await;
+    assert!(
+        tables.contains(&"orders".to_owned()) && tables.contains(&"loads".to_owned()),
+        "{tables:?}"
+    );
+    assert_eq!(
+        relations(&["v"])
+            .await
+            .iter()
+            .filter(|v| *v == "paid_orders")
+            .count(),
+        1
+    );
+    let columns = client
+        .query(
+            "SELECT pg_catalog.pg_attribute.attname AS name, \
+                    pg_catalog.format_type(pg_catalog.pg_attribute.atttypid, pg_catalog.pg_attribute.atttypmod) AS format_type, \
+                    pg_catalog.pg_attribute.attnotnull AS not_null, \
+                    CASE WHEN (pg_catalog.pg_attribute.attcollation != $1::INTEGER AND (SELECT pg_catalog.pg_type.typcollation \
+                       FROM pg_catalog.pg_type WHERE pg_catalog.pg_type.oid = pg_catalog.pg_attribute.atttypid) != pg_catalog.pg_attribute.attcollation) \
+                    THEN (SELECT json_build_object($2::VARCHAR, pg_catalog.pg_collation.collname) \
+                       FROM pg_catalog.pg_collation JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_collation.collnamespace \
+                       WHERE pg_catalog.pg_collation.oid = pg_catalog.pg_attribute.attcollation) ELSE NULL END AS collation \
+             FROM pg_catalog.pg_class LEFT OUTER JOIN pg_catalog.pg_attribute \
+               ON pg_catalog.pg_class.oid = pg_catalog.pg_attribute.attrelid AND pg_catalog.pg_attribute.attnum > $3::SMALLINT \
+               AND NOT pg_catalog.pg_attribute.attisdropped \
+             JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_class.relnamespace \
+             WHERE pg_catalog.pg_table_is_visible(pg_catalog.pg_class.oid) \
+               AND pg_catalog.pg_class.relname IN ($4::VARCHAR) \
+             ORDER BY pg_catalog.pg_class.relname, pg_catalog.pg_attribute.attnum",
+            &[&0i32, &"name", &0i16, &"orders"],
+        )
+        .await
+        .unwrap();
+    let described: Vec<(String, String)> = columns.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(described.len(), 10, "{described:?}");
+    assert_eq!(described[0], ("id".to_owned(), "integer".to_owned()));
+    assert_eq!(described[4], ("order_id".to_owned(), "uuid".to_owned()));
+    // pgJDBC's DatabaseMetaData.getTables (abridged) and getPrimaryKeys.
+    let jdbc_tables = client
+        .query(
+            "SELECT current_database() AS \"TABLE_CAT\", n.nspname AS \"TABLE_SCHEM\", c.relname AS \"TABLE_NAME\", \
+                    d.description AS \"REMARKS\" \
+             FROM pg_catalog.pg_namespace n, pg_catalog.pg_class c \
+             LEFT JOIN pg_catalog.pg_description d ON (c.oid = d.objoid AND d.objsubid = 0 and d.classoid = 'pg_class'::regclass) \
+             WHERE c.relnamespace = n.oid AND c.relname LIKE $1 AND c.relkind = 'r' AND n.nspname !~ '^pg_' \
+             ORDER BY \"TABLE_NAME\"",
+            &[&"%"],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = jdbc_tables.iter().map(|r| r.get(2)).collect();
+    assert!(names.contains(&"orders".to_owned()), "{names:?}");
+    client
+        .query(
+            "SELECT current_database() AS TABLE_CAT, n.nspname AS TABLE_SCHEM, ct.relname AS TABLE_NAME, \
+                    a.attname AS COLUMN_NAME, (information_schema._pg_expandarray(con.conkey)).n AS KEY_SEQ, \
+                    con.conname AS PK_NAME, information_schema._pg_expandarray(con.conkey) AS KEYS, a.attnum AS A_ATTNUM \
+             FROM pg_catalog.pg_constraint con JOIN pg_catalog.pg_class ct ON (con.conrelid = ct.oid) \
+             JOIN pg_catalog.pg_namespace n ON (ct.relnamespace = n.oid) \
+             JOIN pg_catalog.pg_attribute a ON (a.attrelid = ct.oid) \
+             WHERE con.contype = 'p' AND ct.relname = $1",
+            &[&"orders"],
+        )
+        .await
+        .unwrap();
+    // regclass both ways, and PostgreSQL's name for count(*).
+    let oid: i64 = client
+        .query_one(
+            "SELECT oid FROM pg_catalog.pg_class WHERE relname = 'orders'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let row = client
+        .query_one(
+            "SELECT 'orders'::regclass::oid AS by_name, $1::regclass::text AS by_oid",
+            &[&oid.to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), oid);
+    assert_eq!(row.get::<_, String>(1), "orders");
+    let counted = client
+        .query("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap();
+    assert_eq!(counted[0].columns()[0].name(), "count");
+    assert_eq!(counted[0].get::<_, i64>(0), 3);
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_catalog_rewrite_opens_no_hole() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    for sql in [
+        // Refused views stay refused under the catalog schema's name.
+        "SELECT * FROM pg_catalog.pg_settings",
+        "SELECT pg_catalog.current_setting('memory_limit')",
+        "SELECT * FROM pg_catalog.pg_prepared_statements",
+        // The compatibility objects are read-only look-ups: writing is refused.
+        "CREATE TEMP MACRO pg_get_userbyid(x) AS 'mallory'",
+        "DROP VIEW sluice_pg_class",
+    ] {
+        let e = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "42501", "{sql}: {e}");
+    }
+    let owner: String = client
+        .query_one("SELECT pg_catalog.pg_get_userbyid(10)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, "sluice");
     endpoint.stop().await;
 }
 

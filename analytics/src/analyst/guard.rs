@@ -19,6 +19,7 @@
 use duckdb::Connection;
 use serde_json::Value as Json;
 
+use super::catalog;
 use super::error::SqlError;
 
 /// Table functions an analyst may call: generators, JSON helpers and the
@@ -321,7 +322,7 @@ pub(crate) fn check_statement(conn: &Connection, statement: &str) -> Result<Chec
             row.get(0)
         })
         .map_err(|e| SqlError::internal(format!("cannot inspect the statement: {e}")))?;
-    let tree: Json = serde_json::from_str(&serialized)
+    let mut tree: Json = serde_json::from_str(&serialized)
         .map_err(|e| SqlError::internal(format!("cannot inspect the statement: {e}")))?;
     if tree["error"].as_bool() != Some(false) {
         let message = tree["error_message"].as_str().unwrap_or("unknown error");
@@ -341,11 +342,32 @@ pub(crate) fn check_statement(conn: &Connection, statement: &str) -> Result<Chec
                 .to_owned(),
         )),
     }
-    walk(&tree["statements"], &|name| is_table_macro(conn, name))?;
-    Ok(Checked::Query {
-        sql: body.trim().trim_end_matches(';').to_owned(),
-        explain,
-    })
+    let is_macro = |name: &str| is_table_macro(conn, name);
+    walk(&tree["statements"], &is_macro)?;
+    let original = body.trim().trim_end_matches(';').to_owned();
+    // The catalog's PostgreSQL idioms (see `catalog`), rewritten and checked
+    // again: what runs has passed the same checks. A statement DuckDB cannot
+    // render back from its tree runs as sent.
+    if !catalog::rewrite(&mut tree["statements"][0]) {
+        return Ok(Checked::Query {
+            sql: original,
+            explain,
+        });
+    }
+    walk(&tree["statements"], &is_macro)?;
+    let rendered = conn.query_row(
+        "SELECT json_deserialize_sql($1::JSON)",
+        [tree.to_string()],
+        |row| row.get::<_, String>(0),
+    );
+    let sql = match rendered {
+        Ok(sql) => sql,
+        Err(error) => {
+            tracing::debug!(%error, "a rewritten statement did not render; it runs as sent");
+            original
+        }
+    };
+    Ok(Checked::Query { sql, explain })
 }
 
 /// Whether `name` names one of DuckDB's settings (`SHOW memory_limit`) rather

@@ -18,6 +18,7 @@
 //! - [`types`]: DuckDB → PostgreSQL types and encodings.
 
 mod cancel;
+mod catalog;
 mod error;
 mod guard;
 mod handler;
@@ -165,7 +166,14 @@ pub async fn serve(
                 refuse(socket, "53300", "sorry, too many analyst sessions already").await;
                 return;
             };
-            let conn = match warehouse.connect() {
+            // Each session's connection gets the catalog's compatibility objects
+            // (temporary, so they are its own).
+            let conn = warehouse.connect().map_err(|e| e.to_string()).and_then(|conn| {
+                catalog::prepare(&conn)
+                    .map_err(|e| format!("the catalog's compatibility objects: {e}"))?;
+                Ok(conn)
+            });
+            let conn = match conn {
                 Ok(conn) => conn,
                 Err(e) => {
                     tracing::error!(error = %e, "analyst endpoint: cannot open a warehouse connection");
@@ -251,7 +259,8 @@ async fn serve_session(
 fn server_parameters() -> DefaultServerParameterProvider {
     let mut parameters = DefaultServerParameterProvider::default();
     parameters.server_version = format!(
-        "16.6 (Sluice analyst endpoint {}, DuckDB)",
+        "{} (Sluice analyst endpoint {}, DuckDB)",
+        catalog::POSTGRES_VERSION,
         env!("CARGO_PKG_VERSION")
     );
     parameters.is_superuser = false;

@@ -1,0 +1,291 @@
+//! The PostgreSQL catalog as drivers and tools read it.
+//!
+//! psql's `\d` commands, pgJDBC's `DatabaseMetaData`, SQLAlchemy's inspector and
+//! the like introspect the server with PostgreSQL's own catalog queries before
+//! they run anything. DuckDB ships a `pg_catalog` of its own (`pg_class`,
+//! `pg_attribute`, `pg_type`, `format_type`, …), which serves most of them; what
+//! it lacks is filled in two ways:
+//!
+//! - [`COMPAT_SQL`] creates, on every analyst session's connection, temporary
+//!   macros for the functions DuckDB does not have (`pg_get_userbyid`,
+//!   `pg_encoding_to_char`, `to_regtype`, …) and temporary views named
+//!   `sluice_<relation>` for the relations it has not, or has with columns
+//!   missing (`pg_policy` and `pg_inherits` are empty; `pg_database` gains
+//!   `datdba` and `encoding`);
+//! - [`rewrite`] adjusts the parsed statement (DuckDB's `json_serialize_sql`
+//!   tree) before it runs: `pg_catalog.f(…)` calls lose the schema (DuckDB reads
+//!   `pg_catalog.version()` as `version(pg_catalog)`); `COLLATE
+//!   pg_catalog.default` and `OPERATOR(pg_catalog.~)` become plain; casts to
+//!   `regclass`, `regtype`, `regnamespace` and `regproc` become look-ups by name
+//!   (and back to the name when cast on to text); PostgreSQL's type names
+//!   (`int2`, `oid`, `name`, …) become DuckDB's; relations the compatibility
+//!   views replace are read from them, keeping the name the query uses; and an
+//!   unnamed function column is named as PostgreSQL names it (`count`, not
+//!   `count_star()`).
+//!
+//! The rewrite only renames and reroutes: it cannot turn a query the guard would
+//! refuse into one it accepts, and the guard checks the rewritten tree.
+
+use duckdb::Connection;
+use serde_json::{json, Map, Value as Json};
+
+/// The PostgreSQL version the endpoint reports, in `server_version` and
+/// `version()`: clients pick their dialect by it (SQLAlchemy refuses to connect
+/// without one).
+pub(crate) const POSTGRES_VERSION: &str = "16.6";
+
+/// Temporary macros and views each analyst session's connection gets.
+const COMPAT_SQL: &str = include_str!("../../sql/pg_compat.sql");
+
+/// Creates the compatibility objects on a session's connection (temporary: its
+/// own, gone with it).
+pub(crate) fn prepare(conn: &Connection) -> duckdb::Result<()> {
+    conn.execute_batch(COMPAT_SQL)?;
+    conn.execute_batch(&format!(
+        "CREATE TEMP MACRO sluice_version() AS 'PostgreSQL {POSTGRES_VERSION} \
+         (Sluice analyst endpoint on DuckDB ' || (SELECT library_version FROM pragma_version()) || ')'"
+    ))
+}
+
+/// Catalog relations read from the compatibility views (`sluice_<name>`).
+const REPLACED_RELATIONS: &[&str] = &[
+    "pg_class",
+    "pg_namespace",
+    "pg_database",
+    "pg_collation",
+    "pg_roles",
+    "pg_user",
+    "pg_policy",
+    "pg_statistic_ext",
+    "pg_publication",
+    "pg_publication_namespace",
+    "pg_publication_rel",
+    "pg_inherits",
+    "pg_trigger",
+    "pg_rewrite",
+    "pg_foreign_table",
+    "pg_partitioned_table",
+    "pg_extension",
+    "pg_matviews",
+    "pg_opclass",
+    "pg_operator",
+];
+
+/// Functions whose DuckDB namesake answers differently (`version()` must name
+/// a PostgreSQL version for SQLAlchemy to connect; `pg_get_expr` takes a third,
+/// pretty-printing argument; `format_type` says `int4` where PostgreSQL says
+/// `integer`): called as `sluice_<name>`.
+const REPLACED_FUNCTIONS: &[&str] = &["version", "pg_get_expr", "format_type"];
+
+/// The object-identifier types: a cast to one looks the object up by name.
+const REG_TYPES: &[&str] = &["regclass", "regtype", "regnamespace", "regproc"];
+
+/// PostgreSQL's type names DuckDB does not know, and DuckDB's for them.
+const TYPE_NAMES: &[(&str, &str)] = &[
+    ("oid", "bigint"),
+    ("int2", "smallint"),
+    ("int4", "integer"),
+    ("int8", "bigint"),
+    ("float4", "float"),
+    ("float8", "double"),
+    ("name", "varchar"),
+    ("text", "varchar"),
+    ("bpchar", "varchar"),
+    ("char", "varchar"),
+    ("xid", "bigint"),
+    ("cstring", "varchar"),
+];
+
+/// Rewrites one parsed statement in place (see the module docs); whether
+/// anything changed, i.e. whether the statement must be rendered again.
+pub(crate) fn rewrite(statement: &mut Json) -> bool {
+    let mut changed = name_columns(statement);
+    changed |= rewrite_node(statement);
+    changed
+}
+
+fn rewrite_node(node: &mut Json) -> bool {
+    match node {
+        Json::Array(items) => items.iter_mut().fold(false, |c, n| rewrite_node(n) | c),
+        Json::Object(map) => {
+            if let Some(replacement) = replacement(map) {
+                *node = replacement;
+                // The replacement's own children are rewritten too.
+                rewrite_node(node);
+                return true;
+            }
+            let changed = rewrite_in_place(map);
+            map.values_mut().fold(changed, |c, n| rewrite_node(n) | c)
+        }
+        _ => false,
+    }
+}
+
+fn text<'a>(map: &'a Map<String, Json>, key: &str) -> &'a str {
+    map.get(key).and_then(Json::as_str).unwrap_or_default()
+}
+
+/// A node that is replaced whole: a `COLLATE` of a PostgreSQL collation (by its
+/// child), a cast to an object-identifier type (by a look-up).
+fn replacement(map: &Map<String, Json>) -> Option<Json> {
+    match text(map, "class") {
+        "COLLATE" => {
+            let collation = text(map, "collation");
+            let postgres = collation.starts_with("pg_catalog.")
+                || matches!(collation, "default" | "C" | "POSIX");
+            postgres.then(|| map.get("child").cloned()).flatten()
+        }
+        "CAST" => {
+            let target = type_name(map.get("type_expr")?);
+            let child = map.get("child")?;
+            let alias = map.get("alias").cloned().unwrap_or(json!(""));
+            // `x::regclass::text`: the name.
+            if matches!(target.as_str(), "text" | "varchar" | "name") {
+                let inner = child.as_object()?;
+                if text(inner, "class") == "CAST" {
+                    let kind = type_name(inner.get("type_expr")?);
+                    if REG_TYPES.contains(&kind.as_str()) {
+                        return Some(function(
+                            &format!("sluice_{kind}_name"),
+                            vec![inner.get("child")?.clone()],
+                            alias,
+                        ));
+                    }
+                }
+                return None;
+            }
+            REG_TYPES
+                .contains(&target.as_str())
+                .then(|| function(&format!("sluice_{target}"), vec![child.clone()], alias))
+        }
+        _ => None,
+    }
+}
+
+/// Adjusts a node that stays: schema-qualified functions, type names and
+/// catalog relations.
+fn rewrite_in_place(map: &mut Map<String, Json>) -> bool {
+    let mut changed = false;
+    if text(map, "class") == "FUNCTION" {
+        let schema = text(map, "schema").to_owned();
+        let name = text(map, "function_name").to_owned();
+        let renamed = match (schema.as_str(), name.as_str()) {
+            ("information_schema", "_pg_expandarray") => Some("sluice_pg_expandarray".to_owned()),
+            ("pg_catalog" | "", n) if REPLACED_FUNCTIONS.contains(&n) => {
+                Some(format!("sluice_{n}"))
+            }
+            ("pg_catalog", n) => Some(n.to_owned()),
+            _ => None,
+        };
+        if let Some(renamed) = renamed {
+            map.insert("schema".into(), json!(""));
+            map.insert("function_name".into(), json!(renamed));
+            map.insert("qualified_name".into(), json!({ "path": [renamed] }));
+            changed = true;
+        }
+    }
+    if text(map, "class") == "TYPE" {
+        let name = text(map, "type_name").to_ascii_lowercase();
+        let duckdb = TYPE_NAMES
+            .iter()
+            .find(|(pg, _)| *pg == name)
+            .map(|(_, d)| *d);
+        if duckdb.is_some() || text(map, "schema") == "pg_catalog" {
+            let renamed = duckdb.map_or(name, str::to_owned);
+            map.insert("schema".into(), json!(""));
+            map.insert("type_name".into(), json!(renamed));
+            map.insert("qualified_name".into(), json!({ "path": [renamed] }));
+            changed = true;
+        }
+    }
+    if text(map, "type") == "BASE_TABLE" {
+        let schema = text(map, "schema_name").to_owned();
+        let table = text(map, "table_name").to_owned();
+        let replaced = REPLACED_RELATIONS.contains(&table.as_str())
+            && matches!(schema.as_str(), "pg_catalog" | "")
+            && text(map, "catalog_name").is_empty();
+        if schema == "pg_catalog" || replaced {
+            // `pg_catalog.pg_class.relname` still names the relation.
+            if text(map, "alias").is_empty() {
+                map.insert("alias".into(), json!(table));
+                changed = true;
+            }
+        }
+        if replaced {
+            let view = format!("sluice_{table}");
+            map.insert("schema_name".into(), json!(""));
+            map.insert("table_name".into(), json!(view));
+            map.insert("qualified_name".into(), json!({ "path": [view] }));
+            changed = true;
+        }
+    }
+    if text(map, "class") == "COLUMN_REF" {
+        // pg_catalog.pg_class.relname → pg_class.relname (the relation's alias).
+        if let Some(Json::Array(names)) = map.get_mut("column_names") {
+            if names.len() >= 3 && names[0] == "pg_catalog" {
+                names.remove(0);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// The lower-cased name of a `TYPE` node (`int2`, `regclass`, `list`, …).
+fn type_name(node: &Json) -> String {
+    node.get("type_name")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// A call of `name(arguments)` carrying `alias`.
+fn function(name: &str, arguments: Vec<Json>, alias: Json) -> Json {
+    json!({
+        "class": "FUNCTION",
+        "type": "FUNCTION",
+        "alias": alias,
+        "query_location": u64::MAX,
+        "function_name": name,
+        "schema": "",
+        "catalog": "",
+        "filter": null,
+        "order_bys": { "type": "ORDER_MODIFIER", "orders": [] },
+        "distinct": false,
+        "is_operator": false,
+        "export_state": false,
+        "arguments": arguments
+            .into_iter()
+            .map(|a| json!({ "name": "", "expression": a }))
+            .collect::<Vec<_>>(),
+        "qualified_name": { "path": [name] },
+        "is_legacy_function_call": false,
+    })
+}
+
+/// Names the unnamed function columns of the statement's outermost select list
+/// as PostgreSQL does: after the function (`count(*)` is `count`).
+fn name_columns(statement: &mut Json) -> bool {
+    let Some(list) = statement
+        .pointer_mut("/node/select_list")
+        .and_then(Json::as_array_mut)
+    else {
+        return false;
+    };
+    let mut changed = false;
+    for column in list {
+        let Some(map) = column.as_object_mut() else {
+            continue;
+        };
+        if text(map, "class") != "FUNCTION" || !text(map, "alias").is_empty() {
+            continue;
+        }
+        let name = match text(map, "function_name") {
+            "count_star" => "count".to_owned(),
+            other => other.to_owned(),
+        };
+        map.insert("alias".into(), json!(name));
+        changed = true;
+    }
+    changed
+}
