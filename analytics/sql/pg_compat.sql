@@ -40,7 +40,7 @@ CREATE TEMP MACRO sluice_format_type(type_oid, typemod) AS CASE type_oid
     WHEN 1186 THEN 'interval' WHEN 1266 THEN 'time with time zone' WHEN 2950 THEN 'uuid'
     WHEN 1700 THEN 'numeric' || CASE WHEN typemod > 0
         THEN '(' || (typemod // 1000) || ',' || (typemod % 1000) || ')' ELSE '' END
-    ELSE format_type(type_oid, typemod) END;
+    ELSE (SELECT typname FROM pg_catalog.pg_type WHERE oid = type_oid LIMIT 1) END;
 CREATE TEMP MACRO pg_get_userbyid(role) AS 'sluice';
 CREATE TEMP MACRO pg_encoding_to_char(encoding) AS 'UTF8';
 CREATE TEMP MACRO pg_get_indexdef(index_oid, column_no, pretty) AS CAST(NULL AS VARCHAR);
@@ -67,6 +67,21 @@ CREATE TEMP MACRO pg_get_keywords() AS TABLE
     SELECT keyword_name AS word, 'U' AS catcode, keyword_category AS catdesc FROM duckdb_keywords();
 
 -- Relations with the columns PostgreSQL clients read.
+-- DuckDB's pg_attribute gives a column's type as DuckDB's type id (13 for
+-- INTEGER), where pg_type has PostgreSQL's oid (23): mapped to the oid of the
+-- type the endpoint announces for such a column in its results (types.rs:
+-- unsigned and huge integers widened; lists, structs and the like are text,
+-- pg_type's character varying), so
+-- that drivers' joins on atttypid find it.
+CREATE TEMP VIEW sluice_pg_attribute AS
+    SELECT * REPLACE (CASE atttypid
+        WHEN 10 THEN 16 WHEN 11 THEN 21 WHEN 12 THEN 21 WHEN 13 THEN 23 WHEN 14 THEN 20
+        WHEN 15 THEN 1082 WHEN 16 THEN 1083 WHEN 17 THEN 1114 WHEN 18 THEN 1114 WHEN 19 THEN 1114
+        WHEN 20 THEN 1114 WHEN 21 THEN 1700 WHEN 22 THEN 700 WHEN 23 THEN 701 WHEN 25 THEN 1043
+        WHEN 26 THEN 17 WHEN 27 THEN 1186 WHEN 28 THEN 21 WHEN 29 THEN 23 WHEN 30 THEN 20
+        WHEN 31 THEN 1700 WHEN 32 THEN 1184 WHEN 49 THEN 1700 WHEN 50 THEN 1700 WHEN 54 THEN 2950
+        ELSE 1043 END AS atttypid)
+      FROM pg_catalog.pg_attribute;
 CREATE TEMP VIEW sluice_pg_class AS
     SELECT *, false AS relforcerowsecurity FROM pg_catalog.pg_class;
 -- The warehouse's schemas and, as in PostgreSQL, pg_catalog and

@@ -49,6 +49,7 @@ pub(crate) fn prepare(conn: &Connection) -> duckdb::Result<()> {
 
 /// Catalog relations read from the compatibility views (`sluice_<name>`).
 const REPLACED_RELATIONS: &[&str] = &[
+    "pg_attribute",
     "pg_class",
     "pg_namespace",
     "pg_database",
@@ -288,4 +289,105 @@ fn name_columns(statement: &mut Json) -> bool {
         changed = true;
     }
     changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses, rewrites and renders `sql` on `conn`, as the guard does.
+    fn rewritten(conn: &Connection, sql: &str) -> String {
+        let serialized: String = conn
+            .query_row("SELECT json_serialize_sql($1::VARCHAR)", [sql], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let mut tree: Json = serde_json::from_str(&serialized).unwrap();
+        assert!(rewrite(&mut tree["statements"][0]));
+        conn.query_row(
+            "SELECT json_deserialize_sql($1::JSON)",
+            [tree.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn psql_column_listing_runs_with_postgres_type_names() {
+        let conn = Connection::open_in_memory().unwrap();
+        prepare(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER, amount DECIMAL(12,2), name VARCHAR)")
+            .unwrap();
+        let sql = rewritten(
+            &conn,
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), \
+               (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t \
+                 WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation \
+             FROM pg_catalog.pg_attribute a \
+             WHERE a.attrelid = (SELECT oid FROM pg_catalog.pg_class WHERE relname = 't') \
+               AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        );
+        assert!(sql.contains("sluice_format_type"), "{sql}");
+        let mut statement = conn.prepare(&sql).unwrap();
+        let types: Vec<(String, String)> = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            types,
+            [
+                ("id", "integer"),
+                ("amount", "numeric(12,2)"),
+                ("name", "character varying")
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+    }
+
+    #[test]
+    fn column_types_join_pg_type() {
+        let conn = Connection::open_in_memory().unwrap();
+        prepare(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER, placed TIMESTAMPTZ, tags VARCHAR[])")
+            .unwrap();
+        let sql = rewritten(
+            &conn,
+            "SELECT a.attname, t.typname FROM pg_catalog.pg_attribute a \
+             JOIN pg_catalog.pg_type t ON (a.atttypid = t.oid) \
+             WHERE a.attrelid = 't'::regclass ORDER BY a.attnum",
+        );
+        let mut statement = conn.prepare(&sql).unwrap();
+        let types: Vec<(String, String)> = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(types.len(), 3, "{types:?}");
+        assert_eq!(types[0], ("id".to_owned(), "int4".to_owned()));
+        assert_eq!(types[1], ("placed".to_owned(), "timestamptz".to_owned()));
+        assert_eq!(types[2], ("tags".to_owned(), "varchar".to_owned()));
+    }
+
+    #[test]
+    fn regclass_casts_look_up_by_name_and_back() {
+        let conn = Connection::open_in_memory().unwrap();
+        prepare(&conn).unwrap();
+        conn.execute_batch("CREATE TABLE t (id INTEGER)").unwrap();
+        let sql = rewritten(
+            &conn,
+            "SELECT 't'::regclass::oid, 't'::pg_catalog.regclass::text",
+        );
+        let (oid, name): (i64, String) = conn
+            .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        let expected: i64 = conn
+            .query_row(
+                "SELECT oid FROM pg_catalog.pg_class WHERE relname = 't'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!((oid, name.as_str()), (expected, "t"));
+    }
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use duckdb::arrow::datatypes::DataType;
 use duckdb::types::Value;
 use duckdb::{params_from_iter, Connection, InterruptHandle, Statement};
 use futures::{stream, Stream};
@@ -502,6 +503,11 @@ fn stream_query(
     if schema_tx.send(Ok(fields)).is_err() {
         return Ok(());
     }
+    // A column of DuckDB's NULL type (an untyped `NULL`, as catalog views have
+    // them) has no Arrow values to read: each of its fields is NULL.
+    let untyped: Vec<bool> = (0..columns.len())
+        .map(|i| stmt.column_type(i) == DataType::Null)
+        .collect();
     let mut rows = stmt.raw_query();
     let mut sent = 0usize;
     loop {
@@ -523,7 +529,11 @@ fn stream_query(
         }
         let mut buf = BytesMut::with_capacity(16 * columns.len());
         for (i, column) in columns.iter().enumerate() {
-            let value: Value = row.get(i).map_err(|e| SqlError::from_duckdb(&e))?;
+            let value: Value = if untyped[i] {
+                Value::Null
+            } else {
+                row.get(i).map_err(|e| SqlError::from_duckdb(&e))?
+            };
             encode_field(&mut buf, &value, &column.ty, binary[i]);
         }
         if !query.send(rows_tx, DataRow::new(buf, columns.len() as i16))? {
