@@ -179,9 +179,7 @@ fn rewrite_in_place(map: &mut Map<String, Json>) -> bool {
             _ => None,
         };
         if let Some(renamed) = renamed {
-            map.insert("schema".into(), json!(""));
-            map.insert("function_name".into(), json!(renamed));
-            map.insert("qualified_name".into(), json!({ "path": [renamed] }));
+            rename(map, ("schema", "function_name"), &renamed);
             changed = true;
         }
     }
@@ -193,9 +191,7 @@ fn rewrite_in_place(map: &mut Map<String, Json>) -> bool {
             .map(|(_, d)| *d);
         if duckdb.is_some() || text(map, "schema") == "pg_catalog" {
             let renamed = duckdb.map_or(name, str::to_owned);
-            map.insert("schema".into(), json!(""));
-            map.insert("type_name".into(), json!(renamed));
-            map.insert("qualified_name".into(), json!({ "path": [renamed] }));
+            rename(map, ("schema", "type_name"), &renamed);
             changed = true;
         }
     }
@@ -213,10 +209,11 @@ fn rewrite_in_place(map: &mut Map<String, Json>) -> bool {
             }
         }
         if replaced {
-            let view = format!("sluice_{table}");
-            map.insert("schema_name".into(), json!(""));
-            map.insert("table_name".into(), json!(view));
-            map.insert("qualified_name".into(), json!({ "path": [view] }));
+            rename(
+                map,
+                ("schema_name", "table_name"),
+                &format!("sluice_{table}"),
+            );
             changed = true;
         }
     }
@@ -230,6 +227,14 @@ fn rewrite_in_place(map: &mut Map<String, Json>) -> bool {
         }
     }
     changed
+}
+
+/// Names the object of a function, type or table node `name`, unqualified: its
+/// `schema` and `name` keys (they differ by node kind) and its qualified path.
+fn rename(map: &mut Map<String, Json>, (schema, key): (&str, &str), name: &str) {
+    map.insert(schema.into(), json!(""));
+    map.insert(key.into(), json!(name));
+    map.insert("qualified_name".into(), json!({ "path": [name] }));
 }
 
 /// The lower-cased name of a `TYPE` node (`int2`, `regclass`, `list`, …).
