@@ -74,9 +74,9 @@ enum Command {
         #[arg(short = 'c', long = "command")]
         command: Option<String>,
         /// Analyst user; default: the first analyst of `[analytics.analysts]`.
-        #[arg(short = 'U', long)]
+        #[arg(short = 'U', long, env = "PGUSER")]
         user: Option<String>,
-        /// Default: the registry's password for the user.
+        /// The analyst's password (the registry keeps only its SCRAM verifier).
         #[arg(long, env = "PGPASSWORD", hide_env_values = true)]
         password: Option<String>,
         /// Endpoint host.
@@ -85,6 +85,12 @@ enum Command {
         /// Endpoint port; default: `[analytics].sql_port`.
         #[arg(short = 'p', long)]
         port: Option<u16>,
+    },
+    /// Who may connect to the analyst SQL endpoint: `sluice analyst add alice`
+    /// asks for a password and stores its SCRAM-SHA-256 verifier in the registry.
+    Analyst {
+        #[command(subcommand)]
+        command: AnalystCommand,
     },
     /// Read models (projections).
     Projection {
@@ -199,6 +205,26 @@ enum DbCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalystCommand {
+    /// Add an analyst, or give one a new password: asks for it twice (or reads
+    /// one line with --password-stdin) and writes its SCRAM-SHA-256 verifier
+    /// under `[analytics.analysts]`.
+    Add {
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print `name=verifier` (for SLUICE_ANALYSTS) instead of writing the registry.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Remove an analyst from the registry.
+    Remove { name: String },
+    /// The registry's analysts.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -339,6 +365,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Analyst { command } => match command {
+            AnalystCommand::Add {
+                name,
+                password_stdin,
+                print,
+            } => {
+                let from = if password_stdin {
+                    crate::analyst::PasswordFrom::Stdin
+                } else {
+                    crate::analyst::PasswordFrom::Prompt
+                };
+                crate::analyst::add(&cli.registry, &name, from, print)
+            }
+            AnalystCommand::Remove { name } => crate::analyst::remove(&cli.registry, &name),
+            AnalystCommand::List => crate::analyst::list(&cli.registry),
+        },
         Command::Projection {
             command: ProjectionCommand::Rebuild { name },
         } => rebuild(&load_registry(&cli.registry)?, &name).await,
@@ -815,10 +857,8 @@ async fn sql(
     else {
         bail!("no analyst to connect as: pass --user or add one under [analytics.analysts]");
     };
-    let Some(password) =
-        password.or_else(|| analytics.and_then(|a| a.analysts.get(&user).cloned()))
-    else {
-        bail!("no password for `{user}`: pass --password or set PGPASSWORD");
+    let Some(password) = password else {
+        bail!("no password for analyst `{user}`: set PGPASSWORD or pass --password (the registry keeps only its SCRAM verifier)");
     };
     let Some(port) = port.or(analytics.map(|a| a.sql_port)) else {
         bail!("no port: pass --port or set [analytics].sql_port");

@@ -2,6 +2,7 @@
 //! can run, and the benchmarks. `main.rs` only calls [`cli::main`].
 #![forbid(unsafe_code)]
 
+pub mod analyst;
 pub mod backup;
 pub mod bench;
 pub mod cli;

@@ -670,16 +670,23 @@ impl Warehouse {
             .analytics
             .as_ref()
             .ok_or_else(|| anyhow!("no [analytics] in the registry"))?;
-        let (user, password) = analytics
-            .analysts
-            .iter()
-            .next()
-            .ok_or_else(|| anyhow!("no analyst under [analytics.analysts] to connect as"))?;
+        // The registry keeps only verifiers: the password comes from the
+        // environment, as libpq's clients take it.
+        let user =
+            match std::env::var("PGUSER") {
+                Ok(user) => user,
+                Err(_) => analytics.analysts.keys().next().cloned().ok_or_else(|| {
+                    anyhow!("no analyst under [analytics.analysts] to connect as")
+                })?,
+            };
+        let password = std::env::var("PGPASSWORD").map_err(|_| {
+            anyhow!("set PGPASSWORD to the password of analyst `{user}` (or PGUSER to another analyst): verify reads the warehouse through the analyst endpoint")
+        })?;
         let options = sluice_analytics::shell::ConnectOptions {
             host: sluice_platform::service::listen_host(),
             port: analytics.sql_port,
-            user: user.clone(),
-            password: password.clone(),
+            user,
+            password,
             database: "warehouse".to_owned(),
         };
         let session = sluice_analytics::shell::Session::connect(&options, "sluice verify")

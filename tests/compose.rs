@@ -724,7 +724,11 @@ fn interpolation_values(
     );
     vars.insert(
         "SLUICE_ANALYSTS".to_owned(),
-        format!("{}={}", analyst.0, analyst.1),
+        format!(
+            "{}={}",
+            analyst.0,
+            sluice_analytics::analyst::auth::Verifier::new(&analyst.1)
+        ),
     );
     for (component, db) in registry.stateful() {
         let (_, test) = &databases[&db.name];

@@ -205,7 +205,8 @@ async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
 
     // The warehouse, through the analyst endpoint with a PostgreSQL client.
     let analytics = platform.registry.analytics.clone().unwrap();
-    let (user, password) = analytics.analysts.iter().next().unwrap();
+    let user = analytics.analysts.keys().next().unwrap();
+    let password = sluice_platform::testing::DEV_ANALYST_PASSWORD;
     let (sql, connection) = tokio_postgres::connect(
         &format!(
             "host=127.0.0.1 port={} user={user} password={password} dbname=warehouse",

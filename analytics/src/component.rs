@@ -2,6 +2,7 @@
 //! warehouse instance, the sink loading into it, the analyst endpoint serving it,
 //! and the HTTP health and metrics endpoints.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use std::time::Duration;
 use sluice_platform::registry::{AnalyticsConfig, Component, ComponentKind, Registry, TopicNames};
 use tokio_util::sync::CancellationToken;
 
-use crate::analyst::{self, AnalystConfig, AnalystError};
+use crate::analyst::auth::{Verifier, VerifierError};
+use crate::analyst::{self, AnalystConfig, AnalystError, TlsFiles};
 use crate::sink::{Sink, SinkConfig, SinkError};
 use crate::warehouse::{Warehouse, WarehouseError, WarehouseSettings};
 
@@ -31,6 +33,10 @@ pub enum AnalyticsError {
     Sink(#[from] SinkError),
     #[error("analyst endpoint: {0}")]
     Analyst(#[from] AnalystError),
+    #[error("[analytics.analysts] `{user}` {source}")]
+    Credential { user: String, source: VerifierError },
+    #[error("[analytics] sets only one of tls_cert and tls_key: TLS needs both")]
+    HalfTls,
     #[error(transparent)]
     Listen(#[from] sluice_platform::service::ServiceError),
     #[error("SLUICE_HTTP_HOST `{0}` is not an IP address")]
@@ -50,6 +56,8 @@ pub struct Started {
 pub struct Analytics {
     component: Component,
     config: AnalyticsConfig,
+    verifiers: BTreeMap<String, Verifier>,
+    tls: Option<TlsFiles>,
     warehouse_path: PathBuf,
     schemas_dir: PathBuf,
     /// The registry's topic namespace: what the sink discovers and loads.
@@ -75,9 +83,32 @@ impl Analytics {
         if !schemas_dir.is_dir() {
             return Err(AnalyticsError::NoSchemas(schemas_dir));
         }
+        let verifiers = config
+            .analysts
+            .iter()
+            .map(|(user, credential)| {
+                let verifier = credential.parse::<Verifier>().map_err(|source| {
+                    AnalyticsError::Credential {
+                        user: user.clone(),
+                        source,
+                    }
+                })?;
+                Ok((user.clone(), verifier))
+            })
+            .collect::<Result<_, AnalyticsError>>()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => return Err(AnalyticsError::HalfTls),
+        };
         Ok(Analytics {
             component,
             config,
+            verifiers,
+            tls,
             warehouse_path,
             schemas_dir,
             topic_names: registry.topic_names(),
@@ -145,10 +176,12 @@ impl Analytics {
         let ip: std::net::IpAddr = host.parse().map_err(|_| AnalyticsError::Host(host))?;
         let analyst_config = AnalystConfig {
             listen: SocketAddr::new(ip, self.config.sql_port),
-            analysts: self.config.analysts.clone(),
+            analysts: self.verifiers.clone(),
             statement_timeout: Duration::from_secs(self.config.statement_timeout_seconds),
             row_limit: self.config.row_limit,
-            max_sessions: 64,
+            max_sessions: self.config.max_sessions,
+            max_sessions_per_analyst: self.config.max_sessions_per_analyst,
+            tls: self.tls.clone(),
             startup_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(self.config.idle_session_timeout_seconds),
         };

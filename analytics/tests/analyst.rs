@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_analytics::analyst::{self, AnalystConfig};
+use sluice_analytics::analyst::auth::Verifier;
+use sluice_analytics::analyst::{self, AnalystConfig, TlsFiles};
 use sluice_analytics::shell::{self, ConnectOptions, ResultTable};
 use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
 use tokio_postgres::types::Type;
@@ -15,6 +16,21 @@ use tokio_util::sync::CancellationToken;
 
 const USER: &str = "ada";
 const PASSWORD: &str = "s3cret";
+
+/// What every test endpoint serves.
+const FIXTURE: &str = "CREATE TABLE orders (id INTEGER, amount DECIMAL(12,2), customer VARCHAR, \
+                   placed_at TIMESTAMPTZ, order_id UUID, paid BOOLEAN, weight DOUBLE, \
+                   big BIGINT, tags VARCHAR[], payload JSON);
+                 INSERT INTO orders VALUES
+                   (1, 12.50, 'alice', TIMESTAMPTZ '2024-05-01 10:00:00+00',
+                    '0191b2c4-7c5e-7a3b-9f1e-2d3c4b5a6f70', true, 1.5, 9000000000,
+                    ['a', 'b'], '{\"k\": 1}'),
+                   (2, 7.25, 'bob', TIMESTAMPTZ '2024-05-02 11:30:00+00',
+                    '0191b2c4-7c5e-7a3b-9f1e-2d3c4b5a6f71', false, 2.25, 1, [], NULL),
+                   (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+                 CREATE TABLE loads (n INTEGER);
+                 CREATE VIEW paid_orders AS SELECT id, amount FROM orders WHERE paid;
+                 CREATE MACRO orders_of(who) AS TABLE SELECT id FROM orders WHERE customer = who;";
 
 struct Endpoint {
     addr: std::net::SocketAddr,
@@ -43,41 +59,42 @@ impl Endpoint {
         idle_timeout: Duration,
         max_sessions: usize,
     ) -> Endpoint {
+        Endpoint::with(|config| {
+            config.row_limit = row_limit;
+            config.statement_timeout = statement_timeout;
+            config.idle_timeout = idle_timeout;
+            config.max_sessions = max_sessions;
+        })
+        .await
+    }
+
+    /// An endpoint over the test warehouse, with `adjust` applied to the
+    /// default settings.
+    async fn with(adjust: impl FnOnce(&mut AnalystConfig)) -> Endpoint {
         let dir = std::env::temp_dir().join(format!("sluice-analyst-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("secret.csv"), "password\nhunter2\n").unwrap();
         let warehouse = Arc::new(
             Warehouse::open(&dir.join("warehouse.duckdb"), &WarehouseSettings::default()).unwrap(),
         );
-        warehouse
-            .connect()
-            .unwrap()
-            .execute_batch(
-                "CREATE TABLE orders (id INTEGER, amount DECIMAL(12,2), customer VARCHAR, \
-                   placed_at TIMESTAMPTZ, order_id UUID, paid BOOLEAN, weight DOUBLE, \
-                   big BIGINT, tags VARCHAR[], payload JSON);
-                 INSERT INTO orders VALUES
-                   (1, 12.50, 'alice', TIMESTAMPTZ '2024-05-01 10:00:00+00',
-                    '0191b2c4-7c5e-7a3b-9f1e-2d3c4b5a6f70', true, 1.5, 9000000000,
-                    ['a', 'b'], '{\"k\": 1}'),
-                   (2, 7.25, 'bob', TIMESTAMPTZ '2024-05-02 11:30:00+00',
-                    '0191b2c4-7c5e-7a3b-9f1e-2d3c4b5a6f71', false, 2.25, 1, [], NULL),
-                   (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
-                 CREATE TABLE loads (n INTEGER);
-                 CREATE VIEW paid_orders AS SELECT id, amount FROM orders WHERE paid;
-                 CREATE MACRO orders_of(who) AS TABLE SELECT id FROM orders WHERE customer = who;",
-            )
-            .unwrap();
+        warehouse.connect().unwrap().execute_batch(FIXTURE).unwrap();
         warehouse.lock_configuration().unwrap();
-        let config = AnalystConfig {
+        let mut config = AnalystConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            analysts: BTreeMap::from([(USER.to_owned(), PASSWORD.to_owned())]),
-            statement_timeout,
-            row_limit,
-            max_sessions,
+            analysts: BTreeMap::from([(USER.to_owned(), Verifier::new(PASSWORD))]),
+            statement_timeout: Duration::from_secs(30),
+            row_limit: 2_000_000,
+            max_sessions: 32,
+            max_sessions_per_analyst: 32,
+            tls: None,
             startup_timeout: Duration::from_secs(2),
-            idle_timeout,
+            idle_timeout: Duration::from_secs(600),
         };
+        adjust(&mut config);
+        Endpoint::serve(warehouse, dir, config).await
+    }
+
+    async fn serve(warehouse: Arc<Warehouse>, dir: PathBuf, config: AnalystConfig) -> Endpoint {
         let listener = analyst::bind(&config).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -1177,4 +1194,307 @@ async fn an_idle_session_is_closed_and_a_busy_one_is_not() {
     assert!(idle.is_closed());
     busy.simple_query("SELECT 1").await.unwrap();
     endpoint.stop().await;
+}
+
+/// The first message the endpoint answers a startup with: its authentication
+/// request (`R`), as raw bytes after the length.
+async fn authentication_request(endpoint: &Endpoint, user: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(endpoint.addr).await.unwrap();
+    let mut body = 196_608u32.to_be_bytes().to_vec();
+    for (k, v) in [("user", user), ("database", "warehouse")] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut startup = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    startup.extend_from_slice(&body);
+    socket.write_all(&startup).await.unwrap();
+    let mut head = [0u8; 5];
+    socket.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[0], b'R', "an authentication request comes first");
+    let len = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize - 4;
+    let mut rest = vec![0u8; len];
+    socket.read_exact(&mut rest).await.unwrap();
+    rest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scram_sha_256_is_the_only_method_offered_and_clients_log_in_with_it() {
+    let endpoint = Endpoint::default().await;
+    for user in [USER, "mallory"] {
+        let request = authentication_request(&endpoint, user).await;
+        // AuthenticationSASL (10) naming SCRAM-SHA-256 only (no TLS here, so no
+        // -PLUS); never MD5 (5) or a clear-text password (3).
+        assert_eq!(request[..4], 10u32.to_be_bytes(), "{user}: {request:?}");
+        assert_eq!(&request[4..], b"SCRAM-SHA-256\0\0", "{user}");
+    }
+    // tokio-postgres and psql (libpq) complete the exchange.
+    let client = endpoint.client().await;
+    let rows = client.simple_query("SELECT 1 AS one").await.unwrap();
+    assert_eq!(simple_rows(&rows), vec![vec![Some("1".to_owned())]]);
+    assert_eq!(
+        psql(&endpoint, "SELECT 2 AS two").unwrap(),
+        "two\n2\n(1 row)\n"
+    );
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_verifier_written_by_postgresql_logs_its_password_in() {
+    // PostgreSQL's own verifier of a password, from pg_authid.
+    let (admin, connection) =
+        tokio_postgres::connect(&sluice_platform::testing::admin_url(), NoTls)
+            .await
+            .expect("PostgreSQL runs (deploy/dev/setup.sh)");
+    tokio::spawn(connection);
+    let role = format!("sluice_scram_{}", uuid::Uuid::now_v7().simple());
+    admin
+        .batch_execute(&format!(
+            "SET password_encryption = 'scram-sha-256'; \
+             CREATE ROLE {role} LOGIN PASSWORD 'from postgres, with ünïcode'"
+        ))
+        .await
+        .unwrap();
+    let row = admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+            &[&role],
+        )
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("DROP ROLE {role}"))
+        .await
+        .unwrap();
+    let stored: String = row.get(0);
+    let verifier: Verifier = stored.parse().unwrap();
+    assert_eq!(verifier.to_string(), stored, "the text form round-trips");
+
+    let endpoint = Endpoint::with(|config| {
+        config.analysts = BTreeMap::from([("pg".to_owned(), verifier)]);
+    })
+    .await;
+    let (client, connection) = endpoint
+        .config("pg", "from postgres, with ünïcode")
+        .connect(NoTls)
+        .await
+        .expect("PostgreSQL's verifier accepts its password");
+    tokio::spawn(connection);
+    client.simple_query("SELECT 1").await.unwrap();
+    let e = endpoint
+        .config("pg", "from postgres, with unicode")
+        .connect(NoTls)
+        .await
+        .err()
+        .expect("another password is refused");
+    assert_eq!(sqlstate(&e), "28P01", "{e}");
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_analyst_past_their_session_limit_is_turned_away_and_others_are_not() {
+    let endpoint = Endpoint::with(|config| {
+        config.max_sessions_per_analyst = 2;
+        config
+            .analysts
+            .insert("bea".to_owned(), Verifier::new("bea-password"));
+    })
+    .await;
+    let first = endpoint.client().await;
+    let second = endpoint.client().await;
+    let refused = endpoint
+        .config(USER, PASSWORD)
+        .connect(NoTls)
+        .await
+        .err()
+        .expect("a third session of the same analyst");
+    assert_eq!(sqlstate(&refused), "53300", "{refused}");
+    assert!(
+        message(&refused).contains("too many connections for role \"ada\""),
+        "{refused}"
+    );
+    // Another analyst still gets in, and the first two sessions still work.
+    let (bea, connection) = endpoint
+        .config("bea", "bea-password")
+        .connect(NoTls)
+        .await
+        .expect("another analyst is under their own limit");
+    tokio::spawn(connection);
+    bea.simple_query("SELECT 1").await.unwrap();
+    first.simple_query("SELECT 1").await.unwrap();
+    // A closed session gives its slot back.
+    drop(second);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let third = loop {
+        match endpoint.config(USER, PASSWORD).connect(NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                break client;
+            }
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert_eq!(sqlstate(&e), "53300", "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the closed session's slot never came back: {e}"),
+        }
+    };
+    third.simple_query("SELECT 1").await.unwrap();
+    // A failed login holds no slot afterwards: with one session open, three
+    // failed logins, then a second session still gets in.
+    drop(third);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let e = endpoint
+            .config(USER, "wrong")
+            .connect(NoTls)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(sqlstate(&e), "28P01", "{e}");
+    }
+    let (again, connection) = endpoint
+        .config(USER, PASSWORD)
+        .connect(NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    again.simple_query("SELECT 1").await.unwrap();
+    endpoint.stop().await;
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, made with openssl.
+fn certificate(dir: &std::path::Path) -> TlsFiles {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success());
+    TlsFiles { cert, key }
+}
+
+fn psql_with(endpoint: &Endpoint, conninfo: &str, command: &str) -> Result<String, String> {
+    let output = std::process::Command::new("psql")
+        .arg("-X")
+        .arg("-A")
+        .arg(format!(
+            "host=127.0.0.1 port={} user={USER} dbname=warehouse {conninfo}",
+            endpoint.addr.port()
+        ))
+        .args(["-c", command])
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql is installed with PostgreSQL (deploy/dev/setup.sh)");
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_certificate_clients_connect_over_tls_with_sslmode_require() {
+    let dir = std::env::temp_dir().join(format!("sluice-tls-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = certificate(&dir);
+    let endpoint = Endpoint::with(|config| config.tls = Some(files.clone())).await;
+    // sslmode=require negotiates TLS; verify-ca checks the certificate too; libpq
+    // uses SCRAM channel binding when offered (channel_binding=require insists).
+    let out = psql_with(&endpoint, "sslmode=require", "\\conninfo").unwrap();
+    assert!(out.contains("SSL connection (protocol: TLSv1.3"), "{out}");
+    let root = files.cert.display();
+    let out = psql_with(
+        &endpoint,
+        &format!("sslmode=verify-full sslrootcert={root} channel_binding=require"),
+        "SELECT count(*) FROM orders",
+    )
+    .unwrap();
+    assert_eq!(out, "count\n3\n(1 row)\n");
+    // A client that does not ask for TLS still connects (as PostgreSQL's `host` rule).
+    psql_with(&endpoint, "sslmode=disable", "SELECT 1").unwrap();
+    endpoint.stop().await;
+
+    // Without a certificate, sslmode=require fails: the endpoint declines TLS.
+    let plain = Endpoint::default().await;
+    let e = psql_with(&plain, "sslmode=require", "SELECT 1").unwrap_err();
+    assert!(e.contains("server does not support SSL"), "{e}");
+    plain.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_or_mismatched_certificate_fails_at_start_with_its_path() {
+    let dir = std::env::temp_dir().join(format!("sluice-tls-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files = certificate(&dir);
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let other = certificate(&other);
+    let warehouse = Arc::new(
+        Warehouse::open(&dir.join("warehouse.duckdb"), &WarehouseSettings::default()).unwrap(),
+    );
+    for (tls, expected) in [
+        (
+            TlsFiles {
+                cert: dir.join("absent.crt"),
+                key: files.key.clone(),
+            },
+            "absent.crt",
+        ),
+        (
+            TlsFiles {
+                cert: files.cert.clone(),
+                key: other.key.clone(),
+            },
+            "does not match the certificate",
+        ),
+        (
+            TlsFiles {
+                cert: files.key.clone(),
+                key: files.key.clone(),
+            },
+            "server.key: holds no PEM certificate",
+        ),
+    ] {
+        let config = AnalystConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            analysts: BTreeMap::from([(USER.to_owned(), Verifier::new(PASSWORD))]),
+            statement_timeout: Duration::from_secs(30),
+            row_limit: 1_000,
+            max_sessions: 4,
+            max_sessions_per_analyst: 4,
+            tls: Some(tls),
+            startup_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(600),
+        };
+        let listener = analyst::bind(&config).await.unwrap();
+        let e = analyst::serve(
+            warehouse.clone(),
+            config,
+            listener,
+            CancellationToken::new(),
+        )
+        .await
+        .expect_err("a TLS set-up that cannot work fails the start");
+        assert!(e.to_string().contains(expected), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -259,7 +259,7 @@ fn processes(registry: &Registry) -> Vec<Process> {
                     // Who may use the analyst SQL endpoint.
                     environment.push((
                         "SLUICE_ANALYSTS".to_owned(),
-                        "${SLUICE_ANALYSTS:?set SLUICE_ANALYSTS=user=password,...}".to_owned(),
+                        "${SLUICE_ANALYSTS:?set SLUICE_ANALYSTS=user=verifier,... (sluice analyst add NAME --print)}".to_owned(),
                     ));
                 }
                 out.push(Process {
@@ -308,6 +308,9 @@ pub fn docker_compose(registry: &Registry) -> String {
          # is healthy when its database answers and its topics exist on the brokers.\n\
          # Before `docker compose up`, set POSTGRES_PASSWORD, SLUICE_ANALYSTS and every\n\
          # <NAME>_OWNER_PASSWORD / <NAME>_APP_PASSWORD (URL-safe: they go into URLs).\n\
+         # SLUICE_ANALYSTS holds SCRAM verifiers, not passwords: `sluice analyst add NAME\n\
+         # --print` prints `NAME=SCRAM-SHA-256$...`; in an .env file quote it in single\n\
+         # quotes, so compose takes its `$` literally.\n\
          name: sluice\n\
          \n\
          x-sluice: &sluice\n  \

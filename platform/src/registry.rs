@@ -122,7 +122,21 @@ pub struct AnalyticsConfig {
     /// DuckDB's memory limit for the whole warehouse instance.
     #[serde(default = "default_memory_limit")]
     pub memory_limit: String,
-    /// Analysts who may connect: user name → password.
+    /// Sessions beyond this are turned away (SQLSTATE 53300).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// One analyst's sessions beyond this are turned away (SQLSTATE 53300).
+    #[serde(default = "default_max_sessions_per_analyst")]
+    pub max_sessions_per_analyst: usize,
+    /// TLS for the analyst endpoint: a PEM certificate (chain, leaf first) and
+    /// its PEM private key. Both or neither; relative paths are from the
+    /// working directory.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Analysts who may connect: user name → SCRAM-SHA-256 verifier
+    /// (`sluice analyst add <name>` writes one; never a plain password).
     #[serde(default)]
     pub analysts: BTreeMap<String, String>,
 }
@@ -139,6 +153,10 @@ impl std::fmt::Debug for AnalyticsConfig {
                 &self.idle_session_timeout_seconds,
             )
             .field("memory_limit", &self.memory_limit)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_sessions_per_analyst", &self.max_sessions_per_analyst)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .field("analysts", &self.analysts.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -158,6 +176,12 @@ fn default_row_limit() -> usize {
 }
 fn default_memory_limit() -> String {
     "2GB".to_owned()
+}
+fn default_max_sessions() -> usize {
+    64
+}
+fn default_max_sessions_per_analyst() -> usize {
+    16
 }
 
 /// A Kafka topic (`[topics."<name>"]`).
@@ -477,7 +501,9 @@ impl Registry {
             );
         }
         if let Some(analytics) = &mut self.analytics {
-            // `SLUICE_ANALYSTS="alice=secret,bob=other"` replaces the file's analysts.
+            // `SLUICE_ANALYSTS="alice=SCRAM-SHA-256$…,bob=SCRAM-SHA-256$…"` replaces
+            // the file's analysts (a verifier holds no `,`; its base64 may hold `=`,
+            // so each pair splits at its first `=`).
             if let Ok(list) = std::env::var("SLUICE_ANALYSTS") {
                 analytics.analysts = list
                     .split(',')

@@ -344,12 +344,16 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str, brokers: Option<
             a.row_limit,
             a.memory_limit
         ));
-        for (user, password) in &a.analysts {
-            text.push_str(&format!("{user:?} = {password:?}\n"));
+        for (user, verifier) in &a.analysts {
+            text.push_str(&format!("{user:?} = {verifier:?}\n"));
         }
     }
     text
 }
+
+/// The password of the development analyst in `sluice.toml` (which stores only
+/// its SCRAM verifier), for tests that connect to the analyst endpoint.
+pub const DEV_ANALYST_PASSWORD: &str = "analyst-dev";
 
 /// A write service running on a random port over its own fresh database.
 pub struct TestApp {

@@ -187,6 +187,7 @@ impl Chaos {
             .arg(&self.registry_file)
             .env("KAFKA_BROKERS", self.kafka.bootstrap_servers())
             .env("SLUICE_ADMIN_DATABASE_URL", self.cluster.admin_url())
+            .env("PGPASSWORD", sluice_platform::testing::DEV_ANALYST_PASSWORD)
             .env("RUST_LOG", "warn");
         command
     }

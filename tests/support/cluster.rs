@@ -368,6 +368,7 @@ impl ClusterPlatform {
                 .arg(&self.registry_file)
                 .arg("verify")
                 .env("KAFKA_BROKERS", bootstrap)
+                .env("PGPASSWORD", sluice_platform::testing::DEV_ANALYST_PASSWORD)
                 .env("RUST_LOG", "warn")
                 .output()
                 .expect("run sluice verify");
@@ -971,7 +972,8 @@ pub fn check_stream_order(records: &[Consumed]) -> Result<StreamOrder, String> {
 /// A connection to the warehouse's SQL endpoint as the registry's first analyst.
 pub async fn analyst(platform: &ClusterPlatform) -> tokio_postgres::Client {
     let analytics = platform.registry.analytics.clone().unwrap();
-    let (user, password) = analytics.analysts.iter().next().unwrap();
+    let user = analytics.analysts.keys().next().unwrap();
+    let password = sluice_platform::testing::DEV_ANALYST_PASSWORD;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match tokio_postgres::connect(

@@ -52,6 +52,7 @@ impl Platform {
             .arg(&self.registry_file)
             .args(args)
             .envs(broker_env(&self.registry))
+            .env("PGPASSWORD", sluice_platform::testing::DEV_ANALYST_PASSWORD)
             .env("RUST_LOG", "warn")
             .output()
             .expect("run sluice")

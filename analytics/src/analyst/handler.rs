@@ -1,9 +1,8 @@
-//! The pgwire side of a session: startup with MD5 password authentication,
+//! The pgwire side of a session: startup with SCRAM-SHA-256 authentication,
 //! the simple query protocol (several statements per query string, each
 //! streamed in turn) and the extended protocol (Parse/Bind/Describe/Execute,
 //! parameters bound into DuckDB prepared statements).
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -11,8 +10,9 @@ use async_trait::async_trait;
 use bytes::{Buf, BytesMut};
 use duckdb::types::{TimeUnit, Value};
 use futures::{stream, Sink, SinkExt};
-use pgwire::api::auth::md5pass::{hash_md5_password, Md5PasswordAuthStartupHandler};
-use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, LoginInfo, Password};
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::DefaultServerParameterProvider;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{
     send_execution_response, send_query_response, send_ready_for_query, ExtendedQueryHandler,
@@ -39,39 +39,6 @@ use super::types::encode_field;
 /// Days and microseconds between the Unix and the PostgreSQL epochs.
 const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_MICROS: i64 = 10_957 * 86_400_000_000;
-
-/// The configured analysts; `Debug` never shows a password.
-pub(crate) struct Analysts(BTreeMap<String, String>);
-
-impl Analysts {
-    pub(crate) fn new(passwords: BTreeMap<String, String>) -> Self {
-        Analysts(passwords)
-    }
-}
-
-impl Debug for Analysts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
-    }
-}
-
-#[async_trait]
-impl AuthSource for Analysts {
-    /// The MD5 hash the client must answer with, salted per connection. An
-    /// unknown user gets a hash of a random password: the exchange looks the
-    /// same and fails the same way (28P01), so user names cannot be probed.
-    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
-        let random = uuid::Uuid::now_v7();
-        let salt = random.as_bytes()[12..16].to_vec();
-        let user = login.user().unwrap_or_default();
-        let password = match self.0.get(user) {
-            Some(password) => password.clone(),
-            None => uuid::Uuid::now_v7().to_string(),
-        };
-        let hashed = hash_md5_password(user, &password, &salt);
-        Ok(Password::new(Some(salt), hashed.into_bytes()))
-    }
-}
 
 /// A statement checked and described at Parse time.
 #[derive(Debug)]
@@ -489,27 +456,61 @@ fn decode_numeric(mut b: &[u8]) -> Option<String> {
 /// The handlers of one connection.
 pub(crate) struct SessionHandlers {
     pub(crate) handler: Arc<SessionHandler>,
-    startup: Arc<Md5PasswordAuthStartupHandler<Analysts, DefaultServerParameterProvider>>,
+    startup: Arc<Startup>,
     cancel: Arc<CancelSessions>,
 }
 
 impl SessionHandlers {
     /// `key`: the backend key the session hands out at startup, registered for
-    /// CancelRequests; `cancels`: where a CancelRequest on this connection looks.
+    /// CancelRequests; `cancels`: where a CancelRequest on this connection looks;
+    /// `scram`: the SCRAM exchange over a plain connection and, when TLS is on,
+    /// the one over TLS (which offers channel binding, SCRAM-SHA-256-PLUS).
     pub(crate) fn new(
         session: Session,
-        analysts: Arc<Analysts>,
+        scram: (ScramAuth, Option<ScramAuth>),
         parameters: Arc<DefaultServerParameterProvider>,
         key: SessionKey,
         cancels: Arc<Cancels>,
     ) -> Self {
+        let key: Arc<SessionKey> = Arc::new(key);
+        let handler = |scram: ScramAuth| {
+            SASLAuthStartupHandler::new(parameters.clone())
+                .with_scram(scram)
+                .with_pid_secret_key_generator(key.clone())
+        };
         SessionHandlers {
             handler: Arc::new(SessionHandler::new(session)),
-            startup: Arc::new(
-                Md5PasswordAuthStartupHandler::new(analysts, parameters)
-                    .with_pid_secret_key_generator(Arc::new(key)),
-            ),
+            startup: Arc::new(Startup {
+                plain: handler(scram.0),
+                secure: scram.1.map(handler),
+            }),
             cancel: Arc::new(CancelSessions(cancels)),
+        }
+    }
+}
+
+/// Startup: SCRAM-SHA-256, with channel binding offered only where it can be
+/// used, on a TLS connection (libpq refuses a -PLUS offer over plain TCP).
+pub(crate) struct Startup {
+    plain: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+    secure: Option<SASLAuthStartupHandler<DefaultServerParameterProvider>>,
+}
+
+#[async_trait]
+impl pgwire::api::auth::StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: pgwire::messages::PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match &self.secure {
+            Some(secure) if client.is_secure() => secure.on_startup(client, message).await,
+            _ => self.plain.on_startup(client, message).await,
         }
     }
 }

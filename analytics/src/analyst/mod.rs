@@ -2,7 +2,8 @@
 //! read-only.
 //!
 //! Any PostgreSQL client (psql, DBeaver, tokio-postgres, JDBC) connects with
-//! an analyst's user name and password (MD5), and runs queries while the sink
+//! an analyst's user name and password (SCRAM-SHA-256 against a stored
+//! verifier, over TLS when a certificate is configured), and runs queries while the sink
 //! keeps loading. Each session has its own DuckDB connection to the process's
 //! one [`Warehouse`] instance.
 //!
@@ -11,12 +12,14 @@
 //! access off, configuration locked, each statement in a `READ ONLY`
 //! transaction) and statement inspection before execution ([`guard`]).
 //!
+//! - [`auth`]: SCRAM verifiers and sessions per analyst;
 //! - [`guard`]: what may run;
 //! - [`cancel`]: CancelRequests, by backend key;
 //! - [`session`]: DuckDB work on blocking threads, streaming, timeout, row limit;
 //! - [`handler`]: pgwire startup, simple and extended query protocol;
 //! - [`types`]: DuckDB → PostgreSQL types and encodings.
 
+pub mod auth;
 mod cancel;
 mod catalog;
 mod error;
@@ -28,6 +31,7 @@ mod types;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +43,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::warehouse::Warehouse;
-use handler::{Analysts, SessionHandlers};
+use auth::{Analysts, SessionAuth, Verifier};
+use handler::SessionHandlers;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::tokio::tokio_rustls::rustls;
+use pgwire::tokio::TlsAcceptor;
 use session::{Limits, Session};
 
 /// How the endpoint listens and what it allows.
@@ -47,14 +55,20 @@ use session::{Limits, Session};
 pub struct AnalystConfig {
     /// Address to listen on (`127.0.0.1:5433`).
     pub listen: SocketAddr,
-    /// Analyst user name → password.
-    pub analysts: BTreeMap<String, String>,
+    /// Analyst user name → SCRAM-SHA-256 verifier.
+    pub analysts: BTreeMap<String, Verifier>,
     /// A statement running longer is interrupted (SQLSTATE 57014).
     pub statement_timeout: Duration,
     /// A result with more rows fails (SQLSTATE 54000) instead of being cut short.
     pub row_limit: usize,
     /// Connections beyond this are turned away (SQLSTATE 53300).
     pub max_sessions: usize,
+    /// An analyst's sessions beyond this are turned away (SQLSTATE 53300, as
+    /// PostgreSQL's `CONNECTION LIMIT` of a role).
+    pub max_sessions_per_analyst: usize,
+    /// Serve TLS with this certificate and key (`sslmode=require`); without,
+    /// connections are plain and a client's SSLRequest is declined.
+    pub tls: Option<TlsFiles>,
     /// A connection not authenticated within this is closed.
     pub startup_timeout: Duration,
     /// A session that sends nothing for this long is closed (at least the
@@ -70,10 +84,80 @@ impl std::fmt::Debug for AnalystConfig {
             .field("statement_timeout", &self.statement_timeout)
             .field("row_limit", &self.row_limit)
             .field("max_sessions", &self.max_sessions)
+            .field("max_sessions_per_analyst", &self.max_sessions_per_analyst)
+            .field("tls", &self.tls)
             .field("startup_timeout", &self.startup_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
+}
+
+/// The PEM files of the endpoint's TLS certificate (chain, leaf first) and its
+/// private key (PKCS#8, PKCS#1 or SEC1).
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// TLS, loaded: the acceptor and the certificate that SCRAM channel binding
+/// hashes.
+struct Tls {
+    acceptor: TlsAcceptor,
+    cert_pem: Vec<u8>,
+}
+
+impl TlsFiles {
+    fn load(&self) -> Result<Tls, AnalystError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let fail = |path: &PathBuf, reason: String| AnalystError::Tls {
+            path: path.clone(),
+            reason,
+        };
+        let cert_pem = std::fs::read(&self.cert).map_err(|e| fail(&self.cert, e.to_string()))?;
+        let certs = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(&self.cert, format!("not a PEM certificate: {e}")))?;
+        if certs.is_empty() {
+            return Err(fail(&self.cert, "holds no PEM certificate".to_owned()));
+        }
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .map_err(|e| fail(&self.key, format!("not a PEM private key: {e}")))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail(&self.cert, e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| fail(&self.key, format!("does not match the certificate: {e}")))?;
+        // PostgreSQL 17 clients may open TLS directly (sslnegotiation=direct).
+        config.alpn_protocols = vec![b"postgresql".to_vec()];
+        Ok(Tls {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            cert_pem,
+        })
+    }
+}
+
+/// One connection's SCRAM-SHA-256 exchange against the analysts' verifiers:
+/// over plain TCP, and over TLS (offering channel binding, SCRAM-SHA-256-PLUS)
+/// when TLS is on. Both hold the connection's one session slot.
+fn scram_auth(
+    analysts: Arc<Analysts>,
+    tls: Option<&Tls>,
+) -> pgwire::error::PgWireResult<(ScramAuth, Option<ScramAuth>)> {
+    let auth = Arc::new(SessionAuth::new(analysts));
+    let plain = ScramAuth::new(auth.clone());
+    let secure = match tls {
+        Some(tls) => {
+            let mut scram = ScramAuth::new(auth);
+            scram.configure_certificate(&tls.cert_pem)?;
+            Some(scram)
+        }
+        None => None,
+    };
+    Ok((plain, secure))
 }
 
 /// Errors starting or running the endpoint.
@@ -86,8 +170,11 @@ pub enum AnalystError {
         source: std::io::Error,
     },
     /// No analyst is configured: nobody could log in.
-    #[error("no analysts are configured: add at least one user and password")]
+    #[error("no analysts are configured: add one with `sluice analyst add <name>`")]
     NoAnalysts,
+    /// The TLS certificate or key cannot be used.
+    #[error("analyst endpoint TLS: {}: {reason}", path.display())]
+    Tls { path: PathBuf, reason: String },
 }
 
 /// How much longer than the statement timeout the idle timeout is at least.
@@ -114,7 +201,29 @@ pub async fn serve(
     if config.analysts.is_empty() {
         return Err(AnalystError::NoAnalysts);
     }
-    let analysts = Arc::new(Analysts::new(config.analysts.clone()));
+    let tls = config
+        .tls
+        .as_ref()
+        .map(TlsFiles::load)
+        .transpose()?
+        .map(Arc::new);
+    // Fails here, at start, if the certificate cannot serve channel binding.
+    if let Some(tls) = &tls {
+        scram_auth(Arc::new(Analysts::new(BTreeMap::new(), 0)), Some(tls)).map_err(|e| {
+            AnalystError::Tls {
+                path: config
+                    .tls
+                    .as_ref()
+                    .map(|t| t.cert.clone())
+                    .unwrap_or_default(),
+                reason: format!("cannot be used for SCRAM channel binding: {e}"),
+            }
+        })?;
+    }
+    let analysts = Arc::new(Analysts::new(
+        config.analysts.clone(),
+        config.max_sessions_per_analyst,
+    ));
     let parameters = Arc::new(server_parameters());
     let limits = Limits {
         statement_timeout: config.statement_timeout,
@@ -141,9 +250,10 @@ pub async fn serve(
                 }
             },
         };
-        let (warehouse, analysts, parameters, permits, cancels, config) = (
+        let (warehouse, analysts, tls, parameters, permits, cancels, config) = (
             warehouse.clone(),
             analysts.clone(),
+            tls.clone(),
             parameters.clone(),
             permits.clone(),
             cancels.clone(),
@@ -181,7 +291,16 @@ pub async fn serve(
                     return;
                 }
             };
-            serve_session(socket, peer, conn, permit, closed, analysts, parameters, cancels, limits, &config)
+            let scram = match scram_auth(analysts, tls.as_deref()) {
+                Ok(scram) => scram,
+                Err(e) => {
+                    tracing::error!(error = %e, "analyst endpoint: SCRAM set-up failed");
+                    refuse(socket, "58000", "the endpoint cannot authenticate").await;
+                    return;
+                }
+            };
+            let tls = tls.map(|tls| tls.acceptor.clone());
+            serve_session(socket, peer, conn, permit, closed, scram, tls, parameters, cancels, limits, &config)
                 .await;
         });
     }
@@ -203,7 +322,8 @@ async fn serve_session(
     conn: duckdb::Connection,
     permit: tokio::sync::OwnedSemaphorePermit,
     closed: CancellationToken,
-    analysts: Arc<Analysts>,
+    scram: (ScramAuth, Option<ScramAuth>),
+    tls: Option<TlsAcceptor>,
     parameters: Arc<DefaultServerParameterProvider>,
     cancels: Arc<cancel::Cancels>,
     limits: Limits,
@@ -214,7 +334,7 @@ async fn serve_session(
     let authenticated = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handlers = SessionHandlers::new(
         Session::new(conn, limits, closed.clone(), cancel.clone()),
-        analysts,
+        scram,
         parameters,
         cancel::SessionKey::new(cancels.clone(), cancel, authenticated.clone()),
         cancels,
@@ -243,7 +363,7 @@ async fn serve_session(
     metrics::session_opened();
     tracing::debug!(%peer, "analyst session opened");
     tokio::select! {
-        outcome = pgwire::tokio::process_socket(socket, None, handlers) => {
+        outcome = pgwire::tokio::process_socket(socket, tls, handlers) => {
             if let Err(e) = outcome {
                 tracing::debug!(%peer, error = %e, "analyst session ended with an error");
             }
