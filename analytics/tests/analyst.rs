@@ -200,7 +200,7 @@ async fn simple_queries_return_postgres_text() {
             s("t"),
             s("1.5"),
             s("9000000000"),
-            s("['a', 'b']"),
+            s("{a,b}"),
             s("{\"k\": 1}"),
         ]
     );
@@ -258,7 +258,7 @@ async fn extended_queries_bind_parameters_and_describe_types() {
             Type::BOOL,
             Type::FLOAT8,
             Type::INT8,
-            Type::TEXT,
+            Type::TEXT_ARRAY,
             Type::JSON,
         ]
     );
@@ -276,7 +276,7 @@ async fn extended_queries_bind_parameters_and_describe_types() {
     assert!(row.get::<_, bool>(5));
     assert_eq!(row.get::<_, f64>(6), 1.5);
     assert_eq!(row.get::<_, i64>(7), 9_000_000_000);
-    assert_eq!(row.get::<_, String>(8), "['a', 'b']");
+    assert_eq!(row.get::<_, Vec<String>>(8), vec!["a", "b"]);
 
     // NULLs come back as None; a statement is reusable with other parameters
     let by_id = client
@@ -597,7 +597,7 @@ async fn psql_describes_tables_views_columns_databases_schemas_and_functions() {
     for line in [
         "id|integer",
         "amount|numeric(12,2)",
-        "customer|character varying",
+        "customer|text",
         "placed_at|timestamp with time zone",
         "order_id|uuid",
     ] {
@@ -1497,4 +1497,93 @@ async fn a_missing_or_mismatched_certificate_fails_at_start_with_its_path() {
         assert!(e.to_string().contains(expected), "{e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where `deploy/dev/clients.sh` installs the drivers (once per machine); the
+/// first test to need them runs it (it locks, so parallel tests wait).
+fn clients() -> PathBuf {
+    let root = std::env::var_os("SLUICE_CLIENTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/sluice/clients")
+        });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dev/clients.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .env("SLUICE_CLIENTS", &root)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "installing the client drivers failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    root
+}
+
+/// Runs one driver's check script against an endpoint over the client fixture;
+/// it exits 0 only when every check passed.
+async fn run_client_check(program: &str, args: &[String]) {
+    let endpoint = Endpoint::with(|_| {}).await;
+    endpoint
+        .warehouse
+        .connect()
+        .unwrap()
+        .execute_batch(include_str!("clients/fixture.sql"))
+        .unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+    let command = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", endpoint.addr.port().to_string())
+        .env("PGUSER", USER)
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGDATABASE", "warehouse")
+        .env("SLUICE_CLIENT_CHECK_ALL", "1")
+        .output();
+    let out = tokio::task::spawn_blocking(move || command)
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.ends_with(" 0 failed")),
+        "no summary line:\n{stdout}"
+    );
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psycopg_sqlalchemy_and_pandas_introspect_and_round_trip_every_type() {
+    let python = clients().join("python/bin/python");
+    run_client_check(python.to_str().unwrap(), &["python_check.py".to_owned()]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgjdbc_introspects_round_trips_every_type_and_cancels() {
+    let jar = clients().join("java/postgresql.jar");
+    let args = [
+        "-cp".to_owned(),
+        jar.display().to_string(),
+        "ClientCheck.java".to_owned(),
+    ];
+    run_client_check("java", &args).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn node_postgres_binds_parameters_and_round_trips_every_type() {
+    let node_modules = clients().join("node/node_modules");
+    assert!(
+        node_modules.join("pg").is_dir(),
+        "{}",
+        node_modules.display()
+    );
+    run_client_check("node", &["node_check.js".to_owned()]).await;
 }

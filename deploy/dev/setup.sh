@@ -41,3 +41,7 @@ fi
 PGPASSWORD="$password" psql -qtA -h 127.0.0.1 -U postgres -d postgres -c 'SELECT version()'
 
 bash deploy/kafka/fetch.sh
+
+# The analyst tools' drivers the endpoint tests run (psycopg with SQLAlchemy and pandas,
+# pgJDBC, node-postgres), installed once per machine outside the clone.
+bash deploy/dev/clients.sh

@@ -50,6 +50,9 @@ pub(crate) fn prepare(conn: &Connection) -> duckdb::Result<()> {
 /// Catalog relations read from the compatibility views (`sluice_<name>`).
 const REPLACED_RELATIONS: &[&str] = &[
     "pg_attribute",
+    "pg_type",
+    "pg_constraint",
+    "pg_index",
     "pg_class",
     "pg_namespace",
     "pg_database",
@@ -344,7 +347,7 @@ mod tests {
             [
                 ("id", "integer"),
                 ("amount", "numeric(12,2)"),
-                ("name", "character varying")
+                ("name", "text")
             ]
             .map(|(a, b)| (a.to_owned(), b.to_owned()))
         );
@@ -371,7 +374,7 @@ mod tests {
         assert_eq!(types.len(), 3, "{types:?}");
         assert_eq!(types[0], ("id".to_owned(), "int4".to_owned()));
         assert_eq!(types[1], ("placed".to_owned(), "timestamptz".to_owned()));
-        assert_eq!(types[2], ("tags".to_owned(), "varchar".to_owned()));
+        assert_eq!(types[2], ("tags".to_owned(), "_text".to_owned()));
     }
 
     #[test]

@@ -86,6 +86,7 @@ impl QueryParser for Parser {
                 columns: vec![Column {
                     name: name.clone(),
                     ty: Type::TEXT,
+                    typmod: -1,
                 }],
             },
         };
@@ -116,6 +117,7 @@ fn fields(columns: &[Column], format: &Format) -> Vec<FieldInfo> {
                 format => format.format_for(i),
             };
             FieldInfo::new(c.name.clone(), None, None, c.ty.clone(), field_format)
+                .with_type_modifier(c.typmod)
         })
         .collect()
 }
@@ -310,17 +312,215 @@ fn bind_parameters(portal: &Portal<Arc<Prepared>>) -> Result<Vec<Value>, SqlErro
                 .flatten()
                 .or_else(|| described.get(i).cloned())
                 .unwrap_or(Type::TEXT);
+            // What the statement takes there decides how PostgreSQL's text
+            // forms of a bytea or an array are read, whatever the client declared.
+            let takes = described.get(i).filter(|t| {
+                **t == Type::BYTEA || matches!(t.kind(), tokio_postgres::types::Kind::Array(_))
+            });
             match &portal.parameters[i] {
                 None => Ok(Value::Null),
+                // Bytes that are not text, sent for a parameter typed as text
+                // or not at all (node-postgres sends a Buffer so): a blob.
+                Some(bytes)
+                    if portal.parameter_format.is_binary(i)
+                        && matches!(ty, Type::TEXT | Type::UNKNOWN)
+                        && std::str::from_utf8(bytes).is_err() =>
+                {
+                    Ok(Value::Blob(bytes.to_vec()))
+                }
                 Some(bytes) if portal.parameter_format.is_binary(i) => decode_binary(bytes, &ty),
-                Some(bytes) => String::from_utf8(bytes.to_vec())
-                    .map(Value::Text)
-                    .map_err(|_| {
+                Some(bytes) => {
+                    let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
                         SqlError::new("22021", format!("parameter ${} is not UTF-8", i + 1))
-                    }),
+                    })?;
+                    decode_text(text, takes.unwrap_or(&ty), i)
+                }
             }
         })
         .collect()
+}
+
+/// A text-format parameter: bound as VARCHAR for DuckDB to cast, except where
+/// PostgreSQL's text form is not DuckDB's: `bytea` (`\x` hex or escapes) and
+/// arrays (`{a,"b c",NULL}`, rewritten as DuckDB's list literal).
+fn decode_text(text: String, ty: &Type, i: usize) -> Result<Value, SqlError> {
+    let bad = |what: &str| {
+        SqlError::new(
+            "22P02",
+            format!("parameter ${}: invalid input syntax for type {what}", i + 1),
+        )
+    };
+    if *ty == Type::BYTEA {
+        return decode_bytea(&text)
+            .map(Value::Blob)
+            .ok_or_else(|| bad("bytea"));
+    }
+    if let tokio_postgres::types::Kind::Array(_) = ty.kind() {
+        let items = parse_array(&text).ok_or_else(|| bad(ty.name()))?;
+        return Ok(Value::Text(duckdb_list_literal(
+            items.iter().map(|item| item.as_deref()),
+        )));
+    }
+    Ok(Value::Text(text))
+}
+
+/// PostgreSQL's bytea input: `\x` and hex digits, or the escape format
+/// (`\\` for a backslash, `\ooo` octal, other bytes as they are).
+fn decode_bytea(text: &str) -> Option<Vec<u8>> {
+    if let Some(hex) = text.strip_prefix("\\x") {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if !digits.len().is_multiple_of(2) {
+            return None;
+        }
+        return digits
+            .chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+            .collect();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let octal = std::str::from_utf8(bytes.get(i + 1..i + 4)?).ok()?;
+            out.push(u8::from_str_radix(octal, 8).ok()?);
+            i += 4;
+        }
+    }
+    Some(out)
+}
+
+/// The elements of a one-dimensional PostgreSQL array literal (`None` for
+/// NULL), or `None` when it is not one.
+fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut items = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(items);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut item = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' => break,
+                    '\\' => item.push(chars.next()?),
+                    c => item.push(c),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if matches!(c, '{' | '}' | '"') {
+                    return None; // nested arrays are not taken
+                }
+                item.push(c);
+                chars.next();
+            }
+            item = item.trim_end().to_owned();
+        }
+        items.push(if !quoted && item.eq_ignore_ascii_case("null") {
+            None
+        } else {
+            Some(item)
+        });
+        match chars.next() {
+            None => return Some(items),
+            Some(',') => continue,
+            Some(_) => return None,
+        }
+    }
+}
+
+/// DuckDB's list literal, as its VARCHAR → LIST cast reads it: each element
+/// in single quotes with `'` and `\` escaped, NULL bare.
+fn duckdb_list_literal<'a>(items: impl Iterator<Item = Option<&'a str>>) -> String {
+    let mut out = String::from("[");
+    for (n, item) in items.enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        match item {
+            None => out.push_str("NULL"),
+            Some(item) => {
+                out.push('\'');
+                for c in item.chars() {
+                    if c == '\'' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('\'');
+            }
+        }
+    }
+    out.push(']');
+    out
+}
+
+/// A one-dimensional binary array of a scalar type, as DuckDB's list literal
+/// of the elements' text.
+fn decode_binary_array(bytes: &[u8], ty: &Type) -> Option<Value> {
+    let tokio_postgres::types::Kind::Array(element) = ty.kind() else {
+        return None;
+    };
+    let mut b = bytes;
+    if b.len() < 12 {
+        return None;
+    }
+    let (dimensions, _has_null, _oid) = (b.get_i32(), b.get_i32(), b.get_u32());
+    let count = match dimensions {
+        0 => 0,
+        1 if b.len() >= 8 => {
+            let (len, _lower) = (b.get_i32(), b.get_i32());
+            usize::try_from(len).ok()?
+        }
+        _ => return None,
+    };
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        if b.len() < 4 {
+            return None;
+        }
+        let len = b.get_i32();
+        if len < 0 {
+            items.push(None);
+            continue;
+        }
+        let len = len as usize;
+        if b.len() < len {
+            return None;
+        }
+        let value = decode_binary(&b[..len], element).ok()?;
+        b.advance(len);
+        items.push(Some(match value {
+            Value::Text(text) => text,
+            other => super::types::render(&other, element),
+        }));
+    }
+    if !b.is_empty() {
+        return None;
+    }
+    Some(Value::Text(duckdb_list_literal(
+        items.iter().map(|item| item.as_deref()),
+    )))
 }
 
 fn decode_binary(bytes: &[u8], ty: &Type) -> Result<Value, SqlError> {
@@ -390,6 +590,15 @@ fn decode_binary(bytes: &[u8], ty: &Type) -> Result<Value, SqlError> {
         ),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::UNKNOWN => {
             Value::Text(String::from_utf8(bytes.to_vec()).map_err(|_| bad())?)
+        }
+        // Microseconds, days, months; DuckDB reads the three parts from text.
+        Type::INTERVAL => {
+            need(16)?;
+            let (micros, days, months) = (b.get_i64(), b.get_i32(), b.get_i32());
+            Value::Text(format!("{months} months {days} days {micros} microseconds"))
+        }
+        _ if matches!(ty.kind(), tokio_postgres::types::Kind::Array(_)) => {
+            decode_binary_array(bytes, ty).ok_or_else(bad)?
         }
         _ => {
             return Err(SqlError::new(

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::{SqlError, ROW_LIMIT, TIMEOUT};
 use super::guard::{self, Checked};
 use super::metrics;
-use super::types::{encode_field, pg_type};
+use super::types::{encode_field, pg_type, pg_typmod};
 
 /// Rows encoded ahead of the client: the backpressure window.
 const ROW_BUFFER: usize = 256;
@@ -52,6 +52,9 @@ pub(crate) struct Limits {
 pub(crate) struct Column {
     pub(crate) name: String,
     pub(crate) ty: Type,
+    /// PostgreSQL's type modifier (`atttypmod`): a numeric's precision and
+    /// scale, `-1` for none.
+    pub(crate) typmod: i32,
 }
 
 /// Parameter and result types of a statement, without running it.
@@ -228,6 +231,7 @@ fn text_column(name: &str) -> Column {
     Column {
         name: name.to_owned(),
         ty: Type::TEXT,
+        typmod: -1,
     }
 }
 
@@ -382,9 +386,13 @@ fn result_columns(stmt: &Statement<'_>) -> Vec<Column> {
     stmt.column_names()
         .into_iter()
         .enumerate()
-        .map(|(i, name)| Column {
-            name,
-            ty: pg_type(&stmt.column_logical_type(i)),
+        .map(|(i, name)| {
+            let logical = stmt.column_logical_type(i);
+            Column {
+                name,
+                ty: pg_type(&logical),
+                typmod: pg_typmod(&logical),
+            }
         })
         .collect()
 }
@@ -498,6 +506,7 @@ fn stream_query(
                 FieldFormat::Text
             };
             FieldInfo::new(c.name.clone(), None, None, c.ty.clone(), format)
+                .with_type_modifier(c.typmod)
         })
         .collect();
     if schema_tx.send(Ok(fields)).is_err() {

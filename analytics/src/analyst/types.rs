@@ -2,9 +2,10 @@
 //!
 //! Every DuckDB type maps to one PostgreSQL type OID (see the table in the
 //! crate README). Values are encoded in the text format PostgreSQL itself
-//! produces, or in the binary format when the client asks for it; nested
-//! values (LIST, STRUCT, MAP, ARRAY, UNION) are rendered as text in DuckDB's
-//! literal syntax, so they can be pasted back into a query.
+//! produces, or in the binary format when the client asks for it. A LIST or
+//! ARRAY of a scalar type is a one-dimensional PostgreSQL array of that type
+//! (`text[]`, `int8[]`, …), which every driver turns into its own list; a
+//! STRUCT, a MAP and a list of nested values are `json`.
 
 use std::fmt::Write as _;
 
@@ -47,7 +48,51 @@ pub(crate) fn pg_type(logical: &LogicalTypeHandle) -> Type {
         LogicalTypeId::Interval => Type::INTERVAL,
         LogicalTypeId::Uuid => Type::UUID,
         LogicalTypeId::Blob => Type::BYTEA,
+        LogicalTypeId::List | LogicalTypeId::Array => array_of(&pg_type(&logical.child(0))),
+        LogicalTypeId::Struct | LogicalTypeId::Map => Type::JSON,
         _ => Type::TEXT,
+    }
+}
+
+/// PostgreSQL's type modifier of a result column: `((precision << 16) |
+/// scale) + 4` for a DECIMAL, as `numeric(p,s)` has it; `-1` otherwise.
+pub(crate) fn pg_typmod(logical: &LogicalTypeHandle) -> i32 {
+    match logical.id() {
+        LogicalTypeId::Decimal => {
+            ((i32::from(logical.decimal_width()) << 16) | i32::from(logical.decimal_scale())) + 4
+        }
+        _ => -1,
+    }
+}
+
+/// The one-dimensional array type of a scalar element type; nested elements
+/// make the whole value `json`.
+fn array_of(element: &Type) -> Type {
+    match *element {
+        Type::BOOL => Type::BOOL_ARRAY,
+        Type::INT2 => Type::INT2_ARRAY,
+        Type::INT4 => Type::INT4_ARRAY,
+        Type::INT8 => Type::INT8_ARRAY,
+        Type::NUMERIC => Type::NUMERIC_ARRAY,
+        Type::FLOAT4 => Type::FLOAT4_ARRAY,
+        Type::FLOAT8 => Type::FLOAT8_ARRAY,
+        Type::DATE => Type::DATE_ARRAY,
+        Type::TIME => Type::TIME_ARRAY,
+        Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+        Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+        Type::INTERVAL => Type::INTERVAL_ARRAY,
+        Type::UUID => Type::UUID_ARRAY,
+        Type::BYTEA => Type::BYTEA_ARRAY,
+        Type::TEXT => Type::TEXT_ARRAY,
+        _ => Type::JSON,
+    }
+}
+
+/// The element type of a PostgreSQL array type.
+fn element_of(ty: &Type) -> Option<&Type> {
+    match ty.kind() {
+        tokio_postgres::types::Kind::Array(element) => Some(element),
+        _ => None,
     }
 }
 
@@ -70,6 +115,9 @@ pub(crate) fn encode_field(buf: &mut BytesMut, value: &Value, ty: &Type, binary:
 /// The binary encoding of `value` as `ty`; `false` when the value has no
 /// binary form other than its text (text, json, rendered nested values).
 fn encode_binary(buf: &mut BytesMut, value: &Value, ty: &Type) -> bool {
+    if let (Some(element), Value::List(items) | Value::Array(items)) = (element_of(ty), value) {
+        return encode_binary_array(buf, items, element);
+    }
     match *ty {
         Type::BOOL => match value {
             Value::Boolean(b) => buf.put_u8(u8::from(*b)),
@@ -192,11 +240,155 @@ fn encode_numeric(buf: &mut BytesMut, decimal: &str) {
     }
 }
 
+/// PostgreSQL's binary array: dimensions, a null flag, the element type, then
+/// each element as a length and its binary encoding (-1 for NULL). An empty
+/// array has no dimensions.
+fn encode_binary_array(buf: &mut BytesMut, items: &[Value], element: &Type) -> bool {
+    let has_null = items.iter().any(|v| matches!(v, Value::Null));
+    buf.put_i32(i32::from(!items.is_empty()));
+    buf.put_i32(i32::from(has_null));
+    buf.put_u32(element.oid());
+    if !items.is_empty() {
+        buf.put_i32(items.len() as i32);
+        buf.put_i32(1);
+    }
+    for item in items {
+        if matches!(item, Value::Null) {
+            buf.put_i32(-1);
+            continue;
+        }
+        let start = buf.len();
+        buf.put_i32(0);
+        if !encode_binary(buf, item, element) {
+            // Text and json elements: their binary form is their text.
+            if !matches!(*element, Type::TEXT | Type::JSON) {
+                return false;
+            }
+            buf.truncate(start + 4);
+            buf.put_slice(render(item, element).as_bytes());
+        }
+        let len = (buf.len() - start - 4) as i32;
+        buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    }
+    true
+}
+
 /// The text PostgreSQL would print for `value` as `ty`.
 pub(crate) fn render(value: &Value, ty: &Type) -> String {
     let mut out = String::new();
-    render_into(&mut out, value, *ty == Type::TIMESTAMPTZ, false);
+    match (value, element_of(ty)) {
+        (Value::List(items) | Value::Array(items), Some(element)) => {
+            render_array(&mut out, items, element)
+        }
+        (Value::List(_) | Value::Array(_) | Value::Struct(_) | Value::Map(_), None)
+            if *ty == Type::JSON =>
+        {
+            render_json(&mut out, value)
+        }
+        _ => render_into(&mut out, value, *ty == Type::TIMESTAMPTZ, false),
+    }
     out
+}
+
+/// A PostgreSQL array literal: `{a,"b c",NULL}`. An element is quoted when it
+/// is empty, is `NULL` in any case, or holds a space, a quote, a backslash, a
+/// comma or a brace; inside quotes `"` and `\` are escaped with `\`.
+fn render_array(out: &mut String, items: &[Value], element: &Type) {
+    out.push('{');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if matches!(item, Value::Null) {
+            out.push_str("NULL");
+            continue;
+        }
+        let text = render(item, element);
+        let quote = text.is_empty()
+            || text.eq_ignore_ascii_case("null")
+            || text
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '"' | '\\' | ',' | '{' | '}'));
+        if quote {
+            out.push('"');
+            for c in text.chars() {
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        } else {
+            out.push_str(&text);
+        }
+    }
+    out.push('}');
+}
+
+/// A nested value as JSON: lists as arrays, structs and maps as objects (a
+/// map's keys as their text), numbers as numbers, everything else as the
+/// string PostgreSQL would print for it.
+fn render_json(out: &mut String, value: &Value) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Float(f) if f.is_finite() => push_float(out, f64::from(*f), f.to_string()),
+        Value::Double(f) if f.is_finite() => push_float(out, *f, f.to_string()),
+        Value::Decimal(d) => {
+            let _ = write!(out, "{d}");
+        }
+        Value::List(items) | Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                render_json(out, item);
+            }
+            out.push(']');
+        }
+        Value::Struct(fields) => {
+            out.push('{');
+            for (i, (name, item)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_string(out, name);
+                out.push(':');
+                render_json(out, item);
+            }
+            out.push('}');
+        }
+        Value::Map(entries) => {
+            out.push('{');
+            for (i, (key, item)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let mut name = String::new();
+                render_into(&mut name, key, true, false);
+                push_json_string(out, &name);
+                out.push(':');
+                render_json(out, item);
+            }
+            out.push('}');
+        }
+        Value::Union(inner) => render_json(out, inner),
+        other => match as_i128(other) {
+            Some(v) => {
+                let _ = write!(out, "{v}");
+            }
+            None => {
+                let mut text = String::new();
+                render_into(&mut text, other, true, false);
+                push_json_string(out, &text);
+            }
+        },
+    }
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
 }
 
 fn render_into(out: &mut String, value: &Value, with_zone: bool, nested: bool) {
