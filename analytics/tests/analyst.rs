@@ -1587,3 +1587,45 @@ async fn node_postgres_binds_parameters_and_round_trips_every_type() {
     );
     run_client_check("node", &["node_check.js".to_owned()]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_in_psql_cancels_the_running_query_and_its_session_goes_on() {
+    let endpoint = Endpoint::start(1_000, Duration::from_secs(120)).await;
+    // psql run non-interactively stops after a cancelled command (the session
+    // going on after a cancel is tested with tokio-postgres above).
+    let psql = std::process::Command::new("psql")
+        .args(["-X", "-A", "-h", "127.0.0.1", "-U", USER, "-d", "warehouse"])
+        .args(["-p", &endpoint.addr.port().to_string()])
+        .args(["-c", "SELECT count(*) FROM range(100000000) a, range(100000000) b"])
+        .env("PGPASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql is installed with PostgreSQL (deploy/dev/setup.sh)");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // What Ctrl-C sends psql; psql answers it with a CancelRequest.
+    let sent = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &psql.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || psql.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let answered = sent.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Cancel request sent"), "{stderr}");
+    assert_eq!(stdout, "", "no result: {stdout}");
+    assert!(!out.status.success());
+    assert!(answered < Duration::from_secs(2), "answered after {answered:?}");
+    // The endpoint serves the next psql at once.
+    assert_eq!(psql_with(&endpoint, "", "SELECT 42 AS answer").unwrap(), "answer\n42\n(1 row)\n");
+    endpoint.stop().await;
+}
