@@ -12,4 +12,5 @@ pub mod analyst;
 pub mod component;
 pub mod shell;
 pub mod sink;
+pub mod utc;
 pub mod warehouse;

@@ -90,10 +90,16 @@ impl Warehouse {
                 Connection::open_with_flags(path, config)
             }
         };
-        let root = open().map_err(|source| WarehouseError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        let root = open()
+            .and_then(|root| {
+                // TIMESTAMPTZ arithmetic in UTC, which ICU would give (not bundled).
+                crate::utc::register(&root)?;
+                Ok(root)
+            })
+            .map_err(|source| WarehouseError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Warehouse {
             path: path.to_owned(),
             root: Mutex::new(root),

@@ -1596,7 +1596,10 @@ async fn ctrl_c_in_psql_cancels_the_running_query_and_its_session_goes_on() {
     let psql = std::process::Command::new("psql")
         .args(["-X", "-A", "-h", "127.0.0.1", "-U", USER, "-d", "warehouse"])
         .args(["-p", &endpoint.addr.port().to_string()])
-        .args(["-c", "SELECT count(*) FROM range(100000000) a, range(100000000) b"])
+        .args([
+            "-c",
+            "SELECT count(*) FROM range(100000000) a, range(100000000) b",
+        ])
         .env("PGPASSWORD", PASSWORD)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -1624,8 +1627,89 @@ async fn ctrl_c_in_psql_cancels_the_running_query_and_its_session_goes_on() {
     assert!(stderr.contains("Cancel request sent"), "{stderr}");
     assert_eq!(stdout, "", "no result: {stdout}");
     assert!(!out.status.success());
-    assert!(answered < Duration::from_secs(2), "answered after {answered:?}");
+    assert!(
+        answered < Duration::from_secs(2),
+        "answered after {answered:?}"
+    );
     // The endpoint serves the next psql at once.
-    assert_eq!(psql_with(&endpoint, "", "SELECT 42 AS answer").unwrap(), "answer\n42\n(1 row)\n");
+    assert_eq!(
+        psql_with(&endpoint, "", "SELECT 42 AS answer").unwrap(),
+        "answer\n42\n(1 row)\n"
+    );
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn timestamptz_arithmetic_works_in_utc_without_icu() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let one = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let rows = client
+                .simple_query(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            simple_rows(&rows)
+        }
+    };
+    // What analysts write: the last day, against TIMESTAMPTZ columns.
+    assert_eq!(
+        one("SELECT count(*) FROM orders WHERE placed_at > now() - INTERVAL 1 DAY").await,
+        vec![vec![Some("0".to_owned())]]
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM orders \
+             WHERE placed_at > TIMESTAMPTZ '2024-05-02 09:00:00+00' - INTERVAL '1 day'")
+        .await,
+        vec![vec![Some("2".to_owned())]]
+    );
+    assert_eq!(
+        one(
+            "SELECT id, date_trunc('day', placed_at), extract(hour FROM placed_at), \
+                    placed_at + INTERVAL 1 MONTH, date_diff('minute', placed_at, \
+                    TIMESTAMPTZ '2024-05-02 12:00:00+00') \
+               FROM orders WHERE placed_at IS NOT NULL ORDER BY id"
+        )
+        .await,
+        vec![
+            vec![
+                Some("1".to_owned()),
+                Some("2024-05-01 00:00:00+00".to_owned()),
+                Some("10".to_owned()),
+                Some("2024-06-01 10:00:00+00".to_owned()),
+                Some("1560".to_owned()),
+            ],
+            vec![
+                Some("2".to_owned()),
+                Some("2024-05-02 00:00:00+00".to_owned()),
+                Some("11".to_owned()),
+                Some("2024-06-02 11:30:00+00".to_owned()),
+                Some("30".to_owned()),
+            ],
+        ]
+    );
+    // Differences of two TIMESTAMPTZ, and today's date.
+    assert_eq!(
+        one("SELECT max(placed_at) - min(placed_at) FROM orders").await,
+        vec![vec![Some("1 day 01:30:00".to_owned())]]
+    );
+    assert_eq!(
+        one("SELECT current_date = CAST(CAST(now() AS TIMESTAMP) AS DATE)").await,
+        vec![vec![Some("t".to_owned())]]
+    );
+    // A part that does not exist is an error, and the session goes on.
+    let e = client
+        .simple_query("SELECT date_trunc('fortnight', placed_at) FROM orders")
+        .await
+        .unwrap_err();
+    assert!(
+        message(&e).contains("unknown date part \"fortnight\""),
+        "{e}"
+    );
+    assert_eq!(
+        one("SELECT 1 AS one").await,
+        vec![vec![Some("1".to_owned())]]
+    );
     endpoint.stop().await;
 }
