@@ -1713,3 +1713,33 @@ async fn timestamptz_arithmetic_works_in_utc_without_icu() {
     );
     endpoint.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unnamed_columns_are_named_as_postgresql_names_them() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let stmt = client
+        .prepare(
+            "SELECT 1, 1 + 1, id = 1, CASE WHEN paid THEN 1 END, count(*), max(id), id, \
+                    upper(customer), 2 AS two FROM orders GROUP BY ALL",
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    // DuckDB keeps a result's column names unique, where PostgreSQL repeats them.
+    assert_eq!(
+        names,
+        [
+            "?column?",
+            "?column?_1",
+            "?column?_2",
+            "case",
+            "count",
+            "max",
+            "id",
+            "upper",
+            "two"
+        ]
+    );
+    endpoint.stop().await;
+}

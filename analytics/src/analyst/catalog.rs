@@ -272,8 +272,9 @@ fn function(name: &str, arguments: Vec<Json>, alias: Json) -> Json {
     })
 }
 
-/// Names the unnamed function columns of the statement's outermost select list
-/// as PostgreSQL does: after the function (`count(*)` is `count`).
+/// Names the unnamed columns of the statement's outermost select list as
+/// PostgreSQL does: a function after itself (`count(*)` is `count`), a `CASE`
+/// `case`, and a constant or an operator's result `?column?`.
 fn name_columns(statement: &mut Json) -> bool {
     let Some(list) = statement
         .pointer_mut("/node/select_list")
@@ -286,17 +287,85 @@ fn name_columns(statement: &mut Json) -> bool {
         let Some(map) = column.as_object_mut() else {
             continue;
         };
-        if text(map, "class") != "FUNCTION" || !text(map, "alias").is_empty() {
+        if !text(map, "alias").is_empty() {
             continue;
         }
-        let name = match text(map, "function_name") {
-            "count_star" => "count".to_owned(),
-            other => other.to_owned(),
+        let name = match (text(map, "class"), text(map, "function_name")) {
+            ("FUNCTION", "count_star") => "count".to_owned(),
+            ("FUNCTION", f) if f.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') => {
+                f.to_owned()
+            }
+            ("FUNCTION" | "CONSTANT" | "COMPARISON" | "CONJUNCTION" | "OPERATOR", _) => {
+                "?column?".to_owned()
+            }
+            ("CASE", _) => "case".to_owned(),
+            _ => continue,
         };
         map.insert("alias".into(), json!(name));
         changed = true;
     }
     changed
+}
+
+/// Parameters the statement casts to a type whose PostgreSQL text form DuckDB
+/// reads differently: `CAST($1 AS VARCHAR[])` (or `$1::text[]`) takes an
+/// array and `CAST($1 AS BLOB)` a bytea. DuckDB's API does not tell a
+/// parameter's resolved type, so the statement's own casts are read: the
+/// parameter is then described as that type, and a client's `{a,b}` or
+/// `\x…` is read as PostgreSQL means it (1-based parameter numbers).
+pub(crate) fn parameter_casts(statement: &Json) -> Vec<(usize, pgwire::api::Type)> {
+    let mut found = Vec::new();
+    collect_casts(statement, &mut found);
+    found
+}
+
+fn collect_casts(node: &Json, found: &mut Vec<(usize, pgwire::api::Type)>) {
+    match node {
+        Json::Object(map) => {
+            if text(map, "class") == "CAST" {
+                let child = &map["child"];
+                if child["class"] == "PARAMETER" {
+                    let index = child["identifier"].as_str().and_then(|i| i.parse().ok());
+                    if let (Some(index), Some(ty)) = (index, cast_type(&map["type_expr"])) {
+                        found.push((index, ty));
+                    }
+                }
+            }
+            map.values().for_each(|v| collect_casts(v, found));
+        }
+        Json::Array(items) => items.iter().for_each(|v| collect_casts(v, found)),
+        _ => {}
+    }
+}
+
+/// The PostgreSQL type of a cast's target, for the types `parameter_casts`
+/// is about: a list of a scalar type, and a blob.
+fn cast_type(ty: &Json) -> Option<pgwire::api::Type> {
+    use pgwire::api::Type;
+    let name = ty["type_name"].as_str()?.to_ascii_lowercase();
+    match name.as_str() {
+        "blob" | "bytea" | "binary" | "varbinary" => Some(Type::BYTEA),
+        "list" => {
+            let element = ty["children"].get(0)?["type_name"]
+                .as_str()?
+                .to_ascii_lowercase();
+            Some(match element.as_str() {
+                "boolean" | "bool" => Type::BOOL_ARRAY,
+                "smallint" | "int2" | "tinyint" => Type::INT2_ARRAY,
+                "integer" | "int" | "int4" => Type::INT4_ARRAY,
+                "bigint" | "int8" => Type::INT8_ARRAY,
+                "double" | "float8" | "double precision" => Type::FLOAT8_ARRAY,
+                "float" | "real" | "float4" => Type::FLOAT4_ARRAY,
+                "decimal" | "numeric" => Type::NUMERIC_ARRAY,
+                "date" => Type::DATE_ARRAY,
+                "timestamp" => Type::TIMESTAMP_ARRAY,
+                "timestamptz" | "timestamp with time zone" => Type::TIMESTAMPTZ_ARRAY,
+                "uuid" => Type::UUID_ARRAY,
+                _ => Type::TEXT_ARRAY,
+            })
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

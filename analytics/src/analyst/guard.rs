@@ -112,8 +112,13 @@ pub(crate) enum Checked {
     NoOp { tag: &'static str },
     /// `SHOW <client setting>`, answered by the endpoint.
     Setting { name: String, value: &'static str },
-    /// A query DuckDB runs.
-    Query { sql: String, explain: bool },
+    /// A query DuckDB runs; `casts`: parameters it casts to an array or a
+    /// blob type ([`catalog::parameter_casts`]).
+    Query {
+        sql: String,
+        explain: bool,
+        casts: Vec<(usize, pgwire::api::Type)>,
+    },
 }
 
 /// Splits a query string into statements at top-level `;`, respecting
@@ -345,6 +350,7 @@ pub(crate) fn check_statement(conn: &Connection, statement: &str) -> Result<Chec
     let is_macro = |name: &str| is_table_macro(conn, name);
     walk(&tree["statements"], &is_macro)?;
     let original = body.trim().trim_end_matches(';').to_owned();
+    let casts = catalog::parameter_casts(&tree["statements"][0]);
     // The catalog's PostgreSQL idioms (see `catalog`), rewritten and checked
     // again: what runs has passed the same checks. A statement DuckDB cannot
     // render back from its tree runs as sent.
@@ -352,6 +358,7 @@ pub(crate) fn check_statement(conn: &Connection, statement: &str) -> Result<Chec
         return Ok(Checked::Query {
             sql: original,
             explain,
+            casts,
         });
     }
     walk(&tree["statements"], &is_macro)?;
@@ -367,7 +374,11 @@ pub(crate) fn check_statement(conn: &Connection, statement: &str) -> Result<Chec
             original
         }
     };
-    Ok(Checked::Query { sql, explain })
+    Ok(Checked::Query {
+        sql,
+        explain,
+        casts,
+    })
 }
 
 /// Whether `name` names one of DuckDB's settings (`SHOW memory_limit`) rather

@@ -79,7 +79,22 @@ impl QueryParser for Parser {
             return Ok(None);
         };
         let described = match &checked {
-            Checked::Query { sql, explain } => self.session.describe(sql.clone(), *explain).await?,
+            Checked::Query {
+                sql,
+                explain,
+                casts,
+            } => {
+                let mut described = self.session.describe(sql.clone(), *explain).await?;
+                for (index, ty) in casts {
+                    if let Some(param) = index
+                        .checked_sub(1)
+                        .and_then(|i| described.params.get_mut(i))
+                    {
+                        *param = ty.clone();
+                    }
+                }
+                described
+            }
             Checked::NoOp { .. } => Described::default(),
             Checked::Setting { name, .. } => Described {
                 params: Vec::new(),
@@ -169,7 +184,7 @@ impl SessionHandler {
                     stream::iter([Ok(row)]),
                 )))
             }
-            Checked::Query { sql, explain } => self
+            Checked::Query { sql, explain, .. } => self
                 .session
                 .run(sql.clone(), *explain, params, format)
                 .await

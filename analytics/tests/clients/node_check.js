@@ -225,9 +225,7 @@ async function main() {
   }
 
   for (let r = 0; r < ROWS.length; r++) {
-    // node-postgres sends every parameter untyped; an untyped list parameter is not
-    // yet read as an array (analytics/README.md, known gaps).
-    for (const column of COLUMNS.filter((c) => c !== 'tags')) {
+    for (const column of COLUMNS) {
       const what = `bound row ${r + 1} ${column}`;
       await attempt(what, async () => {
         const res = await client.query(`SELECT CAST($1 AS ${CASTS[column]}) AS v`,

@@ -208,10 +208,7 @@ def params_round_trip(binary):
     placeholder = "%b" if binary else "%t"
     with connect() as conn:
         for r, row in enumerate(ROWS):
-            # An untyped list parameter (psycopg declares none for a list of str)
-            # is not yet read as an array: the endpoint cannot see which type
-            # DuckDB resolved for it (analytics/README.md, known gaps).
-            for column in (c for c in COLUMNS if c != "tags"):
+            for column in COLUMNS:
                 what = f"{fmt} bound row {r + 1} {column}"
                 value = row[column]
                 if column == "address" and value is not None:
