@@ -49,6 +49,12 @@ CREATE TEMP MACRO sluice_format_type(type_oid, typemod) AS CASE type_oid
     WHEN 1700 THEN 'numeric' || CASE WHEN typemod >= 4
         THEN '(' || ((typemod - 4) >> 16) || ',' || ((typemod - 4) & 65535) || ')' ELSE '' END
     ELSE (SELECT typname FROM pg_catalog.pg_type WHERE oid = type_oid LIMIT 1) END;
+-- LIKE as PostgreSQL reads it: `\` escapes the next character (catalog.rs
+-- routes `~~`, `!~~`, `~~*` and `!~~*` here).
+CREATE TEMP MACRO sluice_like(s, p) AS like_escape(s, p, '\');
+CREATE TEMP MACRO sluice_not_like(s, p) AS NOT like_escape(s, p, '\');
+CREATE TEMP MACRO sluice_ilike(s, p) AS ilike_escape(s, p, '\');
+CREATE TEMP MACRO sluice_not_ilike(s, p) AS NOT ilike_escape(s, p, '\');
 CREATE TEMP MACRO pg_get_userbyid(role) AS 'sluice';
 CREATE TEMP MACRO pg_encoding_to_char(encoding) AS 'UTF8';
 CREATE TEMP MACRO pg_get_indexdef(index_oid, column_no, pretty) AS CAST(NULL AS VARCHAR);

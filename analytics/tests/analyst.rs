@@ -1743,3 +1743,200 @@ async fn unnamed_columns_are_named_as_postgresql_names_them() {
     );
     endpoint.stop().await;
 }
+
+/// An interactive psql under tmux (a terminal, so readline completes).
+struct Terminal {
+    session: String,
+}
+
+impl Terminal {
+    fn psql(port: u16) -> Terminal {
+        let session = format!("sluice-{}", uuid::Uuid::now_v7().simple());
+        let command =
+            format!("PGPASSWORD={PASSWORD} psql -X -h 127.0.0.1 -p {port} -U {USER} -d warehouse");
+        let status = std::process::Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                "200",
+                "-y",
+                "50",
+                &command,
+            ])
+            .status()
+            .expect("tmux is installed (deploy/dev/setup.sh installs it)");
+        assert!(status.success());
+        let terminal = Terminal { session };
+        terminal.wait_for("warehouse=>");
+        terminal
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = std::process::Command::new("tmux")
+            .args(["send-keys", "-t", &self.session])
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn screen(&self) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits (up to 10 s) until the screen shows `text`; the screen then.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no `{text}` on:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psql_tab_completion_completes_tables_views_and_relations() {
+    let endpoint = Endpoint::default().await;
+    let port = endpoint.addr.port();
+    // The terminal waits block: off the runtime's threads.
+    tokio::task::spawn_blocking(move || {
+        let psql = Terminal::psql(port);
+        // A table after FROM, a view after FROM, a relation after \d: psql's
+        // own catalog queries, sent as completion asks for them.
+        psql.keys(&["SELECT * FROM loa", "Tab"]);
+        psql.wait_for("SELECT * FROM loads");
+        psql.keys(&["C-u", "SELECT * FROM paid_", "Tab"]);
+        psql.wait_for("SELECT * FROM paid_orders");
+        psql.keys(&["C-u", "\\d ord", "Tab"]);
+        psql.wait_for("\\d orders");
+        // … and the line then runs.
+        psql.keys(&["Enter"]);
+        let screen = psql.wait_for("Table \"main.orders\"");
+        assert!(screen.contains("customer"), "{screen}");
+    })
+    .await
+    .unwrap();
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_tools_send_at_connect_is_answered() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let rows = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let messages = client
+                .simple_query(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            simple_rows(&messages)
+        }
+    };
+    let first = |rows: Vec<Vec<Option<String>>>| rows[0][0].clone().unwrap_or_default();
+    // Session settings: accepted, and nothing of the server's changes.
+    for sql in [
+        "SET extra_float_digits = 3",
+        "SET application_name = 'DBeaver 24.3 - Main'",
+        "BEGIN READ ONLY",
+        "COMMIT",
+    ] {
+        client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    assert_eq!(
+        first(rows("SHOW TRANSACTION ISOLATION LEVEL").await),
+        "read committed"
+    );
+    assert!(first(rows("SELECT version()").await).starts_with("PostgreSQL 16.6"));
+    assert_eq!(first(rows("SELECT current_schema()").await), "main");
+    // Catalog reads.
+    let oid = first(rows("SELECT 'orders'::regclass::oid").await);
+    assert_eq!(
+        first(rows("SELECT relname FROM pg_catalog.pg_class WHERE oid = 'orders'::regclass").await),
+        "orders",
+        "{oid}"
+    );
+    assert_eq!(
+        first(rows("SELECT typname FROM pg_catalog.pg_type WHERE oid = 25").await),
+        "text"
+    );
+    let namespaces = rows("SELECT nspname FROM pg_catalog.pg_namespace ORDER BY 1").await;
+    for schema in ["information_schema", "main", "pg_catalog"] {
+        assert!(
+            namespaces.contains(&vec![Some(schema.to_owned())]),
+            "{namespaces:?}"
+        );
+    }
+    assert_eq!(
+        rows(
+            "SELECT attname, atttypid FROM pg_catalog.pg_attribute \
+              WHERE attrelid = 'orders'::regclass AND attnum BETWEEN 1 AND 3 ORDER BY attnum"
+        )
+        .await,
+        vec![
+            vec![Some("id".to_owned()), Some("23".to_owned())],
+            vec![Some("amount".to_owned()), Some("1700".to_owned())],
+            vec![Some("customer".to_owned()), Some("25".to_owned())],
+        ]
+    );
+    assert_eq!(
+        first(
+            rows("SELECT datname FROM pg_catalog.pg_database WHERE datname = current_database()")
+                .await
+        ),
+        "warehouse"
+    );
+    let keywords =
+        first(rows("SELECT count(*) FROM pg_get_keywords() WHERE word = 'select'").await);
+    assert_eq!(keywords, "1");
+    endpoint.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn like_escapes_with_a_backslash_as_in_postgresql() {
+    let endpoint = Endpoint::default().await;
+    let client = endpoint.client().await;
+    let rows = client
+        .simple_query(
+            "SELECT 'paid_orders' LIKE 'paid\\_%', 'paidXorders' LIKE 'paid\\_%', \
+                    'PAID_ORDERS' ILIKE 'paid\\_%', 'paidXorders' NOT LIKE 'paid\\_%', \
+                    'a%b' LIKE 'a\\%b', 'a%b' LIKE 'a!%b' ESCAPE '!'",
+        )
+        .await
+        .unwrap();
+    let t = || Some("t".to_owned());
+    let f = || Some("f".to_owned());
+    assert_eq!(simple_rows(&rows), vec![vec![t(), f(), t(), t(), t(), t()]]);
+    // Parameters too.
+    let row = client
+        .query_one("SELECT $1::VARCHAR LIKE $2::VARCHAR", &[&"x_y", &"x\\_y"])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    endpoint.stop().await;
+}

@@ -4,7 +4,9 @@
 #     its superuser `postgres` reachable over TCP with a password (Debian's
 #     pg_hba.conf asks for one: scram-sha-256), matching SLUICE_ADMIN_DATABASE_URL;
 #   - Apache Kafka for the tests and benchmarks, fetched from Maven Central into
-#     ~/.cache/sluice (needs Java 17+ and Maven).
+#     ~/.cache/sluice (needs Java 17+ and Maven);
+#   - the analyst endpoint tests' tools: openssl (a test certificate), tmux (psql
+#     at a terminal, for tab completion) and the drivers of deploy/dev/clients.sh.
 # Run as root, or as a user who may run apt-get and `runuser -u postgres` via sudo.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -13,6 +15,15 @@ admin_url="${SLUICE_ADMIN_DATABASE_URL:-postgres://postgres:postgres@127.0.0.1:5
 password="$(sed -n 's#^postgres://[^:]*:\([^@]*\)@.*#\1#p' <<<"$admin_url")"
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+missing=""
+for tool in openssl tmux; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
+    echo "setup: installing$missing (Debian's packages)"
+    $sudo apt-get update -q
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q $missing
+fi
 
 if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     if [ ! -d /usr/lib/postgresql ] || [ -z "$(ls /usr/lib/postgresql 2>/dev/null)" ]; then

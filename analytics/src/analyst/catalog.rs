@@ -179,9 +179,18 @@ fn rewrite_in_place(map: &mut Map<String, Json>) -> bool {
                 Some(format!("sluice_{n}"))
             }
             ("pg_catalog", n) => Some(n.to_owned()),
+            // PostgreSQL's LIKE escapes with `\` unless told otherwise (psql's
+            // completion sends `LIKE 'paid\_%'`); DuckDB's has no escape.
+            ("", "~~") => Some("sluice_like".to_owned()),
+            ("", "!~~") => Some("sluice_not_like".to_owned()),
+            ("", "~~*") => Some("sluice_ilike".to_owned()),
+            ("", "!~~*") => Some("sluice_not_ilike".to_owned()),
             _ => None,
         };
         if let Some(renamed) = renamed {
+            if renamed.starts_with("sluice_") && renamed.contains("like") {
+                map.insert("is_operator".into(), json!(false));
+            }
             rename(map, ("schema", "function_name"), &renamed);
             changed = true;
         }
