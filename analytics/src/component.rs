@@ -128,8 +128,13 @@ impl Analytics {
             .keys()
             .next()
             .map_or("<analyst>", String::as_str);
+        let ssl = if self.tls.is_some() {
+            " sslmode=require"
+        } else {
+            ""
+        };
         format!(
-            "psql \"host=127.0.0.1 port={} user={user} dbname=warehouse\"",
+            "psql \"host=127.0.0.1 port={} user={user} dbname=warehouse{ssl}\"",
             self.config.sql_port
         )
     }

@@ -332,6 +332,11 @@ async fn wrong_password_and_unknown_user_are_refused() {
             .err()
             .expect("login must fail");
         assert_eq!(sqlstate(&e), "28P01", "{user}: {e}");
+        assert!(
+            message(&e).contains(&format!("for user \"{user}\"")),
+            "{user}: {}",
+            message(&e)
+        );
     }
     endpoint.stop().await;
 }

@@ -732,10 +732,22 @@ impl pgwire::api::auth::StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match &self.secure {
+        let outcome = match &self.secure {
             Some(secure) if client.is_secure() => secure.on_startup(client, message).await,
             _ => self.plain.on_startup(client, message).await,
-        }
+        };
+        // SCRAM's own user name (`n=`) is empty from libpq, which names the user
+        // in the startup message: report that one, as PostgreSQL does.
+        outcome.map_err(|e| match e {
+            PgWireError::InvalidPassword(_) => PgWireError::InvalidPassword(
+                client
+                    .metadata()
+                    .get(pgwire::api::METADATA_USER)
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            other => other,
+        })
     }
 }
 
