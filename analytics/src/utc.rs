@@ -17,7 +17,7 @@
 //! `date_trunc('day', t)` or `CAST(CAST(t AS TIMESTAMP) AS DATE)` give the day.
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, NaiveDateTime, Timelike};
-use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
+use duckdb::core::{DataChunkHandle, FlatVector, LogicalTypeHandle, LogicalTypeId};
 use duckdb::ffi::{duckdb_interval, duckdb_string_t};
 use duckdb::types::DuckString;
 use duckdb::vscalar::{ScalarFunctionSignature, VScalar};
@@ -90,47 +90,58 @@ fn add(ts: i64, iv: &duckdb_interval, sign: i32) -> Result<i64, Failure> {
         .ok_or_else(|| "timestamp out of range".into())
 }
 
-/// Row `i` of each of `columns` is NULL.
-fn any_null(input: &DataChunkHandle, columns: usize, row: usize) -> bool {
-    (0..columns).any(|c| input.flat_vector(c).row_is_null(row as u64))
+/// A chunk's input columns, fetched once per chunk (not per row).
+struct Columns<'a> {
+    vectors: Vec<FlatVector<'a>>,
+    len: usize,
 }
 
-fn text(input: &DataChunkHandle, column: usize, row: usize) -> String {
-    let values = input.flat_vector(column);
-    // SAFETY: the column is VARCHAR (the signature says so) and `row` is below
-    // the chunk's length.
-    let value = unsafe { values.as_slice_with_len::<duckdb_string_t>(row + 1)[row] };
-    DuckString::new(&mut { value }).as_str().to_lowercase()
+impl Columns<'_> {
+    fn any_null(&self, row: usize) -> bool {
+        self.vectors.iter().any(|v| v.row_is_null(row as u64))
+    }
+
+    /// Row `row` of column `column`, whose physical type is `T`.
+    fn get<T: Copy>(&self, column: usize, row: usize) -> T {
+        // SAFETY: `T` is the column's physical type (the signature fixes it) and
+        // `row` is below the chunk's length (DuckDB flattens the input).
+        unsafe { self.vectors[column].as_slice_with_len::<T>(self.len)[row] }
+    }
+
+    /// A VARCHAR argument (a date part), lower-cased.
+    fn text(&self, column: usize, row: usize) -> String {
+        let value = self.get::<duckdb_string_t>(column, row);
+        DuckString::new(&mut { value }).as_str().to_lowercase()
+    }
 }
 
-/// Writes `f(row)` for every row, NULL where an input is NULL. `T` must be
-/// the output type's physical type.
+/// Writes `f(columns, row)` for every row, NULL where an input is NULL. `T`
+/// must be the output type's physical type.
 fn each<T: Copy>(
     input: &DataChunkHandle,
     output: &mut dyn WritableVector,
-    mut f: impl FnMut(usize) -> Result<T, Failure>,
+    mut f: impl FnMut(&Columns<'_>, usize) -> Result<T, Failure>,
 ) -> Result<(), Failure> {
-    let len = input.len();
-    let columns = input.num_columns();
+    let columns = Columns {
+        vectors: (0..input.num_columns())
+            .map(|c| input.flat_vector(c))
+            .collect(),
+        len: input.len(),
+    };
     let mut out = output.flat_vector();
-    for row in 0..len {
-        if any_null(input, columns, row) {
+    // SAFETY: `T` is the physical type of the declared return type, and the
+    // output vector holds at least the chunk's rows.
+    let values = unsafe { out.as_mut_ptr::<T>() };
+    for row in 0..columns.len {
+        if columns.any_null(row) {
             out.set_null(row);
             continue;
         }
-        let value = f(row)?;
-        // SAFETY: `T` is the physical type of the declared return type and
-        // `row` is below the chunk's length.
-        unsafe { out.as_mut_slice_with_len::<T>(len)[row] = value };
+        let value = f(&columns, row)?;
+        // SAFETY: as above; `row` is below the chunk's length.
+        unsafe { values.add(row).write(value) };
     }
     Ok(())
-}
-
-fn column<T: Copy>(input: &DataChunkHandle, column: usize, row: usize) -> T {
-    let values = input.flat_vector(column);
-    // SAFETY: `T` is the column's physical type (the signature fixes it) and
-    // `row` is below the chunk's length (DuckDB flattens the input).
-    unsafe { values.as_slice_with_len::<T>(input.len())[row] }
 }
 
 fn is(input: &DataChunkHandle, column: usize, id: LogicalTypeId) -> bool {
@@ -153,10 +164,10 @@ impl VScalar for Plus {
         } else {
             (1, 0)
         };
-        each(input, output, |row| {
+        each(input, output, |cols, row| {
             add(
-                column::<i64>(input, ts, row),
-                &column::<duckdb_interval>(input, iv, row),
+                cols.get::<i64>(ts, row),
+                &cols.get::<duckdb_interval>(iv, row),
                 1,
             )
         })
@@ -184,17 +195,18 @@ impl VScalar for Minus {
         output: &mut dyn WritableVector,
     ) -> Result<(), Failure> {
         if is(input, 1, LogicalTypeId::Interval) {
-            return each(input, output, |row| {
+            return each(input, output, |cols, row| {
                 add(
-                    column::<i64>(input, 0, row),
-                    &column::<duckdb_interval>(input, 1, row),
+                    cols.get::<i64>(0, row),
+                    &cols.get::<duckdb_interval>(1, row),
                     -1,
                 )
             });
         }
-        each(input, output, |row| {
-            let diff = column::<i64>(input, 0, row)
-                .checked_sub(column::<i64>(input, 1, row))
+        each(input, output, |cols, row| {
+            let diff = cols
+                .get::<i64>(0, row)
+                .checked_sub(cols.get::<i64>(1, row))
                 .ok_or("interval out of range")?;
             Ok(duckdb_interval {
                 months: 0,
@@ -312,9 +324,9 @@ impl VScalar for Trunc {
         input: &mut DataChunkHandle,
         output: &mut dyn WritableVector,
     ) -> Result<(), Failure> {
-        each(input, output, |row| {
-            let dt = datetime(column::<i64>(input, 1, row))?;
-            Ok(micros(truncate(&text(input, 0, row), dt)?))
+        each(input, output, |cols, row| {
+            let dt = datetime(cols.get::<i64>(1, row))?;
+            Ok(micros(truncate(&cols.text(0, row), dt)?))
         })
     }
 
@@ -338,11 +350,8 @@ impl VScalar for Part {
         input: &mut DataChunkHandle,
         output: &mut dyn WritableVector,
     ) -> Result<(), Failure> {
-        each(input, output, |row| {
-            field(
-                &text(input, 0, row),
-                datetime(column::<i64>(input, 1, row))?,
-            )
+        each(input, output, |cols, row| {
+            field(&cols.text(0, row), datetime(cols.get::<i64>(1, row))?)
         })
     }
 
@@ -366,10 +375,10 @@ impl VScalar for Diff {
         input: &mut DataChunkHandle,
         output: &mut dyn WritableVector,
     ) -> Result<(), Failure> {
-        each(input, output, |row| {
-            let a = datetime(column::<i64>(input, 1, row))?;
-            let b = datetime(column::<i64>(input, 2, row))?;
-            diff(&text(input, 0, row), a, b)
+        each(input, output, |cols, row| {
+            let a = datetime(cols.get::<i64>(1, row))?;
+            let b = datetime(cols.get::<i64>(2, row))?;
+            diff(&cols.text(0, row), a, b)
         })
     }
 
@@ -393,8 +402,8 @@ impl VScalar for Field {
         input: &mut DataChunkHandle,
         output: &mut dyn WritableVector,
     ) -> Result<(), Failure> {
-        each(input, output, |row| {
-            field(part, datetime(column::<i64>(input, 0, row))?)
+        each(input, output, |cols, row| {
+            field(part, datetime(cols.get::<i64>(0, row))?)
         })
     }
 

@@ -161,6 +161,15 @@ fn message(e: &tokio_postgres::Error) -> String {
         .unwrap_or_default()
 }
 
+/// The rows `sql` answers through the simple query protocol; panics on an error.
+async fn rows_of(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    simple_rows(&messages)
+}
+
 fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     messages
         .iter()
@@ -1648,16 +1657,7 @@ async fn ctrl_c_in_psql_cancels_the_running_query_and_its_session_goes_on() {
 async fn timestamptz_arithmetic_works_in_utc_without_icu() {
     let endpoint = Endpoint::default().await;
     let client = endpoint.client().await;
-    let one = |sql: &'static str| {
-        let client = &client;
-        async move {
-            let rows = client
-                .simple_query(sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            simple_rows(&rows)
-        }
-    };
+    let one = |sql: &'static str| rows_of(&client, sql);
     // What analysts write: the last day, against TIMESTAMPTZ columns.
     assert_eq!(
         one("SELECT count(*) FROM orders WHERE placed_at > now() - INTERVAL 1 DAY").await,
@@ -1850,16 +1850,7 @@ async fn psql_tab_completion_completes_tables_views_and_relations() {
 async fn what_tools_send_at_connect_is_answered() {
     let endpoint = Endpoint::default().await;
     let client = endpoint.client().await;
-    let rows = |sql: &'static str| {
-        let client = &client;
-        async move {
-            let messages = client
-                .simple_query(sql)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            simple_rows(&messages)
-        }
-    };
+    let rows = |sql: &'static str| rows_of(&client, sql);
     let first = |rows: Vec<Vec<Option<String>>>| rows[0][0].clone().unwrap_or_default();
     // Session settings: accepted, and nothing of the server's changes.
     for sql in [
