@@ -9,8 +9,10 @@
 //!
 //! tansu is installed once per machine into `$HOME/.cache/sluice/tansu-<version>`
 //! (`cargo install`, a few minutes on first use), or taken from `SLUICE_TANSU_BIN`.
-//! Its SQLite schema lacks an index on `header (topition, offset_id)`, which makes
-//! fetching records with headers quadratic; [`EmbeddedBroker::start`] creates it.
+//! Its SQLite storage lacks an index on `header (topition, offset_id)`, which makes
+//! fetching records with headers quadratic, and its retention maintenance deletes
+//! every record of a topic kept forever (`retention.ms = -1`);
+//! [`EmbeddedBroker::start`] patches both ([`patch_tansu_storage`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -181,6 +183,11 @@ impl EmbeddedBroker {
             path: log_path.clone(),
             message: e.to_string(),
         })?;
+        // Before the broker starts: its first retention maintenance runs at once.
+        let db = self.data_dir.join("broker.db");
+        if db.exists() {
+            patch_storage(&db, Duration::ZERO).await?;
+        }
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(&self.binary)
             .arg("broker")
@@ -205,7 +212,7 @@ impl EmbeddedBroker {
             &log_path,
         )
         .await?;
-        ensure_header_index(&self.data_dir.join("broker.db")).await
+        patch_tansu_storage(&self.data_dir.join("broker.db")).await
     }
 }
 
@@ -362,10 +369,33 @@ pub async fn wait_brokers(
     }
 }
 
-/// Creates tansu's missing `header (topition, offset_id)` index once its tables
-/// exist (the broker creates them with `IF NOT EXISTS` at start, so the index
-/// stays). Without it every fetched record with headers scans all header rows.
-pub async fn ensure_header_index(db: &Path) -> Result<(), BrokerError> {
+/// Two patches of tansu 0.6.0's SQLite storage, applied once its tables exist (the
+/// broker creates them with `IF NOT EXISTS` at start, so both stay):
+///
+/// - the missing `header (topition, offset_id)` index: without it every fetched
+///   record with headers scans all header rows;
+/// - a trigger that keeps the records of topics with a negative `retention.ms`: its
+///   retention maintenance (at start and every 10 minutes) reads `-1`, Kafka's
+///   "forever", as "older than -1 ms" and deletes every record. Deleting a topic
+///   removes its configuration before its records, so those still go.
+pub async fn patch_tansu_storage(db: &Path) -> Result<(), BrokerError> {
+    patch_storage(db, Duration::from_secs(30)).await
+}
+
+const STORAGE_PATCHES: &str = "
+    CREATE INDEX IF NOT EXISTS sluice_header_topition_offset ON header (topition, offset_id);
+    CREATE TRIGGER IF NOT EXISTS sluice_keep_forever BEFORE DELETE ON record
+    WHEN EXISTS (
+        SELECT 1 FROM topition tp
+          JOIN topic_configuration tc ON tc.topic = tp.topic
+         WHERE tp.id = OLD.topition AND tc.name = 'retention.ms'
+           AND CAST(tc.value AS INTEGER) < 0)
+    BEGIN SELECT RAISE(IGNORE); END;
+";
+
+/// Applies [`STORAGE_PATCHES`] once the broker's tables exist, waiting up to
+/// `wait` for them (zero: only if they exist already).
+async fn patch_storage(db: &Path, wait: Duration) -> Result<(), BrokerError> {
     let db = db.to_owned();
     tokio::task::spawn_blocking(move || {
         let storage = |message: String| BrokerError::Storage {
@@ -375,29 +405,29 @@ pub async fn ensure_header_index(db: &Path) -> Result<(), BrokerError> {
         let conn = rusqlite::Connection::open(&db).map_err(|e| storage(e.to_string()))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| storage(e.to_string()))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + wait;
         loop {
-            let has_table: bool = conn
+            let tables: i64 = conn
                 .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'header')",
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+                       AND name IN ('header', 'record', 'topition', 'topic_configuration')",
                     [],
                     |row| row.get(0),
                 )
                 .map_err(|e| storage(e.to_string()))?;
-            if has_table {
+            if tables == 4 {
                 break;
             }
+            if wait.is_zero() {
+                return Ok(());
+            }
             if Instant::now() > deadline {
-                return Err(storage("the broker never created its `header` table".into()));
+                return Err(storage("the broker never created its tables".into()));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        conn.execute(
-            "CREATE INDEX IF NOT EXISTS sluice_header_topition_offset ON header (topition, offset_id)",
-            [],
-        )
-        .map_err(|e| storage(e.to_string()))?;
-        Ok(())
+        conn.execute_batch(STORAGE_PATCHES)
+            .map_err(|e| storage(e.to_string()))
     })
     .await
     .map_err(|e| BrokerError::Storage {

@@ -254,3 +254,59 @@ async fn an_existing_topic_with_fewer_partitions_fails_the_check() {
         .await
         .unwrap();
 }
+
+/// tansu 0.6.0 reads `retention.ms = -1` (keep forever, as every event topic is
+/// created) as "older than -1 ms" and deletes every record of such a topic in its
+/// maintenance, which runs at start and every 10 minutes: a restarted `sluice up`
+/// found its topics empty. The events must survive the broker's restart.
+#[tokio::test]
+async fn tansu_keeps_the_records_of_a_topic_kept_forever_across_restarts() {
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-tansu-{}",
+        sluice_platform::testing::unique_suffix()
+    ));
+    let mut broker = EmbeddedBroker::start(&dir, 0).await.unwrap();
+    let registry = one_topic_registry(1);
+    let specs = registry.topic_specs();
+    let topic = registry.topic_names().physical("orders.events");
+    ensure_topics(&broker.bootstrap_servers(), &specs)
+        .await
+        .unwrap();
+    let bootstrap = broker.bootstrap_servers();
+    let producer: rdkafka::producer::FutureProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for i in 0..3 {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&topic)
+                    .key("k")
+                    .payload(&format!("event {i}")),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    drop(producer);
+    let before =
+        sluice_platform::testing::consume(&bootstrap, &topic, 3, Duration::from_secs(20)).await;
+    assert_eq!(before.len(), 3);
+    // Twice: the first start after the fix may meet a database without it.
+    for _ in 0..2 {
+        broker.restart().await.unwrap();
+        let after =
+            sluice_platform::testing::consume(&bootstrap, &topic, 3, Duration::from_secs(20)).await;
+        let payloads: Vec<_> = after
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+            .collect();
+        assert_eq!(
+            payloads,
+            ["event 0", "event 1", "event 2"],
+            "after a restart"
+        );
+    }
+    drop(broker);
+    let _ = std::fs::remove_dir_all(dir);
+}
