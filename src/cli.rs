@@ -9,10 +9,10 @@ use sluice_platform::broker::{ensure_topics, BrokerKind, LocalBroker};
 use sluice_platform::consumer::Replayed;
 use sluice_platform::registry::Registry;
 use sluice_platform::{generate, provision};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::components::{self, Runnable};
+use crate::supervisor::{Backoff, Supervisor};
 
 /// Sluice: event-sourced write services, a transactional outbox to Kafka,
 /// projections and a DuckDB analytics sink.
@@ -27,8 +27,19 @@ struct Cli {
         default_value = "sluice.toml"
     )]
     registry: PathBuf,
+    /// Log lines as text (`key=value`) or one JSON object per line (for a log
+    /// collector). The level is RUST_LOG's (default: `info`, `warn` for `sluice up`).
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +107,47 @@ enum Command {
     Projection {
         #[command(subcommand)]
         command: ProjectionCommand,
+    },
+    /// One table of the running platform: each component's health, how far behind
+    /// it is (events and seconds), its relay's unpublished events and what stalls it,
+    /// held streams, dead letters, and the sink's watermark per topic. Exits 1 unless
+    /// every component is ready.
+    Status {
+        /// Refresh the table in place every 2 s until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// One JSON object (per refresh with --watch), for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drive realistic traffic through the write services of the platform running
+    /// on this machine: orders with several lines, declines over the authorization
+    /// limit, cancellations, captures, dispatches and deliveries, retries with
+    /// idempotency keys. Shows a live bar; prints latencies, errors by kind and each
+    /// consumer's lag and catch-up time. Bounded: loopback only, and it stops by
+    /// itself.
+    Load {
+        /// Commands per second, at most.
+        #[arg(long, default_value_t = 50)]
+        rate: u32,
+        /// How long to start orders for (`30s`, `2m`); default 30s unless --orders.
+        #[arg(long, value_parser = crate::load::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Start this many orders instead of running for a time.
+        #[arg(long, conflicts_with = "duration")]
+        orders: Option<u64>,
+        /// Where the services listen: a loopback address.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Share of orders over the authorization limit (declined by the saga).
+        #[arg(long, default_value_t = 0.1)]
+        declined: f64,
+        /// Share of orders the customer cancels.
+        #[arg(long, default_value_t = 0.1)]
+        cancelled: f64,
+        /// Share of placements sent twice with the same Idempotency-Key.
+        #[arg(long, default_value_t = 0.05)]
+        retried: f64,
     },
     /// Measure throughput (prints figures; asserts nothing).
     Bench {
@@ -242,7 +294,7 @@ enum RegistryCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format, &cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -262,17 +314,29 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat, command: &Command) {
+    // `sluice up` is run by a person at a terminal: warnings (a component
+    // restarting) and the table it prints once ready, not every component's start.
+    let default = match command {
+        Command::Up { .. } => "warn",
+        _ => "info,sqlx=warn,tower_http=warn",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only for a person at a terminal: a log file or a collector gets plain
     // `key=value` text.
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
 }
 
 fn load_registry(path: &Path) -> anyhow::Result<Registry> {
@@ -385,6 +449,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             command: ProjectionCommand::Rebuild { name },
         } => rebuild(&load_registry(&cli.registry)?, &name).await,
         Command::Bench { command } => crate::bench::run(command, &cli.registry).await,
+        Command::Status { watch, json } => {
+            crate::status::run(&load_registry(&cli.registry)?, watch, json).await
+        }
+        Command::Load {
+            rate,
+            duration,
+            orders,
+            host,
+            declined,
+            cancelled,
+            retried,
+        } => {
+            let plan = crate::load::LoadPlan {
+                rate,
+                duration: duration.or(orders.is_none().then(|| std::time::Duration::from_secs(30))),
+                orders,
+                host,
+                declined,
+                cancelled,
+                retried,
+                authorization_limit_minor: sluice_payments::config::authorization_limit()
+                    .map_err(anyhow::Error::msg)?
+                    .minor(),
+            };
+            crate::load::run(&load_registry(&cli.registry)?, plan).await
+        }
         Command::Schemas {
             command: SchemasCommand::Check,
         } => check_schemas(),
@@ -614,11 +704,9 @@ async fn run_component(
             .await?),
         Runnable::Analytics(component) => {
             let analytics = sluice_analytics::component::Analytics::new(registry, &component)?;
-            let hint = analytics.psql_hint();
             Ok(analytics
                 .run(bootstrap, shutdown, |started| {
                     tracing::info!(warehouse = %started.warehouse.display(), sql = %started.sql, "analytics ready");
-                    println!("{:<17} {hint}", "warehouse (SQL)");
                 })
                 .await?)
         }
@@ -665,6 +753,8 @@ async fn kafka_for_up(
 }
 
 async fn up(registry: &Registry, no_setup: bool, broker: BrokerKind) -> anyhow::Result<()> {
+    let local_broker = std::env::var_os("KAFKA_BROKERS").is_none();
+    crate::preflight::check(registry, local_broker)?;
     if !no_setup {
         let done = provision::setup(registry)
             .await
@@ -673,51 +763,154 @@ async fn up(registry: &Registry, no_setup: bool, broker: BrokerKind) -> anyhow::
     }
     let (runnable, missing) = components::partition(registry);
     if !missing.is_empty() {
-        tracing::info!(
+        tracing::warn!(
             components = %missing.join(", "),
             "registered components without an implementation in this build are not started"
         );
     }
-    let (bootstrap, mut broker) = kafka_for_up(registry, broker).await?;
+    let (bootstrap, mut local) = kafka_for_up(registry, broker).await?;
     // Created as the registry says, or checked against it when they exist.
     ensure_topics(&bootstrap, registry.topic_specs())
         .await
         .context("preparing the registry's topics")?;
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    let mut tasks = JoinSet::new();
-    let mut spawn = |r: Runnable| {
-        let (registry, token, bootstrap) = (registry.clone(), shutdown.clone(), bootstrap.clone());
-        tasks.spawn(async move { run_component(&registry, r, &bootstrap, token).await });
+    let mut supervisor = Supervisor::new(shutdown.clone(), Backoff::default());
+    let mut spawn = |component: &str, part: &'static str, r: Runnable| {
+        let (registry, bootstrap) = (registry.clone(), bootstrap.clone());
+        supervisor.spawn(component, part, move |token| {
+            let (registry, bootstrap, r) = (registry.clone(), bootstrap.clone(), r.clone());
+            async move { run_component(&registry, r, &bootstrap, token).await }
+        });
     };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()?;
+    // In the order of `depends_on`: a wave starts once the one before answers ready
+    // (or after a bounded wait: a dependency that keeps failing is restarted by the
+    // supervisor and must not keep the rest of the platform from starting).
+    for wave in crate::supervisor::start_waves(registry) {
+        let mut started = Vec::new();
+        for name in &wave {
+            let Some((component, r)) = runnable.iter().find(|(c, _)| &c.name == name) else {
+                continue;
+            };
+            match r {
+                Runnable::Service(service) => {
+                    spawn(name, "api", r.clone());
+                    spawn(name, "relay", Runnable::Relay(*service));
+                    if service.reactor.is_some() {
+                        spawn(name, "reactor", Runnable::Reactor(*service));
+                    }
+                }
+                Runnable::Projection(_) => spawn(name, "projection", r.clone()),
+                Runnable::Analytics(_) => spawn(name, "sink", r.clone()),
+                Runnable::Relay(_) | Runnable::Reactor(_) => {}
+            }
+            started.push(*component);
+        }
+        tokio::select! {
+            _ = wait_ready(&client, &started, std::time::Duration::from_secs(120)) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+    if !shutdown.is_cancelled() {
+        let kind = local.as_ref().map(|_| match broker {
+            BrokerKind::Tansu => "tansu",
+            BrokerKind::Kafka => "Apache Kafka",
+        });
+        print!("{}", ready_table(registry, &runnable, &bootstrap, kind));
+    }
+    supervisor.wait().await;
+    if let Some(broker) = local.as_mut() {
+        broker.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Polls each component's `/health/ready` until all answer 200 or `limit` passes;
+/// logs the ones that did not.
+async fn wait_ready(
+    client: &reqwest::Client,
+    components: &[&sluice_platform::registry::Component],
+    limit: std::time::Duration,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    let mut waiting: Vec<_> = components.to_vec();
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for c in waiting {
+            let url = format!("http://127.0.0.1:{}/health/ready", c.port);
+            let ready = matches!(client.get(&url).send().await, Ok(r) if r.status().is_success());
+            if !ready {
+                still.push(c);
+            }
+        }
+        waiting = still;
+        if waiting.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let names: Vec<_> = waiting.iter().map(|c| c.name.as_str()).collect();
+            tracing::warn!(
+                components = %names.join(", "),
+                "not ready yet; starting what depends on them anyway (`sluice status` shows why)"
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// What `sluice up` prints once everything answers: addresses, the analyst's psql
+/// line, the broker, the data directory, and a first command to paste.
+fn ready_table(
+    registry: &Registry,
+    runnable: &[(&sluice_platform::registry::Component, Runnable)],
+    bootstrap: &str,
+    broker: Option<&str>,
+) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("\nSluice is up. Ctrl-C stops it.\n\n");
+    let mut runnable: Vec<_> = runnable.iter().collect();
+    runnable.sort_by_key(|(c, _)| (crate::status::kind_order(c.kind), c.name.clone()));
     for (component, r) in runnable {
-        println!("{:<17} http://127.0.0.1:{}", component.name, component.port);
-        spawn(r.clone());
-        if let Runnable::Service(service) = r {
-            spawn(Runnable::Relay(service));
-            if service.reactor.is_some() {
-                spawn(Runnable::Reactor(service));
+        let what = match r {
+            Runnable::Service(_) => "write service",
+            Runnable::Projection(_) => "read model",
+            Runnable::Analytics(_) => "health and metrics",
+            Runnable::Relay(_) | Runnable::Reactor(_) => continue,
+        };
+        let _ = writeln!(
+            out,
+            "  {:<18} http://127.0.0.1:{:<6} {what}",
+            component.name, component.port
+        );
+        if let Runnable::Analytics(name) = r {
+            if let Ok(analytics) = sluice_analytics::component::Analytics::new(registry, name) {
+                let _ = writeln!(out, "  {:<18} {}", "warehouse (SQL)", analytics.psql_hint());
             }
         }
     }
-    println!("{:<17} {bootstrap}", "kafka");
-    // The first component to stop (error or shutdown) stops all of them.
-    let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
-        if let Err(e) = result {
-            tracing::error!(error = %format!("{e:#}"), "component failed; stopping the platform");
-            first_error.get_or_insert(e);
-        }
-        shutdown.cancel();
+    let broker = broker.map_or_else(|| "external, KAFKA_BROKERS".to_owned(), str::to_owned);
+    let _ = writeln!(out, "  {:<18} {bootstrap} ({broker})", "broker");
+    let _ = writeln!(
+        out,
+        "  {:<18} {}",
+        "data directory",
+        registry.platform.data_dir.display()
+    );
+    if let Ok(orders) = registry.component("orders") {
+        let _ = write!(
+            out,
+            "\nPlace a first order:\n\n  curl -s localhost:{}/orders -H 'content-type: application/json' \\\n    -d '{{\"customer_id\": \"alice\", \"currency\": \"EUR\", \"lines\": [{{\"sku\": \"BOOK-1\", \"quantity\": 2, \"unit_price_minor\": 1250}}]}}'\n",
+            orders.port
+        );
     }
-    if let Some(broker) = broker.as_mut() {
-        broker.shutdown().await;
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    out.push_str(
+        "\n`sluice status` shows every component's health and lag; `sluice load` drives traffic.\n",
+    );
+    out
 }
 
 /// The handler a component's consumer applies events with, and its pool.

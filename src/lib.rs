@@ -7,4 +7,8 @@ pub mod backup;
 pub mod bench;
 pub mod cli;
 pub mod components;
+pub mod load;
+pub mod preflight;
+pub mod status;
+pub mod supervisor;
 pub mod verify;

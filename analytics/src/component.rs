@@ -193,7 +193,11 @@ impl Analytics {
         let listener = analyst::bind(&analyst_config).await?;
         let port = self.component.port;
         let http = sluice_platform::service::bind(&self.component).await?;
-        let router = sluice_platform::http::with_platform_routes(axum::Router::new(), None);
+        let router = sluice_platform::http::with_platform_routes(
+            axum::Router::new(),
+            &self.component.name,
+            None,
+        );
         started(Started {
             warehouse: self.warehouse_path.clone(),
             sql: self.sql_address(),

@@ -207,6 +207,9 @@ struct Received {
 /// swapped its read model.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
+/// How often a consumer reports its lag (`sluice_consumer_lag_events`), busy or idle.
+const LAG_REPORT: Duration = Duration::from_secs(2);
+
 /// What became of a batch.
 enum Applied {
     Committed,
@@ -307,6 +310,12 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                     batch = self.next_batch(&consumer) => batch?,
                 };
                 if batch.is_empty() {
+                    // Idle, so caught up or stalled: the lag reported after the last
+                    // batch would otherwise stand for good.
+                    if last_lag_report.elapsed() > LAG_REPORT {
+                        self.report_lag(&consumer, None);
+                        last_lag_report = Instant::now();
+                    }
                     // Idle: a rebuild may have swapped the read model meanwhile, its
                     // positions behind this consumer's; no batch would reveal it until
                     // new events arrive, so look now.
@@ -322,7 +331,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                     tracing::info!("the read model was swapped for a rebuilt generation; resuming from its positions");
                     continue 'generation;
                 }
-                if last_lag_report.elapsed() > Duration::from_secs(5) {
+                if last_lag_report.elapsed() > LAG_REPORT {
                     self.report_lag(&consumer, batch.last());
                     last_lag_report = Instant::now();
                 }

@@ -619,19 +619,28 @@ impl CommandAccepted {
     }
 }
 
-/// `/health/live` (the process answers), `/health/ready` (its database answers) and
+/// `/health/live` (the process answers), `/health/ready` (its database answers and,
+/// under a supervisor, every part of `component` runs: see [`crate::health`]) and
 /// `/metrics` (Prometheus), request metrics, and problem answers for unknown paths
 /// and methods.
-pub fn with_platform_routes(router: Router, pool: Option<PgPool>) -> Router {
+pub fn with_platform_routes(router: Router, component: &str, pool: Option<PgPool>) -> Router {
     crate::telemetry::init();
+    let component = component.to_owned();
     router
         .route("/metrics", get(crate::telemetry::render))
         .route("/health/live", get(|| async { "ok" }))
         .route(
             "/health/ready",
             get(move || {
-                let pool = pool.clone();
+                let (pool, component) = (pool.clone(), component.clone());
                 async move {
+                    let parts = crate::health::unhealthy_parts(&component);
+                    if !parts.is_empty() {
+                        return Err(Problem::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            parts.join("; "),
+                        ));
+                    }
                     match pool {
                         None => Ok("ready"),
                         Some(pool) => match sqlx::query("SELECT 1").execute(&pool).await {

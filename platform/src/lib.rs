@@ -14,6 +14,7 @@
 //! - [`relay`]: the outbox relay to Kafka, in commit-safe order, at least once;
 //! - [`projection`]: running a read model (consumer + query API);
 //! - [`reactor`]: what every saga reactor shares (context, outcome);
+//! - [`health`]: the parts of a component a supervisor runs, for readiness;
 //! - [`http`]: problem responses, extractors, health endpoints, serving;
 //! - [`service`]: running a write service (pool, migrations, HTTP);
 //! - [`telemetry`]: metrics with their names and labels decided in one place, `/metrics`;
@@ -28,6 +29,7 @@ pub mod consistency;
 pub mod consumer;
 pub mod db;
 pub mod generate;
+pub mod health;
 pub mod http;
 pub mod local_kafka;
 pub mod projection;

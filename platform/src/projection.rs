@@ -155,7 +155,7 @@ impl ProjectionService {
             pool.clone(),
             crate::consistency::wait_for_token,
         ));
-        let router = with_platform_routes(queries, Some(pool));
+        let router = with_platform_routes(queries, self.name, Some(pool));
         let name = self.name;
         let consume = async {
             runtime

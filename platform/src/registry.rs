@@ -643,6 +643,38 @@ impl Registry {
         )
     }
 
+    /// A chain of `depends_on` that comes back to where it started, if any.
+    fn dependency_cycle(&self) -> Option<Vec<String>> {
+        fn visit<'a>(
+            registry: &'a Registry,
+            name: &'a str,
+            path: &mut Vec<&'a str>,
+            done: &mut std::collections::BTreeSet<&'a str>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|p| *p == name) {
+                let mut cycle: Vec<String> = path[at..].iter().map(|s| (*s).to_owned()).collect();
+                cycle.push(name.to_owned());
+                return Some(cycle);
+            }
+            if !done.insert(name) {
+                return None;
+            }
+            path.push(name);
+            let component = registry.components.iter().find(|c| c.name == name)?;
+            for dep in &component.depends_on {
+                if let Some(cycle) = visit(registry, dep, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = std::collections::BTreeSet::new();
+        self.components
+            .iter()
+            .find_map(|c| visit(self, &c.name, &mut Vec::new(), &mut done))
+    }
+
     fn validate(&self) -> Result<(), RegistryError> {
         let mut ports = BTreeMap::new();
         let mut databases = BTreeMap::new();
@@ -704,6 +736,12 @@ impl Registry {
                     "topic `{name}` has more partitions than Kafka allows"
                 )));
             }
+        }
+        if let Some(cycle) = self.dependency_cycle() {
+            return Err(RegistryError::Invalid(format!(
+                "components depend on each other in a cycle: {}; `depends_on` orders the start, so one of them must go",
+                cycle.join(" → ")
+            )));
         }
         if let Some(problem) = invalid_topic_prefix(&self.platform.topic_prefix) {
             return Err(RegistryError::Invalid(problem));
@@ -840,6 +878,17 @@ mod tests {
             + "\n[components.sink]\nkind = \"sink\"\nport = 9000\nconsumes = [\"nope.events\"]\n";
         let err = Registry::parse(&text).unwrap_err().to_string();
         assert!(err.contains("nope.events"), "{err}");
+    }
+
+    #[test]
+    fn a_dependency_cycle_is_rejected_with_its_path() {
+        let text = MINIMAL.replace("port = 8101", "port = 8101\ndepends_on = [\"sink\"]")
+            + "\n[components.sink]\nkind = \"sink\"\nport = 9000\ndepends_on = [\"orders\"]\n";
+        let err = Registry::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("orders → sink → orders"), "{err}");
+        let text = MINIMAL.replace("port = 8101", "port = 8101\ndepends_on = [\"orders\"]");
+        let err = Registry::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("orders → orders"), "{err}");
     }
 
     #[test]

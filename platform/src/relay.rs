@@ -829,31 +829,20 @@ impl Relay {
         if since.elapsed() < self.config.horizon_warning {
             return Ok(());
         }
-        // Only the outbox writers hold the horizon: the oldest of them is the one.
-        let blocker = sqlx::query(
-            "SELECT a.pid, extract(epoch FROM clock_timestamp() - a.xact_start)::float8, \
-                    left(a.query, 200), a.state \
-               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-              WHERE l.locktype = 'advisory' AND l.granted \
-                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-                AND l.classid = 1936484707 AND l.objid = 1 AND l.objsubid = 2 \
-                AND a.backend_xid IS NOT NULL \
-              ORDER BY age(a.backend_xid) DESC LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(b) = blocker {
-            let (pid, age, query, state): (i32, Option<f64>, Option<String>, Option<String>) =
-                (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?, b.try_get(3)?);
+        if let Some(b) = horizon_blocker(&self.pool).await? {
             tracing::warn!(
-                pid,
-                transaction_age_seconds = age.unwrap_or(0.0),
-                state = state.unwrap_or_default(),
-                query = query.unwrap_or_default(),
+                pid = b.pid,
+                transaction_age_seconds = b.transaction_age_seconds,
+                state = b.state,
+                query = b.query,
                 unpublished,
                 "an open transaction holds the relay horizon back; its events and every later one wait for it"
             );
-            crate::telemetry::relay_horizon_blocked(&self.service, pid, age.unwrap_or(0.0));
+            crate::telemetry::relay_horizon_blocked(
+                &self.service,
+                b.pid,
+                b.transaction_age_seconds,
+            );
         }
         *blocked_since = Some(Instant::now());
         Ok(())
@@ -1085,4 +1074,46 @@ fn topic_tail(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64, uuid::Uuid)
         ));
     }
     Ok(tail)
+}
+
+/// An open transaction of an outbox writer that holds the relay horizon back.
+#[derive(Debug, Clone)]
+pub struct HorizonBlocker {
+    /// Its backend's process id (`pg_terminate_backend` ends it).
+    pub pid: i32,
+    /// How long its transaction has been open.
+    pub transaction_age_seconds: f64,
+    /// `idle in transaction`, `active`, …
+    pub state: String,
+    /// Its last statement, cut to 200 characters.
+    pub query: String,
+}
+
+/// The oldest open transaction that wrote to the outbox and has not committed: the
+/// relay publishes nothing committed after it started until it ends. Only outbox
+/// writers hold the horizon (they take the writer advisory lock), so it is the one.
+pub async fn horizon_blocker(pool: &PgPool) -> Result<Option<HorizonBlocker>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT a.pid, extract(epoch FROM clock_timestamp() - a.xact_start)::float8, \
+                left(a.query, 200), a.state \
+           FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+          WHERE l.locktype = 'advisory' AND l.granted \
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+            AND l.classid = 1936484707 AND l.objid = 1 AND l.objsubid = 2 \
+            AND a.backend_xid IS NOT NULL \
+          ORDER BY age(a.backend_xid) DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.map(|b| {
+        let (pid, age, query, state): (i32, Option<f64>, Option<String>, Option<String>) =
+            (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?, b.try_get(3)?);
+        Ok(HorizonBlocker {
+            pid,
+            transaction_age_seconds: age.unwrap_or(0.0),
+            state: state.unwrap_or_default(),
+            query: query.unwrap_or_default(),
+        })
+    })
+    .transpose()
 }

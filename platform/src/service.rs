@@ -127,6 +127,7 @@ impl WriteService {
         );
         let router = with_platform_routes(
             (self.router)(EventStore::new(pool.clone()), catalog),
+            self.name,
             Some(pool),
         );
         crate::http::serve(listener, router, shutdown)

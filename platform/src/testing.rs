@@ -377,8 +377,11 @@ impl TestApp {
         let pool = db.app_pool().await;
         let store = crate::store::EventStore::new(pool.clone());
         let catalog = service.catalog().expect("the service's schemas");
-        let router =
-            crate::http::with_platform_routes((service.router)(store.clone(), catalog), Some(pool));
+        let router = crate::http::with_platform_routes(
+            (service.router)(store.clone(), catalog),
+            service.name,
+            Some(pool),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind random port");

@@ -156,6 +156,7 @@ async fn phases(
     // is in order_view (its stream position commits with the row).
     let router = sluice_platform::http::with_platform_routes(
         (sluice_orders::SERVICE.router)(store.clone(), catalog.clone()),
+        "orders",
         Some(orders_pool.clone()),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -565,6 +566,7 @@ async fn e2e_phases(
     };
     let router = sluice_platform::http::with_platform_routes(
         (sluice_orders::SERVICE.router)(store.clone(), catalog.clone()),
+        "orders",
         Some(orders_pool.clone()),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -393,6 +393,9 @@ impl Loader {
             position.execute(params![topic, partition, offset + 1])?;
             let newest = newest.get(&(topic, partition)).copied();
             let lag = newest.map(|t| (loaded_at - t).num_microseconds().unwrap_or(0) as f64 / 1e6);
+            if let Some(t) = newest {
+                telemetry::watermark(topic, partition, t.timestamp_micros() as f64 / 1e6);
+            }
             let newest = newest.map_or(Value::Null, |t| {
                 Value::Timestamp(TimeUnit::Microsecond, t.timestamp_micros())
             });

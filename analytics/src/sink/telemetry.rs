@@ -37,6 +37,17 @@ pub(crate) fn lag_seconds(topic: &str, partition: i32, seconds: f64) {
     .set(seconds);
 }
 
+/// The newest event time loaded from a partition, in Unix seconds:
+/// `sluice_sink_watermark_seconds` (`sluice status` shows it per topic).
+pub(crate) fn watermark(topic: &str, partition: i32, unix_seconds: f64) {
+    metrics::gauge!(
+        "sluice_sink_watermark_seconds",
+        "topic" => topic.to_owned(),
+        "partition" => partition.to_string()
+    )
+    .set(unix_seconds);
+}
+
 /// Records on a partition not yet read: `sluice_sink_lag_records`.
 pub(crate) fn lag_records(topic: &str, partition: i32, records: i64) {
     metrics::gauge!(

@@ -38,6 +38,7 @@ impl Projection {
         let pool = db.app_pool().await;
         let router = sluice_platform::http::with_platform_routes(
             api::router(pool.clone()),
+            "customer_summary",
             Some(pool.clone()),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -46,6 +46,7 @@ impl View {
         let pool = db.app_pool().await;
         let router = sluice_platform::http::with_platform_routes(
             (sluice_order_view::PROJECTION.router)(pool.clone()),
+            "order_view",
             Some(pool.clone()),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
