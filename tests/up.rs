@@ -185,3 +185,190 @@ async fn count_events(registry: &Registry, component: &str, stream: &str) -> i64
     pool.close().await;
     n
 }
+
+/// `sluice status --json` of the platform: its exit status and the parsed table.
+fn status(platform: &Platform) -> (bool, Value) {
+    let out = platform.sluice(&["status", "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "status --json: {e}: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), json)
+}
+
+fn row<'a>(status: &'a Value, component: &str) -> &'a Value {
+    status["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == component)
+        .unwrap_or_else(|| panic!("no row for {component}: {status}"))
+}
+
+async fn admin(sql: &str) {
+    let pool = sqlx::PgPool::connect(&sluice_platform::testing::admin_url())
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
+/// A component whose database does not take connections fails at start; the
+/// supervisor restarts it with backoff while every other component serves, shows it
+/// unhealthy in `sluice status`, and it comes back by itself once its database
+/// answers — and again after its connections are killed. Then `sluice load` drives
+/// the whole saga through the platform and every consumer catches up.
+#[tokio::test]
+async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
+    let mut platform = Platform::prepare();
+    let setup = platform.sluice(&["db", "setup"]);
+    assert!(setup.status.success(), "{setup:?}");
+    let view_db = platform
+        .registry
+        .component("order_view")
+        .unwrap()
+        .database
+        .clone()
+        .unwrap()
+        .name;
+    admin(&format!(
+        "ALTER DATABASE {view_db} WITH ALLOW_CONNECTIONS false"
+    ))
+    .await;
+    platform.spawn(&["up", "--no-setup"]);
+    let client = reqwest::Client::new();
+    for service in ["orders", "payments", "shipping", "customer_summary", "analytics"] {
+        platform.wait_ready(&client, service).await;
+    }
+    // The others serve: an order goes through the saga without order_view.
+    let order_id = Uuid::now_v7();
+    let placed = post(
+        &client,
+        platform.url("orders", "/orders"),
+        json!({ "order_id": order_id, "customer_id": "c-supervised", "currency": "EUR",
+                "lines": [{ "sku": "SUP-1", "quantity": 1, "unit_price_minor": 900 }] }),
+    )
+    .await;
+    let payment_id = sluice_platform::saga::payment_id_for_order(order_id);
+    let payment = get_when_there(
+        &client,
+        platform.url("payments", &format!("/payments/{payment_id}")),
+    )
+    .await;
+    assert_eq!(payment["status"], "authorized");
+    // order_view is shown restarting, with its reason in the log and its restarts
+    // counted; the others are ready.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (all_ready, s) = status(&platform);
+        let view = row(&s, "order_view");
+        if view["restarts"].as_u64().unwrap_or(0) >= 2 {
+            assert!(!all_ready, "status exits 1 while a component is down");
+            assert_eq!(view["ready"], false);
+            assert!(
+                view["health"]
+                    .as_str()
+                    .unwrap()
+                    .contains("projection restarting"),
+                "{view}"
+            );
+            for other in [
+                "orders",
+                "payments",
+                "shipping",
+                "customer_summary",
+                "analytics",
+            ] {
+                assert_eq!(row(&s, other)["ready"], true, "{other}: {s}");
+            }
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "order_view never counted two restarts: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Its database answers again: it comes back by itself and catches up.
+    admin(&format!(
+        "ALTER DATABASE {view_db} WITH ALLOW_CONNECTIONS true"
+    ))
+    .await;
+    let token = placed["consistency_token"].as_str().unwrap().to_owned();
+    let view_url = platform.url("order_view", &format!("/orders/{order_id}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let answer = client
+            .get(&view_url)
+            .header("X-Consistency-Token", &token)
+            .send()
+            .await;
+        if matches!(&answer, Ok(r) if r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "order_view did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Its connections killed: it reconnects by itself.
+    admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{view_db}'"
+    ))
+    .await;
+    let order_id = Uuid::now_v7();
+    let placed = post(
+        &client,
+        platform.url("orders", "/orders"),
+        json!({ "order_id": order_id, "customer_id": "c-supervised", "currency": "EUR",
+                "lines": [{ "sku": "SUP-2", "quantity": 2, "unit_price_minor": 400 }] }),
+    )
+    .await;
+    let seen = client
+        .get(platform.url("order_view", &format!("/orders/{order_id}")))
+        .header(
+            "X-Consistency-Token",
+            placed["consistency_token"].as_str().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.status(),
+        StatusCode::OK,
+        "after its connections were killed"
+    );
+
+    // Load through the whole saga: every order's journey completes, every consumer
+    // catches up, and the summary says so.
+    let load = platform.sluice(&["load", "--orders", "12", "--rate", "40"]);
+    let summary = String::from_utf8_lossy(&load.stdout);
+    assert!(
+        load.status.success(),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(summary.contains("load: 12 orders started"), "{summary}");
+    assert!(summary.contains("errors: none"), "{summary}");
+    for consumer in [
+        "order_view",
+        "customer_summary",
+        "analytics",
+        "reactor payments",
+    ] {
+        let line = summary
+            .lines()
+            .find(|l| l.starts_with(consumer))
+            .unwrap_or_else(|| panic!("no lag line for {consumer}: {summary}"));
+        assert!(line.ends_with(" s"), "{consumer} did not catch up: {line}");
+    }
+    let (all_ready, s) = status(&platform);
+    assert!(all_ready, "{s}");
+    assert!(!s["sink"].as_array().unwrap().is_empty(), "{s}");
+    assert_eq!(platform.stop().code(), Some(0));
+    drop_registry_databases(&platform.registry).await;
+}

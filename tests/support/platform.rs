@@ -11,32 +11,50 @@ use sluice_platform::testing::{broker_env, isolated_registry};
 use uuid::Uuid;
 
 pub struct Platform {
-    child: Child,
+    child: Option<Child>,
     pub registry: Registry,
     registry_file: std::path::PathBuf,
 }
 
 impl Platform {
     pub fn start() -> Self {
+        let mut platform = Self::prepare();
+        platform.spawn(&["up"]);
+        platform
+    }
+
+    /// An isolated registry written to a file, with nothing started yet: run
+    /// commands with [`Platform::sluice`], then [`Platform::spawn`] the platform.
+    pub fn prepare() -> Self {
         let base =
             Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
         let (registry, text) = isolated_registry(&base);
         let registry_file = std::env::temp_dir().join(format!("sluice-up-{}.toml", Uuid::now_v7()));
         std::fs::write(&registry_file, text).unwrap();
+        Platform {
+            child: None,
+            registry,
+            registry_file,
+        }
+    }
+
+    /// Starts `sluice --registry <this platform's> <args>` (`up`, `up --no-setup`)
+    /// as the platform's process.
+    pub fn spawn(&mut self, args: &[&str]) {
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("--registry")
-            .arg(&registry_file)
-            .arg("up")
-            .envs(broker_env(&registry))
+            .arg(&self.registry_file)
+            .args(args)
+            .envs(broker_env(&self.registry))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .expect("start sluice up");
-        Platform {
-            child,
-            registry,
-            registry_file,
-        }
+        self.child = Some(child);
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("the platform was spawned")
     }
 
     /// The isolated registry's file, for other `sluice` commands against this
@@ -75,7 +93,7 @@ impl Platform {
                     return;
                 }
             }
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child().try_wait().unwrap() {
                 panic!("sluice up exited early with {status}");
             }
             assert!(Instant::now() < deadline, "{component} never became ready");
@@ -86,16 +104,16 @@ impl Platform {
     /// SIGTERM, then wait (bounded) for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.child().id().to_string()])
             .status()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.child().try_wait().unwrap() {
                 return status;
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
+                let _ = self.child().kill();
                 panic!("sluice up did not stop within 20 s of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -105,7 +123,9 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
         let _ = std::fs::remove_file(&self.registry_file);
         let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
     }
