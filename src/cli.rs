@@ -31,6 +31,11 @@ struct Cli {
     /// collector). The level is RUST_LOG's (default: `info`, `warn` for `sluice up`).
     #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+    /// Export spans over OpenTelemetry (OTLP/HTTP, protobuf) to this collector, e.g.
+    /// `http://127.0.0.1:4318`: one order's trace then shows every hop (HTTP command,
+    /// append, relay, each consumer, the sink) with its latency.
+    #[arg(long, global = true, env = "SLUICE_OTLP_ENDPOINT")]
+    otlp: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -294,7 +299,13 @@ enum RegistryCommand {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format, &cli.command);
+    let provider = match init_tracing(cli.log_format, &cli.command, cli.otlp.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -305,7 +316,12 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    let outcome = runtime.block_on(dispatch(cli));
+    // The spans still in the batch go out before the process ends.
+    if let Some(provider) = provider {
+        let _ = provider.shutdown();
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -314,7 +330,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(format: LogFormat, command: &Command) {
+/// Logs to stderr (text or JSON) and, with `--otlp`, spans to a collector; the
+/// tracer provider is returned to be flushed at exit.
+fn init_tracing(
+    format: LogFormat,
+    command: &Command,
+    otlp: Option<&str>,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::prelude::*;
     // `sluice up` is run by a person at a terminal: warnings (a component
     // restarting) and the table it prints once ready, not every component's start.
     let default = match command {
@@ -323,20 +347,67 @@ fn init_tracing(format: LogFormat, command: &Command) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Colours only for a person at a terminal: a log file or a collector gets plain
-    // `key=value` text.
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder
+    let logs = match format {
+        // Colours only for a person at a terminal: a log file or a collector gets
+        // plain `key=value` text.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .init(),
+            .boxed(),
     }
+    .with_filter(filter);
+    let Some(endpoint) = otlp else {
+        tracing_subscriber::registry().with(logs).init();
+        return Ok(None);
+    };
+    let provider = otlp_provider(endpoint)?;
+    use opentelemetry::trace::TracerProvider as _;
+    // Only the hops' spans (and the append below a command), whatever RUST_LOG says.
+    let hops = tracing_subscriber::filter::Targets::new()
+        .with_target("sluice::trace", tracing::Level::INFO)
+        .with_target("sluice_platform::store", tracing::Level::INFO);
+    let spans = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("sluice"))
+        .with_filter(hops);
+    tracing_subscriber::registry().with(logs).with(spans).init();
+    sluice_platform::trace::enable();
+    Ok(Some(provider))
+}
+
+/// A tracer provider exporting in batches to `endpoint` (`/v1/traces` appended when
+/// it names no path).
+fn otlp_provider(endpoint: &str) -> anyhow::Result<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig;
+    let url = endpoint.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .with_context(|| format!("--otlp `{endpoint}` must be an http:// or https:// URL, e.g. http://127.0.0.1:4318"))?;
+    let url = if rest.contains('/') {
+        url.to_owned()
+    } else {
+        format!("{url}/v1/traces")
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(url)
+        .with_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .context("setting up the OTLP exporter")?;
+    Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("sluice")
+                .build(),
+        )
+        .build())
 }
 
 fn load_registry(path: &Path) -> anyhow::Result<Registry> {

@@ -240,7 +240,13 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     .await;
     platform.spawn(&["up", "--no-setup"]);
     let client = reqwest::Client::new();
-    for service in ["orders", "payments", "shipping", "customer_summary", "analytics"] {
+    for service in [
+        "orders",
+        "payments",
+        "shipping",
+        "customer_summary",
+        "analytics",
+    ] {
         platform.wait_ready(&client, service).await;
     }
     // The others serve: an order goes through the saga without order_view.

@@ -601,6 +601,14 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         generation: Uuid,
     ) -> Result<Applied, ConsumerError> {
         let started = Instant::now();
+        // A `consume` span per event, until the batch has committed (when exported).
+        let _spans = crate::trace::HopSpans::open(
+            "consume",
+            &self.component,
+            batch
+                .iter()
+                .map(|r| r.headers.get("traceparent").map(String::as_str)),
+        );
         let mut tx = self.pool.begin().await?;
         if !holds_generation(&mut tx, generation).await? {
             tx.rollback().await?;

@@ -626,6 +626,7 @@ impl CommandAccepted {
 pub fn with_platform_routes(router: Router, component: &str, pool: Option<PgPool>) -> Router {
     crate::telemetry::init();
     let component = component.to_owned();
+    let traced = component.clone();
     router
         .route("/metrics", get(crate::telemetry::render))
         .route("/health/live", get(|| async { "ok" }))
@@ -661,9 +662,50 @@ pub fn with_platform_routes(router: Router, component: &str, pool: Option<PgPool
                 "method not allowed on this resource; see /openapi.json",
             )
         })
+        .layer(axum::middleware::from_fn(move |request, next| {
+            trace_http(traced.clone(), request, next)
+        }))
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Middleware: when spans are exported, each request runs in an `http` span, child
+/// of the caller's `traceparent`, and the request's `traceparent` header is replaced
+/// by the span's own, so the events a command appends carry it downstream.
+async fn trace_http(
+    component: String,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use tracing::Instrument;
+    if !crate::trace::enabled() {
+        return next.run(request).await;
+    }
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        target: "sluice::trace",
+        "http",
+        otel.name = format!("{component} {} {route}", request.method()),
+        otel.kind = "server",
+        sluice.component = component.as_str(),
+        sluice.hop = "http",
+    );
+    let incoming = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    crate::trace::follow(&span, incoming.as_deref());
+    if let Some(own) = crate::trace::traceparent_of(&span) {
+        if let Ok(value) = HeaderValue::from_str(&own) {
+            request.headers_mut().insert("traceparent", value);
+        }
+    }
+    next.run(request).instrument(span).await
 }
 
 /// Serves a router until `shutdown` is cancelled, then drains in-flight requests.

@@ -18,6 +18,7 @@
 //! - [`http`]: problem responses, extractors, health endpoints, serving;
 //! - [`service`]: running a write service (pool, migrations, HTTP);
 //! - [`telemetry`]: metrics with their names and labels decided in one place, `/metrics`;
+//! - [`trace`]: spans across the async boundary, W3C trace context in every event;
 //! - [`values`]: money and currency value types of the reference domain;
 //! - [`generate`]: files derived from the registry (provisioning SQL, compose file).
 #![forbid(unsafe_code)]
@@ -43,4 +44,5 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod trace;
 pub mod values;

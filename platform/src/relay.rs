@@ -282,6 +282,8 @@ struct Chunk {
     /// record's size.
     refused: Option<(String, usize)>,
     started: Instant,
+    /// A `publish` span per event, open until the chunk is settled (when exported).
+    _spans: crate::trace::HopSpans,
 }
 
 /// A chunk whose events were all acknowledged.
@@ -728,7 +730,16 @@ impl Relay {
         let started = Instant::now();
         let mut deliveries = Vec::with_capacity(events.len());
         let mut refused = None;
-        for event in &events {
+        let spans = crate::trace::HopSpans::open(
+            "publish",
+            &self.service,
+            events.iter().map(|e| {
+                e.metadata
+                    .get("traceparent")
+                    .and_then(serde_json::Value::as_str)
+            }),
+        );
+        for (i, event) in events.iter().enumerate() {
             let (bytes, fingerprint) = self
                 .encoder
                 .encode(&event.event_type, event.schema_version, &event.payload)
@@ -742,7 +753,7 @@ impl Relay {
                 .key(&event.stream_id)
                 .payload(&bytes)
                 .timestamp(event.recorded_at.timestamp_millis())
-                .headers(headers(event, &fingerprint));
+                .headers(headers(event, &fingerprint, spans.traceparent(i)));
             match self.enqueue(record).await {
                 Ok(delivery) => deliveries.push((delivery, bytes.len())),
                 Err(e) => {
@@ -756,6 +767,7 @@ impl Relay {
             deliveries,
             refused,
             started,
+            _spans: spans,
         })
     }
 
@@ -953,7 +965,12 @@ fn outbox_event(row: &PgRow) -> Result<OutboxEvent, RelayError> {
 }
 
 /// The envelope as Kafka headers (UTF-8 text values).
-fn headers(event: &OutboxEvent, fingerprint: &[u8; 8]) -> OwnedHeaders {
+/// `traceparent` replaces the event's own: the context of its `publish` span.
+fn headers(
+    event: &OutboxEvent,
+    fingerprint: &[u8; 8],
+    traceparent: Option<String>,
+) -> OwnedHeaders {
     let metadata: Metadata = serde_json::from_value(event.metadata.clone()).unwrap_or_default();
     let text = [
         ("event_id", Some(event.event_id.to_string())),
@@ -975,7 +992,7 @@ fn headers(event: &OutboxEvent, fingerprint: &[u8; 8]) -> OwnedHeaders {
             metadata.correlation_id.map(|c| c.to_string()),
         ),
         ("causation_id", metadata.causation_id.map(|c| c.to_string())),
-        ("traceparent", metadata.traceparent),
+        ("traceparent", traceparent.or(metadata.traceparent)),
         ("actor", metadata.actor),
     ];
     text.into_iter()

@@ -151,6 +151,14 @@ impl Loader {
     /// Decodes and loads `batch` in one transaction with its positions.
     pub fn load(&mut self, batch: &[SinkRecord]) -> Result<LoadReport, SinkError> {
         let started = Instant::now();
+        // A `load` span per event, until its batch has committed (when exported).
+        let _spans = sluice_platform::trace::HopSpans::open(
+            "load",
+            "analytics",
+            batch
+                .iter()
+                .map(|r| r.headers.get("traceparent").map(String::as_str)),
+        );
         let mut rows: Vec<Row<'_>> = batch.iter().map(|r| decode(&self.catalog, r)).collect();
         if self.rescan_for(&rows)? {
             rows = batch.iter().map(|r| decode(&self.catalog, r)).collect();
