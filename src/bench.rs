@@ -338,6 +338,8 @@ impl BenchDatabase {
             produces: vec![],
             consumes: vec![],
             depends_on: vec![],
+            layer: sluice_platform::registry::Layer::default_for(kind),
+            extra_env: Default::default(),
         };
         Plan::for_component(&component, &spec)
             .execute(admin_url)

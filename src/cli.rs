@@ -306,6 +306,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before any thread starts: the registry's `extra_env` of what this command runs.
+    if let Err(e) = apply_extra_env(&cli) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -408,6 +413,40 @@ fn otlp_provider(endpoint: &str) -> anyhow::Result<opentelemetry_sdk::trace::Sdk
                 .build(),
         )
         .build())
+}
+
+/// Sets each `extra_env` variable of the components `sluice up` or `sluice run`
+/// runs, unless the environment sets it already (the operator decides). Two
+/// components of one `sluice up` that want different values for one variable stop
+/// the start: they share the process's environment.
+fn apply_extra_env(cli: &Cli) -> anyhow::Result<()> {
+    let names: Vec<String> = match &cli.command {
+        Command::Up { .. } => Vec::new(),
+        Command::Run { component, service } => {
+            vec![service.clone().unwrap_or_else(|| component.clone())]
+        }
+        _ => return Ok(()),
+    };
+    let registry = load_registry(&cli.registry)?;
+    let mut wanted: std::collections::BTreeMap<&str, (&str, &str)> = Default::default();
+    for c in registry.components() {
+        if !names.is_empty() && !names.contains(&c.name) {
+            continue;
+        }
+        for (key, value) in &c.extra_env {
+            if let Some((other, first)) = wanted.insert(key, (&c.name, value)) {
+                if first != value {
+                    bail!("`{other}` and `{}` set {key} to different values in extra_env; under `sluice up` they share one environment: run them apart with `sluice run`, or set {key} yourself", c.name);
+                }
+            }
+        }
+    }
+    for (key, (_, value)) in wanted {
+        if std::env::var_os(key).is_none() {
+            std::env::set_var(key, value);
+        }
+    }
+    Ok(())
 }
 
 fn load_registry(path: &Path) -> anyhow::Result<Registry> {
@@ -663,8 +702,8 @@ fn check_schemas() -> anyhow::Result<()> {
 
 fn show(registry: &Registry) {
     println!(
-        "{:<18} {:<11} {:>5}  {:<26} topics",
-        "component", "kind", "port", "database"
+        "{:<18} {:<11} {:<9} {:>5}  {:<26} topics",
+        "component", "kind", "layer", "port", "database"
     );
     for c in registry.components() {
         let db = c.database.as_ref().map_or("-", |d| d.name.as_str());
@@ -675,9 +714,10 @@ fn show(registry: &Registry) {
             " (not in this build)"
         };
         println!(
-            "{:<18} {:<11} {:>5}  {:<26} produces [{}] consumes [{}]{runnable}",
+            "{:<18} {:<11} {:<9} {:>5}  {:<26} produces [{}] consumes [{}]{runnable}",
             c.name,
             kind,
+            c.layer.as_str(),
             c.port,
             db,
             c.produces.join(", "),

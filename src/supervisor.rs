@@ -172,6 +172,9 @@ pub fn start_waves(registry: &Registry) -> Vec<Vec<String>> {
         }
     }
     let mut waves: Vec<Vec<String>> = Vec::new();
+    // Within a wave, the platform's own components first, then shared, then domain.
+    let mut components: Vec<_> = components.iter().collect();
+    components.sort_by_key(|c| (c.layer, c.name.clone()));
     for c in components {
         let w = wave_of[c.name.as_str()];
         if waves.len() <= w {
@@ -198,6 +201,11 @@ mod tests {
         let waves = start_waves(&registry);
         assert_eq!(waves[0], ["orders", "payments", "shipping"]);
         assert_eq!(waves[1], ["analytics", "customer_summary", "order_view"]);
+        let layers: Vec<_> = waves[1]
+            .iter()
+            .map(|n| registry.component(n).unwrap().layer)
+            .collect();
+        assert!(layers.is_sorted(), "{layers:?}");
         assert_eq!(waves.len(), 2);
     }
 

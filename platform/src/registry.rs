@@ -356,6 +356,42 @@ struct RawComponent {
     consumes: Vec<String>,
     #[serde(default)]
     depends_on: Vec<String>,
+    layer: Option<Layer>,
+    #[serde(default)]
+    extra_env: BTreeMap<String, String>,
+}
+
+/// Where a component sits, for start order and docs: the platform's own
+/// components, read models shared across domains, and a domain's write services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// Provided by the platform for everyone (the analytics sink).
+    Platform,
+    /// Read models that join several domains' events.
+    Shared,
+    /// A domain's own write service.
+    Domain,
+}
+
+impl Layer {
+    /// The layer a component of `kind` has unless the registry says otherwise.
+    pub fn default_for(kind: ComponentKind) -> Self {
+        match kind {
+            ComponentKind::Service | ComponentKind::Reactor => Layer::Domain,
+            ComponentKind::Projection => Layer::Shared,
+            ComponentKind::Sink => Layer::Platform,
+        }
+    }
+
+    /// `platform`, `shared` or `domain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Platform => "platform",
+            Layer::Shared => "shared",
+            Layer::Domain => "domain",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -392,6 +428,12 @@ pub struct Component {
     pub produces: Vec<String>,
     pub consumes: Vec<String>,
     pub depends_on: Vec<String>,
+    /// `platform`, `shared` or `domain` (default by kind).
+    pub layer: Layer,
+    /// Environment the component runs with: passed to its containers by the
+    /// generated compose file, and set by `sluice run`/`sluice up` for each variable
+    /// the environment does not set already.
+    pub extra_env: BTreeMap<String, String>,
 }
 
 impl Component {
@@ -797,6 +839,17 @@ fn resolve_component(name: String, raw: RawComponent) -> Result<Component, Regis
             })
         }
     };
+    for key in raw.extra_env.keys() {
+        let valid = key.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+            && key
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(RegistryError::Invalid(format!(
+                "extra_env of `{name}`: `{key}` is not an environment variable name (A-Z, 0-9, _)"
+            )));
+        }
+    }
     Ok(Component {
         name,
         kind: raw.kind,
@@ -805,6 +858,8 @@ fn resolve_component(name: String, raw: RawComponent) -> Result<Component, Regis
         produces: raw.produces,
         consumes: raw.consumes,
         depends_on: raw.depends_on,
+        layer: raw.layer.unwrap_or(Layer::default_for(raw.kind)),
+        extra_env: raw.extra_env,
     })
 }
 
@@ -878,6 +933,31 @@ mod tests {
             + "\n[components.sink]\nkind = \"sink\"\nport = 9000\nconsumes = [\"nope.events\"]\n";
         let err = Registry::parse(&text).unwrap_err().to_string();
         assert!(err.contains("nope.events"), "{err}");
+    }
+
+    #[test]
+    fn layer_defaults_by_kind_and_extra_env_names_are_checked() {
+        let r = Registry::parse(MINIMAL).unwrap();
+        assert_eq!(r.component("orders").unwrap().layer, Layer::Domain);
+        let text = MINIMAL.replace(
+            "port = 8101",
+            "port = 8101\nlayer = \"shared\"\nextra_env = { LIMIT_MINOR = \"5\" }",
+        );
+        let r = Registry::parse(&text).unwrap();
+        let c = r.component("orders").unwrap();
+        assert_eq!(c.layer, Layer::Shared);
+        assert_eq!(c.extra_env["LIMIT_MINOR"], "5");
+        let text = MINIMAL.replace(
+            "port = 8101",
+            "port = 8101\nextra_env = { \"bad-name\" = \"5\" }",
+        );
+        let err = Registry::parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("`bad-name` is not an environment variable name"),
+            "{err}"
+        );
+        let text = MINIMAL.replace("port = 8101", "port = 8101\nlayer = \"core\"");
+        assert!(Registry::parse(&text).is_err());
     }
 
     #[test]

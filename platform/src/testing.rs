@@ -126,6 +126,8 @@ impl TestDatabase {
             produces: vec![],
             consumes: vec![],
             depends_on: vec![],
+            layer: crate::registry::Layer::default_for(kind),
+            extra_env: Default::default(),
         };
         Self::provision_spec(&component, spec).await
     }
@@ -318,14 +320,23 @@ fn registry_text_with_prefix(registry: &Registry, suffix: &str, brokers: Option<
     }
     for c in registry.components() {
         text.push_str(&format!(
-            "[components.{}]\nkind = {:?}\nport = {}\nproduces = {:?}\nconsumes = {:?}\ndepends_on = {:?}\n",
+            "[components.{}]\nkind = {:?}\nport = {}\nproduces = {:?}\nconsumes = {:?}\ndepends_on = {:?}\nlayer = {:?}\n",
             c.name,
             format!("{:?}", c.kind).to_lowercase(),
             ports.next(),
             c.produces,
             c.consumes,
-            c.depends_on
+            c.depends_on,
+            c.layer.as_str()
         ));
+        if !c.extra_env.is_empty() {
+            let env: Vec<String> = c
+                .extra_env
+                .iter()
+                .map(|(k, v)| format!("{k} = {v:?}"))
+                .collect();
+            text.push_str(&format!("extra_env = {{ {} }}\n", env.join(", ")));
+        }
         if let Some(db) = &c.database {
             text.push_str(&format!(
                 "database = \"t_{suffix}_{}\"\napp_password = {:?}\nowner_password = {:?}\n",
