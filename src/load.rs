@@ -491,10 +491,11 @@ pub async fn run(registry: &Registry, plan: LoadPlan) -> anyhow::Result<()> {
         })
     };
     let mut journeys = tokio::task::JoinSet::new();
-    // Orders start at the rate their commands can be sent: about 3.5 commands an
-    // order on average with the default mix.
+    // Orders start at the rate their commands can be sent: placing (and its retry),
+    // then a cancel, or a capture, dispatch and delivery (about 3.5 on average with
+    // the default mix).
     let per_order =
-        1.0 + plan.retried + plan.cancelled + (1.0 - plan.declined - plan.cancelled) * 4.0;
+        1.0 + plan.retried + plan.cancelled + (1.0 - plan.declined - plan.cancelled) * 3.0;
     let order_interval = Duration::from_secs_f64(per_order / f64::from(plan.rate));
     let mut next_order = tokio::time::interval(order_interval);
     next_order.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
