@@ -200,3 +200,34 @@ async fn the_generated_psql_script_provisions_like_db_setup_and_is_idempotent() 
     );
     drop_registry_databases(&registry).await;
 }
+
+/// A database that refuses connections is named as such, not as a server that is
+/// down or an admin URL that is wrong.
+#[tokio::test]
+async fn a_component_database_refusing_connections_is_named_by_setup() {
+    let (registry, _) = isolated_registry(&registry());
+    provision::setup(&registry).await.unwrap();
+    let db = registry
+        .component("order_view")
+        .unwrap()
+        .database
+        .clone()
+        .unwrap()
+        .name;
+    let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::raw_sql(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let err = provision::setup(&registry).await.unwrap_err().to_string();
+    sqlx::raw_sql(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        err.contains(&format!("database `{db}` to set its privileges")),
+        "{err}"
+    );
+    assert!(!err.contains("is the server running"), "{err}");
+    sluice_platform::testing::drop_registry_databases(&registry).await;
+}

@@ -33,6 +33,13 @@ pub enum ProvisionError {
     /// The admin connection failed (server down, wrong credentials).
     #[error("cannot connect to PostgreSQL as admin ({url}); is the server running, and does SLUICE_ADMIN_DATABASE_URL name a superuser?")]
     Connect { url: String, source: sqlx::Error },
+    /// The server answers, but a component's database refused the admin connection
+    /// that sets its privileges (connections disallowed, at its limit, ...).
+    #[error("connecting as admin to the database `{database}` to set its privileges failed")]
+    ConnectDatabase {
+        database: String,
+        source: sqlx::Error,
+    },
     /// A provisioning statement failed.
     #[error("provisioning {component}: `{statement}` failed")]
     Statement {
@@ -200,7 +207,16 @@ impl Plan {
                     database: Some(db),
                     sql,
                 } => {
-                    let mut target = connect(&admin.clone().database(db), admin_url).await?;
+                    let mut target = admin
+                        .clone()
+                        .database(db)
+                        .log_statements(tracing::log::LevelFilter::Debug)
+                        .connect()
+                        .await
+                        .map_err(|source| ProvisionError::ConnectDatabase {
+                            database: db.to_owned(),
+                            source,
+                        })?;
                     self.run(&mut target, sql, sql).await?;
                     let _ = target.close().await;
                 }
