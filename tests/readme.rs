@@ -1,0 +1,224 @@
+//! The README and the guides cannot rot: every shell block fenced as ```` ```sh tested ````
+//! in them runs, in order and as one script, against a live `sluice up`; and the
+//! README's layout table names what the tree holds.
+//!
+//! The platform runs on an isolated registry (its own databases, ports and broker),
+//! so the script's ports are the isolated ones: `localhost:8101` becomes orders'
+//! port, `port=5433` the SQL endpoint's, and so on. `sluice` (and `cargo run --release
+//! --`) is the binary under test with that registry; `curl` fails on an HTTP error.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use sluice_platform::registry::Registry;
+use sluice_platform::testing::{broker_env, drop_registry_databases};
+use support::platform::Platform;
+
+const DOCUMENTS: [&str; 2] = ["README.md", "docs/querying-the-warehouse.md"];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `sh tested` blocks of a Markdown file, in order.
+fn tested_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match &mut current {
+            None if line.trim_end() == "```sh tested" => current = Some(String::new()),
+            Some(block) if line.trim_end() == "```" => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    assert!(current.is_none(), "an `sh tested` block is never closed");
+    blocks
+}
+
+/// The script's ports moved from the committed registry's to the isolated one's.
+fn retarget(script: &str, base: &Registry, isolated: &Registry) -> String {
+    let mut out = script.to_owned();
+    for c in base.components() {
+        let new = isolated.component(&c.name).unwrap().port;
+        for host in ["localhost", "127.0.0.1"] {
+            out = out.replace(&format!("{host}:{}", c.port), &format!("{host}:{new}"));
+        }
+    }
+    if let (Some(a), Some(b)) = (&base.analytics, &isolated.analytics) {
+        out = out.replace(
+            &format!("port={}", a.sql_port),
+            &format!("port={}", b.sql_port),
+        );
+    }
+    out
+}
+
+const PREAMBLE: &str = r#"set -euo pipefail
+sluice() { "$SLUICE_BIN" --registry "$SLUICE_REGISTRY_FILE" "$@"; }
+cargo() {
+  if [ "${1:-}" = run ] && [ "${2:-}" = --release ] && [ "${3:-}" = -- ]; then
+    shift 3; sluice "$@"
+  else
+    echo "the docs test runs only \`cargo run --release -- …\`, not: cargo $*" >&2; return 1
+  fi
+}
+curl() { command curl --fail-with-body --max-time 30 "$@"; }
+"#;
+
+#[tokio::test]
+async fn the_tested_blocks_of_the_readme_and_the_guides_run_against_a_live_platform() {
+    let mut platform = Platform::start();
+    let client = reqwest::Client::new();
+    for c in platform.registry.components().to_vec() {
+        platform.wait_ready(&client, &c.name).await;
+    }
+    let base = Registry::load(&root().join("sluice.toml")).unwrap();
+    for document in DOCUMENTS {
+        let text = std::fs::read_to_string(root().join(document))
+            .unwrap_or_else(|e| panic!("{document}: {e}"));
+        let blocks = tested_blocks(&text);
+        assert!(!blocks.is_empty(), "{document} has no `sh tested` block");
+        let script = format!(
+            "{PREAMBLE}{}",
+            retarget(&blocks.concat(), &base, &platform.registry)
+        );
+        let dir = std::env::temp_dir().join(format!(
+            "sluice-docs-{}",
+            sluice_platform::testing::unique_suffix()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let output = Command::new("timeout")
+            .args(["300", "bash", "-c", &script])
+            .current_dir(&dir)
+            .env("SLUICE_BIN", env!("CARGO_BIN_EXE_sluice"))
+            .env("SLUICE_REGISTRY_FILE", platform.registry_file())
+            .envs(broker_env(&platform.registry))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bash");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            output.status.success(),
+            "{document}: its tested blocks failed ({})\n--- script\n{script}\n--- stdout\n{}\n--- stderr\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    assert_eq!(platform.stop().code(), Some(0));
+    drop_registry_databases(&platform.registry).await;
+}
+
+/// Backticked names in a table cell: `a/`, `b.rs`, `sql/views.sql`, ….
+fn backticked(cell: &str) -> Vec<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `dir` holds `name` (a relative path) at any depth.
+fn holds(dir: &Path, name: &str) -> bool {
+    if dir.join(name).exists() {
+        return true;
+    }
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let path: PathBuf = e.path();
+            path.is_dir() && e.file_name() != "target" && holds(&path, name)
+        })
+}
+
+#[test]
+fn the_readme_layout_table_matches_the_tree() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let table: Vec<&str> = readme
+        .split("## Layout")
+        .nth(1)
+        .expect("a Layout section")
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .collect();
+    let mut named = BTreeSet::new();
+    for row in &table {
+        let cells: Vec<&str> = row.split('|').collect();
+        let (paths, holds_cell) = (cells[1], cells[2]);
+        for path in backticked(paths) {
+            let path = path.trim_end_matches('/');
+            let dirs: Vec<PathBuf> = match path.split_once("/<name>") {
+                Some((parent, _)) => std::fs::read_dir(root().join(parent))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect(),
+                None => vec![root().join(path)],
+            };
+            named.insert(path.split('/').next().unwrap().to_owned());
+            for dir in dirs {
+                assert!(
+                    dir.exists(),
+                    "the layout names {}, which is not there",
+                    dir.display()
+                );
+                if !dir.is_dir() {
+                    continue;
+                }
+                for name in backticked(holds_cell) {
+                    let name = name.trim_end_matches('/');
+                    let looks_like_a_path = name.ends_with(".rs")
+                        || name.ends_with(".sql")
+                        || !name.contains([' ', '.']);
+                    // Commands and prose in backticks (`sluice sql`) are not paths.
+                    if !looks_like_a_path || name.starts_with("sluice") || name.contains(' ') {
+                        continue;
+                    }
+                    assert!(
+                        holds(&dir, name),
+                        "the layout says {} holds `{name}`, which it does not",
+                        dir.display()
+                    );
+                }
+            }
+        }
+    }
+    // Every top-level entry of the repository is in the table.
+    let tracked = Command::new("git")
+        .args(["ls-files"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let top: BTreeSet<String> = String::from_utf8_lossy(&tracked.stdout)
+        .lines()
+        .map(|l| l.split('/').next().unwrap().to_owned())
+        .filter(|l| !matches!(l.as_str(), "README.md" | ".gitignore" | ".dockerignore"))
+        .collect();
+    let missing: Vec<_> = top.difference(&named).collect();
+    assert!(
+        missing.is_empty(),
+        "not in the README's layout table: {missing:?}"
+    );
+}
+
+#[test]
+fn tested_blocks_are_found_in_order() {
+    let md = "x\n```sh tested\necho a\n```\n```sh\necho no\n```\n```sh tested\necho b\n```\n";
+    assert_eq!(tested_blocks(md), ["echo a\n", "echo b\n"]);
+}
