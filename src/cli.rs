@@ -837,18 +837,12 @@ async fn kafka_for_up(
         tracing::info!(%brokers, "using the external Kafka brokers of KAFKA_BROKERS");
         return Ok((brokers, None));
     }
-    let port = registry
-        .platform
-        .kafka_brokers
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse::<u16>().ok())
-        .with_context(|| {
-            format!(
-                "kafka_brokers `{}` in the registry must be host:port",
-                registry.platform.kafka_brokers
-            )
-        })?;
+    let port = crate::preflight::local_broker_port(registry).with_context(|| {
+        format!(
+            "kafka_brokers `{}` in the registry must be host:port",
+            registry.platform.kafka_brokers
+        )
+    })?;
     let data_dir = registry.platform.data_dir.join(match kind {
         BrokerKind::Tansu => "broker",
         BrokerKind::Kafka => "kafka",

@@ -42,12 +42,7 @@ pub fn check(registry: &Registry, local_broker: bool) -> Result<(), PreflightErr
         ports.push((analytics.sql_port, "the analyst SQL endpoint".to_owned()));
     }
     if local_broker {
-        if let Some(port) = platform
-            .kafka_brokers
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-        {
+        if let Some(port) = local_broker_port(registry) {
             ports.push((port, "the local broker".to_owned()));
         }
     }
@@ -57,6 +52,16 @@ pub fn check(registry: &Registry, local_broker: bool) -> Result<(), PreflightErr
         }
     }
     Ok(())
+}
+
+/// The port a broker `sluice up` runs itself listens on: that of `kafka_brokers`.
+pub fn local_broker_port(registry: &Registry) -> Option<u16> {
+    registry
+        .platform
+        .kafka_brokers
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
 }
 
 fn postgres_answers(address: &str) -> Result<(), String> {

@@ -247,23 +247,12 @@ async fn component_status(
         _ => name.to_owned(),
     };
     let (events_behind, lag_seconds) = if c.kind == ComponentKind::Sink {
+        let named = |name: &'static str| metrics.0.iter().filter(move |s| s.name == name);
         (
-            metrics
-                .0
-                .iter()
-                .any(|s| s.name == "sluice_sink_lag_records")
-                .then(|| {
-                    metrics
-                        .0
-                        .iter()
-                        .filter(|s| s.name == "sluice_sink_lag_records")
-                        .map(|s| s.value)
-                        .sum::<f64>() as i64
-                }),
-            metrics
-                .0
-                .iter()
-                .filter(|s| s.name == "sluice_sink_lag_seconds")
+            named("sluice_sink_lag_records")
+                .map(|s| s.value as i64)
+                .reduce(|a, b| a + b),
+            named("sluice_sink_lag_seconds")
                 .map(|s| s.value)
                 .reduce(f64::max),
         )

@@ -97,18 +97,21 @@ async fn supervise<F, Fut>(
         let token = shutdown.child_token();
         let outcome = tokio::spawn(run(token.clone())).await;
         token.cancel();
-        let why = match outcome {
-            Ok(Ok(())) => "it stopped by itself".to_owned(),
-            Ok(Err(e)) => format!("{e:#}"),
-            Err(e) if e.is_panic() => format!("it panicked: {}", panic_message(e.into_panic())),
-            Err(e) => format!("its task ended: {e}"),
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{e:#}")),
+            Err(e) if e.is_panic() => {
+                Some(format!("it panicked: {}", panic_message(e.into_panic())))
+            }
+            Err(e) => Some(format!("its task ended: {e}")),
         };
         if shutdown.is_cancelled() {
-            if !why.starts_with("it stopped") {
+            if let Some(why) = failure {
                 tracing::warn!(component, part, error = %why, "failed while stopping");
             }
             return;
         }
+        let why = failure.unwrap_or_else(|| "it stopped by itself".to_owned());
         if started.elapsed() >= backoff.stable {
             delay = backoff.initial;
         }
