@@ -18,6 +18,7 @@ pub const WRITE_SERVICES: [WriteService; 3] = [
 pub const PROJECTIONS: &[ProjectionService] = &[
     sluice_order_view::PROJECTION,
     sluice_customer_summary::PROJECTION,
+    sluice_sku_sales::PROJECTION,
 ];
 
 /// A runnable component of this build.

@@ -203,7 +203,10 @@ mod tests {
                 .unwrap();
         let waves = start_waves(&registry);
         assert_eq!(waves[0], ["orders", "payments", "shipping"]);
-        assert_eq!(waves[1], ["analytics", "customer_summary", "order_view"]);
+        assert_eq!(
+            waves[1],
+            ["analytics", "customer_summary", "order_view", "sku_sales"]
+        );
         let layers: Vec<_> = waves[1]
             .iter()
             .map(|n| registry.component(n).unwrap().layer)

@@ -40,12 +40,13 @@ const MAX_EXAMPLES: &str = "30";
 const SEED: &str = "1804";
 
 /// Every component with an HTTP API of its own, by registry name.
-const APIS: [&str; 5] = [
+const APIS: [&str; 6] = [
     "orders",
     "payments",
     "shipping",
     "order_view",
     "customer_summary",
+    "sku_sales",
 ];
 
 /// One schemathesis run against the document at `openapi_url`: exit status and report.

@@ -1,6 +1,8 @@
 //! The README and the guides cannot rot: every shell block fenced as ```` ```sh tested ````
 //! in them runs, in order and as one script, against a live `sluice up`; and the
-//! README's layout table names what the tree holds.
+//! README's layout table names what the tree holds. The projection guide's code is the
+//! tree's: each of its code blocks names the file that holds it, character for
+//! character.
 //!
 //! The platform runs on an isolated registry (its own databases, ports and broker),
 //! so the script's ports are the isolated ones: `localhost:8101` becomes orders'
@@ -17,7 +19,14 @@ use sluice_platform::registry::Registry;
 use sluice_platform::testing::{broker_env, drop_registry_databases};
 use support::platform::Platform;
 
-const DOCUMENTS: [&str; 2] = ["README.md", "docs/querying-the-warehouse.md"];
+const DOCUMENTS: [&str; 3] = [
+    "README.md",
+    "docs/querying-the-warehouse.md",
+    "docs/adding-a-projection.md",
+];
+
+/// The guide whose code blocks are the tree's code, each naming its file.
+const PROJECTION_GUIDE: &str = "docs/adding-a-projection.md";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -214,6 +223,82 @@ fn the_readme_layout_table_matches_the_tree() {
     assert!(
         missing.is_empty(),
         "not in the README's layout table: {missing:?}"
+    );
+}
+
+/// A fenced block: its info string (```` ```rust file=… ````) and its text, with the
+/// indentation of the fence (a block inside a list item) taken off every line.
+#[derive(Debug, PartialEq)]
+struct Fenced {
+    info: String,
+    text: String,
+}
+
+fn fenced_blocks(markdown: &str) -> Vec<Fenced> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(usize, Fenced)> = None;
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        match &mut open {
+            None if trimmed.starts_with("```") => {
+                let info = trimmed.trim_start_matches('`').trim().to_owned();
+                open = Some((indent, Fenced { info, text: String::new() }));
+            }
+            Some(_) if trimmed.trim_end() == "```" => blocks.push(open.take().unwrap().1),
+            Some((indent, block)) => {
+                let body = line.get(*indent..).filter(|_| line.len() > *indent);
+                block.text.push_str(body.unwrap_or_else(|| line.trim_start()));
+                block.text.push('\n');
+            }
+            None => {}
+        }
+    }
+    assert!(open.is_none(), "a fenced block is never closed");
+    blocks
+}
+
+#[test]
+fn every_code_block_of_the_projection_guide_is_in_the_file_it_names() {
+    let guide = std::fs::read_to_string(root().join(PROJECTION_GUIDE)).unwrap();
+    let blocks = fenced_blocks(&guide);
+    let mut checked = 0;
+    for block in &blocks {
+        let mut words = block.info.split_whitespace();
+        let language = words.next().unwrap_or("");
+        let file = words.find_map(|w| w.strip_prefix("file="));
+        let Some(file) = file else {
+            // Commands and listings; code must say where it lives.
+            assert!(
+                matches!(language, "sh" | "text"),
+                "{PROJECTION_GUIDE}: a ```{language} block names no file= :\n{}",
+                block.text
+            );
+            continue;
+        };
+        let path = root().join(file);
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{PROJECTION_GUIDE} names {file}: {e}"));
+        assert!(
+            source.contains(&block.text),
+            "{PROJECTION_GUIDE}: this ```{language} block is not in {file} as shown \
+             (change the guide and the file together):\n{}",
+            block.text
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} blocks name their file");
+}
+
+#[test]
+fn fenced_blocks_keep_their_info_and_lose_the_list_indent() {
+    let md = "a\n```rust file=x.rs\nfn f() {}\n\n    g();\n```\n- item:\n\n  ```text\n  one\n    two\n  ```\n";
+    assert_eq!(
+        fenced_blocks(md),
+        [
+            Fenced { info: "rust file=x.rs".into(), text: "fn f() {}\n\n    g();\n".into() },
+            Fenced { info: "text".into(), text: "one\n  two\n".into() },
+        ]
     );
 }
 

@@ -129,6 +129,7 @@ async fn one_orders_trace_reaches_the_collector_with_every_hop() {
             for hop in [
                 "order_view consume",
                 "customer_summary consume",
+                "sku_sales consume",
                 "payments_reactor consume",
                 "shipping_reactor consume",
                 "analytics load",

@@ -478,3 +478,95 @@ async fn count_all_events(registry: &Registry, component: &str) -> i64 {
     pool.close().await;
     n
 }
+
+/// A write transaction of orders' store left open holds its relay back: `sluice
+/// status` shows the stall with the backend that holds it, and once that
+/// transaction ends the relay publishes what waited and the stall is gone.
+#[tokio::test]
+async fn status_names_the_transaction_that_stalls_a_relay() {
+    use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent};
+    use sluice_platform::store::StreamId;
+
+    let mut platform = Platform::start();
+    let client = reqwest::Client::new();
+    platform.wait_ready(&client, "orders").await;
+    let orders = platform.registry.component("orders").unwrap();
+    let pool = sqlx::PgPool::connect(&platform.registry.app_database_url(orders).unwrap())
+        .await
+        .unwrap();
+    let store = EventStore::new(pool.clone());
+    // An append left uncommitted, as a slow command's transaction would be.
+    let mut blocker = pool.begin().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *blocker)
+        .await
+        .unwrap();
+    let held = StreamId::new(format!("held-{}", Uuid::now_v7())).unwrap();
+    store
+        .append_in(
+            &mut blocker,
+            Append {
+                stream_id: &held,
+                stream_type: "order",
+                expected: ExpectedVersion::NoStream,
+                events: vec![NewEvent {
+                    event_type: "OrderConfirmed".into(),
+                    schema_version: 1,
+                    payload: json!({ "order_id": Uuid::now_v7() }),
+                }],
+                metadata: &Metadata::default(),
+                idempotency: None,
+            },
+        )
+        .await
+        .unwrap();
+    // An order committed after it: the relay may not publish it while the older
+    // transaction is open.
+    post(
+        &client,
+        platform.url("orders", "/orders"),
+        json!({ "customer_id": "c-stalled", "currency": "EUR",
+                "lines": [{ "sku": "STALL-1", "quantity": 1, "unit_price_minor": 700 }] }),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let stall = loop {
+        let (_, s) = status(&platform);
+        let row = row(&s, "orders");
+        if let Some(stall) = row["relay_stall"].as_str() {
+            assert!(row["relay_unpublished"].as_i64().unwrap_or(0) >= 1, "{row}");
+            break stall.to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orders' relay never shown stalled: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(stall.contains(&format!("pid {pid}")), "{stall}");
+    let table = platform.sluice(&["status"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains(&format!("orders relay: held back by pid {pid}")),
+        "{text}"
+    );
+
+    // The transaction ends: what waited is published and the stall is gone.
+    blocker.rollback().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, s) = status(&platform);
+        let row = row(&s, "orders");
+        if row["relay_stall"].is_null() && row["relay_unpublished"] == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orders' relay still stalled after the transaction ended: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    pool.close().await;
+    assert_eq!(platform.stop().code(), Some(0));
+    drop_registry_databases(&platform.registry).await;
+}

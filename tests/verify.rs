@@ -121,6 +121,7 @@ async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store()
         "shipping           ok",
         "order_view         ok",
         "customer_summary   ok",
+        "sku_sales          ok",
         "analytics          ok",
         "verify: every check agrees",
     ] {

@@ -224,3 +224,20 @@ pub fn reaction_skipped(service: &'static str, event_type: &str, reason: &'stati
     )
     .increment(1);
 }
+
+/// A projection ignored events it has no use for:
+/// `sluice_projection_events_ignored_total{projection, event_type, reason}`.
+pub fn projection_events_ignored(
+    projection: &'static str,
+    event_type: &str,
+    reason: &'static str,
+    events: u64,
+) {
+    metrics::counter!(
+        "sluice_projection_events_ignored_total",
+        "projection" => projection,
+        "event_type" => event_type.to_owned(),
+        "reason" => reason,
+    )
+    .increment(events);
+}
