@@ -119,3 +119,26 @@ GRANT USAGE ON SCHEMA public TO sluice_shipping_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE sluice_shipping_owner IN SCHEMA public GRANT SELECT, INSERT ON TABLES TO sluice_shipping_app;
 ALTER DEFAULT PRIVILEGES FOR ROLE sluice_shipping_owner IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO sluice_shipping_app;
 \connect postgres
+
+-- sku_sales
+\getenv sluice_sku_sales_owner_password SKU_SALES_OWNER_PASSWORD
+SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', 'sluice_sku_sales_owner', :'sluice_sku_sales_owner_password')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sluice_sku_sales_owner')\gexec
+SELECT format('ALTER ROLE %I PASSWORD %L', 'sluice_sku_sales_owner', :'sluice_sku_sales_owner_password')\gexec
+\getenv sluice_sku_sales_app_password SKU_SALES_APP_PASSWORD
+SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L', 'sluice_sku_sales_app', :'sluice_sku_sales_app_password')
+WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'sluice_sku_sales_app')\gexec
+SELECT format('ALTER ROLE %I PASSWORD %L', 'sluice_sku_sales_app', :'sluice_sku_sales_app_password')\gexec
+SELECT 'CREATE DATABASE sluice_sku_sales OWNER sluice_sku_sales_owner'
+WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'sluice_sku_sales')\gexec
+\connect postgres
+REVOKE CONNECT, TEMPORARY ON DATABASE sluice_sku_sales FROM PUBLIC;
+GRANT CONNECT ON DATABASE sluice_sku_sales TO sluice_sku_sales_app;
+ALTER DATABASE sluice_sku_sales SET sluice.app_role = 'sluice_sku_sales_app';
+\connect sluice_sku_sales
+ALTER SCHEMA public OWNER TO sluice_sku_sales_owner;
+REVOKE ALL ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO sluice_sku_sales_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE sluice_sku_sales_owner IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO sluice_sku_sales_app;
+ALTER DEFAULT PRIVILEGES FOR ROLE sluice_sku_sales_owner IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO sluice_sku_sales_app;
+\connect postgres

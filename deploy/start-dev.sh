@@ -46,6 +46,7 @@ wait_ready order_view          8201   # projection, shared layer
 wait_ready orders              8101   # service, domain layer
 wait_ready payments            8102   # service, domain layer
 wait_ready shipping            8103   # service, domain layer
+wait_ready sku_sales           8203   # projection, shared layer
 
 if [ "$SEED_ORDERS" -gt 0 ]; then
   echo "seeding $SEED_ORDERS demo orders"

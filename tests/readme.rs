@@ -6,7 +6,8 @@
 //!
 //! The platform runs on an isolated registry (its own databases, ports and broker),
 //! so the script's ports are the isolated ones: `localhost:8101` becomes orders'
-//! port, `port=5433` the SQL endpoint's, and so on. `sluice` (and `cargo run --release
+//! port, `port=5433` the SQL endpoint's, `kcat -b 127.0.0.1:9092 -t orders.events`
+//! the isolated broker and topic, and so on. `sluice` (and `cargo run --release
 //! --`) is the binary under test with that registry; `curl` fails on an HTTP error.
 
 mod support;
@@ -62,6 +63,18 @@ fn retarget(script: &str, base: &Registry, isolated: &Registry) -> String {
         for host in ["localhost", "127.0.0.1"] {
             out = out.replace(&format!("{host}:{}", c.port), &format!("{host}:{new}"));
         }
+    }
+    // A Kafka client's broker and topics (`kcat -b 127.0.0.1:9092 -t orders.events`).
+    out = out.replace(
+        &format!("-b {}", base.platform.kafka_brokers),
+        &format!("-b {}", isolated.platform.kafka_brokers),
+    );
+    let names = isolated.topic_names();
+    for topic in base.topics.keys() {
+        out = out.replace(
+            &format!("-t {topic} "),
+            &format!("-t {} ", names.physical(topic)),
+        );
     }
     if let (Some(a), Some(b)) = (&base.analytics, &isolated.analytics) {
         out = out.replace(
@@ -243,12 +256,20 @@ fn fenced_blocks(markdown: &str) -> Vec<Fenced> {
         match &mut open {
             None if trimmed.starts_with("```") => {
                 let info = trimmed.trim_start_matches('`').trim().to_owned();
-                open = Some((indent, Fenced { info, text: String::new() }));
+                open = Some((
+                    indent,
+                    Fenced {
+                        info,
+                        text: String::new(),
+                    },
+                ));
             }
             Some(_) if trimmed.trim_end() == "```" => blocks.push(open.take().unwrap().1),
             Some((indent, block)) => {
                 let body = line.get(*indent..).filter(|_| line.len() > *indent);
-                block.text.push_str(body.unwrap_or_else(|| line.trim_start()));
+                block
+                    .text
+                    .push_str(body.unwrap_or_else(|| line.trim_start()));
                 block.text.push('\n');
             }
             None => {}
@@ -296,8 +317,14 @@ fn fenced_blocks_keep_their_info_and_lose_the_list_indent() {
     assert_eq!(
         fenced_blocks(md),
         [
-            Fenced { info: "rust file=x.rs".into(), text: "fn f() {}\n\n    g();\n".into() },
-            Fenced { info: "text".into(), text: "one\n  two\n".into() },
+            Fenced {
+                info: "rust file=x.rs".into(),
+                text: "fn f() {}\n\n    g();\n".into()
+            },
+            Fenced {
+                info: "text".into(),
+                text: "one\n  two\n".into()
+            },
         ]
     );
 }

@@ -484,8 +484,8 @@ async fn count_all_events(registry: &Registry, component: &str) -> i64 {
 /// transaction ends the relay publishes what waited and the stall is gone.
 #[tokio::test]
 async fn status_names_the_transaction_that_stalls_a_relay() {
-    use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent};
     use sluice_platform::store::StreamId;
+    use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent};
 
     let mut platform = Platform::start();
     let client = reqwest::Client::new();

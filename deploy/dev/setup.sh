@@ -6,7 +6,8 @@
 #   - Apache Kafka for the tests and benchmarks, fetched from Maven Central into
 #     ~/.cache/sluice (needs Java 17+ and Maven);
 #   - the analyst endpoint tests' tools: openssl (a test certificate), tmux (psql
-#     at a terminal, for tab completion) and the drivers of deploy/dev/clients.sh.
+#     at a terminal, for tab completion) and the drivers of deploy/dev/clients.sh;
+#   - kcat, the Kafka client the README reads the topics with.
 # Run as root, or as a user who may run apt-get and `runuser -u postgres` via sudo.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,7 +18,7 @@ sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 
 missing=""
-for tool in openssl tmux; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+for tool in openssl tmux kcat; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
 if [ -n "$missing" ]; then
     echo "setup: installing$missing (Debian's packages)"
     $sudo apt-get update -q
