@@ -8,7 +8,7 @@
 //! everything speaks the Kafka protocol through rdkafka.
 //!
 //! tansu is installed once per machine into `$HOME/.cache/sluice/tansu-<version>`
-//! (`cargo install`, a few minutes on first use), or taken from `SLUICE_TANSU_BIN`.
+//! (`cargo install`, about 12 minutes on two cores on first use), or taken from `SLUICE_TANSU_BIN`.
 //! Its SQLite storage lacks an index on `header (topition, offset_id)`, which makes
 //! fetching records with headers quadratic, and its retention maintenance deletes
 //! every record of a topic kept forever (`retention.ms = -1`);
@@ -99,7 +99,7 @@ pub async fn tansu_binary() -> Result<PathBuf, BrokerError> {
     }
     tracing::warn!(
         root = %root.display(),
-        "tansu {TANSU_VERSION} is not installed on this machine; installing it once with cargo (several minutes)"
+        "tansu {TANSU_VERSION} is not installed on this machine; installing it once with cargo (about 12 minutes on two cores)"
     );
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .args(["install", "tansu", "--version", TANSU_VERSION, "--locked"])

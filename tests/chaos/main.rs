@@ -430,7 +430,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
         args.push(vec!["run", "relay", service]);
         args.push(vec!["run", "reactor", service]);
     }
-    for component in ["order_view", "customer_summary", "analytics"] {
+    for component in ["order_view", "customer_summary", "sku_sales", "analytics"] {
         args.push(vec!["run", component]);
     }
     let procs = args
@@ -465,6 +465,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
         "shipping",
         "order_view",
         "customer_summary",
+        "sku_sales",
         "analytics",
     ] {
         wait_ready(&client, &chaos, component).await;
