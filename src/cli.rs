@@ -857,6 +857,33 @@ async fn kafka_for_up(
     Ok((bootstrap, Some(broker)))
 }
 
+/// Warns when the components' pools could take more connections than the
+/// PostgreSQL server has free for them: past that, under load, a component's new
+/// connection (and `sluice status`, `psql`) is refused.
+async fn connection_budget(registry: &Registry) {
+    let at_most = components::connections_at_most(registry);
+    let admin = &registry.platform.admin_database_url;
+    let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(admin).await else {
+        return;
+    };
+    let free: Result<(i64,), _> = sqlx::query_as(
+        "SELECT current_setting('max_connections')::int \
+              - current_setting('superuser_reserved_connections')::int \
+              - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')",
+    )
+    .fetch_one(&mut conn)
+    .await;
+    let _ = sqlx::Connection::close(conn).await;
+    if let Ok((free,)) = free {
+        if i64::from(at_most) > free {
+            tracing::warn!(
+                "the components' database pools can take {at_most} connections and PostgreSQL has {free} free: \
+                 raise its max_connections, or set <NAME>_DATABASE_POOL_SIZE lower for some components"
+            );
+        }
+    }
+}
+
 async fn up(registry: &Registry, no_setup: bool, broker: BrokerKind) -> anyhow::Result<()> {
     let local_broker = std::env::var_os("KAFKA_BROKERS").is_none();
     crate::preflight::check(registry, local_broker)?;
@@ -866,6 +893,7 @@ async fn up(registry: &Registry, no_setup: bool, broker: BrokerKind) -> anyhow::
             .context("provisioning databases (set SLUICE_ADMIN_DATABASE_URL to a superuser URL, or pass --no-setup)")?;
         tracing::info!(databases = done.len(), "databases and roles ready");
     }
+    connection_budget(registry).await;
     let (runnable, missing) = components::partition(registry);
     if !missing.is_empty() {
         tracing::warn!(
@@ -1027,7 +1055,9 @@ async fn consumer_of(
     Box<dyn sluice_platform::consumer::EventHandler>,
 )> {
     let component = registry.component(name)?;
-    let pool = sluice_platform::db::app_pool(registry, component).await?;
+    let pool =
+        sluice_platform::db::app_pool(registry, component, sluice_platform::db::PoolUse::Tool)
+            .await?;
     if let Some(projection) = components::projection(name) {
         return Ok((pool, (projection.handler)()));
     }
@@ -1220,7 +1250,9 @@ async fn health(registry: &Registry, name: &str, service: Option<&str>) -> anyho
             return Ok(());
         }
     };
-    let pool = sluice_platform::db::app_pool(registry, component).await?;
+    let pool =
+        sluice_platform::db::app_pool(registry, component, sluice_platform::db::PoolUse::Tool)
+            .await?;
     sqlx::query("SELECT 1").execute(&pool).await?;
     let names = registry.topic_names();
     let (bootstrap, topics): (String, Vec<String>) = (

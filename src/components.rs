@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::db::PoolUse;
 use sluice_platform::projection::ProjectionService;
 use sluice_platform::registry::{Component, ComponentKind, Registry};
 use sluice_platform::service::WriteService;
@@ -83,6 +84,45 @@ pub fn partition(registry: &Registry) -> (Vec<(&Component, Runnable)>, Vec<&str>
     (run, missing)
 }
 
+/// The pools of the component's own database that its parts open under `sluice up`.
+pub fn pools(runnable: &Runnable) -> Vec<PoolUse> {
+    match runnable {
+        Runnable::Service(s) => {
+            let mut pools = vec![PoolUse::Api, PoolUse::Relay];
+            if s.reactor.is_some() {
+                pools.push(PoolUse::Reactor);
+            }
+            pools
+        }
+        Runnable::Relay(_) => vec![PoolUse::Relay],
+        Runnable::Reactor(_) => vec![PoolUse::Reactor],
+        Runnable::Projection(_) => vec![PoolUse::Projection],
+        Runnable::Analytics(_) => Vec::new(),
+    }
+}
+
+/// Connections to PostgreSQL the registry's components hold at most under `sluice
+/// up`: every part's pool at its size (`<NAME>_DATABASE_POOL_SIZE` where set), plus
+/// each relay's lease connection.
+pub fn connections_at_most(registry: &Registry) -> u32 {
+    partition(registry)
+        .0
+        .iter()
+        .map(|(component, r)| {
+            let size = |p: PoolUse| {
+                std::env::var(format!("{}_DATABASE_POOL_SIZE", component.env_prefix()))
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(p.default_size())
+            };
+            pools(r)
+                .into_iter()
+                .map(|p| size(p) + u32::from(p == PoolUse::Relay))
+                .sum::<u32>()
+        })
+        .sum()
+}
+
 /// The schemas of every event on every topic of this build: what consumers decode
 /// with.
 pub fn all_schemas() -> Result<Arc<SchemaCatalog>, sluice_platform::avro::AvroError> {
@@ -94,6 +134,26 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    /// PostgreSQL's default `max_connections` (100) less its superuser reserve (3):
+    /// what every component of one `sluice up` shares on a default server.
+    const DEFAULT_SERVER_CONNECTIONS: u32 = 97;
+
+    #[test]
+    fn the_reference_domain_s_pools_leave_a_default_postgresql_room_for_tools() {
+        let registry =
+            Registry::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml"))
+                .unwrap();
+        let at_most = connections_at_most(&registry);
+        // Room for `sluice status`, `sluice verify`, psql sessions and a rebuild.
+        assert!(
+            at_most + 20 <= DEFAULT_SERVER_CONNECTIONS,
+            "the platform's pools take up to {at_most} of {DEFAULT_SERVER_CONNECTIONS} connections"
+        );
+        // Every database-backed part has a pool: three services of three parts, each
+        // relay with its lease, and three projections.
+        assert_eq!(at_most, 3 * (10 + 4 + 1 + 4) + 3 * 6);
+    }
 
     /// The migrators of one database share its `_sqlx_migrations` table: a version
     /// used by two of them would make the second's migration look modified (or

@@ -40,18 +40,57 @@ pub enum DbError {
     },
 }
 
-/// Pool size per component; override with `<NAME>_DATABASE_POOL_SIZE`.
-const DEFAULT_POOL_SIZE: u32 = 16;
+/// What a pool serves, which decides its default size (`<NAME>_DATABASE_POOL_SIZE`
+/// overrides it for every pool of the component).
+///
+/// Under `sluice up` every part of every component connects to one PostgreSQL
+/// server, whose `max_connections` is 100 by default, 97 of them for roles that are
+/// not superusers. A pool grows to its size under load and keeps its connections, so
+/// the sizes must add up to well below that: the reference domain's parts (three
+/// services of an API, a relay and a reactor; three projections) take 69 at most,
+/// leaving the rest to `sluice status`, `psql` sessions and the other tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolUse {
+    /// A write service's HTTP API: one connection per command in flight.
+    Api,
+    /// An outbox relay: one query at a time (its lease has a connection of its own,
+    /// outside the pool).
+    Relay,
+    /// A reactor's consumer runtime and the commands it appends.
+    Reactor,
+    /// A projection: its consumer runtime and its query API share the pool.
+    Projection,
+    /// A one-off command (`sluice dlq`, a rebuild's reads).
+    Tool,
+}
 
-/// Opens the component's runtime pool (its app role, `<NAME>_DATABASE_URL`).
-pub async fn app_pool(registry: &Registry, component: &Component) -> Result<PgPool, DbError> {
+impl PoolUse {
+    /// Connections a pool of this use holds at most, unless overridden.
+    pub const fn default_size(self) -> u32 {
+        match self {
+            PoolUse::Api => 10,
+            PoolUse::Relay => 4,
+            PoolUse::Reactor => 4,
+            PoolUse::Projection => 6,
+            PoolUse::Tool => 2,
+        }
+    }
+}
+
+/// Opens the component's runtime pool (its app role, `<NAME>_DATABASE_URL`) for
+/// `used_for`.
+pub async fn app_pool(
+    registry: &Registry,
+    component: &Component,
+    used_for: PoolUse,
+) -> Result<PgPool, DbError> {
     let url = registry
         .app_database_url(component)
         .ok_or_else(|| DbError::Stateless(component.name.clone()))?;
     let size = std::env::var(format!("{}_DATABASE_POOL_SIZE", component.env_prefix()))
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_POOL_SIZE);
+        .unwrap_or(used_for.default_size());
     let options = parse(&component.name, &url)?;
     pool_with(options, size)
         .await

@@ -140,7 +140,7 @@ impl ProjectionService {
     ) -> Result<(), ServiceError> {
         let component = registry.component(self.name)?;
         self.migrate(registry).await?;
-        let pool = db::app_pool(registry, component).await?;
+        let pool = db::app_pool(registry, component, db::PoolUse::Projection).await?;
         let runtime = ConsumerRuntime::new(
             self.name,
             component.consumes.clone(),

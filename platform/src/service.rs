@@ -118,7 +118,7 @@ impl WriteService {
         let component = registry.component(self.name)?;
         let catalog = self.catalog()?;
         self.migrate(registry).await?;
-        let pool = db::app_pool(registry, component).await?;
+        let pool = db::app_pool(registry, component, db::PoolUse::Api).await?;
         let listener = bind(component).await?;
         tracing::info!(
             component = self.name,
@@ -164,7 +164,7 @@ impl WriteService {
                 component: self.name.to_owned(),
                 source,
             })?;
-        let pool = db::app_pool(registry, component).await?;
+        let pool = db::app_pool(registry, component, db::PoolUse::Relay).await?;
         let relay = crate::relay::Relay::new(
             self.name,
             pool,
@@ -221,7 +221,7 @@ impl WriteService {
         let component = registry.component(self.name)?;
         let own = self.catalog()?;
         self.migrate(registry).await?;
-        let pool = db::app_pool(registry, component).await?;
+        let pool = db::app_pool(registry, component, db::PoolUse::Reactor).await?;
         let runtime = crate::consumer::ConsumerRuntime::new(
             &format!("{}_reactor", self.name),
             component.consumes.clone(),
