@@ -132,6 +132,15 @@ pub async fn run(registry: &Registry) -> anyhow::Result<bool> {
     Ok(clean)
 }
 
+/// What to say when a component's own tables cannot be read: most often it has never
+/// run, so its database was provisioned but never migrated.
+fn not_migrated(component: &str) -> String {
+    format!(
+        "{component}: its tables cannot be read; has it ever run? (`sluice up` or \
+         `sluice run {component}` migrates its database)"
+    )
+}
+
 /// Every check, in the order of the cut (see the module docs).
 pub async fn verify(registry: &Registry) -> anyhow::Result<Vec<Finding>> {
     let bootstrap = registry.platform.kafka_brokers.clone();
@@ -150,12 +159,18 @@ pub async fn verify(registry: &Registry) -> anyhow::Result<Vec<Finding>> {
     let mut checkpoints = BTreeMap::new();
     for service in &services {
         let mut conn = connect(registry, service).await?;
-        checkpoints.insert(service.name.clone(), checkpoint(&mut conn).await?);
+        let done = checkpoint(&mut conn)
+            .await
+            .with_context(|| not_migrated(&service.name))?;
+        checkpoints.insert(service.name.clone(), done);
     }
     let mut applied = BTreeMap::new();
     for projection in &projections {
         let mut conn = connect(registry, projection).await?;
-        applied.insert(projection.name.clone(), projection_cut(&mut conn).await?);
+        let cut = projection_cut(&mut conn)
+            .await
+            .with_context(|| not_migrated(&projection.name))?;
+        applied.insert(projection.name.clone(), cut);
     }
     let mut warehouse = match registry.analytics.as_ref() {
         Some(_) => Some(Warehouse::connect(registry).await),

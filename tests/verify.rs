@@ -205,3 +205,28 @@ async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store()
     assert!(status.success(), "sluice up exited with {status}");
     drop_registry_databases(&platform.registry).await;
 }
+
+/// A component that was provisioned but never ran has no tables yet: verify names it
+/// and says how to migrate it, instead of a bare SQL error.
+#[tokio::test]
+async fn verify_names_a_component_that_never_ran() {
+    let platform = Platform::prepare();
+    let setup = platform.sluice(&["db", "setup"]);
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    let out = platform.sluice(&["verify"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "verify passed on unmigrated databases"
+    );
+    assert!(
+        stderr.contains("orders: its tables cannot be read; has it ever run?"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sluice run orders"), "{stderr}");
+    drop_registry_databases(&platform.registry).await;
+}
