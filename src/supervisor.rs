@@ -41,6 +41,9 @@ impl Backoff {
     }
 }
 
+/// How long a restarted part must run before it is shown running again.
+const RESTART_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs parts until `shutdown`, restarting those that fail.
 pub struct Supervisor {
     shutdown: CancellationToken,
@@ -90,12 +93,28 @@ async fn supervise<F, Fut>(
     let mut restarts = 0u32;
     let mut delay = backoff.initial;
     loop {
-        health::report(component, part, PartState::Running);
+        // A first start counts as running at once. A restarted part stays shown as
+        // restarting until it has run for RESTART_GRACE: one that fails again at
+        // once (its database still refusing it) never looks up in between.
+        if restarts == 0 {
+            health::report(component, part, PartState::Running);
+        }
         let started = Instant::now();
         // A part stopping itself (a projection cancels its own token when one of its
         // halves fails) must not stop the platform: each run has a child token.
         let token = shutdown.child_token();
-        let outcome = tokio::spawn(run(token.clone())).await;
+        let mut handle = tokio::spawn(run(token.clone()));
+        let outcome = if restarts == 0 {
+            (&mut handle).await
+        } else {
+            tokio::select! {
+                outcome = &mut handle => outcome,
+                _ = tokio::time::sleep(RESTART_GRACE) => {
+                    health::report(component, part, PartState::Running);
+                    (&mut handle).await
+                }
+            }
+        };
         token.cancel();
         let failure = match outcome {
             Ok(Ok(())) => None,
