@@ -109,15 +109,11 @@ pub fn connections_at_most(registry: &Registry) -> u32 {
         .0
         .iter()
         .map(|(component, r)| {
-            let size = |p: PoolUse| {
-                std::env::var(format!("{}_DATABASE_POOL_SIZE", component.env_prefix()))
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(p.default_size())
-            };
             pools(r)
                 .into_iter()
-                .map(|p| size(p) + u32::from(p == PoolUse::Relay))
+                .map(|p| {
+                    sluice_platform::db::pool_size(component, p) + u32::from(p == PoolUse::Relay)
+                })
                 .sum::<u32>()
         })
         .sum()

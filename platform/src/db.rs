@@ -77,6 +77,15 @@ impl PoolUse {
     }
 }
 
+/// The size of `component`'s pool for `used_for`: `<NAME>_DATABASE_POOL_SIZE` where
+/// set, else the use's default.
+pub fn pool_size(component: &Component, used_for: PoolUse) -> u32 {
+    std::env::var(format!("{}_DATABASE_POOL_SIZE", component.env_prefix()))
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(used_for.default_size())
+}
+
 /// Opens the component's runtime pool (its app role, `<NAME>_DATABASE_URL`) for
 /// `used_for`.
 pub async fn app_pool(
@@ -87,10 +96,7 @@ pub async fn app_pool(
     let url = registry
         .app_database_url(component)
         .ok_or_else(|| DbError::Stateless(component.name.clone()))?;
-    let size = std::env::var(format!("{}_DATABASE_POOL_SIZE", component.env_prefix()))
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(used_for.default_size());
+    let size = pool_size(component, used_for);
     let options = parse(&component.name, &url)?;
     pool_with(options, size)
         .await
