@@ -79,7 +79,9 @@ pub async fn restore(
     reappend_events: bool,
 ) -> anyhow::Result<()> {
     let component = database_component(registry, name)?;
-    let db = component.database.as_ref().expect("checked above");
+    let Some(db) = component.database.as_ref() else {
+        bail!("`{name}` has no database to restore");
+    };
     // Bad input changes nothing: the file must be a custom-format dump of this very
     // database before anything is dropped.
     let listing = run(Command::new("pg_restore").arg("--list").arg(file))

@@ -1,6 +1,7 @@
 //! `sluice analyst add|remove|list` on a copy of the repository's registry: what
 //! they write, that the file keeps its comments, and that bad input changes
 //! nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -15,6 +15,7 @@
 //! Needs `python3` with pip: the pinned [`SCHEMATHESIS`] is installed from PyPI once
 //! per machine into `$HOME/.cache/sluice/python`. A fixed seed and a bounded number
 //! of examples per operation keep the run reproducible and short.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

@@ -5,6 +5,7 @@
 //!
 //! Needs `python3` with `fastavro` (`pip install fastavro`; `.ci/run` installs it).
 //! Without them the test fails, saying so: it never skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

@@ -28,6 +28,7 @@
 //! A child that exits before the test stops it fails the test with its output (an
 //! unknown command or a bad variable value stops `sluice`), and every variable the
 //! file or the image sets on an application must be one the binary reads.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

@@ -5,6 +5,7 @@
 //! Every connection here gives the role's own password, so under password
 //! authentication (Debian's default `scram-sha-256` on TCP) and under trust alike a
 //! refusal comes from the `CONNECT` privilege, and that is what these tests prove.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::path::Path;
 

@@ -7,6 +7,7 @@
 //! once. Each test runs its own cluster; they run one at a time.
 //!
 //! `cargo test -p sluice --test kafka_faults -- --nocapture` prints the figures.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

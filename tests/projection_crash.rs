@@ -1,6 +1,7 @@
 //! kill -9 of a real projection process while it applies events: after a restart
 //! the read model equals a fresh rebuild from the topics — nothing lost, nothing
 //! applied twice.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -2,6 +2,7 @@
 //! the live projection keeps serving and applying new events, then swapped in. No
 //! query fails or sees an empty or half-built model, and the live consumer carries
 //! on in the new tables.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -389,14 +390,12 @@ async fn an_idle_live_consumer_follows_a_swap_to_a_generation_behind_it() {
     // while no event arrives: only the consumer's idle check can notice it.
     let owner_url = registry.owner_database_url(view).unwrap();
     let mut owner = sqlx::PgConnection::connect(&owner_url).await.unwrap();
-    sqlx::raw_sql(&format!(
-        "CREATE SCHEMA sluice_rebuild_idle; GRANT USAGE ON SCHEMA sluice_rebuild_idle TO {app}; \
-         ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA sluice_rebuild_idle \
-           GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app};",
-        app = database.app_role,
-        owner = database.owner_role
-    ))
-    .execute(&mut owner)
+    sluice_platform::projection::create_generation_schema(
+        &mut owner,
+        "sluice_rebuild_idle",
+        view,
+        database,
+    )
     .await
     .unwrap();
     let options: sqlx::postgres::PgConnectOptions = owner_url.parse().unwrap();
@@ -409,23 +408,20 @@ async fn an_idle_live_consumer_follows_a_swap_to_a_generation_behind_it() {
     )
     .await
     .unwrap();
-    // The swapped-in generation is looked at inside the swap's transaction: once it
-    // commits, the live consumer may start filling it at any moment.
-    sqlx::raw_sql(
-        "BEGIN; SELECT generation FROM public.consumer_generation FOR UPDATE; \
-         UPDATE public.consumer_generation SET retired = true; \
-         ALTER SCHEMA public RENAME TO sluice_retired_idle; \
-         ALTER SCHEMA sluice_rebuild_idle RENAME TO public;",
-    )
-    .execute(&mut owner)
-    .await
-    .unwrap();
-    let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM public.order_view")
+    // Nothing writes to the new generation before the swap: once it commits, the
+    // live consumer may start filling it at any moment.
+    let empty: i64 = sqlx::query_scalar("SELECT count(*) FROM sluice_rebuild_idle.order_view")
         .fetch_one(&mut owner)
         .await
         .unwrap();
-    sqlx::raw_sql("COMMIT").execute(&mut owner).await.unwrap();
-    assert_eq!(empty, 0, "the swapped-in generation starts empty");
+    assert_eq!(empty, 0, "the generation to swap in starts empty");
+    sluice_platform::projection::swap_generation(
+        &mut owner,
+        "sluice_rebuild_idle",
+        "sluice_retired_idle",
+    )
+    .await
+    .unwrap();
     // The live consumer resumes from the new generation's (empty) positions.
     wait_confirmed(&fixture.view_pool, 40, "after an idle swap").await;
     sqlx::raw_sql("DROP SCHEMA sluice_retired_idle CASCADE")

@@ -9,6 +9,7 @@
 //! port, `port=5433` the SQL endpoint's, `kcat -b 127.0.0.1:9092 -t orders.events`
 //! the isolated broker and topic, and so on. `sluice` (and `cargo run --release
 //! --`) is the binary under test with that registry; `curl` fails on an HTTP error.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

@@ -1,4 +1,5 @@
 //! The committed files generated from `sluice.toml` must match it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
 //! kill -9 of a real relay process in the middle of publishing: after a restart every
 //! event is on the topic at least once, and the duplicates are bounded by the batch
 //! the relay had in flight.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! its topic, its relay publishes nothing, `sluice verify` names exactly the events
 //! the store lost, and `sluice reappend` brings verify back to clean; a projection
 //! restored from an older backup catches up by itself.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

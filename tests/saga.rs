@@ -6,6 +6,7 @@
 //! `order_view` shows each final state, and a query with the write's consistency
 //! token reads the write. The analytics component loads the same events into DuckDB,
 //! and `order_facts`, read over the PostgreSQL protocol, joins them across services.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! The committed Avro contracts: what `schemas/` holds is what the binary embeds,
 //! and every event type's latest version reads all its older ones (the test half of
 //! `sluice schemas check`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::collections::BTreeMap;
 use std::path::Path;

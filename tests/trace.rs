@@ -4,6 +4,7 @@
 //! parent: the HTTP command below the caller's `traceparent`, the append below the
 //! command, the relay's publish below the command, each consumer and the sink below
 //! the publish, and the saga's next service below that.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! process, each on its own database; commands reach each of them, their events
 //! reach the topics, and a foreign Avro decoder (fastavro) reads what the relays
 //! published; SIGTERM stops it cleanly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! `sluice verify` against a running `sluice up`: it passes while orders keep
 //! arriving (a consistent cut), and names the event when the topic holds one the
 //! store does not.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

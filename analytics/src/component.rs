@@ -19,30 +19,45 @@ use crate::warehouse::{Warehouse, WarehouseError, WarehouseSettings};
 /// Why the analytics component could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {
+    /// The registry could not be read or has no such component.
     #[error(transparent)]
     Registry(#[from] sluice_platform::registry::RegistryError),
+    /// The component named is not of kind `sink`.
     #[error("`{0}` is not the analytics component (kind = \"sink\")")]
     NotAnalytics(String),
+    /// The registry has no `[analytics]` section.
     #[error("sluice.toml has no [analytics] section (warehouse, sql_port, analysts)")]
     NotConfigured,
+    /// The event schemas the sink types its tables by are not where they should be.
     #[error("the schemas directory {0} does not exist: run from the repository root or set SLUICE_SCHEMAS_DIR")]
     NoSchemas(PathBuf),
+    /// The DuckDB warehouse could not be opened or prepared.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    /// The sink could not be prepared, or stopped with an error.
     #[error("sink: {0}")]
     Sink(#[from] SinkError),
+    /// The analyst SQL endpoint could not start, or stopped with an error.
     #[error("analyst endpoint: {0}")]
     Analyst(#[from] AnalystError),
+    /// An analyst's stored credential is not a SCRAM-SHA-256 verifier.
     #[error("[analytics.analysts] `{user}` {source}")]
     Credential { user: String, source: VerifierError },
+    /// TLS is half configured.
     #[error("[analytics] sets only one of tls_cert and tls_key: TLS needs both")]
     HalfTls,
+    /// The health and metrics port could not be bound.
     #[error(transparent)]
     Listen(#[from] sluice_platform::service::ServiceError),
+    /// `SLUICE_HTTP_HOST` is not an address.
     #[error("SLUICE_HTTP_HOST `{0}` is not an IP address")]
     Host(String),
+    /// The health and metrics server failed.
     #[error("cannot serve health and metrics on port {port}: {source}")]
     Http { port: u16, source: std::io::Error },
+    /// Preparing the warehouse on its blocking thread panicked or was cancelled.
+    #[error("preparing the warehouse failed on its thread: {0}")]
+    Preparation(String),
 }
 
 /// What a started analytics component tells its caller.
@@ -174,7 +189,7 @@ impl Analytics {
                 Ok((Arc::new(warehouse), sink))
             })
             .await
-            .expect("warehouse preparation panicked")?
+            .map_err(|e| AnalyticsError::Preparation(e.to_string()))??
         };
         // The same host as every component's HTTP port (SLUICE_HTTP_HOST).
         let host = sluice_platform::service::listen_host();

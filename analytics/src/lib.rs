@@ -7,10 +7,15 @@
 //! - [`analyst`]: the PostgreSQL-protocol endpoint over the warehouse;
 //! - [`shell`]: `sluice sql`, a terminal client of that endpoint;
 //! - [`component`]: all of it as one component (`sluice run analytics`).
+//!
+//! No unsafe code, but in [`utc`]: DuckDB's scalar-function API hands vectors over
+//! as raw memory, and only that module writes the UTC functions against it.
+#![deny(unsafe_code)]
 
 pub mod analyst;
 pub mod component;
 pub mod shell;
 pub mod sink;
+#[allow(unsafe_code)]
 pub mod utc;
 pub mod warehouse;

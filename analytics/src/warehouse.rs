@@ -18,16 +18,19 @@ use duckdb::{Config, Connection};
 /// Errors opening or preparing the warehouse.
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
+    /// The directory the warehouse file lives in could not be created.
     #[error("cannot create the warehouse directory {path}: {source}")]
     Directory {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// DuckDB could not open the file (held by another process, or not a database).
     #[error("cannot open the DuckDB warehouse {path}: {source}")]
     Open {
         path: PathBuf,
         source: duckdb::Error,
     },
+    /// A statement on the warehouse failed.
     #[error("warehouse: {0}")]
     DuckDb(#[from] duckdb::Error),
 }

@@ -1,5 +1,6 @@
 //! The analyst SQL endpoint against a real DuckDB file, a real server on
 //! 127.0.0.1:0 and real clients (tokio-postgres, psql).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -374,15 +375,31 @@ async fn concurrent_sessions_read_while_the_sink_writes() {
                 .prepare_typed("SELECT $1::BIGINT * 2, count(*) FROM orders", &[Type::INT8])
                 .await
                 .unwrap();
+            let mut seen = 0i64;
             for _ in 0..5 {
                 let row = client.query_one(&doubled, &[&i]).await.unwrap();
                 assert_eq!(row.get::<_, i64>(0), i * 2);
                 assert_eq!(row.get::<_, i64>(1), 3);
+                // The writer inserts 0, 1, 2, ... one commit each: a consistent
+                // snapshot holds every row up to its highest, and a later one
+                // never fewer.
                 let loads = client
-                    .query_one("SELECT count(*) FROM loads", &[])
+                    .query_one(
+                        "SELECT count(*), coalesce(max(n) + 1, 0)::BIGINT FROM loads",
+                        &[],
+                    )
                     .await
                     .unwrap();
-                assert!(loads.get::<_, i64>(0) >= 0);
+                let (count, through) = (loads.get::<_, i64>(0), loads.get::<_, i64>(1));
+                assert_eq!(
+                    count, through,
+                    "a snapshot with a hole in the writer's rows"
+                );
+                assert!(
+                    count >= seen,
+                    "a later snapshot holds {count} rows, an earlier {seen}"
+                );
+                seen = count;
             }
         });
     }

@@ -1,5 +1,6 @@
 //! The CDC sink against a real Kafka-protocol broker (tansu), real DuckDB files and,
 //! where services are involved, the real write services and relays on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -308,11 +309,10 @@ async fn command(client: &reqwest::Client, url: String, body: Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_all_three_services_land_in_raw_and_typed_tables_and_order_facts_joins_them() {
     let broker = TestBroker::start().await;
-    for topic in [
-        sluice_orders::TOPIC,
-        sluice_payments::TOPIC,
-        sluice_shipping::TOPIC,
-    ] {
+    for topic in sluice_platform::testing::repository_registry()
+        .topics
+        .keys()
+    {
         broker.topic(topic, 2).await;
     }
     let orders = TestApp::spawn(&sluice_orders::SERVICE).await;
@@ -431,7 +431,7 @@ async fn events_of_all_three_services_land_in_raw_and_typed_tables_and_order_fac
         .iter()
         .map(|e| {
             (
-                e.event_id.0.to_string(),
+                e.event_id.uuid().to_string(),
                 e.stream_version.get(),
                 e.stream_type.clone(),
             )

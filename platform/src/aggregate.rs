@@ -65,6 +65,24 @@ pub trait Aggregate: Default + Send + Sync + Sized {
 
     /// Folds one event into the state.
     fn evolve(self, event: &Self::Event) -> Self;
+
+    /// The state after `events`, from nothing: how a stream's history is read, and
+    /// how a test states one (`Order::given(&[placed]).decide(&confirm)`).
+    fn given(events: &[Self::Event]) -> Self {
+        events.iter().fold(Self::default(), Self::evolve)
+    }
+
+    /// The history of an aggregate taken through `commands` from nothing, each
+    /// decided on the state the ones before left; the first refusal, with the index
+    /// of its command, ends it.
+    fn history(commands: &[Self::Command]) -> Result<Vec<Self::Event>, (usize, Self::Error)> {
+        let mut events = Vec::new();
+        for (i, command) in commands.iter().enumerate() {
+            let decided = Self::given(&events).decide(command).map_err(|e| (i, e))?;
+            events.extend(decided);
+        }
+        Ok(events)
+    }
 }
 
 /// Errors of [`CommandHandler::execute`].
@@ -138,12 +156,24 @@ pub fn fingerprint(request: &impl Serialize) -> String {
 }
 
 /// Loads aggregates from and appends their decisions to one event store.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CommandHandler<A> {
     store: EventStore,
     schemas: Option<SchemaCatalog>,
     max_attempts: u32,
     _aggregate: PhantomData<fn() -> A>,
+}
+
+// Not derived: a handler is cloned whatever its aggregate is.
+impl<A> Clone for CommandHandler<A> {
+    fn clone(&self) -> Self {
+        CommandHandler {
+            store: self.store.clone(),
+            schemas: self.schemas.clone(),
+            max_attempts: self.max_attempts,
+            _aggregate: PhantomData,
+        }
+    }
 }
 
 impl<A: Aggregate> CommandHandler<A> {
@@ -364,12 +394,12 @@ pub fn fold<A: Aggregate>(
     };
     let mut state = A::default();
     for recorded in events {
-        state = state.evolve(&decode_event::<A::Event>(recorded).map_err(|message| {
+        state = state.evolve(&decode_event::<A::Event>(recorded).map_err(|e| {
             CommandError::Undecodable {
                 event_type: recorded.event_type.clone(),
                 schema_version: recorded.schema_version,
                 stream_version: recorded.stream_version,
-                message,
+                message: e.to_string(),
             }
         })?);
     }
@@ -396,7 +426,7 @@ pub fn to_new_event<E: DomainEvent>(event: &E) -> Result<NewEvent, serde_json::E
 }
 
 /// Decodes a recorded event into a domain event.
-pub fn decode_event<E: DomainEvent>(recorded: &RecordedEvent) -> Result<E, String> {
+pub fn decode_event<E: DomainEvent>(recorded: &RecordedEvent) -> Result<E, serde_json::Error> {
     decode_payload(&recorded.event_type, &recorded.payload)
 }
 
@@ -405,10 +435,9 @@ pub fn decode_event<E: DomainEvent>(recorded: &RecordedEvent) -> Result<E, Strin
 pub fn decode_payload<E: DomainEvent>(
     event_type: &str,
     payload: &serde_json::Value,
-) -> Result<E, String> {
+) -> Result<E, serde_json::Error> {
     serde_json::from_value(serde_json::json!({
         "event_type": event_type,
         "payload": payload,
     }))
-    .map_err(|e| e.to_string())
 }

@@ -30,14 +30,26 @@ pub struct ConsistencyToken {
     pub version: i64,
 }
 
+/// A header value that is not a consistency token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The value is not `topic:stream id:version` with a version from 1.
+    #[error("`{0}` is not a consistency token (topic:stream:version)")]
+    Malformed(String),
+    /// The header value is not ASCII.
+    #[error("X-Consistency-Token must be ASCII")]
+    NotAscii,
+}
+
 impl ConsistencyToken {
+    /// `topic:stream id:version`, as the write APIs answer it.
     pub fn encode(&self) -> String {
         format!("{}:{}:{}", self.topic, self.stream_id, self.version)
     }
 
     /// Parses `topic:stream id:version` (the stream id may itself contain `:`).
-    pub fn parse(token: &str) -> Result<Self, String> {
-        let invalid = || format!("`{token}` is not a consistency token (topic:stream:version)");
+    pub fn parse(token: &str) -> Result<Self, TokenError> {
+        let invalid = || TokenError::Malformed(token.to_owned());
         let (topic, rest) = token.split_once(':').ok_or_else(invalid)?;
         let (stream_id, version) = rest.rsplit_once(':').ok_or_else(invalid)?;
         let version: i64 = version.parse().map_err(|_| invalid())?;
@@ -62,19 +74,19 @@ fn wait_bound() -> Duration {
 /// Middleware for a projection's query API: holds a request that carries
 /// `X-Consistency-Token` until the projection has applied the tokens' writes.
 pub async fn wait_for_token(State(pool): State<PgPool>, request: Request, next: Next) -> Response {
-    let tokens: Result<Vec<ConsistencyToken>, String> = request
+    let tokens: Result<Vec<ConsistencyToken>, TokenError> = request
         .headers()
         .get_all(HEADER)
         .iter()
         .map(|v| {
             v.to_str()
-                .map_err(|_| "X-Consistency-Token must be ASCII".to_owned())
+                .map_err(|_| TokenError::NotAscii)
                 .and_then(ConsistencyToken::parse)
         })
         .collect();
     let tokens = match tokens {
         Ok(t) => t,
-        Err(e) => return Problem::bad_request(e).into_response(),
+        Err(e) => return Problem::bad_request(e.to_string()).into_response(),
     };
     let deadline = Instant::now() + wait_bound();
     for token in &tokens {

@@ -244,7 +244,7 @@ impl From<StoreError> for Problem {
 ///
 /// A whole number written with a fraction or an exponent (`2.0`, `2e3`) is read as
 /// the integer it is, as JSON Schema's `integer` counts it, within the integers a
-/// double holds exactly (±2^53); see [`whole_numbers_as_integers`].
+/// double holds exactly (±2^53); see `whole_numbers_as_integers`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -601,8 +601,8 @@ impl CommandAccepted {
         let body = CommandAccepted {
             stream_id: r.stream_id.to_string(),
             stream_version: r.stream_version.get(),
-            event_ids: r.event_ids.iter().map(|e| e.0).collect(),
-            global_position: r.global_position.0,
+            event_ids: r.event_ids.iter().map(|e| e.uuid()).collect(),
+            global_position: r.global_position.get(),
             replayed,
             consistency_token: token.clone(),
         };
@@ -906,11 +906,11 @@ impl StreamEvents {
             events: events
                 .into_iter()
                 .map(|e| EventEnvelope {
-                    event_id: e.event_id.0,
+                    event_id: e.event_id.uuid(),
                     stream_id: e.stream_id.to_string(),
                     stream_type: e.stream_type,
                     stream_version: e.stream_version.get(),
-                    global_position: e.global_position.0,
+                    global_position: e.global_position.get(),
                     event_type: e.event_type,
                     schema_version: e.schema_version,
                     payload: e.payload,

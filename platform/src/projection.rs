@@ -36,29 +36,37 @@ pub struct ProjectionService {
 /// Why a rebuild stopped. The live read model is untouched by every one of them.
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
+    /// The registry could not be read or has no such component.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// The read model's database could not be reached or migrated.
     #[error(transparent)]
     Db(#[from] db::DbError),
+    /// The component named is not a projection.
     #[error("`{0}` is not a projection")]
     NotAProjection(String),
+    /// Another rebuild holds the rebuild lock; one at a time.
     #[error("another rebuild of `{0}` is running")]
     AlreadyRunning(String),
+    /// A statement of the rebuild failed; the live read model is unchanged.
     #[error("rebuilding `{component}`: {source}")]
     Database {
         component: String,
         source: sqlx::Error,
     },
+    /// The new generation's schema could not be migrated.
     #[error("migrating the new generation of `{component}`: {source}")]
     Migrate {
         component: String,
         source: db::MigrateFailure,
     },
+    /// Filling the new generation from the topics failed.
     #[error("replaying the topics into the new generation of `{component}`")]
     Consumer {
         component: String,
         source: ConsumerError,
     },
+    /// Stopped before the swap; the new generation is dropped.
     #[error("rebuild of `{0}` interrupted before the switch; the live read model is unchanged")]
     Interrupted(String),
 }
@@ -469,7 +477,7 @@ impl ProjectionService {
 
 /// Creates `schema` for a generation of `component`'s read model: its app role may
 /// use it and gets the component's table privileges on what the owner creates in it.
-async fn create_generation_schema(
+pub async fn create_generation_schema(
     owner: &mut PgConnection,
     schema: &str,
     component: &crate::registry::Component,

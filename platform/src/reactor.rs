@@ -7,12 +7,100 @@
 //! replays the first answer and appends nothing. It carries the causing event's
 //! correlation id (or the event's own id when it has none) and names the event as
 //! its cause.
+//!
+//! A reactor is a [`Reaction`]: it maps an event to the stream and command it
+//! causes and names the refusals that mean "already done". [`Reactor`] runs it as
+//! the consumer's [`EventHandler`]: the command through the service's
+//! [`CommandHandler`], in its own transaction (ADR 9), settled by [`settle`].
 
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
+use sqlx::PgConnection;
 
-use crate::aggregate::{fingerprint, CommandContext, CommandError, DomainError};
-use crate::consumer::{ConsumedEvent, HandlerError};
-use crate::store::{Appended, IdempotencyKey, Metadata};
+use crate::aggregate::{
+    fingerprint, Aggregate, CommandContext, CommandError, CommandHandler, DomainError,
+};
+use crate::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use crate::service::ServiceContext;
+use crate::store::{Appended, IdempotencyKey, Metadata, StreamId};
+
+/// What an event causes: a command of aggregate `A` on a stream, or nothing.
+pub type Caused<A> = Option<(StreamId, <A as Aggregate>::Command)>;
+
+/// What one service's reactor does with the events it consumes.
+pub trait Reaction: Send + Sync + 'static {
+    /// The aggregate the reactions command.
+    type Aggregate: Aggregate;
+    /// The reacting service (`payments`): the `service` of its spans and metrics.
+    const SERVICE: &'static str;
+    /// The `actor` of every event a reaction appends (`payments-reactor`).
+    const ACTOR: &'static str;
+    /// Whether every orders event also updates what the service knows of its order
+    /// (`known_orders`, [`crate::saga::learn`]) in the consumer's transaction.
+    const LEARNS_ORDERS: bool = false;
+
+    /// The stream and command `event` causes; `None` for an event the reactor
+    /// ignores. An event it cannot read is [`HandlerError::Poison`].
+    fn command_for(&self, event: &ConsumedEvent) -> Result<Caused<Self::Aggregate>, HandlerError>;
+
+    /// The reason a refusal means "already done or not applicable" (skipped and
+    /// counted), or `None` for one that is poison.
+    fn skip_reason(error: &<Self::Aggregate as Aggregate>::Error) -> Option<&'static str>;
+}
+
+/// A [`Reaction`] over the service's store: the handler its consumer runs.
+pub struct Reactor<R: Reaction> {
+    reaction: R,
+    commands: CommandHandler<R::Aggregate>,
+}
+
+impl<R: Reaction> Reactor<R> {
+    /// `reaction`, commanding the service's store with its schemas.
+    pub fn new(reaction: R, context: &ServiceContext) -> Self {
+        Reactor {
+            reaction,
+            commands: CommandHandler::with_schemas(context.store.clone(), context.schemas.clone()),
+        }
+    }
+
+    /// The reactor as the consumer runtime takes it.
+    pub fn boxed(reaction: R, context: &ServiceContext) -> Box<dyn EventHandler> {
+        Box::new(Self::new(reaction, context))
+    }
+
+    #[tracing::instrument(
+        name = "reaction",
+        skip_all,
+        fields(service = R::SERVICE, event_id = %event.event_id, event_type = %event.event_type, stream_id)
+    )]
+    async fn react(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+        let Some((stream, command)) = self.reaction.command_for(event)? else {
+            return Ok(());
+        };
+        tracing::Span::current().record("stream_id", tracing::field::display(&stream));
+        let result = self
+            .commands
+            .execute(&stream, &command, &reaction_context(event, R::ACTOR)?)
+            .await;
+        settle(R::SERVICE, event, result, R::skip_reason)
+    }
+}
+
+impl<R: Reaction> EventHandler for Reactor<R> {
+    fn apply<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        event: &'a ConsumedEvent,
+    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+        Box::pin(async move {
+            if R::LEARNS_ORDERS {
+                // What the API checks commands that name an order against.
+                crate::saga::learn(tx, event).await?;
+            }
+            self.react(event).await
+        })
+    }
+}
 
 /// The causing event's payload as `T`; poison when it does not fit.
 pub fn payload<T: DeserializeOwned>(event: &ConsumedEvent) -> Result<T, HandlerError> {

@@ -4,18 +4,22 @@
 //! any of them the same way, alone (`sluice run orders`) or side by side
 //! (`sluice up`), each with its own database, role and pool.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use axum::response::Response;
 
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::aggregate::{Aggregate, CommandContext, CommandHandler};
 use crate::avro::{AvroError, SchemaCatalog, SchemaSource};
 use crate::db::{self, DbError};
-use crate::http::with_platform_routes;
+use crate::http::{with_platform_routes, CommandAccepted, Problem};
 use crate::registry::{Component, Registry};
 use crate::relay::RelayError;
-use crate::store::{self, EventStore};
+use crate::store::{self, EventStore, StreamId};
 
 /// What the platform needs to know to run a write service.
 #[derive(Clone, Copy)]
@@ -28,22 +32,113 @@ pub struct WriteService {
     pub schemas: fn() -> Vec<SchemaSource>,
     /// The service's HTTP API over its event store, validating new events against
     /// the service's schemas.
-    pub router: fn(EventStore, SchemaCatalog) -> axum::Router,
+    pub router: RouterFactory,
     /// The service's reactor, if it reacts to other services' events (the topics it
     /// consumes in the registry): turns events into its own commands.
     pub reactor: Option<ReactorFactory>,
 }
 
-/// Builds a write service's reactor over its own store and schemas.
-pub type ReactorFactory = fn(EventStore, SchemaCatalog) -> Box<dyn crate::consumer::EventHandler>;
+/// Builds a write service's HTTP API; a bad setting is an error at start.
+pub type RouterFactory = fn(&ServiceContext) -> Result<axum::Router, ServiceError>;
+
+/// Builds a write service's reactor; a bad setting is an error at start.
+pub type ReactorFactory =
+    fn(&ServiceContext) -> Result<Box<dyn crate::consumer::EventHandler>, ServiceError>;
+
+/// What a write service's router and reactor are built over: its own store, its
+/// schemas and its registry entry.
+#[derive(Clone)]
+pub struct ServiceContext {
+    /// The service's event store, as its app role.
+    pub store: EventStore,
+    /// The service's own schemas: new events are validated against them.
+    pub schemas: SchemaCatalog,
+    /// The service's entry in the registry (`sluice.toml`).
+    pub component: Component,
+}
+
+impl ServiceContext {
+    /// The topic the service's relay publishes to (the registry's `produces`): the
+    /// topic of every consistency token its API answers with.
+    pub fn topic(&self) -> Result<&str, ServiceError> {
+        self.component
+            .produces
+            .first()
+            .map(String::as_str)
+            .ok_or_else(|| ServiceError::Setting {
+                component: self.component.name.clone(),
+                setting: "produces".to_owned(),
+                reason: "a write service publishes to one topic, and none is named".to_owned(),
+            })
+    }
+}
+
+/// A write service's commands as its HTTP API runs them: the aggregate's
+/// [`CommandHandler`] (its reads too, through `Deref`) and the topic whose
+/// consistency tokens the answers carry.
+#[derive(Debug)]
+pub struct CommandApi<A> {
+    commands: CommandHandler<A>,
+    topic: Arc<str>,
+}
+
+impl<A: Aggregate> CommandApi<A> {
+    /// Commands on the service's store, validated against its schemas, answered
+    /// with tokens of the topic it publishes to.
+    pub fn new(context: &ServiceContext) -> Result<Self, ServiceError> {
+        Ok(CommandApi {
+            commands: CommandHandler::with_schemas(context.store.clone(), context.schemas.clone()),
+            topic: Arc::from(context.topic()?),
+        })
+    }
+
+    /// Executes `command` on `stream` and answers as [`CommandAccepted::respond`]
+    /// does; a refusal as its problem.
+    pub async fn answer(
+        &self,
+        stream: &StreamId,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Result<Response, Problem> {
+        let appended = self.commands.execute(stream, command, ctx).await?;
+        Ok(CommandAccepted::respond(appended, &self.topic))
+    }
+}
+
+impl<A> Clone for CommandApi<A> {
+    fn clone(&self) -> Self {
+        CommandApi {
+            commands: self.commands.clone(),
+            topic: Arc::clone(&self.topic),
+        }
+    }
+}
+
+impl<A> std::ops::Deref for CommandApi<A> {
+    type Target = CommandHandler<A>;
+
+    fn deref(&self) -> &CommandHandler<A> {
+        &self.commands
+    }
+}
 
 /// Why a service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The registry does not have the service, or cannot be read.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    /// The service's database could not be reached or migrated.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A setting of the service (in `sluice.toml` or the variable that overrides
+    /// it) is missing or invalid: the service does not start on a guess.
+    #[error("`{component}`: {setting} {reason}")]
+    Setting {
+        component: String,
+        setting: String,
+        reason: String,
+    },
     /// One of the service's embedded schemas is invalid (a build that tests catch).
     #[error("`{component}` has an invalid schema catalog")]
     Schemas {
@@ -125,11 +220,12 @@ impl WriteService {
             address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
             "write service listening"
         );
-        let router = with_platform_routes(
-            (self.router)(EventStore::new(pool.clone()), catalog),
-            self.name,
-            Some(pool),
-        );
+        let context = ServiceContext {
+            store: EventStore::new(pool.clone()),
+            schemas: catalog,
+            component: component.clone(),
+        };
+        let router = with_platform_routes((self.router)(&context)?, self.name, Some(pool));
         crate::http::serve(listener, router, shutdown)
             .await
             .map_err(|source| ServiceError::Serve {
@@ -222,13 +318,18 @@ impl WriteService {
         let own = self.catalog()?;
         self.migrate(registry).await?;
         let pool = db::app_pool(registry, component, db::PoolUse::Reactor).await?;
+        let handler = reactor(&ServiceContext {
+            store: EventStore::new(pool.clone()),
+            schemas: own,
+            component: component.clone(),
+        })?;
         let runtime = crate::consumer::ConsumerRuntime::new(
             &format!("{}_reactor", self.name),
             component.consumes.clone(),
-            pool.clone(),
+            pool,
             bootstrap,
             catalog,
-            reactor(EventStore::new(pool), own),
+            handler,
             crate::consumer::ConsumerConfig::for_registry(registry),
         );
         runtime

@@ -225,6 +225,29 @@ pub fn reaction_skipped(service: &'static str, event_type: &str, reason: &'stati
     .increment(1);
 }
 
+/// A projection applied events to a row the event creating it has not reached yet
+/// (the row is kept until it does):
+/// `sluice_projection_events_before_order_placed_total{projection, event_type}`.
+pub fn projection_events_before_order_placed(
+    projection: &'static str,
+    event_type: &str,
+    events: u64,
+) {
+    metrics::counter!(
+        "sluice_projection_events_before_order_placed_total",
+        "projection" => projection,
+        "event_type" => event_type.to_owned(),
+    )
+    .increment(events);
+}
+
+/// A projection parked a payment of an order it has not seen placed yet:
+/// `sluice_projection_payments_parked_total{projection}`.
+pub fn projection_payments_parked(projection: &'static str) {
+    metrics::counter!("sluice_projection_payments_parked_total", "projection" => projection)
+        .increment(1);
+}
+
 /// A projection ignored events it has no use for:
 /// `sluice_projection_events_ignored_total{projection, event_type, reason}`.
 pub fn projection_events_ignored(

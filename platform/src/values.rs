@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 /// A rejected value, naming what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
+    /// Not three capital letters.
     #[error("currency `{0}` must be an ISO 4217 code of three capital letters, e.g. `EUR`")]
     Currency(String),
+    /// An amount below zero.
     #[error("amount {0} must not be negative (amounts are in minor units, e.g. cents)")]
     NegativeAmount(i64),
 }

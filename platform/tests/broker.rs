@@ -1,4 +1,5 @@
 //! The local brokers (tansu with durable storage, Apache Kafka) and topic administration.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The consumer runtime end to end: an event store, its relay, a real broker, and a
 //! consumer applying events into its own database.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

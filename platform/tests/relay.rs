@@ -1,6 +1,7 @@
 //! The outbox relay against real PostgreSQL and a real Kafka-protocol broker (tansu).
 //! Payload encoding is not under test here (see the Avro tests): events go out as
 //! their JSON payload.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -324,7 +325,7 @@ async fn headers_carry_the_envelope() {
     );
     assert_eq!(
         r.header("global_position"),
-        written.result().global_position.0.to_string()
+        written.result().global_position.get().to_string()
     );
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap(),

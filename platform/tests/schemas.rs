@@ -1,6 +1,7 @@
 //! A command handler with a schema catalog validates every decided event before it
 //! appends: a payload that breaks its schema (or has none) is refused with 422 and
 //! nothing is stored. Against a real PostgreSQL, in a fresh database.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use serde::{Deserialize, Serialize};
 use sluice_platform::aggregate::{

@@ -1,5 +1,6 @@
 //! Event store behaviour against a real PostgreSQL, each test in a fresh database
 //! provisioned like a real service (owner runs migrations, app role appends).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::sync::Arc;
 
@@ -88,7 +89,9 @@ async fn appends_are_versioned_from_one_and_read_back_in_order() {
     assert_eq!(events[0].metadata, meta);
     assert_eq!(events[0].stream_type, "counter");
     // UUIDv7 event ids.
-    assert!(events.iter().all(|e| e.event_id.0.get_version_num() == 7));
+    assert!(events
+        .iter()
+        .all(|e| e.event_id.uuid().get_version_num() == 7));
     assert!(events
         .windows(2)
         .all(|w| w[0].global_position < w[1].global_position));

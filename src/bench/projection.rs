@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -55,7 +55,7 @@ pub async fn run(
         }
     };
     let result = match &broker {
-        Some(broker) => phases(&orders, &view, broker, events, rate, duration).await,
+        Some(broker) => phases(registry, &orders, &view, broker, events, rate, duration).await,
         None => Err(anyhow::anyhow!("no broker")),
     };
     if let Some(broker) = broker {
@@ -70,6 +70,7 @@ pub async fn run(
 }
 
 async fn phases(
+    registry: &Registry,
     orders_db: &BenchDatabase,
     view_db: &BenchDatabase,
     broker: &Broker,
@@ -155,7 +156,7 @@ async fn phases(
     // Phase 2: commands over HTTP at a steady rate; latency until the order's row
     // is in order_view (its stream position commits with the row).
     let router = sluice_platform::http::with_platform_routes(
-        (sluice_orders::SERVICE.router)(store.clone(), catalog.clone()),
+        (sluice_orders::SERVICE.router)(&orders_context(registry, &store, &catalog)?)?,
         "orders",
         Some(orders_pool.clone()),
     );
@@ -222,6 +223,20 @@ async fn phases(
 }
 
 /// Migrates the orders store and the order_view database; their app pools.
+/// What the orders API is built over: the benchmark's store, as the registry's
+/// orders service.
+fn orders_context(
+    registry: &Registry,
+    store: &EventStore,
+    catalog: &sluice_platform::avro::SchemaCatalog,
+) -> anyhow::Result<sluice_platform::service::ServiceContext> {
+    Ok(sluice_platform::service::ServiceContext {
+        store: store.clone(),
+        schemas: catalog.clone(),
+        component: registry.component("orders")?.clone(),
+    })
+}
+
 async fn migrate_and_connect(
     orders_db: &BenchDatabase,
     view_db: &BenchDatabase,
@@ -379,7 +394,12 @@ async fn latency_recording(
         );
         tokio::spawn(async move {
             while polling.load(Ordering::Relaxed) {
-                let ids: Vec<String> = pending.lock().unwrap().keys().cloned().collect();
+                let ids: Vec<String> = pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .keys()
+                    .cloned()
+                    .collect();
                 if !ids.is_empty() {
                     let visible: Vec<String> = sqlx::query_scalar(
                         "SELECT stream_id FROM stream_positions WHERE topic = $1 AND stream_id = ANY($2)",
@@ -389,8 +409,8 @@ async fn latency_recording(
                     .fetch_all(&view)
                     .await?;
                     let now = Instant::now();
-                    let mut pending = pending.lock().unwrap();
-                    let mut seen = seen.lock().unwrap();
+                    let mut pending = pending.lock().unwrap_or_else(PoisonError::into_inner);
+                    let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
                     for id in visible {
                         if let Some(sent) = pending.remove(&id) {
                             seen.push((now - sent).as_secs_f64() * 1000.0);
@@ -420,29 +440,34 @@ async fn latency_recording(
         sent += 1;
         commands.spawn(async move {
             let at = Instant::now();
-            pending.lock().unwrap().insert(order_id.to_string(), at);
+            pending.lock().unwrap_or_else(PoisonError::into_inner).insert(order_id.to_string(), at);
             let body = json!({ "order_id": order_id, "customer_id": "bench-latency", "currency": "EUR",
                 "lines": [{ "sku": "BOOK-1", "quantity": 1, "unit_price_minor": 1250 }] });
             let ok = matches!(client.post(&url).json(&body).send().await, Ok(r) if r.status().is_success());
             if ok {
-                accepted.lock().unwrap().insert(order_id.to_string(), at);
+                accepted.lock().unwrap_or_else(PoisonError::into_inner).insert(order_id.to_string(), at);
             } else {
                 failed.fetch_add(1, Ordering::Relaxed);
-                pending.lock().unwrap().remove(&order_id.to_string());
+                pending.lock().unwrap_or_else(PoisonError::into_inner).remove(&order_id.to_string());
             }
         });
         while commands.try_join_next().is_some() {}
     }
     while commands.join_next().await.is_some() {}
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !pending.lock().unwrap().is_empty() && Instant::now() < deadline {
+    while !pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_empty()
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     polling.store(false, Ordering::Relaxed);
     poller.await??;
-    let mut millis = seen.lock().unwrap().clone();
+    let mut millis = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
     millis.sort_by(f64::total_cmp);
-    let unseen = pending.lock().unwrap().len() as u64;
+    let unseen = pending.lock().unwrap_or_else(PoisonError::into_inner).len() as u64;
     let failed = failed.load(Ordering::Relaxed);
     Ok((
         Latency {
@@ -477,7 +502,8 @@ pub async fn e2e(registry: &Registry, rates: &[u64], duration: Duration) -> anyh
     let scratch = std::env::temp_dir().join(format!("sluice-bench-e2e-{}", std::process::id()));
     let result = match Broker::start(registry).await {
         Ok(broker) => {
-            let result = e2e_phases(&orders, &view, &broker, &scratch, rates, duration).await;
+            let result =
+                e2e_phases(registry, &orders, &view, &broker, &scratch, rates, duration).await;
             broker.stop().await;
             result
         }
@@ -493,6 +519,7 @@ pub async fn e2e(registry: &Registry, rates: &[u64], duration: Duration) -> anyh
 }
 
 async fn e2e_phases(
+    registry: &Registry,
     orders_db: &BenchDatabase,
     view_db: &BenchDatabase,
     broker: &Broker,
@@ -565,7 +592,7 @@ async fn e2e_phases(
         tokio::spawn(async move { sink.run(w, t).await })
     };
     let router = sluice_platform::http::with_platform_routes(
-        (sluice_orders::SERVICE.router)(store.clone(), catalog.clone()),
+        (sluice_orders::SERVICE.router)(&orders_context(registry, &store, &catalog)?)?,
         "orders",
         Some(orders_pool.clone()),
     );
@@ -704,7 +731,7 @@ async fn both_latencies(
                 let stopping = !polling.load(Ordering::Relaxed);
                 let pending: Vec<(String, Instant)> = sent_at
                     .lock()
-                    .unwrap()
+                    .unwrap_or_else(PoisonError::into_inner)
                     .iter()
                     .filter(|(id, _)| !found.contains(*id))
                     .map(|(id, at)| (id.clone(), *at))
@@ -733,7 +760,11 @@ async fn both_latencies(
                     }
                 }
                 if stopping {
-                    let unseen = sent_at.lock().unwrap().len().saturating_sub(found.len());
+                    let unseen = sent_at
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .len()
+                        .saturating_sub(found.len());
                     return Ok((seen, unseen as u64));
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -760,7 +791,10 @@ async fn both_latencies(
     polling.store(false, Ordering::Relaxed);
     let (mut millis, unseen) = warehouse_poller.await??;
     millis.sort_by(f64::total_cmp);
-    sent_at.lock().unwrap().clear();
+    sent_at
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clear();
     let warehouse_latency = Latency {
         millis,
         sent: view_latency.sent,

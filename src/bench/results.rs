@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -101,7 +101,10 @@ impl Figure {
 
     /// Keeps the figure for the results file.
     pub fn record(self) {
-        FIGURES.lock().expect("figures").push(self);
+        FIGURES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(self);
     }
 }
 
@@ -109,7 +112,7 @@ impl Figure {
 pub fn machine(key: &str, value: impl Into<String>) {
     MACHINE
         .lock()
-        .expect("machine")
+        .unwrap_or_else(PoisonError::into_inner)
         .insert(key.to_owned(), value.into());
 }
 
@@ -125,8 +128,8 @@ struct Results {
 /// Writes what this run recorded to `<dir>/<date>-<host>.json` and `.md`, merged
 /// with what an earlier run of the day wrote there; returns the two paths.
 pub fn write(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let figures = std::mem::take(&mut *FIGURES.lock().expect("figures"));
-    let mut facts = std::mem::take(&mut *MACHINE.lock().expect("machine"));
+    let figures = std::mem::take(&mut *FIGURES.lock().unwrap_or_else(PoisonError::into_inner));
+    let mut facts = std::mem::take(&mut *MACHINE.lock().unwrap_or_else(PoisonError::into_inner));
     facts.extend(hardware(dir));
     let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let host = hostname();

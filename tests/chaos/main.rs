@@ -20,6 +20,7 @@
 //! stopped) are in `tests/kafka_faults.rs`, on three nodes. The two suites run one
 //! after the other: side by side they saturate two cores and each takes longer than
 //! both in turn.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -364,7 +365,7 @@ async fn append_order(
             idempotency: None,
         })
         .await?;
-    Ok(appended.result().event_ids[0].0)
+    Ok(appended.result().event_ids[0].uuid())
 }
 
 /// Waits until `component`'s consumer has dead-lettered `event_id`.

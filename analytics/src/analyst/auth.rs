@@ -44,11 +44,13 @@ pub struct Verifier {
 /// A configured analyst credential that is not a SCRAM-SHA-256 verifier.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifierError {
+    /// The stored credential is not in the verifier format at all (a plain password?).
     #[error(
         "is not a SCRAM-SHA-256 verifier (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`); \
          passwords are not stored in plain text: write a verifier with `sluice analyst add <name>`"
     )]
     NotAVerifier,
+    /// It looks like a verifier but a part of it does not decode.
     #[error("has a malformed SCRAM-SHA-256 verifier: {0}")]
     Malformed(&'static str),
 }

@@ -10,14 +10,14 @@
 //! Invariant: nothing an analyst sends can write, attach, read a local file or
 //! change a setting. Two layers hold it: the sandboxed instance (external
 //! access off, configuration locked, each statement in a `READ ONLY`
-//! transaction) and statement inspection before execution ([`guard`]).
+//! transaction) and statement inspection before execution (`guard`).
 //!
 //! - [`auth`]: SCRAM verifiers and sessions per analyst;
-//! - [`guard`]: what may run;
-//! - [`cancel`]: CancelRequests, by backend key;
-//! - [`session`]: DuckDB work on blocking threads, streaming, timeout, row limit;
-//! - [`handler`]: pgwire startup, simple and extended query protocol;
-//! - [`types`]: DuckDB → PostgreSQL types and encodings.
+//! - `guard`: what may run;
+//! - `cancel`: CancelRequests, by backend key;
+//! - `session`: DuckDB work on blocking threads, streaming, timeout, row limit;
+//! - `handler`: pgwire startup, simple and extended query protocol;
+//! - `types`: DuckDB → PostgreSQL types and encodings.
 
 pub mod auth;
 mod cancel;

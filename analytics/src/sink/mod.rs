@@ -2,15 +2,15 @@
 //!
 //! - `raw_events`: one row per event (decodable or not), unique by event id;
 //! - one typed table per event type (`OrderPlaced` → `order_placed`): the envelope
-//!   plus one column per Avro field over every schema version ([`mapping`]);
+//!   plus one column per Avro field over every schema version (`mapping`);
 //! - `sluice_positions` / `sluice_watermarks`: where to resume, how fresh;
 //! - the saved views of `analytics/sql/views.sql`.
 //!
-//! Two halves joined by a bounded channel: the async [`reader`] assigns partitions
+//! Two halves joined by a bounded channel: the async `reader` assigns partitions
 //! and gathers batches; a dedicated OS thread owns the sink's DuckDB connection
 //! and runs the [`Loader`], so no DuckDB call ever blocks the tokio runtime. Each
 //! batch commits with its positions in one DuckDB transaction: a crash anywhere
-//! neither loses nor duplicates (see [`loader`]).
+//! neither loses nor duplicates (see `loader`).
 
 mod columns;
 mod loader;

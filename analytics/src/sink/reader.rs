@@ -16,10 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
+use sluice_platform::broker::{self_assigning_reader, start_offset};
 use sluice_platform::registry::TopicNames;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -60,17 +59,10 @@ impl Reader {
         names: TopicNames,
         positions: BTreeMap<Partition, i64>,
     ) -> Result<Self, SinkError> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.bootstrap)
-            // Required by librdkafka for a consumer; never used to coordinate or
-            // commit (partitions are assigned by hand, offsets live in DuckDB).
-            .set("group.id", "sluice.sink")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+        // Partitions are assigned by hand; the offsets live in DuckDB.
+        let consumer: StreamConsumer = self_assigning_reader(&config.bootstrap, "sluice.sink")
             .set("fetch.wait.max.ms", "50")
             .set("topic.metadata.refresh.interval.ms", "5000")
-            .set("log_level", "3")
             .create()?;
         Ok(Reader {
             consumer: Arc::new(consumer),
@@ -119,7 +111,7 @@ impl Reader {
             };
             let mut batch = Vec::with_capacity(self.config.batch_size);
             match first {
-                Ok(message) => batch.push(record(&message, &self.names)),
+                Ok(message) => batch.push(SinkRecord::from_message(&message, &self.names)),
                 Err(error) => {
                     tracing::warn!(%error, "kafka error while reading");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -132,7 +124,7 @@ impl Reader {
                     break;
                 }
                 match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                    Ok(Ok(message)) => batch.push(record(&message, &self.names)),
+                    Ok(Ok(message)) => batch.push(SinkRecord::from_message(&message, &self.names)),
                     Ok(Err(error)) => {
                         tracing::warn!(%error, "kafka error while reading");
                         break;
@@ -181,10 +173,7 @@ impl Reader {
             if self.assigned.contains_key(&partition) {
                 continue;
             }
-            let offset = self
-                .positions
-                .get(&partition)
-                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            let offset = start_offset(self.positions.get(&partition).copied());
             tracing::info!(topic = %partition.0, partition = partition.1, ?offset, "assigning partition");
             fresh.add_partition_offset(&self.names.physical(&partition.0), partition.1, offset)?;
             self.assigned.insert(partition, None);
@@ -224,32 +213,6 @@ impl Reader {
                 }
             }
         }));
-    }
-}
-
-/// A record as read, under its topic's logical name.
-fn record(m: &BorrowedMessage<'_>, names: &TopicNames) -> SinkRecord {
-    let headers = m
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| {
-                    (
-                        h.key.to_owned(),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    SinkRecord {
-        // Only topics of the namespace are assigned.
-        topic: names.logical(m.topic()).unwrap_or(m.topic()).to_owned(),
-        partition: m.partition(),
-        offset: m.offset(),
-        key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
-        payload: m.payload().unwrap_or_default().to_vec(),
-        headers,
     }
 }
 

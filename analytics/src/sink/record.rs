@@ -5,31 +5,13 @@
 //! fingerprint, corrupt bytes, a missing header) is written down in the row's
 //! `decode_error`, the Avro bytes are kept, and the record is loaded like any other.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use sluice_platform::avro::{json_text, AvroError, SchemaCatalog};
 use uuid::Uuid;
 
-/// One record read from a topic, before decoding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SinkRecord {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    /// The record key: the stream id (lossy UTF-8).
-    pub key: String,
-    /// The value: the Avro single-object encoding.
-    pub payload: Vec<u8>,
-    /// The envelope headers, as UTF-8 text.
-    pub headers: BTreeMap<String, String>,
-}
-
-impl SinkRecord {
-    fn header(&self, key: &str) -> Option<&str> {
-        self.headers.get(key).map(String::as_str)
-    }
-}
+/// One record read from a topic, before decoding: the platform's one conversion
+/// of a Kafka message ([`sluice_platform::broker::Record`]).
+pub use sluice_platform::broker::Record as SinkRecord;
 
 /// A record decoded for loading: one row of `raw_events`, and of its typed table
 /// when the payload decoded.

@@ -113,16 +113,29 @@ impl fmt::Display for StreamVersion {
 /// The position of an event in its store's log (per store, not global to the
 /// platform); increases with every append but may have holes (rolled-back appends).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct GlobalPosition(pub i64);
+pub struct GlobalPosition(pub(crate) i64);
+
+impl GlobalPosition {
+    /// The position as stored (`events.global_position`).
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
 
 /// A UUIDv7 event id: unique, and sortable by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct EventId(pub Uuid);
+pub struct EventId(pub(crate) Uuid);
 
 impl EventId {
+    /// A new id: a UUIDv7 of now.
     pub fn new() -> Self {
         EventId(Uuid::now_v7())
+    }
+
+    /// The id as a UUID.
+    pub fn uuid(self) -> Uuid {
+        self.0
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Rules for events that do not fit:
 //! - **An event type the summary does not know** is ignored (`Ok`), logged at debug
-//!   and counted in `sluice_projection_events_ignored_total{projection, event_type}`.
+//!   and counted in
+//!   `sluice_projection_events_ignored_total{projection, event_type, reason}`.
 //! - **A payload missing a needed field** (or with a malformed one) is
 //!   [`HandlerError::Poison`] naming the field: dead-lettered at once.
 //! - **A capture or refund of an order not seen yet** is parked in
@@ -21,6 +22,7 @@
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::telemetry;
 use sluice_platform::values::Currency;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -58,12 +60,7 @@ async fn apply(tx: &mut PgConnection, event: &ConsumedEvent) -> Result<(), Handl
         .map_err(|e| HandlerError::Poison(e.to_string()))?;
     let Some(parsed) = parsed else {
         tracing::debug!("event type not used by this projection: ignored");
-        metrics::counter!(
-            "sluice_projection_events_ignored_total",
-            "projection" => NAME,
-            "event_type" => event.event_type.clone(),
-        )
-        .increment(1);
+        telemetry::projection_events_ignored(NAME, &event.event_type, "unknown_event_type", 1);
         return Ok(());
     };
     match parsed {
@@ -94,54 +91,32 @@ async fn order_placed(
     customer_id: &CustomerId,
     recorded_at: DateTime<Utc>,
 ) -> Result<(), HandlerError> {
-    sqlx::query(
-        "INSERT INTO customers (customer_id, last_order_at) VALUES ($1, $2) \
-         ON CONFLICT (customer_id) DO NOTHING",
-    )
-    .bind(customer_id.as_str())
-    .bind(recorded_at)
-    .execute(&mut *tx)
-    .await?;
-    let recorded = sqlx::query(
-        "INSERT INTO order_customers (order_id, customer_id) VALUES ($1, $2) \
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id)
-    .bind(customer_id.as_str())
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(include_str!("handlers/customer_created.sql"))
+        .bind(customer_id.as_str())
+        .bind(recorded_at)
+        .execute(&mut *tx)
+        .await?;
+    let recorded = sqlx::query(include_str!("handlers/order_customer.sql"))
+        .bind(order_id)
+        .bind(customer_id.as_str())
+        .execute(&mut *tx)
+        .await?;
     if recorded.rows_affected() == 0 {
         // The runtime drops redelivered events by stream version; this guards the
         // counts should one slip through another way (a rebuilt position table).
         tracing::warn!(%order_id, "order already counted: OrderPlaced skipped");
         return Ok(());
     }
-    sqlx::query(
-        "UPDATE customers SET orders_placed = orders_placed + 1, \
-                              last_order_at = GREATEST(last_order_at, $2) \
-          WHERE customer_id = $1",
-    )
-    .bind(customer_id.as_str())
-    .bind(recorded_at)
-    .execute(&mut *tx)
-    .await?;
-    let folded = sqlx::query(
-        "WITH folded AS ( \
-             DELETE FROM pending_payments WHERE order_id = $1 \
-             RETURNING kind, amount_minor, currency) \
-         INSERT INTO customer_spend (customer_id, currency, captured_minor, refunded_minor) \
-         SELECT $2, currency, \
-                COALESCE(sum(amount_minor) FILTER (WHERE kind = 'captured'), 0)::bigint, \
-                COALESCE(sum(amount_minor) FILTER (WHERE kind = 'refunded'), 0)::bigint \
-           FROM folded GROUP BY currency \
-         ON CONFLICT (customer_id, currency) DO UPDATE \
-         SET captured_minor = customer_spend.captured_minor + EXCLUDED.captured_minor, \
-             refunded_minor = customer_spend.refunded_minor + EXCLUDED.refunded_minor",
-    )
-    .bind(order_id)
-    .bind(customer_id.as_str())
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(include_str!("handlers/order_placed.sql"))
+        .bind(customer_id.as_str())
+        .bind(recorded_at)
+        .execute(&mut *tx)
+        .await?;
+    let folded = sqlx::query(include_str!("handlers/fold_pending_payments.sql"))
+        .bind(order_id)
+        .bind(customer_id.as_str())
+        .execute(&mut *tx)
+        .await?;
     if folded.rows_affected() > 0 {
         tracing::info!(%order_id, currencies = folded.rows_affected(), "parked payments folded in");
     }
@@ -163,14 +138,8 @@ async fn order_counted(
 ) -> Result<(), HandlerError> {
     // Two fixed statements: a column name is never built from a value.
     let statement = match count {
-        OrderCount::Confirmed => {
-            "UPDATE customers c SET orders_confirmed = c.orders_confirmed + 1 \
-               FROM order_customers o WHERE o.order_id = $1 AND c.customer_id = o.customer_id"
-        }
-        OrderCount::Cancelled => {
-            "UPDATE customers c SET orders_cancelled = c.orders_cancelled + 1 \
-               FROM order_customers o WHERE o.order_id = $1 AND c.customer_id = o.customer_id"
-        }
+        OrderCount::Confirmed => include_str!("handlers/order_confirmed.sql"),
+        OrderCount::Cancelled => include_str!("handlers/order_cancelled.sql"),
     };
     let updated = sqlx::query(statement)
         .bind(order_id)
@@ -191,14 +160,11 @@ async fn payment_authorized(
     payment_id: Uuid,
     currency: Currency,
 ) -> Result<(), HandlerError> {
-    sqlx::query(
-        "INSERT INTO payments (payment_id, currency) VALUES ($1, $2) \
-         ON CONFLICT (payment_id) DO NOTHING",
-    )
-    .bind(payment_id)
-    .bind(currency.as_str())
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(include_str!("handlers/payment_authorized.sql"))
+        .bind(payment_id)
+        .bind(currency.as_str())
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -234,27 +200,19 @@ async fn payment_moved(
         Movement::Captured => (moved.amount.minor(), 0),
         Movement::Refunded => (0, moved.amount.minor()),
     };
-    // The row first, then the sums: an upsert would check the proposed row (a refund
-    // alone, refunded above captured) against the table's CHECK before merging it.
-    sqlx::query(
-        "INSERT INTO customer_spend (customer_id, currency) VALUES ($1, $2) \
-         ON CONFLICT (customer_id, currency) DO NOTHING",
-    )
-    .bind(&customer)
-    .bind(&currency)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "UPDATE customer_spend SET captured_minor = captured_minor + $3, \
-                                   refunded_minor = refunded_minor + $4 \
-          WHERE customer_id = $1 AND currency = $2",
-    )
-    .bind(&customer)
-    .bind(&currency)
-    .bind(captured)
-    .bind(refunded)
-    .execute(&mut *tx)
-    .await?;
+    // The row first, then the sums (see spend_row.sql).
+    sqlx::query(include_str!("handlers/spend_row.sql"))
+        .bind(&customer)
+        .bind(&currency)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(include_str!("handlers/spend_added.sql"))
+        .bind(&customer)
+        .bind(&currency)
+        .bind(captured)
+        .bind(refunded)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -264,21 +222,17 @@ async fn park(
     moved: &PaymentMovement,
     currency: &str,
 ) -> Result<(), HandlerError> {
-    sqlx::query(
-        "INSERT INTO pending_payments \
-             (event_id, order_id, payment_id, kind, amount_minor, currency, recorded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(event.event_id)
-    .bind(moved.order_id)
-    .bind(moved.payment_id)
-    .bind(moved.movement.as_str())
-    .bind(moved.amount.minor())
-    .bind(currency)
-    .bind(event.recorded_at)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query(include_str!("handlers/payment_parked.sql"))
+        .bind(event.event_id)
+        .bind(moved.order_id)
+        .bind(moved.payment_id)
+        .bind(moved.movement.as_str())
+        .bind(moved.amount.minor())
+        .bind(currency)
+        .bind(event.recorded_at)
+        .execute(&mut *tx)
+        .await?;
     tracing::info!(order_id = %moved.order_id, "payment of an order not seen yet: parked until its OrderPlaced");
-    metrics::counter!("sluice_projection_payments_parked_total", "projection" => NAME).increment(1);
+    telemetry::projection_payments_parked(NAME);
     Ok(())
 }

@@ -32,6 +32,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::telemetry;
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryScalar;
 use sqlx::{PgConnection, Postgres};
@@ -92,42 +93,33 @@ async fn apply(tx: &mut PgConnection, event: &ConsumedEvent) -> Result<(), Handl
     let decoded = OrderViewEvent::decode(&event.event_type, &event.payload)
         .map_err(|e| HandlerError::Poison(e.to_string()))?;
     let Some(decoded) = decoded else {
-        ignored(&event.event_type, Ignored::UnknownEventType);
+        ignored(&event.event_type, Ignored::UnknownEventType, 1);
         return Ok(());
     };
     tracing::Span::current().record("order_id", tracing::field::display(decoded.order_id()));
     match upsert(tx, &decoded, event.recorded_at).await? {
-        None => {
-            // Only payment and shipment upserts can decline to change the row.
-            let reason = match decoded.source() {
-                Source::Shipping => Ignored::OtherShipment,
-                Source::Orders | Source::Payments => Ignored::OtherPayment,
-            };
-            ignored(&event.event_type, reason);
-        }
+        None => ignored(&event.event_type, unchanged_reason(&decoded), 1),
         Some(false) => {
             tracing::debug!("event for an order not placed yet: row kept until it is");
-            metrics::counter!(
-                "sluice_projection_events_before_order_placed_total",
-                "projection" => PROJECTION,
-                "event_type" => event.event_type.clone(),
-            )
-            .increment(1);
+            telemetry::projection_events_before_order_placed(PROJECTION, &event.event_type, 1);
         }
         Some(true) => {}
     }
     Ok(())
 }
 
-fn ignored(event_type: &str, reason: Ignored) {
-    tracing::debug!(reason = reason.label(), "event ignored");
-    metrics::counter!(
-        "sluice_projection_events_ignored_total",
-        "projection" => PROJECTION,
-        "event_type" => event_type.to_owned(),
-        "reason" => reason.label(),
-    )
-    .increment(1);
+/// Why an upsert left the row as it was: only payment and shipment upserts can, for
+/// a row that follows another payment or shipment.
+fn unchanged_reason(event: &OrderViewEvent) -> Ignored {
+    match event.source() {
+        Source::Shipping => Ignored::OtherShipment,
+        Source::Orders | Source::Payments => Ignored::OtherPayment,
+    }
+}
+
+fn ignored(event_type: &str, reason: Ignored, events: u64) {
+    tracing::debug!(reason = reason.label(), events, "events ignored");
+    telemetry::projection_events_ignored(PROJECTION, event_type, reason.label(), events);
 }
 
 /// Runs the event's upsert. `None` when the row follows another payment or
@@ -147,13 +139,13 @@ async fn upsert(
 /// Applies a batch set-wise: in rounds (the k-th event of every stream), one
 /// statement per event type and round.
 async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result<(), HandlerError> {
-    let mut rounds: Vec<HashMap<&'static str, Vec<Vec<Param>>>> = Vec::new();
+    let mut rounds: Vec<HashMap<&'static str, Group<'_>>> = Vec::new();
     let mut per_stream: HashMap<(&str, &str), usize> = HashMap::new();
     for event in events {
         let decoded = OrderViewEvent::decode(&event.event_type, &event.payload)
             .map_err(|e| HandlerError::Poison(e.to_string()))?;
         let Some(decoded) = decoded else {
-            ignored(&event.event_type, Ignored::UnknownEventType);
+            ignored(&event.event_type, Ignored::UnknownEventType, 1);
             continue;
         };
         let round = per_stream
@@ -164,10 +156,19 @@ async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result
             rounds.push(HashMap::new());
         }
         let (sql, params) = statement(&decoded, event.recorded_at);
-        rounds[*round].entry(sql).or_default().push(params);
+        rounds[*round]
+            .entry(sql)
+            .or_insert_with(|| Group {
+                event_type: &event.event_type,
+                unchanged: unchanged_reason(&decoded),
+                rows: Vec::new(),
+            })
+            .rows
+            .push(params);
     }
     for round in rounds {
-        for (sql, rows) in round {
+        for (sql, group) in round {
+            let rows = &group.rows;
             let batch = batch_sql(sql, &rows[0]);
             let mut query = sqlx::query_scalar::<_, bool>(&batch);
             for column in 0..rows[0].len() {
@@ -177,16 +178,27 @@ async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result
             let skipped = rows.len() - changed.len();
             if skipped > 0 {
                 // Rows of another payment or shipment stay as they were.
-                metrics::counter!(
-                    "sluice_projection_events_ignored_total",
-                    "projection" => PROJECTION,
-                    "reason" => "other_payment_or_shipment",
-                )
-                .increment(skipped as u64);
+                ignored(group.event_type, group.unchanged, skipped as u64);
+            }
+            let early = changed.iter().filter(|placed| !**placed).count();
+            if early > 0 {
+                telemetry::projection_events_before_order_placed(
+                    PROJECTION,
+                    group.event_type,
+                    early as u64,
+                );
             }
         }
     }
     Ok(())
+}
+
+/// The events of one type in one round of a batch: one statement.
+struct Group<'e> {
+    event_type: &'e str,
+    /// Why a row the statement leaves unchanged was ignored.
+    unchanged: Ignored,
+    rows: Vec<Vec<Param>>,
 }
 
 /// One statement parameter.
@@ -256,6 +268,10 @@ impl Param {
 
 /// The set-wise form of a single-event statement: its `VALUES ($1, …)` row becomes
 /// `SELECT u.p1, … FROM UNNEST($1::type[], …) AS u(p1, …)`.
+#[expect(
+    clippy::expect_used,
+    reason = "the statements are this crate's own files, each with one VALUES row on one line; the batch tests apply every one"
+)]
 fn batch_sql(single: &str, params: &[Param]) -> String {
     let start = single
         .find("VALUES (")

@@ -1,4 +1,5 @@
 //! Events in, rows out: the handler against a fresh database, read back over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 mod support;
 

@@ -2,90 +2,28 @@
 //! contract are applied by the projection's handler in transactions on a fresh
 //! database, and the read model is queried over HTTP on a random port. (Above the
 //! broker, `tests/readme.rs` runs the guide's commands against a live `sluice up`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
-use std::collections::HashMap;
-
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
-use sluice_platform::registry::ComponentKind;
-use sluice_platform::testing::{assert_problem, consumed_event, TestDatabase};
-use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
+use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::testing::{assert_problem, repository_catalog, TestProjection};
 use uuid::Uuid;
 
-/// A migrated SKU sales database, its handler, and its API being served.
-struct Projection {
-    pool: PgPool,
-    handler: Box<dyn EventHandler>,
-    address: String,
-    client: Client,
-    /// The next version of each order's stream.
-    versions: HashMap<Uuid, i64>,
-    shutdown: CancellationToken,
-    _db: TestDatabase,
-}
+/// The SKU sales projection on a fresh database, its events carried through the
+/// orders contracts.
+struct Projection(TestProjection);
 
 impl Projection {
     async fn start() -> Self {
-        let db = TestDatabase::provision("sku_sales", ComponentKind::Projection).await;
-        db.migrate(vec![
-            sluice_platform::consumer::migrator(),
-            sluice_sku_sales::migrator(),
-        ])
-        .await;
-        let pool = db.app_pool().await;
-        let router = sluice_platform::http::with_platform_routes(
-            (sluice_sku_sales::PROJECTION.router)(pool.clone()),
-            "sku_sales",
-            Some(pool.clone()),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(sluice_platform::http::serve(
-            listener,
-            router,
-            shutdown.clone(),
-        ));
-        Projection {
-            pool,
-            handler: (sluice_sku_sales::PROJECTION.handler)(),
-            address,
-            client: Client::new(),
-            versions: HashMap::new(),
-            shutdown,
-            _db: db,
-        }
+        let projection = TestProjection::start(&sluice_sku_sales::PROJECTION).await;
+        Projection(projection.through(repository_catalog()))
     }
 
     /// The next event of `order`'s stream.
     fn event(&mut self, order: Uuid, event_type: &str, payload: Value) -> ConsumedEvent {
-        let version = self.versions.entry(order).or_insert(0);
-        *version += 1;
-        consumed_event(
-            "orders.events",
-            "order",
-            order.to_string(),
-            *version,
-            event_type,
-            payload,
-            Default::default(),
-        )
-    }
-
-    /// Applies one event in its own transaction, committed when the handler succeeds.
-    async fn try_apply(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
-        let mut tx = self.pool.begin().await.unwrap();
-        self.handler.apply(&mut tx, event).await?;
-        tx.commit().await.unwrap();
-        Ok(())
-    }
-
-    async fn apply(&self, event: &ConsumedEvent) {
-        self.try_apply(event)
-            .await
-            .unwrap_or_else(|e| panic!("{} refused: {e}", event.event_type));
+        self.0
+            .event("orders.events", "order", order, event_type, payload)
     }
 
     /// Places `order` with `lines` of (sku, quantity).
@@ -99,38 +37,22 @@ impl Projection {
             "lines": lines, "total_minor": 0
         });
         let e = self.event(order, "OrderPlaced", payload);
-        self.apply(&e).await;
+        self.0.apply(&e).await;
         e
     }
 
     async fn cancel(&mut self, order: Uuid) {
-        let e = self.event(
-            order,
-            "OrderCancelled",
-            json!({"order_id": order, "reason": "declined"}),
-        );
-        self.apply(&e).await;
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .unwrap()
+        let e = self.event(order, "OrderCancelled", cancelled(order));
+        self.0.apply(&e).await;
     }
 
     async fn sku(&self, sku: &str) -> Value {
-        let response = self.get(&format!("/skus/{sku}")).await;
-        assert_eq!(response.status(), StatusCode::OK, "GET /skus/{sku}");
-        response.json().await.unwrap()
+        self.0.get_json(&format!("/skus/{sku}")).await
     }
 }
 
-impl Drop for Projection {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+fn cancelled(order: Uuid) -> Value {
+    json!({"order_id": order, "reason": "declined"})
 }
 
 #[tokio::test]
@@ -158,8 +80,8 @@ async fn orders_count_per_sku_and_cancellations_take_their_units_back() {
     assert_eq!(p.sku("PEN-7").await["units_cancelled"], 1);
 
     // A second cancellation of the same order (another path) takes nothing twice.
-    let again = p.event(first, "OrderCancelled", json!({"order_id": first}));
-    p.apply(&again).await;
+    let again = p.event(first, "OrderCancelled", cancelled(first));
+    p.0.apply(&again).await;
     assert_eq!(p.sku("BOOK-1").await["units_cancelled"], 3);
 }
 
@@ -170,7 +92,7 @@ async fn an_order_applied_twice_counts_once() {
     let placed = p.place(order, &[("MUG-2", 3)]).await;
     // The runtime drops redeliveries by stream version; this is the handler's own
     // guard, for an event reaching it again through another path.
-    p.apply(&placed).await;
+    p.0.apply(&placed).await;
     let mug = p.sku("MUG-2").await;
     assert_eq!(mug["orders_placed"], 1);
     assert_eq!(mug["units_ordered"], 3);
@@ -182,9 +104,9 @@ async fn events_it_does_not_use_are_ignored_and_counted() {
     let order = Uuid::now_v7();
     p.place(order, &[("CUP-1", 1)]).await;
     let confirmed = p.event(order, "OrderConfirmed", json!({"order_id": order}));
-    p.apply(&confirmed).await;
+    p.0.apply(&confirmed).await;
     assert_eq!(p.sku("CUP-1").await["units_ordered"], 1);
-    let metrics = p.get("/metrics").await.text().await.unwrap();
+    let metrics = p.0.get("/metrics").await.text().await.unwrap();
     let series = "sluice_projection_events_ignored_total{projection=\"sku_sales\",event_type=\"OrderConfirmed\",reason=\"not_used\"}";
     assert!(metrics.contains(series), "{series} missing from\n{metrics}");
 }
@@ -193,30 +115,37 @@ async fn events_it_does_not_use_are_ignored_and_counted() {
 async fn unreadable_payloads_and_a_cancellation_without_its_order_are_poison() {
     let mut p = Projection::start().await;
     let order = Uuid::now_v7();
-    let missing = p.event(order, "OrderPlaced", json!({"order_id": order}));
-    match p.try_apply(&missing).await {
+    // What no producer could send: the contract requires the lines.
+    let missing = p.0.off_contract(
+        "orders.events",
+        "order",
+        order,
+        "OrderPlaced",
+        json!({"order_id": order}),
+    );
+    match p.0.try_apply(&missing).await {
         Err(HandlerError::Poison(reason)) => assert!(reason.contains("lines"), "{reason}"),
         other => panic!("expected poison naming `lines`, got {other:?}"),
     }
     let orphan = Uuid::now_v7();
-    let cancel = p.event(orphan, "OrderCancelled", json!({"order_id": orphan}));
-    match p.try_apply(&cancel).await {
+    let cancel = p.event(orphan, "OrderCancelled", cancelled(orphan));
+    match p.0.try_apply(&cancel).await {
         Err(HandlerError::Poison(reason)) => {
             assert!(reason.contains(&orphan.to_string()), "{reason}");
             assert!(reason.contains("replay"), "{reason}");
         }
         other => panic!("expected poison naming the order, got {other:?}"),
     }
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM skus")
-        .fetch_one(&p.pool)
-        .await
-        .unwrap();
-    assert_eq!(rows, 0, "a refused event changes nothing");
+    assert_eq!(
+        p.0.count("skus").await,
+        0,
+        "a refused event changes nothing"
+    );
 }
 
 #[tokio::test]
 async fn the_api_answers_problems_for_bad_or_unknown_skus_and_documents_its_routes() {
-    let p = Projection::start().await;
+    let Projection(p) = Projection::start().await;
     assert_problem(
         p.get("/skus/NEVER-1").await,
         StatusCode::NOT_FOUND,

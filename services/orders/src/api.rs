@@ -8,20 +8,20 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use sluice_platform::aggregate::{fingerprint, CommandHandler};
-use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::aggregate::fingerprint;
 use sluice_platform::http::{
     CommandAccepted, CommandHeaderParams, CommandHeaders, Json, PathId, Problem, ProblemResponses,
     StreamEvents,
 };
-use sluice_platform::store::{EventStore, StreamId};
+use sluice_platform::service::{CommandApi, ServiceContext, ServiceError};
+use sluice_platform::store::StreamId;
 use sluice_platform::values::{Amount, Currency};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{LineItem, Order, OrderCommand, OrderLine, OrderStatus, Sku};
 
-type Handler = CommandHandler<Order>;
+type Handler = CommandApi<Order>;
 
 // The bounds below are declared in the OpenAPI document exactly as the conversions
 // and `crate::domain` enforce them. Lengths count characters (JSON Schema's
@@ -175,8 +175,8 @@ fn cancel_reason(dto: &CancelOrder) -> Result<String, Problem> {
 }
 
 /// The orders API over its event store; new events are validated against `schemas`.
-pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
-    Router::new()
+pub fn router(context: &ServiceContext) -> Result<Router, ServiceError> {
+    Ok(Router::new()
         .route("/orders", post(place_order))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/confirm", post(confirm_order))
@@ -186,7 +186,7 @@ pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
             "/openapi.json",
             get(|| async { axum::Json(ApiDoc::openapi()) }),
         )
-        .with_state(Handler::with_schemas(store, schemas))
+        .with_state(Handler::new(context)?))
 }
 
 #[utoipa::path(post, path = "/orders", request_body = PlaceOrder, params(CommandHeaderParams),
@@ -206,8 +206,7 @@ async fn place_order(
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let stream = StreamId::from(order_id);
     let command = OrderCommand::try_from((order_id, dto))?;
-    let appended = handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended, crate::TOPIC))
+    handler.answer(&stream, &command, &ctx).await
 }
 
 #[utoipa::path(post, path = "/orders/{id}/confirm", request_body = ConfirmOrder,
@@ -225,10 +224,7 @@ async fn confirm_order(
 ) -> Result<Response, Problem> {
     let stream = StreamId::from(id.0);
     let ctx = headers.context(fingerprint(&("confirm_order", id.0, &dto)));
-    let appended = handler
-        .execute(&stream, &OrderCommand::Confirm, &ctx)
-        .await?;
-    Ok(CommandAccepted::respond(appended, crate::TOPIC))
+    handler.answer(&stream, &OrderCommand::Confirm, &ctx).await
 }
 
 #[utoipa::path(post, path = "/orders/{id}/cancel", request_body = CancelOrder,
@@ -248,8 +244,7 @@ async fn cancel_order(
     let stream = StreamId::from(id.0);
     let ctx = headers.context(fingerprint(&("cancel_order", id.0, &dto)));
     let command = OrderCommand::Cancel { reason };
-    let appended = handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended, crate::TOPIC))
+    handler.answer(&stream, &command, &ctx).await
 }
 
 #[utoipa::path(get, path = "/orders/{id}", params(("id" = Uuid, Path, description = "The order")),

@@ -9,46 +9,36 @@
 //! A payment some client authorized for an order through `POST /payments` is not
 //! the saga's ([`sluice_platform::saga`]): it confirms and cancels nothing.
 //!
-//! A reaction is a command through the service's own [`CommandHandler`], in its own
-//! transaction on its own store (not the consumer's). Its idempotency key is the
-//! causing event's id, so a redelivered event replays the first answer and appends
-//! nothing: at-least-once delivery, effectively once. The new events carry the
-//! causing event's correlation id (its id when it has none) and the causing event's
-//! id as their causation id.
+//! The reaction ([`Reaction`]) maps an event to its command; the platform's
+//! [`Reactor`] runs it through the service's own store, in its own transaction,
+//! idempotent by the causing event's id ([`sluice_platform::reactor`]).
 //!
 //! A refusal meaning "already done or no longer applicable" (the order was cancelled
 //! or confirmed meanwhile, or is unknown here) is logged, counted in
 //! `sluice_reactor_reactions_skipped_total` and skipped; a store failure is retried;
 //! an event the reactor cannot read is poison.
 
-use futures::future::BoxFuture;
 use serde::Deserialize;
-use sluice_platform::aggregate::CommandHandler;
-use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
-use sluice_platform::reactor::{payload, reaction_context, settle};
-use sluice_platform::store::{EventStore, StreamId};
-use sqlx::PgConnection;
+use sluice_platform::reactor::{payload, Reaction, Reactor};
+use sluice_platform::service::{ServiceContext, ServiceError};
+use sluice_platform::store::StreamId;
 use uuid::Uuid;
 
 use crate::domain::{Order, OrderCommand, OrderError, OrderStatus};
 
-const SERVICE: &str = "orders";
 /// The `actor` of every event a reaction appends.
 pub const ACTOR: &str = "orders-reactor";
 /// Longest cancel reason (the `OrderCancelled` contract: 1 to 500 characters).
 const MAX_REASON_CHARS: usize = 500;
 
 /// The reactor of [`crate::SERVICE`], over the service's store and schemas.
-pub fn handler(store: EventStore, schemas: SchemaCatalog) -> Box<dyn EventHandler> {
-    Box::new(OrdersReactor {
-        handler: CommandHandler::with_schemas(store, schemas),
-    })
+pub fn handler(context: &ServiceContext) -> Result<Box<dyn EventHandler>, ServiceError> {
+    Ok(Reactor::boxed(OrdersReaction, context))
 }
 
-struct OrdersReactor {
-    handler: CommandHandler<Order>,
-}
+/// The orders step of the saga.
+struct OrdersReaction;
 
 /// The fields of `PaymentAuthorized` the reaction reads (the contract is
 /// `schemas/payments/PaymentAuthorized`); the others are ignored.
@@ -69,23 +59,15 @@ struct PaymentDeclined {
     reason: String,
 }
 
-impl EventHandler for OrdersReactor {
-    fn apply<'a>(
-        &'a self,
-        _tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(self.react(event))
-    }
-}
+impl Reaction for OrdersReaction {
+    type Aggregate = Order;
+    const SERVICE: &'static str = "orders";
+    const ACTOR: &'static str = ACTOR;
 
-impl OrdersReactor {
-    #[tracing::instrument(
-        name = "reaction",
-        skip_all,
-        fields(service = SERVICE, event_id = %event.event_id, event_type = %event.event_type, stream_id)
-    )]
-    async fn react(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+    fn command_for(
+        &self,
+        event: &ConsumedEvent,
+    ) -> Result<Option<(StreamId, OrderCommand)>, HandlerError> {
         let (order_id, command) = match event.event_type.as_str() {
             "PaymentAuthorized" => {
                 let authorized: PaymentAuthorized = payload(event)?;
@@ -102,15 +84,27 @@ impl OrdersReactor {
                 let declined: PaymentDeclined = payload(event)?;
                 (declined.order_id, cancel_for(&declined))
             }
-            _ => return Ok(()),
+            _ => return Ok(None),
         };
-        let stream = StreamId::from(order_id);
-        tracing::Span::current().record("stream_id", tracing::field::display(&stream));
-        let result = self
-            .handler
-            .execute(&stream, &command, &reaction_context(event, ACTOR)?)
-            .await;
-        settle(SERVICE, event, result, skip_reason)
+        Ok(Some((StreamId::from(order_id), command)))
+    }
+
+    /// The refusals of a confirm or cancel that mean "already done, no longer
+    /// applicable, or not the saga's business".
+    fn skip_reason(error: &OrderError) -> Option<&'static str> {
+        match error {
+            OrderError::NotFound => Some("order_not_found"),
+            OrderError::InvalidTransition { status, .. } => Some(match status {
+                OrderStatus::Confirmed => "order_confirmed",
+                OrderStatus::Cancelled => "order_cancelled",
+                OrderStatus::NotPlaced | OrderStatus::Placed => "invalid_transition",
+            }),
+            OrderError::NotSagaPayment { .. } => Some("not_saga_payment"),
+            OrderError::PaymentShort { .. } => Some("payment_short"),
+            OrderError::AlreadyPlaced(_)
+            | OrderError::InvalidOrder(_)
+            | OrderError::InvalidLine(_) => None,
+        }
     }
 }
 
@@ -124,24 +118,6 @@ fn cancel_for(declined: &PaymentDeclined) -> OrderCommand {
     OrderCommand::CancelDeclined {
         payment_id: declined.payment_id,
         reason: reason.chars().take(MAX_REASON_CHARS).collect(),
-    }
-}
-
-/// The refusals of a confirm or cancel that mean "already done, no longer
-/// applicable, or not the saga's business".
-fn skip_reason(error: &OrderError) -> Option<&'static str> {
-    match error {
-        OrderError::NotFound => Some("order_not_found"),
-        OrderError::InvalidTransition { status, .. } => Some(match status {
-            OrderStatus::Confirmed => "order_confirmed",
-            OrderStatus::Cancelled => "order_cancelled",
-            OrderStatus::NotPlaced | OrderStatus::Placed => "invalid_transition",
-        }),
-        OrderError::NotSagaPayment { .. } => Some("not_saga_payment"),
-        OrderError::PaymentShort { .. } => Some("payment_short"),
-        OrderError::AlreadyPlaced(_) | OrderError::InvalidOrder(_) | OrderError::InvalidLine(_) => {
-            None
-        }
     }
 }
 
@@ -177,8 +153,17 @@ mod tests {
             action: "confirm",
             status: OrderStatus::Cancelled,
         };
-        assert_eq!(skip_reason(&cancelled), Some("order_cancelled"));
-        assert_eq!(skip_reason(&OrderError::NotFound), Some("order_not_found"));
-        assert_eq!(skip_reason(&OrderError::InvalidOrder("x".into())), None);
+        assert_eq!(
+            OrdersReaction::skip_reason(&cancelled),
+            Some("order_cancelled")
+        );
+        assert_eq!(
+            OrdersReaction::skip_reason(&OrderError::NotFound),
+            Some("order_not_found")
+        );
+        assert_eq!(
+            OrdersReaction::skip_reason(&OrderError::InvalidOrder("x".into())),
+            None
+        );
     }
 }

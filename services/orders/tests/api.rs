@@ -1,9 +1,11 @@
 //! The orders API over HTTP, on a random port, against its own fresh database.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sluice_platform::testing::{
-    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, TestApp,
+    assert_idempotent_retry, assert_key_reuse_refused, assert_malformed_requests_refused,
+    assert_problem, assert_serves_openapi_and_health, BadInputs, TestApp,
 };
 use sqlx::Connection;
 use uuid::Uuid;
@@ -202,132 +204,45 @@ async fn unknown_orders_are_not_found() {
 #[tokio::test]
 async fn bad_input_is_a_problem_and_appends_nothing() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
-    let client = Client::new();
-    let post_raw = |body: String, content_type: &'static str| {
-        client
-            .post(app.url("/orders"))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-    };
-    let json_body = |mutate: fn(&mut Value)| {
-        let mut body = order_body(Uuid::now_v7());
-        mutate(&mut body);
-        body.to_string()
-    };
-
-    let cases: Vec<(String, &str, StatusCode, &str)> = vec![
-        (
-            "{\"customer_id\": ".into(),
-            "application/json",
-            StatusCode::BAD_REQUEST,
-            "json",
-        ),
-        (
-            json_body(|_| {}),
-            "text/plain",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content-type",
-        ),
-        (
-            json_body(|b| b["colour"] = json!("red")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown field `colour`",
-        ),
-        (
-            json_body(|b| b["lines"][0]["quantity"] = json!(-2)),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
+    BadInputs::around(&app, "/orders", order_body(Uuid::now_v7()))
+        .invalid(
+            |b| b["lines"][0]["quantity"] = json!(-2),
             "lines[0].quantity",
-        ),
-        (
-            json_body(|b| b["lines"][1]["quantity"] = json!(0)),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .invalid(
+            |b| b["lines"][1]["quantity"] = json!(0),
             "lines[1].quantity",
-        ),
-        (
-            json_body(|b| {
+        )
+        .invalid(
+            |b| {
                 b["lines"][0].as_object_mut().unwrap().remove("quantity");
-            }),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
+            },
             "missing field `quantity`",
-        ),
-        (
-            json_body(|b| b["lines"][0]["unit_price_minor"] = json!(-1)),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .invalid(
+            |b| b["lines"][0]["unit_price_minor"] = json!(-1),
             "unit_price_minor",
-        ),
-        (
-            json_body(|b| b["currency"] = json!("euro")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "currency",
-        ),
-        (
-            json_body(|b| b["lines"] = json!([])),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "at least one line",
-        ),
-        (
-            json_body(|b| b["order_id"] = json!("not-a-uuid")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "order_id",
-        ),
-        (
-            json_body(|b| b["customer_id"] = json!(" ")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "customer_id",
-        ),
-        (
-            json_body(|b| b["customer_id"] = json!("x".repeat(100 * 1024))),
-            "application/json",
+        )
+        .invalid(|b| b["currency"] = json!("euro"), "currency")
+        .invalid(|b| b["lines"] = json!([]), "at least one line")
+        .invalid(|b| b["order_id"] = json!("not-a-uuid"), "order_id")
+        .invalid(|b| b["customer_id"] = json!(" "), "customer_id")
+        .case(
+            |b| b["customer_id"] = json!("x".repeat(100 * 1024)),
             StatusCode::PAYLOAD_TOO_LARGE,
             "larger than the limit",
-        ),
-    ];
-    for (body, content_type, status, needle) in cases {
-        let response = post_raw(body.clone(), content_type).await.unwrap();
-        assert_eq!(
-            response.status(),
-            status,
-            "body: {}",
-            &body[..body.len().min(200)]
-        );
-        assert_problem(response, status, needle).await;
-    }
-
-    let bad_id = client
-        .post(app.url("/orders/12345/confirm"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(bad_id, StatusCode::BAD_REQUEST, "not a valid id").await;
-    let bad_if_match = client
-        .post(app.url(&format!("/orders/{}/confirm", Uuid::now_v7())))
-        .header("If-Match", "latest")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(bad_if_match, StatusCode::BAD_REQUEST, "If-Match").await;
-    let empty_reason = client
-        .post(app.url(&format!("/orders/{}/cancel", Uuid::now_v7())))
-        .json(&json!({ "reason": "" }))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(empty_reason, StatusCode::UNPROCESSABLE_ENTITY, "reason").await;
-    let wrong_method = client.delete(app.url("/orders")).send().await.unwrap();
-    assert_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method").await;
-
+        )
+        .assert_refused()
+        .await;
+    BadInputs::around(
+        &app,
+        format!("/orders/{}/cancel", Uuid::now_v7()),
+        json!({ "reason": "changed my mind" }),
+    )
+    .invalid(|b| b["reason"] = json!(""), "reason")
+    .assert_refused()
+    .await;
+    assert_malformed_requests_refused(&app, "/orders", &["confirm", "cancel"]).await;
     assert_eq!(app.event_count().await, 0);
     app.stop().await;
 }
@@ -336,24 +251,18 @@ async fn bad_input_is_a_problem_and_appends_nothing() {
 async fn serves_openapi_health_and_metrics() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
     let client = Client::new();
-    let doc: Value = client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in [
-        "/orders",
-        "/orders/{id}/confirm",
-        "/orders/{id}/cancel",
-        "/orders/{id}",
-        "/orders/{id}/events",
-    ] {
-        assert!(doc["paths"][path].is_object(), "missing {path}");
-    }
+    assert_serves_openapi_and_health(
+        &app,
+        &[
+            "/orders",
+            "/orders/{id}/confirm",
+            "/orders/{id}/cancel",
+            "/orders/{id}",
+            "/orders/{id}/events",
+        ],
+        &["PlaceOrder", "OrderState", "Problem"],
+    )
+    .await;
     place(&client, &app, Uuid::now_v7()).await;
     let metrics = client
         .get(app.url("/metrics"))
@@ -374,10 +283,6 @@ async fn serves_openapi_health_and_metrics() {
             metrics.contains(series),
             "/metrics lacks {series}:\n{metrics}"
         );
-    }
-    for path in ["/health/live", "/health/ready"] {
-        let r = client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
     app.stop().await;
 }

@@ -1,6 +1,7 @@
 //! The orders reactor against its own fresh database: events fed as the consumer
 //! runtime feeds them (inside its transaction), the reactions read back from the
 //! store.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use serde_json::{json, Value};
 use sluice_orders::domain::{Order, OrderCommand, OrderLine, Sku};

@@ -4,30 +4,30 @@
 //! conversion into domain types names the field at fault (422).
 //!
 //! The authorization limit is read at the edge, once per router
-//! ([`AUTHORIZATION_LIMIT_VAR`], default [`DEFAULT_AUTHORIZATION_LIMIT_MINOR`]; see
-//! [`crate::config`]), and handed to the aggregate inside each authorize command.
+//! ([`AUTHORIZATION_LIMIT_VAR`], set in `sluice.toml`; see [`crate::config`]), and
+//! handed to the aggregate inside each authorize command.
 
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use sluice_platform::aggregate::{fingerprint, CommandHandler};
-use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::aggregate::fingerprint;
 use sluice_platform::http::{
     CommandAccepted, CommandHeaderParams, CommandHeaders, Json, PathId, Problem, ProblemResponses,
     StreamEvents,
 };
 use sluice_platform::saga::{known_order, payment_id_for_order, KnownOrder, OrderStage};
-use sluice_platform::store::{EventStore, StreamId};
+use sluice_platform::service::{CommandApi, ServiceContext, ServiceError};
+use sluice_platform::store::StreamId;
 use sluice_platform::values::{Amount, Currency};
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-pub use crate::config::{AUTHORIZATION_LIMIT_VAR, DEFAULT_AUTHORIZATION_LIMIT_MINOR};
+pub use crate::config::AUTHORIZATION_LIMIT_VAR;
 use crate::domain::{Payment, PaymentCommand, PaymentStatus};
 
-type Handler = CommandHandler<Payment>;
+type Handler = CommandApi<Payment>;
 
 /// Longest refund reason, in characters (as sent, before trimming).
 pub const MAX_REASON_CHARS: usize = 500;
@@ -227,20 +227,16 @@ fn check_against_order(
     Ok(())
 }
 
-/// The payments API over its event store; new events are validated against `schemas`.
-///
-/// # Panics
-///
-/// At start-up, when [`AUTHORIZATION_LIMIT_VAR`] is set but not a non-negative
-/// integer: a misconfigured limit must stop the service, not be guessed.
-pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
-    let authorization_limit =
-        crate::config::authorization_limit().unwrap_or_else(|e| panic!("{e}"));
+/// The payments API over its event store, new events validated against its schemas;
+/// an error when the authorization limit is misconfigured (see
+/// [`crate::config::authorization_limit`]).
+pub fn router(context: &ServiceContext) -> Result<Router, ServiceError> {
+    let authorization_limit = crate::config::authorization_limit(&context.component)?;
     tracing::info!(
         authorization_limit = %authorization_limit,
         "payments authorization limit (minor units)"
     );
-    Router::new()
+    Ok(Router::new()
         .route("/payments", post(authorize_payment))
         .route("/payments/{id}", get(get_payment))
         .route("/payments/{id}/capture", post(capture_payment))
@@ -251,9 +247,9 @@ pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
             get(|| async { axum::Json(ApiDoc::openapi()) }),
         )
         .with_state(Payments {
-            handler: Handler::with_schemas(store, schemas),
+            handler: Handler::new(context)?,
             authorization_limit,
-        })
+        }))
 }
 
 #[utoipa::path(post, path = "/payments", request_body = AuthorizePayment, params(CommandHeaderParams),
@@ -280,8 +276,7 @@ async fn authorize_payment(
             .map_err(|e| Problem::from(sluice_platform::store::StoreError::from(e)))?;
         check_against_order(&command, known.as_ref())?;
     }
-    let appended = payments.handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended, crate::TOPIC))
+    payments.handler.answer(&stream, &command, &ctx).await
 }
 
 #[utoipa::path(post, path = "/payments/{id}/capture", request_body = CapturePayment,
@@ -300,8 +295,7 @@ async fn capture_payment(
     let stream = StreamId::from(id.0);
     let ctx = headers.context(fingerprint(&("capture_payment", id.0, &dto)));
     let command = PaymentCommand::try_from(dto)?;
-    let appended = payments.handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended, crate::TOPIC))
+    payments.handler.answer(&stream, &command, &ctx).await
 }
 
 #[utoipa::path(post, path = "/payments/{id}/refund", request_body = RefundPayment,
@@ -320,8 +314,7 @@ async fn refund_payment(
     let stream = StreamId::from(id.0);
     let ctx = headers.context(fingerprint(&("refund_payment", id.0, &dto)));
     let command = PaymentCommand::try_from(dto)?;
-    let appended = payments.handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended, crate::TOPIC))
+    payments.handler.answer(&stream, &command, &ctx).await
 }
 
 #[utoipa::path(get, path = "/payments/{id}", params(("id" = Uuid, Path, description = "The payment")),

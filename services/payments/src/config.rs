@@ -1,36 +1,45 @@
-//! The payments service's configuration from the environment: the authorization
-//! limit, read in this one place by every edge that authorizes payments (the HTTP
-//! API and the reactor), so both decline by the same rule.
+//! The payments service's settings: the authorization limit, read in this one place
+//! by every edge that authorizes payments (the HTTP API, the reactor, `sluice
+//! load`), so all decline by the same rule.
+//!
+//! The limit is set in `sluice.toml` (`[components.payments].extra_env`); the
+//! environment variable of the same name overrides it. A registry that sets no limit,
+//! or a limit that is not a non-negative integer, stops the service at start: the
+//! limit is never guessed.
 
+use sluice_platform::registry::Component;
+use sluice_platform::service::ServiceError;
 use sluice_platform::values::Amount;
 
-/// The variable that sets the authorization limit, in minor units.
+/// The setting of the authorization limit, in minor units: a key of the registry's
+/// `extra_env` and the environment variable that overrides it.
 pub const AUTHORIZATION_LIMIT_VAR: &str = "PAYMENTS_AUTHORIZATION_LIMIT_MINOR";
-/// The authorization limit when [`AUTHORIZATION_LIMIT_VAR`] is not set.
-pub const DEFAULT_AUTHORIZATION_LIMIT_MINOR: i64 = 100_000;
 
-/// The authorization limit from [`AUTHORIZATION_LIMIT_VAR`], or the default when it
-/// is unset; an error naming the variable when it is set but not a non-negative
-/// integer (a misconfigured limit must stop the service, not be guessed).
-pub fn authorization_limit() -> Result<Amount, String> {
-    let raw = std::env::var(AUTHORIZATION_LIMIT_VAR).ok();
-    parse_authorization_limit(raw.as_deref())
+/// The authorization limit of `component` (the registry's payments entry): from
+/// [`AUTHORIZATION_LIMIT_VAR`] in the environment, else from the registry.
+pub fn authorization_limit(component: &Component) -> Result<Amount, ServiceError> {
+    let from_env = std::env::var(AUTHORIZATION_LIMIT_VAR).ok();
+    let raw = from_env.as_deref().or(component
+        .extra_env
+        .get(AUTHORIZATION_LIMIT_VAR)
+        .map(String::as_str));
+    parse_authorization_limit(raw).map_err(|reason| ServiceError::Setting {
+        component: component.name.clone(),
+        setting: AUTHORIZATION_LIMIT_VAR.to_owned(),
+        reason: reason.to_owned(),
+    })
 }
 
 /// Parses the authorization limit: a non-negative integer of minor units.
-fn parse_authorization_limit(raw: Option<&str>) -> Result<Amount, String> {
-    let Some(raw) = raw else {
-        return Amount::new(DEFAULT_AUTHORIZATION_LIMIT_MINOR).map_err(|e| e.to_string());
-    };
+fn parse_authorization_limit(raw: Option<&str>) -> Result<Amount, &'static str> {
+    let raw = raw.ok_or(
+        "is not set: set it in sluice.toml ([components.payments].extra_env) or in the environment",
+    )?;
     raw.trim()
         .parse::<i64>()
         .ok()
         .and_then(|minor| Amount::new(minor).ok())
-        .ok_or_else(|| {
-            format!(
-                "{AUTHORIZATION_LIMIT_VAR}=`{raw}` must be a non-negative integer of minor units, e.g. 100000"
-            )
-        })
+        .ok_or("must be a non-negative integer of minor units, e.g. 100000")
 }
 
 #[cfg(test)]
@@ -38,18 +47,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_authorization_limit_defaults_and_is_validated() {
-        assert_eq!(
-            parse_authorization_limit(None),
-            Ok(Amount::new(DEFAULT_AUTHORIZATION_LIMIT_MINOR).unwrap())
-        );
+    fn the_authorization_limit_is_required_and_validated() {
         assert_eq!(
             parse_authorization_limit(Some(" 2500 ")),
             Ok(Amount::new(2500).unwrap())
         );
+        assert!(parse_authorization_limit(None)
+            .unwrap_err()
+            .contains("sluice.toml"));
         for bad in ["-1", "lots", "", "1.5"] {
-            let error = parse_authorization_limit(Some(bad)).unwrap_err();
-            assert!(error.contains(AUTHORIZATION_LIMIT_VAR), "{error}");
+            assert!(parse_authorization_limit(Some(bad))
+                .unwrap_err()
+                .contains("non-negative integer"));
         }
     }
 }

@@ -11,12 +11,9 @@
 //! (`known_orders`, [`sluice_platform::saga::learn`]), in the consumer's transaction:
 //! `POST /payments` is checked against it.
 //!
-//! A reaction is a command through the service's own [`CommandHandler`], in its own
-//! transaction on its own store (not the consumer's). Its idempotency key is the
-//! causing event's id, so a redelivered event replays the first answer and appends
-//! nothing: at-least-once delivery, effectively once. The new events carry the
-//! causing event's correlation id (its id when it has none) and the causing event's
-//! id as their causation id.
+//! The reaction ([`Reaction`]) maps an event to its command; the platform's
+//! [`Reactor`] runs it through the service's own store, in its own transaction,
+//! idempotent by the causing event's id ([`sluice_platform::reactor`]).
 //!
 //! A refusal meaning "already done or not applicable" (the payment id is taken, a
 //! free order has nothing to authorize, a cancelled order's payment was declined or
@@ -24,46 +21,40 @@
 //! `sluice_reactor_reactions_skipped_total` and skipped; a store failure is retried;
 //! an event the reactor cannot read is poison.
 
-use futures::future::BoxFuture;
 use serde::Deserialize;
-use sluice_platform::aggregate::CommandHandler;
-use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
-use sluice_platform::reactor::{payload, reaction_context, settle};
-use sluice_platform::store::{EventStore, StreamId};
+use sluice_platform::reactor::{payload, Reaction, Reactor};
+use sluice_platform::service::{ServiceContext, ServiceError};
+use sluice_platform::store::StreamId;
 use sluice_platform::values::{Amount, Currency};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{Payment, PaymentCommand, PaymentError};
 
-const SERVICE: &str = "payments";
 /// The `actor` of every event a reaction appends.
 pub const ACTOR: &str = "payments-reactor";
 
 pub use sluice_platform::saga::{payment_id_for_order, PAYMENT_ID_NAMESPACE};
 
-/// The reactor of [`crate::SERVICE`], over the service's store and schemas.
-///
-/// # Panics
-///
-/// At start-up, when the authorization limit is misconfigured (see
+/// The reactor of [`crate::SERVICE`], over the service's store and schemas; an
+/// error when the authorization limit is misconfigured (see
 /// [`crate::config::authorization_limit`]).
-pub fn handler(store: EventStore, schemas: SchemaCatalog) -> Box<dyn EventHandler> {
-    let authorization_limit =
-        crate::config::authorization_limit().unwrap_or_else(|e| panic!("{e}"));
+pub fn handler(context: &ServiceContext) -> Result<Box<dyn EventHandler>, ServiceError> {
+    let authorization_limit = crate::config::authorization_limit(&context.component)?;
     tracing::info!(
         authorization_limit = %authorization_limit,
         "payments reactor authorization limit (minor units)"
     );
-    Box::new(PaymentsReactor {
-        handler: CommandHandler::with_schemas(store, schemas),
-        authorization_limit,
-    })
+    Ok(Reactor::boxed(
+        PaymentsReaction {
+            authorization_limit,
+        },
+        context,
+    ))
 }
 
-struct PaymentsReactor {
-    handler: CommandHandler<Payment>,
+/// The payments step of the saga.
+struct PaymentsReaction {
     authorization_limit: Amount,
 }
 
@@ -76,35 +67,48 @@ struct OrderPlaced {
     total_minor: i64,
 }
 
-impl EventHandler for PaymentsReactor {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
-        Box::pin(async move {
-            // What the API checks commands that name an order against.
-            sluice_platform::saga::learn(tx, event).await?;
-            self.react(event).await
-        })
-    }
-}
+impl Reaction for PaymentsReaction {
+    type Aggregate = Payment;
+    const SERVICE: &'static str = "payments";
+    const ACTOR: &'static str = ACTOR;
+    const LEARNS_ORDERS: bool = true;
 
-impl PaymentsReactor {
-    #[tracing::instrument(
-        name = "reaction",
-        skip_all,
-        fields(service = SERVICE, event_id = %event.event_id, event_type = %event.event_type, stream_id)
-    )]
-    async fn react(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+    fn command_for(
+        &self,
+        event: &ConsumedEvent,
+    ) -> Result<Option<(StreamId, PaymentCommand)>, HandlerError> {
         match event.event_type.as_str() {
-            "OrderPlaced" => self.authorize(event).await,
-            "OrderCancelled" => self.compensate(event).await,
-            _ => Ok(()),
+            "OrderPlaced" => self.authorize(event).map(Some),
+            "OrderCancelled" => {
+                let (order_id, reason) = sluice_platform::saga::cancellation(event)?;
+                let stream = StreamId::from(payment_id_for_order(order_id));
+                Ok(Some((stream, PaymentCommand::Compensate { reason })))
+            }
+            _ => Ok(None),
         }
     }
 
-    async fn authorize(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
+    /// The refusals of an authorization or a compensation that mean "already done
+    /// or not applicable".
+    fn skip_reason(error: &PaymentError) -> Option<&'static str> {
+        match error {
+            PaymentError::AlreadyExists(_) => Some("payment_exists"),
+            PaymentError::ZeroAmount => Some("nothing_to_authorize"),
+            PaymentError::NotFound => Some("no_payment"),
+            PaymentError::InvalidTransition {
+                action: "compensate",
+                ..
+            } => Some("nothing_to_compensate"),
+            PaymentError::InvalidTransition { .. }
+            | PaymentError::CaptureExceedsAuthorized { .. }
+            | PaymentError::RefundExceedsCaptured { .. } => None,
+        }
+    }
+}
+
+impl PaymentsReaction {
+    /// Authorizes a placed order's total under the order's saga payment id.
+    fn authorize(&self, event: &ConsumedEvent) -> Result<(StreamId, PaymentCommand), HandlerError> {
         let placed: OrderPlaced = payload(event)?;
         let invalid = |e: sluice_platform::values::ValueError| {
             HandlerError::Poison(format!("{}: {e}", event.event_type))
@@ -117,44 +121,7 @@ impl PaymentsReactor {
             currency: Currency::new(&placed.currency).map_err(invalid)?,
             limit: self.authorization_limit,
         };
-        let stream = StreamId::from(payment_id);
-        tracing::Span::current().record("stream_id", tracing::field::display(&stream));
-        let result = self
-            .handler
-            .execute(&stream, &command, &reaction_context(event, ACTOR)?)
-            .await;
-        settle(SERVICE, event, result, skip_reason)
-    }
-}
-
-impl PaymentsReactor {
-    async fn compensate(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
-        let (order_id, reason) = sluice_platform::saga::cancellation(event)?;
-        let command = PaymentCommand::Compensate { reason };
-        let stream = StreamId::from(payment_id_for_order(order_id));
-        tracing::Span::current().record("stream_id", tracing::field::display(&stream));
-        let result = self
-            .handler
-            .execute(&stream, &command, &reaction_context(event, ACTOR)?)
-            .await;
-        settle(SERVICE, event, result, skip_reason)
-    }
-}
-
-/// The refusals of an authorization or a compensation that mean "already done or not
-/// applicable".
-fn skip_reason(error: &PaymentError) -> Option<&'static str> {
-    match error {
-        PaymentError::AlreadyExists(_) => Some("payment_exists"),
-        PaymentError::ZeroAmount => Some("nothing_to_authorize"),
-        PaymentError::NotFound => Some("no_payment"),
-        PaymentError::InvalidTransition {
-            action: "compensate",
-            ..
-        } => Some("nothing_to_compensate"),
-        PaymentError::InvalidTransition { .. }
-        | PaymentError::CaptureExceedsAuthorized { .. }
-        | PaymentError::RefundExceedsCaptured { .. } => None,
+        Ok((StreamId::from(payment_id), command))
     }
 }
 
@@ -165,16 +132,19 @@ mod tests {
     #[test]
     fn only_taken_ids_and_free_orders_are_skipped() {
         assert_eq!(
-            skip_reason(&PaymentError::AlreadyExists(Uuid::nil())),
+            PaymentsReaction::skip_reason(&PaymentError::AlreadyExists(Uuid::nil())),
             Some("payment_exists")
         );
         assert_eq!(
-            skip_reason(&PaymentError::ZeroAmount),
+            PaymentsReaction::skip_reason(&PaymentError::ZeroAmount),
             Some("nothing_to_authorize")
         );
-        assert_eq!(skip_reason(&PaymentError::NotFound), Some("no_payment"));
         assert_eq!(
-            skip_reason(&PaymentError::InvalidTransition {
+            PaymentsReaction::skip_reason(&PaymentError::NotFound),
+            Some("no_payment")
+        );
+        assert_eq!(
+            PaymentsReaction::skip_reason(&PaymentError::InvalidTransition {
                 action: "capture",
                 status: crate::domain::PaymentStatus::Declined
             }),

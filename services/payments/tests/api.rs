@@ -1,12 +1,15 @@
 //! The payments API over HTTP, on a random port, against its own fresh database.
 //!
-//! The authorization limit is the default (100 000 minor units): these tests set no
-//! environment variable, as the environment is shared by every test in the process.
+//! The authorization limit is the registry's (`sluice.toml`: 100 000 minor units):
+//! these tests set no environment variable, as the environment is shared by every
+//! test in the process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sluice_platform::testing::{
-    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, teach_order, TestApp,
+    assert_idempotent_retry, assert_key_reuse_refused, assert_malformed_requests_refused,
+    assert_problem, assert_serves_openapi_and_health, teach_order, BadInputs, TestApp,
 };
 use uuid::Uuid;
 
@@ -390,214 +393,48 @@ async fn unknown_payments_are_not_found() {
 async fn bad_input_is_a_problem_and_appends_nothing() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
     let client = Client::new();
-    let post_raw = |path: String, body: String, content_type: &'static str| {
-        client
-            .post(app.url(&path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-    };
     let order_id = known_order(&app).await;
-    let json_body = |mutate: fn(&mut Value)| {
-        let mut body = authorize_body(order_id, Uuid::now_v7(), 800);
-        mutate(&mut body);
-        body.to_string()
-    };
-
-    let json = "application/json";
-    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
-    let cases: Vec<(String, &str, StatusCode, &str)> = vec![
-        (
-            "{\"order_id\": ".into(),
-            json,
-            StatusCode::BAD_REQUEST,
-            "json",
-        ),
-        (
-            json_body(|_| {}),
-            "text/plain",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content-type",
-        ),
-        (
-            json_body(|b| b["colour"] = json!("red")),
-            json,
-            unprocessable,
-            "unknown field `colour`",
-        ),
-        (
-            json_body(|b| b["amount_minor"] = json!(-5)),
-            json,
-            unprocessable,
-            "amount_minor",
-        ),
-        (
-            json_body(|b| b["amount_minor"] = json!(0)),
-            json,
-            unprocessable,
-            "amount_minor",
-        ),
-        (
-            json_body(|b| b["amount_minor"] = json!(12.5)),
-            json,
-            unprocessable,
-            "amount_minor",
-        ),
-        (
-            json_body(|b| {
-                b.as_object_mut().unwrap().remove("amount_minor");
-            }),
-            json,
-            unprocessable,
-            "missing field `amount_minor`",
-        ),
-        (
-            json_body(|b| {
-                b.as_object_mut().unwrap().remove("order_id");
-            }),
-            json,
-            unprocessable,
-            "missing field `order_id`",
-        ),
-        (
-            json_body(|b| b["currency"] = json!("euro")),
-            json,
-            unprocessable,
-            "currency",
-        ),
-        (
-            json_body(|b| b["currency"] = json!("eur")),
-            json,
-            unprocessable,
-            "currency",
-        ),
-        (
-            json_body(|b| b["payment_id"] = json!("not-a-uuid")),
-            json,
-            unprocessable,
-            "payment_id",
-        ),
-        (
-            json_body(|b| b["order_id"] = json!(42)),
-            json,
-            unprocessable,
-            "order_id",
-        ),
-        (
-            json_body(|b| b["currency"] = json!("x".repeat(100 * 1024))),
-            json,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "larger than the limit",
-        ),
-    ];
-    for (body, content_type, status, needle) in cases {
-        let response = post_raw("/payments".into(), body.clone(), content_type)
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            status,
-            "body: {}",
-            &body[..body.len().min(200)]
-        );
-        assert_problem(response, status, needle).await;
-    }
+    BadInputs::around(
+        &app,
+        "/payments",
+        authorize_body(order_id, Uuid::now_v7(), 800),
+    )
+    .invalid(|b| b["amount_minor"] = json!(-5), "amount_minor")
+    .invalid(|b| b["amount_minor"] = json!(0), "amount_minor")
+    .invalid(|b| b["amount_minor"] = json!(12.5), "amount_minor")
+    .without("amount_minor")
+    .without("order_id")
+    .invalid(|b| b["currency"] = json!("euro"), "currency")
+    .invalid(|b| b["currency"] = json!("eur"), "currency")
+    .invalid(|b| b["payment_id"] = json!("not-a-uuid"), "payment_id")
+    .invalid(|b| b["order_id"] = json!(42), "order_id")
+    .assert_refused()
+    .await;
 
     // Capture and refund bodies are checked before the payment is looked up.
     let id = Uuid::now_v7();
     let capture = format!("/payments/{id}/capture");
     let refund = format!("/payments/{id}/refund");
-    let cases: Vec<(&String, Value, StatusCode, &str)> = vec![
-        (
-            &capture,
-            json!({ "amount_minor": 0 }),
-            unprocessable,
-            "amount_minor",
-        ),
-        (
-            &capture,
-            json!({ "amount_minor": -1 }),
-            unprocessable,
-            "amount_minor",
-        ),
-        (
-            &capture,
-            json!({ "amount": 1 }),
-            unprocessable,
-            "unknown field `amount`",
-        ),
-        (
-            &refund,
-            json!({}),
-            unprocessable,
-            "missing field `amount_minor`",
-        ),
-        (
-            &refund,
-            json!({ "amount_minor": 0 }),
-            unprocessable,
-            "amount_minor",
-        ),
-        (
-            &refund,
-            json!({ "amount_minor": -300 }),
-            unprocessable,
-            "amount_minor",
-        ),
-        (
-            &refund,
-            json!({ "amount_minor": 1, "reason": " " }),
-            unprocessable,
-            "reason",
-        ),
-        (
-            &refund,
-            json!({ "amount_minor": "ten" }),
-            unprocessable,
-            "amount_minor",
-        ),
-    ];
-    for (path, body, status, needle) in cases {
-        let response = post_raw(path.clone(), body.to_string(), json)
-            .await
-            .unwrap();
-        assert_problem(response, status, needle).await;
-    }
+    BadInputs::around(&app, &capture, json!({ "amount_minor": 1 }))
+        .invalid(|b| b["amount_minor"] = json!(0), "amount_minor")
+        .invalid(|b| b["amount_minor"] = json!(-1), "amount_minor")
+        .assert_refused()
+        .await;
+    BadInputs::around(
+        &app,
+        &refund,
+        json!({ "amount_minor": 1, "reason": "damaged" }),
+    )
+    .without("amount_minor")
+    .invalid(|b| b["amount_minor"] = json!(0), "amount_minor")
+    .invalid(|b| b["amount_minor"] = json!(-300), "amount_minor")
+    .invalid(|b| b["reason"] = json!(" "), "reason")
+    .invalid(|b| b["amount_minor"] = json!("ten"), "amount_minor")
+    .assert_refused()
+    .await;
     let no_body = client.post(app.url(&capture)).send().await.unwrap();
     assert_problem(no_body, StatusCode::UNSUPPORTED_MEDIA_TYPE, "content-type").await;
-    let too_large = post_raw(
-        refund.clone(),
-        json!({ "amount_minor": 1, "reason": "x".repeat(100 * 1024) }).to_string(),
-        json,
-    )
-    .await
-    .unwrap();
-    assert_problem(
-        too_large,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "larger than the limit",
-    )
-    .await;
-
-    for path in ["/payments/12345/capture", "/payments/12345/refund"] {
-        let bad_id = command(&client, &app, path, json!({ "amount_minor": 1 })).await;
-        assert_problem(bad_id, StatusCode::BAD_REQUEST, "not a valid id").await;
-    }
-    for path in ["/payments/12345", "/payments/12345/events"] {
-        let bad_id = client.get(app.url(path)).send().await.unwrap();
-        assert_problem(bad_id, StatusCode::BAD_REQUEST, "not a valid id").await;
-    }
-    let bad_if_match = client
-        .post(app.url(&capture))
-        .header("If-Match", "latest")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(bad_if_match, StatusCode::BAD_REQUEST, "If-Match").await;
-    let wrong_method = client.delete(app.url("/payments")).send().await.unwrap();
-    assert_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method").await;
-
+    assert_malformed_requests_refused(&app, "/payments", &["capture", "refund"]).await;
     assert_eq!(app.event_count().await, 0);
     app.stop().await;
 }
@@ -605,34 +442,24 @@ async fn bad_input_is_a_problem_and_appends_nothing() {
 #[tokio::test]
 async fn serves_openapi_and_health() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
-    let client = Client::new();
-    let doc = get_json(&client, &app, "/openapi.json").await;
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in [
-        "/payments",
-        "/payments/{id}/capture",
-        "/payments/{id}/refund",
-        "/payments/{id}",
-        "/payments/{id}/events",
-    ] {
-        assert!(doc["paths"][path].is_object(), "missing {path}");
-    }
-    for schema in [
-        "AuthorizePayment",
-        "CapturePayment",
-        "RefundPayment",
-        "PaymentState",
-        "Problem",
-    ] {
-        assert!(
-            doc["components"]["schemas"][schema].is_object(),
-            "missing schema {schema}"
-        );
-    }
-    for path in ["/health/live", "/health/ready"] {
-        let r = client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{path}");
-    }
+    assert_serves_openapi_and_health(
+        &app,
+        &[
+            "/payments",
+            "/payments/{id}/capture",
+            "/payments/{id}/refund",
+            "/payments/{id}",
+            "/payments/{id}/events",
+        ],
+        &[
+            "AuthorizePayment",
+            "CapturePayment",
+            "RefundPayment",
+            "PaymentState",
+            "Problem",
+        ],
+    )
+    .await;
     app.stop().await;
 }
 

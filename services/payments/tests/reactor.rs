@@ -4,6 +4,7 @@
 //!
 //! The authorization limit is the default (100 000 minor units): these tests set no
 //! environment variable, as the environment is shared by every test in the process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use serde_json::{json, Value};
 use sluice_payments::domain::{Payment, PaymentCommand};

@@ -8,20 +8,20 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use sluice_platform::aggregate::{fingerprint, CommandHandler};
-use sluice_platform::avro::SchemaCatalog;
+use sluice_platform::aggregate::fingerprint;
 use sluice_platform::http::{
     CommandAccepted, CommandHeaderParams, CommandHeaders, Json, PathId, Problem, ProblemResponses,
     StreamEvents,
 };
 use sluice_platform::saga::{known_order, shipment_id_for_order, KnownOrder, OrderStage};
-use sluice_platform::store::{EventStore, StreamId};
+use sluice_platform::service::{CommandApi, ServiceContext, ServiceError};
+use sluice_platform::store::StreamId;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::domain::{Carrier, Shipment, ShipmentCommand, ShipmentStatus, TrackingNumber};
 
-type Handler = CommandHandler<Shipment>;
+type Handler = CommandApi<Shipment>;
 
 // The bounds below are declared in the OpenAPI document exactly as
 // `crate::domain` enforces them. Lengths count characters (JSON Schema's
@@ -126,8 +126,8 @@ fn check_against_order(
 }
 
 /// The shipping API over its event store; new events are validated against `schemas`.
-pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
-    Router::new()
+pub fn router(context: &ServiceContext) -> Result<Router, ServiceError> {
+    Ok(Router::new()
         .route("/shipments", post(create_shipment))
         .route("/shipments/{id}", get(get_shipment))
         .route("/shipments/{id}/dispatch", post(dispatch_shipment))
@@ -137,7 +137,7 @@ pub fn router(store: EventStore, schemas: SchemaCatalog) -> Router {
             "/openapi.json",
             get(|| async { axum::Json(ApiDoc::openapi()) }),
         )
-        .with_state(Handler::with_schemas(store, schemas))
+        .with_state(Handler::new(context)?))
 }
 
 #[utoipa::path(post, path = "/shipments", request_body = CreateShipment, params(CommandHeaderParams),
@@ -169,8 +169,7 @@ async fn create_shipment(
         shipment_id,
         order_id: dto.order_id,
     };
-    let appended = handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended, crate::TOPIC))
+    handler.answer(&stream, &command, &ctx).await
 }
 
 #[utoipa::path(post, path = "/shipments/{id}/dispatch", request_body = DispatchShipment,
@@ -189,8 +188,7 @@ async fn dispatch_shipment(
     let stream = StreamId::from(id.0);
     let ctx = headers.context(fingerprint(&("dispatch_shipment", id.0, &dto)));
     let command = ShipmentCommand::try_from(dto)?;
-    let appended = handler.execute(&stream, &command, &ctx).await?;
-    Ok(CommandAccepted::respond(appended, crate::TOPIC))
+    handler.answer(&stream, &command, &ctx).await
 }
 
 #[utoipa::path(post, path = "/shipments/{id}/deliver", request_body = DeliverShipment,
@@ -208,10 +206,9 @@ async fn deliver_shipment(
 ) -> Result<Response, Problem> {
     let stream = StreamId::from(id.0);
     let ctx = headers.context(fingerprint(&("deliver_shipment", id.0, &dto)));
-    let appended = handler
-        .execute(&stream, &ShipmentCommand::Deliver, &ctx)
-        .await?;
-    Ok(CommandAccepted::respond(appended, crate::TOPIC))
+    handler
+        .answer(&stream, &ShipmentCommand::Deliver, &ctx)
+        .await
 }
 
 #[utoipa::path(get, path = "/shipments/{id}", params(("id" = Uuid, Path, description = "The shipment")),

@@ -1,9 +1,11 @@
 //! The shipping API over HTTP, on a random port, against its own fresh database.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sluice_platform::testing::{
-    assert_idempotent_retry, assert_key_reuse_refused, assert_problem, teach_order, TestApp,
+    assert_idempotent_retry, assert_key_reuse_refused, assert_malformed_requests_refused,
+    assert_problem, assert_serves_openapi_and_health, teach_order, BadInputs, TestApp,
 };
 use uuid::Uuid;
 
@@ -290,87 +292,19 @@ async fn unknown_shipments_are_not_found() {
 #[tokio::test]
 async fn bad_create_input_is_a_problem_and_appends_nothing() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
     let order_id = confirmed_order(&app).await;
-    let body = |mutate: fn(&mut Value)| {
-        let mut body = json!({ "shipment_id": Uuid::now_v7(), "order_id": order_id });
-        mutate(&mut body);
-        body.to_string()
-    };
-    let cases: Vec<(String, &str, StatusCode, &str)> = vec![
-        (
-            "{\"order_id\": ".into(),
-            "application/json",
-            StatusCode::BAD_REQUEST,
-            "json",
-        ),
-        (
-            body(|_| {}),
-            "text/plain",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content-type",
-        ),
-        (
-            body(|b| b["colour"] = json!("red")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown field `colour`",
-        ),
-        (
-            body(|b| {
-                b.as_object_mut().unwrap().remove("order_id");
-            }),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing field `order_id`",
-        ),
-        (
-            body(|b| b["order_id"] = json!("not-a-uuid")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "order_id",
-        ),
-        (
-            body(|b| b["order_id"] = json!(42)),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "order_id",
-        ),
-        (
-            body(|b| b["order_id"] = json!(Uuid::nil())),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
+    let valid = json!({ "shipment_id": Uuid::now_v7(), "order_id": order_id });
+    BadInputs::around(&app, "/shipments", valid)
+        .without("order_id")
+        .invalid(|b| b["order_id"] = json!("not-a-uuid"), "order_id")
+        .invalid(|b| b["order_id"] = json!(42), "order_id")
+        .invalid(
+            |b| b["order_id"] = json!(Uuid::nil()),
             "order_id: must not be the nil UUID",
-        ),
-        (
-            body(|b| b["shipment_id"] = json!("12345")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "shipment_id",
-        ),
-        (
-            body(|b| b["padding"] = json!("x".repeat(100 * 1024))),
-            "application/json",
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "larger than the limit",
-        ),
-    ];
-    for (body, content_type, status, needle) in cases {
-        let response = client
-            .post(app.url("/shipments"))
-            .header("content-type", content_type)
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            status,
-            "body: {}",
-            &body[..body.len().min(200)]
-        );
-        assert_problem(response, status, needle).await;
-    }
+        )
+        .invalid(|b| b["shipment_id"] = json!("12345"), "shipment_id")
+        .assert_refused()
+        .await;
     assert_eq!(app.event_count().await, 0);
     app.stop().await;
 }
@@ -381,123 +315,29 @@ async fn bad_dispatch_input_is_a_problem_and_appends_nothing() {
     let client = Client::new();
     let id = Uuid::now_v7();
     create(&client, &app, id, confirmed_order(&app).await).await;
-    let body = |mutate: fn(&mut Value)| {
-        let mut body = dispatch_body();
-        mutate(&mut body);
-        body.to_string()
-    };
-    let cases: Vec<(String, &str, StatusCode, &str)> = vec![
-        (
-            "{\"carrier\": ".into(),
-            "application/json",
-            StatusCode::BAD_REQUEST,
-            "json",
-        ),
-        (
-            body(|_| {}),
-            "text/plain",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "content-type",
-        ),
-        (
-            body(|b| b["eta"] = json!("tomorrow")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown field `eta`",
-        ),
-        (
-            body(|b| {
-                b.as_object_mut().unwrap().remove("carrier");
-            }),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing field `carrier`",
-        ),
-        (
-            body(|b| {
-                b.as_object_mut().unwrap().remove("tracking_number");
-            }),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "missing field `tracking_number`",
-        ),
-        (
-            body(|b| b["carrier"] = json!("")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "carrier",
-        ),
-        (
-            body(|b| b["carrier"] = json!("   ")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "carrier",
-        ),
-        (
-            body(|b| b["carrier"] = json!("x".repeat(101))),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "carrier",
-        ),
-        (
-            body(|b| b["carrier"] = json!(7)),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "carrier",
-        ),
-        (
-            body(|b| b["tracking_number"] = json!("")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "tracking_number",
-        ),
-        (
-            body(|b| b["tracking_number"] = json!("1Z 999")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
+    BadInputs::around(&app, format!("/shipments/{id}/dispatch"), dispatch_body())
+        .without("carrier")
+        .without("tracking_number")
+        .invalid(|b| b["carrier"] = json!(""), "carrier")
+        .invalid(|b| b["carrier"] = json!("   "), "carrier")
+        .invalid(|b| b["carrier"] = json!("x".repeat(101)), "carrier")
+        .invalid(|b| b["carrier"] = json!(7), "carrier")
+        .invalid(|b| b["tracking_number"] = json!(""), "tracking_number")
+        .invalid(
+            |b| b["tracking_number"] = json!("1Z 999"),
             "tracking_number: must be printable characters without whitespace",
-        ),
-        (
-            body(|b| b["tracking_number"] = json!("1Z\u{1}999")),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .invalid(
+            |b| b["tracking_number"] = json!("1Z\u{1}999"),
             "tracking_number",
-        ),
-        (
-            body(|b| b["tracking_number"] = json!("x".repeat(101))),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .invalid(
+            |b| b["tracking_number"] = json!("x".repeat(101)),
             "tracking_number",
-        ),
-        (
-            body(|b| b["tracking_number"] = Value::Null),
-            "application/json",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "tracking_number",
-        ),
-        (
-            body(|b| b["carrier"] = json!("x".repeat(100 * 1024))),
-            "application/json",
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "larger than the limit",
-        ),
-    ];
-    for (body, content_type, status, needle) in cases {
-        let response = client
-            .post(app.url(&format!("/shipments/{id}/dispatch")))
-            .header("content-type", content_type)
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            status,
-            "body: {}",
-            &body[..body.len().min(200)]
-        );
-        assert_problem(response, status, needle).await;
-    }
+        )
+        .invalid(|b| b["tracking_number"] = Value::Null, "tracking_number")
+        .assert_refused()
+        .await;
     let state = get_json(&client, &app, &format!("/shipments/{id}")).await;
     assert_eq!(state["status"], "created");
     assert_eq!(app.event_count().await, 1);
@@ -516,52 +356,14 @@ async fn bad_paths_headers_and_deliver_bodies_are_problems() {
             .status(),
         StatusCode::OK
     );
-
-    for path in ["/shipments/12345/dispatch", "/shipments/12345/deliver"] {
-        let bad_id = client
-            .post(app.url(path))
-            .json(&dispatch_body())
-            .send()
-            .await
-            .unwrap();
-        assert_problem(bad_id, StatusCode::BAD_REQUEST, "not a valid id").await;
-    }
-    for path in ["/shipments/12345", "/shipments/12345/events"] {
-        let bad_id = client.get(app.url(path)).send().await.unwrap();
-        assert_problem(bad_id, StatusCode::BAD_REQUEST, "not a valid id").await;
-    }
-    let bad_if_match = client
-        .post(app.url(&format!("/shipments/{id}/deliver")))
-        .header("If-Match", "latest")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(bad_if_match, StatusCode::BAD_REQUEST, "If-Match").await;
-    let deliver_with_fields =
-        command(&client, &app, id, "deliver", json!({ "signed_by": "Ada" })).await;
-    assert_problem(
-        deliver_with_fields,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown field `signed_by`",
-    )
-    .await;
-    let deliver_as_text = client
-        .post(app.url(&format!("/shipments/{id}/deliver")))
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
-    assert_problem(
-        deliver_as_text,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "content-type",
-    )
-    .await;
-    let wrong_method = client.delete(app.url("/shipments")).send().await.unwrap();
-    assert_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method").await;
-
+    assert_malformed_requests_refused(&app, "/shipments", &["dispatch", "deliver"]).await;
+    BadInputs::around(&app, format!("/shipments/{id}/deliver"), json!({}))
+        .invalid(
+            |b| b["signed_by"] = json!("Ada"),
+            "unknown field `signed_by`",
+        )
+        .assert_refused()
+        .await;
     assert_eq!(app.event_count().await, 2);
     let state = get_json(&client, &app, &format!("/shipments/{id}")).await;
     assert_eq!(state["status"], "dispatched");
@@ -571,32 +373,25 @@ async fn bad_paths_headers_and_deliver_bodies_are_problems() {
 #[tokio::test]
 async fn serves_openapi_and_health() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
-    let doc = get_json(&client, &app, "/openapi.json").await;
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in [
-        "/shipments",
-        "/shipments/{id}/dispatch",
-        "/shipments/{id}/deliver",
-        "/shipments/{id}",
-        "/shipments/{id}/events",
-    ] {
-        assert!(doc["paths"][path].is_object(), "missing {path}");
-    }
+    let doc = assert_serves_openapi_and_health(
+        &app,
+        &[
+            "/shipments",
+            "/shipments/{id}/dispatch",
+            "/shipments/{id}/deliver",
+            "/shipments/{id}",
+            "/shipments/{id}/events",
+        ],
+        &["ShipmentStatus", "Problem"],
+    )
+    .await;
     assert_eq!(
         doc["components"]["schemas"]["ShipmentStatus"]["enum"],
         json!(["created", "dispatched", "delivered", "cancelled"])
     );
-    for path in ["/health/live", "/health/ready"] {
-        let r = client.get(app.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{path}");
-    }
     app.stop().await;
 }
 
-/// A shipment names an order: it must be one the service learned of from the orders
-/// topic, and confirmed, and not under the id the saga reserves for the order's own
-/// shipment. Each refusal appends nothing.
 #[tokio::test]
 async fn a_shipment_is_checked_against_what_shipping_learned_of_its_order() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;

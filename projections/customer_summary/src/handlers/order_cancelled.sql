@@ -1,0 +1,5 @@
+-- One more cancelled order for the customer of order $1.
+UPDATE customers c
+   SET orders_cancelled = c.orders_cancelled + 1
+  FROM order_customers o
+ WHERE o.order_id = $1 AND c.customer_id = o.customer_id
