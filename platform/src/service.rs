@@ -188,19 +188,20 @@ impl WriteService {
         })
     }
 
+    /// The service's migrations in order: the event store's, the consumer
+    /// runtime's (for its reactor), then its own.
+    pub fn migrators(&self) -> Vec<Migrator> {
+        vec![
+            store::migrator(),
+            crate::consumer::migrator(),
+            (self.migrator)(),
+        ]
+    }
+
     /// Migrates the service's database as its owner role.
     pub async fn migrate(&self, registry: &Registry) -> Result<(), ServiceError> {
         let component = registry.component(self.name)?;
-        db::migrate(
-            registry,
-            component,
-            vec![
-                store::migrator(),
-                crate::consumer::migrator(),
-                (self.migrator)(),
-            ],
-        )
-        .await?;
+        db::migrate(registry, component, self.migrators()).await?;
         Ok(())
     }
 

@@ -2,7 +2,6 @@
 //! the way `sluice run` serves it.
 
 use super::{service_context, TestDatabase};
-use crate::registry::ComponentKind;
 
 pub struct TestApp {
     pub address: String,
@@ -15,13 +14,7 @@ pub struct TestApp {
 impl TestApp {
     /// Provisions, migrates and serves `service` the way `sluice run` does.
     pub async fn spawn(service: &crate::service::WriteService) -> Self {
-        let db = TestDatabase::provision(service.name, ComponentKind::Service).await;
-        db.migrate(vec![
-            crate::store::migrator(),
-            crate::consumer::migrator(),
-            (service.migrator)(),
-        ])
-        .await;
+        let db = TestDatabase::for_service(service).await;
         let pool = db.app_pool().await;
         let store = crate::store::EventStore::new(pool.clone());
         let router = crate::http::with_platform_routes(

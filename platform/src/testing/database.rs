@@ -51,6 +51,14 @@ impl TestDatabase {
         Self::provision_spec(&component, spec).await
     }
 
+    /// Provisions and migrates a database for write service `service`, as
+    /// `sluice run` migrates it.
+    pub async fn for_service(service: &crate::service::WriteService) -> Self {
+        let db = Self::provision(service.name, ComponentKind::Service).await;
+        db.migrate(service.migrators()).await;
+        db
+    }
+
     /// Provisions a registry component's database under a test-unique name.
     pub async fn provision_component(component: &Component) -> Self {
         let mut component = component.clone();

@@ -4,7 +4,6 @@
 use sqlx::PgPool;
 
 use super::{consumed_event, service_context, TestDatabase};
-use crate::registry::ComponentKind;
 
 /// Asserts that `service`'s reactor counted a skipped reaction to `event_type` for
 /// `reason` in `sluice_reactor_reactions_skipped_total` (process-wide, so other tests
@@ -41,13 +40,7 @@ impl TestReactor {
     /// Provisions and migrates the service's database and builds its reactor.
     pub async fn start(service: &crate::service::WriteService) -> Self {
         crate::telemetry::init();
-        let db = TestDatabase::provision(service.name, ComponentKind::Service).await;
-        db.migrate(vec![
-            crate::store::migrator(),
-            crate::consumer::migrator(),
-            (service.migrator)(),
-        ])
-        .await;
+        let db = TestDatabase::for_service(service).await;
         let pool = db.app_pool().await;
         let store = crate::store::EventStore::new(pool.clone());
         let reactor = service.reactor.expect("the service has a reactor");
