@@ -255,7 +255,7 @@ async fn find_or_start_shared() -> Result<String, String> {
     })?;
     let bootstrap = kafka.bootstrap_servers();
     let command = kafka.node_command(0);
-    spawn_keeper(&dir, command.as_std(), &lease)?;
+    spawn_keeper(&dir, command.as_std(), &lease, &bootstrap)?;
     let log = data.join("node-1").join("kafka.log");
     crate::broker::wait_brokers(&bootstrap, 1, Duration::from_secs(90), &log)
         .await
@@ -269,7 +269,18 @@ async fn find_or_start_shared() -> Result<String, String> {
 
 /// Starts the broker under `sh` in a session of its own: the shell stops it once
 /// the lease file is older than [`IDLE_SECONDS`].
-fn spawn_keeper(dir: &Path, java: &std::process::Command, lease: &Path) -> Result<(), String> {
+///
+/// The keeper decides under the same lock as [`find_or_start_shared`], and removes
+/// the address file before it stops the broker: a broker in shutdown still answers
+/// metadata and creates topics for a minute but never grants a producer id, so a
+/// test process must not find its address then. After the broker ends, the keeper
+/// removes the address only while it still names this broker.
+fn spawn_keeper(
+    dir: &Path,
+    java: &std::process::Command,
+    lease: &Path,
+    bootstrap: &str,
+) -> Result<(), String> {
     let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
     let mut line = quote(java.get_program());
     for arg in java.get_args() {
@@ -280,16 +291,22 @@ fn spawn_keeper(dir: &Path, java: &std::process::Command, lease: &Path) -> Resul
         "{line} >> {log} 2>&1 &\n\
          pid=$!\n\
          echo $pid > {pid}\n\
+         exec 9>> {lock}\n\
          while kill -0 $pid 2>/dev/null; do\n\
+           flock 9\n\
            age=$(( $(date +%s) - $(stat -c %Y {lease} 2>/dev/null || echo 0) ))\n\
-           if [ $age -gt {IDLE_SECONDS} ]; then kill $pid; wait $pid; break; fi\n\
+           if [ $age -gt {IDLE_SECONDS} ]; then rm -f {address}; flock -u 9; kill $pid; wait $pid; exit 0; fi\n\
+           flock -u 9\n\
            sleep 2\n\
          done\n\
-         rm -f {bootstrap}\n",
+         flock 9\n\
+         [ \"$(cat {address} 2>/dev/null)\" = {bootstrap} ] && rm -f {address}\n",
         log = quote(dir.join("data/node-1/kafka.log").as_os_str()),
         pid = quote(dir.join("broker.pid").as_os_str()),
+        lock = quote(dir.join("lock").as_os_str()),
         lease = quote(lease.as_os_str()),
-        bootstrap = quote(dir.join("bootstrap").as_os_str()),
+        address = quote(dir.join("bootstrap").as_os_str()),
+        bootstrap = quote(std::ffi::OsStr::new(bootstrap)),
     );
     let keeper = std::process::Command::new("setsid")
         .args(["sh", "-c", &script])
@@ -308,7 +325,7 @@ fn pid_alive(path: &Path) -> Option<u32> {
 }
 
 fn keeper_alive(dir: &Path) -> bool {
-    pid_alive(&dir.join("broker.pid")).is_some()
+    pid_alive(&dir.join("keeper.pid")).is_some() && pid_alive(&dir.join("broker.pid")).is_some()
 }
 
 /// A broker left from an earlier run that does not answer: killed, so its ports and
