@@ -7,6 +7,8 @@
 //! refusal comes from the `CONNECT` privilege, and that is what these tests prove.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
+mod support;
+
 use std::path::Path;
 
 use sluice_platform::provision;
@@ -208,13 +210,7 @@ async fn the_generated_psql_script_provisions_like_db_setup_and_is_idempotent() 
 async fn a_component_database_refusing_connections_is_named_by_setup() {
     let (registry, _) = isolated_registry(&registry());
     provision::setup(&registry).await.unwrap();
-    let db = registry
-        .component("order_view")
-        .unwrap()
-        .database
-        .clone()
-        .unwrap()
-        .name;
+    let db = support::database_of(&registry, "order_view");
     let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
     sqlx::raw_sql(&format!("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false"))
         .execute(&mut admin)

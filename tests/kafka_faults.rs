@@ -392,6 +392,16 @@ fn partition(p: i32, records: &[(&str, i64, &str)]) -> Vec<Consumed> {
         .collect()
 }
 
+/// Records of stream `a` in partition 0 at `versions`, in that order, each event
+/// named after its version (`a3` at version 3), as a re-send repeats it.
+fn stream_a(versions: &[i64]) -> Vec<Consumed> {
+    versions
+        .iter()
+        .enumerate()
+        .map(|(offset, v)| record(0, offset as i64, "a", *v, &format!("a{v}")))
+        .collect()
+}
+
 #[test]
 fn the_order_check_counts_re_sent_runs_and_refuses_gaps_steps_and_impostors() {
     // In order, streams interleaved and in two partitions.
@@ -401,20 +411,7 @@ fn the_order_check_counts_re_sent_runs_and_refuses_gaps_steps_and_impostors() {
     assert_eq!(order.duplicates, 0);
     assert_eq!(order.streams["a"], ["a1", "a2"]);
     // A batch tail sent again, then the stream goes on; the last record alone again.
-    let resent = partition(
-        0,
-        &[
-            ("a", 1, "a1"),
-            ("a", 2, "a2"),
-            ("a", 3, "a3"),
-            ("a", 2, "a2"),
-            ("a", 3, "a3"),
-            ("a", 4, "a4"),
-            ("a", 4, "a4"),
-            ("a", 5, "a5"),
-        ],
-    );
-    let order = check_stream_order(&resent).unwrap();
+    let order = check_stream_order(&stream_a(&[1, 2, 3, 2, 3, 4, 4, 5])).unwrap();
     assert_eq!(order.duplicates, 3);
     assert_eq!(order.streams["a"].len(), 5);
 
@@ -422,41 +419,11 @@ fn the_order_check_counts_re_sent_runs_and_refuses_gaps_steps_and_impostors() {
         let problem = check_stream_order(&records).unwrap_err();
         assert!(problem.contains(needle), "{problem}");
     };
-    refused(
-        partition(0, &[("a", 1, "a1"), ("a", 3, "a3")]),
-        "out of order",
-    );
-    refused(
-        partition(0, &[("a", 2, "a2"), ("a", 1, "a1")]),
-        "out of order",
-    );
-    // A re-sent run skipping a version, and one that stops short of the highest.
-    refused(
-        partition(
-            0,
-            &[
-                ("a", 1, "a1"),
-                ("a", 2, "a2"),
-                ("a", 3, "a3"),
-                ("a", 1, "a1"),
-                ("a", 3, "a3"),
-            ],
-        ),
-        "out of order",
-    );
-    refused(
-        partition(
-            0,
-            &[
-                ("a", 1, "a1"),
-                ("a", 2, "a2"),
-                ("a", 3, "a3"),
-                ("a", 2, "a2"),
-                ("a", 4, "a4"),
-            ],
-        ),
-        "out of order",
-    );
+    // A gap, a step back, a re-sent run skipping a version, and one that stops
+    // short of the highest.
+    for versions in [&[1, 3][..], &[2, 1], &[1, 2, 3, 1, 3], &[1, 2, 3, 2, 4]] {
+        refused(stream_a(versions), "out of order");
+    }
     refused(
         partition(0, &[("a", 1, "a1"), ("a", 2, "a2"), ("a", 2, "other")]),
         "two events at version 2",

@@ -6,16 +6,15 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_platform::consumer::{ConsumerConfig, ConsumerRuntime};
 use sluice_platform::registry::ComponentKind;
-use sluice_platform::relay::{Relay, RelayConfig};
-use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
-use sluice_platform::testing::{topic_size, TestDatabase};
+use sluice_platform::testing::TestDatabase;
 use sqlx::PgPool;
-use support::slice::Slice;
+use support::slice::{confirmed, place_confirmed_order, wait_confirmed, Slice};
+use support::wait::until_while_running;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -41,13 +40,6 @@ async fn rows(pool: &PgPool) -> Vec<Value> {
         .unwrap()
 }
 
-async fn confirmed(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM order_view WHERE order_status = 'confirmed'")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
     let slice = Slice::start(&["orders", "order_view"]).await;
@@ -58,69 +50,14 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
     );
 
     // Every order placed and confirmed: two events per order stream.
-    let orders = registry.component("orders").unwrap();
-    let store = EventStore::new(
-        PgPool::connect(&registry.app_database_url(orders).unwrap())
-            .await
-            .unwrap(),
-    );
-    let meta = Metadata::default();
+    let store = slice.orders_store().await;
     for _ in 0..ORDERS {
-        let order_id = Uuid::now_v7();
-        let stream = StreamId::from(order_id);
-        let events = vec![
-            NewEvent {
-                event_type: "OrderPlaced".into(),
-                schema_version: 1,
-                payload: json!({ "order_id": order_id, "customer_id": "crash", "currency": "EUR",
-                    "lines": [{ "sku": "K-1", "quantity": 1, "unit_price_minor": 100 }], "total_minor": 100 }),
-            },
-            NewEvent {
-                event_type: "OrderConfirmed".into(),
-                schema_version: 1,
-                payload: json!({ "order_id": order_id }),
-            },
-        ];
-        store
-            .append(Append {
-                stream_id: &stream,
-                stream_type: "order",
-                expected: ExpectedVersion::NoStream,
-                events,
-                metadata: &meta,
-                idempotency: None,
-            })
-            .await
-            .unwrap();
+        place_confirmed_order(&store, "crash").await;
     }
     let catalog = sluice::components::all_schemas().unwrap();
-    let relay = Relay::new(
-        "orders",
-        store.pool().clone(),
-        &bootstrap,
-        catalog.clone(),
-        RelayConfig::for_registry(&registry),
-    )
-    .unwrap();
     let relay_stop = CancellationToken::new();
-    let relay_task = {
-        let t = relay_stop.clone();
-        tokio::spawn(async move { relay.run(t).await.unwrap() })
-    };
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while topic_size(
-        &bootstrap,
-        &registry.topic_names().physical("orders.events"),
-    )
-    .await
-        < (2 * ORDERS) as i64
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the relay did not publish everything"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let relay_task = slice.spawn_orders_relay(&store, relay_stop.clone());
+    slice.wait_published(2 * ORDERS).await;
 
     // The projection process starts applying; kill -9 it part-way: once it has
     // applied past a point chosen at random in the first three quarters of the
@@ -129,45 +66,32 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
     let kill_at = 1 + (Uuid::now_v7().as_u64_pair().1 % (ORDERS as u64 * 3 / 4)) as i64;
     let view = registry.component("order_view").unwrap();
     let mut child = start_projection(&registry_file);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let view_pool = loop {
-        if let Ok(pool) = PgPool::connect(&registry.app_database_url(view).unwrap()).await {
-            if sqlx::query("SELECT 1 FROM order_view LIMIT 1")
-                .execute(&pool)
+    let view_pool = until_while_running(
+        &mut child,
+        "order_view migrating its tables",
+        Duration::from_secs(300),
+        Duration::from_millis(20),
+        async || slice.order_view_pool().await.ok_or("not migrated"),
+    )
+    .await;
+    let seen_at_kill = until_while_running(
+        &mut child,
+        &format!("order_view applying {kill_at} orders"),
+        Duration::from_secs(300),
+        Duration::from_millis(5),
+        async || {
+            let n: i64 = sqlx::query_scalar("SELECT count(*) FROM order_view")
+                .fetch_one(&view_pool)
                 .await
-                .is_ok()
-            {
-                break pool;
+                .unwrap();
+            if n >= kill_at {
+                Ok(n)
+            } else {
+                Err(n)
             }
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "order_view exited on its own"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "order_view never migrated its tables"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let seen_at_kill = loop {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM order_view")
-            .fetch_one(&view_pool)
-            .await
-            .unwrap();
-        if n >= kill_at {
-            break n;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "order_view exited on its own"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "order_view applied only {n} of {ORDERS} orders"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+        },
+    )
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
     // What the dead process left: had it applied everything before the kill
@@ -179,14 +103,7 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
     );
 
     let mut child = start_projection(&registry_file);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while confirmed(&view_pool).await < ORDERS as i64 {
-        assert!(
-            Instant::now() < deadline,
-            "order_view never caught up after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_confirmed(&view_pool, ORDERS, "after the restart").await;
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -213,11 +130,7 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
         let t = stop.clone();
         tokio::spawn(async move { runtime.run(t).await.unwrap() })
     };
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while confirmed(&fresh_pool).await < ORDERS as i64 {
-        assert!(Instant::now() < deadline, "the rebuild never caught up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_confirmed(&fresh_pool, ORDERS, "the rebuild").await;
     stop.cancel();
     rebuild.await.unwrap();
 

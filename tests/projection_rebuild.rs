@@ -6,14 +6,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_platform::registry::Registry;
-use sluice_platform::relay::{Relay, RelayConfig};
-use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+use sluice_platform::store::EventStore;
 use sqlx::{Connection, PgPool};
-use support::slice::Slice;
+use support::slice::{place_confirmed_order, wait_confirmed, Slice};
+use support::wait::until_some;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -23,53 +23,6 @@ mod support;
 /// list must always answer whole.
 const ORDERS: usize = 600;
 const FIXED: usize = 10;
-
-async fn place(store: &EventStore, customer: &str) -> Uuid {
-    let order_id = Uuid::now_v7();
-    let events = vec![
-        NewEvent {
-            event_type: "OrderPlaced".into(),
-            schema_version: 1,
-            payload: json!({ "order_id": order_id, "customer_id": customer, "currency": "EUR",
-                "lines": [{ "sku": "R-1", "quantity": 2, "unit_price_minor": 250 }], "total_minor": 500 }),
-        },
-        NewEvent {
-            event_type: "OrderConfirmed".into(),
-            schema_version: 1,
-            payload: json!({ "order_id": order_id }),
-        },
-    ];
-    store
-        .append(Append {
-            stream_id: &StreamId::from(order_id),
-            stream_type: "order",
-            expected: ExpectedVersion::NoStream,
-            events,
-            metadata: &Metadata::default(),
-            idempotency: None,
-        })
-        .await
-        .unwrap();
-    order_id
-}
-
-async fn confirmed(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM order_view WHERE order_status = 'confirmed'")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(0)
-}
-
-async fn wait_confirmed(pool: &PgPool, n: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while confirmed(pool).await < n as i64 {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: order_view never showed {n} confirmed orders"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A platform slice for rebuild tests: the orders store with its relay, a broker,
 /// and the live order_view projection (consumer and query API) in this process.
@@ -88,36 +41,18 @@ impl Fixture {
     async fn start(orders: &[(String, usize)]) -> (Self, Vec<Vec<Uuid>>) {
         let slice = Slice::start(&["orders", "order_view"]).await;
         let (registry, bootstrap) = (slice.registry.clone(), slice.bootstrap.clone());
-        let store = EventStore::new(
-            PgPool::connect(
-                &registry
-                    .app_database_url(registry.component("orders").unwrap())
-                    .unwrap(),
-            )
-            .await
-            .unwrap(),
-        );
+        let store = slice.orders_store().await;
         let mut placed = Vec::new();
         for (customer, n) in orders {
             let mut ids = Vec::new();
             for _ in 0..*n {
-                ids.push(place(&store, customer).await);
+                ids.push(place_confirmed_order(&store, customer).await);
             }
             placed.push(ids);
         }
         let catalog = sluice::components::all_schemas().unwrap();
         let stop = CancellationToken::new();
-        let relay = Relay::new(
-            "orders",
-            store.pool().clone(),
-            &bootstrap,
-            catalog.clone(),
-            RelayConfig::for_registry(&registry),
-        )
-        .unwrap();
-        let mut tasks = Vec::new();
-        let t = stop.clone();
-        tasks.push(tokio::spawn(async move { relay.run(t).await.unwrap() }));
+        let mut tasks = vec![slice.spawn_orders_relay(&store, stop.clone())];
         let (r, b, t) = (registry.clone(), bootstrap.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             sluice_order_view::PROJECTION
@@ -125,24 +60,13 @@ impl Fixture {
                 .await
                 .unwrap()
         }));
-        let view = registry.component("order_view").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let view_pool = loop {
-            if let Ok(pool) = PgPool::connect(&registry.app_database_url(view).unwrap()).await {
-                if sqlx::query("SELECT 1 FROM order_view LIMIT 1")
-                    .execute(&pool)
-                    .await
-                    .is_ok()
-                {
-                    break pool;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "order_view never migrated its tables"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let view_pool = until_some(
+            "order_view migrating its tables",
+            Duration::from_secs(300),
+            Duration::from_millis(50),
+            async || slice.order_view_pool().await,
+        )
+        .await;
         let total = orders.iter().map(|(_, n)| n).sum();
         wait_confirmed(&view_pool, total, "before the rebuild").await;
         let fixture = Fixture {
@@ -266,7 +190,7 @@ async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
         tokio::spawn(async move {
             let mut placed = 0usize;
             while writing.load(Ordering::Relaxed) {
-                place(&store, "rebuild-late").await;
+                place_confirmed_order(&store, "rebuild-late").await;
                 placed += 1;
                 placed_late.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -284,16 +208,17 @@ async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
             placed_late.load(Ordering::Relaxed),
         );
         async move {
-            let deadline = Instant::now() + Duration::from_secs(300);
-            while answers.load(Ordering::Relaxed) < answers_from + answers_more
-                || placed_late.load(Ordering::Relaxed) < orders_from + orders_more
-            {
-                assert!(
-                    Instant::now() < deadline,
-                    "{what}: readers or writer stalled"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            until_some(
+                &format!("{what}: readers and writer going on"),
+                Duration::from_secs(300),
+                Duration::from_millis(10),
+                async || {
+                    let answered = answers.load(Ordering::Relaxed) >= answers_from + answers_more;
+                    let wrote = placed_late.load(Ordering::Relaxed) >= orders_from + orders_more;
+                    (answered && wrote).then_some(())
+                },
+            )
+            .await;
         }
     };
 

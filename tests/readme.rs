@@ -102,9 +102,7 @@ curl() { command curl --fail-with-body --max-time 30 "$@"; }
 async fn the_tested_blocks_of_the_readme_and_the_guides_run_against_a_live_platform() {
     let mut platform = Platform::start();
     let client = reqwest::Client::new();
-    for c in platform.registry.components().to_vec() {
-        platform.wait_ready(&client, &c.name).await;
-    }
+    platform.wait_all_ready(&client).await;
     let base = Registry::load(&root().join("sluice.toml")).unwrap();
     for document in DOCUMENTS {
         let text = std::fs::read_to_string(root().join(document))

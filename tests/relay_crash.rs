@@ -3,18 +3,18 @@
 //! the relay had in flight.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use sluice_platform::provision::Plan;
-use sluice_platform::registry::Registry;
 use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
-use sluice_platform::testing::{
-    consume, drop_registry_databases, isolated_registry, start_registry_broker, topic_size,
-};
+use sluice_platform::testing::{consume, topic_size};
+use support::slice::Slice;
+use support::wait::until_while_running;
 use uuid::Uuid;
 
 /// The relay's default batch size (`RelayConfig::default().batch_size`).
@@ -33,18 +33,10 @@ fn start_relay(registry_file: &Path) -> Child {
 
 #[tokio::test]
 async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch() {
-    let base = Registry::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml")).unwrap();
-    let (registry, text) = isolated_registry(&base);
-    let registry_file = std::env::temp_dir().join(format!("sluice-crash-{}.toml", Uuid::now_v7()));
-    std::fs::write(&registry_file, text).unwrap();
+    let slice = Slice::start(&["orders"]).await;
+    let (registry, registry_file) = (&slice.registry, &slice.registry_file);
     let orders = registry.component("orders").unwrap();
-    Plan::for_component(orders, orders.database.as_ref().unwrap())
-        .execute(&registry.platform.admin_database_url)
-        .await
-        .unwrap();
-    sluice_orders::SERVICE.migrate(&registry).await.unwrap();
-    let _broker = start_registry_broker(&registry).await;
-    let bootstrap = registry.platform.kafka_brokers.clone();
+    let bootstrap = slice.bootstrap.clone();
     let topic = &registry.topic_names().physical("orders.events");
 
     // 40 000 events in 100-event appends over 40 streams, payloads valid for their schema.
@@ -81,23 +73,22 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
     // judged by what is on the topic, not by a clock. The deadline only guards
     // against a hang.
     let kill_at = (BATCH as u64 + Uuid::now_v7().as_u64_pair().1 % (total as u64 * 3 / 4)) as i64;
-    let mut relay = start_relay(&registry_file);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let seen_at_kill = loop {
-        let published = topic_size(&bootstrap, topic).await;
-        if published >= kill_at {
-            break published;
-        }
-        assert!(
-            relay.try_wait().unwrap().is_none(),
-            "relay exited on its own"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the relay published only {published} of {total} in 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let mut relay = start_relay(registry_file);
+    let seen_at_kill = until_while_running(
+        &mut relay,
+        &format!("the relay publishing {kill_at} of {total}"),
+        Duration::from_secs(300),
+        Duration::from_millis(10),
+        async || {
+            let published = topic_size(&bootstrap, topic).await;
+            if published >= kill_at {
+                Ok(published)
+            } else {
+                Err(published)
+            }
+        },
+    )
+    .await;
     relay.kill().unwrap();
     relay.wait().unwrap();
     // What the dead relay left on the topic: had it got to the end before the kill
@@ -111,32 +102,30 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
     // The restarted relay is done once its checkpoint covers the last event: every
     // record is acknowledged on the topic by then, so the read below gets them all
     // however slowly they came.
-    let mut relay = start_relay(&registry_file);
+    let mut relay = start_relay(registry_file);
     let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
         .fetch_one(&pool)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let checkpoint: Option<i64> = sqlx::query_scalar(
-            "SELECT global_position FROM relay_checkpoints ORDER BY id DESC LIMIT 1",
-        )
-        .fetch_optional(&pool)
-        .await
-        .unwrap();
-        if checkpoint.is_some_and(|c| c >= last) {
-            break;
-        }
-        assert!(
-            relay.try_wait().unwrap().is_none(),
-            "the restarted relay exited on its own"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "the restarted relay never got to the end: checkpoint {checkpoint:?} of {last}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_while_running(
+        &mut relay,
+        &format!("the restarted relay's checkpoint reaching {last}"),
+        Duration::from_secs(300),
+        Duration::from_millis(100),
+        async || {
+            let checkpoint: Option<i64> = sqlx::query_scalar(
+                "SELECT global_position FROM relay_checkpoints ORDER BY id DESC LIMIT 1",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+            match checkpoint {
+                Some(c) if c >= last => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
     let published = topic_size(&bootstrap, topic).await as usize;
     let records = consume(
         &bootstrap,
@@ -176,7 +165,5 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
     }
 
     pool.close().await;
-    drop_registry_databases(&registry).await;
-    let _ = std::fs::remove_file(&registry_file);
-    let _ = std::fs::remove_dir_all(&registry.platform.data_dir);
+    slice.remove().await;
 }

@@ -8,13 +8,14 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_platform::registry::Registry;
 use sluice_platform::testing::drop_registry_databases;
 use support::platform::Platform;
+use support::wait::{until, until_some};
 use uuid::Uuid;
 
 async fn place_order(client: &reqwest::Client, platform: &Platform) -> Uuid {
@@ -48,22 +49,23 @@ async fn event_ids(registry: &Registry, component: &str) -> BTreeSet<Uuid> {
 /// Waits until every order's saga has run (placed, confirmed, paid, shipped: four
 /// events each, across the three stores); the deadline only guards against a hang.
 async fn wait_for_sagas(registry: &Registry, orders: usize) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let mut n = 0;
-        for service in ["orders", "payments", "shipping"] {
-            n += event_ids(registry, service).await.len();
-        }
-        if n >= orders * 4 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n} of {} saga events",
-            orders * 4
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until(
+        &format!("{} saga events", orders * 4),
+        Duration::from_secs(180),
+        Duration::from_millis(200),
+        async || {
+            let mut n = 0;
+            for service in ["orders", "payments", "shipping"] {
+                n += event_ids(registry, service).await.len();
+            }
+            if n >= orders * 4 {
+                Ok(())
+            } else {
+                Err(n)
+            }
+        },
+    )
+    .await
 }
 
 fn ok(output: &std::process::Output, what: &str) -> String {
@@ -79,28 +81,27 @@ fn ok(output: &std::process::Output, what: &str) -> String {
 /// Runs `sluice verify` until it passes (components catch up after a restore);
 /// the deadline only guards against a hang.
 async fn wait_for_clean_verify(platform: &Platform) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let out = platform.sluice(&["verify"]);
-        if out.status.success() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "verify never passed:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    until(
+        "verify passing",
+        Duration::from_secs(120),
+        Duration::from_secs(2),
+        async || {
+            let out = platform.sluice(&["verify"]);
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stdout).into_owned())
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_store_is_mended_from_its_topic_and_a_restored_projection_catches_up() {
     let mut platform = Platform::start();
     let client = reqwest::Client::new();
-    for component in ["orders", "payments", "shipping", "order_view", "analytics"] {
-        platform.wait_ready(&client, component).await;
-    }
+    platform.wait_all_ready(&client).await;
     for _ in 0..4 {
         place_order(&client, &platform).await;
     }
@@ -158,31 +159,26 @@ async fn a_restored_store_is_mended_from_its_topic_and_a_restored_projection_cat
     );
     assert_eq!(event_ids(&platform.registry, "orders").await, backed_up);
     // Its relay sees the topic's last events missing and publishes nothing.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let metrics = client
-            .get(platform.url("orders", "/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let behind = metrics
-            .lines()
-            .find(|l| l.starts_with("sluice_relay_store_behind_topic_events{service=\"orders\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        if behind > 0.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the relay never noticed the restored store"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let metrics_url = platform.url("orders", "/metrics");
+    until_some(
+        "the relay noticing the restored store",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        async || {
+            let metrics = client.get(&metrics_url).send().await.unwrap();
+            let metrics = metrics.text().await.unwrap();
+            let behind = metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("sluice_relay_store_behind_topic_events{service=\"orders\"}")
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            (behind > 0.0).then_some(())
+        },
+    )
+    .await;
     let verified = platform.sluice(&["verify"]);
     let stdout = String::from_utf8_lossy(&verified.stdout);
     assert!(!verified.status.success(), "{stdout}");
@@ -214,26 +210,21 @@ async fn a_restored_store_is_mended_from_its_topic_and_a_restored_projection_cat
         "restore order_view",
     );
     for id in &later {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let response = client
-                .get(platform.url("order_view", &format!("/orders/{id}")))
-                .send()
-                .await;
-            if let Ok(r) = response {
-                if r.status() == StatusCode::OK {
-                    let view: Value = r.json().await.unwrap();
-                    if view["shipment_id"].is_string() {
-                        break;
-                    }
+        let url = platform.url("order_view", &format!("/orders/{id}"));
+        until_some(
+            &format!("order_view catching up on {id}"),
+            Duration::from_secs(120),
+            Duration::from_millis(200),
+            async || {
+                let r = client.get(&url).send().await.ok()?;
+                if r.status() != StatusCode::OK {
+                    return None;
                 }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "order_view never caught up on {id}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+                let view: Value = r.json().await.unwrap();
+                view["shipment_id"].is_string().then_some(())
+            },
+        )
+        .await;
     }
     wait_for_clean_verify(&platform).await;
 

@@ -16,6 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_platform::testing::drop_registry_databases;
 use support::platform::Platform;
+use support::wait::{until, until_some};
 use uuid::Uuid;
 
 /// Places an order; returns its id and the command's consistency token.
@@ -51,23 +52,25 @@ async fn wait_for_view(
     order_id: Uuid,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut last = Value::Null;
-    while Instant::now() < deadline {
-        let response = client
-            .get(platform.url("order_view", &format!("/orders/{order_id}")))
-            .send()
-            .await
-            .unwrap();
-        if response.status() == StatusCode::OK {
-            last = response.json().await.unwrap();
-            if done(&last) {
-                return last;
+    let url = platform.url("order_view", &format!("/orders/{order_id}"));
+    until(
+        &format!("order {order_id} reaching the expected state"),
+        Duration::from_secs(300),
+        Duration::from_millis(200),
+        async || {
+            let response = client.get(&url).send().await.unwrap();
+            if response.status() != StatusCode::OK {
+                return Err(Value::Null);
             }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("order {order_id} never reached the expected state; last seen: {last}");
+            let row: Value = response.json().await.unwrap();
+            if done(&row) {
+                Ok(row)
+            } else {
+                Err(row)
+            }
+        },
+    )
+    .await
 }
 
 /// Polls `order_facts` (the prepared `facts` query) until the order shows `status`
@@ -79,38 +82,30 @@ async fn wait_for_facts(
     status: &str,
     payment_status: &str,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut last = None;
-    while Instant::now() < deadline {
-        let rows = sql.query(facts, &[&order_id.to_string()]).await.unwrap();
-        assert!(rows.len() <= 1, "one row per order in order_facts");
-        if let Some(row) = rows.first() {
-            let seen = (row.get::<_, String>(0), row.get::<_, String>(1));
-            if seen.0 == status && seen.1 == payment_status {
-                return;
+    until(
+        &format!("order_facts showing {order_id} as {status} / {payment_status}"),
+        Duration::from_secs(300),
+        Duration::from_millis(200),
+        async || {
+            let rows = sql.query(facts, &[&order_id.to_string()]).await.unwrap();
+            assert!(rows.len() <= 1, "one row per order in order_facts");
+            let seen = rows
+                .first()
+                .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)));
+            match seen {
+                Some((s, p)) if s == status && p == payment_status => Ok(()),
+                other => Err(format!("{other:?}")),
             }
-            last = Some(seen);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!(
-        "order_facts never showed {order_id} as {status} / {payment_status}; last seen: {last:?}"
-    );
+        },
+    )
+    .await
 }
 
 #[tokio::test]
 async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
     let mut platform = Platform::start();
     let client = reqwest::Client::new();
-    for component in [
-        "orders",
-        "payments",
-        "shipping",
-        "order_view",
-        "customer_summary",
-    ] {
-        platform.wait_ready(&client, component).await;
-    }
+    platform.wait_all_ready(&client).await;
 
     // Read-your-writes: with the token, order_view answers only once it has applied
     // the write, so its first answer sees the order. How long the read model takes
@@ -225,18 +220,16 @@ async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
         .prepare_typed(facts, &[tokio_postgres::types::Type::TEXT])
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let row = loop {
-        let rows = sql.query(&facts, &[&paid.to_string()]).await.unwrap();
-        if let Some(row) = rows.first().filter(|r| r.get::<_, bool>(3)) {
-            break row.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "order_facts never showed the shipped order"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let row = until_some(
+        "order_facts showing the shipped order",
+        Duration::from_secs(300),
+        Duration::from_millis(200),
+        async || {
+            let rows = sql.query(&facts, &[&paid.to_string()]).await.unwrap();
+            rows.into_iter().next().filter(|r| r.get::<_, bool>(3))
+        },
+    )
+    .await;
     assert_eq!(row.get::<_, String>(0), "confirmed");
     assert_eq!(row.get::<_, String>(1), "authorized");
     assert_eq!(row.get::<_, i64>(2), 3_000);
@@ -257,53 +250,50 @@ async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
     // Payments for an order that are not its saga's confirm and cancel nothing: one
     // over the order's total is refused, one within it is authorized and ignored,
     // and no one may take the saga's own payment or shipment id.
-    let post = |service: &'static str, path: String, body: Value| {
-        client.post(platform.url(service, &path)).json(&body).send()
+    let post = async |service: &str, path: &str, body: Value| {
+        let response = client.post(platform.url(service, path)).json(&body).send();
+        response.await.unwrap().status()
     };
-    let over = post(
-        "payments",
-        "/payments".into(),
-        json!({ "order_id": paid, "amount_minor": 200_000, "currency": "EUR" }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(over.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let stray = post(
-        "payments",
-        "/payments".into(),
-        json!({ "order_id": paid, "amount_minor": 1, "currency": "EUR" }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(stray.status(), StatusCode::CREATED);
-    let reserved = post(
-        "payments",
-        "/payments".into(),
-        json!({ "order_id": paid, "amount_minor": 1, "currency": "EUR",
-                "payment_id": sluice_platform::saga::payment_id_for_order(paid) }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(reserved.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let orphan = post(
-        "shipping",
-        "/shipments".into(),
-        json!({ "order_id": Uuid::now_v7() }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(orphan.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let saga_payment = sluice_platform::saga::payment_id_for_order(paid);
+    for (service, path, body, expected) in [
+        (
+            "payments",
+            "/payments",
+            json!({ "order_id": paid, "amount_minor": 200_000, "currency": "EUR" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "payments",
+            "/payments",
+            json!({ "order_id": paid, "amount_minor": 1, "currency": "EUR" }),
+            StatusCode::CREATED,
+        ),
+        (
+            "payments",
+            "/payments",
+            json!({ "order_id": paid, "amount_minor": 1, "currency": "EUR",
+                    "payment_id": saga_payment }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "shipping",
+            "/shipments",
+            json!({ "order_id": Uuid::now_v7() }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        assert_eq!(post(service, path, body.clone()).await, expected, "{body}");
+    }
 
     // Cancelling the confirmed order compensates: its saga payment is voided and its
     // shipment, not yet dispatched, called off.
     let cancel = post(
         "orders",
-        format!("/orders/{paid}/cancel"),
+        &format!("/orders/{paid}/cancel"),
         json!({ "reason": "changed my mind" }),
     )
-    .await
-    .unwrap();
-    assert_eq!(cancel.status(), StatusCode::OK);
+    .await;
+    assert_eq!(cancel, StatusCode::OK);
     let view = wait_for_view(&client, &platform, paid, |v| {
         v["order_status"] == "cancelled"
             && v["payment_status"] == "voided"

@@ -80,16 +80,7 @@ async fn one_orders_trace_reaches_the_collector_with_every_hop() {
     let mut platform = Platform::prepare();
     platform.spawn(&["up", "--otlp", &collector_url]);
     let client = reqwest::Client::new();
-    for component in [
-        "orders",
-        "payments",
-        "shipping",
-        "order_view",
-        "customer_summary",
-        "analytics",
-    ] {
-        platform.wait_ready(&client, component).await;
-    }
+    platform.wait_all_ready(&client).await;
     // The caller's own span: the trace id is ours.
     let trace_id = Uuid::now_v7().simple().to_string();
     let caller = Uuid::now_v7().simple().to_string();

@@ -14,7 +14,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_platform::registry::Registry;
 use sluice_platform::testing::{consume, drop_registry_databases};
+use support::database_of;
 use support::platform::Platform;
+use support::wait::{until, until_some};
 use uuid::Uuid;
 
 async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
@@ -26,28 +28,26 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
 /// GETs `url` until it answers 200 (the saga's reactors create what it names
 /// asynchronously); the deadline only guards against a hang.
 async fn get_when_there(client: &reqwest::Client, url: String) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let response = client.get(&url).send().await.unwrap();
-        if response.status() == StatusCode::OK {
-            return response.json().await.unwrap();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{url} still answers {}",
-            response.status()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        &format!("{url} answering 200"),
+        Duration::from_secs(120),
+        Duration::from_millis(100),
+        async || {
+            let response = client.get(&url).send().await.unwrap();
+            if response.status() != StatusCode::OK {
+                return Err(response.status());
+            }
+            Ok(response.json().await.unwrap())
+        },
+    )
+    .await
 }
 
 #[tokio::test]
 async fn sluice_up_runs_every_write_service_on_its_own_database() {
     let mut platform = Platform::start();
     let client = reqwest::Client::new();
-    for service in ["orders", "payments", "shipping"] {
-        platform.wait_ready(&client, service).await;
-    }
+    platform.wait_all_ready(&client).await;
     let order_id = Uuid::now_v7();
     let placed = post(
         &client,
@@ -102,15 +102,9 @@ async fn sluice_up_runs_every_write_service_on_its_own_database() {
             .iter()
             .filter(|o| **o != service)
         {
-            let other_db = platform
-                .registry
-                .component(other)
-                .unwrap()
-                .database
-                .clone()
-                .unwrap();
+            let other_db = database_of(&platform.registry, other);
             let count: i64 = count_events(&platform.registry, other, stream).await;
-            assert_eq!(count, 0, "{service}'s stream found in {}", other_db.name);
+            assert_eq!(count, 0, "{service}'s stream found in {other_db}");
         }
     }
 
@@ -227,29 +221,14 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     let mut platform = Platform::prepare();
     let setup = platform.sluice(&["db", "setup"]);
     assert!(setup.status.success(), "{setup:?}");
-    let view_db = platform
-        .registry
-        .component("order_view")
-        .unwrap()
-        .database
-        .clone()
-        .unwrap()
-        .name;
+    let view_db = database_of(&platform.registry, "order_view");
     admin(&format!(
         "ALTER DATABASE {view_db} WITH ALLOW_CONNECTIONS false"
     ))
     .await;
     platform.spawn(&["up", "--no-setup"]);
     let client = reqwest::Client::new();
-    for service in [
-        "orders",
-        "payments",
-        "shipping",
-        "customer_summary",
-        "analytics",
-    ] {
-        platform.wait_ready(&client, service).await;
-    }
+    platform.wait_ready_all_but(&client, &["order_view"]).await;
     // The others serve: an order goes through the saga without order_view.
     let order_id = Uuid::now_v7();
     let placed = post(
@@ -268,36 +247,34 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     assert_eq!(payment["status"], "authorized");
     // order_view is shown restarting, with its reason in the log and its restarts
     // counted; the others are ready.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (all_ready, s) = status(&platform);
-        let view = row(&s, "order_view");
-        if view["restarts"].as_u64().unwrap_or(0) >= 2 {
-            assert!(!all_ready, "status exits 1 while a component is down");
-            assert_eq!(view["ready"], false);
-            assert!(
-                view["health"]
-                    .as_str()
-                    .unwrap()
-                    .contains("projection restarting"),
-                "{view}"
-            );
-            for other in [
-                "orders",
-                "payments",
-                "shipping",
-                "customer_summary",
-                "analytics",
-            ] {
-                assert_eq!(row(&s, other)["ready"], true, "{other}: {s}");
+    let (all_ready, s) = until(
+        "order_view counting two restarts",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        async || {
+            let (all_ready, s) = status(&platform);
+            if row(&s, "order_view")["restarts"].as_u64().unwrap_or(0) >= 2 {
+                Ok((all_ready, s))
+            } else {
+                Err(s)
             }
-            break;
+        },
+    )
+    .await;
+    assert!(!all_ready, "status exits 1 while a component is down");
+    let view = row(&s, "order_view");
+    assert_eq!(view["ready"], false);
+    assert!(
+        view["health"]
+            .as_str()
+            .unwrap()
+            .contains("projection restarting"),
+        "{view}"
+    );
+    for other in platform.registry.components() {
+        if other.name != "order_view" {
+            assert_eq!(row(&s, &other.name)["ready"], true, "{}: {s}", other.name);
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "order_view never counted two restarts: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Its database answers again: it comes back by itself and catches up.
     admin(&format!(
@@ -306,22 +283,20 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     .await;
     let token = placed["consistency_token"].as_str().unwrap().to_owned();
     let view_url = platform.url("order_view", &format!("/orders/{order_id}"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let answer = client
-            .get(&view_url)
-            .header("X-Consistency-Token", &token)
-            .send()
-            .await;
-        if matches!(&answer, Ok(r) if r.status() == StatusCode::OK) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "order_view did not come back"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    until_some(
+        "order_view coming back",
+        Duration::from_secs(90),
+        Duration::from_millis(250),
+        async || {
+            let answer = client
+                .get(&view_url)
+                .header("X-Consistency-Token", &token)
+                .send()
+                .await;
+            matches!(&answer, Ok(r) if r.status() == StatusCode::OK).then_some(())
+        },
+    )
+    .await;
     // Its connections killed: it reconnects by itself.
     admin(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{view_db}'"
@@ -449,19 +424,20 @@ async fn the_generated_start_dev_script_provisions_migrates_and_seeds() {
     let orders = count_all_events(&platform.registry, "orders").await;
     assert!(orders >= 5, "{orders} order events");
     stop();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::process::Command::new("kill")
-        .args(["-0", pid.trim()])
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "sluice up did not stop"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_some(
+        "sluice up stopping",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            let alive = std::process::Command::new("kill")
+                .args(["-0", pid.trim()])
+                .status()
+                .unwrap()
+                .success();
+            (!alive).then_some(())
+        },
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&platform.registry.platform.data_dir);
     drop_registry_databases(&platform.registry).await;
@@ -530,20 +506,21 @@ async fn status_names_the_transaction_that_stalls_a_relay() {
                 "lines": [{ "sku": "STALL-1", "quantity": 1, "unit_price_minor": 700 }] }),
     )
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let stall = loop {
-        let (_, s) = status(&platform);
-        let row = row(&s, "orders");
-        if let Some(stall) = row["relay_stall"].as_str() {
+    let stall = until(
+        "orders' relay shown stalled",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        async || {
+            let (_, s) = status(&platform);
+            let row = row(&s, "orders");
+            let Some(stall) = row["relay_stall"].as_str() else {
+                return Err(s);
+            };
             assert!(row["relay_unpublished"].as_i64().unwrap_or(0) >= 1, "{row}");
-            break stall.to_owned();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "orders' relay never shown stalled: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+            Ok(stall.to_owned())
+        },
+    )
+    .await;
     assert!(stall.contains(&format!("pid {pid}")), "{stall}");
     let table = platform.sluice(&["status"]);
     let text = String::from_utf8_lossy(&table.stdout);
@@ -554,19 +531,21 @@ async fn status_names_the_transaction_that_stalls_a_relay() {
 
     // The transaction ends: what waited is published and the stall is gone.
     blocker.rollback().await.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, s) = status(&platform);
-        let row = row(&s, "orders");
-        if row["relay_stall"].is_null() && row["relay_unpublished"] == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "orders' relay still stalled after the transaction ended: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    until(
+        "orders' relay unstalled after the transaction ended",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        async || {
+            let (_, s) = status(&platform);
+            let row = row(&s, "orders");
+            if row["relay_stall"].is_null() && row["relay_unpublished"] == 0 {
+                Ok(())
+            } else {
+                Err(s)
+            }
+        },
+    )
+    .await;
     pool.close().await;
     assert_eq!(platform.stop().code(), Some(0));
     drop_registry_databases(&platform.registry).await;

@@ -7,7 +7,7 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -16,6 +16,7 @@ use serde_json::json;
 use sluice_platform::testing::drop_registry_databases;
 use sqlx::Connection;
 use support::platform::Platform;
+use support::wait::until;
 use uuid::Uuid;
 
 /// `sluice verify` against `platform`, off the runtime's threads.
@@ -24,6 +25,15 @@ async fn verify(platform: &Arc<Platform>) -> std::process::Output {
     tokio::task::spawn_blocking(move || platform.sluice(&["verify"]))
         .await
         .unwrap()
+}
+
+/// `sluice verify`, which must fail; returns what it printed.
+async fn verify_fails(platform: &Arc<Platform>) -> String {
+    let verified = verify(platform).await;
+    let stdout = String::from_utf8_lossy(&verified.stdout).into_owned();
+    println!("{stdout}");
+    assert!(!verified.status.success(), "verify passed:\n{stdout}");
+    stdout
 }
 
 async fn place_order(client: &reqwest::Client, platform: &Platform, n: usize) {
@@ -40,40 +50,33 @@ async fn place_order(client: &reqwest::Client, platform: &Platform, n: usize) {
 /// Waits until the warehouse holds at least `n` events (through the analyst
 /// endpoint); the deadline only guards against a hang.
 async fn wait_for_warehouse(platform: &Platform, n: i64) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let out = platform.sluice(&["sql", "-c", "SELECT count(*) AS n FROM raw_events"]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let loaded = text
-            .lines()
-            .filter_map(|l| l.trim().parse::<i64>().ok())
-            .next()
-            .unwrap_or(0);
-        if loaded >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the warehouse holds {loaded} of {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    until(
+        &format!("the warehouse holding {n} events"),
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        async || {
+            let out = platform.sluice(&["sql", "-c", "SELECT count(*) AS n FROM raw_events"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            let loaded = text
+                .lines()
+                .filter_map(|l| l.trim().parse::<i64>().ok())
+                .next()
+                .unwrap_or(0);
+            if loaded >= n {
+                Ok(())
+            } else {
+                Err(loaded)
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store() {
     let mut platform = Platform::start();
     let client = reqwest::Client::new();
-    for component in [
-        "orders",
-        "payments",
-        "shipping",
-        "order_view",
-        "customer_summary",
-        "analytics",
-    ] {
-        platform.wait_ready(&client, component).await;
-    }
+    platform.wait_all_ready(&client).await;
     for n in 0..20 {
         place_order(&client, &platform, n).await;
     }
@@ -162,10 +165,7 @@ async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store()
         )
         .await
         .unwrap();
-    let verified = verify(&platform).await;
-    let stdout = String::from_utf8_lossy(&verified.stdout);
-    println!("{stdout}");
-    assert!(!verified.status.success(), "verify passed:\n{stdout}");
+    let stdout = verify_fails(&platform).await;
     assert!(stdout.contains("orders             DIFFERS"), "{stdout}");
     assert!(
         stdout.contains("1 events on orders.events that are not in the store"),
@@ -186,10 +186,7 @@ async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store()
     .unwrap()
     .rows_affected();
     assert_eq!(changed, 1);
-    let verified = verify(&platform).await;
-    let stdout = String::from_utf8_lossy(&verified.stdout);
-    println!("{stdout}");
-    assert!(!verified.status.success(), "verify passed:\n{stdout}");
+    let stdout = verify_fails(&platform).await;
     assert!(stdout.contains("customer_summary   DIFFERS"), "{stdout}");
     assert!(
         stdout.contains("2 rows that differ from a fresh fold of the topics"),

@@ -40,6 +40,11 @@ use sluice_platform::testing::isolated_registry_on;
 use sqlx::Connection;
 use uuid::Uuid;
 
+#[path = "../support/mod.rs"]
+mod support;
+use support::database_of;
+use support::wait::until_some;
+
 /// A PostgreSQL cluster of this test's own, stopped and removed on drop.
 struct Cluster {
     bin: PathBuf,
@@ -304,20 +309,17 @@ fn duplicates(verify: &str) -> usize {
 }
 
 async fn wait_ready(client: &reqwest::Client, chaos: &Chaos, component: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(r) = client
-            .get(chaos.url(component, "/health/ready"))
-            .send()
-            .await
-        {
-            if r.status() == StatusCode::OK {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{component} never became ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let url = chaos.url(component, "/health/ready");
+    until_some(
+        &format!("{component} becoming ready"),
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        async || {
+            let answer = client.get(&url).send().await;
+            matches!(answer, Ok(r) if r.status() == StatusCode::OK).then_some(())
+        },
+    )
+    .await
 }
 
 /// One line of an order.
@@ -460,16 +462,8 @@ async fn every_promise_holds_after_each_crash_under_load() {
         chaos.start(i);
     }
     let client = reqwest::Client::new();
-    for component in [
-        "orders",
-        "payments",
-        "shipping",
-        "order_view",
-        "customer_summary",
-        "sku_sales",
-        "analytics",
-    ] {
-        wait_ready(&client, &chaos, component).await;
+    for component in chaos.registry.components() {
+        wait_ready(&client, &chaos, &component.name).await;
     }
 
     // Steady load: an order every 100 ms (a failed request is retried with the
@@ -535,14 +529,7 @@ async fn every_promise_holds_after_each_crash_under_load() {
     }
 
     // 5. A projection's database refuses connections for 60 s.
-    let view_db = chaos
-        .registry
-        .component("order_view")
-        .unwrap()
-        .database
-        .clone()
-        .unwrap()
-        .name;
+    let view_db = database_of(&chaos.registry, "order_view");
     let mut admin = sqlx::PgConnection::connect(&chaos.cluster.admin_url())
         .await
         .unwrap();

@@ -5,3 +5,19 @@ pub mod cluster;
 pub mod fastavro;
 pub mod platform;
 pub mod slice;
+pub mod wait;
+
+use sluice_platform::registry::Registry;
+
+/// The name of `component`'s database in `registry` (a component with none is a
+/// test's mistake).
+pub fn database_of(registry: &Registry, component: &str) -> String {
+    registry
+        .component(component)
+        .expect("a component of the registry")
+        .database
+        .as_ref()
+        .expect("a component with a database")
+        .name
+        .clone()
+}

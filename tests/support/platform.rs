@@ -10,6 +10,8 @@ use sluice_platform::registry::Registry;
 use sluice_platform::testing::{broker_env, isolated_registry};
 use uuid::Uuid;
 
+use super::wait::until;
+
 pub struct Platform {
     child: Option<Child>,
     pub registry: Registry,
@@ -81,23 +83,40 @@ impl Platform {
         format!("http://127.0.0.1:{port}{path}")
     }
 
+    /// Waits until `component` answers its readiness probe; panics if the platform
+    /// exits first or a minute passes.
     pub async fn wait_ready(&mut self, client: &reqwest::Client, component: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = client
-                .get(self.url(component, "/health/ready"))
-                .send()
-                .await
-            {
-                if r.status() == StatusCode::OK {
-                    return;
+        let url = self.url(component, "/health/ready");
+        let child = self.child.as_mut().expect("the platform was spawned");
+        until(
+            &format!("{component} becoming ready"),
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            async || {
+                if let Some(status) = child.try_wait().unwrap() {
+                    panic!("sluice up exited early with {status}");
                 }
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == StatusCode::OK => Ok(()),
+                    Ok(r) => Err(r.status().to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits until every component of the registry is ready.
+    pub async fn wait_all_ready(&mut self, client: &reqwest::Client) {
+        self.wait_ready_all_but(client, &[]).await
+    }
+
+    /// Waits until every component of the registry but those in `skip` is ready.
+    pub async fn wait_ready_all_but(&mut self, client: &reqwest::Client, skip: &[&str]) {
+        for component in self.registry.components().to_vec() {
+            if !skip.contains(&component.name.as_str()) {
+                self.wait_ready(client, &component.name).await;
             }
-            if let Some(status) = self.child().try_wait().unwrap() {
-                panic!("sluice up exited early with {status}");
-            }
-            assert!(Instant::now() < deadline, "{component} never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

@@ -5,12 +5,22 @@
 //! registry topic.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use serde_json::json;
 use sluice_platform::broker::{ensure_topics, LocalBroker};
 use sluice_platform::provision::Plan;
 use sluice_platform::registry::Registry;
-use sluice_platform::testing::{drop_registry_databases, isolated_registry, start_registry_broker};
+use sluice_platform::relay::{Relay, RelayConfig};
+use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+use sluice_platform::testing::{
+    drop_registry_databases, isolated_registry, start_registry_broker, topic_size,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+use super::wait::until;
 
 pub struct Slice {
     pub registry: Registry,
@@ -49,10 +59,125 @@ impl Slice {
         }
     }
 
+    /// A pool on the orders store.
+    pub async fn orders_store(&self) -> EventStore {
+        let orders = self.registry.component("orders").unwrap();
+        let url = self.registry.app_database_url(orders).unwrap();
+        EventStore::new(PgPool::connect(&url).await.unwrap())
+    }
+
+    /// Runs orders' relay on `store` in this process until `stop`.
+    pub fn spawn_orders_relay(
+        &self,
+        store: &EventStore,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let relay = Relay::new(
+            "orders",
+            store.pool().clone(),
+            &self.bootstrap,
+            sluice::components::all_schemas().unwrap(),
+            RelayConfig::for_registry(&self.registry),
+        )
+        .unwrap();
+        tokio::spawn(async move { relay.run(stop).await.unwrap() })
+    }
+
+    /// Waits until the orders topic holds `n` records.
+    pub async fn wait_published(&self, n: usize) {
+        let topic = self.registry.topic_names().physical("orders.events");
+        until(
+            &format!("the relay publishing {n} records"),
+            Duration::from_secs(300),
+            Duration::from_millis(100),
+            async || {
+                let published = topic_size(&self.bootstrap, &topic).await;
+                if published >= n as i64 {
+                    Ok(())
+                } else {
+                    Err(published)
+                }
+            },
+        )
+        .await
+    }
+
+    /// A pool on order_view's database once the projection has migrated its
+    /// tables; `None` before.
+    pub async fn order_view_pool(&self) -> Option<PgPool> {
+        let view = self.registry.component("order_view").unwrap();
+        let pool = PgPool::connect(&self.registry.app_database_url(view).unwrap())
+            .await
+            .ok()?;
+        let migrated = sqlx::query("SELECT 1 FROM order_view LIMIT 1")
+            .execute(&pool)
+            .await
+            .is_ok();
+        migrated.then_some(pool)
+    }
+
     /// Drops the databases and removes the registry file and the data directory.
     pub async fn remove(self) {
         drop_registry_databases(&self.registry).await;
         let _ = std::fs::remove_file(&self.registry_file);
         let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
     }
+}
+
+/// Places and confirms an order of `customer` in `store` (two events on a new order
+/// stream); returns its id.
+pub async fn place_confirmed_order(store: &EventStore, customer: &str) -> Uuid {
+    let order_id = Uuid::now_v7();
+    let events = vec![
+        NewEvent {
+            event_type: "OrderPlaced".into(),
+            schema_version: 1,
+            payload: json!({ "order_id": order_id, "customer_id": customer, "currency": "EUR",
+                "lines": [{ "sku": "R-1", "quantity": 2, "unit_price_minor": 250 }], "total_minor": 500 }),
+        },
+        NewEvent {
+            event_type: "OrderConfirmed".into(),
+            schema_version: 1,
+            payload: json!({ "order_id": order_id }),
+        },
+    ];
+    store
+        .append(Append {
+            stream_id: &StreamId::from(order_id),
+            stream_type: "order",
+            expected: ExpectedVersion::NoStream,
+            events,
+            metadata: &Metadata::default(),
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+    order_id
+}
+
+/// Confirmed orders in an order_view database (0 while it cannot answer).
+pub async fn confirmed(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM order_view WHERE order_status = 'confirmed'")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
+
+/// Waits until an order_view database shows `n` confirmed orders; `what` names the
+/// moment in the failure.
+pub async fn wait_confirmed(pool: &PgPool, n: usize, what: &str) {
+    until(
+        &format!("{what}: order_view showing {n} confirmed orders"),
+        Duration::from_secs(300),
+        Duration::from_millis(50),
+        async || {
+            let seen = confirmed(pool).await;
+            if seen >= n as i64 {
+                Ok(())
+            } else {
+                Err(seen)
+            }
+        },
+    )
+    .await
 }
