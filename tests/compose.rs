@@ -30,6 +30,8 @@
 //! file or the image sets on an application must be one the binary reads.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -41,6 +43,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_platform::registry::{DatabaseSpec, Registry};
 use sluice_platform::testing::{admin_url, unique_suffix, TestBroker, TestDatabase};
+use support::wait::{millis, secs, until};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn root() -> &'static Path {
@@ -1024,38 +1027,37 @@ async fn the_compose_file_runs_the_whole_pipeline_as_processes() {
 
     // The saga: payments authorizes (its reactor), orders confirms (its reactor),
     // shipping creates the shipment (its reactor), every event through a relay.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut last = Value::Null;
-    loop {
-        fleet.assert_running();
-        let response = client.get(&view_url).send().await.unwrap();
-        if response.status() == StatusCode::OK {
-            last = response.json().await.unwrap();
-            if last["order_status"] == "confirmed" && last["shipment_status"] == "created" {
-                break;
+    let last: Value = until(
+        "the order getting confirmed and shipped",
+        secs(120),
+        millis(300),
+        async || {
+            fleet.assert_running();
+            let response = client.get(&view_url).send().await.unwrap();
+            let seen: Value = if response.status() == StatusCode::OK {
+                response.json().await.unwrap()
+            } else {
+                Value::Null
+            };
+            if seen["order_status"] == "confirmed" && seen["shipment_status"] == "created" {
+                Ok(seen)
+            } else {
+                Err(format!("{seen}\n{}", fleet.outputs()))
             }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the order never got confirmed and shipped; last seen: {last}\n{}",
-            fleet.outputs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        },
+    )
+    .await;
     assert_eq!(last["payment_status"], "authorized", "{last}");
 
     // The write side's stream, then the same events in the warehouse.
-    let audit: Value = client
-        .get(format!(
+    let audit: Value = support::get_json(
+        &client,
+        format!(
             "http://127.0.0.1:{}/orders/{order}/events",
             port_of("orders")
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     let written: Vec<String> = audit["events"]
         .as_array()
         .unwrap()
@@ -1081,26 +1083,27 @@ async fn the_compose_file_runs_the_whole_pipeline_as_processes() {
         )
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        fleet.assert_running();
-        let loaded: Vec<String> = sql
-            .query(&query, &[&order])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if loaded == written {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "raw_events holds {loaded:?} of the order's events {written:?}\n{}",
-            fleet.outputs()
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    until(
+        "raw_events holding the order's events",
+        secs(60),
+        millis(300),
+        async || {
+            fleet.assert_running();
+            let loaded: Vec<String> = sql
+                .query(&query, &[&order])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if loaded == written {
+                Ok(())
+            } else {
+                Err(format!("{loaded:?} of {written:?}\n{}", fleet.outputs()))
+            }
+        },
+    )
+    .await;
     drop(sql);
     connection.abort();
 

@@ -3,10 +3,7 @@
 //! applied twice.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use sluice_platform::consumer::{ConsumerConfig, ConsumerRuntime};
@@ -14,24 +11,13 @@ use sluice_platform::registry::ComponentKind;
 use sluice_platform::testing::TestDatabase;
 use sqlx::PgPool;
 use support::slice::{confirmed, place_confirmed_order, wait_confirmed, Slice};
-use support::wait::until_while_running;
+use support::wait::{millis, secs, until_while_running};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 mod support;
 
 const ORDERS: usize = 2_000;
-
-fn start_projection(registry_file: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--registry")
-        .arg(registry_file)
-        .args(["run", "order_view"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start sluice run order_view")
-}
 
 async fn rows(pool: &PgPool) -> Vec<Value> {
     sqlx::query_scalar("SELECT to_jsonb(v) FROM order_view v ORDER BY order_id")
@@ -43,11 +29,7 @@ async fn rows(pool: &PgPool) -> Vec<Value> {
 #[tokio::test]
 async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
     let slice = Slice::start(&["orders", "order_view"]).await;
-    let (registry, registry_file, bootstrap) = (
-        slice.registry.clone(),
-        slice.registry_file.clone(),
-        slice.bootstrap.clone(),
-    );
+    let (registry, bootstrap) = (slice.registry.clone(), slice.bootstrap.clone());
 
     // Every order placed and confirmed: two events per order stream.
     let store = slice.orders_store().await;
@@ -65,20 +47,20 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
     // clock. The deadlines only guard against a hang.
     let kill_at = 1 + (Uuid::now_v7().as_u64_pair().1 % (ORDERS as u64 * 3 / 4)) as i64;
     let view = registry.component("order_view").unwrap();
-    let mut child = start_projection(&registry_file);
+    let mut child = slice.run(&["order_view"]);
     let view_pool = until_while_running(
         &mut child,
         "order_view migrating its tables",
-        Duration::from_secs(300),
-        Duration::from_millis(20),
+        secs(300),
+        millis(20),
         async || slice.order_view_pool().await.ok_or("not migrated"),
     )
     .await;
     let seen_at_kill = until_while_running(
         &mut child,
         &format!("order_view applying {kill_at} orders"),
-        Duration::from_secs(300),
-        Duration::from_millis(5),
+        secs(300),
+        millis(5),
         async || {
             let n: i64 = sqlx::query_scalar("SELECT count(*) FROM order_view")
                 .fetch_one(&view_pool)
@@ -102,7 +84,7 @@ async fn a_projection_killed_mid_batch_ends_equal_to_a_fresh_rebuild() {
         "killed after the end ({seen_at_kill} orders seen before the kill): no crash mid-way"
     );
 
-    let mut child = start_projection(&registry_file);
+    let mut child = slice.run(&["order_view"]);
     wait_confirmed(&view_pool, ORDERS, "after the restart").await;
     child.kill().unwrap();
     child.wait().unwrap();

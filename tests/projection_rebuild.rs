@@ -13,7 +13,7 @@ use sluice_platform::registry::Registry;
 use sluice_platform::store::EventStore;
 use sqlx::{Connection, PgPool};
 use support::slice::{place_confirmed_order, wait_confirmed, Slice};
-use support::wait::until_some;
+use support::wait::{millis, secs, until_some};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -62,8 +62,8 @@ impl Fixture {
         }));
         let view_pool = until_some(
             "order_view migrating its tables",
-            Duration::from_secs(300),
-            Duration::from_millis(50),
+            secs(300),
+            millis(50),
             async || slice.order_view_pool().await,
         )
         .await;
@@ -210,8 +210,8 @@ async fn a_rebuild_swaps_in_fresh_tables_while_queries_and_new_events_go_on() {
         async move {
             until_some(
                 &format!("{what}: readers and writer going on"),
-                Duration::from_secs(300),
-                Duration::from_millis(10),
+                secs(300),
+                millis(10),
                 async || {
                     let answered = answers.load(Ordering::Relaxed) >= answers_from + answers_more;
                     let wrote = placed_late.load(Ordering::Relaxed) >= orders_from + orders_more;

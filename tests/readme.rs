@@ -100,9 +100,7 @@ curl() { command curl --fail-with-body --max-time 30 "$@"; }
 
 #[tokio::test]
 async fn the_tested_blocks_of_the_readme_and_the_guides_run_against_a_live_platform() {
-    let mut platform = Platform::start();
-    let client = reqwest::Client::new();
-    platform.wait_all_ready(&client).await;
+    let (mut platform, _client) = Platform::start_ready().await;
     let base = Registry::load(&root().join("sluice.toml")).unwrap();
     for document in DOCUMENTS {
         let text = std::fs::read_to_string(root().join(document))

@@ -6,35 +6,22 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
 use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
 use sluice_platform::testing::{consume, topic_size};
 use support::slice::Slice;
-use support::wait::until_while_running;
+use support::wait::{millis, secs, until_while_running};
 use uuid::Uuid;
 
 /// The relay's default batch size (`RelayConfig::default().batch_size`).
 const BATCH: usize = 1000;
 
-fn start_relay(registry_file: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--registry")
-        .arg(registry_file)
-        .args(["run", "relay", "orders"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start sluice run relay orders")
-}
-
 #[tokio::test]
 async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch() {
     let slice = Slice::start(&["orders"]).await;
-    let (registry, registry_file) = (&slice.registry, &slice.registry_file);
+    let registry = &slice.registry;
     let orders = registry.component("orders").unwrap();
     let bootstrap = slice.bootstrap.clone();
     let topic = &registry.topic_names().physical("orders.events");
@@ -73,12 +60,12 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
     // judged by what is on the topic, not by a clock. The deadline only guards
     // against a hang.
     let kill_at = (BATCH as u64 + Uuid::now_v7().as_u64_pair().1 % (total as u64 * 3 / 4)) as i64;
-    let mut relay = start_relay(registry_file);
+    let mut relay = slice.run(&["relay", "orders"]);
     let seen_at_kill = until_while_running(
         &mut relay,
         &format!("the relay publishing {kill_at} of {total}"),
-        Duration::from_secs(300),
-        Duration::from_millis(10),
+        secs(300),
+        millis(10),
         async || {
             let published = topic_size(&bootstrap, topic).await;
             if published >= kill_at {
@@ -102,7 +89,7 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
     // The restarted relay is done once its checkpoint covers the last event: every
     // record is acknowledged on the topic by then, so the read below gets them all
     // however slowly they came.
-    let mut relay = start_relay(registry_file);
+    let mut relay = slice.run(&["relay", "orders"]);
     let last: i64 = sqlx::query_scalar("SELECT max(global_position) FROM events")
         .fetch_one(&pool)
         .await
@@ -110,8 +97,8 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
     until_while_running(
         &mut relay,
         &format!("the restarted relay's checkpoint reaching {last}"),
-        Duration::from_secs(300),
-        Duration::from_millis(100),
+        secs(300),
+        millis(100),
         async || {
             let checkpoint: Option<i64> = sqlx::query_scalar(
                 "SELECT global_position FROM relay_checkpoints ORDER BY id DESC LIMIT 1",

@@ -8,28 +8,20 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_platform::registry::Registry;
 use sluice_platform::testing::drop_registry_databases;
 use support::platform::Platform;
-use support::wait::{until, until_some};
+use support::wait::{millis, secs, until, until_some};
 use uuid::Uuid;
 
 async fn place_order(client: &reqwest::Client, platform: &Platform) -> Uuid {
     let id = Uuid::now_v7();
-    let response = client
-        .post(platform.url("orders", "/orders"))
-        .json(
-            &json!({ "order_id": id, "customer_id": "c-restore", "currency": "EUR",
-                       "lines": [{ "sku": "R-1", "quantity": 2, "unit_price_minor": 450 }] }),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    let order = json!({ "order_id": id, "customer_id": "c-restore", "currency": "EUR",
+                        "lines": [{ "sku": "R-1", "quantity": 2, "unit_price_minor": 450 }] });
+    platform.place_order(client, &order).await;
     id
 }
 
@@ -51,8 +43,8 @@ async fn event_ids(registry: &Registry, component: &str) -> BTreeSet<Uuid> {
 async fn wait_for_sagas(registry: &Registry, orders: usize) {
     until(
         &format!("{} saga events", orders * 4),
-        Duration::from_secs(180),
-        Duration::from_millis(200),
+        secs(180),
+        millis(200),
         async || {
             let mut n = 0;
             for service in ["orders", "payments", "shipping"] {
@@ -81,27 +73,20 @@ fn ok(output: &std::process::Output, what: &str) -> String {
 /// Runs `sluice verify` until it passes (components catch up after a restore);
 /// the deadline only guards against a hang.
 async fn wait_for_clean_verify(platform: &Platform) {
-    until(
-        "verify passing",
-        Duration::from_secs(120),
-        Duration::from_secs(2),
-        async || {
-            let out = platform.sluice(&["verify"]);
-            if out.status.success() {
-                Ok(())
-            } else {
-                Err(String::from_utf8_lossy(&out.stdout).into_owned())
-            }
-        },
-    )
+    until("verify passing", secs(120), secs(2), async || {
+        let out = platform.sluice(&["verify"]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    })
     .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_store_is_mended_from_its_topic_and_a_restored_projection_catches_up() {
-    let mut platform = Platform::start();
-    let client = reqwest::Client::new();
-    platform.wait_all_ready(&client).await;
+    let (mut platform, client) = Platform::start_ready().await;
     for _ in 0..4 {
         place_order(&client, &platform).await;
     }
@@ -162,8 +147,8 @@ async fn a_restored_store_is_mended_from_its_topic_and_a_restored_projection_cat
     let metrics_url = platform.url("orders", "/metrics");
     until_some(
         "the relay noticing the restored store",
-        Duration::from_secs(120),
-        Duration::from_millis(200),
+        secs(120),
+        millis(200),
         async || {
             let metrics = client.get(&metrics_url).send().await.unwrap();
             let metrics = metrics.text().await.unwrap();
@@ -213,8 +198,8 @@ async fn a_restored_store_is_mended_from_its_topic_and_a_restored_projection_cat
         let url = platform.url("order_view", &format!("/orders/{id}"));
         until_some(
             &format!("order_view catching up on {id}"),
-            Duration::from_secs(120),
-            Duration::from_millis(200),
+            secs(120),
+            millis(200),
             async || {
                 let r = client.get(&url).send().await.ok()?;
                 if r.status() != StatusCode::OK {

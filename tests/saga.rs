@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_platform::testing::drop_registry_databases;
 use support::platform::Platform;
-use support::wait::{until, until_some};
+use support::wait::{millis, secs, until, until_some};
 use uuid::Uuid;
 
 /// Places an order; returns its id and the command's consistency token.
@@ -55,8 +55,8 @@ async fn wait_for_view(
     let url = platform.url("order_view", &format!("/orders/{order_id}"));
     until(
         &format!("order {order_id} reaching the expected state"),
-        Duration::from_secs(300),
-        Duration::from_millis(200),
+        secs(300),
+        millis(200),
         async || {
             let response = client.get(&url).send().await.unwrap();
             if response.status() != StatusCode::OK {
@@ -84,8 +84,8 @@ async fn wait_for_facts(
 ) {
     until(
         &format!("order_facts showing {order_id} as {status} / {payment_status}"),
-        Duration::from_secs(300),
-        Duration::from_millis(200),
+        secs(300),
+        millis(200),
         async || {
             let rows = sql.query(facts, &[&order_id.to_string()]).await.unwrap();
             assert!(rows.len() <= 1, "one row per order in order_facts");
@@ -103,9 +103,7 @@ async fn wait_for_facts(
 
 #[tokio::test]
 async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
-    let mut platform = Platform::start();
-    let client = reqwest::Client::new();
-    platform.wait_all_ready(&client).await;
+    let (mut platform, client) = Platform::start_ready().await;
 
     // Read-your-writes: with the token, order_view answers only once it has applied
     // the write, so its first answer sees the order. How long the read model takes
@@ -182,14 +180,11 @@ async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
 
     // The orders stream records who caused what: the confirmation's causation is the
     // payment event, and every event shares the placing command's correlation id.
-    let audit: Value = client
-        .get(platform.url("orders", &format!("/orders/{paid}/events")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit: Value = support::get_json(
+        &client,
+        platform.url("orders", &format!("/orders/{paid}/events")),
+    )
+    .await;
     let events = audit["events"].as_array().unwrap();
     assert_eq!(events.len(), 2, "{audit}");
     assert_eq!(events[1]["event_type"], "OrderConfirmed");
@@ -222,8 +217,8 @@ async fn an_order_is_paid_confirmed_and_shipped_or_declined_and_cancelled() {
         .unwrap();
     let row = until_some(
         "order_facts showing the shipped order",
-        Duration::from_secs(300),
-        Duration::from_millis(200),
+        secs(300),
+        millis(200),
         async || {
             let rows = sql.query(&facts, &[&paid.to_string()]).await.unwrap();
             rows.into_iter().next().filter(|r| r.get::<_, bool>(3))

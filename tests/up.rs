@@ -16,22 +16,16 @@ use sluice_platform::registry::Registry;
 use sluice_platform::testing::{consume, drop_registry_databases};
 use support::database_of;
 use support::platform::Platform;
-use support::wait::{until, until_some};
+use support::wait::{millis, secs, until, until_some};
 use uuid::Uuid;
-
-async fn post(client: &reqwest::Client, url: String, body: Value) -> Value {
-    let response = client.post(&url).json(&body).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED, "{url}");
-    response.json().await.unwrap()
-}
 
 /// GETs `url` until it answers 200 (the saga's reactors create what it names
 /// asynchronously); the deadline only guards against a hang.
 async fn get_when_there(client: &reqwest::Client, url: String) -> Value {
     until(
         &format!("{url} answering 200"),
-        Duration::from_secs(120),
-        Duration::from_millis(100),
+        secs(120),
+        millis(100),
         async || {
             let response = client.get(&url).send().await.unwrap();
             if response.status() != StatusCode::OK {
@@ -45,17 +39,15 @@ async fn get_when_there(client: &reqwest::Client, url: String) -> Value {
 
 #[tokio::test]
 async fn sluice_up_runs_every_write_service_on_its_own_database() {
-    let mut platform = Platform::start();
-    let client = reqwest::Client::new();
-    platform.wait_all_ready(&client).await;
+    let (mut platform, client) = Platform::start_ready().await;
     let order_id = Uuid::now_v7();
-    let placed = post(
-        &client,
-        platform.url("orders", "/orders"),
-        json!({ "order_id": order_id, "customer_id": "c-up", "currency": "EUR",
+    let placed = platform
+        .place_order(
+            &client,
+            &json!({ "order_id": order_id, "customer_id": "c-up", "currency": "EUR",
                 "lines": [{ "sku": "UP-1", "quantity": 3, "unit_price_minor": 700 }] }),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(placed["stream_version"], 1);
     // The saga authorizes the order's payment and, once the order is confirmed,
     // creates its shipment, each in its own service.
@@ -88,14 +80,11 @@ async fn sluice_up_runs_every_write_service_on_its_own_database() {
             "payments" => "payments",
             _ => "shipments",
         };
-        let audit: Value = client
-            .get(platform.url(service, &format!("/{noun}/{stream}/events")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let audit: Value = support::get_json(
+            &client,
+            platform.url(service, &format!("/{noun}/{stream}/events")),
+        )
+        .await;
         // The saga's reactors may have appended to the order since (its confirmation).
         assert!(!audit["events"].as_array().unwrap().is_empty(), "{service}");
         for other in ["orders", "payments", "shipping"]
@@ -137,14 +126,11 @@ async fn sluice_up_runs_every_write_service_on_its_own_database() {
             .collect();
         assert_eq!(ours.len(), 1, "{topic}: {records:?}");
         let record = ours[0];
-        let audit: Value = client
-            .get(platform.url(service, &format!("/{noun}/{stream}/events")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let audit: Value = support::get_json(
+            &client,
+            platform.url(service, &format!("/{noun}/{stream}/events")),
+        )
+        .await;
         let stored = &audit["events"][0];
         assert_eq!(
             record.header("event_id"),
@@ -231,13 +217,13 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     platform.wait_ready_all_but(&client, &["order_view"]).await;
     // The others serve: an order goes through the saga without order_view.
     let order_id = Uuid::now_v7();
-    let placed = post(
-        &client,
-        platform.url("orders", "/orders"),
-        json!({ "order_id": order_id, "customer_id": "c-supervised", "currency": "EUR",
+    let placed = platform
+        .place_order(
+            &client,
+            &json!({ "order_id": order_id, "customer_id": "c-supervised", "currency": "EUR",
                 "lines": [{ "sku": "SUP-1", "quantity": 1, "unit_price_minor": 900 }] }),
-    )
-    .await;
+        )
+        .await;
     let payment_id = sluice_platform::saga::payment_id_for_order(order_id);
     let payment = get_when_there(
         &client,
@@ -249,8 +235,8 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     // counted; the others are ready.
     let (all_ready, s) = until(
         "order_view counting two restarts",
-        Duration::from_secs(30),
-        Duration::from_millis(500),
+        secs(30),
+        millis(500),
         async || {
             let (all_ready, s) = status(&platform);
             if row(&s, "order_view")["restarts"].as_u64().unwrap_or(0) >= 2 {
@@ -285,8 +271,8 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     let view_url = platform.url("order_view", &format!("/orders/{order_id}"));
     until_some(
         "order_view coming back",
-        Duration::from_secs(90),
-        Duration::from_millis(250),
+        secs(90),
+        millis(250),
         async || {
             let answer = client
                 .get(&view_url)
@@ -303,13 +289,13 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     ))
     .await;
     let order_id = Uuid::now_v7();
-    let placed = post(
-        &client,
-        platform.url("orders", "/orders"),
-        json!({ "order_id": order_id, "customer_id": "c-supervised", "currency": "EUR",
+    let placed = platform
+        .place_order(
+            &client,
+            &json!({ "order_id": order_id, "customer_id": "c-supervised", "currency": "EUR",
                 "lines": [{ "sku": "SUP-2", "quantity": 2, "unit_price_minor": 400 }] }),
-    )
-    .await;
+        )
+        .await;
     let seen = client
         .get(platform.url("order_view", &format!("/orders/{order_id}")))
         .header(
@@ -424,19 +410,14 @@ async fn the_generated_start_dev_script_provisions_migrates_and_seeds() {
     let orders = count_all_events(&platform.registry, "orders").await;
     assert!(orders >= 5, "{orders} order events");
     stop();
-    until_some(
-        "sluice up stopping",
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        async || {
-            let alive = std::process::Command::new("kill")
-                .args(["-0", pid.trim()])
-                .status()
-                .unwrap()
-                .success();
-            (!alive).then_some(())
-        },
-    )
+    until_some("sluice up stopping", secs(30), millis(100), async || {
+        let alive = std::process::Command::new("kill")
+            .args(["-0", pid.trim()])
+            .status()
+            .unwrap()
+            .success();
+        (!alive).then_some(())
+    })
     .await;
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&platform.registry.platform.data_dir);
@@ -499,17 +480,17 @@ async fn status_names_the_transaction_that_stalls_a_relay() {
         .unwrap();
     // An order committed after it: the relay may not publish it while the older
     // transaction is open.
-    post(
-        &client,
-        platform.url("orders", "/orders"),
-        json!({ "customer_id": "c-stalled", "currency": "EUR",
+    platform
+        .place_order(
+            &client,
+            &json!({ "customer_id": "c-stalled", "currency": "EUR",
                 "lines": [{ "sku": "STALL-1", "quantity": 1, "unit_price_minor": 700 }] }),
-    )
-    .await;
+        )
+        .await;
     let stall = until(
         "orders' relay shown stalled",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
+        secs(60),
+        millis(500),
         async || {
             let (_, s) = status(&platform);
             let row = row(&s, "orders");
@@ -533,8 +514,8 @@ async fn status_names_the_transaction_that_stalls_a_relay() {
     blocker.rollback().await.unwrap();
     until(
         "orders' relay unstalled after the transaction ended",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
+        secs(60),
+        millis(500),
         async || {
             let (_, s) = status(&platform);
             let row = row(&s, "orders");

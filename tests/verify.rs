@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use reqwest::StatusCode;
 use serde_json::json;
 use sluice_platform::testing::drop_registry_databases;
 use sqlx::Connection;
 use support::platform::Platform;
-use support::wait::until;
+use support::wait::{millis, secs, until};
 use uuid::Uuid;
 
 /// `sluice verify` against `platform`, off the runtime's threads.
@@ -37,14 +36,9 @@ async fn verify_fails(platform: &Arc<Platform>) -> String {
 }
 
 async fn place_order(client: &reqwest::Client, platform: &Platform, n: usize) {
-    let response = client
-        .post(platform.url("orders", "/orders"))
-        .json(&json!({ "customer_id": format!("c-verify-{}", n % 7), "currency": "EUR",
-                       "lines": [{ "sku": "V-1", "quantity": 1 + n % 3, "unit_price_minor": 500 }] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    let order = json!({ "customer_id": format!("c-verify-{}", n % 7), "currency": "EUR",
+                        "lines": [{ "sku": "V-1", "quantity": 1 + n % 3, "unit_price_minor": 500 }] });
+    platform.place_order(client, &order).await;
 }
 
 /// Waits until the warehouse holds at least `n` events (through the analyst
@@ -52,8 +46,8 @@ async fn place_order(client: &reqwest::Client, platform: &Platform, n: usize) {
 async fn wait_for_warehouse(platform: &Platform, n: i64) {
     until(
         &format!("the warehouse holding {n} events"),
-        Duration::from_secs(180),
-        Duration::from_millis(500),
+        secs(180),
+        millis(500),
         async || {
             let out = platform.sluice(&["sql", "-c", "SELECT count(*) AS n FROM raw_events"]);
             let text = String::from_utf8_lossy(&out.stdout);
@@ -74,9 +68,7 @@ async fn wait_for_warehouse(platform: &Platform, n: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_passes_under_traffic_and_names_an_event_missing_from_its_store() {
-    let mut platform = Platform::start();
-    let client = reqwest::Client::new();
-    platform.wait_all_ready(&client).await;
+    let (platform, client) = Platform::start_ready().await;
     for n in 0..20 {
         place_order(&client, &platform, n).await;
     }

@@ -43,7 +43,7 @@ use uuid::Uuid;
 #[path = "../support/mod.rs"]
 mod support;
 use support::database_of;
-use support::wait::until_some;
+use support::wait::{millis, secs, until_some};
 
 /// A PostgreSQL cluster of this test's own, stopped and removed on drop.
 struct Cluster {
@@ -312,8 +312,8 @@ async fn wait_ready(client: &reqwest::Client, chaos: &Chaos, component: &str) {
     let url = chaos.url(component, "/health/ready");
     until_some(
         &format!("{component} becoming ready"),
-        Duration::from_secs(120),
-        Duration::from_millis(200),
+        secs(120),
+        millis(200),
         async || {
             let answer = client.get(&url).send().await;
             matches!(answer, Ok(r) if r.status() == StatusCode::OK).then_some(())

@@ -21,3 +21,12 @@ pub fn database_of(registry: &Registry, component: &str) -> String {
         .name
         .clone()
 }
+
+/// GETs `url` and decodes its JSON body, whatever the status.
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+) -> T {
+    let response = client.get(url).send().await.expect("the GET is answered");
+    response.json().await.expect("a JSON body")
+}

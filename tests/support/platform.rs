@@ -6,11 +6,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use serde_json::Value;
 use sluice_platform::registry::Registry;
 use sluice_platform::testing::{broker_env, isolated_registry};
 use uuid::Uuid;
 
-use super::wait::until;
+use super::wait::{millis, secs, until};
 
 pub struct Platform {
     child: Option<Child>,
@@ -23,6 +24,23 @@ impl Platform {
         let mut platform = Self::prepare();
         platform.spawn(&["up"]);
         platform
+    }
+
+    /// [`Platform::start`], then waits until every component is ready; returns the
+    /// HTTP client it waited with.
+    pub async fn start_ready() -> (Self, reqwest::Client) {
+        let mut platform = Self::start();
+        let client = reqwest::Client::new();
+        platform.wait_all_ready(&client).await;
+        (platform, client)
+    }
+
+    /// POSTs `order` to orders' `/orders`, which must answer 201; returns its body.
+    pub async fn place_order(&self, client: &reqwest::Client, order: &Value) -> Value {
+        let url = self.url("orders", "/orders");
+        let response = client.post(&url).json(order).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "{order}");
+        response.json().await.unwrap()
     }
 
     /// An isolated registry written to a file, with nothing started yet: run
@@ -90,8 +108,8 @@ impl Platform {
         let child = self.child.as_mut().expect("the platform was spawned");
         until(
             &format!("{component} becoming ready"),
-            Duration::from_secs(60),
-            Duration::from_millis(100),
+            secs(60),
+            millis(100),
             async || {
                 if let Some(status) = child.try_wait().unwrap() {
                     panic!("sluice up exited early with {status}");

@@ -5,7 +5,7 @@
 //! registry topic.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
 use sluice_platform::broker::{ensure_topics, LocalBroker};
@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::wait::until;
+use super::wait::{millis, secs, until};
 
 pub struct Slice {
     pub registry: Registry,
@@ -59,6 +59,19 @@ impl Slice {
         }
     }
 
+    /// Starts `sluice --registry <the slice's> run <args>` as a child process.
+    pub fn run(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--registry")
+            .arg(&self.registry_file)
+            .arg("run")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start sluice run")
+    }
+
     /// A pool on the orders store.
     pub async fn orders_store(&self) -> EventStore {
         let orders = self.registry.component("orders").unwrap();
@@ -88,8 +101,8 @@ impl Slice {
         let topic = self.registry.topic_names().physical("orders.events");
         until(
             &format!("the relay publishing {n} records"),
-            Duration::from_secs(300),
-            Duration::from_millis(100),
+            secs(300),
+            millis(100),
             async || {
                 let published = topic_size(&self.bootstrap, &topic).await;
                 if published >= n as i64 {
@@ -168,8 +181,8 @@ pub async fn confirmed(pool: &PgPool) -> i64 {
 pub async fn wait_confirmed(pool: &PgPool, n: usize, what: &str) {
     until(
         &format!("{what}: order_view showing {n} confirmed orders"),
-        Duration::from_secs(300),
-        Duration::from_millis(50),
+        secs(300),
+        millis(50),
         async || {
             let seen = confirmed(pool).await;
             if seen >= n as i64 {

@@ -58,3 +58,13 @@ pub async fn until_while_running<T, E: Display>(
     })
     .await
 }
+
+/// `n` seconds, for a wait's bound.
+pub const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `n` milliseconds, for a wait's polling interval.
+pub const fn millis(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
