@@ -297,6 +297,7 @@ struct Image {
     entrypoint: Vec<String>,
 }
 
+/// The Dockerfile's final stage, which must run the sluice binary.
 fn load_image() -> Image {
     let text = std::fs::read_to_string(root().join("Dockerfile")).expect("Dockerfile");
     let stage = text
@@ -329,6 +330,11 @@ fn load_image() -> Image {
             image.entrypoint = serde_json::from_str(rest).expect("ENTRYPOINT in exec form");
         }
     }
+    assert_eq!(
+        image.entrypoint,
+        ["sluice"],
+        "the image runs the sluice binary"
+    );
     image
 }
 
@@ -755,11 +761,6 @@ fn every_variable_the_file_sets_on_an_application_is_read_by_the_binary() {
     let known = known_variables(&registry);
     let compose = load_compose();
     let image = load_image();
-    assert_eq!(
-        image.entrypoint,
-        ["sluice"],
-        "the image runs the sluice binary"
-    );
     let applications = compose.applications();
     assert!(!applications.is_empty(), "no service runs the sluice image");
     let mut unknown = Vec::new();
@@ -816,11 +817,6 @@ async fn the_compose_file_runs_the_whole_pipeline_as_processes() {
     let registry = registry();
     let compose = load_compose();
     let image = load_image();
-    assert_eq!(
-        image.entrypoint,
-        ["sluice"],
-        "the image runs the sluice binary"
-    );
     let suffix = unique_suffix();
 
     // One test database per stateful component, with passwords of this test.

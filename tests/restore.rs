@@ -10,7 +10,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_platform::registry::Registry;
 use sluice_platform::testing::drop_registry_databases;
 use support::platform::Platform;
@@ -19,8 +19,7 @@ use uuid::Uuid;
 
 async fn place_order(client: &reqwest::Client, platform: &Platform) -> Uuid {
     let id = Uuid::now_v7();
-    let order = json!({ "order_id": id, "customer_id": "c-restore", "currency": "EUR",
-                        "lines": [{ "sku": "R-1", "quantity": 2, "unit_price_minor": 450 }] });
+    let order = support::order(id, "c-restore", "R-1", 2, 450);
     platform.place_order(client, &order).await;
     id
 }

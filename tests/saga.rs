@@ -28,10 +28,13 @@ async fn place(
     let order_id = Uuid::now_v7();
     let response = client
         .post(platform.url("orders", "/orders"))
-        .json(&json!({
-            "order_id": order_id, "customer_id": "saga-customer", "currency": "EUR",
-            "lines": [{ "sku": "SAGA-1", "quantity": 2, "unit_price_minor": unit_price_minor }]
-        }))
+        .json(&support::order(
+            order_id,
+            "saga-customer",
+            "SAGA-1",
+            2,
+            unit_price_minor,
+        ))
         .send()
         .await
         .unwrap();

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use reqwest::StatusCode;
-use serde_json::json;
 use sluice_platform::testing::drop_registry_databases;
 use support::platform::Platform;
 use uuid::Uuid;
@@ -90,10 +89,7 @@ async fn one_orders_trace_reaches_the_collector_with_every_hop() {
     let response = client
         .post(platform.url("orders", "/orders"))
         .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .json(
-            &json!({ "order_id": order_id, "customer_id": "c-traced", "currency": "EUR",
-                       "lines": [{ "sku": "TRACE-1", "quantity": 1, "unit_price_minor": 1500 }] }),
-        )
+        .json(&support::order(order_id, "c-traced", "TRACE-1", 1, 1500))
         .send()
         .await
         .unwrap();

@@ -42,11 +42,7 @@ async fn sluice_up_runs_every_write_service_on_its_own_database() {
     let (mut platform, client) = Platform::start_ready().await;
     let order_id = Uuid::now_v7();
     let placed = platform
-        .place_order(
-            &client,
-            &json!({ "order_id": order_id, "customer_id": "c-up", "currency": "EUR",
-                "lines": [{ "sku": "UP-1", "quantity": 3, "unit_price_minor": 700 }] }),
-        )
+        .place_order(&client, &support::order(order_id, "c-up", "UP-1", 3, 700))
         .await;
     assert_eq!(placed["stream_version"], 1);
     // The saga authorizes the order's payment and, once the order is confirmed,
@@ -220,8 +216,7 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     let placed = platform
         .place_order(
             &client,
-            &json!({ "order_id": order_id, "customer_id": "c-supervised", "currency": "EUR",
-                "lines": [{ "sku": "SUP-1", "quantity": 1, "unit_price_minor": 900 }] }),
+            &support::order(order_id, "c-supervised", "SUP-1", 1, 900),
         )
         .await;
     let payment_id = sluice_platform::saga::payment_id_for_order(order_id);
@@ -292,8 +287,7 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
     let placed = platform
         .place_order(
             &client,
-            &json!({ "order_id": order_id, "customer_id": "c-supervised", "currency": "EUR",
-                "lines": [{ "sku": "SUP-2", "quantity": 2, "unit_price_minor": 400 }] }),
+            &support::order(order_id, "c-supervised", "SUP-2", 2, 400),
         )
         .await;
     let seen = client

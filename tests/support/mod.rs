@@ -30,3 +30,18 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     let response = client.get(url).send().await.expect("the GET is answered");
     response.json().await.expect("a JSON body")
 }
+
+/// The body of a `POST /orders`: one line of `quantity` × `sku` at
+/// `unit_price_minor` euro cents.
+pub fn order(
+    order_id: uuid::Uuid,
+    customer: &str,
+    sku: &str,
+    quantity: u32,
+    unit_price_minor: i64,
+) -> serde_json::Value {
+    serde_json::json!({
+        "order_id": order_id, "customer_id": customer, "currency": "EUR",
+        "lines": [{ "sku": sku, "quantity": quantity, "unit_price_minor": unit_price_minor }]
+    })
+}
