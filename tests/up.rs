@@ -37,6 +37,18 @@ async fn get_when_there(client: &reqwest::Client, url: String) -> Value {
     .await
 }
 
+/// The payment the saga makes for `order_id`, once payments has it: its id and
+/// its state.
+async fn saga_payment(
+    client: &reqwest::Client,
+    platform: &Platform,
+    order_id: Uuid,
+) -> (Uuid, Value) {
+    let payment_id = sluice_platform::saga::payment_id_for_order(order_id);
+    let url = platform.url("payments", &format!("/payments/{payment_id}"));
+    (payment_id, get_when_there(client, url).await)
+}
+
 #[tokio::test]
 async fn sluice_up_runs_every_write_service_on_its_own_database() {
     let (mut platform, client) = Platform::start_ready().await;
@@ -47,12 +59,7 @@ async fn sluice_up_runs_every_write_service_on_its_own_database() {
     assert_eq!(placed["stream_version"], 1);
     // The saga authorizes the order's payment and, once the order is confirmed,
     // creates its shipment, each in its own service.
-    let payment_id = sluice_platform::saga::payment_id_for_order(order_id);
-    let payment = get_when_there(
-        &client,
-        platform.url("payments", &format!("/payments/{payment_id}")),
-    )
-    .await;
+    let (payment_id, payment) = saga_payment(&client, &platform, order_id).await;
     assert_eq!(payment["status"], "authorized");
     assert_eq!(payment["authorized_minor"], 2100);
     let payment = json!({ "stream_id": payment_id.to_string() });
@@ -219,12 +226,7 @@ async fn a_failing_component_restarts_by_itself_while_the_others_serve() {
             &support::order(order_id, "c-supervised", "SUP-1", 1, 900),
         )
         .await;
-    let payment_id = sluice_platform::saga::payment_id_for_order(order_id);
-    let payment = get_when_there(
-        &client,
-        platform.url("payments", &format!("/payments/{payment_id}")),
-    )
-    .await;
+    let (_, payment) = saga_payment(&client, &platform, order_id).await;
     assert_eq!(payment["status"], "authorized");
     // order_view is shown restarting, with its reason in the log and its restarts
     // counted; the others are ready.

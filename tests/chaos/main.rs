@@ -101,24 +101,21 @@ impl Cluster {
             .args(["postgres:postgres"])
             .arg(&cluster.data)
             .status();
-        let initdb = cluster
-            .command("initdb")
-            .arg("-D")
-            .arg(&cluster.data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-            .output()
-            .expect("initdb");
-        assert!(
-            initdb.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&initdb.stderr)
+        succeed(
+            cluster
+                .command("initdb")
+                .arg("-D")
+                .arg(&cluster.data)
+                .args(["-A", "trust", "-U", "postgres", "--no-sync"]),
+            "initdb",
         );
         cluster.start();
         cluster
     }
 
     fn start(&self) {
-        let started = self
+        succeed(
+            self
             .command("pg_ctl")
             .arg("-D")
             .arg(&self.data)
@@ -130,25 +127,21 @@ impl Cluster {
             ))
             .arg("-l")
             .arg(self.data.join("server.log"))
-            .args(["-w", "start"])
-            .output()
-            .expect("pg_ctl start");
-        assert!(
-            started.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&started.stderr)
+            .args(["-w", "start"]),
+            "pg_ctl start",
         );
     }
 
     fn stop_immediately(&self) {
-        let stopped = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "immediate", "-w", "stop"])
-            .output()
-            .expect("pg_ctl stop");
-        assert!(stopped.status.success(), "pg_ctl stop");
+        succeed(
+            self.command("pg_ctl").arg("-D").arg(&self.data).args([
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ]),
+            "pg_ctl stop",
+        );
     }
 
     fn admin_url(&self) -> String {
@@ -295,6 +288,16 @@ impl Drop for Chaos {
         let _ = std::fs::remove_file(&self.registry_file);
         let _ = std::fs::remove_dir_all(&self.registry.platform.data_dir);
     }
+}
+
+/// Runs `command` to its end; it must succeed.
+fn succeed(command: &mut Command, what: &str) {
+    let output = command.output().expect(what);
+    assert!(
+        output.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// Duplicates on every topic, from verify's summary lines.
