@@ -687,22 +687,12 @@ impl Fleet {
         self.assert_running();
         let mut stopped = Vec::new();
         while let Some(mut proc) = self.procs.pop() {
-            Command::new("kill")
-                .args(["-TERM", &proc.child.id().to_string()])
-                .status()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            let status = loop {
-                if let Some(status) = proc.child.try_wait().unwrap() {
-                    break status;
-                }
-                assert!(
-                    Instant::now() < deadline,
+            let Some(status) = support::terminate(&mut proc.child, Duration::from_secs(20)) else {
+                panic!(
                     "`{}` did not stop within 20 s of SIGTERM:\n{}",
                     proc.name,
                     proc.output()
                 );
-                std::thread::sleep(Duration::from_millis(50));
             };
             if !status.success() {
                 std::thread::sleep(Duration::from_millis(200));

@@ -398,23 +398,12 @@ impl ClusterPlatform {
     /// SIGTERM, then a bounded wait for a clean exit; drops the databases.
     pub async fn stop(mut self) {
         self.assert_running();
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "sluice up did not stop within 60 s of SIGTERM\n{}",
-                    self.log_tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let Some(status) = super::terminate(&mut self.child, Duration::from_secs(60)) else {
+            let _ = self.child.kill();
+            panic!(
+                "sluice up did not stop within 60 s of SIGTERM\n{}",
+                self.log_tail(40)
+            );
         };
         assert!(
             status.success(),

@@ -45,3 +45,23 @@ pub fn order(
         "lines": [{ "sku": sku, "quantity": quantity, "unit_price_minor": unit_price_minor }]
     })
 }
+
+/// SIGTERM to `child`, then a wait of at most `within` for it to exit; `None`
+/// when it is still running then (the caller kills it and says why).
+pub fn terminate(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}

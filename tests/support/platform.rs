@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -140,21 +139,11 @@ impl Platform {
 
     /// SIGTERM, then wait (bounded) for a clean exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child().id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child().try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child().kill();
-                panic!("sluice up did not stop within 20 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = self.child();
+        super::terminate(child, secs(20)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("sluice up did not stop within 20 s of SIGTERM")
+        })
     }
 }
 
