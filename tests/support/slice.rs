@@ -14,7 +14,7 @@ use sluice_platform::registry::Registry;
 use sluice_platform::relay::{Relay, RelayConfig};
 use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
 use sluice_platform::testing::{
-    drop_registry_databases, isolated_registry, start_registry_broker, topic_size,
+    broker_env, drop_registry_databases, isolated_registry, start_registry_broker, topic_size,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -66,6 +66,7 @@ impl Slice {
             .arg(&self.registry_file)
             .arg("run")
             .args(args)
+            .envs(broker_env(&self.registry))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
