@@ -1,5 +1,6 @@
 //! Applies events to `order_view`: one upsert per event type (the SQL files beside
-//! this module), inside the consumer runtime's transaction.
+//! this module; the shipment events that only move its status share one), inside
+//! the consumer runtime's transaction.
 //!
 //! Invariants the statements rely on, and the rules they implement:
 //! - The runtime applies each event once and a stream's events in version order
@@ -38,7 +39,7 @@ use sqlx::query::QueryScalar;
 use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
-use crate::domain::{OrderViewEvent, Source};
+use crate::domain::{OrderViewEvent, ShipmentStatus, Source};
 
 /// The projection's name, as metrics label it.
 const PROJECTION: &str = "order_view";
@@ -139,7 +140,9 @@ async fn upsert(
 /// Applies a batch set-wise: in rounds (the k-th event of every stream), one
 /// statement per event type and round.
 async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result<(), HandlerError> {
-    let mut rounds: Vec<HashMap<&'static str, Group<'_>>> = Vec::new();
+    // A round's events share a statement by event type (some types share one SQL
+    // file, and each type's ignored events are counted under its own name).
+    let mut rounds: Vec<HashMap<(&'static str, &str), Group<'_>>> = Vec::new();
     let mut per_stream: HashMap<(&str, &str), usize> = HashMap::new();
     for event in events {
         let decoded = OrderViewEvent::decode(&event.event_type, &event.payload)
@@ -157,7 +160,7 @@ async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result
         }
         let (sql, params) = statement(&decoded, event.recorded_at);
         rounds[*round]
-            .entry(sql)
+            .entry((sql, event.event_type.as_str()))
             .or_insert_with(|| Group {
                 event_type: &event.event_type,
                 unchanged: unchanged_reason(&decoded),
@@ -167,7 +170,7 @@ async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result
             .push(params);
     }
     for round in rounds {
-        for (sql, group) in round {
+        for ((sql, _), group) in round {
             let rows = &group.rows;
             let batch = batch_sql(sql, &rows[0]);
             let mut query = sqlx::query_scalar::<_, bool>(&batch);
@@ -368,10 +371,9 @@ fn statement(event: &OrderViewEvent, at: DateTime<Utc>) -> (&'static str, Vec<Pa
                 Time(at),
             ],
         ),
-        E::ShipmentCreated(e) => (
-            include_str!("handlers/shipment_created.sql"),
-            vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
-        ),
+        E::ShipmentCreated(e) => {
+            shipment_status(e.order_id, e.shipment_id, ShipmentStatus::Created, at)
+        }
         E::ShipmentDispatched(e) => (
             include_str!("handlers/shipment_dispatched.sql"),
             vec![
@@ -382,19 +384,37 @@ fn statement(event: &OrderViewEvent, at: DateTime<Utc>) -> (&'static str, Vec<Pa
                 Time(at),
             ],
         ),
-        E::ShipmentDelivered(e) => (
-            include_str!("handlers/shipment_delivered.sql"),
-            vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
-        ),
+        E::ShipmentDelivered(e) => {
+            shipment_status(e.order_id, e.shipment_id, ShipmentStatus::Delivered, at)
+        }
         E::PaymentVoided(e) => (
             include_str!("handlers/payment_voided.sql"),
             vec![Id(e.order_id), Id(e.payment_id), Time(at)],
         ),
-        E::ShipmentCancelled(e) => (
-            include_str!("handlers/shipment_cancelled.sql"),
-            vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
-        ),
+        E::ShipmentCancelled(e) => {
+            shipment_status(e.order_id, e.shipment_id, ShipmentStatus::Cancelled, at)
+        }
     }
+}
+
+/// The statement of a shipment event that only moves the shipment's status (and
+/// sets that status's timestamp): `ShipmentCreated`, `ShipmentDelivered`,
+/// `ShipmentCancelled`.
+fn shipment_status(
+    order_id: Uuid,
+    shipment_id: Uuid,
+    status: ShipmentStatus,
+    at: DateTime<Utc>,
+) -> (&'static str, Vec<Param>) {
+    (
+        include_str!("handlers/shipment_status.sql"),
+        vec![
+            Param::Uuid(order_id),
+            Param::Uuid(shipment_id),
+            Param::Text(status.as_str().to_owned()),
+            Param::Time(at),
+        ],
+    )
 }
 
 #[cfg(test)]
