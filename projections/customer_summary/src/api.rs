@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_platform::http::{Json, Problem, ProblemResponses};
 use sluice_platform::values::Currency;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::domain::CustomerId;
@@ -30,7 +30,7 @@ pub const DEFAULT_TOP_LIMIT: i64 = 10;
 pub const MAX_TOP_LIMIT: i64 = 100;
 
 /// One customer's summary.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct CustomerSummary {
     pub customer_id: String,
     /// Orders the customer placed.
@@ -42,11 +42,12 @@ pub struct CustomerSummary {
     /// When the customer's latest order was placed.
     pub last_order_at: DateTime<Utc>,
     /// What the customer spent, one entry per currency they paid in, by currency.
+    #[sqlx(skip)]
     pub spend: Vec<Spend>,
 }
 
 /// Money in one currency, in its minor units (cents for EUR).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Spend {
     /// ISO 4217 code.
     pub currency: String,
@@ -66,7 +67,7 @@ pub struct TopCustomers {
     pub customers: Vec<TopCustomer>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct TopCustomer {
     pub customer_id: String,
     pub captured_minor: i64,
@@ -159,8 +160,8 @@ async fn read_customer(
     pool: &PgPool,
     id: &CustomerId,
 ) -> Result<Option<CustomerSummary>, sqlx::Error> {
-    let Some(row) = sqlx::query(
-        "SELECT orders_placed, orders_confirmed, orders_cancelled, last_order_at \
+    let Some(mut summary) = sqlx::query_as::<_, CustomerSummary>(
+        "SELECT customer_id, orders_placed, orders_confirmed, orders_cancelled, last_order_at \
            FROM customers WHERE customer_id = $1",
     )
     .bind(id.as_str())
@@ -169,31 +170,14 @@ async fn read_customer(
     else {
         return Ok(None);
     };
-    let spend = sqlx::query(
+    summary.spend = sqlx::query_as(
         "SELECT currency, captured_minor, refunded_minor, spent_minor \
            FROM customer_spend WHERE customer_id = $1 ORDER BY currency",
     )
     .bind(id.as_str())
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(Spend {
-            currency: r.try_get(0)?,
-            captured_minor: r.try_get(1)?,
-            refunded_minor: r.try_get(2)?,
-            spent_minor: r.try_get(3)?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Some(CustomerSummary {
-        customer_id: id.to_string(),
-        orders_placed: row.try_get(0)?,
-        orders_confirmed: row.try_get(1)?,
-        orders_cancelled: row.try_get(2)?,
-        last_order_at: row.try_get(3)?,
-        spend,
-    }))
+    .await?;
+    Ok(Some(summary))
 }
 
 #[utoipa::path(get, path = "/customers/top",
@@ -218,7 +202,7 @@ async fn top_customers(
 }
 
 async fn read_top(pool: &PgPool, request: &TopRequest) -> Result<Vec<TopCustomer>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query_as(
         "SELECT s.customer_id, s.captured_minor, s.refunded_minor, s.spent_minor, c.orders_placed \
            FROM customer_spend s JOIN customers c USING (customer_id) \
           WHERE s.currency = $1 \
@@ -228,18 +212,7 @@ async fn read_top(pool: &PgPool, request: &TopRequest) -> Result<Vec<TopCustomer
     .bind(request.currency.as_str())
     .bind(request.limit)
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(TopCustomer {
-            customer_id: r.try_get(0)?,
-            captured_minor: r.try_get(1)?,
-            refunded_minor: r.try_get(2)?,
-            spent_minor: r.try_get(3)?,
-            orders_placed: r.try_get(4)?,
-        })
-    })
-    .collect()
+    .await
 }
 
 /// A failing read-model query: 500 (logged by [`Problem`]), without internals.
