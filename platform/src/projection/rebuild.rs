@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ProjectionService;
 use crate::avro::SchemaCatalog;
-use crate::consumer::{CatchUp, ConsumerConfig, ConsumerError};
+use crate::consumer::{CatchUp, ConsumerConfig, ConsumerError, ConsumerRuntime, EventHandler};
 use crate::db;
 use crate::registry::{Component, DatabaseSpec, Registry};
 
@@ -238,18 +238,13 @@ impl ProjectionService {
             .await
             .map_err(sql)?;
         let folded = async {
-            let pool = self.generation_pool(&schema, &target).await?;
             let config = ConsumerConfig {
                 announce_dead_letters: false,
                 ..ConsumerConfig::for_registry(registry)
             };
-            let runtime = self.runtime(
-                target.component.consumes.clone(),
-                pool.clone(),
-                bootstrap,
-                catalog,
-                config,
-            );
+            let (pool, runtime) = self
+                .generation(&schema, &target, bootstrap, catalog, config)
+                .await?;
             let done = runtime.catch_up_to(until, shutdown).await;
             pool.close().await;
             done.map_err(self.consumer_error())
@@ -298,12 +293,16 @@ impl ProjectionService {
     }
 
     /// Migrates the generation in `schema` as the owner and opens the app role's
-    /// pool on it: where a rebuild or a fold replays the topics.
-    async fn generation_pool(
+    /// pool on it, with the consumer runtime that replays the projection's topics
+    /// into it: what a rebuild and a fold fill a generation with.
+    async fn generation(
         &self,
         schema: &str,
         target: &Target<'_>,
-    ) -> Result<PgPool, RebuildError> {
+        bootstrap: &str,
+        catalog: Arc<SchemaCatalog>,
+        config: ConsumerConfig,
+    ) -> Result<(PgPool, ConsumerRuntime<Box<dyn EventHandler>>), RebuildError> {
         let search_path = [("search_path", schema)];
         db::migrate_with(target.owner.clone().options(search_path), self.migrators())
             .await
@@ -311,9 +310,17 @@ impl ProjectionService {
                 component: self.name.to_owned(),
                 source,
             })?;
-        db::pool_with(target.app.clone().options(search_path), 4)
+        let pool = db::pool_with(target.app.clone().options(search_path), 4)
             .await
-            .map_err(self.database_error())
+            .map_err(self.database_error())?;
+        let runtime = self.runtime(
+            target.component.consumes.clone(),
+            pool.clone(),
+            bootstrap,
+            catalog,
+            config,
+        );
+        Ok((pool, runtime))
     }
 
     /// Migrates `schema` and replays the topics into it until caught up.
@@ -328,14 +335,9 @@ impl ProjectionService {
         shutdown: CancellationToken,
         progress: impl FnMut(&CatchUp),
     ) -> Result<CatchUp, RebuildError> {
-        let pool = self.generation_pool(schema, target).await?;
-        let runtime = self.runtime(
-            target.component.consumes.clone(),
-            pool.clone(),
-            bootstrap,
-            catalog,
-            consumer,
-        );
+        let (pool, runtime) = self
+            .generation(schema, target, bootstrap, catalog, consumer)
+            .await?;
         let done = runtime
             .catch_up(shutdown.clone(), progress)
             .await
