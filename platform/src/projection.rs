@@ -6,6 +6,7 @@
 //! model without downtime ([`ProjectionService::rebuild`]) and folding it afresh for
 //! `sluice verify` ([`ProjectionService::fold`]) live in the `rebuild` module.
 
+mod query;
 mod rebuild;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+pub use query::{page_limit, query_api};
 pub use rebuild::{create_generation_schema, drop_fold, swap_generation, RebuildError, Rebuilt};
 
 use crate::avro::SchemaCatalog;

@@ -18,6 +18,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_platform::http::{Json, Problem, ProblemResponses};
+use sluice_platform::projection::{page_limit, query_api};
 use sluice_platform::values::Currency;
 use sqlx::PgPool;
 use utoipa::{OpenApi, ToSchema};
@@ -101,33 +102,22 @@ impl TryFrom<TopQuery> for TopRequest {
         })?;
         let currency = Currency::new(&currency)
             .map_err(|e| Problem::bad_request(format!("query parameter `currency`: {e}")))?;
-        let limit = match q.limit {
-            None => DEFAULT_TOP_LIMIT,
-            Some(raw) => raw
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=MAX_TOP_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    Problem::bad_request(format!(
-                        "query parameter `limit` must be a whole number from 1 to {MAX_TOP_LIMIT}, got `{raw}`"
-                    ))
-                })?,
-        };
+        let limit = page_limit(q.limit, DEFAULT_TOP_LIMIT, MAX_TOP_LIMIT).map_err(|raw| {
+            Problem::bad_request(format!(
+                "query parameter `limit` must be a whole number from 1 to {MAX_TOP_LIMIT}, got `{raw}`"
+            ))
+        })?;
         Ok(TopRequest { currency, limit })
     }
 }
 
 /// The query API over the read model's pool.
 pub fn router(pool: PgPool) -> Router {
-    Router::new()
+    let routes = Router::new()
         // A fixed segment outranks a parameter: `top` never reaches `get_customer`.
         .route("/customers/top", get(top_customers))
-        .route("/customers/{customer_id}", get(get_customer))
-        .route(
-            "/openapi.json",
-            get(|| async { axum::Json(ApiDoc::openapi()) }),
-        )
-        .with_state(pool)
+        .route("/customers/{customer_id}", get(get_customer));
+    query_api(routes, ApiDoc::openapi(), pool)
 }
 
 #[utoipa::path(get, path = "/customers/{customer_id}",
