@@ -1,6 +1,6 @@
 //! Applies events to `order_view`: one upsert per event type (the SQL files beside
-//! this module; the shipment events that only move its status share one), inside
-//! the consumer runtime's transaction.
+//! this module; the four shipment events share one), inside the consumer runtime's
+//! transaction.
 //!
 //! Invariants the statements rely on, and the rules they implement:
 //! - The runtime applies each event once and a stream's events in version order
@@ -209,6 +209,8 @@ struct Group<'e> {
 enum Param {
     Uuid(Uuid),
     Text(String),
+    /// Text or NULL.
+    OptionalText(Option<String>),
     Int8(i64),
     Json(serde_json::Value),
     Time(DateTime<Utc>),
@@ -221,6 +223,7 @@ impl Param {
         match self {
             Param::Uuid(v) => query.bind(v),
             Param::Text(v) => query.bind(v),
+            Param::OptionalText(v) => query.bind(v),
             Param::Int8(v) => query.bind(v),
             Param::Json(v) => query.bind(v),
             Param::Time(v) => query.bind(v),
@@ -230,7 +233,7 @@ impl Param {
     fn sql_type(&self) -> &'static str {
         match self {
             Param::Uuid(_) => "uuid",
-            Param::Text(_) => "text",
+            Param::Text(_) | Param::OptionalText(_) => "text",
             Param::Int8(_) => "int8",
             Param::Json(_) => "jsonb",
             Param::Time(_) => "timestamptz",
@@ -258,6 +261,7 @@ impl Param {
         match column.clone().next() {
             Some(Param::Uuid(_)) => array!(Uuid),
             Some(Param::Text(_)) => array!(Text),
+            Some(Param::OptionalText(_)) => array!(OptionalText),
             Some(Param::Int8(_)) => array!(Int8),
             Some(Param::Json(_)) => array!(Json),
             Some(Param::Time(_)) => array!(Time),
@@ -372,40 +376,47 @@ fn statement(event: &OrderViewEvent, at: DateTime<Utc>) -> (&'static str, Vec<Pa
             ],
         ),
         E::ShipmentCreated(e) => {
-            shipment_status(e.order_id, e.shipment_id, ShipmentStatus::Created, at)
+            shipment(e.order_id, e.shipment_id, ShipmentStatus::Created, at, None)
         }
-        E::ShipmentDispatched(e) => (
-            include_str!("handlers/shipment_dispatched.sql"),
-            vec![
-                Id(e.order_id),
-                Id(e.shipment_id),
-                Text(e.carrier.clone()),
-                Text(e.tracking_number.clone()),
-                Time(at),
-            ],
+        E::ShipmentDispatched(e) => shipment(
+            e.order_id,
+            e.shipment_id,
+            ShipmentStatus::Dispatched,
+            at,
+            Some((&e.carrier, &e.tracking_number)),
         ),
-        E::ShipmentDelivered(e) => {
-            shipment_status(e.order_id, e.shipment_id, ShipmentStatus::Delivered, at)
-        }
+        E::ShipmentDelivered(e) => shipment(
+            e.order_id,
+            e.shipment_id,
+            ShipmentStatus::Delivered,
+            at,
+            None,
+        ),
         E::PaymentVoided(e) => (
             include_str!("handlers/payment_voided.sql"),
             vec![Id(e.order_id), Id(e.payment_id), Time(at)],
         ),
-        E::ShipmentCancelled(e) => {
-            shipment_status(e.order_id, e.shipment_id, ShipmentStatus::Cancelled, at)
-        }
+        E::ShipmentCancelled(e) => shipment(
+            e.order_id,
+            e.shipment_id,
+            ShipmentStatus::Cancelled,
+            at,
+            None,
+        ),
     }
 }
 
-/// The statement of a shipment event that only moves the shipment's status (and
-/// sets that status's timestamp): `ShipmentCreated`, `ShipmentDelivered`,
-/// `ShipmentCancelled`.
-fn shipment_status(
+/// The statement of a shipment event: the shipment moves to `status`, whose
+/// timestamp is `at`; `ShipmentDispatched` also brings the (carrier, tracking
+/// number) of `dispatch`.
+fn shipment(
     order_id: Uuid,
     shipment_id: Uuid,
     status: ShipmentStatus,
     at: DateTime<Utc>,
+    dispatch: Option<(&String, &String)>,
 ) -> (&'static str, Vec<Param>) {
+    let (carrier, tracking_number) = dispatch.unzip();
     (
         include_str!("handlers/shipment_status.sql"),
         vec![
@@ -413,6 +424,8 @@ fn shipment_status(
             Param::Uuid(shipment_id),
             Param::Text(status.as_str().to_owned()),
             Param::Time(at),
+            Param::OptionalText(carrier.cloned()),
+            Param::OptionalText(tracking_number.cloned()),
         ],
     )
 }
