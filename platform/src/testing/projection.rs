@@ -163,6 +163,19 @@ impl TestProjection {
             .unwrap_or_else(|e| panic!("{} refused: {e}", event.event_type));
     }
 
+    /// Applies `event`, which the handler must refuse as poison (dead-lettered at
+    /// once, nothing of it committed) for a reason naming `naming`; returns the
+    /// reason.
+    pub async fn assert_poison(&self, event: &ConsumedEvent, naming: &str) -> String {
+        match self.try_apply(event).await {
+            Err(HandlerError::Poison(reason)) => {
+                assert!(reason.contains(naming), "{reason} does not name {naming}");
+                reason
+            }
+            other => panic!("{} should be poison, got {other:?}", event.event_type),
+        }
+    }
+
     /// `GET path` on the query API.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client

@@ -18,8 +18,9 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_platform::http::{Json, Problem, ProblemResponses};
+use sluice_platform::projection::{page_limit, query_api};
 use sluice_platform::values::Currency;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::domain::CustomerId;
@@ -30,7 +31,7 @@ pub const DEFAULT_TOP_LIMIT: i64 = 10;
 pub const MAX_TOP_LIMIT: i64 = 100;
 
 /// One customer's summary.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct CustomerSummary {
     pub customer_id: String,
     /// Orders the customer placed.
@@ -42,11 +43,12 @@ pub struct CustomerSummary {
     /// When the customer's latest order was placed.
     pub last_order_at: DateTime<Utc>,
     /// What the customer spent, one entry per currency they paid in, by currency.
+    #[sqlx(skip)]
     pub spend: Vec<Spend>,
 }
 
 /// Money in one currency, in its minor units (cents for EUR).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Spend {
     /// ISO 4217 code.
     pub currency: String,
@@ -66,7 +68,7 @@ pub struct TopCustomers {
     pub customers: Vec<TopCustomer>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct TopCustomer {
     pub customer_id: String,
     pub captured_minor: i64,
@@ -100,33 +102,22 @@ impl TryFrom<TopQuery> for TopRequest {
         })?;
         let currency = Currency::new(&currency)
             .map_err(|e| Problem::bad_request(format!("query parameter `currency`: {e}")))?;
-        let limit = match q.limit {
-            None => DEFAULT_TOP_LIMIT,
-            Some(raw) => raw
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=MAX_TOP_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    Problem::bad_request(format!(
-                        "query parameter `limit` must be a whole number from 1 to {MAX_TOP_LIMIT}, got `{raw}`"
-                    ))
-                })?,
-        };
+        let limit = page_limit(q.limit, DEFAULT_TOP_LIMIT, MAX_TOP_LIMIT).map_err(|raw| {
+            Problem::bad_request(format!(
+                "query parameter `limit` must be a whole number from 1 to {MAX_TOP_LIMIT}, got `{raw}`"
+            ))
+        })?;
         Ok(TopRequest { currency, limit })
     }
 }
 
 /// The query API over the read model's pool.
 pub fn router(pool: PgPool) -> Router {
-    Router::new()
+    let routes = Router::new()
         // A fixed segment outranks a parameter: `top` never reaches `get_customer`.
         .route("/customers/top", get(top_customers))
-        .route("/customers/{customer_id}", get(get_customer))
-        .route(
-            "/openapi.json",
-            get(|| async { axum::Json(ApiDoc::openapi()) }),
-        )
-        .with_state(pool)
+        .route("/customers/{customer_id}", get(get_customer));
+    query_api(routes, ApiDoc::openapi(), pool)
 }
 
 #[utoipa::path(get, path = "/customers/{customer_id}",
@@ -159,8 +150,8 @@ async fn read_customer(
     pool: &PgPool,
     id: &CustomerId,
 ) -> Result<Option<CustomerSummary>, sqlx::Error> {
-    let Some(row) = sqlx::query(
-        "SELECT orders_placed, orders_confirmed, orders_cancelled, last_order_at \
+    let Some(mut summary) = sqlx::query_as::<_, CustomerSummary>(
+        "SELECT customer_id, orders_placed, orders_confirmed, orders_cancelled, last_order_at \
            FROM customers WHERE customer_id = $1",
     )
     .bind(id.as_str())
@@ -169,31 +160,14 @@ async fn read_customer(
     else {
         return Ok(None);
     };
-    let spend = sqlx::query(
+    summary.spend = sqlx::query_as(
         "SELECT currency, captured_minor, refunded_minor, spent_minor \
            FROM customer_spend WHERE customer_id = $1 ORDER BY currency",
     )
     .bind(id.as_str())
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(Spend {
-            currency: r.try_get(0)?,
-            captured_minor: r.try_get(1)?,
-            refunded_minor: r.try_get(2)?,
-            spent_minor: r.try_get(3)?,
-        })
-    })
-    .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Some(CustomerSummary {
-        customer_id: id.to_string(),
-        orders_placed: row.try_get(0)?,
-        orders_confirmed: row.try_get(1)?,
-        orders_cancelled: row.try_get(2)?,
-        last_order_at: row.try_get(3)?,
-        spend,
-    }))
+    .await?;
+    Ok(Some(summary))
 }
 
 #[utoipa::path(get, path = "/customers/top",
@@ -218,7 +192,7 @@ async fn top_customers(
 }
 
 async fn read_top(pool: &PgPool, request: &TopRequest) -> Result<Vec<TopCustomer>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query_as(
         "SELECT s.customer_id, s.captured_minor, s.refunded_minor, s.spent_minor, c.orders_placed \
            FROM customer_spend s JOIN customers c USING (customer_id) \
           WHERE s.currency = $1 \
@@ -228,18 +202,7 @@ async fn read_top(pool: &PgPool, request: &TopRequest) -> Result<Vec<TopCustomer
     .bind(request.currency.as_str())
     .bind(request.limit)
     .fetch_all(pool)
-    .await?
-    .iter()
-    .map(|r| {
-        Ok(TopCustomer {
-            customer_id: r.try_get(0)?,
-            captured_minor: r.try_get(1)?,
-            refunded_minor: r.try_get(2)?,
-            spent_minor: r.try_get(3)?,
-            orders_placed: r.try_get(4)?,
-        })
-    })
-    .collect()
+    .await
 }
 
 /// A failing read-model query: 500 (logged by [`Problem`]), without internals.

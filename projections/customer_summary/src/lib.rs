@@ -12,26 +12,17 @@ pub mod api;
 pub mod domain;
 pub mod handlers;
 
-use sluice_platform::consumer::EventHandler;
-use sluice_platform::projection::ProjectionService;
+use sluice_platform::projection::{default_handler, ProjectionService};
 
 /// The projection's registry name, also its metrics label.
 pub const NAME: &str = "customer_summary";
 
-/// The customer summary as the platform runs it.
+/// The customer summary as the platform runs it: its read model's migrations (run
+/// after the consumer runtime's), the handler the runtime applies events with, and
+/// the query API.
 pub const PROJECTION: ProjectionService = ProjectionService {
     name: NAME,
-    migrator,
-    handler,
+    migrator: || sqlx::migrate!("./migrations"),
+    handler: default_handler::<handlers::CustomerSummaryHandler>,
     router: api::router,
 };
-
-/// The read model's migrations (after the consumer runtime's).
-pub fn migrator() -> sqlx::migrate::Migrator {
-    sqlx::migrate!("./migrations")
-}
-
-/// The handler the consumer runtime applies events with.
-pub fn handler() -> Box<dyn EventHandler> {
-    Box::new(handlers::CustomerSummaryHandler)
-}

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::consumer::ConsumedEvent;
 use sluice_platform::testing::{assert_problem, repository_catalog, TestProjection};
 use uuid::Uuid;
 
@@ -22,10 +22,13 @@ impl std::ops::Deref for Projection {
     }
 }
 
+const ORDERS: &str = "orders.events";
+const PAYMENTS: &str = "payments.events";
+
 fn stream_type(topic: &str) -> &'static str {
     match topic {
-        "orders.events" => "order",
-        "payments.events" => "payment",
+        ORDERS => "order",
+        PAYMENTS => "payment",
         _ => "shipment",
     }
 }
@@ -52,6 +55,19 @@ impl Projection {
         event
     }
 
+    /// Builds the next event of `stream` (see [`Projection::event`]) and applies it.
+    async fn feed(
+        &mut self,
+        topic: &str,
+        stream: Uuid,
+        event_type: &str,
+        payload: Value,
+        at: DateTime<Utc>,
+    ) {
+        let e = self.event(topic, stream, event_type, payload, at);
+        self.apply(&e).await;
+    }
+
     /// What no producer could send: an event type without a schema, a payload
     /// missing a field.
     fn off_contract(
@@ -71,8 +87,7 @@ impl Projection {
             "lines": [{"sku": "BOOK-1", "quantity": 1, "unit_price_minor": 1000}],
             "total_minor": 1000
         });
-        let e = self.event("orders.events", order, "OrderPlaced", payload, at);
-        self.apply(&e).await;
+        self.feed(ORDERS, order, "OrderPlaced", payload, at).await;
     }
 
     async fn order_event(&mut self, order: Uuid, event_type: &str) {
@@ -80,41 +95,27 @@ impl Projection {
             "OrderCancelled" => json!({"order_id": order, "reason": "changed mind"}),
             _ => json!({"order_id": order}),
         };
-        let e = self.event("orders.events", order, event_type, payload, t(100));
-        self.apply(&e).await;
+        self.feed(ORDERS, order, event_type, payload, t(100)).await;
     }
 
     /// Authorizes and captures `captured` for `order` in `currency`; returns the payment.
     async fn pay(&mut self, order: Uuid, currency: &str, captured: i64) -> Uuid {
         let payment = Uuid::now_v7();
-        let authorized = self.event(
-            "payments.events",
-            payment,
-            "PaymentAuthorized",
-            json!({"payment_id": payment, "order_id": order, "amount_minor": captured, "currency": currency}),
-            t(50),
-        );
-        self.apply(&authorized).await;
-        let captured = self.event(
-            "payments.events",
-            payment,
-            "PaymentCaptured",
-            json!({"payment_id": payment, "order_id": order, "amount_minor": captured}),
-            t(51),
-        );
-        self.apply(&captured).await;
+        let authorized = json!({"payment_id": payment, "order_id": order,
+                                "amount_minor": captured, "currency": currency});
+        self.feed(PAYMENTS, payment, "PaymentAuthorized", authorized, t(50))
+            .await;
+        let captured = json!({"payment_id": payment, "order_id": order, "amount_minor": captured});
+        self.feed(PAYMENTS, payment, "PaymentCaptured", captured, t(51))
+            .await;
         payment
     }
 
     async fn refund(&mut self, payment: Uuid, order: Uuid, amount: i64) {
-        let e = self.event(
-            "payments.events",
-            payment,
-            "PaymentRefunded",
-            json!({"payment_id": payment, "order_id": order, "amount_minor": amount, "reason": null}),
-            t(60),
-        );
-        self.apply(&e).await;
+        let refunded = json!({"payment_id": payment, "order_id": order,
+                              "amount_minor": amount, "reason": null});
+        self.feed(PAYMENTS, payment, "PaymentRefunded", refunded, t(60))
+            .await;
     }
 
     async fn customer(&self, id: &str) -> Value {
@@ -200,15 +201,10 @@ async fn spend_is_captured_minus_refunded() {
     p.refund(pay1, first, 300).await;
     // A declined authorization moves no money.
     let declined = Uuid::now_v7();
-    let e = p.event(
-        "payments.events",
-        declined,
-        "PaymentDeclined",
-        json!({"payment_id": declined, "order_id": second, "amount_minor": 99_999,
-               "currency": "EUR", "reason": "above limit"}),
-        t(2),
-    );
-    p.apply(&e).await;
+    let payload = json!({"payment_id": declined, "order_id": second, "amount_minor": 99_999,
+                         "currency": "EUR", "reason": "above limit"});
+    p.feed(PAYMENTS, declined, "PaymentDeclined", payload, t(2))
+        .await;
 
     let carol = p.customer("carol").await;
     assert_eq!(spend(&carol, "EUR"), (7_500, 1_000, 6_500));
@@ -397,16 +393,17 @@ async fn unknown_customers_are_404_and_top_is_not_a_customer_id() {
 async fn unknown_event_types_are_ignored() {
     let mut p = Projection::start().await;
     let shipment = Uuid::now_v7();
+    let created = json!({"shipment_id": shipment, "order_id": Uuid::now_v7()});
     let e = p.event(
         "shipping.events",
         shipment,
         "ShipmentCreated",
-        json!({"shipment_id": shipment, "order_id": Uuid::now_v7()}),
+        created,
         t(0),
     );
     p.try_apply(&e).await.expect("ignored, not an error");
     let order = Uuid::now_v7();
-    let e = p.off_contract("orders.events", order, "OrderGiftWrapped", json!({}));
+    let e = p.off_contract(ORDERS, order, "OrderGiftWrapped", json!({}));
     p.try_apply(&e).await.expect("ignored, not an error");
     for table in [
         "customers",
@@ -432,58 +429,26 @@ async fn unknown_event_types_are_ignored() {
 async fn a_payload_missing_a_field_is_poison_naming_it() {
     let mut p = Projection::start().await;
     let order = Uuid::now_v7();
-    let e = p.off_contract(
-        "orders.events",
-        order,
-        "OrderPlaced",
-        json!({"order_id": order, "currency": "EUR", "lines": [], "total_minor": 0}),
-    );
-    match p.try_apply(&e).await {
-        Err(HandlerError::Poison(reason)) => assert!(reason.contains("customer_id"), "{reason}"),
-        other => panic!("expected poison, got {other:?}"),
-    }
+    let no_customer = json!({"order_id": order, "currency": "EUR", "lines": [], "total_minor": 0});
+    let e = p.off_contract(ORDERS, order, "OrderPlaced", no_customer);
+    p.assert_poison(&e, "customer_id").await;
     let payment = Uuid::now_v7();
-    let e = p.off_contract(
-        "payments.events",
-        payment,
-        "PaymentCaptured",
-        json!({"payment_id": payment, "order_id": order}),
-    );
-    match p.try_apply(&e).await {
-        Err(HandlerError::Poison(reason)) => assert!(reason.contains("amount_minor"), "{reason}"),
-        other => panic!("expected poison, got {other:?}"),
-    }
+    let no_amount = json!({"payment_id": payment, "order_id": order});
+    let e = p.off_contract(PAYMENTS, payment, "PaymentCaptured", no_amount);
+    p.assert_poison(&e, "amount_minor").await;
 }
 
 #[tokio::test]
 async fn events_needing_an_unapplied_earlier_event_are_poison() {
     let mut p = Projection::start().await;
     let order = Uuid::now_v7();
-    let e = p.event(
-        "orders.events",
-        order,
-        "OrderConfirmed",
-        json!({"order_id": order}),
-        t(0),
-    );
-    match p.try_apply(&e).await {
-        Err(HandlerError::Poison(reason)) => assert!(reason.contains("OrderPlaced"), "{reason}"),
-        other => panic!("expected poison, got {other:?}"),
-    }
+    let confirmed = json!({"order_id": order});
+    let e = p.event(ORDERS, order, "OrderConfirmed", confirmed, t(0));
+    p.assert_poison(&e, "OrderPlaced").await;
     let payment = Uuid::now_v7();
-    let e = p.event(
-        "payments.events",
-        payment,
-        "PaymentCaptured",
-        json!({"payment_id": payment, "order_id": order, "amount_minor": 10}),
-        t(0),
-    );
-    match p.try_apply(&e).await {
-        Err(HandlerError::Poison(reason)) => {
-            assert!(reason.contains("PaymentAuthorized"), "{reason}")
-        }
-        other => panic!("expected poison, got {other:?}"),
-    }
+    let captured = json!({"payment_id": payment, "order_id": order, "amount_minor": 10});
+    let e = p.event(PAYMENTS, payment, "PaymentCaptured", captured, t(0));
+    p.assert_poison(&e, "PaymentAuthorized").await;
 }
 
 #[tokio::test]
@@ -491,15 +456,9 @@ async fn an_order_placed_twice_is_counted_once() {
     let mut p = Projection::start().await;
     let order = Uuid::now_v7();
     p.place(order, "gus", "EUR", t(0)).await;
-    let again = p.event(
-        "orders.events",
-        order,
-        "OrderPlaced",
-        json!({"order_id": order, "customer_id": "gus", "currency": "EUR",
-               "lines": [], "total_minor": 0}),
-        t(9),
-    );
-    p.apply(&again).await;
+    let again = json!({"order_id": order, "customer_id": "gus", "currency": "EUR",
+                       "lines": [], "total_minor": 0});
+    p.feed(ORDERS, order, "OrderPlaced", again, t(9)).await;
     let gus = p.customer("gus").await;
     assert_eq!(gus["orders_placed"], 1);
     let last: DateTime<Utc> = gus["last_order_at"].as_str().unwrap().parse().unwrap();

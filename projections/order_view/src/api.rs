@@ -18,6 +18,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_platform::http::{Json, PathId, Problem, ProblemResponses};
+use sluice_platform::projection::{page_limit, query_api};
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgTypeInfo, PgValueRef};
 use sqlx::{PgPool, Postgres, QueryBuilder};
@@ -148,18 +149,11 @@ impl TryFrom<ListOrders> for Filter {
                     .map_err(|e| Problem::bad_request(format!("status: {e}")))
             })
             .transpose()?;
-        let limit = match params.limit {
-            None => DEFAULT_LIMIT,
-            Some(raw) => raw
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    Problem::bad_request(format!(
-                        "limit: must be a whole number from 1 to {MAX_LIMIT}, got `{raw}`"
-                    ))
-                })?,
-        };
+        let limit = page_limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT).map_err(|raw| {
+            Problem::bad_request(format!(
+                "limit: must be a whole number from 1 to {MAX_LIMIT}, got `{raw}`"
+            ))
+        })?;
         let after = params
             .after
             .map(|raw| {
@@ -225,14 +219,10 @@ impl std::str::FromStr for Cursor {
 
 /// The query API over the view's database.
 pub fn router(pool: PgPool) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/orders", get(list_orders))
-        .route("/orders/{id}", get(get_order))
-        .route(
-            "/openapi.json",
-            get(|| async { axum::Json(ApiDoc::openapi()) }),
-        )
-        .with_state(pool)
+        .route("/orders/{id}", get(get_order));
+    query_api(routes, ApiDoc::openapi(), pool)
 }
 
 #[utoipa::path(get, path = "/orders/{id}", params(("id" = Uuid, Path, description = "The order")),

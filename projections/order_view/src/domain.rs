@@ -148,27 +148,26 @@ impl OrderViewEvent {
         let event = match event_type {
             "OrderPlaced" => {
                 let e: OrderPlaced = parse("OrderPlaced", payload)?;
-                not_negative("OrderPlaced", "total_minor", e.total_minor)?;
+                check(
+                    "OrderPlaced",
+                    "total_minor",
+                    e.total_minor >= 0,
+                    format_args!("must not be negative, got {}", e.total_minor),
+                )?;
                 E::OrderPlaced(e)
             }
             "OrderConfirmed" => E::OrderConfirmed(parse("OrderConfirmed", payload)?),
             "OrderCancelled" => E::OrderCancelled(parse("OrderCancelled", payload)?),
-            "PaymentAuthorized" => {
-                let e: PaymentAuthorized = parse("PaymentAuthorized", payload)?;
-                positive("PaymentAuthorized", "amount_minor", e.amount_minor)?;
-                E::PaymentAuthorized(e)
-            }
+            "PaymentAuthorized" => paid("PaymentAuthorized", payload, E::PaymentAuthorized, |e| {
+                e.amount_minor
+            })?,
             "PaymentDeclined" => E::PaymentDeclined(parse("PaymentDeclined", payload)?),
-            "PaymentCaptured" => {
-                let e: PaymentCaptured = parse("PaymentCaptured", payload)?;
-                positive("PaymentCaptured", "amount_minor", e.amount_minor)?;
-                E::PaymentCaptured(e)
-            }
-            "PaymentRefunded" => {
-                let e: PaymentRefunded = parse("PaymentRefunded", payload)?;
-                positive("PaymentRefunded", "amount_minor", e.amount_minor)?;
-                E::PaymentRefunded(e)
-            }
+            "PaymentCaptured" => paid("PaymentCaptured", payload, E::PaymentCaptured, |e| {
+                e.amount_minor
+            })?,
+            "PaymentRefunded" => paid("PaymentRefunded", payload, E::PaymentRefunded, |e| {
+                e.amount_minor
+            })?,
             "PaymentVoided" => E::PaymentVoided(parse("PaymentVoided", payload)?),
             "ShipmentCreated" => E::ShipmentCreated(parse("ShipmentCreated", payload)?),
             "ShipmentDispatched" => E::ShipmentDispatched(parse("ShipmentDispatched", payload)?),
@@ -230,30 +229,39 @@ fn parse<T: DeserializeOwned>(
     T::deserialize(payload).map_err(|source| DecodeError::Shape { event_type, source })
 }
 
-fn positive(event_type: &'static str, field: &'static str, value: i64) -> Result<(), DecodeError> {
-    if value > 0 {
-        Ok(())
-    } else {
-        Err(DecodeError::Invalid {
-            event_type,
-            field,
-            problem: format!("must be greater than zero, got {value}"),
-        })
-    }
+/// Reads a payment event of `event_type` (into `event`) whose `amount` must be
+/// greater than zero.
+fn paid<T: DeserializeOwned>(
+    event_type: &'static str,
+    payload: &serde_json::Value,
+    event: fn(T) -> OrderViewEvent,
+    amount: fn(&T) -> i64,
+) -> Result<OrderViewEvent, DecodeError> {
+    let e: T = parse(event_type, payload)?;
+    let value = amount(&e);
+    check(
+        event_type,
+        "amount_minor",
+        value > 0,
+        format_args!("must be greater than zero, got {value}"),
+    )?;
+    Ok(event(e))
 }
 
-fn not_negative(
+/// [`DecodeError::Invalid`] naming `field` with `problem`, unless `holds`.
+fn check(
     event_type: &'static str,
     field: &'static str,
-    value: i64,
+    holds: bool,
+    problem: fmt::Arguments<'_>,
 ) -> Result<(), DecodeError> {
-    if value >= 0 {
+    if holds {
         Ok(())
     } else {
         Err(DecodeError::Invalid {
             event_type,
             field,
-            problem: format!("must not be negative, got {value}"),
+            problem: problem.to_string(),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Applies events to `order_view`: one upsert per event type (the SQL files beside
-//! this module), inside the consumer runtime's transaction.
+//! this module; the four shipment events share one), inside the consumer runtime's
+//! transaction.
 //!
 //! Invariants the statements rely on, and the rules they implement:
 //! - The runtime applies each event once and a stream's events in version order
@@ -38,7 +39,7 @@ use sqlx::query::QueryScalar;
 use sqlx::{PgConnection, Postgres};
 use uuid::Uuid;
 
-use crate::domain::{OrderViewEvent, Source};
+use crate::domain::{OrderViewEvent, ShipmentStatus, Source};
 
 /// The projection's name, as metrics label it.
 const PROJECTION: &str = "order_view";
@@ -139,7 +140,9 @@ async fn upsert(
 /// Applies a batch set-wise: in rounds (the k-th event of every stream), one
 /// statement per event type and round.
 async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result<(), HandlerError> {
-    let mut rounds: Vec<HashMap<&'static str, Group<'_>>> = Vec::new();
+    // A round's events share a statement by event type (some types share one SQL
+    // file, and each type's ignored events are counted under its own name).
+    let mut rounds: Vec<HashMap<(&'static str, &str), Group<'_>>> = Vec::new();
     let mut per_stream: HashMap<(&str, &str), usize> = HashMap::new();
     for event in events {
         let decoded = OrderViewEvent::decode(&event.event_type, &event.payload)
@@ -157,7 +160,7 @@ async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result
         }
         let (sql, params) = statement(&decoded, event.recorded_at);
         rounds[*round]
-            .entry(sql)
+            .entry((sql, event.event_type.as_str()))
             .or_insert_with(|| Group {
                 event_type: &event.event_type,
                 unchanged: unchanged_reason(&decoded),
@@ -167,7 +170,7 @@ async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result
             .push(params);
     }
     for round in rounds {
-        for (sql, group) in round {
+        for ((sql, _), group) in round {
             let rows = &group.rows;
             let batch = batch_sql(sql, &rows[0]);
             let mut query = sqlx::query_scalar::<_, bool>(&batch);
@@ -206,6 +209,8 @@ struct Group<'e> {
 enum Param {
     Uuid(Uuid),
     Text(String),
+    /// Text or NULL.
+    OptionalText(Option<String>),
     Int8(i64),
     Json(serde_json::Value),
     Time(DateTime<Utc>),
@@ -218,6 +223,7 @@ impl Param {
         match self {
             Param::Uuid(v) => query.bind(v),
             Param::Text(v) => query.bind(v),
+            Param::OptionalText(v) => query.bind(v),
             Param::Int8(v) => query.bind(v),
             Param::Json(v) => query.bind(v),
             Param::Time(v) => query.bind(v),
@@ -227,7 +233,7 @@ impl Param {
     fn sql_type(&self) -> &'static str {
         match self {
             Param::Uuid(_) => "uuid",
-            Param::Text(_) => "text",
+            Param::Text(_) | Param::OptionalText(_) => "text",
             Param::Int8(_) => "int8",
             Param::Json(_) => "jsonb",
             Param::Time(_) => "timestamptz",
@@ -255,6 +261,7 @@ impl Param {
         match column.clone().next() {
             Some(Param::Uuid(_)) => array!(Uuid),
             Some(Param::Text(_)) => array!(Text),
+            Some(Param::OptionalText(_)) => array!(OptionalText),
             Some(Param::Int8(_)) => array!(Int8),
             Some(Param::Json(_)) => array!(Json),
             Some(Param::Time(_)) => array!(Time),
@@ -368,33 +375,59 @@ fn statement(event: &OrderViewEvent, at: DateTime<Utc>) -> (&'static str, Vec<Pa
                 Time(at),
             ],
         ),
-        E::ShipmentCreated(e) => (
-            include_str!("handlers/shipment_created.sql"),
-            vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
+        E::ShipmentCreated(e) => {
+            shipment(e.order_id, e.shipment_id, ShipmentStatus::Created, at, None)
+        }
+        E::ShipmentDispatched(e) => shipment(
+            e.order_id,
+            e.shipment_id,
+            ShipmentStatus::Dispatched,
+            at,
+            Some((&e.carrier, &e.tracking_number)),
         ),
-        E::ShipmentDispatched(e) => (
-            include_str!("handlers/shipment_dispatched.sql"),
-            vec![
-                Id(e.order_id),
-                Id(e.shipment_id),
-                Text(e.carrier.clone()),
-                Text(e.tracking_number.clone()),
-                Time(at),
-            ],
-        ),
-        E::ShipmentDelivered(e) => (
-            include_str!("handlers/shipment_delivered.sql"),
-            vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
+        E::ShipmentDelivered(e) => shipment(
+            e.order_id,
+            e.shipment_id,
+            ShipmentStatus::Delivered,
+            at,
+            None,
         ),
         E::PaymentVoided(e) => (
             include_str!("handlers/payment_voided.sql"),
             vec![Id(e.order_id), Id(e.payment_id), Time(at)],
         ),
-        E::ShipmentCancelled(e) => (
-            include_str!("handlers/shipment_cancelled.sql"),
-            vec![Id(e.order_id), Id(e.shipment_id), Time(at)],
+        E::ShipmentCancelled(e) => shipment(
+            e.order_id,
+            e.shipment_id,
+            ShipmentStatus::Cancelled,
+            at,
+            None,
         ),
     }
+}
+
+/// The statement of a shipment event: the shipment moves to `status`, whose
+/// timestamp is `at`; `ShipmentDispatched` also brings the (carrier, tracking
+/// number) of `dispatch`.
+fn shipment(
+    order_id: Uuid,
+    shipment_id: Uuid,
+    status: ShipmentStatus,
+    at: DateTime<Utc>,
+    dispatch: Option<(&String, &String)>,
+) -> (&'static str, Vec<Param>) {
+    let (carrier, tracking_number) = dispatch.unzip();
+    (
+        include_str!("handlers/shipment_status.sql"),
+        vec![
+            Param::Uuid(order_id),
+            Param::Uuid(shipment_id),
+            Param::Text(status.as_str().to_owned()),
+            Param::Time(at),
+            Param::OptionalText(carrier.cloned()),
+            Param::OptionalText(tracking_number.cloned()),
+        ],
+    )
 }
 
 #[cfg(test)]

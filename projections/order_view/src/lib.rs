@@ -42,23 +42,18 @@ pub mod api;
 pub mod domain;
 pub mod handlers;
 
-use sluice_platform::consumer::EventHandler;
-use sluice_platform::projection::ProjectionService;
+use sluice_platform::projection::{default_handler, ProjectionService};
 
-/// The order_view projection as the platform runs it.
+/// The order_view projection as the platform runs it; its event handler is
+/// [`handlers::OrderViewHandler`].
 pub const PROJECTION: ProjectionService = ProjectionService {
     name: "order_view",
     migrator,
-    handler,
+    handler: default_handler::<handlers::OrderViewHandler>,
     router: api::router,
 };
 
 /// The view's own migrations (after the consumer runtime's).
 pub fn migrator() -> sqlx::migrate::Migrator {
     sqlx::migrate!("./migrations")
-}
-
-/// The event handler the consumer runtime drives.
-pub fn handler() -> Box<dyn EventHandler> {
-    Box::new(handlers::OrderViewHandler)
 }

@@ -35,29 +35,98 @@ fn dispatched(shipment_id: Uuid, order_id: Uuid) -> Value {
            "carrier": "DHL Express", "tracking_number": "JD014600006281234567"})
 }
 
+impl View {
+    /// Places `order` for `cust-1` (second 0), authorizes its 2 800 with `payment`
+    /// (second 1) and confirms it (second 2).
+    async fn place_paid_and_confirmed(&mut self, order: Uuid, payment: Uuid) {
+        self.place(order, "cust-1", 0).await;
+        self.authorize(payment, order, 2800, 1).await;
+        self.confirm(order, 2).await;
+    }
+
+    /// Places `order` for `cust-1` (second 0), authorizes its 2 800 with `payment`
+    /// (second 1) and captures `captured` of it (second 2).
+    async fn place_and_capture(&mut self, order: Uuid, payment: Uuid, captured: i64) {
+        self.place(order, "cust-1", 0).await;
+        self.authorize(payment, order, 2800, 1).await;
+        self.capture(payment, order, captured, 2).await;
+    }
+
+    /// `PaymentAuthorized` of `amount` (EUR cents) for `order`, at second `at`.
+    async fn authorize(&mut self, payment: Uuid, order: Uuid, amount: i64, at: i64) {
+        let payload = authorized(payment, order, amount);
+        self.feed("PaymentAuthorized", payment, payload, at).await;
+    }
+
+    /// `PaymentCaptured` of `amount` for `order`, at second `at`.
+    async fn capture(&mut self, payment: Uuid, order: Uuid, amount: i64, at: i64) {
+        let payload = money(payment, order, amount);
+        self.feed("PaymentCaptured", payment, payload, at).await;
+    }
+
+    /// `PaymentRefunded` of `amount`, at second `at`.
+    async fn refund(
+        &mut self,
+        payment: Uuid,
+        order: Uuid,
+        amount: i64,
+        reason: Option<&str>,
+        at: i64,
+    ) {
+        let payload = refunded(payment, order, amount, reason);
+        self.feed("PaymentRefunded", payment, payload, at).await;
+    }
+
+    /// `PaymentDeclined` (above the authorization limit), at second `at`.
+    async fn decline(&mut self, payment: Uuid, order: Uuid, at: i64) {
+        let payload = declined(payment, order);
+        self.feed("PaymentDeclined", payment, payload, at).await;
+    }
+
+    /// `OrderConfirmed` at second `at`.
+    async fn confirm(&mut self, order: Uuid, at: i64) {
+        let payload = json!({"order_id": order});
+        self.feed("OrderConfirmed", order, payload, at).await;
+    }
+
+    /// A shipment event naming only the shipment and its order (`ShipmentCreated`,
+    /// `ShipmentDelivered`), at second `at`.
+    async fn shipment(&mut self, event_type: &str, ship: Uuid, order: Uuid, at: i64) {
+        self.feed(event_type, ship, shipment(ship, order), at).await;
+    }
+
+    /// `ShipmentDispatched` with DHL, at second `at`.
+    async fn dispatch(&mut self, ship: Uuid, order: Uuid, at: i64) {
+        let payload = dispatched(ship, order);
+        self.feed("ShipmentDispatched", ship, payload, at).await;
+    }
+
+    /// `/metrics` has a sample of `series` carrying every one of `labels`.
+    async fn assert_counted(&self, series: &str, labels: &[&str]) {
+        let metrics = self.get("/metrics").await.text().await.unwrap();
+        let counted = metrics.lines().any(|line| {
+            line.starts_with(series) && labels.iter().all(|label| line.contains(label))
+        });
+        assert!(counted, "{series} {labels:?} missing from\n{metrics}");
+    }
+
+    /// `GET /orders/{order}` answers 404: the view does not serve the order (yet).
+    async fn assert_not_served(&self, order: Uuid) {
+        let response = self.get(&format!("/orders/{order}")).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "order {order}");
+    }
+}
+
 #[tokio::test]
 async fn the_full_lifecycle_fills_every_field_of_one_row() {
     let mut view = View::spawn().await;
     let (order, payment, ship) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
 
-    view.place(order, "cust-1", 0).await;
-    view.feed(
-        "PaymentAuthorized",
-        payment,
-        authorized(payment, order, 2800),
-        1,
-    )
-    .await;
-    view.feed("OrderConfirmed", order, json!({"order_id": order}), 2)
-        .await;
-    view.feed("PaymentCaptured", payment, money(payment, order, 2800), 3)
-        .await;
-    view.feed("ShipmentCreated", ship, shipment(ship, order), 4)
-        .await;
-    view.feed("ShipmentDispatched", ship, dispatched(ship, order), 5)
-        .await;
-    view.feed("ShipmentDelivered", ship, shipment(ship, order), 6)
-        .await;
+    view.place_paid_and_confirmed(order, payment).await;
+    view.capture(payment, order, 2800, 3).await;
+    view.shipment("ShipmentCreated", ship, order, 4).await;
+    view.dispatch(ship, order, 5).await;
+    view.shipment("ShipmentDelivered", ship, order, 6).await;
 
     let row = view.order(order).await;
     assert_eq!(row["order_id"], order.to_string());
@@ -111,15 +180,8 @@ async fn events_arriving_before_order_placed_end_in_the_same_row() {
     let (order, payment, ship) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
 
     // Shipping and payments topics overtake the orders topic.
-    view.feed("ShipmentCreated", ship, shipment(ship, order), 4)
-        .await;
-    view.feed(
-        "PaymentAuthorized",
-        payment,
-        authorized(payment, order, 2800),
-        1,
-    )
-    .await;
+    view.shipment("ShipmentCreated", ship, order, 4).await;
+    view.authorize(payment, order, 2800, 1).await;
     // The row holds what arrived, but it is not an order until its OrderPlaced is
     // in: neither served nor listed (it has no customer, status or placing time).
     let held = view.rows().await;
@@ -127,20 +189,17 @@ async fn events_arriving_before_order_placed_end_in_the_same_row() {
     assert_eq!(held[0]["order_status"], Value::Null, "{held:?}");
     assert_eq!(held[0]["payment_status"], "authorized");
     assert_eq!(held[0]["shipment_status"], "created");
-    let early = view.get(&format!("/orders/{order}")).await;
-    assert_eq!(early.status(), reqwest::StatusCode::NOT_FOUND);
+    view.assert_not_served(order).await;
     let listed = view.get_ok("/orders").await;
     assert_eq!(listed["orders"], json!([]), "{listed}");
-    let metrics = view.get("/metrics").await.text().await.unwrap();
-    let counted = metrics.lines().any(|line| {
-        line.starts_with("sluice_projection_events_before_order_placed_total")
-            && line.contains(r#"event_type="ShipmentCreated""#)
-    });
-    assert!(counted, "{metrics}");
+    view.assert_counted(
+        "sluice_projection_events_before_order_placed_total",
+        &[r#"event_type="ShipmentCreated""#],
+    )
+    .await;
 
     view.place(order, "cust-early", 0).await;
-    view.feed("OrderConfirmed", order, json!({"order_id": order}), 2)
-        .await;
+    view.confirm(order, 2).await;
 
     let row = view.order(order).await;
     assert_eq!(row["order_status"], "confirmed");
@@ -161,42 +220,20 @@ async fn events_arriving_before_order_placed_end_in_the_same_row() {
 async fn refunds_add_up_until_the_payment_is_refunded() {
     let mut view = View::spawn().await;
     let (order, payment) = (Uuid::now_v7(), Uuid::now_v7());
-    view.place(order, "cust-1", 0).await;
-    view.feed(
-        "PaymentAuthorized",
-        payment,
-        authorized(payment, order, 2800),
-        1,
-    )
-    .await;
-    view.feed("PaymentCaptured", payment, money(payment, order, 2500), 2)
-        .await;
+    view.place_and_capture(order, payment, 2500).await;
 
-    let refund = refunded(payment, order, 1000, Some("damaged"));
-    view.feed("PaymentRefunded", payment, refund, 3).await;
+    view.refund(payment, order, 1000, Some("damaged"), 3).await;
     let row = view.order(order).await;
     assert_eq!(row["payment_status"], "partially_refunded");
     assert_eq!(row["refunded_minor"], 1000);
 
-    view.feed(
-        "PaymentRefunded",
-        payment,
-        refunded(payment, order, 700, None),
-        4,
-    )
-    .await;
+    view.refund(payment, order, 700, None, 4).await;
     let row = view.order(order).await;
     assert_eq!(row["payment_status"], "partially_refunded");
     assert_eq!(row["refunded_minor"], 1700);
     assert_eq!(instant(&row["refunded_at"]), at(4));
 
-    view.feed(
-        "PaymentRefunded",
-        payment,
-        refunded(payment, order, 800, None),
-        5,
-    )
-    .await;
+    view.refund(payment, order, 800, None, 5).await;
     let row = view.order(order).await;
     assert_eq!(row["payment_status"], "refunded");
     assert_eq!(row["refunded_minor"], 2500);
@@ -209,8 +246,7 @@ async fn a_declined_payment_and_the_cancelled_order_show_in_one_row() {
     let mut view = View::spawn().await;
     let (order, payment) = (Uuid::now_v7(), Uuid::now_v7());
     view.place(order, "cust-1", 0).await;
-    view.feed("PaymentDeclined", payment, declined(payment, order), 1)
-        .await;
+    view.decline(payment, order, 1).await;
     let reason = json!({"order_id": order, "reason": "payment declined"});
     view.feed("OrderCancelled", order, reason, 2).await;
 
@@ -232,21 +268,12 @@ async fn a_retry_after_a_decline_replaces_the_payment_and_other_payments_are_ign
     let order = Uuid::now_v7();
     let (first, retry, stray) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     view.place(order, "cust-1", 0).await;
-    view.feed("PaymentDeclined", first, declined(first, order), 1)
-        .await;
-    view.feed(
-        "PaymentAuthorized",
-        retry,
-        authorized(retry, order, 2800),
-        2,
-    )
-    .await;
+    view.decline(first, order, 1).await;
+    view.authorize(retry, order, 2800, 2).await;
     // Another payment of the same order while this one stands: ignored, and so are
     // its later events.
-    view.feed("PaymentAuthorized", stray, authorized(stray, order, 999), 3)
-        .await;
-    view.feed("PaymentCaptured", stray, money(stray, order, 999), 4)
-        .await;
+    view.authorize(stray, order, 999, 3).await;
+    view.capture(stray, order, 999, 4).await;
 
     let row = view.order(order).await;
     assert_eq!(row["payment_id"], retry.to_string());
@@ -265,20 +292,8 @@ async fn a_decline_after_the_authorization_of_another_payment_is_ignored() {
     let order = Uuid::now_v7();
     let (declined_one, authorized_one) = (Uuid::now_v7(), Uuid::now_v7());
     view.place(order, "cust-1", 0).await;
-    view.feed(
-        "PaymentAuthorized",
-        authorized_one,
-        authorized(authorized_one, order, 2800),
-        2,
-    )
-    .await;
-    view.feed(
-        "PaymentDeclined",
-        declined_one,
-        declined(declined_one, order),
-        1,
-    )
-    .await;
+    view.authorize(authorized_one, order, 2800, 2).await;
+    view.decline(declined_one, order, 1).await;
     let row = view.order(order).await;
     assert_eq!(row["payment_id"], authorized_one.to_string());
     assert_eq!(row["payment_status"], "authorized");
@@ -289,12 +304,9 @@ async fn a_second_shipment_of_an_order_is_ignored() {
     let mut view = View::spawn().await;
     let (order, ship, other) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     view.place(order, "cust-1", 0).await;
-    view.feed("ShipmentCreated", ship, shipment(ship, order), 1)
-        .await;
-    view.feed("ShipmentCreated", other, shipment(other, order), 2)
-        .await;
-    view.feed("ShipmentDispatched", other, dispatched(other, order), 3)
-        .await;
+    view.shipment("ShipmentCreated", ship, order, 1).await;
+    view.shipment("ShipmentCreated", other, order, 2).await;
+    view.dispatch(other, order, 3).await;
     let row = view.order(order).await;
     assert_eq!(row["shipment_id"], ship.to_string());
     assert_eq!(row["shipment_status"], "created");
@@ -308,16 +320,16 @@ async fn an_unknown_event_type_is_ignored_and_counted() {
     let event = view.event("OrderGiftWrapped", order, json!({"order_id": order}), 0);
     view.apply(&event).await;
 
-    let response = view.get(&format!("/orders/{order}")).await;
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
-    let metrics = view.get("/metrics").await.text().await.unwrap();
-    let counted = metrics.lines().any(|line| {
-        line.starts_with("sluice_projection_events_ignored_total")
-            && line.contains(r#"event_type="OrderGiftWrapped""#)
-            && line.contains(r#"reason="unknown_event_type""#)
-            && line.contains(r#"projection="order_view""#)
-    });
-    assert!(counted, "{metrics}");
+    view.assert_not_served(order).await;
+    view.assert_counted(
+        "sluice_projection_events_ignored_total",
+        &[
+            r#"event_type="OrderGiftWrapped""#,
+            r#"reason="unknown_event_type""#,
+            r#"projection="order_view""#,
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -333,24 +345,14 @@ async fn a_payload_missing_a_field_is_poison_naming_the_field() {
         }
         other => panic!("expected poison, got {other:?}"),
     }
-    let response = view.get(&format!("/orders/{order}")).await;
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    view.assert_not_served(order).await;
 }
 
 #[tokio::test]
 async fn the_database_refuses_a_refund_above_the_capture() {
     let mut view = View::spawn().await;
     let (order, payment) = (Uuid::now_v7(), Uuid::now_v7());
-    view.place(order, "cust-1", 0).await;
-    view.feed(
-        "PaymentAuthorized",
-        payment,
-        authorized(payment, order, 2800),
-        1,
-    )
-    .await;
-    view.feed("PaymentCaptured", payment, money(payment, order, 1000), 2)
-        .await;
+    view.place_and_capture(order, payment, 1000).await;
     let event = view.event(
         "PaymentRefunded",
         payment,
@@ -466,18 +468,8 @@ async fn two_payments_of_one_order_in_one_round_are_refused_set_wise_for_the_run
 async fn a_cancelled_orders_voided_payment_and_called_off_shipment_show_in_its_row() {
     let mut view = View::spawn().await;
     let (order, payment, ship) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    view.place(order, "cust-1", 0).await;
-    view.feed(
-        "PaymentAuthorized",
-        payment,
-        authorized(payment, order, 2800),
-        1,
-    )
-    .await;
-    view.feed("OrderConfirmed", order, json!({"order_id": order}), 2)
-        .await;
-    view.feed("ShipmentCreated", ship, shipment(ship, order), 3)
-        .await;
+    view.place_paid_and_confirmed(order, payment).await;
+    view.shipment("ShipmentCreated", ship, order, 3).await;
     view.feed(
         "OrderCancelled",
         order,

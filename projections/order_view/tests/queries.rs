@@ -44,18 +44,25 @@ fn expected_order(mut orders: Vec<(i64, Uuid)>) -> Vec<String> {
     orders.into_iter().map(|(_, id)| id.to_string()).collect()
 }
 
+/// Places 25 orders of customer `pager`, the `i`-th at second `at(i)`; returns
+/// their (second, order id).
+async fn place_pagers_orders(view: &mut View, at: impl Fn(i64) -> i64) -> Vec<(i64, Uuid)> {
+    let mut placed = Vec::new();
+    for i in 0..25 {
+        let order = Uuid::now_v7();
+        view.place(order, "pager", at(i)).await;
+        placed.push((at(i), order));
+    }
+    placed
+}
+
 #[tokio::test]
 async fn paging_through_a_customers_orders_neither_repeats_nor_skips() {
     let mut view = View::spawn().await;
-    let mut mine = Vec::new();
-    for i in 0..25 {
-        // Three orders share each placing time: the order id breaks the tie.
-        let order = Uuid::now_v7();
-        view.place(order, "pager", i / 3).await;
-        mine.push((i / 3, order));
-        if i % 5 == 0 {
-            view.place(Uuid::now_v7(), "someone-else", i / 3).await;
-        }
+    // Three orders share each placing time: the order id breaks the tie.
+    let mine = place_pagers_orders(&mut view, |i| i / 3).await;
+    for i in (0..25).step_by(5) {
+        view.place(Uuid::now_v7(), "someone-else", i / 3).await;
     }
 
     let pages = all_pages(&view, "/orders?customer_id=pager", 10).await;
@@ -69,12 +76,7 @@ async fn paging_through_a_customers_orders_neither_repeats_nor_skips() {
 #[tokio::test]
 async fn orders_projected_while_paging_do_not_disturb_the_pages() {
     let mut view = View::spawn().await;
-    let mut mine = Vec::new();
-    for i in 0..25 {
-        let order = Uuid::now_v7();
-        view.place(order, "pager", i).await;
-        mine.push((i, order));
-    }
+    let mut mine = place_pagers_orders(&mut view, |i| i).await;
     let first = view.get_ok("/orders?customer_id=pager&limit=10").await;
     let cursor = first["next"].as_str().unwrap().to_owned();
 

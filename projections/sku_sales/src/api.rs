@@ -15,13 +15,13 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_platform::http::{Json, Problem, ProblemResponses};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::domain;
 
 /// One SKU's sales.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct SkuSales {
     pub sku: String,
     /// Orders that named the SKU (on one line or more).
@@ -67,23 +67,13 @@ async fn get_sku(
 }
 
 async fn read_sku(pool: &PgPool, sku: &str) -> Result<Option<SkuSales>, sqlx::Error> {
-    sqlx::query(
+    sqlx::query_as(
         "SELECT sku, orders_placed, units_ordered, units_cancelled, last_ordered_at \
            FROM skus WHERE sku = $1",
     )
     .bind(sku)
     .fetch_optional(pool)
-    .await?
-    .map(|r| {
-        Ok(SkuSales {
-            sku: r.try_get(0)?,
-            orders_placed: r.try_get(1)?,
-            units_ordered: r.try_get(2)?,
-            units_cancelled: r.try_get(3)?,
-            last_ordered_at: r.try_get(4)?,
-        })
-    })
-    .transpose()
+    .await
 }
 
 /// A failing read-model query: 500 (logged by [`Problem`]), without internals.

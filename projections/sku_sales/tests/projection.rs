@@ -6,7 +6,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::consumer::ConsumedEvent;
 use sluice_platform::testing::{assert_problem, repository_catalog, TestProjection};
 use uuid::Uuid;
 
@@ -123,19 +123,11 @@ async fn unreadable_payloads_and_a_cancellation_without_its_order_are_poison() {
         "OrderPlaced",
         json!({"order_id": order}),
     );
-    match p.0.try_apply(&missing).await {
-        Err(HandlerError::Poison(reason)) => assert!(reason.contains("lines"), "{reason}"),
-        other => panic!("expected poison naming `lines`, got {other:?}"),
-    }
+    p.0.assert_poison(&missing, "lines").await;
     let orphan = Uuid::now_v7();
     let cancel = p.event(orphan, "OrderCancelled", cancelled(orphan));
-    match p.0.try_apply(&cancel).await {
-        Err(HandlerError::Poison(reason)) => {
-            assert!(reason.contains(&orphan.to_string()), "{reason}");
-            assert!(reason.contains("replay"), "{reason}");
-        }
-        other => panic!("expected poison naming the order, got {other:?}"),
-    }
+    let reason = p.0.assert_poison(&cancel, &orphan.to_string()).await;
+    assert!(reason.contains("replay"), "{reason}");
     assert_eq!(
         p.0.count("skus").await,
         0,

@@ -26,7 +26,12 @@ pub struct View {
     pub address: String,
     pub client: reqwest::Client,
     handler: Box<dyn EventHandler>,
-    feed: Feed,
+    /// The services' event schemas, which events are carried through.
+    catalog: SchemaCatalog,
+    /// The last version built of each stream.
+    versions: HashMap<Uuid, i64>,
+    /// The last offset (and global position) given out.
+    position: i64,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     // Last: dropped after the pool's users.
@@ -64,7 +69,9 @@ impl View {
             address,
             client: reqwest::Client::new(),
             handler: (sluice_order_view::PROJECTION.handler)(),
-            feed: Feed::new(),
+            catalog: services_catalog(),
+            versions: HashMap::new(),
+            position: 0,
             shutdown,
             server,
             _db: db,
@@ -103,13 +110,16 @@ impl View {
             .unwrap_or_else(|e| panic!("{} refused: {e}", event.event_type));
     }
 
-    /// Builds an event of `stream` (see [`Feed::event`]) and applies it.
+    /// Builds an event of `stream` (see [`View::event`]) and applies it.
     pub async fn feed(&mut self, event_type: &str, stream: Uuid, payload: Value, at: i64) {
-        let event = self.feed.event(event_type, stream, payload, at);
+        let event = self.event(event_type, stream, payload, at);
         self.apply(&event).await;
     }
 
-    /// Builds an event without applying it.
+    /// The next event of `stream` (consecutive versions per stream, consecutive
+    /// offsets and global positions), recorded at second `at`, without applying it.
+    /// A known event type's payload goes through its Avro contract first; another is
+    /// passed as it is.
     pub fn event(
         &mut self,
         event_type: &str,
@@ -117,7 +127,47 @@ impl View {
         payload: Value,
         at: i64,
     ) -> ConsumedEvent {
-        self.feed.event(event_type, stream, payload, at)
+        let (payload, schema_version) = if self.catalog.latest(event_type).is_some() {
+            let version = self
+                .catalog
+                .validate_latest(event_type, &payload)
+                .unwrap_or_else(|e| panic!("{event_type} fixture breaks its contract: {e}"));
+            let bytes = self
+                .catalog
+                .encode_single_object(event_type, version, &payload)
+                .expect("encode");
+            let decoded = self.catalog.decode_single_object(&bytes).expect("decode");
+            (decoded.payload, decoded.schema_version)
+        } else {
+            (payload, 1)
+        };
+        let version = self.versions.entry(stream).or_insert(0);
+        *version += 1;
+        self.position += 1;
+        let (topic, stream_type) = if event_type.starts_with("Order") {
+            ("orders.events", "order")
+        } else if event_type.starts_with("Payment") {
+            ("payments.events", "payment")
+        } else if event_type.starts_with("Shipment") {
+            ("shipping.events", "shipment")
+        } else {
+            ("other.events", "other")
+        };
+        ConsumedEvent {
+            topic: topic.to_owned(),
+            partition: 0,
+            offset: self.position,
+            event_id: Uuid::now_v7(),
+            event_type: event_type.to_owned(),
+            schema_version,
+            stream_id: stream.to_string(),
+            stream_type: stream_type.to_owned(),
+            stream_version: *version,
+            global_position: self.position,
+            payload,
+            metadata: Metadata::default(),
+            recorded_at: self::at(at),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -184,75 +234,11 @@ pub fn instant(value: &Value) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// Consumed events with consecutive versions per stream and global positions.
-pub struct Feed {
-    catalog: SchemaCatalog,
-    versions: HashMap<Uuid, i64>,
-    position: i64,
-}
-
-impl Feed {
-    pub fn new() -> Self {
-        let sources = sluice_orders::schemas()
-            .into_iter()
-            .chain(sluice_payments::schemas())
-            .chain(sluice_shipping::schemas());
-        Feed {
-            catalog: SchemaCatalog::new(sources).expect("the services' schemas"),
-            versions: HashMap::new(),
-            position: 0,
-        }
-    }
-
-    /// The next event of `stream`, recorded at second `at`. A known event type's
-    /// payload goes through its Avro contract first; another is passed as it is.
-    pub fn event(
-        &mut self,
-        event_type: &str,
-        stream: Uuid,
-        payload: Value,
-        at: i64,
-    ) -> ConsumedEvent {
-        let (payload, schema_version) = if self.catalog.latest(event_type).is_some() {
-            let version = self
-                .catalog
-                .validate_latest(event_type, &payload)
-                .unwrap_or_else(|e| panic!("{event_type} fixture breaks its contract: {e}"));
-            let bytes = self
-                .catalog
-                .encode_single_object(event_type, version, &payload)
-                .expect("encode");
-            let decoded = self.catalog.decode_single_object(&bytes).expect("decode");
-            (decoded.payload, decoded.schema_version)
-        } else {
-            (payload, 1)
-        };
-        let version = self.versions.entry(stream).or_insert(0);
-        *version += 1;
-        self.position += 1;
-        let (topic, stream_type) = if event_type.starts_with("Order") {
-            ("orders.events", "order")
-        } else if event_type.starts_with("Payment") {
-            ("payments.events", "payment")
-        } else if event_type.starts_with("Shipment") {
-            ("shipping.events", "shipment")
-        } else {
-            ("other.events", "other")
-        };
-        ConsumedEvent {
-            topic: topic.to_owned(),
-            partition: 0,
-            offset: self.position,
-            event_id: Uuid::now_v7(),
-            event_type: event_type.to_owned(),
-            schema_version,
-            stream_id: stream.to_string(),
-            stream_type: stream_type.to_owned(),
-            stream_version: *version,
-            global_position: self.position,
-            payload,
-            metadata: Metadata::default(),
-            recorded_at: self::at(at),
-        }
-    }
+/// The orders, payments and shipping services' event schemas.
+fn services_catalog() -> SchemaCatalog {
+    let sources = sluice_orders::schemas()
+        .into_iter()
+        .chain(sluice_payments::schemas())
+        .chain(sluice_shipping::schemas());
+    SchemaCatalog::new(sources).expect("the services' schemas")
 }
