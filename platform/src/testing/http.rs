@@ -1,6 +1,7 @@
 //! HTTP assertions every service's API tests share: tables of bad input, the
-//! request-level problems (a malformed id or `If-Match`, a wrong method), and the
-//! OpenAPI document with the health probes.
+//! request-level problems (a malformed id or `If-Match`, a wrong method), a stale
+//! `If-Match`, unknown resources, the OpenAPI document with the health probes, and
+//! the requests the tests send to get there.
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -180,6 +181,126 @@ pub async fn assert_malformed_requests_refused(app: &TestApp, collection: &str, 
         .expect("send");
     assert_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method").await;
     assert_eq!(app.event_count().await, before);
+}
+
+/// `POST path` of `app` with `body` as JSON.
+pub async fn post_json(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+    Client::new()
+        .post(app.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("send")
+}
+
+/// `POST path` of `app` with `body` as JSON, conditional on the stream being at
+/// `version` (`If-Match: "<version>"`).
+pub async fn post_json_if_match(
+    app: &TestApp,
+    path: &str,
+    version: i64,
+    body: &Value,
+) -> reqwest::Response {
+    Client::new()
+        .post(app.url(path))
+        .header("If-Match", format!("\"{version}\""))
+        .json(body)
+        .send()
+        .await
+        .expect("send")
+}
+
+/// `POST path` of `app` with `body`, which must create its stream (201). Returns
+/// the answer.
+pub async fn post_created(app: &TestApp, path: &str, body: &Value) -> Value {
+    let response = post_json(app, path, body).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "POST {path}");
+    response.json().await.expect("a command answer")
+}
+
+/// `GET path` of `app`, which must answer 200 with JSON. Returns the body.
+pub async fn get_json(app: &TestApp, path: &str) -> Value {
+    let response = Client::new().get(app.url(path)).send().await.expect("send");
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.json().await.expect("a JSON body")
+}
+
+/// The events of the audit stream at `path` (`GET <collection>/{id}/events`).
+pub async fn audit_events(app: &TestApp, path: &str) -> Vec<Value> {
+    let audit = get_json(app, path).await;
+    audit["events"].as_array().expect("an events array").clone()
+}
+
+/// The `event_type` of each of `events` (as [`audit_events`] returns them), in order.
+pub fn event_types(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["event_type"].as_str().expect("an event type"))
+        .collect()
+}
+
+/// Asserts a command answer that appended up to `version`: 200, that version as
+/// its `ETag` and its `stream_version`. Returns the answer.
+pub async fn assert_accepted_at(response: reqwest::Response, version: i64) -> Value {
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["etag"],
+        format!("\"{version}\"").as_str()
+    );
+    let answer: Value = response.json().await.expect("a command answer");
+    assert_eq!(answer["stream_version"], version);
+    answer
+}
+
+/// Sends `POST path` with `body` under `If-Match: "1"` to a stream that has moved
+/// past version 1: refused with 409 naming the version, and the store still holds
+/// `events` events.
+pub async fn assert_stale_if_match_refused(app: &TestApp, path: &str, body: &Value, events: i64) {
+    let stale = post_json_if_match(app, path, 1, body).await;
+    assert_problem(stale, StatusCode::CONFLICT, "version 1").await;
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "{path}: a stale command appended"
+    );
+}
+
+/// An id that `collection` (`/orders`) has no stream for: each of `commands` (a
+/// command name and a body it accepts) is 404 "`<noun> not found`", its state and its
+/// events are 404 "`<noun> <id> not found`", and a path the API does not serve is 404
+/// "no such resource". The store holds no events afterwards.
+pub async fn assert_unknown_not_found(
+    app: &TestApp,
+    collection: &str,
+    noun: &str,
+    commands: &[(&str, Value)],
+) {
+    let client = Client::new();
+    let id = uuid::Uuid::now_v7();
+    for (command, body) in commands {
+        let response = post_json(app, &format!("{collection}/{id}/{command}"), body).await;
+        assert_problem(
+            response,
+            StatusCode::NOT_FOUND,
+            &format!("{noun} not found"),
+        )
+        .await;
+    }
+    for path in [
+        format!("{collection}/{id}"),
+        format!("{collection}/{id}/events"),
+    ] {
+        let response = client.get(app.url(&path)).send().await.expect("send");
+        assert_problem(
+            response,
+            StatusCode::NOT_FOUND,
+            &format!("{noun} {id} not found"),
+        )
+        .await;
+    }
+    let nowhere = client.get(app.url("/nowhere")).send().await.expect("send");
+    assert_problem(nowhere, StatusCode::NOT_FOUND, "no such resource").await;
+    assert_eq!(app.event_count().await, 0);
 }
 
 /// `app` serves an OpenAPI 3 document with each of `paths` and `schemas`, and

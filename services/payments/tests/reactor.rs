@@ -11,23 +11,17 @@ use sluice_payments::domain::{Payment, PaymentCommand};
 use sluice_payments::reactor::{payment_id_for_order, ACTOR};
 use sluice_payments::SERVICE;
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
-use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::consumer::ConsumedEvent;
 use sluice_platform::store::{Metadata, StreamId};
-use sluice_platform::testing::{consumed_event, traced_metadata, TestReactor as Reactor};
+use sluice_platform::testing::{
+    order_event, reaction_metadata, traced_metadata, TestReactor as Reactor,
+};
 use sluice_platform::values::{Amount, Currency};
 use uuid::Uuid;
 
 /// An orders event as the consumer runtime hands it over.
 fn consumed(event_type: &str, order_id: Uuid, payload: Value, metadata: Metadata) -> ConsumedEvent {
-    consumed_event(
-        "orders.events",
-        "order",
-        order_id.to_string(),
-        1,
-        event_type,
-        payload,
-        metadata,
-    )
+    order_event(event_type, order_id, 1, payload, metadata)
 }
 
 fn order_placed(order_id: Uuid, total_minor: i64, metadata: Metadata) -> ConsumedEvent {
@@ -75,15 +69,7 @@ async fn order_placed_authorizes_its_total_under_the_orders_payment_id() {
             "currency": "EUR"
         })
     );
-    assert_eq!(
-        authorized.metadata,
-        Metadata {
-            correlation_id: placed.metadata.correlation_id,
-            causation_id: Some(placed.event_id),
-            traceparent: placed.metadata.traceparent.clone(),
-            actor: Some(ACTOR.into()),
-        }
-    );
+    assert_eq!(authorized.metadata, reaction_metadata(&placed, ACTOR));
 }
 
 #[tokio::test]
@@ -92,12 +78,9 @@ async fn a_redelivered_order_placed_appends_nothing() {
     let order_id = Uuid::now_v7();
     let placed = order_placed(order_id, 2_800, from_a_request());
 
-    reactor.apply(&placed).await.unwrap();
-    let first = reactor.stream(payment_id_for_order(order_id)).await;
-    reactor.apply(&placed).await.unwrap();
-    reactor.apply(&placed).await.unwrap();
-
-    assert_eq!(reactor.stream(payment_id_for_order(order_id)).await, first);
+    reactor
+        .assert_redelivery_appends_nothing(&placed, payment_id_for_order(order_id))
+        .await;
     assert_eq!(reactor.event_count().await, 1);
 }
 
@@ -220,10 +203,7 @@ async fn other_orders_events_are_ignored() {
         consumed("SomethingNew", order_id, json!({}), from_a_request()),
     ];
 
-    for event in &ignored {
-        reactor.apply(event).await.unwrap();
-    }
-
+    reactor.assert_ignored(&ignored).await;
     assert_eq!(reactor.event_count().await, 0);
 }
 
@@ -241,14 +221,9 @@ async fn an_unreadable_order_placed_is_poison() {
     bad_currency.payload["currency"] = json!("euro");
     let negative = order_placed(order_id, -1, from_a_request());
 
-    for event in [missing_total, bad_currency, negative] {
-        let result = reactor.apply(&event).await;
-        assert!(
-            matches!(result, Err(HandlerError::Poison(_))),
-            "{:?}: {result:?}",
-            event.payload
-        );
-    }
+    reactor
+        .assert_poison([missing_total, bad_currency, negative])
+        .await;
     assert_eq!(reactor.event_count().await, 0);
 }
 
@@ -259,10 +234,6 @@ fn order_cancelled(order_id: Uuid) -> ConsumedEvent {
         json!({ "order_id": order_id, "reason": "changed my mind" }),
         from_a_request(),
     )
-}
-
-fn event_types(events: &[sluice_platform::store::RecordedEvent]) -> Vec<&str> {
-    events.iter().map(|e| e.event_type.as_str()).collect()
 }
 
 #[tokio::test]
@@ -279,7 +250,8 @@ async fn a_cancelled_order_voids_its_saga_payment_once() {
     reactor.apply(&cancelled).await.unwrap();
 
     let events = reactor.stream(payment_id_for_order(order_id)).await;
-    assert_eq!(event_types(&events), ["PaymentAuthorized", "PaymentVoided"]);
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["PaymentAuthorized", "PaymentVoided"]);
     assert_eq!(events[1].payload["amount_minor"], 2_800);
     assert_eq!(
         events[1].payload["reason"],
@@ -299,7 +271,7 @@ async fn a_cancelled_order_whose_payment_was_declined_or_never_made_is_skipped()
     reactor.apply(&order_cancelled(declined)).await.unwrap();
     assert_skip_counted("OrderCancelled", "nothing_to_compensate");
     assert_eq!(
-        event_types(&reactor.stream(payment_id_for_order(declined)).await),
+        reactor.event_types(payment_id_for_order(declined)).await,
         ["PaymentDeclined"]
     );
 
