@@ -158,12 +158,8 @@ pub async fn assert_malformed_requests_refused(app: &TestApp, collection: &str, 
         assert_problem(response, bad_request, "not a valid id").await;
     }
     for command in commands {
-        let response = client
-            .post(app.url(&format!("{collection}/12345/{command}")))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("send");
+        let path = format!("{collection}/12345/{command}");
+        let response = post_json(app, &path, &json!({})).await;
         assert_problem(response, bad_request, "not a valid id").await;
         let response = client
             .post(app.url(&format!("{collection}/{}/{command}", uuid::Uuid::now_v7())))
@@ -218,11 +214,21 @@ pub async fn post_created(app: &TestApp, path: &str, body: &Value) -> Value {
     response.json().await.expect("a command answer")
 }
 
-/// `GET path` of `app`, which must answer 200 with JSON. Returns the body.
-pub async fn get_json(app: &TestApp, path: &str) -> Value {
+/// `GET path` of `app`, which must answer 200.
+async fn get_ok(app: &TestApp, path: &str) -> reqwest::Response {
     let response = Client::new().get(app.url(path)).send().await.expect("send");
     assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.json().await.expect("a JSON body")
+    response
+}
+
+/// `GET path` of `app`, which must answer 200 with JSON. Returns the body.
+pub async fn get_json(app: &TestApp, path: &str) -> Value {
+    get_ok(app, path).await.json().await.expect("a JSON body")
+}
+
+/// `GET path` of `app`, which must answer 200. Returns the body as text.
+pub async fn get_text(app: &TestApp, path: &str) -> String {
+    get_ok(app, path).await.text().await.expect("a text body")
 }
 
 /// The events of the audit stream at `path` (`GET <collection>/{id}/events`).
@@ -303,13 +309,21 @@ pub async fn assert_unknown_not_found(
     assert_eq!(app.event_count().await, 0);
 }
 
-/// `app` serves an OpenAPI 3 document with each of `paths` and `schemas`, and
-/// answers both health probes. Returns the document for further checks.
+/// `app` serves an OpenAPI 3 document with the paths of a resource collection
+/// (`/orders`) whose commands are `POST <collection>/{id}/<command>`: the collection,
+/// each of `commands`, the state (`<collection>/{id}`) and the events
+/// (`<collection>/{id}/events`); it has each of `schemas`, and `app` answers both
+/// health probes. Returns the document for further checks.
 pub async fn assert_serves_openapi_and_health(
     app: &TestApp,
-    paths: &[&str],
+    collection: &str,
+    commands: &[&str],
     schemas: &[&str],
 ) -> Value {
+    let resource = format!("{collection}/{{id}}");
+    let mut paths = vec![collection.to_owned(), resource.clone()];
+    paths.extend(commands.iter().map(|c| format!("{resource}/{c}")));
+    paths.push(format!("{resource}/events"));
     let client = Client::new();
     let doc: Value = client
         .get(app.url("/openapi.json"))
@@ -324,7 +338,7 @@ pub async fn assert_serves_openapi_and_health(
         "not OpenAPI 3: {}",
         doc["openapi"]
     );
-    for path in paths {
+    for path in &paths {
         assert!(doc["paths"][path].is_object(), "missing path {path}");
     }
     for schema in schemas {

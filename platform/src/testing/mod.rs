@@ -16,6 +16,7 @@ use rand::Rng;
 
 mod app;
 mod broker;
+mod contract_tests;
 mod contracts;
 mod database;
 mod fixtures;
@@ -38,7 +39,7 @@ pub use http::{
     assert_accepted_at, assert_idempotent_retry, assert_key_reuse_refused,
     assert_malformed_requests_refused, assert_problem, assert_serves_openapi_and_health,
     assert_stale_if_match_refused, assert_unknown_not_found, audit_events, event_types, get_json,
-    post_created, post_json, post_json_if_match, BadInputs,
+    get_text, post_created, post_json, post_json_if_match, BadInputs,
 };
 pub use projection::{repository_catalog, TestProjection};
 pub use reactions::{order_event, reaction_metadata};

@@ -11,7 +11,9 @@ use sluice_platform::aggregate::{CommandContext, CommandHandler};
 use sluice_platform::consumer::ConsumedEvent;
 use sluice_platform::saga::payment_id_for_order;
 use sluice_platform::store::{Metadata, StreamId};
-use sluice_platform::testing::{consumed_event, reaction_metadata, traced_metadata, TestReactor};
+use sluice_platform::testing::{
+    assert_skip_counted, consumed_event, reaction_metadata, traced_metadata, TestReactor,
+};
 use sluice_platform::values::{Amount, Currency};
 use uuid::Uuid;
 
@@ -127,17 +129,13 @@ fn from_the_saga() -> Metadata {
     traced_metadata("payments-reactor")
 }
 
-fn assert_skip_counted(event_type: &str, reason: &str) {
-    sluice_platform::testing::assert_skip_counted("orders", event_type, reason);
-}
-
 #[tokio::test]
 async fn payment_authorized_confirms_the_order() {
     let reactor = Reactor::start().await;
     let order_id = reactor.place().await;
     let event = authorized(order_id);
 
-    reactor.apply(&event).await.unwrap();
+    reactor.accept(&event).await;
 
     let events = reactor.stream(order_id).await;
     assert_eq!(events.len(), 2);
@@ -164,8 +162,8 @@ async fn payment_declined_cancels_the_order() {
     let order_id = reactor.place().await;
     let event = declined(order_id);
 
-    reactor.apply(&event).await.unwrap();
-    reactor.apply(&event).await.unwrap();
+    reactor.accept(&event).await;
+    reactor.accept(&event).await;
 
     let events = reactor.stream(order_id).await;
     assert_eq!(
@@ -203,13 +201,13 @@ async fn payment_authorized_for_an_order_cancelled_meanwhile_is_skipped() {
         )
         .await;
 
-    reactor.apply(&authorized(order_id)).await.unwrap();
+    reactor.accept(&authorized(order_id)).await;
 
     assert_eq!(
         reactor.event_types(order_id).await,
         ["OrderPlaced", "OrderCancelled"]
     );
-    assert_skip_counted("PaymentAuthorized", "order_cancelled");
+    assert_skip_counted(SERVICE.name, "PaymentAuthorized", "order_cancelled");
 }
 
 #[tokio::test]
@@ -217,8 +215,8 @@ async fn a_second_payment_for_a_confirmed_order_is_skipped() {
     let reactor = Reactor::start().await;
     let order_id = reactor.place().await;
 
-    reactor.apply(&authorized(order_id)).await.unwrap();
-    reactor.apply(&authorized(order_id)).await.unwrap();
+    reactor.accept(&authorized(order_id)).await;
+    reactor.accept(&authorized(order_id)).await;
 
     assert_eq!(
         reactor.event_types(order_id).await,
@@ -231,8 +229,8 @@ async fn a_payment_for_an_unknown_order_is_skipped() {
     let reactor = Reactor::start().await;
     let order_id = Uuid::now_v7();
 
-    reactor.apply(&authorized(order_id)).await.unwrap();
-    reactor.apply(&declined(order_id)).await.unwrap();
+    reactor.accept(&authorized(order_id)).await;
+    reactor.accept(&declined(order_id)).await;
 
     assert!(reactor.stream(order_id).await.is_empty());
 }
@@ -279,21 +277,18 @@ async fn a_payment_that_is_not_the_orders_saga_payment_confirms_nothing() {
 
     // Someone's `POST /payments` for this order: authorized, but not the saga's.
     reactor
-        .apply(&authorized_as(Uuid::now_v7(), order_id, 2_500, "EUR"))
-        .await
-        .unwrap();
-    assert_skip_counted("PaymentAuthorized", "not_saga_payment");
+        .accept(&authorized_as(Uuid::now_v7(), order_id, 2_500, "EUR"))
+        .await;
+    assert_skip_counted(SERVICE.name, "PaymentAuthorized", "not_saga_payment");
     // The saga's own payment, short of the total or in another currency.
     let saga = payment_id_for_order(order_id);
     reactor
-        .apply(&authorized_as(saga, order_id, 1, "EUR"))
-        .await
-        .unwrap();
+        .accept(&authorized_as(saga, order_id, 1, "EUR"))
+        .await;
     reactor
-        .apply(&authorized_as(saga, order_id, 2_500, "USD"))
-        .await
-        .unwrap();
-    assert_skip_counted("PaymentAuthorized", "payment_short");
+        .accept(&authorized_as(saga, order_id, 2_500, "USD"))
+        .await;
+    assert_skip_counted(SERVICE.name, "PaymentAuthorized", "payment_short");
 
     assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
 }
@@ -303,15 +298,12 @@ async fn a_decline_cancels_nothing_unless_it_is_the_saga_payment_of_an_order_sti
     let reactor = Reactor::start().await;
     let order_id = reactor.place().await;
 
-    reactor
-        .apply(&declined_as(Uuid::now_v7(), order_id))
-        .await
-        .unwrap();
+    reactor.accept(&declined_as(Uuid::now_v7(), order_id)).await;
     assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
 
-    reactor.apply(&authorized(order_id)).await.unwrap();
-    reactor.apply(&declined(order_id)).await.unwrap();
-    assert_skip_counted("PaymentDeclined", "order_confirmed");
+    reactor.accept(&authorized(order_id)).await;
+    reactor.accept(&declined(order_id)).await;
+    assert_skip_counted(SERVICE.name, "PaymentDeclined", "order_confirmed");
     assert_eq!(
         reactor.event_types(order_id).await,
         ["OrderPlaced", "OrderConfirmed"]

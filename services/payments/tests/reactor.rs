@@ -14,7 +14,7 @@ use sluice_platform::aggregate::{CommandContext, CommandHandler};
 use sluice_platform::consumer::ConsumedEvent;
 use sluice_platform::store::{Metadata, StreamId};
 use sluice_platform::testing::{
-    order_event, reaction_metadata, traced_metadata, TestReactor as Reactor,
+    assert_skip_counted, order_event, reaction_metadata, traced_metadata, TestReactor as Reactor,
 };
 use sluice_platform::values::{Amount, Currency};
 use uuid::Uuid;
@@ -43,17 +43,13 @@ fn from_a_request() -> Metadata {
     traced_metadata("customer")
 }
 
-fn assert_skip_counted(event_type: &str, reason: &str) {
-    sluice_platform::testing::assert_skip_counted("payments", event_type, reason);
-}
-
 #[tokio::test]
 async fn order_placed_authorizes_its_total_under_the_orders_payment_id() {
     let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let placed = order_placed(order_id, 2_800, from_a_request());
 
-    reactor.apply(&placed).await.unwrap();
+    reactor.accept(&placed).await;
 
     let payment_id = payment_id_for_order(order_id);
     let events = reactor.stream(payment_id).await;
@@ -90,9 +86,8 @@ async fn an_order_above_the_default_limit_is_declined() {
     let order_id = Uuid::now_v7();
 
     reactor
-        .apply(&order_placed(order_id, 100_001, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(order_id, 100_001, from_a_request()))
+        .await;
 
     let events = reactor.stream(payment_id_for_order(order_id)).await;
     assert_eq!(events.len(), 1);
@@ -115,9 +110,8 @@ async fn an_order_at_the_limit_is_authorized() {
     let order_id = Uuid::now_v7();
 
     reactor
-        .apply(&order_placed(order_id, 100_000, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(order_id, 100_000, from_a_request()))
+        .await;
 
     let events = reactor.stream(payment_id_for_order(order_id)).await;
     assert_eq!(events[0].event_type, "PaymentAuthorized");
@@ -129,7 +123,7 @@ async fn an_event_without_correlation_starts_one_with_its_own_id() {
     let order_id = Uuid::now_v7();
     let placed = order_placed(order_id, 500, Metadata::default());
 
-    reactor.apply(&placed).await.unwrap();
+    reactor.accept(&placed).await;
 
     let events = reactor.stream(payment_id_for_order(order_id)).await;
     assert_eq!(events[0].metadata.correlation_id, Some(placed.event_id));
@@ -159,15 +153,14 @@ async fn a_payment_that_already_exists_is_skipped() {
         .unwrap();
 
     reactor
-        .apply(&order_placed(order_id, 2_800, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(order_id, 2_800, from_a_request()))
+        .await;
 
     let events = reactor.stream(payment_id).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].payload["amount_minor"], 10);
     assert_eq!(events[0].metadata.actor, None);
-    assert_skip_counted("OrderPlaced", "payment_exists");
+    assert_skip_counted(SERVICE.name, "OrderPlaced", "payment_exists");
 }
 
 #[tokio::test]
@@ -175,12 +168,11 @@ async fn a_free_order_has_nothing_to_authorize_and_is_skipped() {
     let reactor = Reactor::start(&SERVICE).await;
 
     reactor
-        .apply(&order_placed(Uuid::now_v7(), 0, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(Uuid::now_v7(), 0, from_a_request()))
+        .await;
 
     assert_eq!(reactor.event_count().await, 0);
-    assert_skip_counted("OrderPlaced", "nothing_to_authorize");
+    assert_skip_counted(SERVICE.name, "OrderPlaced", "nothing_to_authorize");
 }
 
 #[tokio::test]
@@ -241,13 +233,12 @@ async fn a_cancelled_order_voids_its_saga_payment_once() {
     let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     reactor
-        .apply(&order_placed(order_id, 2_800, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(order_id, 2_800, from_a_request()))
+        .await;
     let cancelled = order_cancelled(order_id);
 
-    reactor.apply(&cancelled).await.unwrap();
-    reactor.apply(&cancelled).await.unwrap();
+    reactor.accept(&cancelled).await;
+    reactor.accept(&cancelled).await;
 
     let events = reactor.stream(payment_id_for_order(order_id)).await;
     let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
@@ -265,19 +256,18 @@ async fn a_cancelled_order_whose_payment_was_declined_or_never_made_is_skipped()
     let reactor = Reactor::start(&SERVICE).await;
     let declined = Uuid::now_v7();
     reactor
-        .apply(&order_placed(declined, 100_001, from_a_request()))
-        .await
-        .unwrap();
-    reactor.apply(&order_cancelled(declined)).await.unwrap();
-    assert_skip_counted("OrderCancelled", "nothing_to_compensate");
+        .accept(&order_placed(declined, 100_001, from_a_request()))
+        .await;
+    reactor.accept(&order_cancelled(declined)).await;
+    assert_skip_counted(SERVICE.name, "OrderCancelled", "nothing_to_compensate");
     assert_eq!(
         reactor.event_types(payment_id_for_order(declined)).await,
         ["PaymentDeclined"]
     );
 
     let never_paid = Uuid::now_v7();
-    reactor.apply(&order_cancelled(never_paid)).await.unwrap();
-    assert_skip_counted("OrderCancelled", "no_payment");
+    reactor.accept(&order_cancelled(never_paid)).await;
+    assert_skip_counted(SERVICE.name, "OrderCancelled", "no_payment");
     assert!(reactor
         .stream(payment_id_for_order(never_paid))
         .await
