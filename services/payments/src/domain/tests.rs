@@ -37,6 +37,16 @@ fn authorized(minor: i64) -> Vec<PaymentEvent> {
     Payment::history(&[authorize_cmd(Uuid::now_v7(), minor)]).unwrap()
 }
 
+/// A payment authorized for 800, captured in full, then refunded `refunded`.
+fn captured_then_refunded(refunded: i64) -> Vec<PaymentEvent> {
+    Payment::history(&[
+        authorize_cmd(Uuid::now_v7(), 800),
+        capture(None),
+        refund(refunded),
+    ])
+    .unwrap()
+}
+
 /// Given `history`, `command` is refused as not allowed in the payment's state
 /// (409), saying `message`. Returns the error.
 fn assert_refused(
@@ -249,12 +259,7 @@ fn refunds_accumulate_up_to_the_captured_amount() {
 
 #[test]
 fn refunding_more_than_remains_is_refused() {
-    let events = Payment::history(&[
-        authorize_cmd(Uuid::now_v7(), 800),
-        capture(None),
-        refund(500),
-    ])
-    .unwrap();
+    let events = captured_then_refunded(500);
     let error = assert_refused(
         &events,
         &refund(500),
@@ -327,12 +332,7 @@ fn commands_on_an_unknown_payment_are_not_found() {
 
 #[test]
 fn events_are_stored_as_their_type_and_named_fields() {
-    let events = Payment::history(&[
-        authorize_cmd(Uuid::now_v7(), 800),
-        capture(None),
-        refund(800),
-    ])
-    .unwrap();
+    let events = captured_then_refunded(800);
     let stored: Vec<_> = events.iter().map(|e| to_new_event(e).unwrap()).collect();
     let types: Vec<&str> = stored.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
