@@ -46,3 +46,4 @@ pub mod telemetry;
 pub mod testing;
 pub mod trace;
 pub mod values;
+pub mod write_service;

@@ -1,6 +1,7 @@
 //! HTTP assertions every service's API tests share: tables of bad input, the
-//! request-level problems (a malformed id or `If-Match`, a wrong method), and the
-//! OpenAPI document with the health probes.
+//! request-level problems (a malformed id or `If-Match`, a wrong method), a stale
+//! `If-Match`, unknown resources, the OpenAPI document with the health probes, and
+//! the requests the tests send to get there.
 
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -157,12 +158,8 @@ pub async fn assert_malformed_requests_refused(app: &TestApp, collection: &str, 
         assert_problem(response, bad_request, "not a valid id").await;
     }
     for command in commands {
-        let response = client
-            .post(app.url(&format!("{collection}/12345/{command}")))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("send");
+        let path = format!("{collection}/12345/{command}");
+        let response = post_json(app, &path, &json!({})).await;
         assert_problem(response, bad_request, "not a valid id").await;
         let response = client
             .post(app.url(&format!("{collection}/{}/{command}", uuid::Uuid::now_v7())))
@@ -182,13 +179,151 @@ pub async fn assert_malformed_requests_refused(app: &TestApp, collection: &str, 
     assert_eq!(app.event_count().await, before);
 }
 
-/// `app` serves an OpenAPI 3 document with each of `paths` and `schemas`, and
-/// answers both health probes. Returns the document for further checks.
+/// `POST path` of `app` with `body` as JSON.
+pub async fn post_json(app: &TestApp, path: &str, body: &Value) -> reqwest::Response {
+    Client::new()
+        .post(app.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("send")
+}
+
+/// `POST path` of `app` with `body` as JSON, conditional on the stream being at
+/// `version` (`If-Match: "<version>"`).
+pub async fn post_json_if_match(
+    app: &TestApp,
+    path: &str,
+    version: i64,
+    body: &Value,
+) -> reqwest::Response {
+    Client::new()
+        .post(app.url(path))
+        .header("If-Match", format!("\"{version}\""))
+        .json(body)
+        .send()
+        .await
+        .expect("send")
+}
+
+/// `POST path` of `app` with `body`, which must create its stream (201). Returns
+/// the answer.
+pub async fn post_created(app: &TestApp, path: &str, body: &Value) -> Value {
+    let response = post_json(app, path, body).await;
+    assert_eq!(response.status(), StatusCode::CREATED, "POST {path}");
+    response.json().await.expect("a command answer")
+}
+
+/// `GET path` of `app`, which must answer 200.
+async fn get_ok(app: &TestApp, path: &str) -> reqwest::Response {
+    let response = Client::new().get(app.url(path)).send().await.expect("send");
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response
+}
+
+/// `GET path` of `app`, which must answer 200 with JSON. Returns the body.
+pub async fn get_json(app: &TestApp, path: &str) -> Value {
+    get_ok(app, path).await.json().await.expect("a JSON body")
+}
+
+/// `GET path` of `app`, which must answer 200. Returns the body as text.
+pub async fn get_text(app: &TestApp, path: &str) -> String {
+    get_ok(app, path).await.text().await.expect("a text body")
+}
+
+/// The events of the audit stream at `path` (`GET <collection>/{id}/events`).
+pub async fn audit_events(app: &TestApp, path: &str) -> Vec<Value> {
+    let audit = get_json(app, path).await;
+    audit["events"].as_array().expect("an events array").clone()
+}
+
+/// The `event_type` of each of `events` (as [`audit_events`] returns them), in order.
+pub fn event_types(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["event_type"].as_str().expect("an event type"))
+        .collect()
+}
+
+/// Asserts a command answer that appended up to `version`: 200, that version as
+/// its `ETag` and its `stream_version`. Returns the answer.
+pub async fn assert_accepted_at(response: reqwest::Response, version: i64) -> Value {
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["etag"],
+        format!("\"{version}\"").as_str()
+    );
+    let answer: Value = response.json().await.expect("a command answer");
+    assert_eq!(answer["stream_version"], version);
+    answer
+}
+
+/// Sends `POST path` with `body` under `If-Match: "1"` to a stream that has moved
+/// past version 1: refused with 409 naming the version, and the store still holds
+/// `events` events.
+pub async fn assert_stale_if_match_refused(app: &TestApp, path: &str, body: &Value, events: i64) {
+    let stale = post_json_if_match(app, path, 1, body).await;
+    assert_problem(stale, StatusCode::CONFLICT, "version 1").await;
+    assert_eq!(
+        app.event_count().await,
+        events,
+        "{path}: a stale command appended"
+    );
+}
+
+/// An id that `collection` (`/orders`) has no stream for: each of `commands` (a
+/// command name and a body it accepts) is 404 "`<noun> not found`", its state and its
+/// events are 404 "`<noun> <id> not found`", and a path the API does not serve is 404
+/// "no such resource". The store holds no events afterwards.
+pub async fn assert_unknown_not_found(
+    app: &TestApp,
+    collection: &str,
+    noun: &str,
+    commands: &[(&str, Value)],
+) {
+    let client = Client::new();
+    let id = uuid::Uuid::now_v7();
+    for (command, body) in commands {
+        let response = post_json(app, &format!("{collection}/{id}/{command}"), body).await;
+        assert_problem(
+            response,
+            StatusCode::NOT_FOUND,
+            &format!("{noun} not found"),
+        )
+        .await;
+    }
+    for path in [
+        format!("{collection}/{id}"),
+        format!("{collection}/{id}/events"),
+    ] {
+        let response = client.get(app.url(&path)).send().await.expect("send");
+        assert_problem(
+            response,
+            StatusCode::NOT_FOUND,
+            &format!("{noun} {id} not found"),
+        )
+        .await;
+    }
+    let nowhere = client.get(app.url("/nowhere")).send().await.expect("send");
+    assert_problem(nowhere, StatusCode::NOT_FOUND, "no such resource").await;
+    assert_eq!(app.event_count().await, 0);
+}
+
+/// `app` serves an OpenAPI 3 document with the paths of a resource collection
+/// (`/orders`) whose commands are `POST <collection>/{id}/<command>`: the collection,
+/// each of `commands`, the state (`<collection>/{id}`) and the events
+/// (`<collection>/{id}/events`); it has each of `schemas`, and `app` answers both
+/// health probes. Returns the document for further checks.
 pub async fn assert_serves_openapi_and_health(
     app: &TestApp,
-    paths: &[&str],
+    collection: &str,
+    commands: &[&str],
     schemas: &[&str],
 ) -> Value {
+    let resource = format!("{collection}/{{id}}");
+    let mut paths = vec![collection.to_owned(), resource.clone()];
+    paths.extend(commands.iter().map(|c| format!("{resource}/{c}")));
+    paths.push(format!("{resource}/events"));
     let client = Client::new();
     let doc: Value = client
         .get(app.url("/openapi.json"))
@@ -203,7 +338,7 @@ pub async fn assert_serves_openapi_and_health(
         "not OpenAPI 3: {}",
         doc["openapi"]
     );
-    for path in paths {
+    for path in &paths {
         assert!(doc["paths"][path].is_object(), "missing path {path}");
     }
     for schema in schemas {

@@ -16,11 +16,13 @@ use rand::Rng;
 
 mod app;
 mod broker;
+mod contract_tests;
 mod contracts;
 mod database;
 mod fixtures;
 mod http;
 mod projection;
+mod reactions;
 mod reactor;
 mod registry;
 mod topics;
@@ -34,10 +36,13 @@ pub use contracts::{assert_events_round_trip, assert_one_schema_per_event_type};
 pub use database::{admin_url, TestDatabase};
 pub use fixtures::{consumed_event, python_package, traced_metadata};
 pub use http::{
-    assert_idempotent_retry, assert_key_reuse_refused, assert_malformed_requests_refused,
-    assert_problem, assert_serves_openapi_and_health, BadInputs,
+    assert_accepted_at, assert_idempotent_retry, assert_key_reuse_refused,
+    assert_malformed_requests_refused, assert_problem, assert_serves_openapi_and_health,
+    assert_stale_if_match_refused, assert_unknown_not_found, audit_events, event_types, get_json,
+    get_text, post_created, post_json, post_json_if_match, BadInputs,
 };
 pub use projection::{repository_catalog, TestProjection};
+pub use reactions::{order_event, reaction_metadata};
 pub use reactor::{assert_skip_counted, teach_order, tell_of_order, TestReactor};
 pub use registry::{
     drop_registry_databases, free_port, isolated_registry, isolated_registry_on,

@@ -234,18 +234,13 @@ impl Aggregate for Order {
             ) => Ok(vec![place(*order_id, customer_id, *currency, lines)?]),
             (OrderCommand::Place { order_id, .. }, _) => Err(OrderError::AlreadyPlaced(*order_id)),
             (_, OrderStatus::NotPlaced) => Err(OrderError::NotFound),
-            (OrderCommand::Confirm, OrderStatus::Placed) => Ok(vec![OrderEvent::OrderConfirmed {
-                order_id: self.id(),
-            }]),
+            (OrderCommand::Confirm, OrderStatus::Placed) => Ok(self.confirmation()),
             (OrderCommand::Confirm, status) => Err(OrderError::InvalidTransition {
                 action: "confirm",
                 status,
             }),
             (OrderCommand::Cancel { reason }, OrderStatus::Placed | OrderStatus::Confirmed) => {
-                Ok(vec![OrderEvent::OrderCancelled {
-                    order_id: self.id(),
-                    reason: reason.clone(),
-                }])
+                Ok(self.cancellation(reason))
             }
             (OrderCommand::Cancel { .. }, status) => Err(OrderError::InvalidTransition {
                 action: "cancel",
@@ -278,19 +273,14 @@ impl Aggregate for Order {
                         currency: self.currency.clone(),
                     });
                 }
-                Ok(vec![OrderEvent::OrderConfirmed {
-                    order_id: self.id(),
-                }])
+                Ok(self.confirmation())
             }
             (OrderCommand::ConfirmPaid { .. }, status) => Err(OrderError::InvalidTransition {
                 action: "confirm",
                 status,
             }),
             (OrderCommand::CancelDeclined { reason, .. }, OrderStatus::Placed) => {
-                Ok(vec![OrderEvent::OrderCancelled {
-                    order_id: self.id(),
-                    reason: reason.clone(),
-                }])
+                Ok(self.cancellation(reason))
             }
             (OrderCommand::CancelDeclined { .. }, status) => Err(OrderError::InvalidTransition {
                 action: "cancel",
@@ -328,6 +318,22 @@ impl Aggregate for Order {
 impl Order {
     fn id(&self) -> Uuid {
         self.order_id.unwrap_or_default()
+    }
+
+    /// What confirming the order records, by hand or on its saga payment.
+    fn confirmation(&self) -> Vec<OrderEvent> {
+        vec![OrderEvent::OrderConfirmed {
+            order_id: self.id(),
+        }]
+    }
+
+    /// What cancelling the order for `reason` records, by hand or on its saga
+    /// payment's decline.
+    fn cancellation(&self, reason: &str) -> Vec<OrderEvent> {
+        vec![OrderEvent::OrderCancelled {
+            order_id: self.id(),
+            reason: reason.to_owned(),
+        }]
     }
 }
 

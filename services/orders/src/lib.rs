@@ -9,20 +9,9 @@ pub mod api;
 pub mod domain;
 pub mod reactor;
 
-use sluice_platform::service::WriteService;
-
-/// The orders service as the platform runs it.
-pub const SERVICE: WriteService = WriteService {
+sluice_platform::write_service! {
+    /// The orders service as the platform runs it.
     name: "orders",
-    migrator,
-    schemas,
     router: api::router,
     reactor: Some(reactor::handler),
-};
-
-/// The orders store's own migrations (after the event store's).
-pub fn migrator() -> sqlx::migrate::Migrator {
-    sqlx::migrate!("./migrations")
 }
-
-include!(concat!(env!("OUT_DIR"), "/schemas.rs"));

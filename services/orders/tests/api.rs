@@ -4,8 +4,10 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sluice_platform::testing::{
-    assert_idempotent_retry, assert_key_reuse_refused, assert_malformed_requests_refused,
-    assert_problem, assert_serves_openapi_and_health, BadInputs, TestApp,
+    assert_accepted_at, assert_idempotent_retry, assert_key_reuse_refused,
+    assert_malformed_requests_refused, assert_problem, assert_serves_openapi_and_health,
+    assert_stale_if_match_refused, assert_unknown_not_found, audit_events, event_types, get_json,
+    get_text, post_created, post_json, post_json_if_match, BadInputs, TestApp,
 };
 use sqlx::Connection;
 use uuid::Uuid;
@@ -22,68 +24,33 @@ fn order_body(order_id: Uuid) -> Value {
     })
 }
 
-async fn place(client: &Client, app: &TestApp, order_id: Uuid) -> Value {
-    let response = client
-        .post(app.url("/orders"))
-        .json(&order_body(order_id))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
+async fn place(app: &TestApp, order_id: Uuid) -> Value {
+    post_created(app, "/orders", &order_body(order_id)).await
 }
 
 #[tokio::test]
 async fn place_confirm_and_read_an_order() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
-    let client = Client::new();
     let order_id = Uuid::now_v7();
 
-    let placed = place(&client, &app, order_id).await;
+    let placed = place(&app, order_id).await;
     assert_eq!(placed["stream_id"], order_id.to_string());
     assert_eq!(placed["stream_version"], 1);
     assert_eq!(placed["event_ids"].as_array().unwrap().len(), 1);
     assert_eq!(placed["replayed"], false);
 
-    let confirmed = client
-        .post(app.url(&format!("/orders/{order_id}/confirm")))
-        .header("If-Match", "\"1\"")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(confirmed.status(), StatusCode::OK);
-    assert_eq!(confirmed.headers()["etag"], "\"2\"");
-    let confirmed: Value = confirmed.json().await.unwrap();
-    assert_eq!(confirmed["stream_version"], 2);
+    let confirm = format!("/orders/{order_id}/confirm");
+    let confirmed = post_json_if_match(&app, &confirm, 1, &json!({})).await;
+    let confirmed = assert_accepted_at(confirmed, 2).await;
 
-    let state: Value = client
-        .get(app.url(&format!("/orders/{order_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = get_json(&app, &format!("/orders/{order_id}")).await;
     assert_eq!(state["status"], "confirmed");
     assert_eq!(state["total_minor"], 2 * 1250 + 300);
     assert_eq!(state["customer_id"], "cust-1");
     assert_eq!(state["stream_version"], 2);
 
-    let audit: Value = client
-        .get(app.url(&format!("/orders/{order_id}/events")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let events = audit["events"].as_array().unwrap();
-    let types: Vec<&str> = events
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap())
-        .collect();
-    assert_eq!(types, ["OrderPlaced", "OrderConfirmed"]);
+    let events = audit_events(&app, &format!("/orders/{order_id}/events")).await;
+    assert_eq!(event_types(&events), ["OrderPlaced", "OrderConfirmed"]);
     assert_eq!(events[1]["event_id"], confirmed["event_ids"][0]);
     assert!(events[0]["metadata"]["correlation_id"].is_string());
     app.stop().await;
@@ -114,58 +81,30 @@ async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
 #[tokio::test]
 async fn a_stale_if_match_is_a_conflict() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
-    let client = Client::new();
     let id = Uuid::now_v7();
-    place(&client, &app, id).await;
-    client
-        .post(app.url(&format!("/orders/{id}/confirm")))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    let stale = client
-        .post(app.url(&format!("/orders/{id}/cancel")))
-        .header("If-Match", "\"1\"")
-        .json(&json!({ "reason": "too slow" }))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(stale, StatusCode::CONFLICT, "version 1").await;
-    assert_eq!(app.event_count().await, 2);
+    place(&app, id).await;
+    post_json(&app, &format!("/orders/{id}/confirm"), &json!({})).await;
+    let cancel = format!("/orders/{id}/cancel");
+    assert_stale_if_match_refused(&app, &cancel, &json!({ "reason": "too slow" }), 2).await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn commands_not_allowed_in_the_current_state_are_conflicts() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
-    let client = Client::new();
     let id = Uuid::now_v7();
-    place(&client, &app, id).await;
-    let cancel = client
-        .post(app.url(&format!("/orders/{id}/cancel")))
-        .json(&json!({ "reason": "changed my mind" }))
-        .send()
-        .await
-        .unwrap();
+    place(&app, id).await;
+    let reason = json!({ "reason": "changed my mind" });
+    let cancel = post_json(&app, &format!("/orders/{id}/cancel"), &reason).await;
     assert_eq!(cancel.status(), StatusCode::OK);
-    let confirm = client
-        .post(app.url(&format!("/orders/{id}/confirm")))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let confirm = post_json(&app, &format!("/orders/{id}/confirm"), &json!({})).await;
     assert_problem(
         confirm,
         StatusCode::CONFLICT,
         "cannot confirm an order that is cancelled",
     )
     .await;
-    let again = client
-        .post(app.url("/orders"))
-        .json(&order_body(id))
-        .send()
-        .await
-        .unwrap();
+    let again = post_json(&app, "/orders", &order_body(id)).await;
     assert_problem(again, StatusCode::CONFLICT, "already exists").await;
     assert_eq!(app.event_count().await, 2);
     app.stop().await;
@@ -174,30 +113,11 @@ async fn commands_not_allowed_in_the_current_state_are_conflicts() {
 #[tokio::test]
 async fn unknown_orders_are_not_found() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
-    let client = Client::new();
-    let id = Uuid::now_v7();
-    let confirm = client
-        .post(app.url(&format!("/orders/{id}/confirm")))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(confirm, StatusCode::NOT_FOUND, "not found").await;
-    let get = client
-        .get(app.url(&format!("/orders/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(get, StatusCode::NOT_FOUND, &id.to_string()).await;
-    let events = client
-        .get(app.url(&format!("/orders/{id}/events")))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(events, StatusCode::NOT_FOUND, "not found").await;
-    let nowhere = client.get(app.url("/nowhere")).send().await.unwrap();
-    assert_problem(nowhere, StatusCode::NOT_FOUND, "no such resource").await;
-    assert_eq!(app.event_count().await, 0);
+    let commands = [
+        ("confirm", json!({})),
+        ("cancel", json!({ "reason": "changed my mind" })),
+    ];
+    assert_unknown_not_found(&app, "/orders", "order", &commands).await;
     app.stop().await;
 }
 
@@ -250,28 +170,15 @@ async fn bad_input_is_a_problem_and_appends_nothing() {
 #[tokio::test]
 async fn serves_openapi_health_and_metrics() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
-    let client = Client::new();
     assert_serves_openapi_and_health(
         &app,
-        &[
-            "/orders",
-            "/orders/{id}/confirm",
-            "/orders/{id}/cancel",
-            "/orders/{id}",
-            "/orders/{id}/events",
-        ],
+        "/orders",
+        &["confirm", "cancel"],
         &["PlaceOrder", "OrderState", "Problem"],
     )
     .await;
-    place(&client, &app, Uuid::now_v7()).await;
-    let metrics = client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    place(&app, Uuid::now_v7()).await;
+    let metrics = get_text(&app, "/metrics").await;
     for series in [
         "sluice_commands_total{",
         "outcome=\"accepted\"",
@@ -324,7 +231,7 @@ async fn a_keyed_retry_that_loads_after_the_first_commit_replays_it() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
     let client = Client::new();
     let id = Uuid::now_v7();
-    place(&client, &app, id).await;
+    place(&app, id).await;
     let owner = sluice_platform::db::pool_with(app.db.owner_options(), 3)
         .await
         .unwrap();
@@ -388,18 +295,12 @@ async fn a_keyed_retry_that_loads_after_the_first_commit_replays_it() {
 #[tokio::test]
 async fn a_string_with_a_nul_character_is_refused_and_appends_nothing() {
     let app = TestApp::spawn(&sluice_orders::SERVICE).await;
-    let client = Client::new();
     let mut in_customer = order_body(Uuid::now_v7());
     in_customer["customer_id"] = json!("a\u{0}b");
     let mut in_sku = order_body(Uuid::now_v7());
     in_sku["lines"][1]["sku"] = json!("PEN\u{0}");
     for (body, path) in [(in_customer, "customer_id"), (in_sku, "lines[1].sku")] {
-        let response = client
-            .post(app.url("/orders"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = post_json(&app, "/orders", &body).await;
         assert_problem(
             response,
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -408,13 +309,13 @@ async fn a_string_with_a_nul_character_is_refused_and_appends_nothing() {
         .await;
     }
     let id = Uuid::now_v7();
-    place(&client, &app, id).await;
-    let cancel = client
-        .post(app.url(&format!("/orders/{id}/cancel")))
-        .json(&json!({ "reason": "\u{0}" }))
-        .send()
-        .await
-        .unwrap();
+    place(&app, id).await;
+    let cancel = post_json(
+        &app,
+        &format!("/orders/{id}/cancel"),
+        &json!({ "reason": "\u{0}" }),
+    )
+    .await;
     assert_problem(
         cancel,
         StatusCode::UNPROCESSABLE_ENTITY,

@@ -8,10 +8,12 @@ use sluice_orders::domain::{Order, OrderCommand, OrderLine, Sku};
 use sluice_orders::reactor::ACTOR;
 use sluice_orders::SERVICE;
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
-use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::consumer::ConsumedEvent;
 use sluice_platform::saga::payment_id_for_order;
-use sluice_platform::store::{Metadata, RecordedEvent, StreamId};
-use sluice_platform::testing::{consumed_event, traced_metadata, TestReactor};
+use sluice_platform::store::{Metadata, StreamId};
+use sluice_platform::testing::{
+    assert_skip_counted, consumed_event, reaction_metadata, traced_metadata, TestReactor,
+};
 use sluice_platform::values::{Amount, Currency};
 use uuid::Uuid;
 
@@ -56,22 +58,14 @@ impl Reactor {
         .await;
         order_id
     }
+}
 
-    /// Applies `event` inside a consumer transaction, as the runtime does.
-    async fn apply(&self, event: &ConsumedEvent) -> Result<(), HandlerError> {
-        self.inner.apply(event).await
-    }
+/// The shared harness's own checks and feeding, as they are.
+impl std::ops::Deref for Reactor {
+    type Target = TestReactor;
 
-    async fn stream(&self, id: Uuid) -> Vec<RecordedEvent> {
-        self.inner.stream(id).await
-    }
-
-    async fn event_types(&self, id: Uuid) -> Vec<String> {
-        self.stream(id)
-            .await
-            .into_iter()
-            .map(|e| e.event_type)
-            .collect()
+    fn deref(&self) -> &TestReactor {
+        &self.inner
     }
 }
 
@@ -135,32 +129,20 @@ fn from_the_saga() -> Metadata {
     traced_metadata("payments-reactor")
 }
 
-fn assert_skip_counted(event_type: &str, reason: &str) {
-    sluice_platform::testing::assert_skip_counted("orders", event_type, reason);
-}
-
 #[tokio::test]
 async fn payment_authorized_confirms_the_order() {
     let reactor = Reactor::start().await;
     let order_id = reactor.place().await;
     let event = authorized(order_id);
 
-    reactor.apply(&event).await.unwrap();
+    reactor.accept(&event).await;
 
     let events = reactor.stream(order_id).await;
     assert_eq!(events.len(), 2);
     let confirmed = &events[1];
     assert_eq!(confirmed.event_type, "OrderConfirmed");
     assert_eq!(confirmed.payload, json!({ "order_id": order_id }));
-    assert_eq!(
-        confirmed.metadata,
-        Metadata {
-            correlation_id: event.metadata.correlation_id,
-            causation_id: Some(event.event_id),
-            traceparent: event.metadata.traceparent.clone(),
-            actor: Some(ACTOR.into()),
-        }
-    );
+    assert_eq!(confirmed.metadata, reaction_metadata(&event, ACTOR));
 }
 
 #[tokio::test]
@@ -169,12 +151,9 @@ async fn a_redelivered_payment_authorized_appends_nothing() {
     let order_id = reactor.place().await;
     let event = authorized(order_id);
 
-    reactor.apply(&event).await.unwrap();
-    let first = reactor.stream(order_id).await;
-    reactor.apply(&event).await.unwrap();
-    reactor.apply(&event).await.unwrap();
-
-    assert_eq!(reactor.stream(order_id).await, first);
+    reactor
+        .assert_redelivery_appends_nothing(&event, order_id)
+        .await;
 }
 
 #[tokio::test]
@@ -183,8 +162,8 @@ async fn payment_declined_cancels_the_order() {
     let order_id = reactor.place().await;
     let event = declined(order_id);
 
-    reactor.apply(&event).await.unwrap();
-    reactor.apply(&event).await.unwrap();
+    reactor.accept(&event).await;
+    reactor.accept(&event).await;
 
     let events = reactor.stream(order_id).await;
     assert_eq!(
@@ -222,13 +201,13 @@ async fn payment_authorized_for_an_order_cancelled_meanwhile_is_skipped() {
         )
         .await;
 
-    reactor.apply(&authorized(order_id)).await.unwrap();
+    reactor.accept(&authorized(order_id)).await;
 
     assert_eq!(
         reactor.event_types(order_id).await,
         ["OrderPlaced", "OrderCancelled"]
     );
-    assert_skip_counted("PaymentAuthorized", "order_cancelled");
+    assert_skip_counted(SERVICE.name, "PaymentAuthorized", "order_cancelled");
 }
 
 #[tokio::test]
@@ -236,8 +215,8 @@ async fn a_second_payment_for_a_confirmed_order_is_skipped() {
     let reactor = Reactor::start().await;
     let order_id = reactor.place().await;
 
-    reactor.apply(&authorized(order_id)).await.unwrap();
-    reactor.apply(&authorized(order_id)).await.unwrap();
+    reactor.accept(&authorized(order_id)).await;
+    reactor.accept(&authorized(order_id)).await;
 
     assert_eq!(
         reactor.event_types(order_id).await,
@@ -250,8 +229,8 @@ async fn a_payment_for_an_unknown_order_is_skipped() {
     let reactor = Reactor::start().await;
     let order_id = Uuid::now_v7();
 
-    reactor.apply(&authorized(order_id)).await.unwrap();
-    reactor.apply(&declined(order_id)).await.unwrap();
+    reactor.accept(&authorized(order_id)).await;
+    reactor.accept(&declined(order_id)).await;
 
     assert!(reactor.stream(order_id).await.is_empty());
 }
@@ -274,10 +253,7 @@ async fn captures_and_refunds_are_ignored() {
         ),
     ];
 
-    for event in &ignored {
-        reactor.apply(event).await.unwrap();
-    }
-
+    reactor.assert_ignored(&ignored).await;
     assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
 }
 
@@ -290,14 +266,7 @@ async fn a_payment_event_without_its_order_is_poison() {
     let mut no_reason = declined(order_id);
     no_reason.payload.as_object_mut().unwrap().remove("reason");
 
-    for event in [no_order, no_reason] {
-        let result = reactor.apply(&event).await;
-        assert!(
-            matches!(result, Err(HandlerError::Poison(_))),
-            "{}: {result:?}",
-            event.event_type
-        );
-    }
+    reactor.assert_poison([no_order, no_reason]).await;
     assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
 }
 
@@ -308,21 +277,18 @@ async fn a_payment_that_is_not_the_orders_saga_payment_confirms_nothing() {
 
     // Someone's `POST /payments` for this order: authorized, but not the saga's.
     reactor
-        .apply(&authorized_as(Uuid::now_v7(), order_id, 2_500, "EUR"))
-        .await
-        .unwrap();
-    assert_skip_counted("PaymentAuthorized", "not_saga_payment");
+        .accept(&authorized_as(Uuid::now_v7(), order_id, 2_500, "EUR"))
+        .await;
+    assert_skip_counted(SERVICE.name, "PaymentAuthorized", "not_saga_payment");
     // The saga's own payment, short of the total or in another currency.
     let saga = payment_id_for_order(order_id);
     reactor
-        .apply(&authorized_as(saga, order_id, 1, "EUR"))
-        .await
-        .unwrap();
+        .accept(&authorized_as(saga, order_id, 1, "EUR"))
+        .await;
     reactor
-        .apply(&authorized_as(saga, order_id, 2_500, "USD"))
-        .await
-        .unwrap();
-    assert_skip_counted("PaymentAuthorized", "payment_short");
+        .accept(&authorized_as(saga, order_id, 2_500, "USD"))
+        .await;
+    assert_skip_counted(SERVICE.name, "PaymentAuthorized", "payment_short");
 
     assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
 }
@@ -332,15 +298,12 @@ async fn a_decline_cancels_nothing_unless_it_is_the_saga_payment_of_an_order_sti
     let reactor = Reactor::start().await;
     let order_id = reactor.place().await;
 
-    reactor
-        .apply(&declined_as(Uuid::now_v7(), order_id))
-        .await
-        .unwrap();
+    reactor.accept(&declined_as(Uuid::now_v7(), order_id)).await;
     assert_eq!(reactor.event_types(order_id).await, ["OrderPlaced"]);
 
-    reactor.apply(&authorized(order_id)).await.unwrap();
-    reactor.apply(&declined(order_id)).await.unwrap();
-    assert_skip_counted("PaymentDeclined", "order_confirmed");
+    reactor.accept(&authorized(order_id)).await;
+    reactor.accept(&declined(order_id)).await;
+    assert_skip_counted(SERVICE.name, "PaymentDeclined", "order_confirmed");
     assert_eq!(
         reactor.event_types(order_id).await,
         ["OrderPlaced", "OrderConfirmed"]

@@ -264,11 +264,8 @@ impl Aggregate for Payment {
                 amount_minor,
                 currency,
             } => {
-                self.payment_id = Some(*payment_id);
-                self.order_id = Some(*order_id);
+                self.open(*payment_id, *order_id, *currency, *amount_minor);
                 self.status = PaymentStatus::Authorized;
-                self.currency = Some(*currency);
-                self.requested = *amount_minor;
                 self.authorized = *amount_minor;
             }
             PaymentEvent::PaymentDeclined {
@@ -278,11 +275,8 @@ impl Aggregate for Payment {
                 currency,
                 reason,
             } => {
-                self.payment_id = Some(*payment_id);
-                self.order_id = Some(*order_id);
+                self.open(*payment_id, *order_id, *currency, *amount_minor);
                 self.status = PaymentStatus::Declined;
-                self.currency = Some(*currency);
-                self.requested = *amount_minor;
                 self.decline_reason = Some(reason.clone());
             }
             PaymentEvent::PaymentCaptured { amount_minor, .. } => {
@@ -308,6 +302,15 @@ impl Aggregate for Payment {
 }
 
 impl Payment {
+    /// What the first event of a payment, authorized or declined, records alike:
+    /// its ids, its currency and the amount asked for.
+    fn open(&mut self, payment_id: Uuid, order_id: Uuid, currency: Currency, requested: Amount) {
+        self.payment_id = Some(payment_id);
+        self.order_id = Some(order_id);
+        self.currency = Some(currency);
+        self.requested = requested;
+    }
+
     /// What may still be refunded: captured minus refunded so far.
     pub fn refundable(&self) -> Amount {
         self.captured.saturating_sub(self.refunded)

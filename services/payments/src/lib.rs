@@ -12,20 +12,9 @@ pub mod config;
 pub mod domain;
 pub mod reactor;
 
-use sluice_platform::service::WriteService;
-
-/// The payments service as the platform runs it.
-pub const SERVICE: WriteService = WriteService {
+sluice_platform::write_service! {
+    /// The payments service as the platform runs it.
     name: "payments",
-    migrator,
-    schemas,
     router: api::router,
     reactor: Some(reactor::handler),
-};
-
-/// The payments store's own migrations (after the event store's).
-pub fn migrator() -> sqlx::migrate::Migrator {
-    sqlx::migrate!("./migrations")
 }
-
-include!(concat!(env!("OUT_DIR"), "/schemas.rs"));

@@ -8,8 +8,10 @@
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use sluice_platform::testing::{
-    assert_idempotent_retry, assert_key_reuse_refused, assert_malformed_requests_refused,
-    assert_problem, assert_serves_openapi_and_health, teach_order, BadInputs, TestApp,
+    assert_accepted_at, assert_idempotent_retry, assert_key_reuse_refused,
+    assert_malformed_requests_refused, assert_problem, assert_serves_openapi_and_health,
+    assert_stale_if_match_refused, assert_unknown_not_found, audit_events, event_types, get_json,
+    post_created, post_json, post_json_if_match, teach_order, BadInputs, TestApp,
 };
 use uuid::Uuid;
 
@@ -29,80 +31,60 @@ fn authorize_body(order_id: Uuid, payment_id: Uuid, amount_minor: i64) -> Value 
     })
 }
 
-async fn authorize(client: &Client, app: &TestApp, payment_id: Uuid, amount_minor: i64) -> Value {
+async fn authorize(app: &TestApp, payment_id: Uuid, amount_minor: i64) -> Value {
     let order_id = known_order(app).await;
-    let response = client
-        .post(app.url("/payments"))
-        .json(&authorize_body(order_id, payment_id, amount_minor))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
+    let body = authorize_body(order_id, payment_id, amount_minor);
+    post_created(app, "/payments", &body).await
 }
 
-async fn command(client: &Client, app: &TestApp, path: &str, body: Value) -> reqwest::Response {
-    client.post(app.url(path)).json(&body).send().await.unwrap()
+/// `POST path` with `body`.
+async fn command(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    post_json(app, path, &body).await
 }
 
-async fn get_json(client: &Client, app: &TestApp, path: &str) -> Value {
-    let response = client.get(app.url(path)).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.json().await.unwrap()
-}
-
-async fn event_types(client: &Client, app: &TestApp, payment_id: Uuid) -> Vec<String> {
-    let audit = get_json(client, app, &format!("/payments/{payment_id}/events")).await;
-    audit["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap().to_owned())
+/// The event types of a payment's stream, in order.
+async fn payment_event_types(app: &TestApp, payment_id: Uuid) -> Vec<String> {
+    let events = audit_events(app, &format!("/payments/{payment_id}/events")).await;
+    event_types(&events)
+        .into_iter()
+        .map(str::to_owned)
         .collect()
 }
 
 #[tokio::test]
 async fn authorize_capture_and_refund_a_payment_in_two_parts() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
-    let client = Client::new();
     let payment_id = Uuid::now_v7();
 
-    let authorized = authorize(&client, &app, payment_id, 800).await;
+    let authorized = authorize(&app, payment_id, 800).await;
     assert_eq!(authorized["stream_id"], payment_id.to_string());
     assert_eq!(authorized["stream_version"], 1);
     assert_eq!(authorized["replayed"], false);
 
-    let captured = client
-        .post(app.url(&format!("/payments/{payment_id}/capture")))
-        .header("If-Match", "\"1\"")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(captured.status(), StatusCode::OK);
-    assert_eq!(captured.headers()["etag"], "\"2\"");
+    let capture = format!("/payments/{payment_id}/capture");
+    let captured = post_json_if_match(&app, &capture, 1, &json!({})).await;
+    assert_accepted_at(captured, 2).await;
 
     let path = format!("/payments/{payment_id}/refund");
     let partial = command(
-        &client,
         &app,
         &path,
         json!({ "amount_minor": 500, "reason": "one item returned" }),
     )
     .await;
     assert_eq!(partial.status(), StatusCode::OK);
-    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    let state = get_json(&app, &format!("/payments/{payment_id}")).await;
     assert_eq!(state["status"], "partially_refunded");
     assert_eq!(state["captured_minor"], 800);
     assert_eq!(state["refunded_minor"], 500);
     assert_eq!(state["refundable_minor"], 300);
 
-    let rest = command(&client, &app, &path, json!({ "amount_minor": 300 })).await;
+    let rest = command(&app, &path, json!({ "amount_minor": 300 })).await;
     assert_eq!(rest.status(), StatusCode::OK);
     let rest: Value = rest.json().await.unwrap();
     assert_eq!(rest["stream_version"], 4);
 
-    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    let state = get_json(&app, &format!("/payments/{payment_id}")).await;
     assert_eq!(state["payment_id"], payment_id.to_string());
     assert_eq!(state["status"], "refunded");
     assert_eq!(state["currency"], "EUR");
@@ -114,14 +96,9 @@ async fn authorize_capture_and_refund_a_payment_in_two_parts() {
     assert_eq!(state["decline_reason"], Value::Null);
     assert_eq!(state["stream_version"], 4);
 
-    let audit = get_json(&client, &app, &format!("/payments/{payment_id}/events")).await;
-    let events = audit["events"].as_array().unwrap();
-    let types: Vec<&str> = events
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap())
-        .collect();
+    let events = audit_events(&app, &format!("/payments/{payment_id}/events")).await;
     assert_eq!(
-        types,
+        event_types(&events),
         [
             "PaymentAuthorized",
             "PaymentCaptured",
@@ -137,21 +114,15 @@ async fn authorize_capture_and_refund_a_payment_in_two_parts() {
     assert!(events[0]["metadata"]["correlation_id"].is_string());
 
     // Nothing is left to refund, nor to capture.
-    let again = command(&client, &app, &path, json!({ "amount_minor": 1 })).await;
+    let again = command(&app, &path, json!({ "amount_minor": 1 })).await;
     assert_problem(
         again,
         StatusCode::CONFLICT,
         "cannot refund a payment that is refunded",
     )
     .await;
-    let capture = command(
-        &client,
-        &app,
-        &format!("/payments/{payment_id}/capture"),
-        json!({}),
-    )
-    .await;
-    assert_problem(capture, StatusCode::CONFLICT, "captured only once").await;
+    let twice = command(&app, &capture, json!({})).await;
+    assert_problem(twice, StatusCode::CONFLICT, "captured only once").await;
     assert_eq!(app.event_count().await, 4);
     app.stop().await;
 }
@@ -159,28 +130,26 @@ async fn authorize_capture_and_refund_a_payment_in_two_parts() {
 #[tokio::test]
 async fn a_partial_capture_bounds_the_refunds() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
-    let client = Client::new();
     let payment_id = Uuid::now_v7();
-    authorize(&client, &app, payment_id, 800).await;
+    authorize(&app, payment_id, 800).await;
 
     let capture_path = format!("/payments/{payment_id}/capture");
-    let too_much = command(&client, &app, &capture_path, json!({ "amount_minor": 801 })).await;
+    let too_much = command(&app, &capture_path, json!({ "amount_minor": 801 })).await;
     assert_problem(
         too_much,
         StatusCode::CONFLICT,
         "cannot capture 801: only 800 was authorized",
     )
     .await;
-    let captured = command(&client, &app, &capture_path, json!({ "amount_minor": 300 })).await;
+    let captured = command(&app, &capture_path, json!({ "amount_minor": 300 })).await;
     assert_eq!(captured.status(), StatusCode::OK);
 
-    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    let state = get_json(&app, &format!("/payments/{payment_id}")).await;
     assert_eq!(state["status"], "captured");
     assert_eq!(state["authorized_minor"], 800);
     assert_eq!(state["captured_minor"], 300);
 
     let refund = command(
-        &client,
         &app,
         &format!("/payments/{payment_id}/refund"),
         json!({ "amount_minor": 301 }),
@@ -199,17 +168,16 @@ async fn a_partial_capture_bounds_the_refunds() {
 #[tokio::test]
 async fn an_amount_over_the_limit_is_declined_and_cannot_be_captured_or_refunded() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
-    let client = Client::new();
     let payment_id = Uuid::now_v7();
 
-    let declined = authorize(&client, &app, payment_id, OVER_THE_LIMIT).await;
+    let declined = authorize(&app, payment_id, OVER_THE_LIMIT).await;
     assert_eq!(declined["stream_version"], 1);
     assert_eq!(
-        event_types(&client, &app, payment_id).await,
+        payment_event_types(&app, payment_id).await,
         ["PaymentDeclined"]
     );
 
-    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    let state = get_json(&app, &format!("/payments/{payment_id}")).await;
     assert_eq!(state["status"], "declined");
     assert_eq!(state["amount_minor"], OVER_THE_LIMIT);
     assert_eq!(state["authorized_minor"], 0);
@@ -218,13 +186,7 @@ async fn an_amount_over_the_limit_is_declined_and_cannot_be_captured_or_refunded
         "amount 100001 exceeds the authorization limit of 100000"
     );
 
-    let capture = command(
-        &client,
-        &app,
-        &format!("/payments/{payment_id}/capture"),
-        json!({}),
-    )
-    .await;
+    let capture = command(&app, &format!("/payments/{payment_id}/capture"), json!({})).await;
     assert_problem(
         capture,
         StatusCode::CONFLICT,
@@ -232,7 +194,6 @@ async fn an_amount_over_the_limit_is_declined_and_cannot_be_captured_or_refunded
     )
     .await;
     let refund = command(
-        &client,
         &app,
         &format!("/payments/{payment_id}/refund"),
         json!({ "amount_minor": 1 }),
@@ -247,9 +208,9 @@ async fn an_amount_over_the_limit_is_declined_and_cannot_be_captured_or_refunded
 
     // An amount at the limit is authorized.
     let at_limit = Uuid::now_v7();
-    authorize(&client, &app, at_limit, 100_000).await;
+    authorize(&app, at_limit, 100_000).await;
     assert_eq!(
-        event_types(&client, &app, at_limit).await,
+        payment_event_types(&app, at_limit).await,
         ["PaymentAuthorized"]
     );
     assert_eq!(app.event_count().await, 2);
@@ -259,27 +220,20 @@ async fn an_amount_over_the_limit_is_declined_and_cannot_be_captured_or_refunded
 #[tokio::test]
 async fn refunding_more_than_was_captured_is_refused_and_appends_nothing() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
-    let client = Client::new();
     let payment_id = Uuid::now_v7();
-    authorize(&client, &app, payment_id, 800).await;
+    authorize(&app, payment_id, 800).await;
     let path = format!("/payments/{payment_id}/refund");
 
-    let before_capture = command(&client, &app, &path, json!({ "amount_minor": 100 })).await;
+    let before_capture = command(&app, &path, json!({ "amount_minor": 100 })).await;
     assert_problem(before_capture, StatusCode::CONFLICT, "capture it first").await;
     assert_eq!(app.event_count().await, 1);
 
-    command(
-        &client,
-        &app,
-        &format!("/payments/{payment_id}/capture"),
-        json!({}),
-    )
-    .await;
-    let first = command(&client, &app, &path, json!({ "amount_minor": 500 })).await;
+    command(&app, &format!("/payments/{payment_id}/capture"), json!({})).await;
+    let first = command(&app, &path, json!({ "amount_minor": 500 })).await;
     assert_eq!(first.status(), StatusCode::OK);
     assert_eq!(app.event_count().await, 3);
 
-    let too_much = command(&client, &app, &path, json!({ "amount_minor": 500 })).await;
+    let too_much = command(&app, &path, json!({ "amount_minor": 500 })).await;
     assert_problem(
         too_much,
         StatusCode::CONFLICT,
@@ -287,7 +241,7 @@ async fn refunding_more_than_was_captured_is_refused_and_appends_nothing() {
     )
     .await;
     assert_eq!(app.event_count().await, 3);
-    let state = get_json(&client, &app, &format!("/payments/{payment_id}")).await;
+    let state = get_json(&app, &format!("/payments/{payment_id}")).await;
     assert_eq!(state["refunded_minor"], 500);
     app.stop().await;
 }
@@ -324,68 +278,31 @@ async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
 #[tokio::test]
 async fn authorizing_a_taken_payment_id_and_stale_versions_are_conflicts() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
-    let client = Client::new();
     let id = Uuid::now_v7();
-    authorize(&client, &app, id, 800).await;
+    authorize(&app, id, 800).await;
     let order_id = known_order(&app).await;
-    let again = command(
-        &client,
-        &app,
-        "/payments",
-        authorize_body(order_id, id, 800),
-    )
-    .await;
+    let again = command(&app, "/payments", authorize_body(order_id, id, 800)).await;
     assert_problem(again, StatusCode::CONFLICT, "already exists").await;
 
     command(
-        &client,
         &app,
         &format!("/payments/{id}/capture"),
         json!({ "amount_minor": 100 }),
     )
     .await;
-    let stale = client
-        .post(app.url(&format!("/payments/{id}/refund")))
-        .header("If-Match", "\"1\"")
-        .json(&json!({ "amount_minor": 50 }))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(stale, StatusCode::CONFLICT, "version 1").await;
-    assert_eq!(app.event_count().await, 2);
+    let refund = format!("/payments/{id}/refund");
+    assert_stale_if_match_refused(&app, &refund, &json!({ "amount_minor": 50 }), 2).await;
     app.stop().await;
 }
 
 #[tokio::test]
 async fn unknown_payments_are_not_found() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
-    let client = Client::new();
-    let id = Uuid::now_v7();
-    let capture = command(&client, &app, &format!("/payments/{id}/capture"), json!({})).await;
-    assert_problem(capture, StatusCode::NOT_FOUND, "payment not found").await;
-    let refund = command(
-        &client,
-        &app,
-        &format!("/payments/{id}/refund"),
-        json!({ "amount_minor": 1 }),
-    )
-    .await;
-    assert_problem(refund, StatusCode::NOT_FOUND, "payment not found").await;
-    let get = client
-        .get(app.url(&format!("/payments/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(get, StatusCode::NOT_FOUND, &id.to_string()).await;
-    let events = client
-        .get(app.url(&format!("/payments/{id}/events")))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(events, StatusCode::NOT_FOUND, "not found").await;
-    let nowhere = client.get(app.url("/nowhere")).send().await.unwrap();
-    assert_problem(nowhere, StatusCode::NOT_FOUND, "no such resource").await;
-    assert_eq!(app.event_count().await, 0);
+    let commands = [
+        ("capture", json!({})),
+        ("refund", json!({ "amount_minor": 1 })),
+    ];
+    assert_unknown_not_found(&app, "/payments", "payment", &commands).await;
     app.stop().await;
 }
 
@@ -444,13 +361,8 @@ async fn serves_openapi_and_health() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
     assert_serves_openapi_and_health(
         &app,
-        &[
-            "/payments",
-            "/payments/{id}/capture",
-            "/payments/{id}/refund",
-            "/payments/{id}",
-            "/payments/{id}/events",
-        ],
+        "/payments",
+        &["capture", "refund"],
         &[
             "AuthorizePayment",
             "CapturePayment",
@@ -469,7 +381,6 @@ async fn serves_openapi_and_health() {
 #[tokio::test]
 async fn a_payment_is_checked_against_what_payments_learned_of_its_order() {
     let app = TestApp::spawn(&sluice_payments::SERVICE).await;
-    let client = Client::new();
     let pool = app.store.pool();
     let order = teach_order(pool, "EUR", 2_500, &[]).await;
     let cancelled = teach_order(pool, "EUR", 2_500, &["OrderCancelled"]).await;
@@ -507,11 +418,11 @@ async fn a_payment_is_checked_against_what_payments_learned_of_its_order() {
         ),
     ];
     for (body, status, needle) in refused {
-        let response = command(&client, &app, "/payments", body).await;
+        let response = command(&app, "/payments", body).await;
         assert_problem(response, status, needle).await;
     }
     assert_eq!(app.event_count().await, 0);
-    let accepted = command(&client, &app, "/payments", body(order, None, 2_500, "EUR")).await;
+    let accepted = command(&app, "/payments", body(order, None, 2_500, "EUR")).await;
     assert_eq!(accepted.status(), StatusCode::CREATED);
     assert_eq!(app.event_count().await, 1);
     app.stop().await;

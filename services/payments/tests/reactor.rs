@@ -11,23 +11,17 @@ use sluice_payments::domain::{Payment, PaymentCommand};
 use sluice_payments::reactor::{payment_id_for_order, ACTOR};
 use sluice_payments::SERVICE;
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
-use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::consumer::ConsumedEvent;
 use sluice_platform::store::{Metadata, StreamId};
-use sluice_platform::testing::{consumed_event, traced_metadata, TestReactor as Reactor};
+use sluice_platform::testing::{
+    assert_skip_counted, order_event, reaction_metadata, traced_metadata, TestReactor as Reactor,
+};
 use sluice_platform::values::{Amount, Currency};
 use uuid::Uuid;
 
 /// An orders event as the consumer runtime hands it over.
 fn consumed(event_type: &str, order_id: Uuid, payload: Value, metadata: Metadata) -> ConsumedEvent {
-    consumed_event(
-        "orders.events",
-        "order",
-        order_id.to_string(),
-        1,
-        event_type,
-        payload,
-        metadata,
-    )
+    order_event(event_type, order_id, 1, payload, metadata)
 }
 
 fn order_placed(order_id: Uuid, total_minor: i64, metadata: Metadata) -> ConsumedEvent {
@@ -49,17 +43,13 @@ fn from_a_request() -> Metadata {
     traced_metadata("customer")
 }
 
-fn assert_skip_counted(event_type: &str, reason: &str) {
-    sluice_platform::testing::assert_skip_counted("payments", event_type, reason);
-}
-
 #[tokio::test]
 async fn order_placed_authorizes_its_total_under_the_orders_payment_id() {
     let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let placed = order_placed(order_id, 2_800, from_a_request());
 
-    reactor.apply(&placed).await.unwrap();
+    reactor.accept(&placed).await;
 
     let payment_id = payment_id_for_order(order_id);
     let events = reactor.stream(payment_id).await;
@@ -75,15 +65,7 @@ async fn order_placed_authorizes_its_total_under_the_orders_payment_id() {
             "currency": "EUR"
         })
     );
-    assert_eq!(
-        authorized.metadata,
-        Metadata {
-            correlation_id: placed.metadata.correlation_id,
-            causation_id: Some(placed.event_id),
-            traceparent: placed.metadata.traceparent.clone(),
-            actor: Some(ACTOR.into()),
-        }
-    );
+    assert_eq!(authorized.metadata, reaction_metadata(&placed, ACTOR));
 }
 
 #[tokio::test]
@@ -92,12 +74,9 @@ async fn a_redelivered_order_placed_appends_nothing() {
     let order_id = Uuid::now_v7();
     let placed = order_placed(order_id, 2_800, from_a_request());
 
-    reactor.apply(&placed).await.unwrap();
-    let first = reactor.stream(payment_id_for_order(order_id)).await;
-    reactor.apply(&placed).await.unwrap();
-    reactor.apply(&placed).await.unwrap();
-
-    assert_eq!(reactor.stream(payment_id_for_order(order_id)).await, first);
+    reactor
+        .assert_redelivery_appends_nothing(&placed, payment_id_for_order(order_id))
+        .await;
     assert_eq!(reactor.event_count().await, 1);
 }
 
@@ -107,9 +86,8 @@ async fn an_order_above_the_default_limit_is_declined() {
     let order_id = Uuid::now_v7();
 
     reactor
-        .apply(&order_placed(order_id, 100_001, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(order_id, 100_001, from_a_request()))
+        .await;
 
     let events = reactor.stream(payment_id_for_order(order_id)).await;
     assert_eq!(events.len(), 1);
@@ -132,9 +110,8 @@ async fn an_order_at_the_limit_is_authorized() {
     let order_id = Uuid::now_v7();
 
     reactor
-        .apply(&order_placed(order_id, 100_000, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(order_id, 100_000, from_a_request()))
+        .await;
 
     let events = reactor.stream(payment_id_for_order(order_id)).await;
     assert_eq!(events[0].event_type, "PaymentAuthorized");
@@ -146,7 +123,7 @@ async fn an_event_without_correlation_starts_one_with_its_own_id() {
     let order_id = Uuid::now_v7();
     let placed = order_placed(order_id, 500, Metadata::default());
 
-    reactor.apply(&placed).await.unwrap();
+    reactor.accept(&placed).await;
 
     let events = reactor.stream(payment_id_for_order(order_id)).await;
     assert_eq!(events[0].metadata.correlation_id, Some(placed.event_id));
@@ -176,15 +153,14 @@ async fn a_payment_that_already_exists_is_skipped() {
         .unwrap();
 
     reactor
-        .apply(&order_placed(order_id, 2_800, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(order_id, 2_800, from_a_request()))
+        .await;
 
     let events = reactor.stream(payment_id).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].payload["amount_minor"], 10);
     assert_eq!(events[0].metadata.actor, None);
-    assert_skip_counted("OrderPlaced", "payment_exists");
+    assert_skip_counted(SERVICE.name, "OrderPlaced", "payment_exists");
 }
 
 #[tokio::test]
@@ -192,12 +168,11 @@ async fn a_free_order_has_nothing_to_authorize_and_is_skipped() {
     let reactor = Reactor::start(&SERVICE).await;
 
     reactor
-        .apply(&order_placed(Uuid::now_v7(), 0, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(Uuid::now_v7(), 0, from_a_request()))
+        .await;
 
     assert_eq!(reactor.event_count().await, 0);
-    assert_skip_counted("OrderPlaced", "nothing_to_authorize");
+    assert_skip_counted(SERVICE.name, "OrderPlaced", "nothing_to_authorize");
 }
 
 #[tokio::test]
@@ -220,10 +195,7 @@ async fn other_orders_events_are_ignored() {
         consumed("SomethingNew", order_id, json!({}), from_a_request()),
     ];
 
-    for event in &ignored {
-        reactor.apply(event).await.unwrap();
-    }
-
+    reactor.assert_ignored(&ignored).await;
     assert_eq!(reactor.event_count().await, 0);
 }
 
@@ -241,14 +213,9 @@ async fn an_unreadable_order_placed_is_poison() {
     bad_currency.payload["currency"] = json!("euro");
     let negative = order_placed(order_id, -1, from_a_request());
 
-    for event in [missing_total, bad_currency, negative] {
-        let result = reactor.apply(&event).await;
-        assert!(
-            matches!(result, Err(HandlerError::Poison(_))),
-            "{:?}: {result:?}",
-            event.payload
-        );
-    }
+    reactor
+        .assert_poison([missing_total, bad_currency, negative])
+        .await;
     assert_eq!(reactor.event_count().await, 0);
 }
 
@@ -261,25 +228,21 @@ fn order_cancelled(order_id: Uuid) -> ConsumedEvent {
     )
 }
 
-fn event_types(events: &[sluice_platform::store::RecordedEvent]) -> Vec<&str> {
-    events.iter().map(|e| e.event_type.as_str()).collect()
-}
-
 #[tokio::test]
 async fn a_cancelled_order_voids_its_saga_payment_once() {
     let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     reactor
-        .apply(&order_placed(order_id, 2_800, from_a_request()))
-        .await
-        .unwrap();
+        .accept(&order_placed(order_id, 2_800, from_a_request()))
+        .await;
     let cancelled = order_cancelled(order_id);
 
-    reactor.apply(&cancelled).await.unwrap();
-    reactor.apply(&cancelled).await.unwrap();
+    reactor.accept(&cancelled).await;
+    reactor.accept(&cancelled).await;
 
     let events = reactor.stream(payment_id_for_order(order_id)).await;
-    assert_eq!(event_types(&events), ["PaymentAuthorized", "PaymentVoided"]);
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["PaymentAuthorized", "PaymentVoided"]);
     assert_eq!(events[1].payload["amount_minor"], 2_800);
     assert_eq!(
         events[1].payload["reason"],
@@ -293,19 +256,18 @@ async fn a_cancelled_order_whose_payment_was_declined_or_never_made_is_skipped()
     let reactor = Reactor::start(&SERVICE).await;
     let declined = Uuid::now_v7();
     reactor
-        .apply(&order_placed(declined, 100_001, from_a_request()))
-        .await
-        .unwrap();
-    reactor.apply(&order_cancelled(declined)).await.unwrap();
-    assert_skip_counted("OrderCancelled", "nothing_to_compensate");
+        .accept(&order_placed(declined, 100_001, from_a_request()))
+        .await;
+    reactor.accept(&order_cancelled(declined)).await;
+    assert_skip_counted(SERVICE.name, "OrderCancelled", "nothing_to_compensate");
     assert_eq!(
-        event_types(&reactor.stream(payment_id_for_order(declined)).await),
+        reactor.event_types(payment_id_for_order(declined)).await,
         ["PaymentDeclined"]
     );
 
     let never_paid = Uuid::now_v7();
-    reactor.apply(&order_cancelled(never_paid)).await.unwrap();
-    assert_skip_counted("OrderCancelled", "no_payment");
+    reactor.accept(&order_cancelled(never_paid)).await;
+    assert_skip_counted(SERVICE.name, "OrderCancelled", "no_payment");
     assert!(reactor
         .stream(payment_id_for_order(never_paid))
         .await

@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
 use sluice_payments::domain::PaymentEvent;
-use sluice_platform::testing::{assert_events_round_trip, assert_one_schema_per_event_type};
 use sluice_platform::values::{Amount, Currency};
 use uuid::Uuid;
 
@@ -15,7 +14,7 @@ fn amount(minor: i64) -> Amount {
 fn one_of_each() -> Vec<PaymentEvent> {
     let (payment_id, order_id) = (Uuid::now_v7(), Uuid::now_v7());
     let eur = Currency::new("EUR").unwrap();
-    let events = vec![
+    vec![
         PaymentEvent::PaymentAuthorized {
             payment_id,
             order_id,
@@ -52,26 +51,13 @@ fn one_of_each() -> Vec<PaymentEvent> {
             amount_minor: amount(2500),
             reason: "order cancelled: changed my mind".into(),
         },
-    ];
-    for event in &events {
-        // No wildcard: a new event type does not compile here until it has an example.
-        match event {
-            PaymentEvent::PaymentAuthorized { .. }
-            | PaymentEvent::PaymentDeclined { .. }
-            | PaymentEvent::PaymentCaptured { .. }
-            | PaymentEvent::PaymentRefunded { .. }
-            | PaymentEvent::PaymentVoided { .. } => {}
-        }
-    }
-    events
+    ]
 }
 
-#[test]
-fn every_payment_event_round_trips_through_its_schema() {
-    assert_events_round_trip(sluice_payments::schemas(), &one_of_each());
-}
-
-#[test]
-fn every_payment_event_type_has_a_schema_and_every_schema_an_event_type() {
-    assert_one_schema_per_event_type(sluice_payments::schemas(), &one_of_each());
+sluice_platform::event_contract_tests! {
+    schemas: sluice_payments::schemas,
+    examples: one_of_each,
+    events: PaymentEvent {
+        PaymentAuthorized, PaymentDeclined, PaymentCaptured, PaymentRefunded, PaymentVoided
+    },
 }

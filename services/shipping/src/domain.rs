@@ -13,6 +13,17 @@ use uuid::Uuid;
 /// trimming), as the API's `maxLength` counts them.
 pub const MAX_TEXT_CHARS: usize = 100;
 
+/// `raw` with its surrounding whitespace trimmed, when it is 1 to [`MAX_TEXT_CHARS`]
+/// characters as sent and not all whitespace; otherwise its length in characters.
+fn trimmed_text(raw: &str) -> Result<&str, usize> {
+    let s = raw.trim();
+    let length = raw.chars().count();
+    if s.is_empty() || length > MAX_TEXT_CHARS {
+        return Err(length);
+    }
+    Ok(s)
+}
+
 /// The carrier that moves a shipment: 1 to 100 characters, no control characters
 /// (inner spaces are fine: `DHL Express`). Surrounding whitespace is trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,14 +31,13 @@ pub struct Carrier(String);
 
 impl Carrier {
     pub fn new(raw: &str) -> Result<Self, ShipmentError> {
-        let s = raw.trim();
-        let length = raw.chars().count();
-        if s.is_empty() || length > MAX_TEXT_CHARS || s.chars().any(char::is_control) {
-            return Err(ShipmentError::InvalidCarrier(format!(
-                "must be 1 to {MAX_TEXT_CHARS} printable characters, not all whitespace, got {length} characters"
-            )));
+        match trimmed_text(raw) {
+            Ok(s) if !s.chars().any(char::is_control) => Ok(Carrier(s.to_owned())),
+            _ => Err(ShipmentError::InvalidCarrier(format!(
+                "must be 1 to {MAX_TEXT_CHARS} printable characters, not all whitespace, got {} characters",
+                raw.chars().count()
+            ))),
         }
-        Ok(Carrier(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -42,13 +52,11 @@ pub struct TrackingNumber(String);
 
 impl TrackingNumber {
     pub fn new(raw: &str) -> Result<Self, ShipmentError> {
-        let s = raw.trim();
-        let length = raw.chars().count();
-        if s.is_empty() || length > MAX_TEXT_CHARS {
-            return Err(ShipmentError::InvalidTrackingNumber(format!(
+        let s = trimmed_text(raw).map_err(|length| {
+            ShipmentError::InvalidTrackingNumber(format!(
                 "must be 1 to {MAX_TEXT_CHARS} characters, got {length}"
-            )));
-        }
+            ))
+        })?;
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(ShipmentError::InvalidTrackingNumber(
                 "must be printable characters without whitespace".into(),

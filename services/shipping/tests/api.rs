@@ -1,11 +1,13 @@
 //! The shipping API over HTTP, on a random port, against its own fresh database.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_platform::testing::{
-    assert_idempotent_retry, assert_key_reuse_refused, assert_malformed_requests_refused,
-    assert_problem, assert_serves_openapi_and_health, teach_order, BadInputs, TestApp,
+    assert_accepted_at, assert_idempotent_retry, assert_key_reuse_refused,
+    assert_malformed_requests_refused, assert_problem, assert_serves_openapi_and_health,
+    assert_stale_if_match_refused, assert_unknown_not_found, event_types, get_json, post_created,
+    post_json, post_json_if_match, teach_order, BadInputs, TestApp,
 };
 use uuid::Uuid;
 
@@ -18,80 +20,43 @@ fn dispatch_body() -> Value {
     json!({ "carrier": "DHL Express", "tracking_number": "JD014600006281" })
 }
 
-async fn create(client: &Client, app: &TestApp, shipment_id: Uuid, order_id: Uuid) -> Value {
-    let response = client
-        .post(app.url("/shipments"))
-        .json(&json!({ "shipment_id": shipment_id, "order_id": order_id }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.unwrap()
+async fn create(app: &TestApp, shipment_id: Uuid, order_id: Uuid) -> Value {
+    let body = json!({ "shipment_id": shipment_id, "order_id": order_id });
+    post_created(app, "/shipments", &body).await
 }
 
-async fn command(
-    client: &Client,
-    app: &TestApp,
-    id: Uuid,
-    action: &str,
-    body: Value,
-) -> reqwest::Response {
-    client
-        .post(app.url(&format!("/shipments/{id}/{action}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn get_json(client: &Client, app: &TestApp, path: &str) -> Value {
-    let response = client.get(app.url(path)).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{path}");
-    response.json().await.unwrap()
+/// `POST /shipments/{id}/{action}` with `body`.
+async fn command(app: &TestApp, id: Uuid, action: &str, body: Value) -> reqwest::Response {
+    post_json(app, &format!("/shipments/{id}/{action}"), &body).await
 }
 
 #[tokio::test]
 async fn create_dispatch_deliver_and_read_a_shipment() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
     let (id, order_id) = (Uuid::now_v7(), confirmed_order(&app).await);
 
-    let created = create(&client, &app, id, order_id).await;
+    let created = create(&app, id, order_id).await;
     assert_eq!(created["stream_id"], id.to_string());
     assert_eq!(created["stream_version"], 1);
     assert_eq!(created["event_ids"].as_array().unwrap().len(), 1);
     assert_eq!(created["replayed"], false);
 
-    let state = get_json(&client, &app, &format!("/shipments/{id}")).await;
+    let state = get_json(&app, &format!("/shipments/{id}")).await;
     assert_eq!(state["status"], "created");
     assert_eq!(state["order_id"], order_id.to_string());
     assert_eq!(state["carrier"], Value::Null);
     assert_eq!(state["tracking_number"], Value::Null);
 
-    let dispatched = client
-        .post(app.url(&format!("/shipments/{id}/dispatch")))
-        .header("If-Match", "\"1\"")
-        .json(&json!({ "carrier": "  DHL Express ", "tracking_number": "JD014600006281" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(dispatched.status(), StatusCode::OK);
-    assert_eq!(dispatched.headers()["etag"], "\"2\"");
-    let dispatched: Value = dispatched.json().await.unwrap();
-    assert_eq!(dispatched["stream_version"], 2);
+    let untrimmed = json!({ "carrier": "  DHL Express ", "tracking_number": "JD014600006281" });
+    let dispatch = format!("/shipments/{id}/dispatch");
+    let dispatched = post_json_if_match(&app, &dispatch, 1, &untrimmed).await;
+    let dispatched = assert_accepted_at(dispatched, 2).await;
 
-    let delivered = client
-        .post(app.url(&format!("/shipments/{id}/deliver")))
-        .header("If-Match", "\"2\"")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(delivered.status(), StatusCode::OK);
-    assert_eq!(delivered.headers()["etag"], "\"3\"");
-    let delivered: Value = delivered.json().await.unwrap();
+    let deliver = format!("/shipments/{id}/deliver");
+    let delivered = post_json_if_match(&app, &deliver, 2, &json!({})).await;
+    let delivered = assert_accepted_at(delivered, 3).await;
 
-    let state = get_json(&client, &app, &format!("/shipments/{id}")).await;
+    let state = get_json(&app, &format!("/shipments/{id}")).await;
     assert_eq!(state["shipment_id"], id.to_string());
     assert_eq!(state["order_id"], order_id.to_string());
     assert_eq!(state["status"], "delivered");
@@ -99,15 +64,11 @@ async fn create_dispatch_deliver_and_read_a_shipment() {
     assert_eq!(state["tracking_number"], "JD014600006281");
     assert_eq!(state["stream_version"], 3);
 
-    let audit = get_json(&client, &app, &format!("/shipments/{id}/events")).await;
+    let audit = get_json(&app, &format!("/shipments/{id}/events")).await;
     assert_eq!(audit["stream_id"], id.to_string());
     let events = audit["events"].as_array().unwrap();
-    let types: Vec<&str> = events
-        .iter()
-        .map(|e| e["event_type"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        types,
+        event_types(events),
         ["ShipmentCreated", "ShipmentDispatched", "ShipmentDelivered"]
     );
     for (i, event) in events.iter().enumerate() {
@@ -134,18 +95,11 @@ async fn create_dispatch_deliver_and_read_a_shipment() {
 #[tokio::test]
 async fn a_shipment_id_is_generated_when_absent() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
-    let response = client
-        .post(app.url("/shipments"))
-        .json(&json!({ "order_id": confirmed_order(&app).await }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let created: Value = response.json().await.unwrap();
+    let body = json!({ "order_id": confirmed_order(&app).await });
+    let created = post_created(&app, "/shipments", &body).await;
     let id = Uuid::parse_str(created["stream_id"].as_str().unwrap()).unwrap();
     assert_eq!(id.get_version_num(), 7);
-    let state = get_json(&client, &app, &format!("/shipments/{id}")).await;
+    let state = get_json(&app, &format!("/shipments/{id}")).await;
     assert_eq!(state["shipment_id"], id.to_string());
     app.stop().await;
 }
@@ -153,11 +107,10 @@ async fn a_shipment_id_is_generated_when_absent() {
 #[tokio::test]
 async fn commands_not_allowed_in_the_current_state_are_conflicts() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
     let id = Uuid::now_v7();
-    create(&client, &app, id, confirmed_order(&app).await).await;
+    create(&app, id, confirmed_order(&app).await).await;
 
-    let early = command(&client, &app, id, "deliver", json!({})).await;
+    let early = command(&app, id, "deliver", json!({})).await;
     assert_problem(
         early,
         StatusCode::CONFLICT,
@@ -166,9 +119,9 @@ async fn commands_not_allowed_in_the_current_state_are_conflicts() {
     .await;
     assert_eq!(app.event_count().await, 1);
 
-    let dispatched = command(&client, &app, id, "dispatch", dispatch_body()).await;
+    let dispatched = command(&app, id, "dispatch", dispatch_body()).await;
     assert_eq!(dispatched.status(), StatusCode::OK);
-    let twice = command(&client, &app, id, "dispatch", dispatch_body()).await;
+    let twice = command(&app, id, "dispatch", dispatch_body()).await;
     assert_problem(
         twice,
         StatusCode::CONFLICT,
@@ -177,24 +130,20 @@ async fn commands_not_allowed_in_the_current_state_are_conflicts() {
     .await;
     assert_eq!(app.event_count().await, 2);
 
-    let delivered = command(&client, &app, id, "deliver", json!({})).await;
+    let delivered = command(&app, id, "deliver", json!({})).await;
     assert_eq!(delivered.status(), StatusCode::OK);
-    let after = command(&client, &app, id, "dispatch", dispatch_body()).await;
+    let after = command(&app, id, "dispatch", dispatch_body()).await;
     assert_problem(
         after,
         StatusCode::CONFLICT,
         "cannot dispatch a shipment whose status is `delivered`",
     )
     .await;
-    let again = command(&client, &app, id, "deliver", json!({})).await;
+    let again = command(&app, id, "deliver", json!({})).await;
     assert_problem(again, StatusCode::CONFLICT, "cannot deliver").await;
 
-    let recreate = client
-        .post(app.url("/shipments"))
-        .json(&json!({ "shipment_id": id, "order_id": confirmed_order(&app).await }))
-        .send()
-        .await
-        .unwrap();
+    let body = json!({ "shipment_id": id, "order_id": confirmed_order(&app).await });
+    let recreate = post_json(&app, "/shipments", &body).await;
     assert_problem(recreate, StatusCode::CONFLICT, "already exists").await;
     assert_eq!(app.event_count().await, 3);
     app.stop().await;
@@ -203,21 +152,13 @@ async fn commands_not_allowed_in_the_current_state_are_conflicts() {
 #[tokio::test]
 async fn a_stale_if_match_is_a_conflict() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
     let id = Uuid::now_v7();
-    create(&client, &app, id, confirmed_order(&app).await).await;
-    let dispatched = command(&client, &app, id, "dispatch", dispatch_body()).await;
+    create(&app, id, confirmed_order(&app).await).await;
+    let dispatched = command(&app, id, "dispatch", dispatch_body()).await;
     assert_eq!(dispatched.status(), StatusCode::OK);
-    let stale = client
-        .post(app.url(&format!("/shipments/{id}/deliver")))
-        .header("If-Match", "\"1\"")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(stale, StatusCode::CONFLICT, "version 1").await;
-    assert_eq!(app.event_count().await, 2);
-    let state = get_json(&client, &app, &format!("/shipments/{id}")).await;
+    let deliver = format!("/shipments/{id}/deliver");
+    assert_stale_if_match_refused(&app, &deliver, &json!({}), 2).await;
+    let state = get_json(&app, &format!("/shipments/{id}")).await;
     assert_eq!(state["status"], "dispatched");
     app.stop().await;
 }
@@ -260,32 +201,8 @@ async fn a_retried_command_with_the_same_idempotency_key_appends_nothing() {
 #[tokio::test]
 async fn unknown_shipments_are_not_found() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
-    let id = Uuid::now_v7();
-    let dispatch = command(&client, &app, id, "dispatch", dispatch_body()).await;
-    assert_problem(dispatch, StatusCode::NOT_FOUND, "shipment not found").await;
-    let deliver = command(&client, &app, id, "deliver", json!({})).await;
-    assert_problem(deliver, StatusCode::NOT_FOUND, "shipment not found").await;
-    let get = client
-        .get(app.url(&format!("/shipments/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(get, StatusCode::NOT_FOUND, &id.to_string()).await;
-    let events = client
-        .get(app.url(&format!("/shipments/{id}/events")))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(
-        events,
-        StatusCode::NOT_FOUND,
-        &format!("shipment {id} not found"),
-    )
-    .await;
-    let nowhere = client.get(app.url("/nowhere")).send().await.unwrap();
-    assert_problem(nowhere, StatusCode::NOT_FOUND, "no such resource").await;
-    assert_eq!(app.event_count().await, 0);
+    let commands = [("dispatch", dispatch_body()), ("deliver", json!({}))];
+    assert_unknown_not_found(&app, "/shipments", "shipment", &commands).await;
     app.stop().await;
 }
 
@@ -312,9 +229,8 @@ async fn bad_create_input_is_a_problem_and_appends_nothing() {
 #[tokio::test]
 async fn bad_dispatch_input_is_a_problem_and_appends_nothing() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
     let id = Uuid::now_v7();
-    create(&client, &app, id, confirmed_order(&app).await).await;
+    create(&app, id, confirmed_order(&app).await).await;
     BadInputs::around(&app, format!("/shipments/{id}/dispatch"), dispatch_body())
         .without("carrier")
         .without("tracking_number")
@@ -338,7 +254,7 @@ async fn bad_dispatch_input_is_a_problem_and_appends_nothing() {
         .invalid(|b| b["tracking_number"] = Value::Null, "tracking_number")
         .assert_refused()
         .await;
-    let state = get_json(&client, &app, &format!("/shipments/{id}")).await;
+    let state = get_json(&app, &format!("/shipments/{id}")).await;
     assert_eq!(state["status"], "created");
     assert_eq!(app.event_count().await, 1);
     app.stop().await;
@@ -347,11 +263,10 @@ async fn bad_dispatch_input_is_a_problem_and_appends_nothing() {
 #[tokio::test]
 async fn bad_paths_headers_and_deliver_bodies_are_problems() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
     let id = Uuid::now_v7();
-    create(&client, &app, id, confirmed_order(&app).await).await;
+    create(&app, id, confirmed_order(&app).await).await;
     assert_eq!(
-        command(&client, &app, id, "dispatch", dispatch_body())
+        command(&app, id, "dispatch", dispatch_body())
             .await
             .status(),
         StatusCode::OK
@@ -365,7 +280,7 @@ async fn bad_paths_headers_and_deliver_bodies_are_problems() {
         .assert_refused()
         .await;
     assert_eq!(app.event_count().await, 2);
-    let state = get_json(&client, &app, &format!("/shipments/{id}")).await;
+    let state = get_json(&app, &format!("/shipments/{id}")).await;
     assert_eq!(state["status"], "dispatched");
     app.stop().await;
 }
@@ -375,13 +290,8 @@ async fn serves_openapi_and_health() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
     let doc = assert_serves_openapi_and_health(
         &app,
-        &[
-            "/shipments",
-            "/shipments/{id}/dispatch",
-            "/shipments/{id}/deliver",
-            "/shipments/{id}",
-            "/shipments/{id}/events",
-        ],
+        "/shipments",
+        &["dispatch", "deliver"],
         &["ShipmentStatus", "Problem"],
     )
     .await;
@@ -395,7 +305,6 @@ async fn serves_openapi_and_health() {
 #[tokio::test]
 async fn a_shipment_is_checked_against_what_shipping_learned_of_its_order() {
     let app = TestApp::spawn(&sluice_shipping::SERVICE).await;
-    let client = Client::new();
     let pool = app.store.pool();
     let placed = teach_order(pool, "EUR", 2_500, &[]).await;
     let cancelled = teach_order(pool, "EUR", 2_500, &["OrderConfirmed", "OrderCancelled"]).await;
@@ -424,16 +333,11 @@ async fn a_shipment_is_checked_against_what_shipping_learned_of_its_order() {
         ),
     ];
     for (body, status, needle) in refused {
-        let response = client
-            .post(app.url("/shipments"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = post_json(&app, "/shipments", &body).await;
         assert_problem(response, status, needle).await;
     }
     assert_eq!(app.event_count().await, 0);
-    create(&client, &app, Uuid::now_v7(), confirmed).await;
+    create(&app, Uuid::now_v7(), confirmed).await;
     assert_eq!(app.event_count().await, 1);
     app.stop().await;
 }

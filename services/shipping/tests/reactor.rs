@@ -5,9 +5,11 @@
 
 use serde_json::{json, Value};
 use sluice_platform::aggregate::{CommandContext, CommandHandler};
-use sluice_platform::consumer::{ConsumedEvent, HandlerError};
+use sluice_platform::consumer::ConsumedEvent;
 use sluice_platform::store::{Metadata, StreamId};
-use sluice_platform::testing::{consumed_event, traced_metadata, TestReactor as Reactor};
+use sluice_platform::testing::{
+    assert_skip_counted, order_event, reaction_metadata, traced_metadata, TestReactor as Reactor,
+};
 use sluice_shipping::domain::{Shipment, ShipmentCommand};
 use sluice_shipping::reactor::{shipment_id_for_order, ACTOR};
 use sluice_shipping::SERVICE;
@@ -15,15 +17,7 @@ use uuid::Uuid;
 
 /// An orders event as the consumer runtime hands it over.
 fn consumed(event_type: &str, order_id: Uuid, payload: Value, metadata: Metadata) -> ConsumedEvent {
-    consumed_event(
-        "orders.events",
-        "order",
-        order_id.to_string(),
-        2,
-        event_type,
-        payload,
-        metadata,
-    )
+    order_event(event_type, order_id, 2, payload, metadata)
 }
 
 fn confirmed(order_id: Uuid) -> ConsumedEvent {
@@ -39,17 +33,13 @@ fn from_the_saga() -> Metadata {
     traced_metadata("orders-reactor")
 }
 
-fn assert_skip_counted(event_type: &str, reason: &str) {
-    sluice_platform::testing::assert_skip_counted("shipping", event_type, reason);
-}
-
 #[tokio::test]
 async fn order_confirmed_creates_the_orders_shipment() {
     let reactor = Reactor::start(&SERVICE).await;
     let order_id = Uuid::now_v7();
     let event = confirmed(order_id);
 
-    reactor.apply(&event).await.unwrap();
+    reactor.accept(&event).await;
 
     let shipment_id = shipment_id_for_order(order_id);
     let events = reactor.stream(shipment_id).await;
@@ -60,15 +50,7 @@ async fn order_confirmed_creates_the_orders_shipment() {
         created.payload,
         json!({ "shipment_id": shipment_id, "order_id": order_id })
     );
-    assert_eq!(
-        created.metadata,
-        Metadata {
-            correlation_id: event.metadata.correlation_id,
-            causation_id: Some(event.event_id),
-            traceparent: event.metadata.traceparent.clone(),
-            actor: Some(ACTOR.into()),
-        }
-    );
+    assert_eq!(created.metadata, reaction_metadata(&event, ACTOR));
 }
 
 #[tokio::test]
@@ -77,12 +59,9 @@ async fn a_redelivered_order_confirmed_appends_nothing() {
     let order_id = Uuid::now_v7();
     let event = confirmed(order_id);
 
-    reactor.apply(&event).await.unwrap();
-    let first = reactor.stream(shipment_id_for_order(order_id)).await;
-    reactor.apply(&event).await.unwrap();
-    reactor.apply(&event).await.unwrap();
-
-    assert_eq!(reactor.stream(shipment_id_for_order(order_id)).await, first);
+    reactor
+        .assert_redelivery_appends_nothing(&event, shipment_id_for_order(order_id))
+        .await;
     assert_eq!(reactor.event_count().await, 1);
 }
 
@@ -97,7 +76,7 @@ async fn an_event_without_correlation_starts_one_with_its_own_id() {
         Metadata::default(),
     );
 
-    reactor.apply(&event).await.unwrap();
+    reactor.accept(&event).await;
 
     let events = reactor.stream(shipment_id_for_order(order_id)).await;
     assert_eq!(events[0].metadata.correlation_id, Some(event.event_id));
@@ -122,12 +101,12 @@ async fn a_shipment_that_already_exists_is_skipped() {
         .await
         .unwrap();
 
-    reactor.apply(&confirmed(order_id)).await.unwrap();
+    reactor.accept(&confirmed(order_id)).await;
 
     let events = reactor.stream(shipment_id).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].metadata.actor, None);
-    assert_skip_counted("OrderConfirmed", "shipment_exists");
+    assert_skip_counted(SERVICE.name, "OrderConfirmed", "shipment_exists");
 }
 
 #[tokio::test]
@@ -155,10 +134,7 @@ async fn other_orders_events_are_ignored() {
         ),
     ];
 
-    for event in &ignored {
-        reactor.apply(event).await.unwrap();
-    }
-
+    reactor.assert_ignored(&ignored).await;
     assert_eq!(reactor.event_count().await, 0);
 }
 
@@ -175,14 +151,9 @@ async fn an_unreadable_order_confirmed_is_poison() {
     );
     let nil_order = confirmed(Uuid::nil());
 
-    for event in [no_order, not_a_uuid, nil_order] {
-        let result = reactor.apply(&event).await;
-        assert!(
-            matches!(result, Err(HandlerError::Poison(_))),
-            "{}: {result:?}",
-            event.payload
-        );
-    }
+    reactor
+        .assert_poison([no_order, not_a_uuid, nil_order])
+        .await;
     assert_eq!(reactor.event_count().await, 0);
 }
 
@@ -195,23 +166,17 @@ fn order_cancelled(order_id: Uuid) -> ConsumedEvent {
     )
 }
 
-fn event_types(events: &[sluice_platform::store::RecordedEvent]) -> Vec<&str> {
-    events.iter().map(|e| e.event_type.as_str()).collect()
-}
-
 #[tokio::test]
 async fn a_cancelled_order_cancels_its_saga_shipment_until_it_is_dispatched() {
     let reactor = Reactor::start(&SERVICE).await;
     let waiting = Uuid::now_v7();
-    reactor.apply(&confirmed(waiting)).await.unwrap();
+    reactor.accept(&confirmed(waiting)).await;
     let cancelled = order_cancelled(waiting);
-    reactor.apply(&cancelled).await.unwrap();
-    reactor.apply(&cancelled).await.unwrap();
+    reactor.accept(&cancelled).await;
+    reactor.accept(&cancelled).await;
     let events = reactor.stream(shipment_id_for_order(waiting)).await;
-    assert_eq!(
-        event_types(&events),
-        ["ShipmentCreated", "ShipmentCancelled"]
-    );
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["ShipmentCreated", "ShipmentCancelled"]);
     assert_eq!(
         events[1].payload["reason"],
         "order cancelled: changed my mind"
@@ -219,7 +184,7 @@ async fn a_cancelled_order_cancels_its_saga_shipment_until_it_is_dispatched() {
 
     // Already on its way: it stays as it is.
     let on_its_way = Uuid::now_v7();
-    reactor.apply(&confirmed(on_its_way)).await.unwrap();
+    reactor.accept(&confirmed(on_its_way)).await;
     let shipment = shipment_id_for_order(on_its_way);
     CommandHandler::<Shipment>::new(sluice_platform::store::EventStore::new(
         reactor.pool.clone(),
@@ -234,17 +199,14 @@ async fn a_cancelled_order_cancels_its_saga_shipment_until_it_is_dispatched() {
     )
     .await
     .unwrap();
-    reactor.apply(&order_cancelled(on_its_way)).await.unwrap();
-    assert_skip_counted("OrderCancelled", "shipment_dispatched");
+    reactor.accept(&order_cancelled(on_its_way)).await;
+    assert_skip_counted(SERVICE.name, "OrderCancelled", "shipment_dispatched");
     assert_eq!(
-        event_types(&reactor.stream(shipment).await),
+        reactor.event_types(shipment).await,
         ["ShipmentCreated", "ShipmentDispatched"]
     );
 
     // Never shipped.
-    reactor
-        .apply(&order_cancelled(Uuid::now_v7()))
-        .await
-        .unwrap();
-    assert_skip_counted("OrderCancelled", "no_shipment");
+    reactor.accept(&order_cancelled(Uuid::now_v7())).await;
+    assert_skip_counted(SERVICE.name, "OrderCancelled", "no_shipment");
 }

@@ -11,13 +11,29 @@ fn line(sku: &str, quantity: u32, price: i64) -> OrderLine {
     .unwrap()
 }
 
-fn place_cmd(id: Uuid) -> OrderCommand {
+/// `Place` of the order `order_id` for `customer_id`, in EUR.
+fn place_as(order_id: Uuid, customer_id: &str, lines: Vec<OrderLine>) -> OrderCommand {
     OrderCommand::Place {
-        order_id: id,
-        customer_id: "c-1".into(),
+        order_id,
+        customer_id: customer_id.into(),
         currency: Currency::new("EUR").unwrap(),
-        lines: vec![line("A", 2, 250), line("B", 1, 1000)],
+        lines,
     }
+}
+
+fn place_cmd(id: Uuid) -> OrderCommand {
+    place_as(id, "c-1", vec![line("A", 2, 250), line("B", 1, 1000)])
+}
+
+/// Placing `cmd` as a new order is refused as an invalid order.
+fn assert_invalid_order(cmd: &OrderCommand) {
+    assert!(
+        matches!(
+            Order::given(&[]).decide(cmd),
+            Err(OrderError::InvalidOrder(_))
+        ),
+        "{cmd:?}"
+    );
 }
 
 /// Given events, when a command, then the events it produces (or its error).
@@ -47,16 +63,7 @@ fn placing_twice_is_refused() {
 
 #[test]
 fn an_order_without_lines_is_invalid() {
-    let cmd = OrderCommand::Place {
-        order_id: Uuid::now_v7(),
-        customer_id: "c".into(),
-        currency: Currency::new("EUR").unwrap(),
-        lines: vec![],
-    };
-    assert!(matches!(
-        Order::given(&[]).decide(&cmd),
-        Err(OrderError::InvalidOrder(_))
-    ));
+    assert_invalid_order(&place_as(Uuid::now_v7(), "c", vec![]));
 }
 
 #[test]
@@ -80,12 +87,8 @@ fn skus_are_counted_in_characters_not_bytes() {
 
 #[test]
 fn customer_ids_are_counted_in_characters_not_bytes() {
-    let place_for = |customer_id: &str| OrderCommand::Place {
-        order_id: Uuid::now_v7(),
-        customer_id: customer_id.into(),
-        currency: Currency::new("EUR").unwrap(),
-        lines: vec![line("A", 1, 1)],
-    };
+    let place_for =
+        |customer_id: &str| place_as(Uuid::now_v7(), customer_id, vec![line("A", 1, 1)]);
     let long = "ü".repeat(MAX_CUSTOMER_ID_CHARS);
     let [OrderEvent::OrderPlaced { customer_id, .. }] =
         &Order::given(&[]).decide(&place_for(&long)).unwrap()[..]
@@ -98,13 +101,7 @@ fn customer_ids_are_counted_in_characters_not_bytes() {
         "ü".repeat(MAX_CUSTOMER_ID_CHARS + 1),
         format!("{long} "),
     ] {
-        assert!(
-            matches!(
-                Order::given(&[]).decide(&place_for(&bad)),
-                Err(OrderError::InvalidOrder(_))
-            ),
-            "{bad:?}"
-        );
+        assert_invalid_order(&place_for(&bad));
     }
 }
 
@@ -116,16 +113,8 @@ fn zero_quantity_lines_are_invalid() {
 
 #[test]
 fn overflowing_totals_are_invalid() {
-    let cmd = OrderCommand::Place {
-        order_id: Uuid::now_v7(),
-        customer_id: "c".into(),
-        currency: Currency::new("EUR").unwrap(),
-        lines: vec![line("A", MAX_QUANTITY, i64::MAX / 2)],
-    };
-    assert!(matches!(
-        Order::given(&[]).decide(&cmd),
-        Err(OrderError::InvalidOrder(_))
-    ));
+    let lines = vec![line("A", MAX_QUANTITY, i64::MAX / 2)];
+    assert_invalid_order(&place_as(Uuid::now_v7(), "c", lines));
 }
 
 #[test]
@@ -150,15 +139,10 @@ fn a_placed_order_can_be_confirmed_once() {
 #[test]
 fn a_cancelled_order_cannot_be_confirmed_or_cancelled_again() {
     let id = Uuid::now_v7();
-    let mut history = Order::given(&[]).decide(&place_cmd(id)).unwrap();
-    history.extend(
-        Order::given(&history)
-            .decide(&OrderCommand::Cancel {
-                reason: "changed mind".into(),
-            })
-            .unwrap(),
-    );
-    let order = Order::given(&history);
+    let cancel = OrderCommand::Cancel {
+        reason: "changed mind".into(),
+    };
+    let order = Order::given(&Order::history(&[place_cmd(id), cancel]).unwrap());
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.cancel_reason.as_deref(), Some("changed mind"));
     assert_eq!(
@@ -176,12 +160,7 @@ fn a_cancelled_order_cannot_be_confirmed_or_cancelled_again() {
 #[test]
 fn a_confirmed_order_can_still_be_cancelled() {
     let id = Uuid::now_v7();
-    let mut history = Order::given(&[]).decide(&place_cmd(id)).unwrap();
-    history.extend(
-        Order::given(&history)
-            .decide(&OrderCommand::Confirm)
-            .unwrap(),
-    );
+    let history = Order::history(&[place_cmd(id), OrderCommand::Confirm]).unwrap();
     let events = Order::given(&history)
         .decide(&OrderCommand::Cancel {
             reason: "out of stock".into(),

@@ -37,6 +37,29 @@ fn authorized(minor: i64) -> Vec<PaymentEvent> {
     Payment::history(&[authorize_cmd(Uuid::now_v7(), minor)]).unwrap()
 }
 
+/// A payment authorized for 800, captured in full, then refunded `refunded`.
+fn captured_then_refunded(refunded: i64) -> Vec<PaymentEvent> {
+    Payment::history(&[
+        authorize_cmd(Uuid::now_v7(), 800),
+        capture(None),
+        refund(refunded),
+    ])
+    .unwrap()
+}
+
+/// Given `history`, `command` is refused as not allowed in the payment's state
+/// (409), saying `message`. Returns the error.
+fn assert_refused(
+    history: &[PaymentEvent],
+    command: &PaymentCommand,
+    message: &str,
+) -> PaymentError {
+    let error = Payment::given(history).decide(command).unwrap_err();
+    assert_eq!(error.to_string(), message);
+    assert_eq!(error.rejection(), Rejection::InvalidState);
+    error
+}
+
 #[test]
 fn authorizing_within_the_limit_records_the_authorization() {
     let id = Uuid::now_v7();
@@ -145,33 +168,28 @@ fn a_partial_capture_records_the_amount_captured() {
 
 #[test]
 fn capturing_more_than_authorized_is_refused() {
-    let error = Payment::given(&authorized(800))
-        .decide(&capture(Some(801)))
-        .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "cannot capture 801: only 800 was authorized"
+    assert_refused(
+        &authorized(800),
+        &capture(Some(801)),
+        "cannot capture 801: only 800 was authorized",
     );
-    assert_eq!(error.rejection(), Rejection::InvalidState);
 }
 
 #[test]
 fn a_payment_is_captured_only_once() {
     let events =
         Payment::history(&[authorize_cmd(Uuid::now_v7(), 800), capture(Some(300))]).unwrap();
-    let error = Payment::given(&events)
-        .decide(&capture(Some(100)))
-        .unwrap_err();
+    let error = assert_refused(
+        &events,
+        &capture(Some(100)),
+        "cannot capture a payment that is captured; a payment is captured only once",
+    );
     assert_eq!(
         error,
         PaymentError::InvalidTransition {
             action: "capture",
             status: PaymentStatus::Captured
         }
-    );
-    assert_eq!(
-        error.to_string(),
-        "cannot capture a payment that is captured; a payment is captured only once"
     );
 }
 
@@ -195,14 +213,11 @@ fn a_declined_payment_can_be_neither_captured_nor_refunded() {
 
 #[test]
 fn refunding_before_capture_is_refused() {
-    let error = Payment::given(&authorized(800))
-        .decide(&refund(100))
-        .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "cannot refund a payment that is authorized; capture it first"
+    assert_refused(
+        &authorized(800),
+        &refund(100),
+        "cannot refund a payment that is authorized; capture it first",
     );
-    assert_eq!(error.rejection(), Rejection::InvalidState);
 }
 
 #[test]
@@ -244,13 +259,12 @@ fn refunds_accumulate_up_to_the_captured_amount() {
 
 #[test]
 fn refunding_more_than_remains_is_refused() {
-    let events = Payment::history(&[
-        authorize_cmd(Uuid::now_v7(), 800),
-        capture(None),
-        refund(500),
-    ])
-    .unwrap();
-    let error = Payment::given(&events).decide(&refund(500)).unwrap_err();
+    let events = captured_then_refunded(500);
+    let error = assert_refused(
+        &events,
+        &refund(500),
+        "cannot refund 500: only 300 of 800 captured remains refundable",
+    );
     assert_eq!(
         error,
         PaymentError::RefundExceedsCaptured {
@@ -259,11 +273,6 @@ fn refunding_more_than_remains_is_refused() {
             captured: amount(800),
         }
     );
-    assert_eq!(
-        error.to_string(),
-        "cannot refund 500: only 300 of 800 captured remains refundable"
-    );
-    assert_eq!(error.rejection(), Rejection::InvalidState);
 }
 
 #[test]
@@ -323,12 +332,7 @@ fn commands_on_an_unknown_payment_are_not_found() {
 
 #[test]
 fn events_are_stored_as_their_type_and_named_fields() {
-    let events = Payment::history(&[
-        authorize_cmd(Uuid::now_v7(), 800),
-        capture(None),
-        refund(800),
-    ])
-    .unwrap();
+    let events = captured_then_refunded(800);
     let stored: Vec<_> = events.iter().map(|e| to_new_event(e).unwrap()).collect();
     let types: Vec<&str> = stored.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
