@@ -9,23 +9,22 @@
 
 mod support;
 
+#[path = "../services/orders/tests/support/examples.rs"]
+mod orders_examples;
+#[path = "../services/payments/tests/support/examples.rs"]
+mod payments_examples;
+#[path = "../services/shipping/tests/support/examples.rs"]
+mod shipping_examples;
+
 use std::path::Path;
 
 use serde_json::{json, Value};
 use sluice::components::WRITE_SERVICES;
-use sluice_orders::domain::{LineItem, OrderEvent};
-use sluice_payments::domain::PaymentEvent;
 use sluice_platform::aggregate::{to_new_event, DomainEvent};
 use sluice_platform::avro::SchemaCatalog;
-use sluice_platform::values::{Amount, Currency};
-use sluice_shipping::domain::ShipmentEvent;
-use uuid::Uuid;
 
-fn amount(minor: i64) -> Amount {
-    Amount::new(minor).unwrap()
-}
-
-/// (service, event type, stored payload) for one event of every type.
+/// (service, event type, stored payload) for one event of every type: the
+/// services' own contract-test examples.
 fn one_of_each() -> Vec<(&'static str, sluice_platform::store::NewEvent)> {
     fn stored<E: DomainEvent>(
         service: &'static str,
@@ -36,101 +35,9 @@ fn one_of_each() -> Vec<(&'static str, sluice_platform::store::NewEvent)> {
             .map(|e| (service, to_new_event(e).unwrap()))
             .collect()
     }
-    let (order_id, payment_id, shipment_id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-    let eur = Currency::new("EUR").unwrap();
-    let mut all = stored(
-        "orders",
-        vec![
-            OrderEvent::OrderPlaced {
-                order_id,
-                customer_id: "alice@example.com".into(),
-                currency: "EUR".into(),
-                lines: vec![
-                    LineItem {
-                        sku: "BOOK-1".into(),
-                        quantity: 2,
-                        unit_price_minor: 1250,
-                    },
-                    LineItem {
-                        sku: "CAFÉ-CRÈME".into(),
-                        quantity: 1,
-                        unit_price_minor: 480,
-                    },
-                ],
-                total_minor: 2980,
-            },
-            OrderEvent::OrderConfirmed { order_id },
-            OrderEvent::OrderCancelled {
-                order_id,
-                reason: "changed my mind".into(),
-            },
-        ],
-    );
-    all.extend(stored(
-        "payments",
-        vec![
-            PaymentEvent::PaymentAuthorized {
-                payment_id,
-                order_id,
-                amount_minor: amount(2980),
-                currency: eur,
-            },
-            PaymentEvent::PaymentDeclined {
-                payment_id: Uuid::now_v7(),
-                order_id,
-                amount_minor: amount(250_000),
-                currency: eur,
-                reason: "above the authorization limit".into(),
-            },
-            PaymentEvent::PaymentCaptured {
-                payment_id,
-                order_id,
-                amount_minor: amount(2980),
-            },
-            PaymentEvent::PaymentRefunded {
-                payment_id,
-                order_id,
-                amount_minor: amount(480),
-                reason: Some("damaged in transit".into()),
-            },
-            PaymentEvent::PaymentRefunded {
-                payment_id,
-                order_id,
-                amount_minor: amount(i64::MAX),
-                reason: None,
-            },
-            PaymentEvent::PaymentVoided {
-                payment_id,
-                order_id,
-                amount_minor: amount(2_500),
-                reason: "order cancelled: changed my mind".into(),
-            },
-        ],
-    ));
-    all.extend(stored(
-        "shipping",
-        vec![
-            ShipmentEvent::ShipmentCreated {
-                shipment_id,
-                order_id,
-            },
-            ShipmentEvent::ShipmentDispatched {
-                shipment_id,
-                order_id,
-                carrier: "DHL Express".into(),
-                tracking_number: "JD014600006281234567".into(),
-            },
-            ShipmentEvent::ShipmentDelivered {
-                shipment_id,
-                order_id,
-            },
-            ShipmentEvent::ShipmentCancelled {
-                shipment_id,
-                order_id,
-                reason: "order cancelled: changed my mind".into(),
-            },
-        ],
-    ));
+    let mut all = stored("orders", orders_examples::one_of_each());
+    all.extend(stored("payments", payments_examples::one_of_each()));
+    all.extend(stored("shipping", shipping_examples::one_of_each()));
     all
 }
 
