@@ -17,7 +17,6 @@ use duckdb::arrow::array::{
 };
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use sluice_analytics::sink::{
@@ -31,7 +30,7 @@ use sluice_platform::relay::producer_config;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::relay::{enqueue, Broker};
+use super::broker::{enqueue, record_machine, text_headers, Broker};
 use super::results::{machine, Figure};
 use super::Progress;
 
@@ -243,7 +242,7 @@ async fn phases(
     .profile(facts.profile.clone())
     .record();
     machine("duckdb", duckdb_version);
-    machine("broker", broker.description.trim_start_matches("broker: "));
+    record_machine(broker);
     Ok(())
 }
 
@@ -467,15 +466,7 @@ async fn produce(bootstrap: &str, topics: &[String; 3], events: &[Event]) -> any
     let producer: FutureProducer = producer_config(bootstrap).create()?;
     let mut deliveries = Vec::with_capacity(events.len());
     for event in events {
-        let headers = event
-            .headers
-            .iter()
-            .fold(OwnedHeaders::new(), |h, (key, value)| {
-                h.insert(Header {
-                    key,
-                    value: Some(value.as_str()),
-                })
-            });
+        let headers = text_headers(event.headers.iter().map(|(k, v)| (*k, v.as_str())));
         let record = FutureRecord::to(&topics[event.topic])
             .key(&event.key)
             .payload(&event.value)
