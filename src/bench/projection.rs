@@ -37,7 +37,10 @@ pub(super) async fn run(registry: &Registry, phases: Phases) -> anyhow::Result<(
         }
     };
     let result = match &broker {
-        Some(broker) => measure(registry, &databases, broker, phases).await,
+        Some(broker) => match Pipeline::prepare(&databases, broker, "bench_orders").await {
+            Ok(pipeline) => measure(registry, broker, pipeline, phases).await,
+            Err(e) => Err(e),
+        },
         None => Err(anyhow::anyhow!("no broker")),
     };
     if let Some(broker) = broker {
@@ -47,18 +50,14 @@ pub(super) async fn run(registry: &Registry, phases: Phases) -> anyhow::Result<(
     result
 }
 
+/// Both phases over `pipeline`, then the figures.
 async fn measure(
     registry: &Registry,
-    databases: &Databases,
     broker: &Broker,
+    pipeline: Pipeline,
     phases: Phases,
 ) -> anyhow::Result<()> {
-    let Phases {
-        events,
-        rate,
-        duration,
-    } = phases;
-    let pipeline = Pipeline::prepare(databases, broker, "bench_orders").await?;
+    let (events, rate, duration) = (phases.events, phases.rate, phases.duration);
     let physical = broker.topics.physical(&pipeline.topic);
 
     // Phase 1: a pre-filled topic, applied by one worker from offset zero.

@@ -115,11 +115,7 @@ async fn scenarios_on(
     broker: &Broker,
     phases: Phases,
 ) -> anyhow::Result<()> {
-    let Phases {
-        events,
-        rate,
-        duration,
-    } = phases;
+    let (events, rate, duration) = (phases.events, phases.rate, phases.duration);
     let catalog = sluice_orders::SERVICE
         .catalog()
         .context("the orders schemas")?;
@@ -157,19 +153,22 @@ async fn scenarios_on(
     .await
     .context("creating the bench topics")?;
 
+    // One run of the raw producer to the raw topic, named `phase` when it fails.
+    let (bootstrap, topic, records_shape) = (broker.bootstrap.as_str(), raw_topic.as_str(), &shape);
+    let raw = move |records: u64, phase: &'static str| async move {
+        raw_producer(bootstrap, topic, records_shape, records)
+            .await
+            .context(phase)
+    };
     // An untimed warm-up first: a freshly started broker is still loading its
     // coordinators and compiling its hot paths, which would flatter the ratio.
     let warm_up = (events * 4).max(100_000);
     eprintln!("warm-up: {warm_up} records to {raw_topic}, untimed …");
-    raw_producer(&broker.bootstrap, &raw_topic, &shape, warm_up)
-        .await
-        .context("warm-up")?;
+    raw(warm_up, "warm-up").await?;
     // The raw baseline runs before and after the relay: the broker slows a little
     // as its log grows, and the mean of the two brackets the relay's conditions.
     eprintln!("raw producer: {events} records to {raw_topic} …");
-    let (raw_before, header_size) = raw_producer(&broker.bootstrap, &raw_topic, &shape, events)
-        .await
-        .context("raw producer phase")?;
+    let (raw_before, header_size) = raw(events, "raw producer phase").await?;
 
     let store = EventStore::new(pool.clone());
     prefill(&store, events)
@@ -180,9 +179,7 @@ async fn scenarios_on(
         .await
         .context("relay phase")?;
     eprintln!("raw producer again: {events} records to {raw_topic} …");
-    let (raw_after, _) = raw_producer(&broker.bootstrap, &raw_topic, &shape, events)
-        .await
-        .context("raw producer phase (after the relay)")?;
+    let (raw_after, _) = raw(events, "raw producer phase (after the relay)").await?;
     let raw_rate = (raw_before + raw_after) / 2.0;
 
     eprintln!(
