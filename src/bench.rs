@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -397,6 +398,36 @@ impl BenchDatabase {
         let options = self.options(&self.spec.app_role, &self.spec.app_password)?;
         Ok(sluice_platform::db::pool_with(options, size).await?)
     }
+}
+
+/// Runs `op` from `clients` tasks for `duration`; each call returns the events it
+/// wrote. Returns events per second and the events written.
+async fn measure<F, Fut>(clients: usize, duration: Duration, op: F) -> anyhow::Result<(f64, u64)>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
+{
+    let op = Arc::new(op);
+    let total = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (op, total) = (op.clone(), total.clone());
+        tasks.spawn(async move {
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                total.fetch_add(op(client, i).await?, Ordering::Relaxed);
+                i += 1;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined??;
+    }
+    let total = total.load(Ordering::Relaxed);
+    Ok((total as f64 / start.elapsed().as_secs_f64(), total))
 }
 
 /// Appends `events` (`(event_type, payload)`, each of schema version 1) to

@@ -3,9 +3,7 @@
 //! runs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::json;
@@ -15,41 +13,7 @@ use sluice_platform::store::{EventStore, ExpectedVersion, Metadata, StreamId, St
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::{append_v1, print_machine, BenchDatabase, Figure};
-
-/// Runs `op` from `clients` tasks for `duration`; each call returns the events it
-/// wrote. Returns events per second and the events written.
-pub(super) async fn measure<F, Fut>(
-    clients: usize,
-    duration: Duration,
-    op: F,
-) -> anyhow::Result<(f64, u64)>
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
-{
-    let op = Arc::new(op);
-    let total = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in 0..clients {
-        let (op, total) = (op.clone(), total.clone());
-        tasks.spawn(async move {
-            let mut i = 0u64;
-            while Instant::now() < deadline {
-                total.fetch_add(op(client, i).await?, Ordering::Relaxed);
-                i += 1;
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        joined??;
-    }
-    let total = total.load(Ordering::Relaxed);
-    Ok((total as f64 / start.elapsed().as_secs_f64(), total))
-}
+use super::{append_v1, measure, print_machine, BenchDatabase, Figure};
 
 /// What the server's backends of one measured run did: the share of
 /// `pg_stat_activity` samples (every 10 ms, this database's other sessions) in

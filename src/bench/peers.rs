@@ -20,8 +20,8 @@ use sluice_platform::provision::drop_component;
 use sluice_platform::registry::{ComponentKind, Registry};
 use sluice_platform::store::EventStore;
 
-use super::append::{measure, store_append};
-use super::{results::Figure, BenchDatabase};
+use super::append::store_append;
+use super::{measure, results::Figure, BenchDatabase};
 
 /// Client counts of the append comparisons.
 const CLIENTS: [usize; 2] = [1, 16];
