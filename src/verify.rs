@@ -164,22 +164,8 @@ pub async fn verify(registry: &Registry) -> anyhow::Result<Vec<Finding>> {
         .collect();
 
     // 1. What each component recorded as done.
-    let mut checkpoints = BTreeMap::new();
-    for service in &services {
-        let mut conn = connect(registry, service).await?;
-        let done = checkpoint(&mut conn)
-            .await
-            .with_context(|| not_migrated(&service.name))?;
-        checkpoints.insert(service.name.clone(), done);
-    }
-    let mut applied = BTreeMap::new();
-    for projection in &projections {
-        let mut conn = connect(registry, projection).await?;
-        let cut = projection_cut(&mut conn)
-            .await
-            .with_context(|| not_migrated(&projection.name))?;
-        applied.insert(projection.name.clone(), cut);
-    }
+    let checkpoints = read_each(registry, &services, checkpoint).await?;
+    let applied = read_each(registry, &projections, projection_cut).await?;
     let mut warehouse = match registry.analytics.as_ref() {
         Some(_) => Some(Warehouse::connect(registry).await),
         None => None,
@@ -256,6 +242,25 @@ pub async fn verify(registry: &Registry) -> anyhow::Result<Vec<Finding>> {
         findings.push(finding);
     }
     Ok(findings)
+}
+
+/// `read` over the database of each of `components`, one after another, by
+/// component name; a component whose tables cannot be read is named as one that
+/// was never migrated.
+async fn read_each<T>(
+    registry: &Registry,
+    components: &[&Component],
+    read: impl AsyncFn(&mut PgConnection) -> anyhow::Result<T>,
+) -> anyhow::Result<BTreeMap<String, T>> {
+    let mut done = BTreeMap::new();
+    for component in components {
+        let mut conn = connect(registry, component).await?;
+        let value = read(&mut conn)
+            .await
+            .with_context(|| not_migrated(&component.name))?;
+        done.insert(component.name.clone(), value);
+    }
+    Ok(done)
 }
 
 async fn connect(registry: &Registry, component: &Component) -> anyhow::Result<PgConnection> {
