@@ -205,6 +205,7 @@ async fn fill(store: &EventStore, orders: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Command-to-visible latency of one steady-rate phase.
 pub(super) struct Latency {
     /// Milliseconds from sending the command to the row being visible, sorted.
     pub(super) millis: Vec<f64>,

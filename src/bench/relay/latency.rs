@@ -20,6 +20,7 @@ use super::{metadata, partitions, start_relay, stop_relay, Shape, ACTOR, WARMUP_
 use crate::bench::append_v1;
 use crate::bench::broker::Broker;
 
+/// What the latency phase measured.
 pub(super) struct Latency {
     appended: u64,
     achieved_rate: f64,
