@@ -125,6 +125,17 @@ pub fn all_schemas() -> Result<Arc<SchemaCatalog>, sluice_platform::avro::AvroEr
     SchemaCatalog::new(WRITE_SERVICES.iter().flat_map(|s| (s.schemas)())).map(Arc::new)
 }
 
+/// The repository's own `sluice.toml`: the reference domain the unit tests check
+/// this build against.
+#[cfg(test)]
+pub(crate) const REFERENCE_REGISTRY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sluice.toml");
+
+/// [`REFERENCE_REGISTRY`], loaded.
+#[cfg(test)]
+pub(crate) fn reference_registry() -> Registry {
+    Registry::load(std::path::Path::new(REFERENCE_REGISTRY)).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -137,9 +148,7 @@ mod tests {
 
     #[test]
     fn the_reference_domain_s_pools_leave_a_default_postgresql_room_for_tools() {
-        let registry =
-            Registry::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml"))
-                .unwrap();
+        let registry = reference_registry();
         let at_most = connections_at_most(&registry);
         // Room for `sluice status`, `sluice verify`, psql sessions and a rebuild.
         assert!(

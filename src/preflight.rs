@@ -84,8 +84,7 @@ mod tests {
     use super::*;
 
     fn registry_with(text_edit: impl Fn(String) -> String) -> Registry {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sluice.toml");
-        let text = std::fs::read_to_string(path).unwrap();
+        let text = std::fs::read_to_string(crate::components::REFERENCE_REGISTRY).unwrap();
         Registry::parse(&text_edit(text)).unwrap()
     }
 

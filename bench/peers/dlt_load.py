@@ -46,6 +46,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from peer_report import report_main
+
 DATASET = "sluice"
 TABLE = "raw_events"
 
@@ -136,17 +138,15 @@ def load(events: list[dict], duckdb_path: Path, workdir: Path, file_format: str 
 
 def main() -> int:
     args = parse_args()
-    try:
+
+    def measure() -> dict:
         if args.duckdb.exists():
             raise FileExistsError(f"{args.duckdb} exists: give a new path (the load appends to it)")
         events = read_events(args.input)
         with tempfile.TemporaryDirectory(prefix="sluice-dlt-") as workdir:
-            report = load(events, args.duckdb.resolve(), Path(workdir), args.loader_file_format)
-    except Exception as e:
-        print(f"dlt_load.py: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, separators=(",", ":")))
-    return 0
+            return load(events, args.duckdb.resolve(), Path(workdir), args.loader_file_format)
+
+    return report_main("dlt_load.py", measure)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Run with the peers' venv (bench/peers/install.sh):
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
+from peer_report import report_main
 
 
 class Widget(Aggregate):
@@ -141,13 +141,9 @@ def run(dsn: str, threads: int, seconds: int) -> dict[str, object]:
 
 def main() -> int:
     args = parse_args()
-    try:
-        report = run(args.dsn, args.threads, args.seconds)
-    except Exception as e:
-        print(f"eventsourcing_append.py: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps(report, separators=(",", ":")))
-    return 0
+    return report_main(
+        "eventsourcing_append.py", lambda: run(args.dsn, args.threads, args.seconds)
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ use sluice_platform::provision::drop_component;
 use sluice_platform::registry::{ComponentKind, Registry};
 use sluice_platform::store::EventStore;
 
-use super::{measure, results::Figure, store_append, BenchDatabase};
+use super::append::store_append;
+use super::{measure, results::Figure, BenchDatabase};
 
 /// Client counts of the append comparisons.
 const CLIENTS: [usize; 2] = [1, 16];
@@ -141,7 +142,7 @@ async fn appends(
     sluice: &BenchDatabase,
     duration: Duration,
 ) -> anyhow::Result<()> {
-    let options = db.options(&db.spec.owner_role, &db.spec.owner_password)?;
+    let options = db.owner_options()?;
     let dsn = format!(
         "postgresql://{}:{}@{}:{}/{}",
         db.spec.owner_role,
@@ -150,16 +151,11 @@ async fn appends(
         options.get_port(),
         db.spec.name
     );
-    sluice_platform::db::migrate_with(
-        sluice.options(&sluice.spec.owner_role, &sluice.spec.owner_password)?,
-        vec![sluice_platform::store::migrator()],
-    )
-    .await?;
-    let pool = sluice_platform::db::pool_with(
-        sluice.options(&sluice.spec.app_role, &sluice.spec.app_password)?,
-        CLIENTS.iter().max().copied().unwrap_or(1) as u32 + 2,
-    )
-    .await?;
+    sluice
+        .migrate(vec![sluice_platform::store::migrator()])
+        .await?;
+    let most_clients = CLIENTS.iter().max().copied().unwrap_or(1);
+    let pool = sluice.app_pool(most_clients as u32 + 2).await?;
     let store = EventStore::new(pool.clone());
     for (scenario, clients) in CLIENTS.into_iter().enumerate() {
         let seconds = duration.as_secs().max(1).to_string();
