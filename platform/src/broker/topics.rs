@@ -67,6 +67,23 @@ pub async fn topic_size(bootstrap: &str, topic: &str) -> Result<i64, BrokerError
     .map_err(|e| BrokerError::Blocking(e.to_string()))?
 }
 
+/// The ids of `topic`'s partitions in the broker's metadata, fetched by `consumer`
+/// within `timeout`: none for a topic the broker does not know (or reports with an
+/// error).
+pub fn topic_partitions(
+    consumer: &impl Consumer,
+    topic: &str,
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<Vec<i32>> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// A topic as the platform wants it on the broker: what [`ensure_topics`] creates
 /// and checks. The registry builds them ([`crate::registry::Registry::topic_spec`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
