@@ -16,7 +16,7 @@ pub struct PlatformConfig {
     pub data_dir: PathBuf,
     pub kafka_brokers: String,
     /// Prepended to every topic name on the broker (`SLUICE_TOPIC_PREFIX`); empty by
-    /// default. Logical names stay unprefixed everywhere else. See [`TopicNames`].
+    /// default. Logical names stay unprefixed everywhere else. See [`TopicNames`](super::TopicNames).
     #[serde(default)]
     pub topic_prefix: String,
     /// Replicas of every topic the platform creates (`SLUICE_TOPIC_REPLICATION_FACTOR`);
