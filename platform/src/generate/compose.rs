@@ -45,6 +45,34 @@ struct Process {
     depends_on: Vec<String>,
 }
 
+impl Process {
+    /// The compose service `service` running `sluice run <args>`, which
+    /// `sluice health <args>` checks; it publishes `ports` and keeps no volume.
+    fn sluice_run(
+        service: String,
+        args: &[&str],
+        ports: Vec<u16>,
+        environment: Vec<(String, String)>,
+        depends_on: Vec<String>,
+    ) -> Self {
+        let with = |first: &str| {
+            std::iter::once(first)
+                .chain(args.iter().copied())
+                .map(str::to_owned)
+                .collect()
+        };
+        Process {
+            service,
+            command: with("run"),
+            ports,
+            environment,
+            health: with("health"),
+            volume: None,
+            depends_on,
+        }
+    }
+}
+
 /// Every process the registry's components need: per write service its HTTP API,
 /// its outbox relay and (when it consumes topics) its reactor; each projection; the
 /// analytics sink. In name order of the components.
@@ -143,50 +171,40 @@ fn processes(registry: &Registry) -> Vec<Process> {
         let service = compose_name(name);
         match component.kind {
             ComponentKind::Service => {
-                out.push(Process {
-                    service: service.clone(),
-                    command: vec!["run".into(), name.clone()],
-                    ports: vec![component.port],
-                    environment: http_env(),
-                    health: vec!["health".into(), name.clone()],
-                    volume: None,
-                    depends_on: {
-                        let mut d = base_depends.clone();
-                        d.extend(component.depends_on.iter().map(|d| compose_name(d)));
-                        dedup(&mut d);
-                        d
-                    },
-                });
-                out.push(Process {
-                    service: format!("{service}-relay"),
-                    command: vec!["run".into(), "relay".into(), name.clone()],
-                    ports: vec![],
-                    environment: base_env(),
-                    health: vec!["health".into(), "relay".into(), name.clone()],
-                    volume: None,
-                    depends_on: base_depends.clone(),
-                });
+                let mut api_depends = base_depends.clone();
+                api_depends.extend(component.depends_on.iter().map(|d| compose_name(d)));
+                dedup(&mut api_depends);
+                out.push(Process::sluice_run(
+                    service.clone(),
+                    &[name.as_str()],
+                    vec![component.port],
+                    http_env(),
+                    api_depends,
+                ));
+                out.push(Process::sluice_run(
+                    format!("{service}-relay"),
+                    &["relay", name.as_str()],
+                    vec![],
+                    base_env(),
+                    base_depends.clone(),
+                ));
                 if !component.consumes.is_empty() {
-                    out.push(Process {
-                        service: format!("{service}-reactor"),
-                        command: vec!["run".into(), "reactor".into(), name.clone()],
-                        ports: vec![],
-                        environment: base_env(),
-                        health: vec!["health".into(), "reactor".into(), name.clone()],
-                        volume: None,
-                        depends_on: consumer_depends,
-                    });
+                    out.push(Process::sluice_run(
+                        format!("{service}-reactor"),
+                        &["reactor", name.as_str()],
+                        vec![],
+                        base_env(),
+                        consumer_depends,
+                    ));
                 }
             }
-            ComponentKind::Projection | ComponentKind::Reactor => out.push(Process {
+            ComponentKind::Projection | ComponentKind::Reactor => out.push(Process::sluice_run(
                 service,
-                command: vec!["run".into(), name.clone()],
-                ports: vec![component.port],
-                environment: http_env(),
-                health: vec!["health".into(), name.clone()],
-                volume: None,
-                depends_on: consumer_depends,
-            }),
+                &[name.as_str()],
+                vec![component.port],
+                http_env(),
+                consumer_depends,
+            )),
             ComponentKind::Sink => {
                 let mut environment = http_env();
                 let mut ports = vec![component.port];
@@ -204,13 +222,14 @@ fn processes(registry: &Registry) -> Vec<Process> {
                     ));
                 }
                 out.push(Process {
-                    service,
-                    command: vec!["run".into(), name.clone()],
-                    ports,
-                    environment,
-                    health: vec!["health".into(), name.clone()],
                     volume: Some(format!("{name}-data")),
-                    depends_on: consumer_depends,
+                    ..Process::sluice_run(
+                        service,
+                        &[name.as_str()],
+                        ports,
+                        environment,
+                        consumer_depends,
+                    )
                 });
             }
         }
