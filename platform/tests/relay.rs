@@ -14,6 +14,7 @@ use sluice_platform::store::{
 };
 use sluice_platform::testing::{
     counted, event_store, eventually, write_concurrently, ConcurrentWrites, Consumed, TestBroker,
+    TestDatabase,
 };
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tokio::task::JoinHandle;
@@ -44,6 +45,15 @@ fn append<'a>(stream: &'a StreamId, events: Vec<NewEvent>, meta: &'a Metadata) -
         metadata: meta,
         idempotency: None,
     }
+}
+
+/// The test's broker with its topic `topic` of `partitions` partitions, and an event
+/// store in a fresh database.
+async fn setup(topic: &str, partitions: u32) -> (TestBroker, TestDatabase, EventStore) {
+    let broker = TestBroker::start().await;
+    broker.topic(topic, partitions).await;
+    let (db, store) = event_store("relay").await;
+    (broker, db, store)
 }
 
 /// Appends `events` to the `counter` stream `stream` at any version, without
@@ -177,6 +187,26 @@ async fn take_xact_id(conn: &mut PgConnection) {
         .unwrap();
 }
 
+/// Appends a marker to `stream`, its version `version`, and reads `topic` until the
+/// marker is there: a relay publishes in commit order, so by then whatever it was
+/// going to publish before the marker is on the topic too.
+async fn publish_marker(
+    broker: &TestBroker,
+    topic: &str,
+    store: &EventStore,
+    stream: &StreamId,
+    version: i64,
+) -> Vec<Consumed> {
+    write(store, stream, vec![counted(version - 1)]).await;
+    let records = broker.consume(topic, version as usize, PATIENCE).await;
+    assert_eq!(
+        records.last().map(|r| r.header("stream_version")),
+        Some(version.to_string().as_str()),
+        "the marker was published"
+    );
+    records
+}
+
 /// Per key, the stream versions in topic order.
 fn versions_by_stream(records: &[Consumed]) -> BTreeMap<String, Vec<i64>> {
     let mut by_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -191,9 +221,7 @@ fn versions_by_stream(records: &[Consumed]) -> BTreeMap<String, Vec<i64>> {
 
 #[tokio::test]
 async fn a_late_committing_transaction_is_published_first_and_nothing_is_skipped() {
-    let broker = TestBroker::start().await;
-    broker.topic("gap.events", 1).await;
-    let (_db, store) = event_store("relay").await;
+    let (broker, _db, store) = setup("gap.events", 1).await;
 
     // A appends and stays open; B appends after it and commits at once.
     let (a, pid) = open_append(&store, &StreamId::new("a").unwrap(), 1).await;
@@ -231,9 +259,7 @@ async fn a_late_committing_transaction_is_published_first_and_nothing_is_skipped
 
 #[tokio::test]
 async fn concurrent_writers_reach_the_topic_in_stream_version_order() {
-    let broker = TestBroker::start().await;
-    broker.topic("order.events", 3).await;
-    let (_db, store) = event_store("relay").await;
+    let (broker, _db, store) = setup("order.events", 3).await;
     let relay = spawn_relay("order", &store, &broker, 50);
 
     // 8 writers append 1 or 2 events at a time to the same 6 streams while the
@@ -268,9 +294,7 @@ async fn concurrent_writers_reach_the_topic_in_stream_version_order() {
 
 #[tokio::test]
 async fn headers_carry_the_envelope() {
-    let broker = TestBroker::start().await;
-    broker.topic("env.events", 1).await;
-    let (_db, store) = event_store("relay").await;
+    let (broker, _db, store) = setup("env.events", 1).await;
     let correlation = uuid::Uuid::now_v7();
     let meta = Metadata {
         correlation_id: Some(correlation),
@@ -350,9 +374,7 @@ async fn a_broker_restart_loses_nothing_and_the_relay_resumes_by_itself() {
 
 #[tokio::test]
 async fn a_second_relay_stands_by_while_the_first_is_active() {
-    let broker = TestBroker::start().await;
-    broker.topic("standby.events", 1).await;
-    let (_db, store) = event_store("relay").await;
+    let (broker, _db, store) = setup("standby.events", 1).await;
     let stream = StreamId::new("x").unwrap();
     // The first relay is active once it has published: only then starts the second.
     write(&store, &stream, vec![counted(0)]).await;
@@ -379,9 +401,7 @@ async fn a_second_relay_stands_by_while_the_first_is_active() {
 #[tokio::test]
 async fn an_open_transaction_holding_the_horizon_back_is_reported_with_its_pid() {
     sluice_platform::telemetry::init();
-    let broker = TestBroker::start().await;
-    broker.topic("horizon.events", 1).await;
-    let (_db, store) = event_store("relay").await;
+    let (broker, _db, store) = setup("horizon.events", 1).await;
     let (blocker, pid) = open_append(&store, &StreamId::new("held").unwrap(), 1).await;
     write(&store, &StreamId::new("waiting").unwrap(), vec![counted(2)]).await;
 
@@ -415,9 +435,7 @@ async fn an_open_transaction_holding_the_horizon_back_is_reported_with_its_pid()
 /// the whole test: the relay publishes past them all the same.
 #[tokio::test]
 async fn transactions_that_cannot_write_the_outbox_do_not_delay_publishing() {
-    let broker = TestBroker::start().await;
-    broker.topic("unrelated.events", 1).await;
-    let (_db, store) = event_store("relay").await;
+    let (broker, _db, store) = setup("unrelated.events", 1).await;
     let mut elsewhere = PgConnection::connect(&sluice_platform::testing::admin_url())
         .await
         .unwrap();
@@ -448,9 +466,7 @@ async fn transactions_that_cannot_write_the_outbox_do_not_delay_publishing() {
 
 #[tokio::test]
 async fn published_outbox_rows_are_pruned_after_their_retention() {
-    let broker = TestBroker::start().await;
-    broker.topic("prune.events", 1).await;
-    let (_db, store) = event_store("relay").await;
+    let (broker, _db, store) = setup("prune.events", 1).await;
     let stream = StreamId::new("p").unwrap();
     write(&store, &stream, (0..10).map(counted).collect()).await;
     let relay = start_relay_with(
@@ -486,13 +502,7 @@ async fn published_outbox_rows_are_pruned_after_their_retention() {
     // the restart is on the topic, anything it was going to publish again is there
     // too.
     let again = spawn_relay("prune", &store, &broker, 100);
-    write(&store, &stream, vec![counted(10)]).await;
-    let records = broker.consume("prune.events", 11, PATIENCE).await;
-    assert_eq!(
-        records.last().map(|r| r.header("stream_version")),
-        Some("11"),
-        "the marker was published"
-    );
+    let records = publish_marker(&broker, "prune.events", &store, &stream, 11).await;
     assert_eq!(records.len(), 11, "nothing re-published");
     stop(again).await;
 }
@@ -502,9 +512,7 @@ async fn published_outbox_rows_are_pruned_after_their_retention() {
 /// highest, so nothing is published again, and it never records a lower one.
 #[tokio::test]
 async fn the_relay_resumes_from_its_highest_checkpoint_whichever_row_is_newest() {
-    let broker = TestBroker::start().await;
-    broker.topic("forward.events", 1).await;
-    let (_db, store) = event_store("relay").await;
+    let (broker, _db, store) = setup("forward.events", 1).await;
     let stream = StreamId::new("f").unwrap();
     write(&store, &stream, (0..3).map(counted).collect()).await;
     let relay = spawn_relay("forward", &store, &broker, 100);
@@ -526,13 +534,7 @@ async fn the_relay_resumes_from_its_highest_checkpoint_whichever_row_is_newest()
 
     // Restarted, the relay publishes the marker and nothing it had published.
     let relay = spawn_relay("forward", &store, &broker, 100);
-    write(&store, &stream, vec![counted(3)]).await;
-    let records = broker.consume("forward.events", 4, PATIENCE).await;
-    assert_eq!(
-        records.last().map(|r| r.header("stream_version")),
-        Some("4"),
-        "the marker was published"
-    );
+    let records = publish_marker(&broker, "forward.events", &store, &stream, 4).await;
     assert_eq!(
         versions_by_stream(&records)["f"],
         [1, 2, 3, 4],
@@ -555,9 +557,7 @@ async fn the_relay_resumes_from_its_highest_checkpoint_whichever_row_is_newest()
 /// beside it. Every event then reaches the topic once.
 #[tokio::test]
 async fn a_relay_whose_lock_session_ends_stops_and_the_standby_alone_publishes() {
-    let broker = TestBroker::start().await;
-    broker.topic("fence.events", 1).await;
-    let (db, store) = event_store("relay").await;
+    let (broker, db, store) = setup("fence.events", 1).await;
     let stream = StreamId::new("x").unwrap();
     write(&store, &stream, vec![counted(0)]).await;
     let (_first_stop, first) = start_relay("fence", &store, &broker, 100);
@@ -642,9 +642,7 @@ impl EventEncoder for RefusesTwo {
 
 #[tokio::test]
 async fn a_record_the_producer_refuses_holds_back_every_record_after_it() {
-    let broker = TestBroker::start().await;
-    broker.topic("refused.events", 1).await;
-    let (_db, store) = event_store("relay").await;
+    let (broker, _db, store) = setup("refused.events", 1).await;
     let stream = StreamId::new("r-1").unwrap();
     write(&store, &stream, (1..=3).map(counted).collect()).await;
     sluice_platform::telemetry::init();

@@ -42,6 +42,18 @@ async fn try_append(
         .await
 }
 
+/// The error [`try_append`] is refused with.
+async fn refused(
+    store: &EventStore,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> StoreError {
+    try_append(store, stream, expected, events)
+        .await
+        .unwrap_err()
+}
+
 /// How many events `stream` holds.
 async fn stream_len(store: &EventStore, stream: &StreamId) -> usize {
     store
@@ -120,39 +132,33 @@ async fn append_with_stale_version_is_rejected_and_writes_nothing() {
     try_append(&store, &stream, ExpectedVersion::NoStream, vec![counted(1)])
         .await
         .unwrap();
-    let err = try_append(&store, &stream, ExpectedVersion::NoStream, vec![counted(2)])
-        .await
-        .unwrap_err();
+    let err = refused(&store, &stream, ExpectedVersion::NoStream, vec![counted(2)]).await;
     assert!(
         matches!(err, StoreError::Conflict { actual: Some(a), .. } if a == v(1)),
         "{err:?}"
     );
-    let err = try_append(
+    let err = refused(
         &store,
         &stream,
         ExpectedVersion::Exact(v(5)),
         vec![counted(2)],
     )
-    .await
-    .unwrap_err();
+    .await;
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     let missing = StreamId::new("nope").unwrap();
-    let err = try_append(
+    let err = refused(
         &store,
         &missing,
         ExpectedVersion::Exact(v(1)),
         vec![counted(2)],
     )
-    .await
-    .unwrap_err();
+    .await;
     assert!(
         matches!(err, StoreError::Conflict { actual: None, .. }),
         "{err:?}"
     );
     assert_eq!(stream_len(&store, &stream).await, 1);
-    let err = try_append(&store, &stream, ExpectedVersion::Any, vec![])
-        .await
-        .unwrap_err();
+    let err = refused(&store, &stream, ExpectedVersion::Any, vec![]).await;
     assert!(matches!(err, StoreError::EmptyAppend));
 }
 
@@ -377,12 +383,10 @@ async fn an_event_too_large_to_publish_is_refused() {
         schema_version: 1,
         payload: json!({ "blob": "x".repeat(sluice_platform::store::MAX_EVENT_BYTES) }),
     };
-    let refused = try_append(&store, &s, ExpectedVersion::Any, vec![counted(1), big])
-        .await
-        .unwrap_err();
+    let err = refused(&store, &s, ExpectedVersion::Any, vec![counted(1), big]).await;
     assert!(
-        matches!(refused, StoreError::TooLarge { index: 1, .. }),
-        "{refused}"
+        matches!(err, StoreError::TooLarge { index: 1, .. }),
+        "{err}"
     );
     assert_eq!(store.stream_version(&s).await.unwrap(), None);
 }
