@@ -9,7 +9,9 @@ use sluice_platform::store::{
     Append, Appended, EventStore, ExpectedVersion, Idempotency, IdempotencyKey, Metadata, NewEvent,
     StoreError, StreamId, StreamVersion,
 };
-use sluice_platform::testing::{counted, event_store, write_concurrently, ConcurrentWrites};
+use sluice_platform::testing::{
+    counted, event_store, write_concurrently, ConcurrentWrites, TestDatabase,
+};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -27,6 +29,16 @@ fn append<'a>(
         metadata,
         idempotency: None,
     }
+}
+
+/// A fresh store whose new stream `stream` holds one event, `{"n": 1}`.
+async fn store_with_one_event(stream: &str) -> (TestDatabase, EventStore, StreamId) {
+    let (db, store) = event_store("store").await;
+    let stream = StreamId::new(stream).unwrap();
+    try_append(&store, &stream, ExpectedVersion::NoStream, vec![counted(1)])
+        .await
+        .unwrap();
+    (db, store, stream)
 }
 
 /// Appends `events` to the `counter` stream `stream` if it is at `expected`,
@@ -52,6 +64,15 @@ async fn refused(
     try_append(store, stream, expected, events)
         .await
         .unwrap_err()
+}
+
+/// The error appending one event to `stream` at `expected` is refused with.
+async fn refused_at(
+    store: &EventStore,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+) -> StoreError {
+    refused(store, stream, expected, vec![counted(2)]).await
 }
 
 /// How many events `stream` holds.
@@ -127,32 +148,16 @@ async fn appends_are_versioned_from_one_and_read_back_in_order() {
 
 #[tokio::test]
 async fn append_with_stale_version_is_rejected_and_writes_nothing() {
-    let (_db, store) = event_store("store").await;
-    let stream = StreamId::new("c-2").unwrap();
-    try_append(&store, &stream, ExpectedVersion::NoStream, vec![counted(1)])
-        .await
-        .unwrap();
-    let err = refused(&store, &stream, ExpectedVersion::NoStream, vec![counted(2)]).await;
+    let (_db, store, stream) = store_with_one_event("c-2").await;
+    let err = refused_at(&store, &stream, ExpectedVersion::NoStream).await;
     assert!(
         matches!(err, StoreError::Conflict { actual: Some(a), .. } if a == v(1)),
         "{err:?}"
     );
-    let err = refused(
-        &store,
-        &stream,
-        ExpectedVersion::Exact(v(5)),
-        vec![counted(2)],
-    )
-    .await;
+    let err = refused_at(&store, &stream, ExpectedVersion::Exact(v(5))).await;
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     let missing = StreamId::new("nope").unwrap();
-    let err = refused(
-        &store,
-        &missing,
-        ExpectedVersion::Exact(v(1)),
-        vec![counted(2)],
-    )
-    .await;
+    let err = refused_at(&store, &missing, ExpectedVersion::Exact(v(1))).await;
     assert!(
         matches!(err, StoreError::Conflict { actual: None, .. }),
         "{err:?}"
@@ -264,11 +269,7 @@ async fn concurrent_retries_with_one_idempotency_key_append_once() {
 
 #[tokio::test]
 async fn the_app_role_cannot_update_delete_or_truncate_events() {
-    let (db, store) = event_store("store").await;
-    let stream = StreamId::new("c-5").unwrap();
-    try_append(&store, &stream, ExpectedVersion::NoStream, vec![counted(1)])
-        .await
-        .unwrap();
+    let (db, store, stream) = store_with_one_event("c-5").await;
     for sql in [
         "UPDATE events SET payload = '{}'",
         "DELETE FROM events",
@@ -447,12 +448,8 @@ async fn concurrent_appends_at_any_version_leave_gap_free_streams() {
 
 #[tokio::test]
 async fn a_stream_keeps_its_stream_type() {
-    let (_db, store) = event_store("store").await;
-    let stream = StreamId::new("typed").unwrap();
+    let (_db, store, stream) = store_with_one_event("typed").await;
     let meta = Metadata::default();
-    try_append(&store, &stream, ExpectedVersion::NoStream, vec![counted(1)])
-        .await
-        .unwrap();
     for expected in [ExpectedVersion::Any, ExpectedVersion::Exact(v(1))] {
         let mut other = append(&stream, expected, vec![counted(2)], &meta);
         other.stream_type = "gauge";
