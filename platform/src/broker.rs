@@ -21,7 +21,8 @@ mod topics;
 pub use dev::{patch_tansu_storage, tansu_binary, tansu_root, EmbeddedBroker, TANSU_VERSION};
 pub use record::{self_assigning_reader, start_offset, Record};
 pub use topics::{
-    ensure_topics, topic_config, topic_size, TopicError, TopicMismatch, TopicSetting, TopicSpec,
+    ensure_topics, topic_config, topic_partitions, topic_size, TopicError, TopicMismatch,
+    TopicSetting, TopicSpec,
 };
 
 use std::path::{Path, PathBuf};

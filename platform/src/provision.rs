@@ -163,13 +163,14 @@ impl Plan {
         for step in &self.steps {
             match step {
                 Step::Role { name, password, .. } => {
-                    let exists: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
-                    )
-                    .bind(name)
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(|e| self.failed("role lookup", e))?;
+                    let exists = self
+                        .exists(
+                            &mut conn,
+                            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)",
+                            name,
+                            "role lookup",
+                        )
+                        .await?;
                     let template = if exists {
                         "ALTER ROLE %I PASSWORD %L"
                     } else {
@@ -187,13 +188,14 @@ impl Plan {
                     self.run(&mut conn, &sql, template).await?;
                 }
                 Step::Database { name, owner } => {
-                    let exists: bool = sqlx::query_scalar(
-                        "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
-                    )
-                    .bind(name)
-                    .fetch_one(&mut conn)
-                    .await
-                    .map_err(|e| self.failed("database lookup", e))?;
+                    let exists = self
+                        .exists(
+                            &mut conn,
+                            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+                            name,
+                            "database lookup",
+                        )
+                        .await?;
                     if !exists {
                         let sql = format!("CREATE DATABASE {name} OWNER {owner}");
                         self.run(&mut conn, &sql, &sql).await?;
@@ -237,6 +239,22 @@ impl Plan {
             .await
             .map(|_| ())
             .map_err(|e| self.failed(shown, e))
+    }
+
+    /// Answers the catalog lookup `sql`, a `SELECT EXISTS` over `name` as `$1`;
+    /// a failure is reported as the statement `what`.
+    async fn exists(
+        &self,
+        conn: &mut PgConnection,
+        sql: &str,
+        name: &str,
+        what: &str,
+    ) -> Result<bool, ProvisionError> {
+        sqlx::query_scalar(sql)
+            .bind(name)
+            .fetch_one(conn)
+            .await
+            .map_err(|e| self.failed(what, e))
     }
 
     fn failed(&self, statement: &str, source: sqlx::Error) -> ProvisionError {

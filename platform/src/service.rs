@@ -205,15 +205,25 @@ impl WriteService {
         Ok(())
     }
 
+    /// What serving and relaying both start with: the service's component in
+    /// `registry` and its schema catalog, once its database is migrated.
+    async fn prepare<'r>(
+        &self,
+        registry: &'r Registry,
+    ) -> Result<(&'r Component, SchemaCatalog), ServiceError> {
+        let component = registry.component(self.name)?;
+        let catalog = self.catalog()?;
+        self.migrate(registry).await?;
+        Ok((component, catalog))
+    }
+
     /// Migrates, binds the registry port and serves until `shutdown`.
     pub async fn run(
         &self,
         registry: &Registry,
         shutdown: CancellationToken,
     ) -> Result<(), ServiceError> {
-        let component = registry.component(self.name)?;
-        let catalog = self.catalog()?;
-        self.migrate(registry).await?;
+        let (component, catalog) = self.prepare(registry).await?;
         let pool = db::app_pool(registry, component, db::PoolUse::Api).await?;
         let listener = bind(component).await?;
         tracing::info!(
@@ -247,9 +257,7 @@ impl WriteService {
         bootstrap: &str,
         shutdown: CancellationToken,
     ) -> Result<(), ServiceError> {
-        let component = registry.component(self.name)?;
-        let catalog = self.catalog()?;
-        self.migrate(registry).await?;
+        let (component, catalog) = self.prepare(registry).await?;
         let topics: Vec<crate::broker::TopicSpec> = component
             .produces
             .iter()

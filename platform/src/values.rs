@@ -6,6 +6,34 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The conversions of a validated newtype `$name($inner)` that serde reads and writes
+/// it through (`#[serde(try_from = "<inner>", into = "<inner>")]`): `TryFrom<$inner>`
+/// by `$name::new` (refused with `$error`), `From<$name>` for `$inner`, and a
+/// `Display` that shows the inner value.
+macro_rules! validated_newtype {
+    ($name:ident($inner:ty), $error:ty) => {
+        impl TryFrom<$inner> for $name {
+            type Error = $error;
+            fn try_from(value: $inner) -> Result<Self, Self::Error> {
+                $name::new(value)
+            }
+        }
+
+        impl From<$name> for $inner {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+pub(crate) use validated_newtype;
+
 /// A rejected value, naming what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
@@ -91,24 +119,7 @@ impl Amount {
     }
 }
 
-impl TryFrom<i64> for Amount {
-    type Error = ValueError;
-    fn try_from(v: i64) -> Result<Self, Self::Error> {
-        Amount::new(v)
-    }
-}
-
-impl From<Amount> for i64 {
-    fn from(a: Amount) -> Self {
-        a.0
-    }
-}
-
-impl fmt::Display for Amount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+validated_newtype!(Amount(i64), ValueError);
 
 #[cfg(test)]
 mod tests {

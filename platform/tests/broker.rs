@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
 use sluice_platform::testing::TestBroker;
 
@@ -36,23 +36,10 @@ async fn topics_are_created_once_with_their_partitions() {
     ensure_topics(&broker.bootstrap(), &topics).await.unwrap();
     // Again: existing topics are left alone.
     ensure_topics(&broker.bootstrap(), &topics).await.unwrap();
-    let bootstrap = broker.bootstrap();
-    let counts = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
-        ["a.events", "b.events"].map(|t| {
-            consumer
-                .fetch_metadata(Some(t), Duration::from_secs(10))
-                .unwrap()
-                .topics()[0]
-                .partitions()
-                .len()
-        })
-    })
-    .await
-    .unwrap();
+    let counts = [
+        partition_count(&broker.bootstrap(), "a.events").await,
+        partition_count(&broker.bootstrap(), "b.events").await,
+    ];
     assert_eq!(counts, [3, 1]);
 }
 
@@ -64,21 +51,7 @@ async fn a_killed_broker_restarts_on_the_same_port_with_its_topics() {
     broker.kill().await;
     broker.restart().await;
     assert_eq!(broker.bootstrap(), before);
-    let (bootstrap, topic) = (broker.bootstrap(), broker.physical("keep.events"));
-    let partitions = tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
-        consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
-            .unwrap()
-            .topics()[0]
-            .partitions()
-            .len()
-    })
-    .await
-    .unwrap();
+    let partitions = partition_count(&broker.bootstrap(), &broker.physical("keep.events")).await;
     assert_eq!(partitions, 2, "the topic survived the broker's restart");
 }
 
@@ -121,11 +94,8 @@ async fn partition_count(bootstrap: &str, topic: &str) -> usize {
             .set("bootstrap.servers", &bootstrap)
             .create()
             .unwrap();
-        consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+        sluice_platform::broker::topic_partitions(&consumer, &topic, Duration::from_secs(10))
             .unwrap()
-            .topics()[0]
-            .partitions()
             .len()
     })
     .await

@@ -4,10 +4,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde_json::json;
 use sluice_platform::avro::{SchemaCatalog, SchemaSource};
 use sluice_platform::consumer::{
     dead_letters, replay_dead_letters, ConsumedEvent, ConsumerConfig, ConsumerRuntime,
@@ -15,8 +14,8 @@ use sluice_platform::consumer::{
 };
 use sluice_platform::registry::ComponentKind;
 use sluice_platform::relay::{Relay, RelayConfig};
-use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
-use sluice_platform::testing::{TestBroker, TestDatabase};
+use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, StreamId};
+use sluice_platform::testing::{counted, event_store, eventually, TestBroker, TestDatabase};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -68,11 +67,7 @@ struct Setup {
 async fn setup(topic: &str) -> Setup {
     let broker = TestBroker::start().await;
     broker.topic(topic, 2).await;
-    let source = TestDatabase::provision("cons_src", ComponentKind::Service).await;
-    source
-        .migrate(vec![sluice_platform::store::migrator()])
-        .await;
-    let store = EventStore::new(source.app_pool().await);
+    let (source, store) = event_store("cons_src").await;
     let sink = TestDatabase::provision("cons_dst", ComponentKind::Projection).await;
     sink.migrate(vec![sluice_platform::consumer::migrator()])
         .await;
@@ -101,14 +96,7 @@ async fn append_numbers(store: &EventStore, stream: &str, numbers: &[i64]) {
             stream_id: &stream,
             stream_type: "counter",
             expected: ExpectedVersion::Any,
-            events: numbers
-                .iter()
-                .map(|n| NewEvent {
-                    event_type: "Counted".into(),
-                    schema_version: 1,
-                    payload: json!({ "n": n }),
-                })
-                .collect(),
+            events: numbers.iter().copied().map(counted).collect(),
             metadata: &Metadata::default(),
             idempotency: None,
         })
@@ -174,41 +162,44 @@ fn consumer(
 
 /// Waits until `totals` holds `events` applied events in all.
 async fn wait_for_events(pool: &PgPool, events: i64) -> Vec<(String, i64, i64)> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let rows: Vec<(String, i64, i64)> =
-            sqlx::query_as("SELECT stream_id, total, events FROM totals ORDER BY stream_id")
-                .fetch_all(pool)
-                .await
-                .unwrap();
-        if rows.iter().map(|r| r.2).sum::<i64>() >= events {
-            return rows;
-        }
-        assert!(Instant::now() < deadline, "only {rows:?} applied");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(300),
+        Duration::from_millis(50),
+        || async {
+            let rows = totals(pool).await;
+            if rows.iter().map(|r| r.2).sum::<i64>() >= events {
+                Ok(rows)
+            } else {
+                Err(format!("only {rows:?} applied"))
+            }
+        },
+    )
+    .await
 }
 
 /// Waits until the consumer's stored positions cover `records` records of its topic:
 /// every one of them applied, dropped as a duplicate or dead-lettered, in the same
 /// transactions as the positions. The deadline only guards against a hang.
 async fn wait_consumed(pool: &PgPool, records: i64) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let consumed: Option<i64> =
-            sqlx::query_scalar("SELECT sum(next_offset)::bigint FROM consumer_positions")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-        if consumed.unwrap_or(0) >= records {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the consumer got through {consumed:?} of {records} records"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(300),
+        Duration::from_millis(50),
+        || async {
+            let consumed: Option<i64> =
+                sqlx::query_scalar("SELECT sum(next_offset)::bigint FROM consumer_positions")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+            if consumed.unwrap_or(0) >= records {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the consumer got through {consumed:?} of {records} records"
+                ))
+            }
+        },
+    )
+    .await;
 }
 
 async fn totals(pool: &PgPool) -> Vec<(String, i64, i64)> {
@@ -413,25 +404,26 @@ async fn a_swap_between_the_fast_and_the_careful_path_loses_no_event() {
         .await
         .unwrap();
     let release = async {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity \
+        eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(20),
+            || async {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
                  WHERE datname = current_database() AND wait_event_type = 'Lock' \
                    AND query LIKE '%RENAME TO sluice_retired_t%'",
-            )
-            .fetch_one(&watcher)
-            .await
-            .unwrap();
-            if waiting > 0 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the swap never queued behind the batch"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                )
+                .fetch_one(&watcher)
+                .await
+                .unwrap();
+                if waiting > 0 {
+                    Ok(())
+                } else {
+                    Err("the swap never queued behind the batch".to_owned())
+                }
+            },
+        )
+        .await;
         gated.fail_fast.notify_one();
     };
     let swap = sluice_platform::projection::swap_generation(
@@ -515,14 +507,18 @@ async fn two_instances_of_one_consumer_apply_each_event_once() {
     );
     wait_consumed(&s.pool, 5).await;
     // Both got past their first batch (or gave up waiting for the other).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while paired.waits.load(Ordering::SeqCst) < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the second instance never applied a batch"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        || async {
+            if paired.waits.load(Ordering::SeqCst) < 2 {
+                Err("the second instance never applied a batch".to_owned())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
     stop(one).await;
     stop(two).await;
     assert_eq!(
@@ -542,14 +538,10 @@ async fn a_stream_gap_is_held_while_other_streams_move_and_released_when_filled(
     let s = setup("hold.events").await;
     append_numbers(&s.store, "s", &[1, 2, 3]).await;
     let first = relay(&s, "hold");
-    let topic = s.broker.physical("hold.events");
-    let records = sluice_platform::testing::consume(
-        &s.broker.bootstrap(),
-        &topic,
-        3,
-        Duration::from_secs(300),
-    )
-    .await;
+    let records = s
+        .broker
+        .consume("hold.events", 3, Duration::from_secs(300))
+        .await;
     stop(first).await;
     // The consumer starts past "s" version 1.
     let v1 = records

@@ -8,14 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_platform::registry::ComponentKind;
-use sluice_platform::relay::{EventEncoder, Relay, RelayConfig};
+use sluice_platform::relay::{EventEncoder, Relay, RelayConfig, RelayError};
 use sluice_platform::store::{
-    Append, EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
+    Append, Appended, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId,
 };
-use sluice_platform::testing::{consume, Consumed, TestBroker, TestDatabase};
-use sqlx::Connection;
+use sluice_platform::testing::{
+    counted, event_store, eventually, write_concurrently, ConcurrentWrites, Consumed, TestBroker,
+    TestDatabase,
+};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for records or metrics: only a guard against a hang.
+const PATIENCE: Duration = Duration::from_secs(300);
 
 struct JsonEncoder;
 
@@ -30,21 +36,6 @@ impl EventEncoder for JsonEncoder {
     }
 }
 
-async fn store() -> (TestDatabase, EventStore) {
-    let db = TestDatabase::provision("relay", ComponentKind::Service).await;
-    db.migrate(vec![sluice_platform::store::migrator()]).await;
-    let store = EventStore::new(db.app_pool().await);
-    (db, store)
-}
-
-fn event(n: i64) -> NewEvent {
-    NewEvent {
-        event_type: "Counted".to_owned(),
-        schema_version: 1,
-        payload: json!({ "n": n }),
-    }
-}
-
 fn append<'a>(stream: &'a StreamId, events: Vec<NewEvent>, meta: &'a Metadata) -> Append<'a> {
     Append {
         stream_id: stream,
@@ -56,6 +47,27 @@ fn append<'a>(stream: &'a StreamId, events: Vec<NewEvent>, meta: &'a Metadata) -
     }
 }
 
+/// The test's broker with its topic `topic` of `partitions` partitions, and an event
+/// store in a fresh database.
+async fn setup(topic: &str, partitions: u32) -> (TestBroker, TestDatabase, EventStore) {
+    let broker = TestBroker::start().await;
+    broker.topic(topic, partitions).await;
+    let (db, store) = event_store("relay").await;
+    (broker, db, store)
+}
+
+/// Appends `events` to the `counter` stream `stream` at any version, without
+/// metadata.
+async fn write(store: &EventStore, stream: &StreamId, events: Vec<NewEvent>) -> Appended {
+    store
+        .append(append(stream, events, &Metadata::default()))
+        .await
+        .unwrap()
+}
+
+/// A relay running in the background: its shutdown token and its outcome.
+type Running<T> = (CancellationToken, JoinHandle<T>);
+
 /// Starts a relay of `service` over `store` in the background; its outcome in the
 /// handle.
 fn start_relay(
@@ -63,10 +75,7 @@ fn start_relay(
     store: &EventStore,
     broker: &TestBroker,
     batch_size: i64,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<Result<(), sluice_platform::relay::RelayError>>,
-) {
+) -> Running<Result<(), RelayError>> {
     start_relay_with(
         service,
         store,
@@ -87,10 +96,7 @@ fn start_relay_with(
     broker: &TestBroker,
     encoder: Arc<dyn EventEncoder>,
     config: RelayConfig,
-) -> (
-    CancellationToken,
-    tokio::task::JoinHandle<Result<(), sluice_platform::relay::RelayError>>,
-) {
+) -> Running<Result<(), RelayError>> {
     let relay = Relay::new(
         service,
         store.pool().clone(),
@@ -116,7 +122,7 @@ fn spawn_relay(
     store: &EventStore,
     broker: &TestBroker,
     batch_size: i64,
-) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+) -> Running<()> {
     let (shutdown, relay) = start_relay(service, store, broker, batch_size);
     (
         shutdown,
@@ -124,17 +130,81 @@ fn spawn_relay(
     )
 }
 
-/// Waits until this process's metrics show `series`. The deadline only guards
-/// against a hang.
+/// Stops a running relay and waits for it: its outcome.
+async fn stop<T>((shutdown, relay): Running<T>) -> T {
+    shutdown.cancel();
+    relay.await.unwrap()
+}
+
+/// Waits until this process's metrics show `series`.
 async fn wait_for_metric(series: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    while !sluice_platform::telemetry::render_text().contains(series) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {series} in /metrics"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(PATIENCE, Duration::from_millis(50), || async {
+        if sluice_platform::telemetry::render_text().contains(series) {
+            Ok(())
+        } else {
+            Err(format!("no {series} in /metrics"))
+        }
+    })
+    .await;
+}
+
+/// Waits until the relay of `service` reports the transaction of backend `pid` as
+/// the one holding its horizon back.
+async fn wait_for_blocker(service: &str, pid: i32) {
+    wait_for_metric(&format!(
+        "sluice_relay_horizon_blocker_age_seconds{{service=\"{service}\",pid=\"{pid}\"}}"
+    ))
+    .await;
+}
+
+/// A transaction that has appended `{"n": n}` to `stream` and stays open, and the
+/// pid of the backend it runs in.
+async fn open_append(
+    store: &EventStore,
+    stream: &StreamId,
+    n: i64,
+) -> (Transaction<'static, Postgres>, i32) {
+    let mut tx = store.pool().begin().await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    store
+        .append_in(
+            &mut tx,
+            append(stream, vec![counted(n)], &Metadata::default()),
+        )
+        .await
+        .unwrap();
+    (tx, pid)
+}
+
+/// Makes the open transaction on `conn` take a transaction id.
+async fn take_xact_id(conn: &mut PgConnection) {
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(conn)
+        .await
+        .unwrap();
+}
+
+/// Appends a marker to `stream`, its version `version`, and reads `topic` until the
+/// marker is there: a relay publishes in commit order, so by then whatever it was
+/// going to publish before the marker is on the topic too.
+async fn publish_marker(
+    broker: &TestBroker,
+    topic: &str,
+    store: &EventStore,
+    stream: &StreamId,
+    version: i64,
+) -> Vec<Consumed> {
+    write(store, stream, vec![counted(version - 1)]).await;
+    let records = broker.consume(topic, version as usize, PATIENCE).await;
+    assert_eq!(
+        records.last().map(|r| r.header("stream_version")),
+        Some(version.to_string().as_str()),
+        "the marker was published"
+    );
+    records
 }
 
 /// Per key, the stream versions in topic order.
@@ -151,55 +221,29 @@ fn versions_by_stream(records: &[Consumed]) -> BTreeMap<String, Vec<i64>> {
 
 #[tokio::test]
 async fn a_late_committing_transaction_is_published_first_and_nothing_is_skipped() {
-    let broker = TestBroker::start().await;
-    broker.topic("gap.events", 1).await;
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
+    let (broker, _db, store) = setup("gap.events", 1).await;
 
     // A appends and stays open; B appends after it and commits at once.
-    let mut a = store.pool().begin().await.unwrap();
-    let stream_a = StreamId::new("a").unwrap();
-    store
-        .append_in(&mut a, append(&stream_a, vec![event(1)], &meta))
-        .await
-        .unwrap();
-    let stream_b = StreamId::new("b").unwrap();
-    store
-        .append(append(&stream_b, vec![event(2)], &meta))
-        .await
-        .unwrap();
+    let (a, pid) = open_append(&store, &StreamId::new("a").unwrap(), 1).await;
+    write(&store, &StreamId::new("b").unwrap(), vec![counted(2)]).await;
 
     // B committed, but A (the older transaction) is still open: B is not safe yet.
     // The relay says when it has found committed rows it may not publish and names
     // the transaction that holds them back (A's backend); by then it has had its
     // chance to publish B, so the topic must still be empty.
     sluice_platform::telemetry::init();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *a)
-        .await
-        .unwrap();
-    let relay = Relay::new(
+    let relay = start_relay_with(
         "gap",
-        store.pool().clone(),
-        &broker.bootstrap(),
+        &store,
+        &broker,
         Arc::new(JsonEncoder),
         RelayConfig {
             batch_size: 100,
             horizon_warning: Duration::from_millis(100),
-            topic_names: broker.topic_names(),
             ..RelayConfig::default()
         },
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let relay = {
-        let token = shutdown.clone();
-        tokio::spawn(async move { relay.run(token).await.expect("relay") })
-    };
-    wait_for_metric(&format!(
-        "sluice_relay_horizon_blocker_age_seconds{{service=\"gap\",pid=\"{pid}\"}}"
-    ))
-    .await;
+    );
+    wait_for_blocker("gap", pid).await;
     let early =
         sluice_platform::broker::topic_size(&broker.bootstrap(), &broker.physical("gap.events"))
             .await
@@ -207,63 +251,28 @@ async fn a_late_committing_transaction_is_published_first_and_nothing_is_skipped
     assert_eq!(early, 0, "published past an open transaction");
 
     a.commit().await.unwrap();
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("gap.events"),
-        2,
-        Duration::from_secs(300),
-    )
-    .await;
+    let records = broker.consume("gap.events", 2, PATIENCE).await;
     let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["a", "b"], "both published, A's transaction first");
-    shutdown.cancel();
-    relay.await.unwrap();
+    stop(relay).await.expect("relay");
 }
 
 #[tokio::test]
 async fn concurrent_writers_reach_the_topic_in_stream_version_order() {
-    let broker = TestBroker::start().await;
-    broker.topic("order.events", 3).await;
-    let (_db, store) = store().await;
-    let (shutdown, relay) = spawn_relay("order", &store, &broker, 50);
+    let (broker, _db, store) = setup("order.events", 3).await;
+    let relay = spawn_relay("order", &store, &broker, 50);
 
-    // 8 writers append to the same 6 streams, retrying conflicts in a new
-    // transaction, while the relay publishes.
-    let store = Arc::new(store);
-    let writers: Vec<_> = (0..8)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let meta = Metadata::default();
-                let mut written = 0;
-                for i in 0..40i64 {
-                    let stream = StreamId::new(format!("s{}", (w + i) % 6)).unwrap();
-                    let n = (i % 2 + 1) as usize;
-                    loop {
-                        let events = (0..n as i64).map(event).collect();
-                        match store.append(append(&stream, events, &meta)).await {
-                            Ok(_) => break,
-                            Err(StoreError::Conflict { .. }) => continue,
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
-                    written += n;
-                }
-                written
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for w in writers {
-        total += w.await.unwrap();
-    }
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("order.events"),
-        total,
-        Duration::from_secs(300),
-    )
-    .await;
+    // 8 writers append 1 or 2 events at a time to the same 6 streams while the
+    // relay publishes.
+    let plan = ConcurrentWrites {
+        writers: 8,
+        appends: 40,
+        prefix: "s",
+        streams: 6,
+        max_events: 2,
+    };
+    let total = write_concurrently(Arc::new(store), plan).await;
+    let records = broker.consume("order.events", total, PATIENCE).await;
     assert_eq!(records.len(), total, "every event published exactly once");
     for (stream, versions) in versions_by_stream(&records) {
         let expected: Vec<i64> = (1..=versions.len() as i64).collect();
@@ -280,15 +289,12 @@ async fn concurrent_writers_reach_the_topic_in_stream_version_order() {
             r.partition
         );
     }
-    shutdown.cancel();
-    relay.await.unwrap();
+    stop(relay).await;
 }
 
 #[tokio::test]
 async fn headers_carry_the_envelope() {
-    let broker = TestBroker::start().await;
-    broker.topic("env.events", 1).await;
-    let (_db, store) = store().await;
+    let (broker, _db, store) = setup("env.events", 1).await;
     let correlation = uuid::Uuid::now_v7();
     let meta = Metadata {
         correlation_id: Some(correlation),
@@ -297,17 +303,11 @@ async fn headers_carry_the_envelope() {
     };
     let stream = StreamId::new("e-1").unwrap();
     let written = store
-        .append(append(&stream, vec![event(7)], &meta))
+        .append(append(&stream, vec![counted(7)], &meta))
         .await
         .unwrap();
-    let (shutdown, relay) = spawn_relay("env", &store, &broker, 10);
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("env.events"),
-        1,
-        Duration::from_secs(300),
-    )
-    .await;
+    let relay = spawn_relay("env", &store, &broker, 10);
+    let records = broker.consume("env.events", 1, PATIENCE).await;
     let r = &records[0];
     assert_eq!(r.key, "e-1");
     assert_eq!(
@@ -331,25 +331,20 @@ async fn headers_carry_the_envelope() {
         serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap(),
         json!({ "n": 7 })
     );
-    shutdown.cancel();
-    relay.await.unwrap();
+    stop(relay).await;
 }
 
 #[tokio::test]
 async fn a_broker_restart_loses_nothing_and_the_relay_resumes_by_itself() {
     let mut broker = TestBroker::private().await;
     broker.topic("restart.events", 2).await;
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
-    let (shutdown, relay) = spawn_relay("restart", &store, &broker, 200);
+    let (_db, store) = event_store("relay").await;
+    let relay = spawn_relay("restart", &store, &broker, 200);
     let mut written = 0;
     for round in 0..6 {
         for s in 0..10 {
             let stream = StreamId::new(format!("r{s}")).unwrap();
-            store
-                .append(append(&stream, (0..20).map(event).collect(), &meta))
-                .await
-                .unwrap();
+            write(&store, &stream, (0..20).map(counted).collect()).await;
             written += 20;
         }
         if round == 2 {
@@ -360,13 +355,9 @@ async fn a_broker_restart_loses_nothing_and_the_relay_resumes_by_itself() {
             broker.restart().await;
         }
     }
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("restart.events"),
-        written,
-        Duration::from_secs(90),
-    )
-    .await;
+    let records = broker
+        .consume("restart.events", written, Duration::from_secs(90))
+        .await;
     let by_stream = versions_by_stream(&records);
     let mut distinct = 0;
     for (stream, versions) in &by_stream {
@@ -378,110 +369,53 @@ async fn a_broker_restart_loses_nothing_and_the_relay_resumes_by_itself() {
         distinct += seen.len();
     }
     assert_eq!(distinct, written, "every event reached the topic");
-    shutdown.cancel();
-    relay.await.unwrap();
+    stop(relay).await;
 }
 
 #[tokio::test]
 async fn a_second_relay_stands_by_while_the_first_is_active() {
-    let broker = TestBroker::start().await;
-    broker.topic("standby.events", 1).await;
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
+    let (broker, _db, store) = setup("standby.events", 1).await;
     let stream = StreamId::new("x").unwrap();
     // The first relay is active once it has published: only then starts the second.
-    store
-        .append(append(&stream, vec![event(0)], &meta))
-        .await
-        .unwrap();
-    let (first_stop, first) = spawn_relay("standby", &store, &broker, 100);
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("standby.events"),
-        1,
-        Duration::from_secs(300),
-    )
-    .await;
+    write(&store, &stream, vec![counted(0)]).await;
+    let first = spawn_relay("standby", &store, &broker, 100);
+    let records = broker.consume("standby.events", 1, PATIENCE).await;
     assert_eq!(records.len(), 1);
-    let (second_stop, second) = spawn_relay("standby", &store, &broker, 100);
+    let second = spawn_relay("standby", &store, &broker, 100);
     for i in 1..5 {
-        store
-            .append(append(&stream, vec![event(i)], &meta))
-            .await
-            .unwrap();
+        write(&store, &stream, vec![counted(i)]).await;
     }
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("standby.events"),
-        5,
-        Duration::from_secs(300),
-    )
-    .await;
+    let records = broker.consume("standby.events", 5, PATIENCE).await;
     assert_eq!(records.len(), 5, "published once, by one relay");
     // The first stops; the standby takes over and publishes what follows.
-    first_stop.cancel();
-    first.await.unwrap();
+    stop(first).await;
     for i in 5..8 {
-        store
-            .append(append(&stream, vec![event(i)], &meta))
-            .await
-            .unwrap();
+        write(&store, &stream, vec![counted(i)]).await;
     }
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("standby.events"),
-        8,
-        Duration::from_secs(300),
-    )
-    .await;
+    let records = broker.consume("standby.events", 8, PATIENCE).await;
     let versions = versions_by_stream(&records).remove("x").unwrap();
     assert_eq!(versions, (1..=8).collect::<Vec<i64>>());
-    second_stop.cancel();
-    second.await.unwrap();
+    stop(second).await;
 }
 
 #[tokio::test]
 async fn an_open_transaction_holding_the_horizon_back_is_reported_with_its_pid() {
     sluice_platform::telemetry::init();
-    let broker = TestBroker::start().await;
-    broker.topic("horizon.events", 1).await;
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
-    let mut blocker = store.pool().begin().await.unwrap();
-    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *blocker)
-        .await
-        .unwrap();
-    let a = StreamId::new("held").unwrap();
-    store
-        .append_in(&mut blocker, append(&a, vec![event(1)], &meta))
-        .await
-        .unwrap();
-    let b = StreamId::new("waiting").unwrap();
-    store
-        .append(append(&b, vec![event(2)], &meta))
-        .await
-        .unwrap();
+    let (broker, _db, store) = setup("horizon.events", 1).await;
+    let (blocker, pid) = open_append(&store, &StreamId::new("held").unwrap(), 1).await;
+    write(&store, &StreamId::new("waiting").unwrap(), vec![counted(2)]).await;
 
-    let relay = Relay::new(
+    let relay = start_relay_with(
         "horizon",
-        store.pool().clone(),
-        &broker.bootstrap(),
+        &store,
+        &broker,
         Arc::new(JsonEncoder),
         RelayConfig {
             horizon_warning: Duration::from_millis(200),
-            topic_names: broker.topic_names(),
             ..RelayConfig::default()
         },
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let handle = tokio::spawn(async move { relay.run(token).await.expect("relay") });
-    wait_for_metric(&format!(
-        "sluice_relay_horizon_blocker_age_seconds{{service=\"horizon\",pid=\"{pid}\"}}"
-    ))
-    .await;
+    );
+    wait_for_blocker("horizon", pid).await;
     // B is committed and waiting; A's event is not visible until it commits.
     let backlog = sluice_platform::telemetry::render_text();
     assert!(
@@ -489,16 +423,9 @@ async fn an_open_transaction_holding_the_horizon_back_is_reported_with_its_pid()
         "{backlog}"
     );
     blocker.commit().await.unwrap();
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("horizon.events"),
-        2,
-        Duration::from_secs(300),
-    )
-    .await;
+    let records = broker.consume("horizon.events", 2, PATIENCE).await;
     assert_eq!(records.len(), 2);
-    shutdown.cancel();
-    handle.await.unwrap();
+    stop(relay).await.expect("relay");
 }
 
 /// The relay's horizon counts only transactions that can write this store's outbox.
@@ -508,38 +435,22 @@ async fn an_open_transaction_holding_the_horizon_back_is_reported_with_its_pid()
 /// the whole test: the relay publishes past them all the same.
 #[tokio::test]
 async fn transactions_that_cannot_write_the_outbox_do_not_delay_publishing() {
-    let broker = TestBroker::start().await;
-    broker.topic("unrelated.events", 1).await;
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
-    let mut elsewhere = sqlx::PgConnection::connect(&sluice_platform::testing::admin_url())
+    let (broker, _db, store) = setup("unrelated.events", 1).await;
+    let mut elsewhere = PgConnection::connect(&sluice_platform::testing::admin_url())
         .await
         .unwrap();
     sqlx::query("BEGIN").execute(&mut elsewhere).await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut elsewhere)
-        .await
-        .unwrap();
+    take_xact_id(&mut elsewhere).await;
     let mut same_database = store.pool().begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *same_database)
-        .await
-        .unwrap();
+    take_xact_id(&mut same_database).await;
     let stream = StreamId::new("u").unwrap();
     for i in 1..=3 {
-        store
-            .append(append(&stream, vec![event(i)], &meta))
-            .await
-            .unwrap();
+        write(&store, &stream, vec![counted(i)]).await;
     }
-    let (shutdown, relay) = spawn_relay("unrelated", &store, &broker, 100);
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("unrelated.events"),
-        3,
-        Duration::from_secs(60),
-    )
-    .await;
+    let relay = spawn_relay("unrelated", &store, &broker, 100);
+    let records = broker
+        .consume("unrelated.events", 3, Duration::from_secs(60))
+        .await;
     assert_eq!(
         versions_by_stream(&records).remove("u"),
         Some(vec![1, 2, 3]),
@@ -550,88 +461,50 @@ async fn transactions_that_cannot_write_the_outbox_do_not_delay_publishing() {
         .execute(&mut elsewhere)
         .await
         .unwrap();
-    shutdown.cancel();
-    relay.await.unwrap();
+    stop(relay).await;
 }
 
 #[tokio::test]
 async fn published_outbox_rows_are_pruned_after_their_retention() {
-    let broker = TestBroker::start().await;
-    broker.topic("prune.events", 1).await;
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
+    let (broker, _db, store) = setup("prune.events", 1).await;
     let stream = StreamId::new("p").unwrap();
-    store
-        .append(append(&stream, (0..10).map(event).collect(), &meta))
-        .await
-        .unwrap();
-    let relay = Relay::new(
+    write(&store, &stream, (0..10).map(counted).collect()).await;
+    let relay = start_relay_with(
         "prune",
-        store.pool().clone(),
-        &broker.bootstrap(),
+        &store,
+        &broker,
         Arc::new(JsonEncoder),
         RelayConfig {
             retention: Duration::ZERO,
             prune_interval: Duration::ZERO,
-            topic_names: broker.topic_names(),
             ..RelayConfig::default()
         },
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let handle = tokio::spawn(async move { relay.run(token).await.expect("relay") });
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("prune.events"),
-        10,
-        Duration::from_secs(300),
-    )
-    .await;
+    );
+    let records = broker.consume("prune.events", 10, PATIENCE).await;
     assert_eq!(records.len(), 10);
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    loop {
+    let events: i64 = eventually(PATIENCE, Duration::from_millis(100), || async {
         let (outbox, events): (i64, i64) =
             sqlx::query_as("SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM events)")
                 .fetch_one(store.pool())
                 .await
                 .unwrap();
         if outbox == 0 {
-            assert_eq!(events, 10, "the events stay: they are the source of truth");
-            break;
+            Ok(events)
+        } else {
+            Err(format!("{outbox} outbox rows never pruned"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{outbox} outbox rows never pruned"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(events, 10, "the events stay: they are the source of truth");
     // Pruned rows are not published again after a restart.
-    shutdown.cancel();
-    handle.await.unwrap();
+    stop(relay).await.expect("relay");
     // The restarted relay publishes in commit order, so once a marker appended after
     // the restart is on the topic, anything it was going to publish again is there
     // too.
-    let (again_stop, again) = spawn_relay("prune", &store, &broker, 100);
-    store
-        .append(append(&stream, vec![event(10)], &meta))
-        .await
-        .unwrap();
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("prune.events"),
-        11,
-        Duration::from_secs(300),
-    )
-    .await;
-    assert_eq!(
-        records.last().map(|r| r.header("stream_version")),
-        Some("11"),
-        "the marker was published"
-    );
+    let again = spawn_relay("prune", &store, &broker, 100);
+    let records = publish_marker(&broker, "prune.events", &store, &stream, 11).await;
     assert_eq!(records.len(), 11, "nothing re-published");
-    again_stop.cancel();
-    again.await.unwrap();
+    stop(again).await;
 }
 
 /// A checkpoint row lower than the highest, written last (as a relay that lost its
@@ -639,21 +512,13 @@ async fn published_outbox_rows_are_pruned_after_their_retention() {
 /// highest, so nothing is published again, and it never records a lower one.
 #[tokio::test]
 async fn the_relay_resumes_from_its_highest_checkpoint_whichever_row_is_newest() {
-    let broker = TestBroker::start().await;
-    broker.topic("forward.events", 1).await;
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
+    let (broker, _db, store) = setup("forward.events", 1).await;
     let stream = StreamId::new("f").unwrap();
-    store
-        .append(append(&stream, (0..3).map(event).collect(), &meta))
-        .await
-        .unwrap();
-    let (stop, relay) = spawn_relay("forward", &store, &broker, 100);
-    let topic = broker.physical("forward.events");
-    let records = consume(&broker.bootstrap(), &topic, 3, Duration::from_secs(300)).await;
+    write(&store, &stream, (0..3).map(counted).collect()).await;
+    let relay = spawn_relay("forward", &store, &broker, 100);
+    let records = broker.consume("forward.events", 3, PATIENCE).await;
     assert_eq!(records.len(), 3);
-    stop.cancel();
-    relay.await.unwrap();
+    stop(relay).await;
 
     // The newest row (highest id) now points at the first event.
     let first_txid: String =
@@ -668,24 +533,14 @@ async fn the_relay_resumes_from_its_highest_checkpoint_whichever_row_is_newest()
         .unwrap();
 
     // Restarted, the relay publishes the marker and nothing it had published.
-    let (stop, relay) = spawn_relay("forward", &store, &broker, 100);
-    store
-        .append(append(&stream, vec![event(3)], &meta))
-        .await
-        .unwrap();
-    let records = consume(&broker.bootstrap(), &topic, 4, Duration::from_secs(300)).await;
-    assert_eq!(
-        records.last().map(|r| r.header("stream_version")),
-        Some("4"),
-        "the marker was published"
-    );
+    let relay = spawn_relay("forward", &store, &broker, 100);
+    let records = publish_marker(&broker, "forward.events", &store, &stream, 4).await;
     assert_eq!(
         versions_by_stream(&records)["f"],
         [1, 2, 3, 4],
         "events 2 and 3 were published again"
     );
-    stop.cancel();
-    relay.await.unwrap();
+    stop(relay).await;
     // And the relay's own checkpoint went forward past the marker.
     let highest: i64 = sqlx::query_scalar(
         "SELECT global_position FROM relay_checkpoints ORDER BY txid DESC, global_position DESC LIMIT 1",
@@ -702,86 +557,68 @@ async fn the_relay_resumes_from_its_highest_checkpoint_whichever_row_is_newest()
 /// beside it. Every event then reaches the topic once.
 #[tokio::test]
 async fn a_relay_whose_lock_session_ends_stops_and_the_standby_alone_publishes() {
-    let broker = TestBroker::start().await;
-    broker.topic("fence.events", 1).await;
-    let (db, store) = store().await;
-    let meta = Metadata::default();
+    let (broker, db, store) = setup("fence.events", 1).await;
     let stream = StreamId::new("x").unwrap();
-    store
-        .append(append(&stream, vec![event(0)], &meta))
-        .await
-        .unwrap();
+    write(&store, &stream, vec![counted(0)]).await;
     let (_first_stop, first) = start_relay("fence", &store, &broker, 100);
-    let topic = broker.physical("fence.events");
-    assert_eq!(
-        consume(&broker.bootstrap(), &topic, 1, Duration::from_secs(300))
-            .await
-            .len(),
-        1
-    );
-    let (second_stop, second) = start_relay("fence", &store, &broker, 100);
+    assert_eq!(broker.consume("fence.events", 1, PATIENCE).await.len(), 1);
+    let second = start_relay("fence", &store, &broker, 100);
 
     // The session holding the lock (as the administrator, who sees every session).
-    let mut admin = sqlx::PgConnection::connect(&sluice_platform::testing::admin_url())
-        .await
-        .unwrap();
+    let admin =
+        sluice_platform::db::pool_with(sluice_platform::testing::admin_url().parse().unwrap(), 1)
+            .await
+            .unwrap();
     let holder = "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
                   WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND d.datname = $1";
     let first_pid: i32 = sqlx::query_scalar(holder)
         .bind(&db.spec.name)
-        .fetch_one(&mut admin)
+        .fetch_one(&admin)
         .await
         .unwrap();
     let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(first_pid)
-        .fetch_one(&mut admin)
+        .fetch_one(&admin)
         .await
         .unwrap();
     assert!(terminated);
     // The standby takes the lock.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let now: Option<i32> = sqlx::query_scalar(holder)
-            .bind(&db.spec.name)
-            .fetch_optional(&mut admin)
-            .await
-            .unwrap();
-        if now.is_some_and(|pid| pid != first_pid) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the standby never took the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || async {
+            let now: Option<i32> = sqlx::query_scalar(holder)
+                .bind(&db.spec.name)
+                .fetch_optional(&admin)
+                .await
+                .unwrap();
+            match now {
+                Some(pid) if pid != first_pid => Ok(()),
+                _ => Err("the standby never took the lock".to_owned()),
+            }
+        },
+    )
+    .await;
     // The first relay has stopped, saying why.
     let stopped = tokio::time::timeout(Duration::from_secs(30), first)
         .await
         .expect("the first relay kept running after losing its lock session")
         .unwrap();
     assert!(
-        matches!(
-            stopped,
-            Err(sluice_platform::relay::RelayError::LockLost(_))
-        ),
+        matches!(stopped, Err(RelayError::LockLost(_))),
         "{stopped:?}"
     );
     for i in 1..=40 {
-        store
-            .append(append(&stream, vec![event(i)], &meta))
-            .await
-            .unwrap();
+        write(&store, &stream, vec![counted(i)]).await;
     }
-    let records = consume(&broker.bootstrap(), &topic, 41, Duration::from_secs(300)).await;
+    let records = broker.consume("fence.events", 41, PATIENCE).await;
     let versions = versions_by_stream(&records).remove("x").unwrap();
     assert_eq!(
         versions,
         (1..=41).collect::<Vec<i64>>(),
         "each event once, in order"
     );
-    second_stop.cancel();
-    second.await.unwrap().unwrap();
+    stop(second).await.unwrap();
 }
 
 /// Encodes `{"n": 2}` as a record over the producer's size limit (librdkafka's
@@ -805,17 +642,11 @@ impl EventEncoder for RefusesTwo {
 
 #[tokio::test]
 async fn a_record_the_producer_refuses_holds_back_every_record_after_it() {
-    let broker = TestBroker::start().await;
-    broker.topic("refused.events", 1).await;
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
+    let (broker, _db, store) = setup("refused.events", 1).await;
     let stream = StreamId::new("r-1").unwrap();
-    store
-        .append(append(&stream, (1..=3).map(event).collect(), &meta))
-        .await
-        .unwrap();
+    write(&store, &stream, (1..=3).map(counted).collect()).await;
     sluice_platform::telemetry::init();
-    let (shutdown, relay) = start_relay_with(
+    let relay = start_relay_with(
         "refused",
         &store,
         &broker,
@@ -828,13 +659,9 @@ async fn a_record_the_producer_refuses_holds_back_every_record_after_it() {
     // A retry is counted once every delivery report of the round is in: whatever
     // that round put on the topic is there by then.
     wait_for_metric("sluice_relay_retries_total{service=\"refused\"}").await;
-    let records = consume(
-        &broker.bootstrap(),
-        &broker.physical("refused.events"),
-        1,
-        Duration::from_secs(60),
-    )
-    .await;
+    let records = broker
+        .consume("refused.events", 1, Duration::from_secs(60))
+        .await;
     // Version 3 ahead of version 2 would break the order consumers rely on: the
     // relay waits at the refused record instead.
     assert_eq!(
@@ -842,6 +669,5 @@ async fn a_record_the_producer_refuses_holds_back_every_record_after_it() {
         Some(&vec![1]),
         "only the records before the refused one are published"
     );
-    shutdown.cancel();
-    relay.await.unwrap().expect("relay");
+    stop(relay).await.expect("relay");
 }

@@ -9,9 +9,8 @@ use sluice_platform::aggregate::{
 };
 use sluice_platform::avro::{SchemaCatalog, SchemaSource};
 use sluice_platform::http::Problem;
-use sluice_platform::registry::ComponentKind;
-use sluice_platform::store::{EventStore, StreamId, StreamVersion};
-use sluice_platform::testing::TestDatabase;
+use sluice_platform::store::{StreamId, StreamVersion};
+use sluice_platform::testing::{event_store, TestDatabase};
 
 /// A counter whose `Counted` schema holds `n` as an Avro `int`, while the domain
 /// allows any `i64`: counting past `i32::MAX` decides an event its schema refuses.
@@ -73,14 +72,12 @@ const COUNTED_V2: &str = r#"{"type": "record", "name": "Counted", "namespace": "
     {"name": "unit", "type": ["null", "string"], "default": null, "doc": "Of what."}]}"#;
 
 async fn handler() -> (TestDatabase, CommandHandler<Counter>) {
-    let db = TestDatabase::provision("schemas", ComponentKind::Service).await;
-    db.migrate(vec![sluice_platform::store::migrator()]).await;
+    let (db, store) = event_store("schemas").await;
     let catalog = SchemaCatalog::new([
         SchemaSource::embedded("Counted", 1, COUNTED_V1),
         SchemaSource::embedded("Counted", 2, COUNTED_V2),
     ])
     .unwrap();
-    let store = EventStore::new(db.app_pool().await);
     (db, CommandHandler::with_schemas(store, catalog))
 }
 

@@ -5,29 +5,15 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use sluice_platform::registry::ComponentKind;
 use sluice_platform::store::{
     Append, Appended, EventStore, ExpectedVersion, Idempotency, IdempotencyKey, Metadata, NewEvent,
     StoreError, StreamId, StreamVersion,
 };
-use sluice_platform::testing::TestDatabase;
+use sluice_platform::testing::{
+    counted, event_store, write_concurrently, ConcurrentWrites, TestDatabase,
+};
 use sqlx::Row;
 use uuid::Uuid;
-
-async fn store() -> (TestDatabase, EventStore) {
-    let db = TestDatabase::provision("store", ComponentKind::Service).await;
-    db.migrate(vec![sluice_platform::store::migrator()]).await;
-    let store = EventStore::new(db.app_pool().await);
-    (db, store)
-}
-
-fn event(n: i64) -> NewEvent {
-    NewEvent {
-        event_type: "Counted".to_owned(),
-        schema_version: 1,
-        payload: json!({ "n": n }),
-    }
-}
 
 fn append<'a>(
     stream: &'a StreamId,
@@ -45,13 +31,74 @@ fn append<'a>(
     }
 }
 
+/// A fresh store whose new stream `stream` holds one event, `{"n": 1}`.
+async fn store_with_one_event(stream: &str) -> (TestDatabase, EventStore, StreamId) {
+    let (db, store) = event_store("store").await;
+    let stream = StreamId::new(stream).unwrap();
+    try_append(&store, &stream, ExpectedVersion::NoStream, vec![counted(1)])
+        .await
+        .unwrap();
+    (db, store, stream)
+}
+
+/// Appends `events` to the `counter` stream `stream` if it is at `expected`,
+/// without metadata.
+async fn try_append(
+    store: &EventStore,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Appended, StoreError> {
+    store
+        .append(append(stream, expected, events, &Metadata::default()))
+        .await
+}
+
+/// The error [`try_append`] is refused with.
+async fn refused(
+    store: &EventStore,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> StoreError {
+    try_append(store, stream, expected, events)
+        .await
+        .unwrap_err()
+}
+
+/// The error appending one event to `stream` at `expected` is refused with.
+async fn refused_at(
+    store: &EventStore,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+) -> StoreError {
+    refused(store, stream, expected, vec![counted(2)]).await
+}
+
+/// How many events `stream` holds.
+async fn stream_len(store: &EventStore, stream: &StreamId) -> usize {
+    store
+        .read_stream(stream, StreamVersion::FIRST)
+        .await
+        .unwrap()
+        .len()
+}
+
+/// Makes the open transaction `tx` take a transaction id.
+async fn take_xact_id(tx: &mut sqlx::PgConnection) {
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(tx)
+        .await
+        .unwrap();
+}
+
 fn v(n: i64) -> StreamVersion {
     StreamVersion::new(n).unwrap()
 }
 
 #[tokio::test]
 async fn appends_are_versioned_from_one_and_read_back_in_order() {
-    let (_db, store) = store().await;
+    let (_db, store) = event_store("store").await;
     let stream = StreamId::new("c-1").unwrap();
     let meta = Metadata {
         correlation_id: Some(Uuid::now_v7()),
@@ -62,7 +109,7 @@ async fn appends_are_versioned_from_one_and_read_back_in_order() {
         .append(append(
             &stream,
             ExpectedVersion::NoStream,
-            vec![event(1), event(2)],
+            vec![counted(1), counted(2)],
             &meta,
         ))
         .await
@@ -72,7 +119,7 @@ async fn appends_are_versioned_from_one_and_read_back_in_order() {
         .append(append(
             &stream,
             ExpectedVersion::Exact(v(2)),
-            vec![event(3)],
+            vec![counted(3)],
             &meta,
         ))
         .await
@@ -101,83 +148,31 @@ async fn appends_are_versioned_from_one_and_read_back_in_order() {
 
 #[tokio::test]
 async fn append_with_stale_version_is_rejected_and_writes_nothing() {
-    let (_db, store) = store().await;
-    let stream = StreamId::new("c-2").unwrap();
-    let meta = Metadata::default();
-    store
-        .append(append(
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![event(1)],
-            &meta,
-        ))
-        .await
-        .unwrap();
-    let err = store
-        .append(append(
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![event(2)],
-            &meta,
-        ))
-        .await
-        .unwrap_err();
+    let (_db, store, stream) = store_with_one_event("c-2").await;
+    let err = refused_at(&store, &stream, ExpectedVersion::NoStream).await;
     assert!(
         matches!(err, StoreError::Conflict { actual: Some(a), .. } if a == v(1)),
         "{err:?}"
     );
-    let err = store
-        .append(append(
-            &stream,
-            ExpectedVersion::Exact(v(5)),
-            vec![event(2)],
-            &meta,
-        ))
-        .await
-        .unwrap_err();
+    let err = refused_at(&store, &stream, ExpectedVersion::Exact(v(5))).await;
     assert!(matches!(err, StoreError::Conflict { .. }), "{err:?}");
     let missing = StreamId::new("nope").unwrap();
-    let err = store
-        .append(append(
-            &missing,
-            ExpectedVersion::Exact(v(1)),
-            vec![event(2)],
-            &meta,
-        ))
-        .await
-        .unwrap_err();
+    let err = refused_at(&store, &missing, ExpectedVersion::Exact(v(1))).await;
     assert!(
         matches!(err, StoreError::Conflict { actual: None, .. }),
         "{err:?}"
     );
-    assert_eq!(
-        store
-            .read_stream(&stream, StreamVersion::FIRST)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    let err = store
-        .append(append(&stream, ExpectedVersion::Any, vec![], &meta))
-        .await
-        .unwrap_err();
+    assert_eq!(stream_len(&store, &stream).await, 1);
+    let err = refused(&store, &stream, ExpectedVersion::Any, vec![]).await;
     assert!(matches!(err, StoreError::EmptyAppend));
 }
 
 #[tokio::test]
 async fn fifty_concurrent_appends_with_the_same_expected_version_admit_exactly_one() {
-    let (_db, store) = store().await;
+    let (_db, store) = event_store("store").await;
     let store = Arc::new(store);
     let stream = StreamId::new("hot").unwrap();
-    let meta = Metadata::default();
-    store
-        .append(append(
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![event(0)],
-            &meta,
-        ))
+    try_append(&store, &stream, ExpectedVersion::NoStream, vec![counted(0)])
         .await
         .unwrap();
 
@@ -192,7 +187,7 @@ async fn fifty_concurrent_appends_with_the_same_expected_version_admit_exactly_o
                     .append(append(
                         &stream,
                         ExpectedVersion::Exact(v(1)),
-                        vec![event(i)],
+                        vec![counted(i)],
                         &meta,
                     ))
                     .await
@@ -209,16 +204,12 @@ async fn fifty_concurrent_appends_with_the_same_expected_version_admit_exactly_o
         }
     }
     assert_eq!((ok, conflicts), (1, 49));
-    let events = store
-        .read_stream(&stream, StreamVersion::FIRST)
-        .await
-        .unwrap();
-    assert_eq!(events.len(), 2);
+    assert_eq!(stream_len(&store, &stream).await, 2);
 }
 
 #[tokio::test]
 async fn idempotent_retry_returns_the_first_result_and_appends_nothing() {
-    let (_db, store) = store().await;
+    let (_db, store) = event_store("store").await;
     let stream = StreamId::new("c-3").unwrap();
     let meta = Metadata::default();
     let key = IdempotencyKey::new("cmd-42").unwrap();
@@ -226,20 +217,13 @@ async fn idempotent_retry_returns_the_first_result_and_appends_nothing() {
         key: &key,
         fingerprint: "place:c-3:abc",
     };
-    let mut request = append(&stream, ExpectedVersion::Any, vec![event(1)], &meta);
+    let mut request = append(&stream, ExpectedVersion::Any, vec![counted(1)], &meta);
     request.idempotency = Some(idem);
     let first = store.append(request.clone()).await.unwrap();
     assert!(matches!(first, Appended::New(_)));
     let again = store.append(request.clone()).await.unwrap();
     assert_eq!(again, Appended::Replayed(first.result().clone()));
-    assert_eq!(
-        store
-            .read_stream(&stream, StreamVersion::FIRST)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(stream_len(&store, &stream).await, 1);
 
     // The same key for a different command is refused, and writes nothing.
     request.idempotency = Some(Idempotency {
@@ -251,19 +235,12 @@ async fn idempotent_retry_returns_the_first_result_and_appends_nothing() {
         matches!(err, StoreError::IdempotencyKeyReused { .. }),
         "{err:?}"
     );
-    assert_eq!(
-        store
-            .read_stream(&stream, StreamVersion::FIRST)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(stream_len(&store, &stream).await, 1);
 }
 
 #[tokio::test]
 async fn concurrent_retries_with_one_idempotency_key_append_once() {
-    let (_db, store) = store().await;
+    let (_db, store) = event_store("store").await;
     let store = Arc::new(store);
     let tasks: Vec<_> = (0..10)
         .map(|_| {
@@ -272,7 +249,7 @@ async fn concurrent_retries_with_one_idempotency_key_append_once() {
                 let stream = StreamId::new("c-4").unwrap();
                 let meta = Metadata::default();
                 let key = IdempotencyKey::new("same").unwrap();
-                let mut request = append(&stream, ExpectedVersion::Any, vec![event(1)], &meta);
+                let mut request = append(&stream, ExpectedVersion::Any, vec![counted(1)], &meta);
                 request.idempotency = Some(Idempotency {
                     key: &key,
                     fingerprint: "f",
@@ -287,29 +264,12 @@ async fn concurrent_retries_with_one_idempotency_key_append_once() {
     }
     assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
     let stream = StreamId::new("c-4").unwrap();
-    assert_eq!(
-        store
-            .read_stream(&stream, StreamVersion::FIRST)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(stream_len(&store, &stream).await, 1);
 }
 
 #[tokio::test]
 async fn the_app_role_cannot_update_delete_or_truncate_events() {
-    let (db, store) = store().await;
-    let stream = StreamId::new("c-5").unwrap();
-    store
-        .append(append(
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![event(1)],
-            &Metadata::default(),
-        ))
-        .await
-        .unwrap();
+    let (db, store, stream) = store_with_one_event("c-5").await;
     for sql in [
         "UPDATE events SET payload = '{}'",
         "DELETE FROM events",
@@ -339,25 +299,16 @@ async fn the_app_role_cannot_update_delete_or_truncate_events() {
             "{sql}: {err}"
         );
     }
-    assert_eq!(
-        store
-            .read_stream(&stream, StreamVersion::FIRST)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(stream_len(&store, &stream).await, 1);
 }
 
 #[tokio::test]
 async fn outbox_rows_match_events_one_to_one_with_the_writer_transaction() {
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
+    let (_db, store) = event_store("store").await;
     for i in 0..20 {
         let stream = StreamId::new(format!("s-{}", i % 4)).unwrap();
-        let events = (0..(i % 3 + 1)).map(event).collect();
-        store
-            .append(append(&stream, ExpectedVersion::Any, events, &meta))
+        let events = (0..(i % 3 + 1)).map(counted).collect();
+        try_append(&store, &stream, ExpectedVersion::Any, events)
             .await
             .unwrap();
     }
@@ -381,18 +332,15 @@ async fn outbox_rows_match_events_one_to_one_with_the_writer_transaction() {
 /// appending again, all in one transaction, is fine.
 #[tokio::test]
 async fn an_append_after_the_transaction_took_its_id_is_refused() {
-    let (_db, store) = store().await;
+    let (_db, store) = event_store("store").await;
     let meta = Metadata::default();
     let s = StreamId::new("late").unwrap();
     let mut tx = store.pool().begin().await.unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    take_xact_id(&mut tx).await;
     let refused = store
         .append_in(
             &mut tx,
-            append(&s, ExpectedVersion::Any, vec![event(1)], &meta),
+            append(&s, ExpectedVersion::Any, vec![counted(1)], &meta),
         )
         .await
         .unwrap_err();
@@ -409,18 +357,15 @@ async fn an_append_after_the_transaction_took_its_id_is_refused() {
     store
         .append_in(
             &mut tx,
-            append(&s, ExpectedVersion::Any, vec![event(1)], &meta),
+            append(&s, ExpectedVersion::Any, vec![counted(1)], &meta),
         )
         .await
         .unwrap();
-    sqlx::query("SELECT pg_current_xact_id()")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    take_xact_id(&mut tx).await;
     store
         .append_in(
             &mut tx,
-            append(&s, ExpectedVersion::Any, vec![event(2)], &meta),
+            append(&s, ExpectedVersion::Any, vec![counted(2)], &meta),
         )
         .await
         .unwrap();
@@ -432,28 +377,24 @@ async fn an_append_after_the_transaction_took_its_id_is_refused() {
 /// refused with its size, and nothing of its append is written.
 #[tokio::test]
 async fn an_event_too_large_to_publish_is_refused() {
-    let (_db, store) = store().await;
-    let meta = Metadata::default();
+    let (_db, store) = event_store("store").await;
     let s = StreamId::new("big").unwrap();
     let big = NewEvent {
         event_type: "Counted".to_owned(),
         schema_version: 1,
         payload: json!({ "blob": "x".repeat(sluice_platform::store::MAX_EVENT_BYTES) }),
     };
-    let refused = store
-        .append(append(&s, ExpectedVersion::Any, vec![event(1), big], &meta))
-        .await
-        .unwrap_err();
+    let err = refused(&store, &s, ExpectedVersion::Any, vec![counted(1), big]).await;
     assert!(
-        matches!(refused, StoreError::TooLarge { index: 1, .. }),
-        "{refused}"
+        matches!(err, StoreError::TooLarge { index: 1, .. }),
+        "{err}"
     );
     assert_eq!(store.stream_version(&s).await.unwrap(), None);
 }
 
 #[tokio::test]
 async fn a_rolled_back_append_leaves_no_event_and_no_outbox_row() {
-    let (_db, store) = store().await;
+    let (_db, store) = event_store("store").await;
     let mut tx = store.pool().begin().await.unwrap();
     sqlx::query(
         "INSERT INTO events (event_id, stream_id, stream_type, stream_version, event_type, schema_version, payload) \
@@ -473,40 +414,18 @@ async fn a_rolled_back_append_leaves_no_event_and_no_outbox_row() {
 
 #[tokio::test]
 async fn concurrent_appends_at_any_version_leave_gap_free_streams() {
-    let (_db, store) = store().await;
+    let (_db, store) = event_store("store").await;
     let store = Arc::new(store);
     // 8 writers x 25 appends of 1..=3 events to 4 streams, retrying conflicts in a
     // new transaction as the command handler does.
-    let tasks: Vec<_> = (0..8)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let meta = Metadata::default();
-                let mut written = 0;
-                for i in 0..25i64 {
-                    let stream = StreamId::new(format!("any-{}", (w + i) % 4)).unwrap();
-                    let n = (i % 3 + 1) as usize;
-                    loop {
-                        let events = (0..n as i64).map(event).collect();
-                        match store
-                            .append(append(&stream, ExpectedVersion::Any, events, &meta))
-                            .await
-                        {
-                            Ok(_) => break,
-                            Err(StoreError::Conflict { .. }) => continue,
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
-                    written += n;
-                }
-                written
-            })
-        })
-        .collect();
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.unwrap();
-    }
+    let plan = ConcurrentWrites {
+        writers: 8,
+        appends: 25,
+        prefix: "any-",
+        streams: 4,
+        max_events: 3,
+    };
+    let total = write_concurrently(store.clone(), plan).await;
     let mut stored = 0;
     for s in 0..4 {
         let stream = StreamId::new(format!("any-{s}")).unwrap();
@@ -529,20 +448,10 @@ async fn concurrent_appends_at_any_version_leave_gap_free_streams() {
 
 #[tokio::test]
 async fn a_stream_keeps_its_stream_type() {
-    let (_db, store) = store().await;
-    let stream = StreamId::new("typed").unwrap();
+    let (_db, store, stream) = store_with_one_event("typed").await;
     let meta = Metadata::default();
-    store
-        .append(append(
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![event(1)],
-            &meta,
-        ))
-        .await
-        .unwrap();
     for expected in [ExpectedVersion::Any, ExpectedVersion::Exact(v(1))] {
-        let mut other = append(&stream, expected, vec![event(2)], &meta);
+        let mut other = append(&stream, expected, vec![counted(2)], &meta);
         other.stream_type = "gauge";
         let err = store.append(other).await.unwrap_err();
         assert!(
@@ -551,12 +460,5 @@ async fn a_stream_keeps_its_stream_type() {
             "{err:?}"
         );
     }
-    assert_eq!(
-        store
-            .read_stream(&stream, StreamVersion::FIRST)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(stream_len(&store, &stream).await, 1);
 }

@@ -31,6 +31,13 @@ fn payload() -> Value {
     })
 }
 
+/// [`payload`] encoded by `catalog` as a single-object `OrderPlaced` v1.
+fn encoded(catalog: &SchemaCatalog) -> Vec<u8> {
+    catalog
+        .encode_single_object("OrderPlaced", 1, &payload())
+        .unwrap()
+}
+
 fn mismatch(payload: Value) -> String {
     match catalog().encode_single_object("OrderPlaced", 1, &payload) {
         Err(AvroError::PayloadMismatch { message, .. }) => message,
@@ -41,9 +48,7 @@ fn mismatch(payload: Value) -> String {
 #[test]
 fn encoding_is_marker_then_little_endian_fingerprint_then_datum() {
     let catalog = catalog();
-    let bytes = catalog
-        .encode_single_object("OrderPlaced", 1, &payload())
-        .unwrap();
+    let bytes = encoded(&catalog);
     assert_eq!(bytes[..2], [0xC3, 0x01]);
     let fingerprint = catalog.fingerprint("OrderPlaced", 1).unwrap();
     assert_eq!(bytes[2..10], fingerprint.0);
@@ -68,9 +73,7 @@ fn encoding_is_marker_then_little_endian_fingerprint_then_datum() {
 #[test]
 fn decoding_returns_the_payload_and_the_writer_schema_version() {
     let catalog = catalog();
-    let bytes = catalog
-        .encode_single_object("OrderPlaced", 1, &payload())
-        .unwrap();
+    let bytes = encoded(&catalog);
     assert_eq!(
         catalog.decode_single_object(&bytes).unwrap(),
         DecodedEvent {
@@ -84,9 +87,7 @@ fn decoding_returns_the_payload_and_the_writer_schema_version() {
 #[test]
 fn apache_avro_reads_the_datum_with_the_schema() {
     let catalog = catalog();
-    let bytes = catalog
-        .encode_single_object("OrderPlaced", 1, &payload())
-        .unwrap();
+    let bytes = encoded(&catalog);
     let schema = catalog.schema("OrderPlaced", 1).unwrap();
     let value = apache_avro::from_avro_datum(schema, &mut &bytes[10..], None).unwrap();
     let apache_avro::types::Value::Record(fields) = value else {
@@ -97,9 +98,7 @@ fn apache_avro_reads_the_datum_with_the_schema() {
 
 #[test]
 fn an_unknown_fingerprint_is_refused_naming_it() {
-    let bytes = catalog()
-        .encode_single_object("OrderPlaced", 1, &payload())
-        .unwrap();
+    let bytes = encoded(&catalog());
     let other = SchemaCatalog::new([SchemaSource::embedded(
         "Other",
         1,
@@ -115,9 +114,7 @@ fn an_unknown_fingerprint_is_refused_naming_it() {
 #[test]
 fn bytes_without_the_marker_or_header_are_not_single_objects() {
     let catalog = catalog();
-    let mut bytes = catalog
-        .encode_single_object("OrderPlaced", 1, &payload())
-        .unwrap();
+    let mut bytes = encoded(&catalog);
     assert!(matches!(
         catalog.decode_single_object(&bytes[..9]),
         Err(AvroError::NotSingleObject(_))
@@ -130,9 +127,7 @@ fn bytes_without_the_marker_or_header_are_not_single_objects() {
 #[test]
 fn truncated_or_overlong_datums_are_malformed() {
     let catalog = catalog();
-    let bytes = catalog
-        .encode_single_object("OrderPlaced", 1, &payload())
-        .unwrap();
+    let bytes = encoded(&catalog);
     for bad in [
         bytes[..bytes.len() - 3].to_vec(),
         [&bytes[..], &[0]].concat(),
@@ -235,9 +230,7 @@ fn new_events_are_validated_against_the_latest_version() {
         Err(AvroError::UnknownVersion { .. })
     ));
     // Each version decodes with its own schema.
-    let v1_bytes = catalog
-        .encode_single_object("OrderPlaced", 1, &payload())
-        .unwrap();
+    let v1_bytes = encoded(&catalog);
     assert_eq!(
         catalog
             .decode_single_object(&v1_bytes)

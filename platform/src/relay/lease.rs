@@ -153,15 +153,8 @@ pub(super) fn topic_tail(
         .set("log_level", "3")
         .create()
         .map_err(|e| e.to_string())?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| e.to_string())?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions =
+        crate::broker::topic_partitions(&consumer, topic, timeout).map_err(|e| e.to_string())?;
     let mut assignment = rdkafka::TopicPartitionList::new();
     let mut wanted = std::collections::BTreeMap::new();
     for p in partitions {

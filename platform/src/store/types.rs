@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::values::validated_newtype;
+
 /// Rejected identifiers and versions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidValue {
@@ -48,24 +50,7 @@ impl From<Uuid> for StreamId {
     }
 }
 
-impl TryFrom<String> for StreamId {
-    type Error = InvalidValue;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        StreamId::new(s)
-    }
-}
-
-impl From<StreamId> for String {
-    fn from(id: StreamId) -> Self {
-        id.0
-    }
-}
-
-impl fmt::Display for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+validated_newtype!(StreamId(String), InvalidValue);
 
 /// The 1-based position of an event within its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -91,24 +76,7 @@ impl StreamVersion {
     }
 }
 
-impl TryFrom<i64> for StreamVersion {
-    type Error = InvalidValue;
-    fn try_from(v: i64) -> Result<Self, Self::Error> {
-        StreamVersion::new(v)
-    }
-}
-
-impl From<StreamVersion> for i64 {
-    fn from(v: StreamVersion) -> Self {
-        v.0
-    }
-}
-
-impl fmt::Display for StreamVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+validated_newtype!(StreamVersion(i64), InvalidValue);
 
 /// The position of an event in its store's log (per store, not global to the
 /// platform); increases with every append but may have holes (rolled-back appends).

@@ -111,6 +111,23 @@ impl TestBroker {
             .expect("create topic");
     }
 
+    /// Reads this test's topic `logical` back ([`super::consume`]): every partition
+    /// from the beginning until `at_least` records arrived, or `timeout`.
+    pub async fn consume(
+        &self,
+        logical: &str,
+        at_least: usize,
+        timeout: std::time::Duration,
+    ) -> Vec<super::Consumed> {
+        super::consume(
+            &self.bootstrap(),
+            &self.physical(logical),
+            at_least,
+            timeout,
+        )
+        .await
+    }
+
     /// Kills a private broker (SIGKILL), as a crash would.
     pub async fn kill(&mut self) {
         self.private_broker().kill().await;

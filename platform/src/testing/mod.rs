@@ -2,7 +2,8 @@
 //! `registry` (isolated registries), `app` (a service's API, [`TestApp`]), `http`
 //! (the assertions every API test shares), `broker` (the suite's Kafka), `topics`
 //! (records read back), `contracts` (events through their Avro schemas), `reactor`
-//! ([`TestReactor`]), `projection` ([`TestProjection`]) and `fixtures`.
+//! ([`TestReactor`]), `projection` ([`TestProjection`]), `store` (an event store and
+//! its writers), `wait` ([`eventually`]) and `fixtures`.
 //!
 //! The admin connection comes from `SLUICE_ADMIN_DATABASE_URL` (default
 //! `postgres://postgres:postgres@127.0.0.1:5432/postgres`, the password `deploy/dev/setup.sh` sets).
@@ -25,7 +26,9 @@ mod projection;
 mod reactions;
 mod reactor;
 mod registry;
+mod store;
 mod topics;
+mod wait;
 
 pub use app::TestApp;
 pub use broker::{
@@ -48,7 +51,9 @@ pub use registry::{
     drop_registry_databases, free_port, isolated_registry, isolated_registry_on,
     repository_registry, service_context, DEV_ANALYST_PASSWORD,
 };
+pub use store::{counted, event_store, write_concurrently, ConcurrentWrites};
 pub use topics::{consume, topic_size, Consumed};
+pub use wait::eventually;
 
 /// A short random suffix that keeps concurrently running tests apart.
 pub fn unique_suffix() -> String {
