@@ -287,13 +287,7 @@ fn read_topic_blocking(bootstrap: &str, topic: &str) -> anyhow::Result<TopicRead
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = sluice_platform::broker::topic_partitions(&consumer, topic, TIMEOUT)?;
     if partitions.is_empty() {
         return Err(anyhow!("the topic {topic} does not exist on {bootstrap}"));
     }

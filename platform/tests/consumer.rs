@@ -15,7 +15,7 @@ use sluice_platform::consumer::{
 use sluice_platform::registry::ComponentKind;
 use sluice_platform::relay::{Relay, RelayConfig};
 use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, StreamId};
-use sluice_platform::testing::{counted, event_store, eventually, TestBroker, TestDatabase};
+use sluice_platform::testing::{counted, event_store, until, TestBroker, TestDatabase};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
@@ -162,10 +162,11 @@ fn consumer(
 
 /// Waits until `totals` holds `events` applied events in all.
 async fn wait_for_events(pool: &PgPool, events: i64) -> Vec<(String, i64, i64)> {
-    eventually(
+    until(
+        "the totals holding the applied events",
         Duration::from_secs(300),
         Duration::from_millis(50),
-        || async {
+        async || {
             let rows = totals(pool).await;
             if rows.iter().map(|r| r.2).sum::<i64>() >= events {
                 Ok(rows)
@@ -181,10 +182,11 @@ async fn wait_for_events(pool: &PgPool, events: i64) -> Vec<(String, i64, i64)> 
 /// every one of them applied, dropped as a duplicate or dead-lettered, in the same
 /// transactions as the positions. The deadline only guards against a hang.
 async fn wait_consumed(pool: &PgPool, records: i64) {
-    eventually(
+    until(
+        "every record consumed",
         Duration::from_secs(300),
         Duration::from_millis(50),
-        || async {
+        async || {
             let consumed: Option<i64> =
                 sqlx::query_scalar("SELECT sum(next_offset)::bigint FROM consumer_positions")
                     .fetch_one(pool)
@@ -404,10 +406,11 @@ async fn a_swap_between_the_fast_and_the_careful_path_loses_no_event() {
         .await
         .unwrap();
     let release = async {
-        eventually(
+        until(
+            "the swap queued behind the batch",
             Duration::from_secs(60),
             Duration::from_millis(20),
-            || async {
+            async || {
                 let waiting: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM pg_stat_activity \
                  WHERE datname = current_database() AND wait_event_type = 'Lock' \
@@ -507,10 +510,11 @@ async fn two_instances_of_one_consumer_apply_each_event_once() {
     );
     wait_consumed(&s.pool, 5).await;
     // Both got past their first batch (or gave up waiting for the other).
-    eventually(
+    until(
+        "both consumers past their first batch",
         Duration::from_secs(60),
         Duration::from_millis(20),
-        || async {
+        async || {
             if paired.waits.load(Ordering::SeqCst) < 2 {
                 Err("the second instance never applied a batch".to_owned())
             } else {

@@ -13,7 +13,7 @@ use sluice_platform::store::{
     Append, Appended, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId,
 };
 use sluice_platform::testing::{
-    counted, event_store, eventually, write_concurrently, ConcurrentWrites, Consumed, TestBroker,
+    counted, event_store, until, write_concurrently, ConcurrentWrites, Consumed, TestBroker,
     TestDatabase,
 };
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
@@ -138,13 +138,18 @@ async fn stop<T>((shutdown, relay): Running<T>) -> T {
 
 /// Waits until this process's metrics show `series`.
 async fn wait_for_metric(series: &str) {
-    eventually(PATIENCE, Duration::from_millis(50), || async {
-        if sluice_platform::telemetry::render_text().contains(series) {
-            Ok(())
-        } else {
-            Err(format!("no {series} in /metrics"))
-        }
-    })
+    until(
+        "the metric series",
+        PATIENCE,
+        Duration::from_millis(50),
+        async || {
+            if sluice_platform::telemetry::render_text().contains(series) {
+                Ok(())
+            } else {
+                Err(format!("no {series} in /metrics"))
+            }
+        },
+    )
     .await;
 }
 
@@ -482,18 +487,24 @@ async fn published_outbox_rows_are_pruned_after_their_retention() {
     );
     let records = broker.consume("prune.events", 10, PATIENCE).await;
     assert_eq!(records.len(), 10);
-    let events: i64 = eventually(PATIENCE, Duration::from_millis(100), || async {
-        let (outbox, events): (i64, i64) =
-            sqlx::query_as("SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM events)")
-                .fetch_one(store.pool())
-                .await
-                .unwrap();
-        if outbox == 0 {
-            Ok(events)
-        } else {
-            Err(format!("{outbox} outbox rows never pruned"))
-        }
-    })
+    let events: i64 = until(
+        "the outbox pruned",
+        PATIENCE,
+        Duration::from_millis(100),
+        async || {
+            let (outbox, events): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM events)",
+            )
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            if outbox == 0 {
+                Ok(events)
+            } else {
+                Err(format!("{outbox} outbox rows never pruned"))
+            }
+        },
+    )
     .await;
     assert_eq!(events, 10, "the events stay: they are the source of truth");
     // Pruned rows are not published again after a restart.
@@ -583,10 +594,11 @@ async fn a_relay_whose_lock_session_ends_stops_and_the_standby_alone_publishes()
         .unwrap();
     assert!(terminated);
     // The standby takes the lock.
-    eventually(
+    until(
+        "the standby taking the lock",
         Duration::from_secs(60),
         Duration::from_millis(50),
-        || async {
+        async || {
             let now: Option<i32> = sqlx::query_scalar(holder)
                 .bind(&db.spec.name)
                 .fetch_optional(&admin)

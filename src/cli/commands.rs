@@ -328,20 +328,15 @@ pub(super) async fn health(
         topics.iter().map(|t| names.physical(t)).collect(),
     );
     let missing = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::consumer::BaseConsumer;
         let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("log_level", "3")
             .create()?;
         let mut missing = Vec::new();
         for topic in topics {
-            let metadata =
-                consumer.fetch_metadata(Some(&topic), std::time::Duration::from_secs(5))?;
-            if !metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            {
+            let timeout = std::time::Duration::from_secs(5);
+            if sluice_platform::broker::topic_partitions(&consumer, &topic, timeout)?.is_empty() {
                 missing.push(topic);
             }
         }

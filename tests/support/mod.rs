@@ -5,7 +5,7 @@ pub mod cluster;
 pub mod fastavro;
 pub mod platform;
 pub mod slice;
-pub mod wait;
+pub use sluice_platform::testing::wait;
 
 use sluice_platform::registry::Registry;
 

@@ -3,7 +3,7 @@
 //! (the assertions every API test shares), `broker` (the suite's Kafka), `topics`
 //! (records read back), `contracts` (events through their Avro schemas), `reactor`
 //! ([`TestReactor`]), `projection` ([`TestProjection`]), `store` (an event store and
-//! its writers), `wait` ([`eventually`]) and `fixtures`.
+//! its writers), `wait` ([`until`] and its kin) and `fixtures`.
 //!
 //! The admin connection comes from `SLUICE_ADMIN_DATABASE_URL` (default
 //! `postgres://postgres:postgres@127.0.0.1:5432/postgres`, the password `deploy/dev/setup.sh` sets).
@@ -28,7 +28,7 @@ mod reactor;
 mod registry;
 mod store;
 mod topics;
-mod wait;
+pub mod wait;
 
 pub use app::TestApp;
 pub use broker::{
@@ -53,7 +53,7 @@ pub use registry::{
 };
 pub use store::{counted, event_store, write_concurrently, ConcurrentWrites};
 pub use topics::{consume, topic_size, Consumed};
-pub use wait::eventually;
+pub use wait::{millis, secs, until, until_some, until_while_running};
 
 /// A short random suffix that keeps concurrently running tests apart.
 pub fn unique_suffix() -> String {
