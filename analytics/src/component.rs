@@ -170,21 +170,25 @@ impl Analytics {
             ..WarehouseSettings::default()
         };
         let path = self.warehouse_path.clone();
+        let defaults = SinkConfig::default();
+        let sink_config = SinkConfig {
+            bootstrap: bootstrap.to_owned(),
+            schemas_dir: self.schemas_dir.clone(),
+            batch_size: self
+                .config
+                .batch_size
+                .map_or(defaults.batch_size, std::num::NonZeroUsize::get),
+            batch_wait: self
+                .config
+                .batch_wait_ms
+                .map_or(defaults.batch_wait, std::time::Duration::from_millis),
+            ..defaults
+        };
         let (warehouse, sink) = {
-            let schemas_dir = self.schemas_dir.clone();
             let topic_names = self.topic_names.clone();
-            let bootstrap = bootstrap.to_owned();
             tokio::task::spawn_blocking(move || -> Result<_, AnalyticsError> {
                 let warehouse = Warehouse::open(&path, &settings)?;
-                let sink = Sink::prepare(
-                    &warehouse,
-                    SinkConfig {
-                        bootstrap,
-                        schemas_dir,
-                        ..SinkConfig::default()
-                    },
-                )?
-                .with_topic_names(topic_names);
+                let sink = Sink::prepare(&warehouse, sink_config)?.with_topic_names(topic_names);
                 warehouse.lock_configuration()?;
                 Ok((Arc::new(warehouse), sink))
             })

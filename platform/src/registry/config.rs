@@ -61,6 +61,14 @@ pub struct AnalyticsConfig {
     /// One analyst's sessions beyond this are turned away (SQLSTATE 53300).
     #[serde(default = "default_max_sessions_per_analyst")]
     pub max_sessions_per_analyst: usize,
+    /// Events per load batch of the sink; unset, a Parquet row group's worth
+    /// (the fastest bulk load). Smaller batches commit sooner and more often.
+    #[serde(default)]
+    pub batch_size: Option<std::num::NonZeroUsize>,
+    /// How long the sink waits for a batch to fill before it loads what it has, in
+    /// milliseconds; unset, the sink's default (200).
+    #[serde(default)]
+    pub batch_wait_ms: Option<u64>,
     /// TLS for the analyst endpoint: a PEM certificate (chain, leaf first) and
     /// its PEM private key. Both or neither; relative paths are from the
     /// working directory.
@@ -88,6 +96,8 @@ impl std::fmt::Debug for AnalyticsConfig {
             .field("memory_limit", &self.memory_limit)
             .field("max_sessions", &self.max_sessions)
             .field("max_sessions_per_analyst", &self.max_sessions_per_analyst)
+            .field("batch_size", &self.batch_size)
+            .field("batch_wait_ms", &self.batch_wait_ms)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("analysts", &self.analysts.keys().collect::<Vec<_>>())

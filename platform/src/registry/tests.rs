@@ -192,3 +192,25 @@ fn unknown_component_lists_the_known_ones() {
     let err = r.component("billing").unwrap_err().to_string();
     assert!(err.contains("known: orders"), "{err}");
 }
+
+#[test]
+fn the_sinks_batch_settings_are_optional_and_a_zero_batch_is_refused() {
+    let analytics = "[analytics]\nsql_port = 5433\n";
+    let r = Registry::parse(&format!("{MINIMAL}\n{analytics}")).unwrap();
+    let config = r.analytics.unwrap();
+    assert_eq!((config.batch_size, config.batch_wait_ms), (None, None));
+    let r = Registry::parse(&format!(
+        "{MINIMAL}\n{analytics}batch_size = 40\nbatch_wait_ms = 5\n"
+    ))
+    .unwrap();
+    let config = r.analytics.unwrap();
+    assert_eq!(config.batch_size.map(|n| n.get()), Some(40));
+    assert_eq!(config.batch_wait_ms, Some(5));
+    let err = Registry::parse(&format!("{MINIMAL}\n{analytics}batch_size = 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("batch_size") && err.contains("nonzero"),
+        "{err}"
+    );
+}
