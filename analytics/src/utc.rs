@@ -28,6 +28,39 @@ type Failure = Box<dyn std::error::Error>;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
+/// Declares a unit struct that is one overload ([`VScalar`]): its state, the
+/// names its `invoke` gives the state, input and output, its signatures as
+/// `[argument types] -> return type` (variants of [`LogicalTypeId`]), and the
+/// body of `invoke`.
+macro_rules! overload {
+    (
+        $(#[$doc:meta])*
+        $name:ident($state:tt: $state_ty:ty, $input:ident, $output:ident)
+        $([$($arg:ident),*] -> $ret:ident),+
+        $body:block
+    ) => {
+        $(#[$doc])*
+        struct $name;
+
+        impl VScalar for $name {
+            type State = $state_ty;
+
+            fn invoke(
+                $state: &$state_ty,
+                $input: &mut DataChunkHandle,
+                $output: &mut dyn WritableVector,
+            ) -> Result<(), Failure> $body
+
+            fn signatures() -> Vec<ScalarFunctionSignature> {
+                vec![$(ScalarFunctionSignature::exact(
+                    vec![$(ty(LogicalTypeId::$arg)),*],
+                    ty(LogicalTypeId::$ret),
+                )),+]
+            }
+        }
+    };
+}
+
 /// Registers every overload on the instance `conn` belongs to.
 pub fn register(conn: &Connection) -> duckdb::Result<()> {
     conn.register_scalar_function::<Plus>("+")?;
@@ -148,17 +181,12 @@ fn is(input: &DataChunkHandle, column: usize, id: LogicalTypeId) -> bool {
     input.flat_vector(column).logical_type().id() == id
 }
 
-/// `TIMESTAMPTZ + INTERVAL` and `INTERVAL + TIMESTAMPTZ`.
-struct Plus;
-
-impl VScalar for Plus {
-    type State = ();
-
-    fn invoke(
-        _: &(),
-        input: &mut DataChunkHandle,
-        output: &mut dyn WritableVector,
-    ) -> Result<(), Failure> {
+overload! {
+    /// `TIMESTAMPTZ + INTERVAL` and `INTERVAL + TIMESTAMPTZ`.
+    Plus(_: (), input, output)
+    [TimestampTZ, Interval] -> TimestampTZ,
+    [Interval, TimestampTZ] -> TimestampTZ
+    {
         let (ts, iv) = if is(input, 0, LogicalTypeId::TimestampTZ) {
             (0, 1)
         } else {
@@ -172,28 +200,15 @@ impl VScalar for Plus {
             )
         })
     }
-
-    fn signatures() -> Vec<ScalarFunctionSignature> {
-        use LogicalTypeId::{Interval, TimestampTZ};
-        vec![
-            ScalarFunctionSignature::exact(vec![ty(TimestampTZ), ty(Interval)], ty(TimestampTZ)),
-            ScalarFunctionSignature::exact(vec![ty(Interval), ty(TimestampTZ)], ty(TimestampTZ)),
-        ]
-    }
 }
 
-/// `TIMESTAMPTZ - INTERVAL` and `TIMESTAMPTZ - TIMESTAMPTZ` (an interval of
-/// days and microseconds, as DuckDB subtracts timestamps).
-struct Minus;
-
-impl VScalar for Minus {
-    type State = ();
-
-    fn invoke(
-        _: &(),
-        input: &mut DataChunkHandle,
-        output: &mut dyn WritableVector,
-    ) -> Result<(), Failure> {
+overload! {
+    /// `TIMESTAMPTZ - INTERVAL` and `TIMESTAMPTZ - TIMESTAMPTZ` (an interval of
+    /// days and microseconds, as DuckDB subtracts timestamps).
+    Minus(_: (), input, output)
+    [TimestampTZ, Interval] -> TimestampTZ,
+    [TimestampTZ, TimestampTZ] -> Interval
+    {
         if is(input, 1, LogicalTypeId::Interval) {
             return each(input, output, |cols, row| {
                 add(
@@ -214,14 +229,6 @@ impl VScalar for Minus {
                 micros: diff % MICROS_PER_DAY,
             })
         })
-    }
-
-    fn signatures() -> Vec<ScalarFunctionSignature> {
-        use LogicalTypeId::{Interval, TimestampTZ};
-        vec![
-            ScalarFunctionSignature::exact(vec![ty(TimestampTZ), ty(Interval)], ty(TimestampTZ)),
-            ScalarFunctionSignature::exact(vec![ty(TimestampTZ), ty(TimestampTZ)], ty(Interval)),
-        ]
     }
 }
 
@@ -320,120 +327,58 @@ fn diff(part: &str, a: NaiveDateTime, b: NaiveDateTime) -> Result<i64, Failure> 
     })
 }
 
-/// `date_trunc(part, TIMESTAMPTZ)`.
-struct Trunc;
-
-impl VScalar for Trunc {
-    type State = ();
-
-    fn invoke(
-        _: &(),
-        input: &mut DataChunkHandle,
-        output: &mut dyn WritableVector,
-    ) -> Result<(), Failure> {
+overload! {
+    /// `date_trunc(part, TIMESTAMPTZ)`.
+    Trunc(_: (), input, output)
+    [Varchar, TimestampTZ] -> TimestampTZ
+    {
         each(input, output, |cols, row| {
             let dt = datetime(cols.get::<i64>(1, row))?;
             Ok(micros(truncate(&cols.text(0, row), dt)?))
         })
     }
-
-    fn signatures() -> Vec<ScalarFunctionSignature> {
-        use LogicalTypeId::{TimestampTZ, Varchar};
-        vec![ScalarFunctionSignature::exact(
-            vec![ty(Varchar), ty(TimestampTZ)],
-            ty(TimestampTZ),
-        )]
-    }
 }
 
-/// `date_part(part, TIMESTAMPTZ)`, which `extract(part FROM …)` calls.
-struct Part;
-
-impl VScalar for Part {
-    type State = ();
-
-    fn invoke(
-        _: &(),
-        input: &mut DataChunkHandle,
-        output: &mut dyn WritableVector,
-    ) -> Result<(), Failure> {
+overload! {
+    /// `date_part(part, TIMESTAMPTZ)`, which `extract(part FROM …)` calls.
+    Part(_: (), input, output)
+    [Varchar, TimestampTZ] -> Bigint
+    {
         each(input, output, |cols, row| {
             field(&cols.text(0, row), datetime(cols.get::<i64>(1, row))?)
         })
     }
-
-    fn signatures() -> Vec<ScalarFunctionSignature> {
-        use LogicalTypeId::{Bigint, TimestampTZ, Varchar};
-        vec![ScalarFunctionSignature::exact(
-            vec![ty(Varchar), ty(TimestampTZ)],
-            ty(Bigint),
-        )]
-    }
 }
 
-/// `date_diff(part, TIMESTAMPTZ, TIMESTAMPTZ)`.
-struct Diff;
-
-impl VScalar for Diff {
-    type State = ();
-
-    fn invoke(
-        _: &(),
-        input: &mut DataChunkHandle,
-        output: &mut dyn WritableVector,
-    ) -> Result<(), Failure> {
+overload! {
+    /// `date_diff(part, TIMESTAMPTZ, TIMESTAMPTZ)`.
+    Diff(_: (), input, output)
+    [Varchar, TimestampTZ, TimestampTZ] -> Bigint
+    {
         each(input, output, |cols, row| {
             let a = datetime(cols.get::<i64>(1, row))?;
             let b = datetime(cols.get::<i64>(2, row))?;
             diff(&cols.text(0, row), a, b)
         })
     }
-
-    fn signatures() -> Vec<ScalarFunctionSignature> {
-        use LogicalTypeId::{Bigint, TimestampTZ, Varchar};
-        vec![ScalarFunctionSignature::exact(
-            vec![ty(Varchar), ty(TimestampTZ), ty(TimestampTZ)],
-            ty(Bigint),
-        )]
-    }
 }
 
-/// `year(TIMESTAMPTZ)`, `hour(…)`, …: the field named by the state.
-struct Field;
-
-impl VScalar for Field {
-    type State = String;
-
-    fn invoke(
-        part: &String,
-        input: &mut DataChunkHandle,
-        output: &mut dyn WritableVector,
-    ) -> Result<(), Failure> {
+overload! {
+    /// `year(TIMESTAMPTZ)`, `hour(…)`, …: the field named by the state.
+    Field(part: String, input, output)
+    [TimestampTZ] -> Bigint
+    {
         each(input, output, |cols, row| {
             field(part, datetime(cols.get::<i64>(0, row))?)
         })
     }
-
-    fn signatures() -> Vec<ScalarFunctionSignature> {
-        use LogicalTypeId::{Bigint, TimestampTZ};
-        vec![ScalarFunctionSignature::exact(
-            vec![ty(TimestampTZ)],
-            ty(Bigint),
-        )]
-    }
 }
 
-/// `current_date` and `today()`: today's date in UTC.
-struct Today;
-
-impl VScalar for Today {
-    type State = ();
-
-    fn invoke(
-        _: &(),
-        input: &mut DataChunkHandle,
-        output: &mut dyn WritableVector,
-    ) -> Result<(), Failure> {
+overload! {
+    /// `current_date` and `today()`: today's date in UTC.
+    Today(_: (), input, output)
+    [] -> Date
+    {
         let days = chrono::Utc::now().date_naive().num_days_from_ce()
             - DateTime::UNIX_EPOCH.date_naive().num_days_from_ce();
         let len = input.len().max(1);
@@ -442,13 +387,6 @@ impl VScalar for Today {
         let slice = unsafe { out.as_mut_slice_with_len::<i32>(len) };
         slice.fill(days);
         Ok(())
-    }
-
-    fn signatures() -> Vec<ScalarFunctionSignature> {
-        vec![ScalarFunctionSignature::exact(
-            vec![],
-            ty(LogicalTypeId::Date),
-        )]
     }
 }
 

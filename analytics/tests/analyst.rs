@@ -33,6 +33,21 @@ const FIXTURE: &str = "CREATE TABLE orders (id INTEGER, amount DECIMAL(12,2), cu
                  CREATE VIEW paid_orders AS SELECT id, amount FROM orders WHERE paid;
                  CREATE MACRO orders_of(who) AS TABLE SELECT id FROM orders WHERE customer = who;";
 
+/// The settings of a test endpoint: one analyst, [`USER`], on a free port.
+fn test_config() -> AnalystConfig {
+    AnalystConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        analysts: BTreeMap::from([(USER.to_owned(), Verifier::new(PASSWORD))]),
+        statement_timeout: Duration::from_secs(30),
+        row_limit: 2_000_000,
+        max_sessions: 32,
+        max_sessions_per_analyst: 32,
+        tls: None,
+        startup_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(600),
+    }
+}
+
 struct Endpoint {
     addr: std::net::SocketAddr,
     dir: PathBuf,
@@ -80,17 +95,7 @@ impl Endpoint {
         );
         warehouse.connect().unwrap().execute_batch(FIXTURE).unwrap();
         warehouse.lock_configuration().unwrap();
-        let mut config = AnalystConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            analysts: BTreeMap::from([(USER.to_owned(), Verifier::new(PASSWORD))]),
-            statement_timeout: Duration::from_secs(30),
-            row_limit: 2_000_000,
-            max_sessions: 32,
-            max_sessions_per_analyst: 32,
-            tls: None,
-            startup_timeout: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(600),
-        };
+        let mut config = test_config();
         adjust(&mut config);
         Endpoint::serve(warehouse, dir, config).await
     }
@@ -118,6 +123,13 @@ impl Endpoint {
         Endpoint::start(2_000_000, Duration::from_secs(30)).await
     }
 
+    /// The default endpoint and a session of [`USER`] on it.
+    async fn connected() -> (Endpoint, Client) {
+        let endpoint = Endpoint::default().await;
+        let client = endpoint.client().await;
+        (endpoint, client)
+    }
+
     fn config(&self, user: &str, password: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         config
@@ -130,9 +142,27 @@ impl Endpoint {
     }
 
     async fn client(&self) -> Client {
-        let (client, connection) = self.config(USER, PASSWORD).connect(NoTls).await.unwrap();
+        self.client_as(USER, PASSWORD).await
+    }
+
+    /// A session of `user`; panics when the login fails.
+    async fn client_as(&self, user: &str, password: &str) -> Client {
+        let (client, connection) = self
+            .config(user, password)
+            .connect(NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{user} must get in: {e}"));
         tokio::spawn(connection);
         client
+    }
+
+    /// Why a login of `user` fails; panics with `why` when it succeeds.
+    async fn refused(&self, user: &str, password: &str, why: &str) -> tokio_postgres::Error {
+        self.config(user, password)
+            .connect(NoTls)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{why}"))
     }
 
     fn count(&self, table: &str) -> i64 {
@@ -171,6 +201,44 @@ async fn rows_of(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
     simple_rows(&messages)
 }
 
+/// The one value `sql` answers, as text; panics unless it answers exactly one
+/// row of one non-NULL value.
+async fn value_of(client: &Client, sql: &str) -> String {
+    let rows = rows_of(client, sql).await;
+    match rows.as_slice() {
+        [row] => match row.as_slice() {
+            [Some(value)] => value.clone(),
+            _ => panic!("{sql}: {rows:?}"),
+        },
+        _ => panic!("{sql}: {rows:?}"),
+    }
+}
+
+/// The error `sql` fails with through the simple query protocol; panics when
+/// it runs.
+async fn error_of(client: &Client, sql: &str) -> tokio_postgres::Error {
+    client
+        .simple_query(sql)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("ran: {sql}"))
+}
+
+/// `sql` through the simple query protocol on a task of its own, on a shared
+/// session.
+fn spawn_query(
+    client: &Arc<Client>,
+    sql: &'static str,
+) -> tokio::task::JoinHandle<Result<Vec<SimpleQueryMessage>, tokio_postgres::Error>> {
+    let client = client.clone();
+    tokio::spawn(async move { client.simple_query(sql).await })
+}
+
+/// A result row of text values, none of them NULL.
+fn text_row(values: &[&str]) -> Vec<Option<String>> {
+    values.iter().map(|v| Some((*v).to_owned())).collect()
+}
+
 fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
     messages
         .iter()
@@ -187,16 +255,13 @@ fn simple_rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn simple_queries_return_postgres_text() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
-    let messages = client
-        .simple_query(
-            "SELECT id, amount, customer, placed_at, order_id, paid, weight, big, tags, payload \
-             FROM orders ORDER BY id",
-        )
-        .await
-        .unwrap();
-    let rows = simple_rows(&messages);
+    let (endpoint, client) = Endpoint::connected().await;
+    let rows = rows_of(
+        &client,
+        "SELECT id, amount, customer, placed_at, order_id, paid, weight, big, tags, payload \
+         FROM orders ORDER BY id",
+    )
+    .await;
     assert_eq!(rows.len(), 3);
     let s = |v: &str| Some(v.to_owned());
     assert_eq!(
@@ -217,32 +282,29 @@ async fn simple_queries_return_postgres_text() {
     assert!(rows[2][1..].iter().all(Option::is_none), "NULLs stay NULL");
 
     // several statements in one string, and client housekeeping as no-ops
-    let messages = client
-        .simple_query(
-            "SET application_name = 'test'; SELECT 1 AS one; BEGIN; SELECT 'two'; COMMIT; \
-             SHOW TRANSACTION ISOLATION LEVEL",
-        )
-        .await
-        .unwrap();
+    let messages = rows_of(
+        &client,
+        "SET application_name = 'test'; SELECT 1 AS one; BEGIN; SELECT 'two'; COMMIT; \
+         SHOW TRANSACTION ISOLATION LEVEL",
+    )
+    .await;
     assert_eq!(
-        simple_rows(&messages),
+        messages,
         vec![vec![s("1")], vec![s("two")], vec![s("read committed")]]
     );
     // the warehouse's own table macros (the saved views) are allowed
-    let macro_rows = client
-        .simple_query("SELECT * FROM orders_of('bob')")
-        .await
-        .unwrap();
-    assert_eq!(simple_rows(&macro_rows), vec![vec![s("2")]]);
-    let version = client.simple_query("SELECT version()").await.unwrap();
-    assert_eq!(simple_rows(&version).len(), 1);
+    assert_eq!(
+        rows_of(&client, "SELECT * FROM orders_of('bob')").await,
+        vec![vec![s("2")]]
+    );
+    let version = rows_of(&client, "SELECT version()").await;
+    assert_eq!(version.len(), 1);
     endpoint.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn extended_queries_bind_parameters_and_describe_types() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     let sql = "SELECT id, amount, customer, placed_at, order_id, paid, weight, big, tags, payload \
                FROM orders WHERE id = $1 AND customer = $2";
     // untyped parameters are announced as text and cast by DuckDB
@@ -323,11 +385,10 @@ async fn extended_queries_bind_parameters_and_describe_types() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].get::<_, i32>(0), 2);
     // numeric is described as numeric and its text is exact
-    let amount = client
-        .simple_query("SELECT sum(amount) FROM orders")
-        .await
-        .unwrap();
-    assert_eq!(simple_rows(&amount), vec![vec![Some("19.75".to_owned())]]);
+    assert_eq!(
+        value_of(&client, "SELECT sum(amount) FROM orders").await,
+        "19.75"
+    );
     endpoint.stop().await;
 }
 
@@ -335,12 +396,7 @@ async fn extended_queries_bind_parameters_and_describe_types() {
 async fn wrong_password_and_unknown_user_are_refused() {
     let endpoint = Endpoint::default().await;
     for (user, password) in [(USER, "wrong"), ("mallory", PASSWORD)] {
-        let e = endpoint
-            .config(user, password)
-            .connect(NoTls)
-            .await
-            .err()
-            .expect("login must fail");
+        let e = endpoint.refused(user, password, "login must fail").await;
         assert_eq!(sqlstate(&e), "28P01", "{user}: {e}");
         assert!(
             message(&e).contains(&format!("for user \"{user}\"")),
@@ -415,8 +471,7 @@ async fn concurrent_sessions_read_while_the_sink_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_statements_are_refused_and_change_nothing() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     let secret = endpoint.dir.join("secret.csv");
     let secret = secret.display();
     let out = endpoint.dir.join("out.csv");
@@ -451,11 +506,7 @@ async fn hostile_statements_are_refused_and_change_nothing() {
         "select 1; drop table orders".to_owned(),
     ];
     for sql in &hostile {
-        let e = client
-            .simple_query(sql)
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("ran: {sql}"));
+        let e = error_of(&client, sql).await;
         assert!(
             ["42501", "25006"].contains(&sqlstate(&e).as_str()),
             "{sql}: {} {}",
@@ -466,7 +517,7 @@ async fn hostile_statements_are_refused_and_change_nothing() {
         // the extended protocol refuses the same
         assert!(client.prepare(sql).await.is_err(), "prepared: {sql}");
     }
-    let e = client.simple_query("DELETE FROM orders").await.unwrap_err();
+    let e = error_of(&client, "DELETE FROM orders").await;
     assert!(
         message(&e).starts_with("DELETE is refused"),
         "{}",
@@ -477,24 +528,19 @@ async fn hostile_statements_are_refused_and_change_nothing() {
     assert!(!endpoint.dir.join("export").exists());
     assert!(!endpoint.dir.join("other.duckdb").exists());
     // the session is still usable and its reads still work
-    let rows = client
-        .simple_query("SELECT count(*) FROM orders")
-        .await
-        .unwrap();
-    assert_eq!(simple_rows(&rows), vec![vec![Some("3".to_owned())]]);
+    assert_eq!(value_of(&client, "SELECT count(*) FROM orders").await, "3");
     endpoint.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn errors_carry_postgres_sqlstates() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     for (sql, code) in [
         ("SELEC 1", "42601"),
         ("SELECT * FROM nope", "42P01"),
         ("SELECT nope FROM orders", "42703"),
     ] {
-        let e = client.simple_query(sql).await.unwrap_err();
+        let e = error_of(&client, sql).await;
         assert_eq!(sqlstate(&e), code, "{sql}: {}", message(&e));
     }
     endpoint.stop().await;
@@ -504,13 +550,13 @@ async fn errors_carry_postgres_sqlstates() {
 async fn a_long_query_times_out_and_the_session_stays_usable() {
     let endpoint = Endpoint::start(1_000, Duration::from_millis(500)).await;
     let client = endpoint.client().await;
-    let e = client
-        .simple_query("SELECT count(*) FROM range(100000000) a, range(100000000) b")
-        .await
-        .unwrap_err();
+    let e = error_of(
+        &client,
+        "SELECT count(*) FROM range(100000000) a, range(100000000) b",
+    )
+    .await;
     assert_eq!(sqlstate(&e), "57014", "{}", message(&e));
-    let rows = client.simple_query("SELECT 42").await.unwrap();
-    assert_eq!(simple_rows(&rows), vec![vec![Some("42".to_owned())]]);
+    assert_eq!(value_of(&client, "SELECT 42").await, "42");
     endpoint.stop().await;
 }
 
@@ -518,10 +564,7 @@ async fn a_long_query_times_out_and_the_session_stays_usable() {
 async fn a_result_past_the_row_limit_fails() {
     let endpoint = Endpoint::start(1_000, Duration::from_secs(30)).await;
     let client = endpoint.client().await;
-    let e = client
-        .simple_query("SELECT * FROM range(1001)")
-        .await
-        .unwrap_err();
+    let e = error_of(&client, "SELECT * FROM range(1001)").await;
     assert_eq!(sqlstate(&e), "54000", "{}", message(&e));
     let at_limit = client
         .query("SELECT * FROM range(1000)", &[])
@@ -533,8 +576,7 @@ async fn a_result_past_the_row_limit_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_million_rows_stream_complete() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     let stream = client
         .query_raw(
             "SELECT range AS n, 'row ' || range AS label FROM range(1000000)",
@@ -600,18 +642,7 @@ async fn psql_runs_one_shot_queries() {
 
 /// psql with `PGPASSWORD`, unaligned: its stdout, or its stderr as the error.
 fn psql(endpoint: &Endpoint, command: &str) -> Result<String, String> {
-    let output = std::process::Command::new("psql")
-        .args(["-X", "-A", "-h", "127.0.0.1", "-U", USER, "-d", "warehouse"])
-        .args(["-p", &endpoint.addr.port().to_string(), "-c", command])
-        .env("PGPASSWORD", PASSWORD)
-        .env("PGCONNECT_TIMEOUT", "10")
-        .output()
-        .expect("psql is installed with PostgreSQL (deploy/dev/setup.sh)");
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
+    psql_with(endpoint, "", command)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -646,14 +677,9 @@ async fn psql_describes_tables_views_columns_databases_schemas_and_functions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_untyped_null_column_reads_as_null() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
-    let messages = client
-        .simple_query("SELECT NULL AS nothing, 1 AS one")
-        .await
-        .unwrap();
+    let (endpoint, client) = Endpoint::connected().await;
     assert_eq!(
-        simple_rows(&messages),
+        rows_of(&client, "SELECT NULL AS nothing, 1 AS one").await,
         vec![vec![None, Some("1".to_owned())]]
     );
     let row = client
@@ -666,8 +692,7 @@ async fn an_untyped_null_column_reads_as_null() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn drivers_catalog_queries_list_tables_views_and_columns() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     // What SQLAlchemy's PostgreSQL dialect runs at connect and for
     // `inspect(engine).get_table_names()`, `get_view_names()` and `get_columns()`.
     let version: String = client
@@ -786,8 +811,7 @@ async fn drivers_catalog_queries_list_tables_views_and_columns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_catalog_rewrite_opens_no_hole() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     for sql in [
         // Refused views stay refused under the catalog schema's name.
         "SELECT * FROM pg_catalog.pg_settings",
@@ -797,7 +821,7 @@ async fn the_catalog_rewrite_opens_no_hole() {
         "CREATE TEMP MACRO pg_get_userbyid(x) AS 'mallory'",
         "DROP VIEW sluice_pg_class",
     ] {
-        let e = client.simple_query(sql).await.unwrap_err();
+        let e = error_of(&client, sql).await;
         assert_eq!(sqlstate(&e), "42501", "{sql}: {e}");
     }
     let owner: String = client
@@ -813,10 +837,7 @@ async fn the_catalog_rewrite_opens_no_hole() {
 fn shell_tables_are_aligned_like_psql() {
     let table = ResultTable {
         columns: vec!["id".to_owned(), "customer".to_owned()],
-        rows: vec![
-            vec![Some("1".to_owned()), Some("alice".to_owned())],
-            vec![Some("22".to_owned()), None],
-        ],
+        rows: vec![text_row(&["1", "alice"]), vec![Some("22".to_owned()), None]],
     };
     assert_eq!(
         shell::format_table(&table),
@@ -848,13 +869,9 @@ async fn shell_runs_a_one_shot_query_and_fails_on_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_query_that_panics_in_the_client_library_fails_and_the_session_goes_on() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     // duckdb-rs has no conversion for TIME_NS and panics reading it.
-    let e = client
-        .simple_query("SELECT '12:34:56'::TIME_NS")
-        .await
-        .unwrap_err();
+    let e = error_of(&client, "SELECT '12:34:56'::TIME_NS").await;
     assert!(
         e.as_db_error().is_some(),
         "an error response, not a lost session: {e}"
@@ -866,34 +883,24 @@ async fn a_query_that_panics_in_the_client_library_fails_and_the_session_goes_on
         .unwrap()
         .execute_batch("INSERT INTO loads VALUES (1)")
         .unwrap();
-    let rows = client
-        .simple_query("SELECT count(*) FROM loads")
-        .await
-        .unwrap();
-    assert_eq!(simple_rows(&rows), vec![vec![Some("1".to_owned())]]);
+    assert_eq!(value_of(&client, "SELECT count(*) FROM loads").await, "1");
     endpoint.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn explain_with_multibyte_characters_is_checked_not_panicked_on() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
-    let rows = client
-        .simple_query("EXPLAIN SELECT 'ünïcödé' AS naïve, customer FROM orders")
-        .await
-        .unwrap();
-    assert!(!simple_rows(&rows).is_empty());
+    let (endpoint, client) = Endpoint::connected().await;
+    let rows = rows_of(
+        &client,
+        "EXPLAIN SELECT 'ünïcödé' AS naïve, customer FROM orders",
+    )
+    .await;
+    assert!(!rows.is_empty());
     // A multibyte space right where a byte offset would land after the options'
     // parentheses: a syntax error from DuckDB's parser, not an internal error.
-    let e = client
-        .simple_query("EXPLAIN (((((\u{3000}ANALYZE SELECT 1")
-        .await
-        .unwrap_err();
+    let e = error_of(&client, "EXPLAIN (((((\u{3000}ANALYZE SELECT 1").await;
     assert_eq!(sqlstate(&e), "42601", "{}", message(&e));
-    let e = client
-        .simple_query("EXPLAIN\u{3000}ANALYZE DELETE FROM orders")
-        .await
-        .unwrap_err();
+    let e = error_of(&client, "EXPLAIN\u{3000}ANALYZE DELETE FROM orders").await;
     assert!(message(&e).contains("refused"), "{}", message(&e));
     assert_eq!(endpoint.count("orders"), 3);
     endpoint.stop().await;
@@ -901,9 +908,8 @@ async fn explain_with_multibyte_characters_is_checked_not_panicked_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binary_infinite_dates_and_timestamps_are_bound_as_infinity() {
-    use tokio_postgres::types::{Date, Timestamp};
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    use tokio_postgres::types::{Date, Timestamp, ToSql};
+    let (endpoint, client) = Endpoint::connected().await;
     let date = client
         .prepare_typed("SELECT CAST($1::DATE AS VARCHAR)", &[Type::DATE])
         .await
@@ -912,40 +918,37 @@ async fn binary_infinite_dates_and_timestamps_are_bound_as_infinity() {
         .prepare_typed("SELECT CAST($1::TIMESTAMP AS VARCHAR)", &[Type::TIMESTAMP])
         .await
         .unwrap();
-    let text = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, String>(0);
-    let infinite: Date<chrono::NaiveDate> = Date::PosInfinity;
-    assert_eq!(
-        text(client.query(&date, &[&infinite]).await.unwrap()),
-        "infinity"
-    );
-    let infinite: Date<chrono::NaiveDate> = Date::NegInfinity;
-    assert_eq!(
-        text(client.query(&date, &[&infinite]).await.unwrap()),
-        "-infinity"
-    );
-    let infinite: Timestamp<chrono::NaiveDateTime> = Timestamp::PosInfinity;
-    assert_eq!(
-        text(client.query(&timestamp, &[&infinite]).await.unwrap()),
-        "infinity"
-    );
-    let infinite: Timestamp<chrono::NaiveDateTime> = Timestamp::NegInfinity;
-    assert_eq!(
-        text(client.query(&timestamp, &[&infinite]).await.unwrap()),
-        "-infinity"
-    );
     let finite = chrono::NaiveDate::from_ymd_opt(2024, 5, 1).unwrap();
-    assert_eq!(
-        text(client.query(&date, &[&finite]).await.unwrap()),
-        "2024-05-01"
-    );
+    for (statement, value, expected) in [
+        (
+            &date,
+            &Date::<chrono::NaiveDate>::PosInfinity as &(dyn ToSql + Sync),
+            "infinity",
+        ),
+        (&date, &Date::<chrono::NaiveDate>::NegInfinity, "-infinity"),
+        (
+            &timestamp,
+            &Timestamp::<chrono::NaiveDateTime>::PosInfinity,
+            "infinity",
+        ),
+        (
+            &timestamp,
+            &Timestamp::<chrono::NaiveDateTime>::NegInfinity,
+            "-infinity",
+        ),
+        (&date, &finite, "2024-05-01"),
+    ] {
+        let rows = client.query(statement, &[value]).await.unwrap();
+        assert_eq!(rows[0].get::<_, String>(0), expected);
+    }
     endpoint.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn settings_paths_and_logs_are_not_revealed() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
-    for sql in [
+    let (endpoint, client) = Endpoint::connected().await;
+    // Statements that would reveal the server's settings, paths or logs.
+    let revealing = [
         "SELECT * FROM pg_settings",
         "SELECT name, setting FROM pg_catalog.pg_settings",
         "SELECT * FROM duckdb_settings()",
@@ -959,7 +962,8 @@ async fn settings_paths_and_logs_are_not_revealed() {
         "SELECT * FROM pg_prepared_statements",
         "SHOW memory_limit",
         "SHOW temp_directory",
-    ] {
+    ];
+    for sql in revealing {
         let outcome = client.simple_query(sql).await;
         let rows = outcome.as_ref().map(|m| simple_rows(m)).unwrap_or_default();
         let e = outcome
@@ -968,13 +972,9 @@ async fn settings_paths_and_logs_are_not_revealed() {
         assert!(message(&e).contains("refused"), "{sql}: {}", message(&e));
     }
     // Client housekeeping still answers.
-    let rows = client
-        .simple_query("SHOW TRANSACTION ISOLATION LEVEL")
-        .await
-        .unwrap();
     assert_eq!(
-        simple_rows(&rows),
-        vec![vec![Some("read committed".to_owned())]]
+        value_of(&client, "SHOW TRANSACTION ISOLATION LEVEL").await,
+        "read committed"
     );
     endpoint.stop().await;
 }
@@ -1040,15 +1040,7 @@ async fn a_client_that_stops_reading_is_timed_out_and_its_session_closed() {
     let client = Arc::new(client);
     stall.store(true, std::sync::atomic::Ordering::SeqCst);
     // Far more than the sockets' buffers hold: the server's writes block.
-    let query = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .simple_query("SELECT repeat('x', 1000) FROM range(50000000)")
-                .await
-                .map(|_| ())
-        }
-    });
+    let query = spawn_query(&client, "SELECT repeat('x', 1000) FROM range(50000000)");
     // Well past the statement timeout, the client reads again: the server has
     // given up on the statement and closed the session, so what is buffered
     // drains and the server's side ends.
@@ -1067,7 +1059,7 @@ async fn a_client_that_stops_reading_is_timed_out_and_its_session_closed() {
         .simple_query("SELECT 42")
         .await
         .unwrap();
-    assert_eq!(simple_rows(&rows), vec![vec![Some("42".to_owned())]]);
+    assert_eq!(simple_rows(&rows), vec![text_row(&["42"])]);
     endpoint.stop().await;
 }
 
@@ -1100,21 +1092,15 @@ async fn a_cancel_request_interrupts_the_running_query_and_the_session_goes_on()
     let endpoint = Endpoint::start(1_000, Duration::from_secs(120)).await;
     let client = Arc::new(endpoint.client().await);
     let cancel = client.cancel_token();
-    let running = tokio::spawn({
-        let client = client.clone();
-        async move {
-            let started = std::time::Instant::now();
-            let outcome = client
-                .simple_query("SELECT count(*) FROM range(100000000) a, range(100000000) b")
-                .await;
-            (outcome, started.elapsed())
-        }
-    });
+    let running = spawn_query(
+        &client,
+        "SELECT count(*) FROM range(100000000) a, range(100000000) b",
+    );
     // Long enough for the statement to be running, then Ctrl-C.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = std::time::Instant::now();
     cancel.cancel_query(NoTls).await.unwrap();
-    let (outcome, _) = tokio::time::timeout(Duration::from_secs(10), running)
+    let outcome = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the query went on after the cancel")
         .unwrap();
@@ -1126,12 +1112,10 @@ async fn a_cancel_request_interrupts_the_running_query_and_the_session_goes_on()
         answered < Duration::from_secs(1),
         "answered after {answered:?}"
     );
-    let rows = client.simple_query("SELECT 42").await.unwrap();
-    assert_eq!(simple_rows(&rows), vec![vec![Some("42".to_owned())]]);
+    assert_eq!(value_of(&client, "SELECT 42").await, "42");
     // A cancel with no statement running changes nothing.
     cancel.cancel_query(NoTls).await.unwrap();
-    let rows = client.simple_query("SELECT 7").await.unwrap();
-    assert_eq!(simple_rows(&rows), vec![vec![Some("7".to_owned())]]);
+    assert_eq!(value_of(&client, "SELECT 7").await, "7");
     endpoint.stop().await;
 }
 
@@ -1150,22 +1134,19 @@ async fn a_cancel_gets_through_when_every_session_slot_is_taken_and_counts_as_ca
     let endpoint =
         Endpoint::with_limits(1_000, Duration::from_secs(120), Duration::from_secs(600), 1).await;
     let client = Arc::new(endpoint.client().await);
-    let running = tokio::spawn({
-        let client = client.clone();
-        async move {
-            client
-                .simple_query("SELECT count(*) FROM range(100000000) a, range(100000000) b")
-                .await
-        }
-    });
+    let running = spawn_query(
+        &client,
+        "SELECT count(*) FROM range(100000000) a, range(100000000) b",
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The endpoint is full: a new session is refused …
     let refused = endpoint
-        .config(USER, PASSWORD)
-        .connect(NoTls)
-        .await
-        .err()
-        .expect("a second session was let in past max_sessions");
+        .refused(
+            USER,
+            PASSWORD,
+            "a second session was let in past max_sessions",
+        )
+        .await;
     assert_eq!(sqlstate(&refused), "53300", "{}", message(&refused));
     // … but a cancel is not a session.
     client.cancel_token().cancel_query(NoTls).await.unwrap();
@@ -1176,8 +1157,7 @@ async fn a_cancel_gets_through_when_every_session_slot_is_taken_and_counts_as_ca
     let e = outcome.unwrap_err();
     assert_eq!(sqlstate(&e), "57014", "{}", message(&e));
     assert!(message(&e).contains("user request"), "{}", message(&e));
-    let rows = client.simple_query("SELECT 1").await.unwrap();
-    assert_eq!(simple_rows(&rows), vec![vec![Some("1".to_owned())]]);
+    assert_eq!(value_of(&client, "SELECT 1").await, "1");
     assert!(
         cancelled() >= before + 1.0,
         "the cancelled query was not counted as cancelled"
@@ -1264,8 +1244,7 @@ async fn scram_sha_256_is_the_only_method_offered_and_clients_log_in_with_it() {
     }
     // tokio-postgres and psql (libpq) complete the exchange.
     let client = endpoint.client().await;
-    let rows = client.simple_query("SELECT 1 AS one").await.unwrap();
-    assert_eq!(simple_rows(&rows), vec![vec![Some("1".to_owned())]]);
+    assert_eq!(value_of(&client, "SELECT 1 AS one").await, "1");
     assert_eq!(
         psql(&endpoint, "SELECT 2 AS two").unwrap(),
         "two\n2\n(1 row)\n"
@@ -1308,19 +1287,17 @@ async fn a_verifier_written_by_postgresql_logs_its_password_in() {
         config.analysts = BTreeMap::from([("pg".to_owned(), verifier)]);
     })
     .await;
-    let (client, connection) = endpoint
-        .config("pg", "from postgres, with ünïcode")
-        .connect(NoTls)
-        .await
-        .expect("PostgreSQL's verifier accepts its password");
-    tokio::spawn(connection);
+    let client = endpoint
+        .client_as("pg", "from postgres, with ünïcode")
+        .await;
     client.simple_query("SELECT 1").await.unwrap();
     let e = endpoint
-        .config("pg", "from postgres, with unicode")
-        .connect(NoTls)
-        .await
-        .err()
-        .expect("another password is refused");
+        .refused(
+            "pg",
+            "from postgres, with unicode",
+            "another password is refused",
+        )
+        .await;
     assert_eq!(sqlstate(&e), "28P01", "{e}");
     endpoint.stop().await;
 }
@@ -1337,23 +1314,15 @@ async fn an_analyst_past_their_session_limit_is_turned_away_and_others_are_not()
     let first = endpoint.client().await;
     let second = endpoint.client().await;
     let refused = endpoint
-        .config(USER, PASSWORD)
-        .connect(NoTls)
-        .await
-        .err()
-        .expect("a third session of the same analyst");
+        .refused(USER, PASSWORD, "a third session of the same analyst")
+        .await;
     assert_eq!(sqlstate(&refused), "53300", "{refused}");
     assert!(
         message(&refused).contains("too many connections for role \"ada\""),
         "{refused}"
     );
     // Another analyst still gets in, and the first two sessions still work.
-    let (bea, connection) = endpoint
-        .config("bea", "bea-password")
-        .connect(NoTls)
-        .await
-        .expect("another analyst is under their own limit");
-    tokio::spawn(connection);
+    let bea = endpoint.client_as("bea", "bea-password").await;
     bea.simple_query("SELECT 1").await.unwrap();
     first.simple_query("SELECT 1").await.unwrap();
     // A closed session gives its slot back.
@@ -1378,20 +1347,10 @@ async fn an_analyst_past_their_session_limit_is_turned_away_and_others_are_not()
     drop(third);
     tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..3 {
-        let e = endpoint
-            .config(USER, "wrong")
-            .connect(NoTls)
-            .await
-            .err()
-            .unwrap();
+        let e = endpoint.refused(USER, "wrong", "the login must fail").await;
         assert_eq!(sqlstate(&e), "28P01", "{e}");
     }
-    let (again, connection) = endpoint
-        .config(USER, PASSWORD)
-        .connect(NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let again = endpoint.client_as(USER, PASSWORD).await;
     again.simple_query("SELECT 1").await.unwrap();
     endpoint.stop().await;
 }
@@ -1421,6 +1380,7 @@ fn certificate(dir: &std::path::Path) -> TlsFiles {
     TlsFiles { cert, key }
 }
 
+/// [`psql`] with more `conninfo` (`key=value` pairs of libpq's connection string).
 fn psql_with(endpoint: &Endpoint, conninfo: &str, command: &str) -> Result<String, String> {
     let output = std::process::Command::new("psql")
         .arg("-X")
@@ -1506,15 +1466,11 @@ async fn a_missing_or_mismatched_certificate_fails_at_start_with_its_path() {
         ),
     ] {
         let config = AnalystConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            analysts: BTreeMap::from([(USER.to_owned(), Verifier::new(PASSWORD))]),
-            statement_timeout: Duration::from_secs(30),
             row_limit: 1_000,
             max_sessions: 4,
             max_sessions_per_analyst: 4,
             tls: Some(tls),
-            startup_timeout: Duration::from_secs(2),
-            idle_timeout: Duration::from_secs(600),
+            ..test_config()
         };
         let listener = analyst::bind(&config).await.unwrap();
         let e = analyst::serve(
@@ -1672,19 +1628,18 @@ async fn ctrl_c_in_psql_cancels_the_running_query_and_its_session_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn timestamptz_arithmetic_works_in_utc_without_icu() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     let one = |sql: &'static str| rows_of(&client, sql);
     // What analysts write: the last day, against TIMESTAMPTZ columns.
     assert_eq!(
         one("SELECT count(*) FROM orders WHERE placed_at > now() - INTERVAL 1 DAY").await,
-        vec![vec![Some("0".to_owned())]]
+        vec![text_row(&["0"])]
     );
     assert_eq!(
         one("SELECT count(*) FROM orders \
              WHERE placed_at > TIMESTAMPTZ '2024-05-02 09:00:00+00' - INTERVAL '1 day'")
         .await,
-        vec![vec![Some("2".to_owned())]]
+        vec![text_row(&["2"])]
     );
     assert_eq!(
         one(
@@ -1695,51 +1650,48 @@ async fn timestamptz_arithmetic_works_in_utc_without_icu() {
         )
         .await,
         vec![
-            vec![
-                Some("1".to_owned()),
-                Some("2024-05-01 00:00:00+00".to_owned()),
-                Some("10".to_owned()),
-                Some("2024-06-01 10:00:00+00".to_owned()),
-                Some("1560".to_owned()),
-            ],
-            vec![
-                Some("2".to_owned()),
-                Some("2024-05-02 00:00:00+00".to_owned()),
-                Some("11".to_owned()),
-                Some("2024-06-02 11:30:00+00".to_owned()),
-                Some("30".to_owned()),
-            ],
+            text_row(&[
+                "1",
+                "2024-05-01 00:00:00+00",
+                "10",
+                "2024-06-01 10:00:00+00",
+                "1560"
+            ]),
+            text_row(&[
+                "2",
+                "2024-05-02 00:00:00+00",
+                "11",
+                "2024-06-02 11:30:00+00",
+                "30"
+            ]),
         ]
     );
     // Differences of two TIMESTAMPTZ, and today's date.
     assert_eq!(
         one("SELECT max(placed_at) - min(placed_at) FROM orders").await,
-        vec![vec![Some("1 day 01:30:00".to_owned())]]
+        vec![text_row(&["1 day 01:30:00"])]
     );
     assert_eq!(
         one("SELECT current_date = CAST(CAST(now() AS TIMESTAMP) AS DATE)").await,
-        vec![vec![Some("t".to_owned())]]
+        vec![text_row(&["t"])]
     );
     // A part that does not exist is an error, and the session goes on.
-    let e = client
-        .simple_query("SELECT date_trunc('fortnight', placed_at) FROM orders")
-        .await
-        .unwrap_err();
+    let e = error_of(
+        &client,
+        "SELECT date_trunc('fortnight', placed_at) FROM orders",
+    )
+    .await;
     assert!(
         message(&e).contains("unknown date part \"fortnight\""),
         "{e}"
     );
-    assert_eq!(
-        one("SELECT 1 AS one").await,
-        vec![vec![Some("1".to_owned())]]
-    );
+    assert_eq!(one("SELECT 1 AS one").await, vec![text_row(&["1"])]);
     endpoint.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unnamed_columns_are_named_as_postgresql_names_them() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     let stmt = client
         .prepare(
             "SELECT 1, 1 + 1, id = 1, CASE WHEN paid THEN 1 END, count(*), max(id), id, \
@@ -1865,8 +1817,7 @@ async fn psql_tab_completion_completes_tables_views_and_relations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_tools_send_at_connect_is_answered() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
+    let (endpoint, client) = Endpoint::connected().await;
     let rows = |sql: &'static str| rows_of(&client, sql);
     let first = |rows: Vec<Vec<Option<String>>>| rows[0][0].clone().unwrap_or_default();
     // Session settings: accepted, and nothing of the server's changes.
@@ -1912,9 +1863,9 @@ async fn what_tools_send_at_connect_is_answered() {
         )
         .await,
         vec![
-            vec![Some("id".to_owned()), Some("23".to_owned())],
-            vec![Some("amount".to_owned()), Some("1700".to_owned())],
-            vec![Some("customer".to_owned()), Some("25".to_owned())],
+            text_row(&["id", "23"]),
+            text_row(&["amount", "1700"]),
+            text_row(&["customer", "25"]),
         ]
     );
     assert_eq!(
@@ -1932,19 +1883,17 @@ async fn what_tools_send_at_connect_is_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn like_escapes_with_a_backslash_as_in_postgresql() {
-    let endpoint = Endpoint::default().await;
-    let client = endpoint.client().await;
-    let rows = client
-        .simple_query(
-            "SELECT 'paid_orders' LIKE 'paid\\_%', 'paidXorders' LIKE 'paid\\_%', \
+    let (endpoint, client) = Endpoint::connected().await;
+    let rows = rows_of(
+        &client,
+        "SELECT 'paid_orders' LIKE 'paid\\_%', 'paidXorders' LIKE 'paid\\_%', \
                     'PAID_ORDERS' ILIKE 'paid\\_%', 'paidXorders' NOT LIKE 'paid\\_%', \
                     'a%b' LIKE 'a\\%b', 'a%b' LIKE 'a!%b' ESCAPE '!'",
-        )
-        .await
-        .unwrap();
+    )
+    .await;
     let t = || Some("t".to_owned());
     let f = || Some("f".to_owned());
-    assert_eq!(simple_rows(&rows), vec![vec![t(), f(), t(), t(), t(), t()]]);
+    assert_eq!(rows, vec![vec![t(), f(), t(), t(), t(), t()]]);
     // Parameters too.
     let row = client
         .query_one("SELECT $1::VARCHAR LIKE $2::VARCHAR", &[&"x_y", &"x\\_y"])

@@ -42,6 +42,18 @@ impl Scratch {
     fn warehouse(&self) -> PathBuf {
         self.0.join("warehouse.duckdb")
     }
+
+    /// The warehouse, opened (again).
+    fn open(&self) -> Warehouse {
+        Warehouse::open(&self.warehouse(), &WarehouseSettings::default()).expect("warehouse")
+    }
+
+    /// A copy of the repository's schemas directory, for a test to add to.
+    fn schemas(&self) -> PathBuf {
+        let schemas = self.0.join("schemas");
+        copy_dir(&repository_schemas_dir(), &schemas);
+        schemas
+    }
 }
 
 impl Drop for Scratch {
@@ -86,6 +98,16 @@ impl RunningSink {
         }
     }
 
+    /// [`RunningSink::start`] on the warehouse of `scratch`, loading the test
+    /// topics of `broker` with the schemas under `schemas_dir`.
+    fn of(scratch: &Scratch, broker: &TestBroker, schemas_dir: &Path) -> Self {
+        RunningSink::start(
+            &scratch.warehouse(),
+            config(&broker.bootstrap(), schemas_dir),
+            broker.topic_names(),
+        )
+    }
+
     fn query<T: duckdb::types::FromSql>(&self, sql: &str) -> T {
         let conn = self.warehouse.connect().expect("connect");
         conn.query_row(sql, [], |r| r.get(0))
@@ -113,6 +135,21 @@ impl RunningSink {
         self.shutdown.cancel();
         self.task.await.expect("sink task").expect("sink");
     }
+}
+
+/// A loader of `catalog` on a connection of its own to `warehouse`.
+fn loader_on(warehouse: &Warehouse, catalog: &SchemaCatalog) -> Loader {
+    Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("loader")
+}
+
+/// `order`'s `OrderConfirmed`, the second event of its stream.
+fn order_confirmed(order: Uuid) -> TestEvent {
+    TestEvent::new(
+        "OrderConfirmed",
+        order,
+        2,
+        json!({"order_id": order.to_string()}),
+    )
 }
 
 fn repository_catalog() -> SchemaCatalog {
@@ -335,11 +372,7 @@ async fn events_of_all_three_services_land_in_raw_and_typed_tables_and_order_fac
         ),
     ];
     let scratch = Scratch::new("services");
-    let sink = RunningSink::start(
-        &scratch.warehouse(),
-        config(&broker.bootstrap(), &repository_schemas_dir()),
-        broker.topic_names(),
-    );
+    let sink = RunningSink::of(&scratch, &broker, &repository_schemas_dir());
 
     // Order A goes the whole way; order B is cancelled. No reactor runs here: the
     // payments and shipping services are told of order A the way their reactors
@@ -546,11 +579,7 @@ async fn redelivered_records_are_loaded_once() {
     let producer = producer(&broker.bootstrap());
     publish(&producer, &broker.topic_names(), &catalog, &events).await;
     let scratch = Scratch::new("redelivery");
-    let sink = RunningSink::start(
-        &scratch.warehouse(),
-        config(&broker.bootstrap(), &repository_schemas_dir()),
-        broker.topic_names(),
-    );
+    let sink = RunningSink::of(&scratch, &broker, &repository_schemas_dir());
     sink.wait_for("SELECT count(*) FROM raw_events", 50).await;
 
     // The relay sends everything again (a crash before its checkpoint), and part
@@ -754,12 +783,7 @@ async fn sink_killed_20_times_mid_load_loses_and_duplicates_nothing() {
     let events: Vec<TestEvent> = (0..CRASH_EVENTS)
         .map(|_| {
             let order = Uuid::now_v7();
-            TestEvent::new(
-                "OrderConfirmed",
-                order,
-                2,
-                json!({"order_id": order.to_string()}),
-            )
+            order_confirmed(order)
         })
         .collect();
     publish(&producer, &broker.topic_names(), &catalog, &events).await;
@@ -838,11 +862,7 @@ async fn sink_killed_20_times_mid_load_loses_and_duplicates_nothing() {
     );
 
     // A last run loads the rest.
-    let sink = RunningSink::start(
-        &scratch.warehouse(),
-        config(&broker.bootstrap(), &repository_schemas_dir()),
-        broker.topic_names(),
-    );
+    let sink = RunningSink::of(&scratch, &broker, &repository_schemas_dir());
     sink.wait_for(
         "SELECT CAST(sum(next_offset) AS BIGINT) FROM sluice_positions",
         produced,
@@ -890,6 +910,25 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The orders service's schemas and [`ORDER_CANCELLED_V2`].
+fn cancelled_v2_catalog() -> SchemaCatalog {
+    SchemaCatalog::new(
+        sluice_orders::schemas()
+            .into_iter()
+            .chain([SchemaSource::owned("OrderCancelled", 2, ORDER_CANCELLED_V2)]),
+    )
+    .expect("v2 catalog")
+}
+
+/// Puts [`ORDER_CANCELLED_V2`] in the copied schemas directory `schemas`.
+fn write_cancelled_v2(schemas: &Path) {
+    std::fs::write(
+        schemas.join("orders/OrderCancelled/v2.avsc"),
+        ORDER_CANCELLED_V2,
+    )
+    .expect("write v2");
+}
+
 /// A record written with a schema version that reaches the sink's directory only
 /// after the record: kept without a payload at first, then, once the `.avsc` is
 /// there and another record names it, decoded and loaded into its typed table too.
@@ -898,19 +937,9 @@ async fn a_record_that_arrives_before_its_schema_is_backfilled_once_the_schema_a
     let broker = TestBroker::start().await;
     broker.topic("orders.events", 1).await;
     let scratch = Scratch::new("late-schema");
-    let schemas = scratch.0.join("schemas");
-    copy_dir(&repository_schemas_dir(), &schemas);
-    let sink = RunningSink::start(
-        &scratch.warehouse(),
-        config(&broker.bootstrap(), &schemas),
-        broker.topic_names(),
-    );
-    let v2 = SchemaCatalog::new(
-        sluice_orders::schemas()
-            .into_iter()
-            .chain([SchemaSource::owned("OrderCancelled", 2, ORDER_CANCELLED_V2)]),
-    )
-    .expect("v2 catalog");
+    let schemas = scratch.schemas();
+    let sink = RunningSink::of(&scratch, &broker, &schemas);
+    let v2 = cancelled_v2_catalog();
     let producer = producer(&broker.bootstrap());
     let cancelled = |by: &str| {
         let order = Uuid::now_v7();
@@ -929,11 +958,7 @@ async fn a_record_that_arrives_before_its_schema_is_backfilled_once_the_schema_a
 
     // The schema lands on disk; the next records that name it make the sink look
     // again (at most every few seconds), and the first record is decoded too.
-    std::fs::write(
-        schemas.join("orders/OrderCancelled/v2.avsc"),
-        ORDER_CANCELLED_V2,
-    )
-    .expect("write v2");
+    write_cancelled_v2(&schemas);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut later = 0;
     loop {
@@ -974,11 +999,7 @@ async fn a_failing_warehouse_statement_is_retried_and_the_sink_keeps_loading() {
     let broker = TestBroker::start().await;
     broker.topic("orders.events", 1).await;
     let scratch = Scratch::new("retry");
-    let sink = RunningSink::start(
-        &scratch.warehouse(),
-        config(&broker.bootstrap(), &repository_schemas_dir()),
-        broker.topic_names(),
-    );
+    let sink = RunningSink::of(&scratch, &broker, &repository_schemas_dir());
     let catalog = repository_catalog();
     let producer = producer(&broker.bootstrap());
     let placed = |n: i64| {
@@ -1022,13 +1043,8 @@ async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running
     let broker = TestBroker::start().await;
     broker.topic("orders.events", 1).await;
     let scratch = Scratch::new("evolution");
-    let schemas = scratch.0.join("schemas");
-    copy_dir(&repository_schemas_dir(), &schemas);
-    let sink = RunningSink::start(
-        &scratch.warehouse(),
-        config(&broker.bootstrap(), &schemas),
-        broker.topic_names(),
-    );
+    let schemas = scratch.schemas();
+    let sink = RunningSink::of(&scratch, &broker, &schemas);
     let v1 = repository_catalog();
     let producer = producer(&broker.bootstrap());
     let cancelled = |reason: &str, by: Option<String>| {
@@ -1049,17 +1065,8 @@ async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running
 
     // A producer upgraded to v2 publishes before the sink has heard of it: the
     // unknown fingerprint makes the sink rescan its schemas directory.
-    std::fs::write(
-        schemas.join("orders/OrderCancelled/v2.avsc"),
-        ORDER_CANCELLED_V2,
-    )
-    .expect("write v2");
-    let v2 = SchemaCatalog::new(
-        sluice_orders::schemas()
-            .into_iter()
-            .chain([SchemaSource::owned("OrderCancelled", 2, ORDER_CANCELLED_V2)]),
-    )
-    .expect("v2 catalog");
+    write_cancelled_v2(&schemas);
+    let v2 = cancelled_v2_catalog();
     let new: Vec<TestEvent> = (0..2)
         .map(|i| cancelled("v2", Some(format!("agent-{i}"))))
         .collect();
@@ -1095,11 +1102,7 @@ async fn a_new_schema_version_with_an_optional_field_adds_a_column_while_running
     sink.stop().await;
 
     // A restart knows both versions from the start and keeps the column.
-    let sink = RunningSink::start(
-        &scratch.warehouse(),
-        config(&broker.bootstrap(), &schemas),
-        broker.topic_names(),
-    );
+    let sink = RunningSink::of(&scratch, &broker, &schemas);
     let with_value: i64 = sink.query("SELECT count(cancelled_by) FROM order_cancelled");
     assert_eq!(with_value, 2);
     sink.stop().await;
@@ -1110,11 +1113,7 @@ async fn undecodable_records_are_kept_with_their_error_and_loading_goes_on() {
     let broker = TestBroker::start().await;
     broker.topic("payments.events", 1).await;
     let scratch = Scratch::new("undecodable");
-    let sink = RunningSink::start(
-        &scratch.warehouse(),
-        config(&broker.bootstrap(), &repository_schemas_dir()),
-        broker.topic_names(),
-    );
+    let sink = RunningSink::of(&scratch, &broker, &repository_schemas_dir());
     let catalog = repository_catalog();
     let producer = producer(&broker.bootstrap());
     let payment = Uuid::now_v7();
@@ -1235,11 +1234,9 @@ fn with(mut payload: Value, extra: Value) -> Value {
 #[test]
 fn views_and_order_state_as_of_answer_from_the_events() {
     let scratch = Scratch::new("views");
-    let warehouse =
-        Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default()).expect("warehouse");
+    let warehouse = scratch.open();
     let catalog = repository_catalog();
-    let mut loader =
-        Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("loader");
+    let mut loader = loader_on(&warehouse, &catalog);
     loader
         .connection()
         .execute_batch(VIEWS_SQL)
@@ -1438,26 +1435,17 @@ fn redeliveries_after_a_restart_are_dropped_by_stream_version_without_any_index(
     let catalog = repository_catalog();
     let order = Uuid::now_v7();
     let placed = TestEvent::new("OrderPlaced", order, 1, order_placed(order, "dora", 700));
-    let confirmed = TestEvent::new(
-        "OrderConfirmed",
-        order,
-        2,
-        json!({"order_id": order.to_string()}),
-    );
+    let confirmed = order_confirmed(order);
     let first: Vec<SinkRecord> = vec![placed.record(&catalog, 0), confirmed.record(&catalog, 1)];
     {
-        let warehouse = Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default())
-            .expect("warehouse");
-        let mut loader =
-            Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("loader");
+        let warehouse = scratch.open();
+        let mut loader = loader_on(&warehouse, &catalog);
         assert_eq!(loader.load(&first).expect("load").loaded, 2);
     }
 
     // A new loader on the same warehouse: what it remembers comes from the file.
-    let warehouse =
-        Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default()).expect("reopen");
-    let mut loader =
-        Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("loader");
+    let warehouse = scratch.open();
+    let mut loader = loader_on(&warehouse, &catalog);
     // The relay re-sends both at new offsets, then the stream goes on.
     let cancelled = TestEvent::new(
         "OrderCancelled",
@@ -1507,22 +1495,15 @@ fn a_record_that_reaches_the_topic_after_a_later_one_of_its_stream_is_loaded_onc
     let catalog = repository_catalog();
     let order = Uuid::now_v7();
     let placed = TestEvent::new("OrderPlaced", order, 1, order_placed(order, "ines", 900));
-    let confirmed = TestEvent::new(
-        "OrderConfirmed",
-        order,
-        2,
-        json!({"order_id": order.to_string()}),
-    );
+    let confirmed = order_confirmed(order);
     let cancelled = TestEvent::new(
         "OrderCancelled",
         order,
         3,
         json!({"order_id": order.to_string(), "reason": "late"}),
     );
-    let warehouse =
-        Warehouse::open(&scratch.warehouse(), &WarehouseSettings::default()).expect("warehouse");
-    let mut loader =
-        Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("loader");
+    let warehouse = scratch.open();
+    let mut loader = loader_on(&warehouse, &catalog);
     // Version 2's first delivery failed while version 3 went through; the relay
     // re-sends from version 2 on: 1, 3, then 2, 3.
     let report = loader
@@ -1547,8 +1528,7 @@ fn a_record_that_reaches_the_topic_after_a_later_one_of_its_stream_is_loaded_onc
         .expect("re-deliveries");
     assert_eq!((report.loaded, report.duplicates), (0, 3));
     drop(loader);
-    let mut loader =
-        Loader::new(warehouse.connect().expect("connect"), catalog.clone()).expect("reopened");
+    let mut loader = loader_on(&warehouse, &catalog);
     let report = loader
         .load(&[confirmed.record(&catalog, 7)])
         .expect("after a restart");

@@ -398,12 +398,27 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn psql_column_listing_runs_with_postgres_type_names() {
+    /// An in-memory database with the catalog prepared and `ddl` run on it.
+    fn catalog_with(ddl: &str) -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         prepare(&conn).unwrap();
-        conn.execute_batch("CREATE TABLE t (id INTEGER, amount DECIMAL(12,2), name VARCHAR)")
-            .unwrap();
+        conn.execute_batch(ddl).unwrap();
+        conn
+    }
+
+    /// The rows of `sql`, two text columns each.
+    fn text_pairs(conn: &Connection, sql: &str) -> Vec<(String, String)> {
+        let mut statement = conn.prepare(sql).unwrap();
+        statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn psql_column_listing_runs_with_postgres_type_names() {
+        let conn = catalog_with("CREATE TABLE t (id INTEGER, amount DECIMAL(12,2), name VARCHAR)");
         let sql = rewritten(
             &conn,
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), \
@@ -414,12 +429,7 @@ mod tests {
                AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         );
         assert!(sql.contains("sluice_format_type"), "{sql}");
-        let mut statement = conn.prepare(&sql).unwrap();
-        let types: Vec<(String, String)> = statement
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let types = text_pairs(&conn, &sql);
         assert_eq!(
             types,
             [
@@ -433,22 +443,14 @@ mod tests {
 
     #[test]
     fn column_types_join_pg_type() {
-        let conn = Connection::open_in_memory().unwrap();
-        prepare(&conn).unwrap();
-        conn.execute_batch("CREATE TABLE t (id INTEGER, placed TIMESTAMPTZ, tags VARCHAR[])")
-            .unwrap();
+        let conn = catalog_with("CREATE TABLE t (id INTEGER, placed TIMESTAMPTZ, tags VARCHAR[])");
         let sql = rewritten(
             &conn,
             "SELECT a.attname, t.typname FROM pg_catalog.pg_attribute a \
              JOIN pg_catalog.pg_type t ON (a.atttypid = t.oid) \
              WHERE a.attrelid = 't'::regclass ORDER BY a.attnum",
         );
-        let mut statement = conn.prepare(&sql).unwrap();
-        let types: Vec<(String, String)> = statement
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let types = text_pairs(&conn, &sql);
         assert_eq!(types.len(), 3, "{types:?}");
         assert_eq!(types[0], ("id".to_owned(), "int4".to_owned()));
         assert_eq!(types[1], ("placed".to_owned(), "timestamptz".to_owned()));
@@ -457,9 +459,7 @@ mod tests {
 
     #[test]
     fn regclass_casts_look_up_by_name_and_back() {
-        let conn = Connection::open_in_memory().unwrap();
-        prepare(&conn).unwrap();
-        conn.execute_batch("CREATE TABLE t (id INTEGER)").unwrap();
+        let conn = catalog_with("CREATE TABLE t (id INTEGER)");
         let sql = rewritten(
             &conn,
             "SELECT 't'::regclass::oid, 't'::pg_catalog.regclass::text",

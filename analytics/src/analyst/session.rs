@@ -11,35 +11,30 @@
 //! client library fails the statement, not the session: the transaction is
 //! rolled back either way.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+mod streaming;
+mod watchdog;
+
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use duckdb::arrow::datatypes::DataType;
 use duckdb::types::Value;
 use duckdb::{params_from_iter, Connection, InterruptHandle, Statement};
-use futures::{stream, Stream};
 use pgwire::api::portal::Format;
-use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse};
+use pgwire::api::results::QueryResponse;
 use pgwire::api::Type;
-use pgwire::error::PgWireResult;
-use pgwire::messages::data::DataRow;
 use tokio::sync::{mpsc, oneshot, Notify};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::error::{SqlError, ROW_LIMIT, TIMEOUT};
+use super::error::SqlError;
 use super::guard::{self, Checked};
 use super::metrics;
-use super::types::{encode_field, pg_type, pg_typmod};
+use super::types::{pg_type, pg_typmod};
+use streaming::{rows, stream_query, Query};
+use watchdog::Watchdog;
 
 /// Rows encoded ahead of the client: the backpressure window.
 const ROW_BUFFER: usize = 256;
-/// How often the watchdog repeats its interrupt: DuckDB clears the flag when a
-/// query starts executing, so a single interrupt can be lost.
-const INTERRUPT_REPEAT: Duration = Duration::from_millis(50);
-
 /// Per-statement limits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -235,98 +230,6 @@ fn text_column(name: &str) -> Column {
     }
 }
 
-/// Interrupts the connection once the statement timeout has passed or a cancel
-/// request came, repeatedly (DuckDB clears the flag when a query starts
-/// executing), until stopped.
-struct Watchdog {
-    /// Whether the statement still runs. The watchdog interrupts only while
-    /// holding this lock and seeing `true`, so once [`Watchdog::stop`] returns no
-    /// interrupt can reach the statements that follow (the ROLLBACK).
-    running: Arc<Mutex<bool>>,
-    done: CancellationToken,
-}
-
-impl Watchdog {
-    /// `why`: set to `true` when the timeout passes, and when a cancel comes.
-    fn start(
-        interrupt: Arc<InterruptHandle>,
-        timeout: Duration,
-        cancel: Arc<Notify>,
-        why: [Arc<AtomicBool>; 2],
-    ) -> Self {
-        let running = Arc::new(Mutex::new(true));
-        let done = CancellationToken::new();
-        let (gate, stopped) = (running.clone(), done.clone());
-        let [timed_out, cancelled] = why;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stopped.cancelled() => return,
-                _ = tokio::time::sleep(timeout) => timed_out.store(true, Ordering::SeqCst),
-                _ = cancel.notified() => cancelled.store(true, Ordering::SeqCst),
-            }
-            loop {
-                {
-                    let running = gate.lock().unwrap_or_else(|e| e.into_inner());
-                    if !*running {
-                        return;
-                    }
-                    interrupt.interrupt();
-                }
-                tokio::select! {
-                    _ = stopped.cancelled() => return,
-                    _ = tokio::time::sleep(INTERRUPT_REPEAT) => {}
-                }
-            }
-        });
-        Watchdog { running, done }
-    }
-
-    /// Stops interrupting; returns once no interrupt can follow.
-    fn stop(&self) {
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = false;
-        self.done.cancel();
-    }
-}
-
-impl Drop for Watchdog {
-    /// However the statement ended.
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The row stream handed to pgwire: rows from the worker, then the worker's
-/// own end (a panic surfaces as an error instead of being lost).
-fn rows(
-    rx: mpsc::Receiver<Result<DataRow, SqlError>>,
-    worker: JoinHandle<Result<(), SqlError>>,
-) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    // `failed`: an error was already passed on; the worker's own error is the same.
-    stream::unfold(
-        (rx, Some(worker), false),
-        |(mut rx, worker, failed)| async move {
-            match rx.recv().await {
-                Some(row) => {
-                    let failed = failed || row.is_err();
-                    Some((row.map_err(Into::into), (rx, worker, failed)))
-                }
-                None => {
-                    // The worker's end: an error it did not send (one reading a
-                    // value, a panic) ends the result with that error, never with
-                    // a normal completion of a truncated result.
-                    let error = match worker?.await {
-                        Ok(Ok(())) => return None,
-                        Ok(Err(_)) if failed => return None,
-                        Ok(Err(e)) => e,
-                        Err(e) => SqlError::internal(format!("the query's worker failed: {e}")),
-                    };
-                    Some((Err(error.into()), (rx, None, true)))
-                }
-            }
-        },
-    )
-}
-
 /// Runs `work` inside a read-only transaction, always rolled back (there is
 /// nothing to commit), also when `work` panics (duckdb-rs panics on some
 /// values it cannot convert): the panic fails the statement, and the session
@@ -404,161 +307,4 @@ fn result_columns(stmt: &Statement<'_>) -> Vec<Column> {
 fn parameter_types(conn: &Connection, sql: &str) -> Result<Vec<Type>, SqlError> {
     let stmt = conn.prepare(sql).map_err(|e| SqlError::from_duckdb(&e))?;
     Ok(vec![Type::TEXT; stmt.parameter_count()])
-}
-
-/// One statement to run.
-struct Query<'a> {
-    sql: &'a str,
-    params: Vec<Value>,
-    format: &'a Format,
-    limits: Limits,
-    timed_out: &'a AtomicBool,
-    /// Set when a CancelRequest came for this statement.
-    cancelled: &'a AtomicBool,
-    /// When the statement timeout passes: sending rows stops then too.
-    deadline: tokio::time::Instant,
-    runtime: tokio::runtime::Handle,
-    /// Closes the session when its client stops reading.
-    close: CancellationToken,
-}
-
-impl Query<'_> {
-    fn timeout(&self) -> SqlError {
-        SqlError::new(
-            TIMEOUT,
-            format!(
-                "canceling statement due to statement timeout ({} s)",
-                self.limits.statement_timeout.as_secs_f64()
-            ),
-        )
-        .with_hint("narrow the query (filters, LIMIT, aggregates) or ask for a longer timeout")
-    }
-
-    fn error(&self, e: &duckdb::Error) -> SqlError {
-        if self.cancelled.load(Ordering::SeqCst) {
-            SqlError::new(TIMEOUT, super::error::CANCELED_BY_USER.to_owned())
-        } else if self.timed_out.load(Ordering::SeqCst) {
-            self.timeout()
-        } else {
-            SqlError::from_duckdb(e)
-        }
-    }
-
-    /// Hands one row to the client's stream, waiting at most until the deadline.
-    /// `Ok(false)`: the client is gone. A client still connected but not reading
-    /// at the deadline has its session closed: nothing else can be sent to it.
-    fn send(
-        &self,
-        rows_tx: &mpsc::Sender<Result<DataRow, SqlError>>,
-        row: DataRow,
-    ) -> Result<bool, SqlError> {
-        let sent = self.runtime.block_on(tokio::time::timeout_at(
-            self.deadline,
-            rows_tx.send(Ok(row)),
-        ));
-        match sent {
-            Ok(Ok(())) => Ok(true),
-            Ok(Err(_)) => Ok(false),
-            Err(_) => {
-                tracing::warn!(
-                    "analyst session: the client stopped reading the result; closing the session"
-                );
-                self.close.cancel();
-                Err(self.timeout())
-            }
-        }
-    }
-}
-
-/// Executes `query` (streaming), sends its schema, then its rows.
-fn stream_query(
-    conn: &Connection,
-    query: &Query<'_>,
-    schema_tx: oneshot::Sender<Result<Vec<FieldInfo>, SqlError>>,
-    rows_tx: &mpsc::Sender<Result<DataRow, SqlError>>,
-) -> Result<(), SqlError> {
-    let prepared = conn.prepare(query.sql).and_then(|mut stmt| {
-        drop(stmt.stream_arrow(params_from_iter(query.params.iter()))?);
-        Ok(stmt)
-    });
-    let stmt = match prepared {
-        Ok(stmt) => stmt,
-        Err(e) => {
-            let error = query.error(&e);
-            let _ = schema_tx.send(Err(error.clone()));
-            return Err(error);
-        }
-    };
-    let columns = result_columns(&stmt);
-    let binary: Vec<bool> = (0..columns.len())
-        .map(|i| match query.format {
-            Format::Individual(codes) if codes.len() != columns.len() => false,
-            format => format.is_binary(i),
-        })
-        .collect();
-    let fields = columns
-        .iter()
-        .zip(&binary)
-        .map(|(c, &binary)| {
-            let format = if binary {
-                FieldFormat::Binary
-            } else {
-                FieldFormat::Text
-            };
-            FieldInfo::new(c.name.clone(), None, None, c.ty.clone(), format)
-                .with_type_modifier(c.typmod)
-        })
-        .collect();
-    if schema_tx.send(Ok(fields)).is_err() {
-        return Ok(());
-    }
-    // A column of DuckDB's NULL type (an untyped `NULL`, as catalog views have
-    // them) has no Arrow values to read: each of its fields is NULL.
-    let untyped: Vec<bool> = (0..columns.len())
-        .map(|i| stmt.column_type(i) == DataType::Null)
-        .collect();
-    let mut rows = stmt.raw_query();
-    let mut sent = 0usize;
-    loop {
-        let row = match rows.next() {
-            Ok(Some(row)) => row,
-            Ok(None) => break,
-            Err(e) => return fail(rows_tx, query.error(&e)),
-        };
-        if sent == query.limits.row_limit {
-            let error = SqlError::new(
-                ROW_LIMIT,
-                format!(
-                    "the result has more than {} rows, the endpoint's row limit",
-                    query.limits.row_limit
-                ),
-            )
-            .with_hint("add a LIMIT, filter, or aggregate");
-            return fail(rows_tx, error);
-        }
-        let mut buf = BytesMut::with_capacity(16 * columns.len());
-        for (i, column) in columns.iter().enumerate() {
-            let value: Value = if untyped[i] {
-                Value::Null
-            } else {
-                row.get(i).map_err(|e| SqlError::from_duckdb(&e))?
-            };
-            encode_field(&mut buf, &value, &column.ty, binary[i]);
-        }
-        if !query.send(rows_tx, DataRow::new(buf, columns.len() as i16))? {
-            // The client went away: stop the query.
-            return Ok(());
-        }
-        sent += 1;
-    }
-    metrics::rows_sent(sent);
-    Ok(())
-}
-
-fn fail(
-    rows_tx: &mpsc::Sender<Result<DataRow, SqlError>>,
-    error: SqlError,
-) -> Result<(), SqlError> {
-    let _ = rows_tx.blocking_send(Err(error.clone()));
-    Err(error)
 }

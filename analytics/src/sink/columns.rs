@@ -47,8 +47,7 @@ pub(crate) enum ColumnBuilder {
     /// Rows so far of an all-NULL column.
     Absent(usize),
     List {
-        offsets: Vec<i32>,
-        valid: Vec<bool>,
+        rows: Rows,
         item: Box<ColumnBuilder>,
     },
     Struct {
@@ -56,8 +55,7 @@ pub(crate) enum ColumnBuilder {
         valid: Vec<bool>,
     },
     Map {
-        offsets: Vec<i32>,
-        valid: Vec<bool>,
+        rows: Rows,
         keys: StringBuilder,
         values: Box<ColumnBuilder>,
     },
@@ -77,8 +75,7 @@ impl ColumnBuilder {
             Kind::Json => ColumnBuilder::Json(StringBuilder::with_capacity(rows, rows * 32)),
             Kind::Absent(_) => ColumnBuilder::Absent(0),
             Kind::List(item) => ColumnBuilder::List {
-                offsets: offsets(rows),
-                valid: Vec::with_capacity(rows),
+                rows: Rows::with_capacity(rows),
                 item: Box::new(ColumnBuilder::new(item, rows)),
             },
             Kind::Struct(fields) => ColumnBuilder::Struct {
@@ -89,8 +86,7 @@ impl ColumnBuilder {
                 valid: Vec::with_capacity(rows),
             },
             Kind::Map(value) => ColumnBuilder::Map {
-                offsets: offsets(rows),
-                valid: Vec::with_capacity(rows),
+                rows: Rows::with_capacity(rows),
                 keys: StringBuilder::new(),
                 values: Box::new(ColumnBuilder::new(value, rows)),
             },
@@ -148,25 +144,17 @@ impl ColumnBuilder {
             ColumnBuilder::Blob(b) => b.append_null(),
             ColumnBuilder::Timestamp(b) => b.append_null(),
             ColumnBuilder::Absent(rows) => *rows += 1,
-            ColumnBuilder::List {
-                offsets,
-                valid,
-                item,
-            } => {
-                let end = offsets.last().copied().unwrap_or(0);
-                match value {
+            ColumnBuilder::List { rows, item } => {
+                let items = match value {
                     Some(Avro::Array(items)) => {
                         for v in items {
                             item.push_avro(Some(v));
                         }
-                        offsets.push(end + items.len() as i32);
-                        valid.push(true);
+                        Some(items.len())
                     }
-                    _ => {
-                        offsets.push(end);
-                        valid.push(false);
-                    }
-                }
+                    _ => None,
+                };
+                rows.end(items);
             }
             ColumnBuilder::Struct { fields, valid } => match value {
                 Some(Avro::Record(record)) => {
@@ -188,13 +176,7 @@ impl ColumnBuilder {
                     valid.push(false);
                 }
             },
-            ColumnBuilder::Map {
-                offsets,
-                valid,
-                keys,
-                values,
-            } => {
-                let end = offsets.last().copied().unwrap_or(0);
+            ColumnBuilder::Map { rows, keys, values } => {
                 let entries: Option<Vec<(&String, &Avro)>> = match value {
                     Some(Avro::Map(map)) => Some(map.iter().collect()),
                     Some(Avro::Record(record)) => {
@@ -202,22 +184,16 @@ impl ColumnBuilder {
                     }
                     _ => None,
                 };
-                match entries {
-                    Some(mut entries) => {
-                        // In key order, as the JSON payload has them.
-                        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                        for (k, v) in &entries {
-                            keys.append_value(k);
-                            values.push_avro(Some(v));
-                        }
-                        offsets.push(end + entries.len() as i32);
-                        valid.push(true);
+                let entries = entries.map(|mut entries| {
+                    // In key order, as the JSON payload has them.
+                    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                    for (k, v) in &entries {
+                        keys.append_value(k);
+                        values.push_avro(Some(v));
                     }
-                    None => {
-                        offsets.push(end);
-                        valid.push(false);
-                    }
-                }
+                    entries.len()
+                });
+                rows.end(entries);
             }
         }
     }
@@ -298,21 +274,11 @@ impl ColumnBuilder {
                 let rows = std::mem::take(rows);
                 (DataType::Utf8, new_null_array(&DataType::Utf8, rows), None)
             }
-            ColumnBuilder::List {
-                offsets,
-                valid,
-                item,
-            } => {
+            ColumnBuilder::List { rows, item } => {
                 let (item_field, items) = item.finish("item");
                 let item_field = Arc::new(item_field);
-                let offsets = std::mem::replace(offsets, vec![0]);
-                let valid = std::mem::take(valid);
-                let array = ListArray::new(
-                    item_field.clone(),
-                    OffsetBuffer::new(offsets.into()),
-                    items,
-                    Some(NullBuffer::from(valid)),
-                );
+                let (offsets, valid) = rows.take();
+                let array = ListArray::new(item_field.clone(), offsets, items, valid);
                 (DataType::List(item_field), Arc::new(array), None)
             }
             ColumnBuilder::Struct { fields, valid } => {
@@ -330,12 +296,7 @@ impl ColumnBuilder {
                 };
                 (DataType::Struct(fields), Arc::new(array), None)
             }
-            ColumnBuilder::Map {
-                offsets,
-                valid,
-                keys,
-                values,
-            } => {
+            ColumnBuilder::Map { rows, keys, values } => {
                 let keys: ArrayRef = Arc::new(keys.finish());
                 let (value_field, values) = values.finish("value");
                 let entry_fields =
@@ -343,15 +304,8 @@ impl ColumnBuilder {
                 let entries = StructArray::new(entry_fields.clone(), vec![keys, values], None);
                 let entries_field =
                     Arc::new(Field::new("entries", DataType::Struct(entry_fields), false));
-                let offsets = std::mem::replace(offsets, vec![0]);
-                let valid = std::mem::take(valid);
-                let array = MapArray::new(
-                    entries_field.clone(),
-                    OffsetBuffer::new(offsets.into()),
-                    entries,
-                    Some(NullBuffer::from(valid)),
-                    false,
-                );
+                let (offsets, valid) = rows.take();
+                let array = MapArray::new(entries_field.clone(), offsets, entries, valid, false);
                 (DataType::Map(entries_field, false), Arc::new(array), None)
             }
         };
@@ -393,10 +347,39 @@ fn real(value: &Avro) -> Option<f64> {
     }
 }
 
-fn offsets(rows: usize) -> Vec<i32> {
-    let mut offsets = Vec::with_capacity(rows + 1);
-    offsets.push(0);
-    offsets
+/// The rows of a list or a map column: where each row's items end, and which
+/// rows are not NULL.
+pub(crate) struct Rows {
+    offsets: Vec<i32>,
+    valid: Vec<bool>,
+}
+
+impl Rows {
+    fn with_capacity(rows: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Rows {
+            offsets,
+            valid: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Ends one row: `items` more items, or NULL.
+    fn end(&mut self, items: Option<usize>) {
+        let end = self.offsets.last().copied().unwrap_or(0);
+        self.offsets.push(end + items.unwrap_or(0) as i32);
+        self.valid.push(items.is_some());
+    }
+
+    /// The rows so far as Arrow offsets and validity; empty again afterwards.
+    fn take(&mut self) -> (OffsetBuffer<i32>, Option<NullBuffer>) {
+        let offsets = std::mem::replace(&mut self.offsets, vec![0]);
+        let valid = std::mem::take(&mut self.valid);
+        (
+            OffsetBuffer::new(offsets.into()),
+            Some(NullBuffer::from(valid)),
+        )
+    }
 }
 
 /// Named columns under construction: a record batch to be.

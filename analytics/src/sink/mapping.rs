@@ -318,6 +318,15 @@ mod tests {
         .expect("catalog")
     }
 
+    /// Each payload column of `table` with its DuckDB type.
+    fn column_types(table: &TypedTable) -> Vec<(&str, &str)> {
+        table
+            .columns
+            .iter()
+            .map(|c| (c.column.as_str(), c.sql_type.as_str()))
+            .collect()
+    }
+
     #[test]
     fn nested_records_arrays_maps_and_optional_fields_map_to_duckdb_types() {
         let catalog = catalog(vec![(
@@ -335,11 +344,7 @@ mod tests {
             ]}"#,
         )]);
         let table = TypedTable::for_event_type(&catalog, "Thing").expect("table");
-        let types: Vec<(&str, &str)> = table
-            .columns
-            .iter()
-            .map(|c| (c.column.as_str(), c.sql_type.as_str()))
-            .collect();
+        let types = column_types(&table);
         assert_eq!(
             types,
             vec![
@@ -376,11 +381,7 @@ mod tests {
             ),
         ]);
         let table = TypedTable::for_event_type(&catalog, "Thing").expect("table");
-        let types: Vec<(&str, &str)> = table
-            .columns
-            .iter()
-            .map(|c| (c.column.as_str(), c.sql_type.as_str()))
-            .collect();
+        let types = column_types(&table);
         assert_eq!(
             types,
             vec![("n", "BIGINT"), ("added", "VARCHAR"), ("gone", "VARCHAR")]

@@ -356,6 +356,24 @@ public class ClientCheck {
             i++;
         }
 
+        /** Steps past an opening bracket, and past `close` too when it follows: an empty object or array. */
+        boolean opensEmpty(char close) {
+            i++;
+            space();
+            if (s.charAt(i) == close) {
+                i++;
+                return true;
+            }
+            return false;
+        }
+
+        /** After the last item of an object or array: the separator just read must be `close`. */
+        void closedBy(char close) {
+            if (s.charAt(i - 1) != close) {
+                throw new IllegalArgumentException("expected '" + close + "' at " + (i - 1));
+            }
+        }
+
         Object value() {
             space();
             if (i >= s.length()) {
@@ -364,10 +382,7 @@ public class ClientCheck {
             char c = s.charAt(i);
             if (c == '{') {
                 Map<String, Object> m = new LinkedHashMap<>();
-                i++;
-                space();
-                if (s.charAt(i) == '}') {
-                    i++;
+                if (opensEmpty('}')) {
                     return m;
                 }
                 do {
@@ -377,26 +392,19 @@ public class ClientCheck {
                     m.put(key, value());
                     space();
                 } while (s.charAt(i++) == ',');
-                if (s.charAt(i - 1) != '}') {
-                    throw new IllegalArgumentException("expected '}' at " + (i - 1));
-                }
+                closedBy('}');
                 return m;
             }
             if (c == '[') {
                 List<Object> l = new ArrayList<>();
-                i++;
-                space();
-                if (s.charAt(i) == ']') {
-                    i++;
+                if (opensEmpty(']')) {
                     return l;
                 }
                 do {
                     l.add(value());
                     space();
                 } while (s.charAt(i++) == ',');
-                if (s.charAt(i - 1) != ']') {
-                    throw new IllegalArgumentException("expected ']' at " + (i - 1));
-                }
+                closedBy(']');
                 return l;
             }
             if (c == '"') {
@@ -439,6 +447,15 @@ public class ClientCheck {
     }
 
     // ---- The checks. ----
+
+    /** The checks that run in both the text and the binary transfer `mode`. */
+    static void roundTrips(Connection conn, String mode) {
+        prepared(conn, mode);
+        resultMetadata(conn, mode);
+        readRows(conn, mode);
+        bindRows(conn, mode);
+        cancel(conn, mode);
+    }
 
     static void catalog(Connection conn) {
         attempt("getSchemas", () -> {
@@ -741,20 +758,12 @@ public class ClientCheck {
             ok("connect", conn.getMetaData().getDatabaseProductName() + " "
                     + conn.getMetaData().getDatabaseProductVersion());
             catalog(conn);
-            prepared(conn, "text");
-            resultMetadata(conn, "text");
-            readRows(conn, "text");
-            bindRows(conn, "text");
-            cancel(conn, "text");
+            roundTrips(conn, "text");
         } catch (SQLException e) {
             fail("connect", "a connection", e.getMessage() + " [SQLState " + e.getSQLState() + "]");
         }
         try (Connection conn = connect("?prepareThreshold=-1")) {
-            prepared(conn, "binary");
-            resultMetadata(conn, "binary");
-            readRows(conn, "binary");
-            bindRows(conn, "binary");
-            cancel(conn, "binary");
+            roundTrips(conn, "binary");
         } catch (SQLException e) {
             fail("connect (prepareThreshold=-1)", "a connection", e.getMessage() + " [SQLState " + e.getSQLState() + "]");
         }
