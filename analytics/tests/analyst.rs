@@ -1580,9 +1580,10 @@ async fn ctrl_c_in_psql_cancels_the_running_query_and_its_session_goes_on() {
     let endpoint = Endpoint::start(1_000, Duration::from_secs(120)).await;
     // psql run non-interactively stops after a cancelled command (the session
     // going on after a cancel is tested with tokio-postgres above).
-    let psql = std::process::Command::new("psql")
+    let mut psql = std::process::Command::new("psql")
         .args(["-X", "-A", "-h", "127.0.0.1", "-U", USER, "-d", "warehouse"])
         .args(["-p", &endpoint.addr.port().to_string()])
+        .args(["-c", "\\warn connected"])
         .args([
             "-c",
             "SELECT count(*) FROM range(100000000) a, range(100000000) b",
@@ -1592,7 +1593,19 @@ async fn ctrl_c_in_psql_cancels_the_running_query_and_its_session_goes_on() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("psql is installed with PostgreSQL (deploy/dev/setup.sh)");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // psql has connected and signed in once it says so (on stderr, unbuffered);
+    // the query is the next thing it sends, a moment later.
+    let mut stderr = std::io::BufReader::new(psql.stderr.take().unwrap());
+    let mut stderr = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        assert_eq!(line, "connected\n", "psql did not connect");
+        stderr
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     // What Ctrl-C sends psql; psql answers it with a CancelRequest.
     let sent = std::time::Instant::now();
     let status = std::process::Command::new("kill")
@@ -1605,7 +1618,12 @@ async fn ctrl_c_in_psql_cancels_the_running_query_and_its_session_goes_on() {
         .unwrap()
         .unwrap();
     let answered = sent.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = {
+        use std::io::Read;
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        rest
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stderr.contains("canceling statement due to user request"),
