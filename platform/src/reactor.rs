@@ -13,14 +13,13 @@
 //! the consumer's [`EventHandler`]: the command through the service's
 //! [`CommandHandler`], in its own transaction (ADR 9), settled by [`settle`].
 
-use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use sqlx::PgConnection;
 
 use crate::aggregate::{
     fingerprint, Aggregate, CommandContext, CommandError, CommandHandler, DomainError,
 };
-use crate::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use crate::consumer::{Applied, ConsumedEvent, EventHandler, HandlerError};
 use crate::service::ServiceContext;
 use crate::store::{Appended, IdempotencyKey, Metadata, StreamId};
 
@@ -87,11 +86,7 @@ impl<R: Reaction> Reactor<R> {
 }
 
 impl<R: Reaction> EventHandler for Reactor<R> {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn apply<'a>(&'a self, tx: &'a mut PgConnection, event: &'a ConsumedEvent) -> Applied<'a> {
         Box::pin(async move {
             if R::LEARNS_ORDERS {
                 // What the API checks commands that name an order against.

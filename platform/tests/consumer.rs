@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sluice_platform::avro::{SchemaCatalog, SchemaSource};
 use sluice_platform::consumer::{
-    dead_letters, replay_dead_letters, ConsumedEvent, ConsumerConfig, ConsumerRuntime,
+    dead_letters, replay_dead_letters, Applied, ConsumedEvent, ConsumerConfig, ConsumerRuntime,
     EventHandler, HandlerError, Replayed,
 };
 use sluice_platform::registry::ComponentKind;
@@ -32,11 +32,7 @@ struct Totals {
 }
 
 impl EventHandler for Totals {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn apply<'a>(&'a self, tx: &'a mut PgConnection, event: &'a ConsumedEvent) -> Applied<'a> {
         Box::pin(async move {
             let n = event.payload["n"].as_i64().unwrap_or_default();
             if n == 13 && self.broken.load(Ordering::SeqCst) {
@@ -309,11 +305,7 @@ struct Gated {
 struct GatedHandler(Arc<Gated>);
 
 impl EventHandler for GatedHandler {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn apply<'a>(&'a self, tx: &'a mut PgConnection, event: &'a ConsumedEvent) -> Applied<'a> {
         Box::pin(async move {
             let gated = &self.0;
             if gated.hold_careful.swap(false, Ordering::SeqCst) {
@@ -328,7 +320,7 @@ impl EventHandler for GatedHandler {
         &'a self,
         tx: &'a mut PgConnection,
         events: &'a [&'a ConsumedEvent],
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    ) -> Applied<'a> {
         Box::pin(async move {
             let gated = &self.0;
             if gated.armed.swap(false, Ordering::SeqCst) {
@@ -464,11 +456,7 @@ struct Paired {
 struct PairedHandler(Arc<Paired>);
 
 impl EventHandler for PairedHandler {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn apply<'a>(&'a self, tx: &'a mut PgConnection, event: &'a ConsumedEvent) -> Applied<'a> {
         self.0.totals.apply(tx, event)
     }
 
@@ -476,7 +464,7 @@ impl EventHandler for PairedHandler {
         &'a self,
         tx: &'a mut PgConnection,
         events: &'a [&'a ConsumedEvent],
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    ) -> Applied<'a> {
         Box::pin(async move {
             if self.0.waits.fetch_add(1, Ordering::SeqCst) < 2 {
                 let _ = tokio::time::timeout(Duration::from_secs(10), self.0.barrier.wait()).await;

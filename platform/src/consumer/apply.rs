@@ -15,7 +15,7 @@ use super::positions::{
     advance_streams, hold, holds_generation, is_parked, store_offsets, stream_version, Continuity,
     StreamMove,
 };
-use super::runtime::{Applied, Outcome};
+use super::runtime::{BatchOutcome, Outcome};
 use super::{ConsumedEvent, ConsumerError, ConsumerRuntime, EventHandler, HandlerError};
 use crate::broker::Record;
 
@@ -27,7 +27,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         batch: &[Record],
         dlq: &FutureProducer,
         generation: Uuid,
-    ) -> Result<Applied, ConsumerError> {
+    ) -> Result<BatchOutcome, ConsumerError> {
         let started = Instant::now();
         // A `consume` span per event, until the batch has committed (when exported).
         let _spans = crate::trace::HopSpans::open(
@@ -40,7 +40,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         let mut tx = self.pool.begin().await?;
         if !holds_generation(&mut tx, generation).await? {
             tx.rollback().await?;
-            return Ok(Applied::GenerationChanged);
+            return Ok(BatchOutcome::GenerationChanged);
         }
         // Fast path: the whole batch without savepoints. Any failure (a poison event,
         // a gap, an undecodable record) rolls it back and the careful path below
@@ -54,7 +54,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 tx = self.pool.begin().await?;
                 if !holds_generation(&mut tx, generation).await? {
                     tx.rollback().await?;
-                    return Ok(Applied::GenerationChanged);
+                    return Ok(BatchOutcome::GenerationChanged);
                 }
                 let (mut applied, mut duplicates, mut dead) = (0u64, 0u64, Vec::new());
                 for record in batch {
@@ -80,7 +80,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         for record in dead {
             self.publish_dead_letter(dlq, record);
         }
-        Ok(Applied::Committed)
+        Ok(BatchOutcome::Committed)
     }
 
     /// Applies a batch with one read and one write of stream positions and no

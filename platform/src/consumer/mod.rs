@@ -97,14 +97,14 @@ pub enum HandlerError {
     Database(#[from] sqlx::Error),
 }
 
+/// What [`EventHandler::apply`] and [`EventHandler::apply_batch`] return: the
+/// handler's work inside the consumer's transaction.
+pub type Applied<'a> = BoxFuture<'a, Result<(), HandlerError>>;
+
 /// What a consumer does with each event. `apply` runs inside the consumer's
 /// transaction: whatever it writes commits together with the consumer's position.
 pub trait EventHandler: Send + Sync + 'static {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>>;
+    fn apply<'a>(&'a self, tx: &'a mut PgConnection, event: &'a ConsumedEvent) -> Applied<'a>;
 
     /// Applies several events in the same transaction, with the same effect as
     /// [`apply`](Self::apply) on each in turn. `events` keep the consumer's order:
@@ -116,7 +116,7 @@ pub trait EventHandler: Send + Sync + 'static {
         &'a self,
         tx: &'a mut PgConnection,
         events: &'a [&'a ConsumedEvent],
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    ) -> Applied<'a> {
         Box::pin(async move {
             for event in events {
                 self.apply(tx, event).await?;

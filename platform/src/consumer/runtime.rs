@@ -28,7 +28,7 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 const LAG_REPORT: Duration = Duration::from_secs(2);
 
 /// What became of a batch.
-pub(super) enum Applied {
+pub(super) enum BatchOutcome {
     Committed,
     /// A rebuild swapped the read model: nothing was written.
     GenerationChanged,
@@ -143,7 +143,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                     }
                     continue;
                 }
-                if let Applied::GenerationChanged =
+                if let BatchOutcome::GenerationChanged =
                     self.apply_batch(&batch, &dlq, generation).await?
                 {
                     tracing::info!("the read model was swapped for a rebuilt generation; resuming from its positions");
@@ -206,7 +206,7 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 if batch.is_empty() {
                     continue;
                 }
-                if let Applied::GenerationChanged =
+                if let BatchOutcome::GenerationChanged =
                     self.apply_batch(&batch, &dlq, generation).await?
                 {
                     return Err(ConsumerError::GenerationChanged);
@@ -258,7 +258,9 @@ impl<H: EventHandler> ConsumerRuntime<H> {
             if batch.is_empty() {
                 continue;
             }
-            if let Applied::GenerationChanged = self.apply_batch(&batch, &dlq, generation).await? {
+            if let BatchOutcome::GenerationChanged =
+                self.apply_batch(&batch, &dlq, generation).await?
+            {
                 return Err(ConsumerError::GenerationChanged);
             }
             advance_offsets(&mut positions, &batch);

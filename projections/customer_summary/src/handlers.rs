@@ -20,8 +20,7 @@
 //!   was dead-lettered. Replaying that dead letter first, then this one, applies both.
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
-use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::consumer::{Applied, ConsumedEvent, EventHandler, HandlerError};
 use sluice_platform::telemetry;
 use sluice_platform::values::Currency;
 use sqlx::PgConnection;
@@ -35,11 +34,7 @@ use crate::NAME;
 pub struct CustomerSummaryHandler;
 
 impl EventHandler for CustomerSummaryHandler {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn apply<'a>(&'a self, tx: &'a mut PgConnection, event: &'a ConsumedEvent) -> Applied<'a> {
         Box::pin(apply(tx, event))
     }
 }

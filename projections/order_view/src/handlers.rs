@@ -31,8 +31,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
-use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::consumer::{Applied, ConsumedEvent, EventHandler, HandlerError};
 use sluice_platform::telemetry;
 use sqlx::postgres::PgArguments;
 use sqlx::query::QueryScalar;
@@ -49,11 +48,7 @@ const PROJECTION: &str = "order_view";
 pub struct OrderViewHandler;
 
 impl EventHandler for OrderViewHandler {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn apply<'a>(&'a self, tx: &'a mut PgConnection, event: &'a ConsumedEvent) -> Applied<'a> {
         Box::pin(apply(tx, event))
     }
 
@@ -61,7 +56,7 @@ impl EventHandler for OrderViewHandler {
         &'a self,
         tx: &'a mut PgConnection,
         events: &'a [&'a ConsumedEvent],
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    ) -> Applied<'a> {
         Box::pin(apply_batch(tx, events))
     }
 }

@@ -14,8 +14,7 @@
 //!   nothing: each order is counted once, keyed by its id.
 
 use chrono::{DateTime, Utc};
-use futures::future::BoxFuture;
-use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
+use sluice_platform::consumer::{Applied, ConsumedEvent, EventHandler, HandlerError};
 use sluice_platform::telemetry;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -28,11 +27,7 @@ use crate::NAME;
 pub struct SkuSalesHandler;
 
 impl EventHandler for SkuSalesHandler {
-    fn apply<'a>(
-        &'a self,
-        tx: &'a mut PgConnection,
-        event: &'a ConsumedEvent,
-    ) -> BoxFuture<'a, Result<(), HandlerError>> {
+    fn apply<'a>(&'a self, tx: &'a mut PgConnection, event: &'a ConsumedEvent) -> Applied<'a> {
         Box::pin(apply(tx, event))
     }
 }
