@@ -8,10 +8,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::json;
-use sluice_platform::store::{Append, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+use sluice_platform::store::EventStore;
 use sluice_platform::testing::{consume, topic_size};
-use support::slice::Slice;
+use support::slice::{append_confirmations, Slice};
 use support::wait::{millis, secs, until_while_running};
 use uuid::Uuid;
 
@@ -31,28 +30,9 @@ async fn a_relay_killed_mid_batch_loses_nothing_and_duplicates_at_most_one_batch
         .await
         .unwrap();
     let store = EventStore::new(pool.clone());
-    let meta = Metadata::default();
     let total = 40_000usize;
     for i in 0..total / 100 {
-        let stream = StreamId::new(format!("crash-{}", i % 40)).unwrap();
-        let events = (0..100)
-            .map(|_| NewEvent {
-                event_type: "OrderConfirmed".into(),
-                schema_version: 1,
-                payload: json!({ "order_id": Uuid::now_v7() }),
-            })
-            .collect();
-        store
-            .append(Append {
-                stream_id: &stream,
-                stream_type: "order",
-                expected: ExpectedVersion::Any,
-                events,
-                metadata: &meta,
-                idempotency: None,
-            })
-            .await
-            .unwrap();
+        append_confirmations(&store, &format!("crash-{}", i % 40), 100).await;
     }
 
     // Start the relay; kill -9 it once it has published past a point chosen at random

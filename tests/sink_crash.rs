@@ -15,14 +15,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use rand::Rng;
-use serde_json::json;
 use sluice_analytics::warehouse::{Warehouse, WarehouseSettings};
-use sluice_platform::store::{Append, ExpectedVersion, Metadata, NewEvent, StreamId};
 use sluice_platform::testing::DEV_ANALYST_PASSWORD;
-use support::slice::Slice;
+use support::slice::{append_confirmations, Slice};
 use support::wait::{millis, secs, until_while_running};
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// Events loaded across the kills. The last kill point leaves at least half a 21st
 /// of them (100, two and a half batches) unloaded: more than the sink loads
@@ -93,25 +90,7 @@ async fn the_analytics_process_killed_20_times_mid_load_loses_and_duplicates_not
     // EVENTS confirmed orders' events on 42 streams, published by orders' relay.
     let store = slice.orders_store().await;
     for i in 0..EVENTS / 100 {
-        let events = (0..100)
-            .map(|_| NewEvent {
-                event_type: "OrderConfirmed".into(),
-                schema_version: 1,
-                payload: json!({ "order_id": Uuid::now_v7() }),
-            })
-            .collect();
-        let stream = StreamId::new(format!("sink-crash-{i}")).unwrap();
-        store
-            .append(Append {
-                stream_id: &stream,
-                stream_type: "order",
-                expected: ExpectedVersion::Any,
-                events,
-                metadata: &Metadata::default(),
-                idempotency: None,
-            })
-            .await
-            .unwrap();
+        append_confirmations(&store, &format!("sink-crash-{i}"), 100).await;
     }
     let relay_stop = CancellationToken::new();
     let relay = slice.spawn_orders_relay(&store, relay_stop.clone());

@@ -195,3 +195,26 @@ pub async fn wait_confirmed(pool: &PgPool, n: usize, what: &str) {
     )
     .await
 }
+
+/// Appends `n` `OrderConfirmed` events (payloads valid for their schema) to
+/// `stream` of `store`, in one append.
+pub async fn append_confirmations(store: &EventStore, stream: &str, n: usize) {
+    let events = (0..n)
+        .map(|_| NewEvent {
+            event_type: "OrderConfirmed".into(),
+            schema_version: 1,
+            payload: json!({ "order_id": Uuid::now_v7() }),
+        })
+        .collect();
+    store
+        .append(Append {
+            stream_id: &StreamId::new(stream).unwrap(),
+            stream_type: "order",
+            expected: ExpectedVersion::Any,
+            events,
+            metadata: &Metadata::default(),
+            idempotency: None,
+        })
+        .await
+        .unwrap();
+}
