@@ -12,7 +12,7 @@
 ///
 /// Attributes and doc comments before `name` go on `SERVICE`.
 ///
-/// ```ignore
+/// ```text
 /// sluice_platform::write_service! {
 ///     /// The orders service as the platform runs it.
 ///     name: "orders",

@@ -12,7 +12,7 @@
 /// `events` lists every variant of the event enum, with no wildcard: a new event type
 /// does not compile until it is listed here, and so given an example.
 ///
-/// ```ignore
+/// ```text
 /// sluice_platform::event_contract_tests! {
 ///     schemas: sluice_orders::schemas,
 ///     examples: one_of_each,
