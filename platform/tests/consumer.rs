@@ -43,7 +43,7 @@ impl EventHandler for Totals {
                  ON CONFLICT (stream_id) DO UPDATE \
                  SET total = totals.total + EXCLUDED.total, events = totals.events + 1",
             )
-            .bind(&event.stream_id)
+            .bind(event.stream_id.as_str())
             .bind(n)
             .execute(&mut *tx)
             .await?;

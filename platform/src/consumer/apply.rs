@@ -125,9 +125,9 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         let mut advanced: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         let mut to_apply = Vec::with_capacity(events.len());
         for event in &events {
-            let key = (event.topic.clone(), event.stream_id.clone());
+            let key = (event.topic.clone(), event.stream_id.to_string());
             let last = versions.get(&key).copied().unwrap_or(0);
-            match Continuity::of(event.stream_version, last) {
+            match Continuity::of(event.stream_version.get(), last) {
                 Continuity::Duplicate => {
                     duplicates += 1;
                     continue;
@@ -135,8 +135,9 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 Continuity::Gap => return Ok(None),
                 Continuity::Next => {}
             }
-            versions.insert(key, event.stream_version);
-            advanced.insert((&event.topic, &event.stream_id), event.stream_version);
+            let version = event.stream_version.get();
+            versions.insert(key, version);
+            advanced.insert((&event.topic, event.stream_id.as_str()), version);
             to_apply.push(event);
         }
         if self.handler.apply_batch(tx, &to_apply).await.is_err() {
@@ -178,14 +179,14 @@ impl<H: EventHandler> ConsumerRuntime<H> {
                 return Ok(Outcome::DeadLettered);
             }
         };
-        let last = stream_version(tx, &event.topic, &event.stream_id).await?;
-        let continuity = Continuity::of(event.stream_version, last);
+        let last = stream_version(tx, &event.topic, event.stream_id.as_str()).await?;
+        let continuity = Continuity::of(event.stream_version.get(), last);
         if continuity == Continuity::Duplicate {
             return Ok(Outcome::Duplicate);
         }
         if continuity == Continuity::Gap || is_parked(tx, &event).await? {
             tracing::warn!(
-                stream_id = %event.stream_id, stream_version = event.stream_version, applied = last,
+                stream_id = %event.stream_id, stream_version = event.stream_version.get(), applied = last,
                 "stream gap: the event waits in held_events until the versions before it are applied"
             );
             hold(tx, record, &event).await?;

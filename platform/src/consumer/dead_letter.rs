@@ -154,8 +154,8 @@ pub async fn replay_dead_letters<H: EventHandler>(
         let outcome = match decode(catalog, &record) {
             Err(error) => Replayed::Failed(id, error.to_string()),
             Ok(event) => {
-                let last = stream_version(&mut tx, &event.topic, &event.stream_id).await?;
-                let continuity = Continuity::of(event.stream_version, last);
+                let last = stream_version(&mut tx, &event.topic, event.stream_id.as_str()).await?;
+                let continuity = Continuity::of(event.stream_version.get(), last);
                 if continuity == Continuity::Duplicate {
                     Replayed::AlreadyApplied(id)
                 } else if continuity == Continuity::Gap {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::ConsumedEvent;
 use crate::avro::{AvroError, SchemaCatalog};
 use crate::broker::Record;
-use crate::store::Metadata;
+use crate::store::{InvalidValue, Metadata, StreamId, StreamVersion};
 
 /// Why a record is not an event this consumer can read: dead-lettered at once, and
 /// decoded anew by `sluice dlq replay`.
@@ -24,6 +24,10 @@ pub enum DecodeError {
         header: &'static str,
         reason: String,
     },
+    /// The record's key, the stream id, is not one (empty, too long, control
+    /// characters).
+    #[error("record key: {0}")]
+    Key(InvalidValue),
     /// The value is not a single-object encoding of a schema in the catalog (an
     /// unknown fingerprint: a newer producer; or corrupt bytes).
     #[error(transparent)]
@@ -52,9 +56,10 @@ pub(super) fn decode(
         event_id: Uuid::parse_str(header("event_id")?).map_err(|e| bad("event_id", &e))?,
         event_type: decoded.event_type,
         schema_version: decoded.schema_version,
-        stream_id: record.key.clone(),
+        stream_id: StreamId::new(record.key.clone()).map_err(DecodeError::Key)?,
         stream_type: header("stream_type")?.to_owned(),
-        stream_version: number("stream_version")?,
+        stream_version: StreamVersion::new(number("stream_version")?)
+            .map_err(|e| bad("stream_version", &e))?,
         global_position: number("global_position")?,
         payload: decoded.payload,
         metadata: Metadata {
@@ -81,4 +86,70 @@ pub(super) fn stored_record(row: &PgRow) -> Result<Record, sqlx::Error> {
         payload: row.try_get(5)?,
         headers: serde_json::from_value(headers).unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests report failures by panicking")]
+
+    use super::*;
+    use crate::avro::SchemaSource;
+
+    const COUNTED: &str = r#"{"type": "record", "name": "Counted", "namespace": "io.sluice.test",
+      "fields": [{"name": "n", "type": "long"}]}"#;
+
+    /// A record of `Counted {n: 7}` with key `key` at stream version `version`.
+    fn record(catalog: &SchemaCatalog, key: &str, version: &str) -> Record {
+        let headers = [
+            ("event_id", "0193e2a4-7c1e-7d3a-9f00-000000000001"),
+            ("stream_type", "counter"),
+            ("stream_version", version),
+            ("global_position", "1"),
+            ("recorded_at", "2026-12-04T05:00:00Z"),
+        ];
+        Record {
+            topic: "counts.events".into(),
+            partition: 0,
+            offset: 0,
+            key: key.into(),
+            payload: catalog
+                .encode_single_object("Counted", 1, &serde_json::json!({"n": 7}))
+                .unwrap(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    fn catalog() -> SchemaCatalog {
+        SchemaCatalog::new([SchemaSource::owned("Counted", 1, COUNTED)]).unwrap()
+    }
+
+    #[test]
+    fn a_record_decodes_into_a_typed_stream_and_version() {
+        let catalog = catalog();
+        let event = decode(&catalog, &record(&catalog, "counter-1", "3")).unwrap();
+        assert_eq!(event.stream_id.as_str(), "counter-1");
+        assert_eq!(event.stream_version.get(), 3);
+        assert_eq!(event.payload, serde_json::json!({"n": 7}));
+    }
+
+    #[test]
+    fn a_key_that_is_no_stream_id_or_a_version_below_one_is_undecodable() {
+        let catalog = catalog();
+        let empty_key = decode(&catalog, &record(&catalog, "", "1")).unwrap_err();
+        assert!(matches!(empty_key, DecodeError::Key(_)), "{empty_key:?}");
+        assert_eq!(
+            empty_key.to_string(),
+            "record key: invalid stream id \"\": must be 1 to 200 bytes without control characters"
+        );
+        let control = decode(&catalog, &record(&catalog, "a\nb", "1")).unwrap_err();
+        assert!(matches!(control, DecodeError::Key(_)), "{control:?}");
+        let zero = decode(&catalog, &record(&catalog, "counter-1", "0")).unwrap_err();
+        assert_eq!(
+            zero.to_string(),
+            "header `stream_version`: stream versions start at 1, got 0"
+        );
+    }
 }

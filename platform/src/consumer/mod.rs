@@ -51,7 +51,7 @@ pub use runtime::CatchUp;
 
 use crate::avro::SchemaCatalog;
 use crate::registry::{Registry, Replication, TopicNames};
-use crate::store::Metadata;
+use crate::store::{Metadata, StreamId, StreamVersion};
 
 /// How often a consumer retries the events it holds behind stream gaps (each held
 /// stream also backs off on its own).
@@ -73,9 +73,9 @@ pub struct ConsumedEvent {
     pub event_id: Uuid,
     pub event_type: String,
     pub schema_version: i32,
-    pub stream_id: String,
+    pub stream_id: StreamId,
     pub stream_type: String,
-    pub stream_version: i64,
+    pub stream_version: StreamVersion,
     pub global_position: i64,
     pub payload: serde_json::Value,
     pub metadata: Metadata,

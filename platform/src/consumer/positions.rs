@@ -104,7 +104,7 @@ pub(super) async fn is_parked(
         "SELECT EXISTS (SELECT 1 FROM held_events WHERE topic = $1 AND stream_id = $2)",
     )
     .bind(&event.topic)
-    .bind(&event.stream_id)
+    .bind(event.stream_id.as_str())
     .fetch_one(&mut *tx)
     .await
 }
@@ -117,8 +117,8 @@ pub(super) async fn hold(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(include_str!("sql/hold.sql"))
         .bind(&event.topic)
-        .bind(&event.stream_id)
-        .bind(event.stream_version)
+        .bind(event.stream_id.as_str())
+        .bind(event.stream_version.get())
         .bind(record.partition)
         .bind(record.offset)
         .bind(serde_json::to_value(&record.headers).unwrap_or_default())
@@ -142,9 +142,9 @@ impl<'a> StreamMove<'a> {
     pub(super) fn to_event(event: &'a ConsumedEvent, last: i64) -> Self {
         StreamMove {
             topic: &event.topic,
-            stream_id: &event.stream_id,
+            stream_id: event.stream_id.as_str(),
             from: last,
-            to: event.stream_version,
+            to: event.stream_version.get(),
         }
     }
 }

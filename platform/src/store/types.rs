@@ -13,7 +13,7 @@ use crate::values::validated_newtype;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidValue {
     /// A stream id is empty, longer than 200 bytes or holds control characters.
-    #[error("invalid stream id: {0}")]
+    #[error("invalid stream id {0:?}: must be 1 to 200 bytes without control characters")]
     StreamId(String),
     /// A stream version is below 1.
     #[error("stream versions start at 1, got {0}")]

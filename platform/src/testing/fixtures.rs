@@ -80,6 +80,10 @@ pub fn traced_metadata(actor: &str) -> crate::store::Metadata {
 
 /// An event of `stream_id` (at `stream_version`) on `topic` as the consumer runtime
 /// hands it to a handler.
+///
+/// # Panics
+///
+/// When `stream_id` is not a stream id or `stream_version` is below 1.
 pub fn consumed_event(
     topic: &str,
     stream_type: &str,
@@ -96,9 +100,9 @@ pub fn consumed_event(
         event_id: uuid::Uuid::now_v7(),
         event_type: event_type.into(),
         schema_version: 1,
-        stream_id: stream_id.into(),
+        stream_id: crate::store::StreamId::new(stream_id).expect("a stream id"),
         stream_type: stream_type.into(),
-        stream_version,
+        stream_version: crate::store::StreamVersion::new(stream_version).expect("a stream version"),
         global_position: stream_version,
         payload,
         metadata,

@@ -47,7 +47,7 @@ impl EventHandler for CustomerSummaryHandler {
         event_id = %event.event_id,
         event_type = %event.event_type,
         stream_id = %event.stream_id,
-        stream_version = event.stream_version,
+        stream_version = event.stream_version.get(),
     )
 )]
 async fn apply(tx: &mut PgConnection, event: &ConsumedEvent) -> Result<(), HandlerError> {

@@ -82,7 +82,7 @@ impl Ignored {
 #[tracing::instrument(name = "order_view.apply", skip_all, fields(
     event_type = %event.event_type,
     stream_id = %event.stream_id,
-    stream_version = event.stream_version,
+    stream_version = event.stream_version.get(),
     order_id,
 ))]
 async fn apply(tx: &mut PgConnection, event: &ConsumedEvent) -> Result<(), HandlerError> {
@@ -147,7 +147,7 @@ async fn apply_batch(tx: &mut PgConnection, events: &[&ConsumedEvent]) -> Result
             continue;
         };
         let round = per_stream
-            .entry((&event.topic, &event.stream_id))
+            .entry((&event.topic, event.stream_id.as_str()))
             .and_modify(|k| *k += 1)
             .or_insert(0);
         if rounds.len() <= *round {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sluice_platform::avro::SchemaCatalog;
 use sluice_platform::consumer::{ConsumedEvent, EventHandler, HandlerError};
 use sluice_platform::registry::ComponentKind;
-use sluice_platform::store::Metadata;
+use sluice_platform::store::{Metadata, StreamId, StreamVersion};
 use sluice_platform::testing::TestDatabase;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -160,9 +160,9 @@ impl View {
             event_id: Uuid::now_v7(),
             event_type: event_type.to_owned(),
             schema_version,
-            stream_id: stream.to_string(),
+            stream_id: StreamId::from(stream),
             stream_type: stream_type.to_owned(),
-            stream_version: *version,
+            stream_version: StreamVersion::new(*version).expect("versions count from 1"),
             global_position: self.position,
             payload,
             metadata: Metadata::default(),
