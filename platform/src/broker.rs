@@ -14,10 +14,14 @@
 //! every record of a topic kept forever (`retention.ms = -1`);
 //! [`EmbeddedBroker::start`] patches both ([`patch_tansu_storage`]).
 
+mod assignment;
 mod dev;
 mod record;
 mod topics;
 
+pub use assignment::{
+    assign_at_stored, consumer_positions, lags, AssignError, Offsets, Partition, PositionStore,
+};
 pub use dev::{patch_tansu_storage, tansu_binary, tansu_root, EmbeddedBroker, TANSU_VERSION};
 pub use record::{self_assigning_reader, start_offset, Record};
 pub use topics::{

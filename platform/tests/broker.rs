@@ -1,10 +1,15 @@
 //! The local brokers (tansu with durable storage, Apache Kafka) and topic administration.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests report failures by panicking
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::BaseConsumer;
-use sluice_platform::broker::{ensure_topics, EmbeddedBroker};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::Message;
+use sluice_platform::broker::{
+    assign_at_stored, ensure_topics, lags, self_assigning_reader, AssignError, EmbeddedBroker,
+    Offsets, PositionStore,
+};
 use sluice_platform::testing::TestBroker;
 
 #[tokio::test]
@@ -280,4 +285,97 @@ async fn tansu_keeps_the_records_of_a_topic_kept_forever_across_restarts() {
     }
     drop(broker);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Positions held in memory, as a reader's store would hold them.
+struct Stored(Result<Offsets, String>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct StoreDown(String);
+
+impl PositionStore for Stored {
+    type Error = StoreDown;
+
+    fn stored_offsets(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Offsets, StoreDown>> + Send {
+        std::future::ready(self.0.clone().map_err(StoreDown))
+    }
+}
+
+async fn produce(bootstrap: &str, topic: &str, counts: &[(i32, usize)]) {
+    let producer: rdkafka::producer::FutureProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    for &(partition, count) in counts {
+        for i in 0..count {
+            let payload = format!("record {i}");
+            let record = rdkafka::producer::FutureRecord::to(topic)
+                .partition(partition)
+                .key("k")
+                .payload(&payload);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// The self-assignment every reader shares (the consumer runtime, the sink): each
+/// partition at its stored offset or its beginning, and the lag against the high
+/// watermarks.
+#[tokio::test]
+async fn partitions_are_assigned_at_their_stored_offsets_or_their_beginning() {
+    let broker = TestBroker::start().await;
+    let topic = format!("assign{}.events", sluice_platform::testing::unique_suffix());
+    broker.topic(&topic, 2).await;
+    produce(
+        &broker.bootstrap(),
+        &broker.physical(&topic),
+        &[(0, 5), (1, 3)],
+    )
+    .await;
+    let (p0, p1) = ((topic.clone(), 0), (topic.clone(), 1));
+    let names = broker.topic_names();
+    let reader = || -> Arc<StreamConsumer> {
+        Arc::new(
+            self_assigning_reader(&broker.bootstrap(), "assignment-test")
+                .create()
+                .unwrap(),
+        )
+    };
+
+    // A store that cannot answer: nothing is assigned.
+    let consumer = reader();
+    let down = Stored(Err("the warehouse is locked".into()));
+    let error = assign_at_stored(&consumer, &names, vec![p0.clone()], &down, "test")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, AssignError::Positions(_)), "{error:?}");
+    assert_eq!(consumer.assignment().unwrap().count(), 0);
+
+    // Partition 0 was applied up to offset 2, partition 1 not at all.
+    let store = Stored(Ok(Offsets::from([(p0.clone(), 2)])));
+    let partitions = vec![p0.clone(), p1.clone()];
+    let starts = assign_at_stored(&consumer, &names, partitions, &store, "test")
+        .await
+        .unwrap();
+    assert_eq!(starts, Offsets::from([(p0.clone(), 2), (p1.clone(), 0)]));
+    let mut read = std::collections::BTreeSet::new();
+    while read.len() < 6 {
+        let message = tokio::time::timeout(Duration::from_secs(20), consumer.recv())
+            .await
+            .expect("the assigned records arrive")
+            .unwrap();
+        read.insert((message.partition(), message.offset()));
+    }
+    let expected = [(0, 2), (0, 3), (0, 4), (1, 0), (1, 1), (1, 2)];
+    assert_eq!(read, expected.into_iter().collect());
+
+    let positions = [(p0.clone(), Some(3)), (p1.clone(), None)];
+    let lag = lags(&*consumer, &names, positions, Duration::from_secs(10));
+    assert_eq!(lag, [(p0, 2), (p1, 3)]);
 }

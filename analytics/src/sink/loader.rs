@@ -138,15 +138,6 @@ impl Loader {
         self
     }
 
-    /// The stored next offset of every partition the sink has loaded from.
-    pub fn positions(&self) -> Result<BTreeMap<(String, i32), i64>, SinkError> {
-        let mut statement = self
-            .conn
-            .prepare("SELECT topic, partition, next_offset FROM sluice_positions")?;
-        let rows = statement.query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
     /// The connection (to create views on it, or to query in tests).
     pub fn connection(&self) -> &Connection {
         &self.conn

@@ -15,6 +15,7 @@
 mod columns;
 mod loader;
 mod mapping;
+mod positions;
 mod reader;
 mod record;
 mod schemas;
@@ -245,7 +246,7 @@ impl Sink {
     ) -> Result<(), SinkError> {
         let conn = warehouse.connect()?;
         let (batches_tx, batches_rx) = mpsc::channel(QUEUED_BATCHES);
-        let (positions_tx, positions_rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
         let (catalog, dir) = (self.catalog.clone(), self.config.schemas_dir.clone());
         let stop = shutdown.clone();
         let timings = self.timings.clone();
@@ -255,18 +256,19 @@ impl Sink {
             .name("sluice-sink-loader".to_owned())
             .spawn(move || {
                 let channel = (batches_rx, &*loader_idle);
-                load_loop(conn, catalog, dir, positions_tx, channel, stop, &timings)
+                load_loop(conn, catalog, dir, ready_tx, channel, stop, &timings)
             })
             .map_err(|e| SinkError::LoaderThread(e.to_string()))?;
-        let reading = match positions_rx.await {
-            Ok(positions) => {
-                match reader::Reader::new(self.config.clone(), self.topic_names.clone(), positions)
-                {
+        let reading = match ready_rx.await {
+            Ok(()) => {
+                let positions = positions::WarehousePositions(warehouse.clone());
+                let names = self.topic_names.clone();
+                match reader::Reader::new(self.config.clone(), names, positions) {
                     Ok(reader) => reader.run(batches_tx, idle, shutdown).await,
                     Err(e) => Err(e),
                 }
             }
-            // The loader failed before reading positions: its result says why.
+            // The loader failed before its tables were ready: its result says why.
             Err(_) => Err(SinkError::LoaderStopped),
         };
         // The reader has dropped the sender: the loader drains what is queued and
@@ -283,19 +285,20 @@ impl Sink {
     }
 }
 
-/// The loader thread: reports the stored positions, then loads every batch it is
-/// sent until the reader hangs up.
+/// The loader thread: creates the sink's tables, says so on `ready` (the reader
+/// then reads the positions), and loads every batch it is sent until the reader
+/// hangs up.
 fn load_loop(
     conn: duckdb::Connection,
     catalog: SchemaCatalog,
     schemas_dir: PathBuf,
-    positions: oneshot::Sender<std::collections::BTreeMap<(String, i32), i64>>,
+    ready: oneshot::Sender<()>,
     (mut batches, idle): (mpsc::Receiver<Vec<SinkRecord>>, &AtomicBool),
     shutdown: CancellationToken,
     timings: &SinkTimings,
 ) -> Result<(), SinkError> {
     let mut loader = Loader::new(conn, catalog)?.rescanning(schemas_dir);
-    if positions.send(loader.positions()?).is_err() {
+    if ready.send(()).is_err() {
         return Ok(());
     }
     loop {

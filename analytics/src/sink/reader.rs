@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::TopicPartitionList;
-use sluice_platform::broker::{self_assigning_reader, start_offset};
+use sluice_platform::broker::{assign_at_stored, lags, self_assigning_reader, AssignError};
 use sluice_platform::registry::TopicNames;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::positions::WarehousePositions;
 use super::record::SinkRecord;
 use super::{telemetry, SinkConfig, SinkError, EAGER_SHARE};
 
@@ -45,10 +45,10 @@ pub(crate) struct Reader {
     config: SinkConfig,
     /// The namespace of the topics on the broker.
     names: TopicNames,
-    /// Stored next offsets, read once at start.
-    positions: BTreeMap<Partition, i64>,
+    /// Where the loader stores the positions.
+    positions: WarehousePositions,
     /// Partitions assigned so far, with the next offset this reader will hand over.
-    assigned: BTreeMap<Partition, Option<i64>>,
+    assigned: BTreeMap<Partition, i64>,
     /// The lag report in flight, if any.
     lag_report: Option<tokio::task::JoinHandle<()>>,
 }
@@ -57,7 +57,7 @@ impl Reader {
     pub(crate) fn new(
         config: SinkConfig,
         names: TopicNames,
-        positions: BTreeMap<Partition, i64>,
+        positions: WarehousePositions,
     ) -> Result<Self, SinkError> {
         // Partitions are assigned by hand; the offsets live in DuckDB.
         let consumer: StreamConsumer = self_assigning_reader(&config.bootstrap, "sluice.sink")
@@ -134,7 +134,7 @@ impl Reader {
             }
             for r in &batch {
                 if let Some(next) = self.assigned.get_mut(&(r.topic.clone(), r.partition)) {
-                    *next = Some(r.offset + 1);
+                    *next = r.offset + 1;
                 }
             }
             // Waits while the loader is busy: the bounded channel is the
@@ -168,20 +168,25 @@ impl Reader {
         })
         .await
         .map_err(|e| SinkError::LoaderThread(format!("metadata task: {e}")))??;
-        let mut fresh = TopicPartitionList::new();
-        for partition in metadata {
-            if self.assigned.contains_key(&partition) {
-                continue;
-            }
-            let offset = start_offset(self.positions.get(&partition).copied());
-            tracing::info!(topic = %partition.0, partition = partition.1, ?offset, "assigning partition");
-            fresh.add_partition_offset(&self.names.physical(&partition.0), partition.1, offset)?;
-            self.assigned.insert(partition, None);
+        let fresh: Vec<Partition> = metadata
+            .into_iter()
+            .filter(|p| !self.assigned.contains_key(p))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
         }
-        if fresh.count() > 0 {
-            self.consumer.incremental_assign(&fresh)?;
-            telemetry::partitions(self.assigned.len());
+        let starts = assign_at_stored(&self.consumer, &self.names, fresh, &self.positions, "sink")
+            .await
+            .map_err(|e| match e {
+                AssignError::Positions(e) => e,
+                AssignError::Kafka(e) => SinkError::Kafka(e),
+                AssignError::Blocking(e) => SinkError::LoaderThread(e),
+            })?;
+        for ((topic, partition), start) in starts {
+            tracing::info!(%topic, partition, start, "assigned partition");
+            self.assigned.insert((topic, partition), start);
         }
+        telemetry::partitions(self.assigned.len());
         Ok(())
     }
 
@@ -195,22 +200,14 @@ impl Reader {
         let partitions: Vec<(Partition, Option<i64>)> = self
             .assigned
             .iter()
-            .map(|(p, next)| (p.clone(), next.or_else(|| self.positions.get(p).copied())))
+            .map(|(p, next)| (p.clone(), Some(*next)))
             .collect();
         let consumer = Arc::clone(&self.consumer);
         let names = self.names.clone();
         self.lag_report = Some(tokio::task::spawn_blocking(move || {
-            for ((topic, partition), next) in partitions {
-                let physical = names.physical(&topic);
-                match consumer.fetch_watermarks(&physical, partition, Duration::from_millis(500)) {
-                    Ok((low, high)) => {
-                        let position = next.unwrap_or(low).max(low);
-                        telemetry::lag_records(&topic, partition, (high - position).max(0));
-                    }
-                    Err(error) => {
-                        tracing::debug!(%topic, partition, %error, "no watermarks for the lag gauge")
-                    }
-                }
+            let timeout = Duration::from_millis(500);
+            for ((topic, partition), lag) in lags(&*consumer, &names, partitions, timeout) {
+                telemetry::lag_records(&topic, partition, lag);
             }
         }));
     }

@@ -50,6 +50,7 @@ pub use decode::DecodeError;
 pub use runtime::CatchUp;
 
 use crate::avro::SchemaCatalog;
+use crate::broker::AssignError;
 use crate::registry::{Registry, Replication, TopicNames};
 use crate::store::{Metadata, StreamId, StreamVersion};
 
@@ -150,6 +151,16 @@ pub enum ConsumerError {
     /// A blocking broker request's thread panicked or was cancelled.
     #[error("a broker request on a blocking thread failed: {0}")]
     Blocking(String),
+}
+
+impl From<AssignError<sqlx::Error>> for ConsumerError {
+    fn from(e: AssignError<sqlx::Error>) -> Self {
+        match e {
+            AssignError::Positions(e) => ConsumerError::Database(e),
+            AssignError::Kafka(e) => ConsumerError::Kafka(e),
+            AssignError::Blocking(e) => ConsumerError::Blocking(e),
+        }
+    }
 }
 
 /// Tuning of a consumer.

@@ -5,15 +5,26 @@
 //! transaction that applies the events it accounts for.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
 use super::ConsumedEvent;
-use crate::broker::Record;
+use crate::broker::{PositionStore, Record};
 
-/// Each partition's next offset, by (logical topic, partition).
-pub(super) type Offsets = BTreeMap<(String, i32), i64>;
+pub(super) use crate::broker::Offsets;
+
+/// The consumer's own database as the store of its positions (`consumer_positions`).
+pub(super) struct ConsumerPositions<'a>(pub &'a PgPool);
+
+impl PositionStore for ConsumerPositions<'_> {
+    type Error = sqlx::Error;
+
+    fn stored_offsets(&self) -> impl Future<Output = Result<Offsets, sqlx::Error>> + Send {
+        stored_offsets(self.0)
+    }
+}
 
 /// Where an event stands against the last applied version of its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +52,7 @@ impl Continuity {
 }
 
 /// The stored next offset of every partition this consumer has applied from.
-pub(super) async fn stored_offsets(pool: &PgPool) -> Result<Offsets, sqlx::Error> {
+async fn stored_offsets(pool: &PgPool) -> Result<Offsets, sqlx::Error> {
     Ok(
         sqlx::query("SELECT topic, partition, next_offset FROM consumer_positions")
             .fetch_all(pool)

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::Offset;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -17,7 +16,7 @@ use uuid::Uuid;
 use super::positions::{self, advance_offsets};
 use super::{ConsumerConfig, ConsumerError, ConsumerRuntime, EventHandler, HELD_RETRY};
 use crate::avro::SchemaCatalog;
-use crate::broker::Record;
+use crate::broker::{consumer_positions, lags, Record};
 use crate::registry::TopicNames;
 
 /// How long an idle consumer waits for a record before checking whether a rebuild
@@ -325,25 +324,12 @@ impl<H: EventHandler> ConsumerRuntime<H> {
         let (consumer, names) = (consumer.clone(), self.config.topic_names.clone());
         let component = self.component.clone();
         tokio::task::spawn_blocking(move || {
-            let Ok(positions) = consumer.position() else {
+            let Ok(positions) = consumer_positions(&*consumer, &names) else {
                 return;
             };
-            for element in positions.elements() {
-                let Offset::Offset(position) = element.offset() else {
-                    continue;
-                };
-                if let Ok((_, high)) = consumer.fetch_watermarks(
-                    element.topic(),
-                    element.partition(),
-                    Duration::from_millis(500),
-                ) {
-                    crate::telemetry::consumer_lag(
-                        &component,
-                        names.logical(element.topic()).unwrap_or(element.topic()),
-                        element.partition(),
-                        high - position,
-                    );
-                }
+            let timeout = Duration::from_millis(500);
+            for ((topic, partition), lag) in lags(&*consumer, &names, positions, timeout) {
+                crate::telemetry::consumer_lag(&component, &topic, partition, lag);
             }
         });
         if let Some(record) = last {
