@@ -111,10 +111,10 @@ pub(crate) fn decode<'a>(catalog: &SchemaCatalog, record: &'a SinkRecord) -> Row
     let decoded = catalog
         .decode_single_object_datum(&record.payload)
         .and_then(|datum| {
-            let json = json_text(&datum.value).map_err(|message| AvroError::MalformedDatum {
+            let json = json_text(&datum.value).map_err(|e| AvroError::MalformedDatum {
                 event_type: datum.event_type.clone(),
                 version: datum.schema_version,
-                message,
+                message: e.to_string(),
             })?;
             Ok((datum, json))
         });

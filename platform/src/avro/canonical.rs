@@ -11,6 +11,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::SchemaError;
+
 /// The CRC-64-AVRO fingerprint of a schema's Parsing Canonical Form, as the 8 bytes
 /// that follow `C3 01` in a single-object encoding (little-endian).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,7 +68,7 @@ const PRIMITIVES: [&str; 8] = [
 /// form, full names without namespaces, only the attributes that matter for parsing
 /// (`name`, `type`, `fields`, `symbols`, `items`, `values`, `size`) in that order,
 /// no whitespace; a named type already written appears by its full name.
-pub fn parsing_canonical_form(schema: &Value) -> Result<String, String> {
+pub fn parsing_canonical_form(schema: &Value) -> Result<String, SchemaError> {
     let mut out = String::new();
     write_schema(schema, "", &mut HashSet::new(), &mut out)?;
     Ok(out)
@@ -77,7 +79,7 @@ fn write_schema(
     namespace: &str,
     defined: &mut HashSet<String>,
     out: &mut String,
-) -> Result<(), String> {
+) -> Result<(), SchemaError> {
     match schema {
         Value::String(name) => {
             write_reference(name, namespace, defined, out);
@@ -95,7 +97,7 @@ fn write_schema(
             Ok(())
         }
         Value::Object(object) => write_object(object, namespace, defined, out),
-        other => Err(format!("`{other}` is not a schema")),
+        other => Err(SchemaError::NotASchema(other.to_string())),
     }
 }
 
@@ -104,12 +106,12 @@ fn write_object(
     namespace: &str,
     defined: &mut HashSet<String>,
     out: &mut String,
-) -> Result<(), String> {
+) -> Result<(), SchemaError> {
     let kind = match object.get("type") {
         Some(Value::String(kind)) => kind.as_str(),
         // `{"type": <schema>}` is that schema.
         Some(nested) => return write_schema(nested, namespace, defined, out),
-        None => return Err("a schema object without `type`".to_owned()),
+        None => return Err(SchemaError::MissingType),
     };
     match kind {
         // Logical types and any other attribute vanish with the [PRIMITIVES] rule.
@@ -138,10 +140,10 @@ fn write_named(
     enclosing: &str,
     defined: &mut HashSet<String>,
     out: &mut String,
-) -> Result<(), String> {
+) -> Result<(), SchemaError> {
     let name = attribute(object, "name")?
         .as_str()
-        .ok_or("`name` must be a string")?;
+        .ok_or(wrong("`name`", "a string"))?;
     let full = match (name.contains('.'), object.get("namespace")) {
         (true, _) => name.to_owned(),
         (false, Some(Value::String(ns))) => qualify(name, ns),
@@ -161,9 +163,9 @@ fn write_named(
         "enum" => {
             let symbols = attribute(object, "symbols")?
                 .as_array()
-                .ok_or("`symbols` must be an array")?
+                .ok_or(wrong("`symbols`", "an array"))?
                 .iter()
-                .map(|s| s.as_str().map(quote).ok_or("symbols must be strings"))
+                .map(|s| s.as_str().map(quote).ok_or(wrong("symbols", "strings")))
                 .collect::<Result<Vec<_>, _>>()?;
             out.push_str(&format!(",\"symbols\":[{}]", symbols.join(",")));
         }
@@ -174,19 +176,19 @@ fn write_named(
                 Value::String(s) => s.parse::<u64>().ok(),
                 _ => None,
             }
-            .ok_or("`size` must be a non-negative integer")?;
+            .ok_or(wrong("`size`", "a non-negative integer"))?;
             out.push_str(&format!(",\"size\":{size}"));
         }
         _ => {
             out.push_str(",\"fields\":[");
             let fields = attribute(object, "fields")?
                 .as_array()
-                .ok_or("`fields` must be an array")?;
+                .ok_or(wrong("`fields`", "an array"))?;
             for (i, field) in fields.iter().enumerate() {
-                let field = field.as_object().ok_or("a field must be an object")?;
+                let field = field.as_object().ok_or(wrong("a field", "an object"))?;
                 let field_name = attribute(field, "name")?
                     .as_str()
-                    .ok_or("a field's `name` must be a string")?;
+                    .ok_or(wrong("a field's `name`", "a string"))?;
                 if i > 0 {
                     out.push(',');
                 }
@@ -224,10 +226,15 @@ fn qualify(name: &str, namespace: &str) -> String {
     }
 }
 
-fn attribute<'a>(object: &'a Map<String, Value>, key: &str) -> Result<&'a Value, String> {
-    object
-        .get(key)
-        .ok_or_else(|| format!("missing attribute `{key}`"))
+fn attribute<'a>(
+    object: &'a Map<String, Value>,
+    key: &'static str,
+) -> Result<&'a Value, SchemaError> {
+    object.get(key).ok_or(SchemaError::MissingAttribute(key))
+}
+
+fn wrong(what: &'static str, expected: &'static str) -> SchemaError {
+    SchemaError::WrongAttribute { what, expected }
 }
 
 /// A JSON string literal with the [STRINGS] rule: escapes only where JSON requires.

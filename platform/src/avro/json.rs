@@ -15,6 +15,8 @@ use apache_avro::schema::{Name, RecordSchema, Schema, SchemaKind};
 use apache_avro::types::Value as Avro;
 use serde_json::Value as Json;
 
+use super::{JsonError, SchemaError};
+
 /// Named types of one schema, by full name (for `Schema::Ref`).
 pub(super) type Names = HashMap<Name, Schema>;
 
@@ -207,7 +209,7 @@ fn record(r: &RecordSchema, names: &Names, json: &Json) -> Result<Avro, Mismatch
 }
 
 /// An Avro value (decoded with one of the catalog's schemas) as JSON.
-pub(super) fn to_json(value: Avro) -> Result<Json, String> {
+pub(super) fn to_json(value: Avro) -> Result<Json, JsonError> {
     Ok(match value {
         Avro::Null => Json::Null,
         Avro::Boolean(b) => Json::Bool(b),
@@ -233,7 +235,7 @@ pub(super) fn to_json(value: Avro) -> Result<Json, String> {
                 .map(|(k, v)| to_json(v).map(|v| (k, v)))
                 .collect::<Result<_, _>>()?,
         ),
-        other => return Err(format!("a value of type {other:?} has no JSON mapping")),
+        other => return Err(JsonError::NoMapping(format!("{other:?}"))),
     })
 }
 
@@ -294,14 +296,14 @@ impl serde::Serialize for JsonOf<'_> {
     }
 }
 
-fn finite(x: f64) -> Result<Json, String> {
+fn finite(x: f64) -> Result<Json, JsonError> {
     serde_json::Number::from_f64(x)
         .map(Json::Number)
-        .ok_or_else(|| format!("{x} has no JSON form"))
+        .ok_or(JsonError::NotFinite(x))
 }
 
 /// Refuses schemas that use a type without a JSON mapping, naming where.
-pub(super) fn check_supported(schema: &Schema) -> Result<(), String> {
+pub(super) fn check_supported(schema: &Schema) -> Result<(), SchemaError> {
     match schema {
         Schema::Null
         | Schema::Boolean
@@ -317,13 +319,18 @@ pub(super) fn check_supported(schema: &Schema) -> Result<(), String> {
         Schema::Map(m) => check_supported(&m.types),
         Schema::Union(u) => u.variants().iter().try_for_each(check_supported),
         Schema::Record(r) => r.fields.iter().try_for_each(|f| {
-            check_supported(&f.schema).map_err(|e| format!("field `{}`: {e}", f.name))
+            check_supported(&f.schema).map_err(|e| match e {
+                SchemaError::Unsupported { kind, mut fields } => {
+                    fields.insert(0, f.name.clone());
+                    SchemaError::Unsupported { kind, fields }
+                }
+                other => other,
+            })
         }),
-        other => Err(format!(
-            "{} has no JSON mapping in Sluice; use string, long, int, double, boolean, \
-             uuid, enum, record, array, map or a union of them",
-            kind(other)
-        )),
+        other => Err(SchemaError::Unsupported {
+            kind: kind(other),
+            fields: Vec::new(),
+        }),
     }
 }
 

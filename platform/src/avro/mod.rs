@@ -16,6 +16,7 @@
 
 mod canonical;
 mod compatibility;
+mod error;
 mod json;
 
 use std::borrow::Cow;
@@ -27,6 +28,7 @@ use serde_json::Value;
 
 pub use canonical::{crc64_avro, parsing_canonical_form, Fingerprint};
 pub use compatibility::{check_compatibility, Incompatibility};
+pub use error::{AvroError, JsonError, SchemaError};
 
 /// The two bytes that open every single-object encoding.
 pub const SINGLE_OBJECT_MARKER: [u8; 2] = [0xC3, 0x01];
@@ -65,63 +67,6 @@ impl SchemaSource {
     }
 }
 
-/// Why a schema, a payload or an encoded event was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AvroError {
-    /// A schema does not parse, is not a record named after its event type, has a
-    /// version below 1, or uses a type without a JSON mapping.
-    #[error("schema {event_type} v{version} is invalid: {message}")]
-    InvalidSchema {
-        event_type: String,
-        version: i32,
-        message: String,
-    },
-    /// Two sources define the same event type and version.
-    #[error("schema {event_type} v{version} is defined twice")]
-    DuplicateSchema { event_type: String, version: i32 },
-    /// Two schemas have the same canonical form, hence the same fingerprint: a
-    /// reader could not tell which one wrote a datum.
-    #[error("schemas {first} and {second} are identical once canonical (fingerprint {fingerprint}); a new version must change something")]
-    DuplicateFingerprint {
-        first: String,
-        second: String,
-        fingerprint: Fingerprint,
-    },
-    /// No schema exists for the event type.
-    #[error("no schema for event type {event_type}: add schemas/<service>/{event_type}/v1.avsc and list it in the service's `schemas()`")]
-    UnknownEventType { event_type: String },
-    /// The event type has schemas, but not this version.
-    #[error("no schema {event_type} v{version} (known versions: {known:?})")]
-    UnknownVersion {
-        event_type: String,
-        version: i32,
-        known: Vec<i32>,
-    },
-    /// A payload does not match its schema: a required field is missing, a field is
-    /// unknown to the schema, or a value has the wrong type or range.
-    #[error("payload does not match schema {event_type} v{version}: {message}")]
-    PayloadMismatch {
-        event_type: String,
-        version: i32,
-        message: String,
-    },
-    /// The bytes are shorter than the header or do not start with `C3 01`.
-    #[error("not an Avro single-object encoding: {0}")]
-    NotSingleObject(String),
-    /// The header's fingerprint names no schema of this catalog (written with a
-    /// schema this build does not have).
-    #[error("no schema has fingerprint {0}: the event was written with a schema this build does not know")]
-    UnknownFingerprint(Fingerprint),
-    /// The datum does not decode with its writer schema: truncated, corrupt, or with
-    /// bytes left over.
-    #[error("the datum of {event_type} v{version} is malformed: {message}")]
-    MalformedDatum {
-        event_type: String,
-        version: i32,
-        message: String,
-    },
-}
-
 /// An event decoded from its single-object encoding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedEvent {
@@ -145,8 +90,8 @@ pub struct DecodedDatum {
 /// The JSON text of a decoded Avro value, in the shape the event store keeps
 /// payloads: the text of [`DecodedEvent::payload`] for the same datum, written
 /// without building it (object keys in sorted order, as there).
-pub fn json_text(value: &apache_avro::types::Value) -> Result<String, String> {
-    serde_json::to_string(&json::JsonOf(value)).map_err(|e| e.to_string())
+pub fn json_text(value: &apache_avro::types::Value) -> Result<String, JsonError> {
+    serde_json::to_string(&json::JsonOf(value)).map_err(JsonError::from)
 }
 
 /// The schemas of a set of event types, by event type, version and fingerprint.
@@ -316,10 +261,10 @@ impl SchemaCatalog {
     /// Decodes a single-object encoding with the writer schema its fingerprint names.
     pub fn decode_single_object(&self, bytes: &[u8]) -> Result<DecodedEvent, AvroError> {
         let datum = self.decode_single_object_datum(bytes)?;
-        let payload = json::to_json(datum.value).map_err(|message| AvroError::MalformedDatum {
+        let payload = json::to_json(datum.value).map_err(|e| AvroError::MalformedDatum {
             event_type: datum.event_type.clone(),
             version: datum.schema_version,
-            message,
+            message: e.to_string(),
         })?;
         Ok(DecodedEvent {
             event_type: datum.event_type,
@@ -438,14 +383,14 @@ impl Contract {
             }
             _ => return Err(invalid("an event schema must be a record".to_owned())),
         }
-        json::check_supported(&schema).map_err(invalid)?;
+        json::check_supported(&schema).map_err(|e| invalid(e.to_string()))?;
         let names = ResolvedSchema::try_from(&schema)
             .map_err(|e| invalid(e.to_string()))?
             .get_names()
             .iter()
             .map(|(name, schema)| (name.clone(), (*schema).clone()))
             .collect();
-        let canonical_form = parsing_canonical_form(&json).map_err(invalid)?;
+        let canonical_form = parsing_canonical_form(&json).map_err(|e| invalid(e.to_string()))?;
         let fingerprint = crc64_avro(canonical_form.as_bytes());
         let reader = apache_avro::GenericSingleObjectReader::new_with_header_builder(
             schema.clone(),
