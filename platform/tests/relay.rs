@@ -31,7 +31,7 @@ impl EventEncoder for JsonEncoder {
         _event_type: &str,
         _schema_version: i32,
         payload: &serde_json::Value,
-    ) -> Result<(Vec<u8>, [u8; 8]), String> {
+    ) -> Result<(Vec<u8>, [u8; 8]), sluice_platform::avro::AvroError> {
         Ok((payload.to_string().into_bytes(), [0; 8]))
     }
 }
@@ -644,7 +644,7 @@ impl EventEncoder for RefusesTwo {
         _event_type: &str,
         _schema_version: i32,
         payload: &serde_json::Value,
-    ) -> Result<(Vec<u8>, [u8; 8]), String> {
+    ) -> Result<(Vec<u8>, [u8; 8]), sluice_platform::avro::AvroError> {
         if payload == &json!({ "n": 2 }) {
             return Ok((vec![b' '; 2_000_000], [0; 8]));
         }

@@ -63,7 +63,7 @@ impl Relay {
                 let (bootstrap, topic) = (self.bootstrap.clone(), self.topic.clone());
                 tokio::task::spawn_blocking(move || topic_tail(&bootstrap, &topic))
                     .await
-                    .unwrap_or_else(|e| Err(e.to_string()))
+                    .unwrap_or_else(|e| Err(TailError::Blocking(e)))
             };
             let tail = match tail {
                 Ok(tail) => tail,
@@ -137,12 +137,26 @@ pub(super) fn lock_session_gone(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Why the last records of a topic could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum TailError {
+    /// The broker refused a metadata, watermark, assignment or fetch request.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The last records of these partitions did not arrive within the timeout.
+    #[error("the last records of partitions {0:?} did not arrive")]
+    Missing(Vec<i32>),
+    /// The blocking task that reads them panicked or was cancelled.
+    #[error("the tail reader did not finish: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
+}
+
 /// The last record of every non-empty partition of `topic` that carries an event
 /// id: `(partition, offset, event_id)`.
 pub(super) fn topic_tail(
     bootstrap: &str,
     topic: &str,
-) -> Result<Vec<(i32, i64, uuid::Uuid)>, String> {
+) -> Result<Vec<(i32, i64, uuid::Uuid)>, TailError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers, Message};
     let timeout = Duration::from_secs(10);
@@ -151,20 +165,14 @@ pub(super) fn topic_tail(
         .set("group.id", "sluice-relay-tail-check")
         .set("enable.auto.commit", "false")
         .set("log_level", "3")
-        .create()
-        .map_err(|e| e.to_string())?;
-    let partitions =
-        crate::broker::topic_partitions(&consumer, topic, timeout).map_err(|e| e.to_string())?;
+        .create()?;
+    let partitions = crate::broker::topic_partitions(&consumer, topic, timeout)?;
     let mut assignment = rdkafka::TopicPartitionList::new();
     let mut wanted = std::collections::BTreeMap::new();
     for p in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .map_err(|e| e.to_string())?;
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
         if high > low {
-            assignment
-                .add_partition_offset(topic, p, rdkafka::Offset::Offset(high - 1))
-                .map_err(|e| e.to_string())?;
+            assignment.add_partition_offset(topic, p, rdkafka::Offset::Offset(high - 1))?;
             wanted.insert(p, high - 1);
         }
     }
@@ -172,13 +180,13 @@ pub(super) fn topic_tail(
     if wanted.is_empty() {
         return Ok(tail);
     }
-    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+    consumer.assign(&assignment)?;
     let deadline = Instant::now() + timeout;
     while !wanted.is_empty() && Instant::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(200)) else {
             continue;
         };
-        let message = message.map_err(|e| e.to_string())?;
+        let message = message?;
         if wanted.get(&message.partition()) != Some(&message.offset()) {
             continue;
         }
@@ -195,10 +203,7 @@ pub(super) fn topic_tail(
         }
     }
     if !wanted.is_empty() {
-        return Err(format!(
-            "the last records of partitions {:?} did not arrive",
-            wanted.keys()
-        ));
+        return Err(TailError::Missing(wanted.into_keys().collect()));
     }
     Ok(tail)
 }

@@ -110,7 +110,7 @@ pub trait EventEncoder: Send + Sync {
         event_type: &str,
         schema_version: i32,
         payload: &serde_json::Value,
-    ) -> Result<(Vec<u8>, [u8; 8]), String>;
+    ) -> Result<(Vec<u8>, [u8; 8]), crate::avro::AvroError>;
 }
 
 /// Errors that stop a relay.
@@ -128,12 +128,13 @@ pub enum RelayError {
     LockLost(#[source] sqlx::Error),
     /// A stored event could not be encoded: it would block the stream forever, so the
     /// relay stops and says which one (payloads are validated at append).
-    #[error("event at global position {global_position} ({event_type} v{schema_version}) cannot be encoded: {message}")]
+    #[error("event at global position {global_position} ({event_type} v{schema_version}) cannot be encoded")]
     Unencodable {
         global_position: i64,
         event_type: String,
         schema_version: i32,
-        message: String,
+        #[source]
+        source: Box<crate::avro::AvroError>,
     },
 }
 

@@ -217,14 +217,11 @@ impl EventEncoder for crate::avro::SchemaCatalog {
         event_type: &str,
         schema_version: i32,
         payload: &serde_json::Value,
-    ) -> Result<(Vec<u8>, [u8; 8]), String> {
-        let bytes = self
-            .encode_single_object(event_type, schema_version, payload)
-            .map_err(|e| e.to_string())?;
-        let fingerprint = self
-            .fingerprint(event_type, schema_version)
-            .map(|f| f.0)
-            .ok_or_else(|| format!("no schema for {event_type} v{schema_version}"))?;
+    ) -> Result<(Vec<u8>, [u8; 8]), crate::avro::AvroError> {
+        let bytes = self.encode_single_object(event_type, schema_version, payload)?;
+        // The encoding carries the writer schema's fingerprint after its marker.
+        let mut fingerprint = [0; 8];
+        fingerprint.copy_from_slice(&bytes[2..crate::avro::SINGLE_OBJECT_HEADER_LEN]);
         Ok((bytes, fingerprint))
     }
 }

@@ -231,11 +231,11 @@ impl Relay {
             let (bytes, fingerprint) = self
                 .encoder
                 .encode(&event.event_type, event.schema_version, &event.payload)
-                .map_err(|message| RelayError::Unencodable {
+                .map_err(|e| RelayError::Unencodable {
                     global_position: event.checkpoint.global_position,
                     event_type: event.event_type.clone(),
                     schema_version: event.schema_version,
-                    message,
+                    source: Box::new(e),
                 })?;
             let record = FutureRecord::to(&self.topic)
                 .key(&event.stream_id)
