@@ -15,7 +15,7 @@ use sqlx::migrate::Migrator;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use query::{page_limit, query_api};
+pub use query::{page_limit, query_api, PageLimitError};
 pub use rebuild::{create_generation_schema, drop_fold, swap_generation, RebuildError, Rebuilt};
 
 use crate::avro::SchemaCatalog;

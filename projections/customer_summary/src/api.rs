@@ -102,11 +102,8 @@ impl TryFrom<TopQuery> for TopRequest {
         })?;
         let currency = Currency::new(&currency)
             .map_err(|e| Problem::bad_request(format!("query parameter `currency`: {e}")))?;
-        let limit = page_limit(q.limit, DEFAULT_TOP_LIMIT, MAX_TOP_LIMIT).map_err(|raw| {
-            Problem::bad_request(format!(
-                "query parameter `limit` must be a whole number from 1 to {MAX_TOP_LIMIT}, got `{raw}`"
-            ))
-        })?;
+        let limit = page_limit(q.limit, DEFAULT_TOP_LIMIT, MAX_TOP_LIMIT)
+            .map_err(|e| Problem::bad_request(format!("query parameter `limit` {e}")))?;
         Ok(TopRequest { currency, limit })
     }
 }

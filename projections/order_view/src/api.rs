@@ -149,11 +149,8 @@ impl TryFrom<ListOrders> for Filter {
                     .map_err(|e| Problem::bad_request(format!("status: {e}")))
             })
             .transpose()?;
-        let limit = page_limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT).map_err(|raw| {
-            Problem::bad_request(format!(
-                "limit: must be a whole number from 1 to {MAX_LIMIT}, got `{raw}`"
-            ))
-        })?;
+        let limit = page_limit(params.limit, DEFAULT_LIMIT, MAX_LIMIT)
+            .map_err(|e| Problem::bad_request(format!("limit: {e}")))?;
         let after = params
             .after
             .map(|raw| {
