@@ -238,14 +238,37 @@ fn shared_dir() -> PathBuf {
         .join(format!("test-kafka-{KAFKA_VERSION}"))
 }
 
+/// Why the shared test broker could not be found or started.
+#[derive(Debug, thiserror::Error)]
+enum SharedBrokerError {
+    /// Its directory, lock or address file could not be created or written.
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Apache Kafka could not be installed, formatted or did not come up.
+    #[error("the shared test broker (Apache Kafka {KAFKA_VERSION}): {0}")]
+    Broker(#[from] crate::broker::BrokerError),
+    /// The shell that keeps the broker alive could not be started.
+    #[error("cannot start the test broker's keeper (setsid sh): {0}")]
+    Keeper(std::io::Error),
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SharedBrokerError {
+    let path = path.to_owned();
+    move |source| SharedBrokerError::Io { what, path, source }
+}
+
 /// Under a lock shared by every test process of the machine: reuses the running
 /// shared broker, or starts it.
-async fn find_or_start_shared() -> Result<String, String> {
+async fn find_or_start_shared() -> Result<String, SharedBrokerError> {
     let dir = shared_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
     let lock = std::fs::File::create(dir.join("lock"))
         .and_then(|f| f.lock().map(|()| f))
-        .map_err(|e| format!("lock {}: {e}", dir.display()))?;
+        .map_err(io_error("lock", &dir.join("lock")))?;
     let lease = dir.join("lease");
     renew_lease(&lease);
     let address = dir.join("bootstrap");
@@ -267,17 +290,13 @@ async fn find_or_start_shared() -> Result<String, String> {
     let _ = std::fs::remove_dir_all(&data);
     // Format the node and learn its command line, then hand the process to a keeper
     // that outlives this test process.
-    let kafka = LocalKafka::prepare(&data, 1, 0).await.map_err(|e| {
-        format!("prepare the shared test broker (Apache Kafka {KAFKA_VERSION}): {e}")
-    })?;
+    let kafka = LocalKafka::prepare(&data, 1, 0).await?;
     let bootstrap = kafka.bootstrap_servers();
     let command = kafka.node_command(0);
     spawn_keeper(&dir, command.as_std(), &lease, &bootstrap)?;
     let log = data.join("node-1").join("kafka.log");
-    crate::broker::wait_brokers(&bootstrap, 1, Duration::from_secs(90), &log)
-        .await
-        .map_err(|e| e.to_string())?;
-    std::fs::write(&address, &bootstrap).map_err(|e| e.to_string())?;
+    crate::broker::wait_brokers(&bootstrap, 1, Duration::from_secs(90), &log).await?;
+    std::fs::write(&address, &bootstrap).map_err(io_error("write", &address))?;
     eprintln!("test broker: Apache Kafka {KAFKA_VERSION} at {bootstrap} (shared by this test run; stops {IDLE_SECONDS} s after its last test)");
     keep_renewing(lease);
     drop(lock);
@@ -297,7 +316,7 @@ fn spawn_keeper(
     java: &std::process::Command,
     lease: &Path,
     bootstrap: &str,
-) -> Result<(), String> {
+) -> Result<(), SharedBrokerError> {
     let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
     let mut line = quote(java.get_program());
     for arg in java.get_args() {
@@ -331,8 +350,9 @@ fn spawn_keeper(
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start the test broker's keeper (setsid sh): {e}"))?;
-    std::fs::write(dir.join("keeper.pid"), keeper.id().to_string()).map_err(|e| e.to_string())?;
+        .map_err(SharedBrokerError::Keeper)?;
+    let pid = dir.join("keeper.pid");
+    std::fs::write(&pid, keeper.id().to_string()).map_err(io_error("write", &pid))?;
     Ok(())
 }
 
