@@ -100,10 +100,26 @@ pub struct PaymentMovement {
 /// A payload the summary cannot read: a missing or malformed field. Applying the
 /// event can never succeed, so it is poison.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{event_type} payload: {reason}")]
+#[error("{event_type} payload: {fault}")]
 pub struct PayloadError {
     pub event_type: String,
-    pub reason: String,
+    #[source]
+    pub fault: PayloadFault,
+}
+
+/// What is wrong with a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadFault {
+    /// A field is missing or of the wrong type: serde's message, which names it
+    /// (``missing field `customer_id` ``).
+    #[error("{0}")]
+    Shape(String),
+    /// The customer id is of the wrong length.
+    #[error("customer_id: {0}")]
+    CustomerId(#[from] InvalidCustomerId),
+    /// A capture or refund of nothing.
+    #[error("amount_minor: must be greater than zero")]
+    ZeroAmount,
 }
 
 #[derive(Deserialize)]
@@ -136,15 +152,14 @@ pub fn parse(
     event_type: &str,
     payload: &serde_json::Value,
 ) -> Result<Option<SummaryEvent>, PayloadError> {
-    let fail = |reason: String| PayloadError {
+    let fail = |fault: PayloadFault| PayloadError {
         event_type: event_type.to_owned(),
-        reason,
+        fault,
     };
     let event = match event_type {
         "OrderPlaced" => {
             let w: OrderPlacedWire = read(payload).map_err(fail)?;
-            let customer_id =
-                CustomerId::new(&w.customer_id).map_err(|e| fail(format!("customer_id: {e}")))?;
+            let customer_id = CustomerId::new(&w.customer_id).map_err(|e| fail(e.into()))?;
             SummaryEvent::OrderPlaced {
                 order_id: w.order_id,
                 customer_id,
@@ -171,10 +186,10 @@ pub fn parse(
     Ok(Some(event))
 }
 
-fn movement(movement: Movement, payload: &serde_json::Value) -> Result<SummaryEvent, String> {
+fn movement(movement: Movement, payload: &serde_json::Value) -> Result<SummaryEvent, PayloadFault> {
     let w: MovementWire = read(payload)?;
     if w.amount_minor == Amount::ZERO {
-        return Err("amount_minor: must be greater than zero".to_owned());
+        return Err(PayloadFault::ZeroAmount);
     }
     Ok(SummaryEvent::Payment(PaymentMovement {
         movement,
@@ -184,9 +199,8 @@ fn movement(movement: Movement, payload: &serde_json::Value) -> Result<SummaryEv
     }))
 }
 
-/// serde's message names the field at fault (``missing field `customer_id` ``).
-fn read<T: DeserializeOwned>(payload: &serde_json::Value) -> Result<T, String> {
-    T::deserialize(payload).map_err(|e| e.to_string())
+fn read<T: DeserializeOwned>(payload: &serde_json::Value) -> Result<T, PayloadFault> {
+    T::deserialize(payload).map_err(|e| PayloadFault::Shape(e.to_string()))
 }
 
 #[cfg(test)]

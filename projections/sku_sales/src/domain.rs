@@ -30,10 +30,23 @@ pub enum SalesEvent {
 /// A payload the model cannot read: a missing or malformed field. Applying the
 /// event can never succeed, so it is poison.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{event_type} payload: {reason}")]
+#[error("{event_type} payload: {fault}")]
 pub struct PayloadError {
     pub event_type: String,
-    pub reason: String,
+    #[source]
+    pub fault: PayloadFault,
+}
+
+/// What is wrong with a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadFault {
+    /// A field is missing or of the wrong type: serde's message, which names it
+    /// (``missing field `lines` ``).
+    #[error("{0}")]
+    Shape(String),
+    /// An order line of no quantity, or a negative one.
+    #[error("lines: quantity {quantity} of {sku}")]
+    Quantity { sku: String, quantity: i64 },
 }
 
 #[derive(Deserialize)]
@@ -59,10 +72,9 @@ pub fn parse(
     event_type: &str,
     payload: &serde_json::Value,
 ) -> Result<Option<SalesEvent>, PayloadError> {
-    // As in customer_summary: serde's message names the missing field.
-    let fail = |reason: String| PayloadError {
+    let fail = |fault: PayloadFault| PayloadError {
         event_type: event_type.to_owned(),
-        reason,
+        fault,
     };
     let event = match event_type {
         "OrderPlaced" => {
@@ -70,7 +82,10 @@ pub fn parse(
             let mut lines: BTreeMap<String, i64> = BTreeMap::new();
             for l in w.lines {
                 if l.quantity < 1 {
-                    return Err(fail(format!("lines: quantity {} of {}", l.quantity, l.sku)));
+                    return Err(fail(PayloadFault::Quantity {
+                        sku: l.sku,
+                        quantity: l.quantity,
+                    }));
                 }
                 *lines.entry(l.sku).or_default() += l.quantity;
             }
@@ -87,19 +102,27 @@ pub fn parse(
     Ok(Some(event))
 }
 
-/// serde's message names the field at fault (``missing field `lines` ``).
-fn read<T: DeserializeOwned>(payload: &serde_json::Value) -> Result<T, String> {
-    T::deserialize(payload).map_err(|e| e.to_string())
+fn read<T: DeserializeOwned>(payload: &serde_json::Value) -> Result<T, PayloadFault> {
+    T::deserialize(payload).map_err(|e| PayloadFault::Shape(e.to_string()))
+}
+
+/// A SKU no order can name: the number of characters it has, and whether one is
+/// a control character.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a SKU has 1 to {MAX_SKU_CHARS} printable characters, this one has {chars}{}",
+    if *.control { ", one a control character" } else { "" })]
+pub struct InvalidSku {
+    pub chars: usize,
+    pub control: bool,
 }
 
 /// A SKU as a query names it: 1 to [`MAX_SKU_CHARS`] characters, none a control
 /// character (the orders service refuses those, so no such SKU is ever stored).
-pub fn check_sku(sku: &str) -> Result<&str, String> {
+pub fn check_sku(sku: &str) -> Result<&str, InvalidSku> {
     let chars = sku.chars().count();
-    if chars == 0 || chars > MAX_SKU_CHARS || sku.chars().any(char::is_control) {
-        return Err(format!(
-            "a SKU has 1 to {MAX_SKU_CHARS} printable characters, this one has {chars}"
-        ));
+    let control = sku.chars().any(char::is_control);
+    if chars == 0 || chars > MAX_SKU_CHARS || control {
+        return Err(InvalidSku { chars, control });
     }
     Ok(sku)
 }
@@ -165,5 +188,9 @@ mod tests {
         ] {
             assert!(check_sku(&bad).is_err(), "{bad:?}");
         }
+        assert_eq!(
+            check_sku("a\nb").unwrap_err().to_string(),
+            "a SKU has 1 to 64 printable characters, this one has 3, one a control character"
+        );
     }
 }
