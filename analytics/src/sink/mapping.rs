@@ -44,6 +44,29 @@ pub(crate) const ENVELOPE_COLUMNS: [(&str, &str); 10] = [
 /// these is refused.
 const RESERVED_TABLES: [&str; 3] = ["raw_events", "sluice_positions", "sluice_watermarks"];
 
+/// Why an event type cannot have a typed table.
+#[derive(Debug, thiserror::Error)]
+pub enum TypedTableError {
+    /// Its table would be one of the sink's own.
+    #[error("event type {event_type} would be loaded into `{table}`, a table of the sink itself")]
+    Reserved { event_type: String, table: String },
+    /// Two event types map to one table name (`OrderPlaced` and `Order_Placed`).
+    #[error("event types {first} and {second} would share the table `{table}`")]
+    Shared {
+        first: String,
+        second: String,
+        table: String,
+    },
+    /// A version's schema names a type it does not define.
+    #[error("{event_type} v{version}: {source}")]
+    Schema {
+        event_type: String,
+        version: i32,
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+}
+
 /// One event type's typed table.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TypedTable {
@@ -123,12 +146,13 @@ impl TypedTable {
     pub(crate) fn for_event_type(
         catalog: &SchemaCatalog,
         event_type: &str,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, TypedTableError> {
         let name = table_name(event_type);
         if RESERVED_TABLES.contains(&name.as_str()) {
-            return Err(format!(
-                "event type {event_type} would be loaded into `{name}`, a table of the sink itself"
-            ));
+            return Err(TypedTableError::Reserved {
+                event_type: event_type.to_owned(),
+                table: name,
+            });
         }
         let mut columns: Vec<PayloadColumn> = Vec::new();
         let mut seen = HashSet::new();
@@ -142,7 +166,11 @@ impl TypedTable {
                 continue;
             };
             let names: HashMap<Name, Schema> = ResolvedSchema::try_from(schema)
-                .map_err(|e| format!("{event_type} v{version}: {e}"))?
+                .map_err(|e| TypedTableError::Schema {
+                    event_type: event_type.to_owned(),
+                    version,
+                    source: Box::new(e),
+                })?
                 .get_names()
                 .iter()
                 .map(|(n, s)| (n.clone(), (*s).clone()))
@@ -183,16 +211,17 @@ impl TypedTable {
 /// Every event type's typed table, by event type.
 pub(crate) fn typed_tables(
     catalog: &SchemaCatalog,
-) -> Result<BTreeMap<String, TypedTable>, String> {
+) -> Result<BTreeMap<String, TypedTable>, TypedTableError> {
     let mut tables = BTreeMap::new();
     let mut by_name: HashMap<String, String> = HashMap::new();
     for event_type in catalog.event_types() {
         let table = TypedTable::for_event_type(catalog, event_type)?;
         if let Some(other) = by_name.insert(table.name.clone(), event_type.to_owned()) {
-            return Err(format!(
-                "event types {other} and {event_type} would share the table `{}`",
-                table.name
-            ));
+            return Err(TypedTableError::Shared {
+                first: other,
+                second: event_type.to_owned(),
+                table: table.name,
+            });
         }
         tables.insert(event_type.to_owned(), table);
     }
@@ -385,6 +414,28 @@ mod tests {
         assert_eq!(
             types,
             vec![("n", "BIGINT"), ("added", "VARCHAR"), ("gone", "VARCHAR")]
+        );
+    }
+
+    #[test]
+    fn a_reserved_or_shared_table_name_is_refused() {
+        let thing = |name: &str| {
+            format!(r#"{{"type":"record","name":"{name}","fields":[{{"name":"n","type":"int"}}]}}"#)
+        };
+        let reserved = catalog(vec![("RawEvents", 1, &thing("RawEvents"))]);
+        let err = typed_tables(&reserved).unwrap_err();
+        assert!(
+            matches!(&err, TypedTableError::Reserved { table, .. } if table == "raw_events"),
+            "{err}"
+        );
+        let shared = catalog(vec![
+            ("OrderPlaced", 1, &thing("OrderPlaced")),
+            ("Order_Placed", 1, &thing("Order_Placed")),
+        ]);
+        let err = typed_tables(&shared).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "event types OrderPlaced and Order_Placed would share the table `order_placed`"
         );
     }
 }

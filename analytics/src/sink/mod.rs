@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::warehouse::{Warehouse, WarehouseError};
 
 pub use loader::{LoadReport, LoadTimings, Loader};
-pub use mapping::table_name as typed_table_name;
+pub use mapping::{table_name as typed_table_name, TypedTableError};
 pub use reader::TOPIC_SUFFIX;
 pub use record::SinkRecord;
 pub use schemas::repository_schemas_dir;
@@ -68,7 +68,7 @@ pub enum SinkError {
     /// An event type cannot have a typed table (its name clashes with another's or
     /// with a table of the sink).
     #[error("typed table: {0}")]
-    TypedTable(String),
+    TypedTable(#[from] mapping::TypedTableError),
     /// The warehouse could not give the sink a connection.
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),

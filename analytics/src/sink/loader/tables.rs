@@ -17,7 +17,7 @@ pub(super) fn ensure_typed_tables(
     conn: &Connection,
     catalog: &SchemaCatalog,
 ) -> Result<BTreeMap<String, TypedTable>, SinkError> {
-    let tables = typed_tables(catalog).map_err(SinkError::TypedTable)?;
+    let tables = typed_tables(catalog)?;
     conn.execute_batch("BEGIN TRANSACTION")?;
     match tables.values().try_for_each(|t| ensure_table(conn, t)) {
         Ok(()) => conn.execute_batch("COMMIT")?,
